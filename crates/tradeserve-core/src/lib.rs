@@ -1,0 +1,33 @@
+//! TradeServe's domain: what a decision is and how it is made, with no I/O.
+//!
+//! Layout:
+//! - [`types`]: closed sets (actions, roles, specialists) and the validated symbol.
+//! - [`schema`]: the feature schema every model input is checked against.
+//! - [`request`]: parsing and validating `POST /api/v1/predict` bodies.
+//! - [`blend`]: entropy, blending specialists by weight, picking the action.
+//! - [`sizing`]: the quantity policy.
+//! - [`risk`]: risk limits, the named checks, and the in-process ledger.
+//! - [`ports`]: traits for the feature source, inference models, risk ledger and event sink.
+//! - [`model_set`]: the immutable set of five loaded models a request reads once.
+//! - [`decision`]: the response decision and the audit event.
+//! - [`pipeline`]: the hot path that ties them together.
+//!
+//! Adapters (ONNX engines, market replay, audit log, HTTP) live in other crates and depend on
+//! this one, never the reverse.
+
+pub mod blend;
+pub mod decision;
+pub mod model_set;
+pub mod pipeline;
+pub mod ports;
+pub mod request;
+pub mod risk;
+pub mod schema;
+pub mod sizing;
+pub mod types;
+
+pub use decision::{Decision, DecisionEvent};
+pub use model_set::{LoadedModel, ModelInfo, ModelSet};
+pub use pipeline::{Outcome, Pipeline, PipelineConfig, PredictError, StageTimings};
+pub use request::{PredictRequest, RequestError};
+pub use types::{Action, Role, Specialist, Symbol};

@@ -1,0 +1,96 @@
+//! The model set: one loaded model per role, immutable once built.
+//!
+//! A request reads the active set once (an `ArcSwap` load in the server) and uses only that
+//! set, so a swap never mixes versions within one decision.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::ports::InferenceModel;
+use crate::types::{Role, Specialist};
+
+/// Where a model came from and what exactly was loaded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelInfo {
+    pub role: Role,
+    /// Registry name, e.g. `tradeserve.bull_specialist`.
+    pub name: String,
+    /// Registry version, e.g. `"2"`.
+    pub version: String,
+    /// Where it was loaded from (`file://…` or `models:/…`).
+    pub source: String,
+    /// sha256 of `model.onnx`.
+    pub sha256: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub loaded_at: OffsetDateTime,
+}
+
+/// A model ready to run, with its provenance.
+#[derive(Clone)]
+pub struct LoadedModel {
+    pub info: ModelInfo,
+    pub model: Arc<dyn InferenceModel>,
+}
+
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModel")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One version of each of the five roles.
+#[derive(Debug, Clone)]
+pub struct ModelSet {
+    pub regime_detector: LoadedModel,
+    pub meta_controller: LoadedModel,
+    /// Indexed by [`Specialist::index`].
+    pub specialists: [LoadedModel; 3],
+    /// Registry versions by role, precomputed for responses and events.
+    versions: Arc<BTreeMap<Role, String>>,
+}
+
+impl ModelSet {
+    pub fn new(
+        regime_detector: LoadedModel,
+        meta_controller: LoadedModel,
+        specialists: [LoadedModel; 3],
+    ) -> ModelSet {
+        let mut versions = BTreeMap::new();
+        versions.insert(Role::RegimeDetector, regime_detector.info.version.clone());
+        versions.insert(Role::MetaController, meta_controller.info.version.clone());
+        for s in Specialist::ALL {
+            versions.insert(s.role(), specialists[s.index()].info.version.clone());
+        }
+        ModelSet {
+            regime_detector,
+            meta_controller,
+            specialists,
+            versions: Arc::new(versions),
+        }
+    }
+
+    pub fn specialist(&self, s: Specialist) -> &LoadedModel {
+        &self.specialists[s.index()]
+    }
+
+    /// Registry version of each role.
+    pub fn versions(&self) -> &Arc<BTreeMap<Role, String>> {
+        &self.versions
+    }
+
+    /// Every model with its role, in [`Role::ALL`] order.
+    pub fn models(&self) -> [&LoadedModel; 5] {
+        [
+            &self.regime_detector,
+            &self.meta_controller,
+            &self.specialists[0],
+            &self.specialists[1],
+            &self.specialists[2],
+        ]
+    }
+}

@@ -1,0 +1,378 @@
+//! The decision pipeline (the hot path of DESIGN.md §3), with no I/O of its own:
+//! validate → features → regime detector → meta-controller → specialists → blend → size →
+//! risk → enqueue the event. Ports do the I/O; the caller supplies the model snapshot it
+//! loaded once for this request.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::blend::{self, Probs};
+use crate::decision::{
+    Decision, DecisionEvent, EVENT_SCHEMA_VERSION, FeatureValues, Metadata, RegimeProbabilities,
+    RiskCheckFlags, StrategyWeights,
+};
+use crate::model_set::{LoadedModel, ModelSet};
+use crate::ports::{
+    EventSink, FeatureError, FeatureSnapshot, FeatureSource, ModelError, RiskError, RiskLedger,
+};
+use crate::request::{PredictRequest, RequestError, RequestRules, parse_predict_request};
+use crate::risk::{Order, RiskLimits};
+use crate::schema::{FEATURE_WIDTH, META_WIDTH, RET_15, VOL_15};
+use crate::sizing::SizingPolicy;
+use crate::types::{Action, Role, Specialist};
+
+/// Knobs of the pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub sizing: SizingPolicy,
+    pub risk: RiskLimits,
+    pub request: RequestRules,
+    /// A decision later than this after arrival is not returned (504).
+    pub deadline: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            sizing: SizingPolicy::default(),
+            risk: RiskLimits::default(),
+            request: RequestRules::default(),
+            deadline: Duration::from_millis(40),
+        }
+    }
+}
+
+/// Why no decision was returned.
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("explanations are not available yet")]
+    ExplainUnavailable,
+    #[error(transparent)]
+    Features(#[from] FeatureError),
+    #[error("model {role} failed: {source}")]
+    Model { role: Role, source: ModelError },
+    #[error(transparent)]
+    Risk(#[from] RiskError),
+    #[error("deadline of {deadline:?} exceeded after {elapsed:?}")]
+    DeadlineExceeded {
+        deadline: Duration,
+        elapsed: Duration,
+    },
+}
+
+/// Time spent in each stage of one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimings {
+    pub parse: Duration,
+    pub features: Duration,
+    pub inference: Duration,
+    pub risk: Duration,
+}
+
+/// A decision the risk checks approved (HTTP 200) or rejected (HTTP 403).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Approved(Decision),
+    Rejected(Decision),
+}
+
+impl Outcome {
+    pub fn decision(&self) -> &Decision {
+        match self {
+            Outcome::Approved(d) | Outcome::Rejected(d) => d,
+        }
+    }
+
+    pub fn decision_mut(&mut self) -> &mut Decision {
+        match self {
+            Outcome::Approved(d) | Outcome::Rejected(d) => d,
+        }
+    }
+}
+
+/// A finished request: the outcome and where the time went.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    pub outcome: Outcome,
+    pub timings: StageTimings,
+}
+
+/// Everything the ensemble computed for one feature snapshot. Pure function of the
+/// snapshot, the model set and the override: what replay re-runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub regime: Probs,
+    pub entropy: f64,
+    pub weights: Probs,
+    pub specialists: [Probs; 3],
+    pub blended: Probs,
+    pub action: Action,
+    pub confidence: f64,
+    pub dominant: Specialist,
+}
+
+fn run(model: &LoadedModel, input: &[f32]) -> Result<Probs, PredictError> {
+    let raw = model
+        .model
+        .predict(input)
+        .map_err(|source| PredictError::Model {
+            role: model.info.role,
+            source,
+        })?;
+    blend::normalize(raw).ok_or(PredictError::Model {
+        role: model.info.role,
+        source: ModelError::BadOutput(raw.to_vec()),
+    })
+}
+
+/// Run the ensemble on one feature snapshot.
+pub fn evaluate(
+    models: &ModelSet,
+    snapshot: &FeatureSnapshot,
+    strategy_override: Option<Specialist>,
+) -> Result<Evaluation, PredictError> {
+    let x: [f32; FEATURE_WIDTH] = snapshot.features.map(|v| v as f32);
+    let regime = run(&models.regime_detector, &x)?;
+    let entropy = blend::normalized_entropy(&regime);
+    let weights = match strategy_override {
+        Some(s) => {
+            let mut w = [0.0; 3];
+            w[s.index()] = 1.0;
+            w
+        }
+        None => {
+            let h = &snapshot.hit_rates;
+            let f = &snapshot.features;
+            let meta: [f32; META_WIDTH] = [
+                regime[0], regime[1], regime[2], entropy, h[0], h[1], h[2], f[VOL_15], f[RET_15],
+            ]
+            .map(|v| v as f32);
+            run(&models.meta_controller, &meta)?
+        }
+    };
+    let mut specialists = [[0.0, 0.0, 1.0]; 3];
+    for s in Specialist::ALL {
+        if weights[s.index()] > 0.0 {
+            specialists[s.index()] = run(models.specialist(s), &x)?;
+        }
+    }
+    let blended = blend::blend(&weights, &specialists);
+    let (action, confidence) = blend::choose(&blended);
+    let dominant = Specialist::ALL[blend::argmax(&weights)];
+    Ok(Evaluation {
+        regime,
+        entropy,
+        weights,
+        specialists,
+        blended,
+        action,
+        confidence,
+        dominant,
+    })
+}
+
+/// The decision service: ports plus configuration.
+pub struct Pipeline {
+    features: Arc<dyn FeatureSource>,
+    ledger: Arc<dyn RiskLedger>,
+    events: Arc<dyn EventSink>,
+    config: PipelineConfig,
+}
+
+impl Pipeline {
+    pub fn new(
+        features: Arc<dyn FeatureSource>,
+        ledger: Arc<dyn RiskLedger>,
+        events: Arc<dyn EventSink>,
+        config: PipelineConfig,
+    ) -> Pipeline {
+        Pipeline {
+            features,
+            ledger,
+            events,
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    pub fn feature_source(&self) -> &Arc<dyn FeatureSource> {
+        &self.features
+    }
+
+    fn check_deadline(&self, arrival: Instant) -> Result<(), PredictError> {
+        let elapsed = arrival.elapsed();
+        if elapsed > self.config.deadline {
+            return Err(PredictError::DeadlineExceeded {
+                deadline: self.config.deadline,
+                elapsed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Decide for one request body. `arrival` is when the request reached the server, `now`
+    /// the wall clock at that moment.
+    pub async fn predict(
+        &self,
+        models: &ModelSet,
+        body: &[u8],
+        arrival: Instant,
+        now: OffsetDateTime,
+    ) -> Result<Prediction, PredictError> {
+        let mut timings = StageTimings::default();
+        let request = parse_predict_request(body, now, &self.config.request)?;
+        if request.explain {
+            return Err(PredictError::ExplainUnavailable);
+        }
+        let t = Instant::now();
+        timings.parse = t.duration_since(arrival);
+        let snapshot = self
+            .features
+            .features(request.symbol.as_str(), request.timestamp)
+            .await?;
+        let t2 = Instant::now();
+        timings.features = t2 - t;
+        self.check_deadline(arrival)?;
+
+        let eval = evaluate(models, &snapshot, request.strategy_override)?;
+        let quantity = self.config.sizing.quantity(
+            eval.action,
+            eval.confidence,
+            snapshot.price,
+            snapshot.features[VOL_15],
+        );
+        let t3 = Instant::now();
+        timings.inference = t3 - t2;
+        self.check_deadline(arrival)?;
+
+        let risk_validation = if request.risk_check {
+            let order = Order {
+                symbol: request.symbol.as_str(),
+                action: eval.action,
+                quantity,
+                price: snapshot.price,
+                day: now.date(),
+            };
+            Some(
+                self.ledger
+                    .check_and_apply(&order, &self.config.risk)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        timings.risk = t3.elapsed();
+
+        let decision = build_decision(
+            models,
+            &request,
+            &snapshot,
+            &eval,
+            quantity,
+            risk_validation,
+            now,
+        );
+        let approved = decision.risk_validation.as_ref().is_none_or(|v| v.approved);
+        let latency = arrival.elapsed();
+        let mut decision = decision;
+        decision.metadata.latency_ms = latency.as_secs_f64() * 1e3;
+        // The sink counts and logs what it cannot take; the request never waits for it.
+        let _ = self
+            .events
+            .emit(build_event(&decision, &request, &snapshot, approved));
+        let outcome = if approved {
+            Outcome::Approved(decision)
+        } else {
+            Outcome::Rejected(decision)
+        };
+        Ok(Prediction { outcome, timings })
+    }
+}
+
+fn build_decision(
+    models: &ModelSet,
+    request: &PredictRequest,
+    snapshot: &FeatureSnapshot,
+    eval: &Evaluation,
+    quantity: u64,
+    risk_validation: Option<crate::risk::RiskValidation>,
+    now: OffsetDateTime,
+) -> Decision {
+    let dominant = models.specialist(eval.dominant);
+    Decision {
+        decision_id: Uuid::now_v7(),
+        symbol: request.symbol.clone(),
+        action: eval.action,
+        confidence: eval.confidence,
+        recommended_quantity: quantity,
+        regime_probabilities: RegimeProbabilities {
+            bull: eval.regime[0],
+            bear: eval.regime[1],
+            sideways: eval.regime[2],
+            entropy: eval.entropy,
+        },
+        strategy_weights: StrategyWeights {
+            bull_specialist: eval.weights[0],
+            bear_specialist: eval.weights[1],
+            sideways_specialist: eval.weights[2],
+        },
+        risk_validation,
+        metadata: Metadata {
+            model_version: format!("{}_v{}", dominant.info.role, dominant.info.version),
+            latency_ms: 0.0,
+            timestamp: now,
+            model_versions: Arc::clone(models.versions()),
+            experiment: None,
+            features_as_of: snapshot.as_of,
+        },
+        explanation: None,
+    }
+}
+
+fn build_event(
+    decision: &Decision,
+    request: &PredictRequest,
+    snapshot: &FeatureSnapshot,
+    approved: bool,
+) -> DecisionEvent {
+    DecisionEvent {
+        schema_version: EVENT_SCHEMA_VERSION,
+        event_type: "trading_decision",
+        timestamp: decision.metadata.timestamp,
+        decision_id: decision.decision_id,
+        symbol: decision.symbol.clone(),
+        action: decision.action,
+        quantity: decision.recommended_quantity,
+        confidence: decision.confidence,
+        regime_probs: decision.regime_probabilities,
+        strategy_weights: decision.strategy_weights,
+        features: FeatureValues {
+            features: snapshot.features,
+            hit_rates: snapshot.hit_rates,
+        },
+        features_as_of: snapshot.as_of,
+        price: snapshot.price,
+        strategy_override: request.strategy_override,
+        risk_checks: RiskCheckFlags(decision.risk_validation.clone()),
+        risk_warnings: decision
+            .risk_validation
+            .as_ref()
+            .map(|v| v.warnings.clone())
+            .unwrap_or_default(),
+        approved,
+        model_versions: Arc::clone(&decision.metadata.model_versions),
+        experiment: None,
+        rollout: None,
+        shadow: None,
+        latency_ms: decision.metadata.latency_ms,
+        client_id: None,
+    }
+}

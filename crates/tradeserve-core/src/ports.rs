@@ -1,0 +1,116 @@
+//! Ports: the traits through which the domain reaches the outside world.
+//!
+//! Each has an embedded implementation (market replay, tract engine, in-process ledger, audit
+//! log) and, in production, a real one (feature store, remote engines, shared ledger, Kafka).
+//! Calls that may do I/O return a boxed future so adapters can be async; embedded adapters
+//! return a ready future.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use time::OffsetDateTime;
+
+use crate::decision::DecisionEvent;
+use crate::risk::{Order, RiskLimits, RiskValidation};
+use crate::schema::{FEATURE_WIDTH, HIT_RATES};
+
+/// A boxed, sendable future (what an async trait method returns here).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Features of one symbol as of one bar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureSnapshot {
+    /// Close time of the bar the features describe (no later bar was used).
+    pub as_of: OffsetDateTime,
+    /// Last traded price (the bar's close), used for sizing and risk.
+    pub price: f64,
+    /// Model inputs, in [`crate::schema::FEATURES`] order.
+    pub features: [f64; FEATURE_WIDTH],
+    /// Strategy hit rates, in [`crate::schema::HIT_RATES`] order.
+    pub hit_rates: [f64; HIT_RATES.len()],
+}
+
+/// Data a feature source can serve for a symbol.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SymbolCoverage {
+    pub symbol: String,
+    /// First instant with features.
+    #[serde(with = "time::serde::rfc3339")]
+    pub from: OffsetDateTime,
+    /// Last bar.
+    #[serde(with = "time::serde::rfc3339")]
+    pub to: OffsetDateTime,
+    pub bars: usize,
+}
+
+/// Why features could not be served.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FeatureError {
+    #[error("unknown symbol {0}")]
+    UnknownSymbol(String),
+    #[error("{0}")]
+    NoData(String),
+    #[error("feature source unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where features come from.
+pub trait FeatureSource: Send + Sync {
+    /// Features of `symbol` as of `as_of` (`None` = latest), never using a later bar.
+    fn features<'a>(
+        &'a self,
+        symbol: &'a str,
+        as_of: Option<OffsetDateTime>,
+    ) -> BoxFuture<'a, Result<FeatureSnapshot, FeatureError>>;
+
+    /// Symbols this source serves, with their time ranges.
+    fn coverage(&self) -> Vec<SymbolCoverage>;
+}
+
+/// Why a model call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    #[error("model input has width {got}, expected {expected}")]
+    InputWidth { expected: usize, got: usize },
+    #[error("inference failed: {0}")]
+    Inference(String),
+    #[error("model output is not a probability vector: {0:?}")]
+    BadOutput(Vec<f32>),
+}
+
+/// One loaded model: a float32 vector in, three probabilities out (batch 1).
+pub trait InferenceModel: Send + Sync {
+    fn predict(&self, input: &[f32]) -> Result<[f32; 3], ModelError>;
+}
+
+/// Why the risk ledger could not answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RiskError {
+    #[error("risk ledger unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Positions and counters the risk checks read, updated atomically with the check.
+pub trait RiskLedger: Send + Sync {
+    /// Evaluate every check for `order`; if approved, record it, as one atomic step.
+    fn check_and_apply<'a>(
+        &'a self,
+        order: &'a Order<'a>,
+        limits: &'a RiskLimits,
+    ) -> BoxFuture<'a, Result<RiskValidation, RiskError>>;
+}
+
+/// Why an event could not be accepted for delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EmitError {
+    #[error("event queue is full")]
+    QueueFull,
+    #[error("event sink is shut down")]
+    Closed,
+}
+
+/// Where decision events go. `emit` never blocks: it enqueues or fails at once, and the sink
+/// itself counts and logs every event it could not take.
+pub trait EventSink: Send + Sync {
+    fn emit(&self, event: DecisionEvent) -> Result<(), EmitError>;
+}

@@ -1,0 +1,350 @@
+//! Parsing and validating a `POST /api/v1/predict` body into a [`PredictRequest`].
+//!
+//! The body is parsed straight into a typed struct (`deny_unknown_fields`); serde's error,
+//! with the path of the offending field, is turned into a stable error code. A body that is
+//! not JSON or not an object is [`RequestErrorKind::Malformed`] (HTTP 400); valid JSON with a
+//! bad field is [`RequestErrorKind::Invalid`] (HTTP 422).
+
+use serde::Deserialize;
+use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
+
+use crate::types::{Specialist, Symbol};
+
+/// A validated prediction request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictRequest {
+    pub symbol: Symbol,
+    /// Point-in-time features as of this instant; `None` = latest.
+    pub timestamp: Option<OffsetDateTime>,
+    pub strategy_override: Option<Specialist>,
+    pub risk_check: bool,
+    pub explain: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest {
+    symbol: String,
+    #[serde(default)]
+    timestamp: Option<String>,
+    #[serde(default)]
+    strategy_override: Option<Specialist>,
+    #[serde(default = "default_true")]
+    risk_check: bool,
+    #[serde(default)]
+    explain: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Whether the body could not be read as a JSON object, or a field in it is invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestErrorKind {
+    /// HTTP 400.
+    Malformed,
+    /// HTTP 422.
+    Invalid,
+}
+
+/// A client error in the request body, with a stable `code` and the field it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RequestError {
+    pub kind: RequestErrorKind,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl RequestError {
+    fn malformed(code: &'static str, message: impl Into<String>) -> Self {
+        RequestError {
+            kind: RequestErrorKind::Malformed,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    fn invalid(code: &'static str, message: impl Into<String>, field: Option<String>) -> Self {
+        RequestError {
+            kind: RequestErrorKind::Invalid,
+            code,
+            message: message.into(),
+            field,
+        }
+    }
+}
+
+/// Limits the parser applies besides the schema.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestRules {
+    /// How far in the future a `timestamp` may be (clock skew between client and server).
+    pub max_clock_skew: Duration,
+}
+
+impl Default for RequestRules {
+    fn default() -> Self {
+        RequestRules {
+            max_clock_skew: Duration::seconds(5),
+        }
+    }
+}
+
+/// Parse and validate a request body; `now` is the server's clock.
+pub fn parse_predict_request(
+    body: &[u8],
+    now: OffsetDateTime,
+    rules: &RequestRules,
+) -> Result<PredictRequest, RequestError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => {
+                    RequestError::malformed("not_an_object", "request body must be a JSON object")
+                }
+                Err(e) => RequestError::malformed(
+                    "malformed_json",
+                    format!("request body is not valid JSON: {e}"),
+                ),
+            },
+        );
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let raw: RawRequest = serde_path_to_error::deserialize(&mut de).map_err(classify)?;
+    de.end().map_err(|e| {
+        RequestError::malformed(
+            "malformed_json",
+            format!("request body is not valid JSON: {e}"),
+        )
+    })?;
+
+    let symbol = Symbol::parse(&raw.symbol).map_err(|e| {
+        RequestError::invalid("invalid_symbol", e.to_string(), Some("symbol".to_owned()))
+    })?;
+    let timestamp = match raw.timestamp {
+        None => None,
+        Some(text) => {
+            let ts = OffsetDateTime::parse(&text, &Rfc3339).map_err(|e| {
+                RequestError::invalid(
+                    "invalid_timestamp",
+                    format!("timestamp must be RFC 3339 (e.g. 2025-10-21T14:30:00Z): {e}"),
+                    Some("timestamp".to_owned()),
+                )
+            })?;
+            if ts > now + rules.max_clock_skew {
+                return Err(RequestError::invalid(
+                    "timestamp_in_future",
+                    format!(
+                        "timestamp is more than {} s in the future",
+                        rules.max_clock_skew.whole_seconds()
+                    ),
+                    Some("timestamp".to_owned()),
+                ));
+            }
+            Some(ts)
+        }
+    };
+    Ok(PredictRequest {
+        symbol,
+        timestamp,
+        strategy_override: raw.strategy_override,
+        risk_check: raw.risk_check,
+        explain: raw.explain,
+    })
+}
+
+fn classify(err: serde_path_to_error::Error<serde_json::Error>) -> RequestError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    if !inner.is_data() {
+        return RequestError::malformed(
+            "malformed_json",
+            format!("request body is not valid JSON: {inner}"),
+        );
+    }
+    let text = inner.to_string();
+    let message = strip_position(&text);
+    let backticked = || text.split('`').nth(1).map(str::to_owned);
+    let field = if path == "." { None } else { Some(path) };
+    if text.starts_with("unknown field") {
+        RequestError::invalid("unknown_field", message, backticked())
+    } else if text.starts_with("missing field") {
+        RequestError::invalid("missing_field", message, backticked())
+    } else if text.starts_with("duplicate field") {
+        RequestError::invalid("duplicate_field", message, backticked())
+    } else if text.starts_with("unknown variant") {
+        RequestError::invalid("invalid_value", message, field)
+    } else {
+        RequestError::invalid("invalid_type", message, field)
+    }
+}
+
+/// serde_json appends " at line L column C"; the field name says more to an API client.
+fn strip_position(text: &str) -> String {
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2025-10-21 14:30:00 UTC);
+
+    fn parse(body: &str) -> Result<PredictRequest, RequestError> {
+        parse_predict_request(body.as_bytes(), NOW, &RequestRules::default())
+    }
+
+    fn err(body: &str) -> (RequestErrorKind, &'static str, Option<String>) {
+        let e = parse(body).expect_err(body);
+        (e.kind, e.code, e.field)
+    }
+
+    #[test]
+    fn minimal_request_gets_defaults() {
+        let r = parse(r#"{"symbol":"AAPL"}"#);
+        assert_eq!(
+            r,
+            Ok(PredictRequest {
+                symbol: Symbol::parse("AAPL").unwrap(),
+                timestamp: None,
+                strategy_override: None,
+                risk_check: true,
+                explain: false,
+            })
+        );
+    }
+
+    #[test]
+    fn full_request() {
+        let r = parse(
+            r#"{"symbol":"BRK.B","timestamp":"2025-10-21T14:29:00Z","strategy_override":"bear_specialist","risk_check":false,"explain":true}"#,
+        );
+        let r = r.map_err(|e| e.message);
+        assert_eq!(
+            r.as_ref().map(|r| r.timestamp),
+            Ok(Some(datetime!(2025-10-21 14:29:00 UTC)))
+        );
+        assert_eq!(
+            r.as_ref().map(|r| r.strategy_override),
+            Ok(Some(Specialist::Bear))
+        );
+        assert_eq!(
+            r.as_ref().map(|r| (r.risk_check, r.explain)),
+            Ok((false, true))
+        );
+        let null_override = parse(r#"{"symbol":"A","strategy_override":null}"#);
+        assert_eq!(null_override.map(|r| r.strategy_override), Ok(None));
+    }
+
+    #[test]
+    fn malformed_bodies_are_400() {
+        assert_eq!(
+            err(""),
+            (RequestErrorKind::Malformed, "malformed_json", None)
+        );
+        assert_eq!(
+            err("{"),
+            (RequestErrorKind::Malformed, "malformed_json", None)
+        );
+        assert_eq!(
+            err("{\"symbol\":\"A\"} x"),
+            (RequestErrorKind::Malformed, "malformed_json", None)
+        );
+        assert_eq!(
+            err("symbol=AAPL"),
+            (RequestErrorKind::Malformed, "malformed_json", None)
+        );
+        assert_eq!(
+            err("[1,2]"),
+            (RequestErrorKind::Malformed, "not_an_object", None)
+        );
+        assert_eq!(
+            err("\"AAPL\""),
+            (RequestErrorKind::Malformed, "not_an_object", None)
+        );
+        assert_eq!(
+            err("null"),
+            (RequestErrorKind::Malformed, "not_an_object", None)
+        );
+    }
+
+    #[test]
+    fn invalid_fields_are_422_with_the_field() {
+        let f = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            err("{}"),
+            (RequestErrorKind::Invalid, "missing_field", f("symbol"))
+        );
+        assert_eq!(
+            err(r#"{"symbol":"A","foo":1}"#),
+            (RequestErrorKind::Invalid, "unknown_field", f("foo"))
+        );
+        assert_eq!(
+            err(r#"{"symbol":1}"#),
+            (RequestErrorKind::Invalid, "invalid_type", f("symbol"))
+        );
+        assert_eq!(
+            err(r#"{"symbol":"A","risk_check":"yes"}"#),
+            (RequestErrorKind::Invalid, "invalid_type", f("risk_check"))
+        );
+        assert_eq!(
+            err(r#"{"symbol":"A","explain":null}"#),
+            (RequestErrorKind::Invalid, "invalid_type", f("explain"))
+        );
+        assert_eq!(
+            err(r#"{"symbol":"A","strategy_override":"momentum"}"#),
+            (
+                RequestErrorKind::Invalid,
+                "invalid_value",
+                f("strategy_override")
+            )
+        );
+        assert_eq!(
+            err(r#"{"symbol":"aapl"}"#),
+            (RequestErrorKind::Invalid, "invalid_symbol", f("symbol"))
+        );
+        assert_eq!(
+            err(r#"{"symbol":"ABCDEFGHIJKLM"}"#),
+            (RequestErrorKind::Invalid, "invalid_symbol", f("symbol"))
+        );
+        assert_eq!(
+            err(r#"{"symbol":"A","symbol":"B"}"#),
+            (RequestErrorKind::Invalid, "duplicate_field", f("symbol"))
+        );
+        assert_eq!(
+            err(r#"{"symbol":"A","timestamp":"yesterday"}"#),
+            (
+                RequestErrorKind::Invalid,
+                "invalid_timestamp",
+                f("timestamp")
+            )
+        );
+        assert_eq!(
+            err(r#"{"symbol":"A","timestamp":1761057000}"#),
+            (RequestErrorKind::Invalid, "invalid_type", f("timestamp"))
+        );
+    }
+
+    #[test]
+    fn future_timestamps_beyond_the_skew_are_rejected() {
+        assert!(parse(r#"{"symbol":"A","timestamp":"2025-10-21T14:30:05Z"}"#).is_ok());
+        assert_eq!(
+            err(r#"{"symbol":"A","timestamp":"2025-10-21T14:30:06Z"}"#),
+            (
+                RequestErrorKind::Invalid,
+                "timestamp_in_future",
+                Some("timestamp".to_owned())
+            )
+        );
+        // Offsets other than Z are understood.
+        assert!(parse(r#"{"symbol":"A","timestamp":"2025-10-21T10:29:00-04:00"}"#).is_ok());
+    }
+}

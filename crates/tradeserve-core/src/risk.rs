@@ -1,0 +1,561 @@
+//! Risk limits, the six named checks of DESIGN.md §9, and the embedded in-process ledger.
+//!
+//! [`evaluate`] is pure: an order, the symbol's book and the limits in, a [`RiskValidation`]
+//! out. A [`RiskLedger`](crate::ports::RiskLedger) does check-and-apply atomically so limits
+//! hold under concurrency; [`InMemoryRiskLedger`] is the single-replica implementation.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+use time::Date;
+
+use crate::ports::{BoxFuture, RiskError, RiskLedger};
+use crate::types::Action;
+
+/// Configurable limits. Notional amounts are in USD.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskLimits {
+    /// Largest absolute position per symbol after an order, in shares.
+    pub max_position_shares: u64,
+    /// Largest absolute position per symbol after an order, in USD at the decision price.
+    pub max_position_notional: f64,
+    /// Largest share of `portfolio_capital` one symbol's position may take.
+    pub max_concentration: f64,
+    /// Capital the concentration limit is measured against.
+    pub portfolio_capital: f64,
+    /// Largest single order, in USD.
+    pub max_order_notional: f64,
+    /// Symbols that may not be traded.
+    pub restricted_symbols: Vec<String>,
+    /// Orders per symbol per UTC day.
+    pub max_daily_orders: u64,
+    /// A check warns when its measure exceeds this fraction of the limit.
+    pub warn_fraction: f64,
+}
+
+impl Default for RiskLimits {
+    fn default() -> Self {
+        RiskLimits {
+            max_position_shares: 50_000,
+            max_position_notional: 2_000_000.0,
+            max_concentration: 0.10,
+            portfolio_capital: 25_000_000.0,
+            max_order_notional: 250_000.0,
+            restricted_symbols: Vec::new(),
+            max_daily_orders: 100_000,
+            warn_fraction: 0.8,
+        }
+    }
+}
+
+impl RiskLimits {
+    /// Check the limits; the message names the bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("max_position_notional", self.max_position_notional),
+            ("portfolio_capital", self.portfolio_capital),
+            ("max_order_notional", self.max_order_notional),
+        ];
+        for (name, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("risk.{name} must be a finite number > 0"));
+            }
+        }
+        if !(self.max_concentration > 0.0 && self.max_concentration <= 1.0) {
+            return Err("risk.max_concentration must be in (0, 1]".into());
+        }
+        if !(self.warn_fraction > 0.0 && self.warn_fraction <= 1.0) {
+            return Err("risk.warn_fraction must be in (0, 1]".into());
+        }
+        for s in &self.restricted_symbols {
+            if crate::types::Symbol::parse(s).is_err() {
+                return Err(format!(
+                    "risk.restricted_symbols: {s:?} is not a valid symbol"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Result of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Pass,
+    Warn,
+    Fail,
+}
+
+/// The six checks, each with its status, in a fixed order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checks {
+    pub position_limit: CheckStatus,
+    pub concentration: CheckStatus,
+    pub order_notional: CheckStatus,
+    pub restricted_list: CheckStatus,
+    pub daily_order_count: CheckStatus,
+    pub kill_switch: CheckStatus,
+}
+
+impl Checks {
+    fn all_pass() -> Checks {
+        Checks {
+            position_limit: CheckStatus::Pass,
+            concentration: CheckStatus::Pass,
+            order_notional: CheckStatus::Pass,
+            restricted_list: CheckStatus::Pass,
+            daily_order_count: CheckStatus::Pass,
+            kill_switch: CheckStatus::Pass,
+        }
+    }
+
+    /// Name and status of every check, in order.
+    pub fn iter(&self) -> [(&'static str, CheckStatus); 6] {
+        [
+            ("position_limit", self.position_limit),
+            ("concentration", self.concentration),
+            ("order_notional", self.order_notional),
+            ("restricted_list", self.restricted_list),
+            ("daily_order_count", self.daily_order_count),
+            ("kill_switch", self.kill_switch),
+        ]
+    }
+}
+
+/// The `risk_validation` object of a decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskValidation {
+    pub approved: bool,
+    pub warnings: Vec<String>,
+    pub checks: Checks,
+}
+
+/// An order as the risk checks see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order<'a> {
+    pub symbol: &'a str,
+    pub action: Action,
+    pub quantity: u64,
+    pub price: f64,
+    /// UTC trading day the daily order count is kept for.
+    pub day: Date,
+}
+
+impl Order<'_> {
+    fn signed_quantity(&self) -> i64 {
+        self.action.direction() * i64::try_from(self.quantity).unwrap_or(i64::MAX)
+    }
+}
+
+/// What the ledger knows about one symbol.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SymbolBook {
+    /// Signed position in shares (negative = short).
+    pub position: i64,
+    /// Approved orders on `day`.
+    pub orders_today: u64,
+    pub day: Option<Date>,
+}
+
+impl SymbolBook {
+    fn orders_on(&self, day: Date) -> u64 {
+        if self.day == Some(day) {
+            self.orders_today
+        } else {
+            0
+        }
+    }
+
+    /// Record an approved order.
+    pub fn apply(&mut self, order: &Order<'_>) {
+        if order.quantity == 0 || order.action == Action::Hold {
+            return;
+        }
+        self.orders_today = self.orders_on(order.day) + 1;
+        self.day = Some(order.day);
+        self.position = self.position.saturating_add(order.signed_quantity());
+    }
+}
+
+fn grade(value: f64, limit: f64, warn_fraction: f64) -> CheckStatus {
+    if value > limit {
+        CheckStatus::Fail
+    } else if value > warn_fraction * limit {
+        CheckStatus::Warn
+    } else {
+        CheckStatus::Pass
+    }
+}
+
+/// Run every check of `order` against the symbol's book.
+pub fn evaluate(
+    order: &Order<'_>,
+    book: &SymbolBook,
+    limits: &RiskLimits,
+    kill_switch: bool,
+) -> RiskValidation {
+    let mut checks = Checks::all_pass();
+    let mut warnings = Vec::new();
+    if order.action == Action::Hold || order.quantity == 0 {
+        return RiskValidation {
+            approved: true,
+            warnings,
+            checks,
+        };
+    }
+    let w = limits.warn_fraction;
+    let after = book
+        .position
+        .saturating_add(order.signed_quantity())
+        .unsigned_abs();
+    let after_notional = after as f64 * order.price;
+    let order_notional = order.quantity as f64 * order.price;
+
+    let shares = grade(after as f64, limits.max_position_shares as f64, w);
+    let notional = grade(after_notional, limits.max_position_notional, w);
+    checks.position_limit = shares.max_severity(notional);
+    if checks.position_limit != CheckStatus::Pass {
+        warnings.push(format!(
+            "position_limit: {after} shares (${after_notional:.0}) after the order, limits {} shares / ${:.0}",
+            limits.max_position_shares, limits.max_position_notional
+        ));
+    }
+    let share = after_notional / limits.portfolio_capital;
+    checks.concentration = grade(share, limits.max_concentration, w);
+    if checks.concentration != CheckStatus::Pass {
+        warnings.push(format!(
+            "concentration: {:.1}% of capital after the order, limit {:.1}%",
+            share * 100.0,
+            limits.max_concentration * 100.0
+        ));
+    }
+    checks.order_notional = grade(order_notional, limits.max_order_notional, w);
+    if checks.order_notional != CheckStatus::Pass {
+        warnings.push(format!(
+            "order_notional: ${order_notional:.0}, limit ${:.0}",
+            limits.max_order_notional
+        ));
+    }
+    if limits.restricted_symbols.iter().any(|s| s == order.symbol) {
+        checks.restricted_list = CheckStatus::Fail;
+        warnings.push(format!("restricted_list: {} is restricted", order.symbol));
+    }
+    let orders = book.orders_on(order.day) + 1;
+    checks.daily_order_count = grade(orders as f64, limits.max_daily_orders as f64, w);
+    if checks.daily_order_count != CheckStatus::Pass {
+        warnings.push(format!(
+            "daily_order_count: order {orders} of {} today",
+            limits.max_daily_orders
+        ));
+    }
+    if kill_switch {
+        checks.kill_switch = CheckStatus::Fail;
+        warnings.push("kill_switch: trading is halted".to_owned());
+    }
+    let approved = checks.iter().iter().all(|(_, s)| *s != CheckStatus::Fail);
+    RiskValidation {
+        approved,
+        warnings,
+        checks,
+    }
+}
+
+impl CheckStatus {
+    fn max_severity(self, other: CheckStatus) -> CheckStatus {
+        match (self, other) {
+            (CheckStatus::Fail, _) | (_, CheckStatus::Fail) => CheckStatus::Fail,
+            (CheckStatus::Warn, _) | (_, CheckStatus::Warn) => CheckStatus::Warn,
+            _ => CheckStatus::Pass,
+        }
+    }
+}
+
+/// Positions and order counts held in this process: the embedded default. Limits hold for
+/// one replica; shared state across replicas needs a shared ledger.
+#[derive(Debug, Default)]
+pub struct InMemoryRiskLedger {
+    // A std Mutex: the critical section is a few arithmetic operations, never held across an
+    // `.await`, and one map lock keeps check-and-apply atomic per order.
+    books: Mutex<HashMap<String, SymbolBook>>,
+    kill_switch: AtomicBool,
+}
+
+impl InMemoryRiskLedger {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Halt (true) or resume (false) all trading.
+    pub fn set_kill_switch(&self, engaged: bool) {
+        self.kill_switch.store(engaged, Ordering::SeqCst);
+    }
+
+    /// A copy of one symbol's book.
+    pub fn book(&self, symbol: &str) -> SymbolBook {
+        let books = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        books.get(symbol).copied().unwrap_or_default()
+    }
+
+    fn check_and_apply_now(&self, order: &Order<'_>, limits: &RiskLimits) -> RiskValidation {
+        let kill = self.kill_switch.load(Ordering::SeqCst);
+        let mut books = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        let book = books.entry(order.symbol.to_owned()).or_default();
+        let validation = evaluate(order, book, limits, kill);
+        if validation.approved {
+            book.apply(order);
+        }
+        validation
+    }
+}
+
+impl RiskLedger for InMemoryRiskLedger {
+    fn check_and_apply<'a>(
+        &'a self,
+        order: &'a Order<'a>,
+        limits: &'a RiskLimits,
+    ) -> BoxFuture<'a, Result<RiskValidation, RiskError>> {
+        Box::pin(std::future::ready(Ok(
+            self.check_and_apply_now(order, limits)
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    const DAY: Date = date!(2025 - 10 - 21);
+
+    fn order(action: Action, quantity: u64, price: f64) -> Order<'static> {
+        Order {
+            symbol: "AAPL",
+            action,
+            quantity,
+            price,
+            day: DAY,
+        }
+    }
+
+    fn limits() -> RiskLimits {
+        RiskLimits {
+            max_position_shares: 1000,
+            max_position_notional: 100_000.0,
+            max_concentration: 0.10,
+            portfolio_capital: 500_000.0,
+            max_order_notional: 50_000.0,
+            restricted_symbols: vec!["GME".into()],
+            max_daily_orders: 10,
+            warn_fraction: 0.8,
+        }
+    }
+
+    #[test]
+    fn hold_passes_everything_even_with_the_kill_switch() {
+        let v = evaluate(
+            &order(Action::Hold, 0, 100.0),
+            &SymbolBook::default(),
+            &limits(),
+            true,
+        );
+        assert!(v.approved);
+        assert!(v.checks.iter().iter().all(|(_, s)| *s == CheckStatus::Pass));
+    }
+
+    #[test]
+    fn small_order_passes() {
+        let v = evaluate(
+            &order(Action::Buy, 100, 100.0),
+            &SymbolBook::default(),
+            &limits(),
+            false,
+        );
+        assert_eq!(
+            v,
+            RiskValidation {
+                approved: true,
+                warnings: vec![],
+                checks: Checks::all_pass()
+            }
+        );
+    }
+
+    #[test]
+    fn position_limit_shares_and_notional() {
+        let book = SymbolBook {
+            position: 850,
+            ..Default::default()
+        };
+        // 850 + 100 = 950 shares: warn on shares (> 800); notional 950 × 10 = 9.5k passes.
+        let v = evaluate(&order(Action::Buy, 100, 10.0), &book, &limits(), false);
+        assert!(v.approved);
+        assert_eq!(v.checks.position_limit, CheckStatus::Warn);
+        assert_eq!(v.warnings.len(), 1);
+        // 1050 shares: fail.
+        let v = evaluate(&order(Action::Buy, 200, 10.0), &book, &limits(), false);
+        assert!(!v.approved);
+        assert_eq!(v.checks.position_limit, CheckStatus::Fail);
+        // Selling reduces the absolute position and passes.
+        let v = evaluate(&order(Action::Sell, 200, 10.0), &book, &limits(), false);
+        assert_eq!(v.checks.position_limit, CheckStatus::Pass);
+        // Short side counts by absolute value: -850 - 200 = -1050 fails.
+        let short = SymbolBook {
+            position: -850,
+            ..Default::default()
+        };
+        let v = evaluate(&order(Action::Sell, 200, 10.0), &short, &limits(), false);
+        assert_eq!(v.checks.position_limit, CheckStatus::Fail);
+        // Notional: 500 shares at $210 = $105k > $100k.
+        let v = evaluate(
+            &order(Action::Buy, 200, 210.0),
+            &SymbolBook {
+                position: 300,
+                ..Default::default()
+            },
+            &limits(),
+            false,
+        );
+        assert_eq!(v.checks.position_limit, CheckStatus::Fail);
+    }
+
+    #[test]
+    fn concentration_against_capital() {
+        // 450 shares × $100 = $45k = 9% of $500k: warn (> 8%).
+        let v = evaluate(
+            &order(Action::Buy, 450, 100.0),
+            &SymbolBook::default(),
+            &limits(),
+            false,
+        );
+        assert_eq!(v.checks.concentration, CheckStatus::Warn);
+        assert!(v.approved);
+        let v = evaluate(
+            &order(Action::Buy, 100, 100.0),
+            &SymbolBook {
+                position: 450,
+                ..Default::default()
+            },
+            &limits(),
+            false,
+        );
+        assert_eq!(v.checks.concentration, CheckStatus::Fail);
+        assert!(!v.approved);
+    }
+
+    #[test]
+    fn order_notional() {
+        let v = evaluate(
+            &order(Action::Sell, 450, 100.0),
+            &SymbolBook::default(),
+            &limits(),
+            false,
+        );
+        assert_eq!(v.checks.order_notional, CheckStatus::Warn);
+        let v = evaluate(
+            &order(Action::Sell, 510, 100.0),
+            &SymbolBook::default(),
+            &limits(),
+            false,
+        );
+        assert_eq!(v.checks.order_notional, CheckStatus::Fail);
+        assert!(!v.approved);
+    }
+
+    #[test]
+    fn restricted_list_and_kill_switch_fail() {
+        let o = Order {
+            symbol: "GME",
+            ..order(Action::Buy, 10, 10.0)
+        };
+        let v = evaluate(&o, &SymbolBook::default(), &limits(), false);
+        assert_eq!(v.checks.restricted_list, CheckStatus::Fail);
+        assert!(!v.approved);
+        let v = evaluate(
+            &order(Action::Buy, 10, 10.0),
+            &SymbolBook::default(),
+            &limits(),
+            true,
+        );
+        assert_eq!(v.checks.kill_switch, CheckStatus::Fail);
+        assert_eq!(
+            v.warnings,
+            vec!["kill_switch: trading is halted".to_owned()]
+        );
+    }
+
+    #[test]
+    fn daily_order_count_resets_each_day() {
+        let book = SymbolBook {
+            position: 0,
+            orders_today: 10,
+            day: Some(DAY),
+        };
+        let v = evaluate(&order(Action::Buy, 1, 1.0), &book, &limits(), false);
+        assert_eq!(v.checks.daily_order_count, CheckStatus::Fail);
+        let next = Order {
+            day: date!(2025 - 10 - 22),
+            ..order(Action::Buy, 1, 1.0)
+        };
+        let v = evaluate(&next, &book, &limits(), false);
+        assert_eq!(v.checks.daily_order_count, CheckStatus::Pass);
+        let mut book = book;
+        book.apply(&next);
+        assert_eq!(
+            (book.orders_today, book.day, book.position),
+            (1, Some(date!(2025 - 10 - 22)), 1)
+        );
+    }
+
+    #[test]
+    fn ledger_applies_only_approved_orders() {
+        let ledger = InMemoryRiskLedger::new();
+        let l = limits();
+        for _ in 0..9 {
+            assert!(
+                ledger
+                    .check_and_apply_now(&order(Action::Buy, 100, 10.0), &l)
+                    .approved
+            );
+        }
+        // 1000 shares reached: the next buy would be 1100.
+        assert!(
+            !ledger
+                .check_and_apply_now(&order(Action::Buy, 200, 10.0), &l)
+                .approved
+        );
+        assert_eq!(ledger.book("AAPL").position, 900);
+        assert_eq!(ledger.book("AAPL").orders_today, 9);
+        ledger.set_kill_switch(true);
+        assert!(
+            !ledger
+                .check_and_apply_now(&order(Action::Sell, 100, 10.0), &l)
+                .approved
+        );
+        ledger.set_kill_switch(false);
+        assert!(
+            ledger
+                .check_and_apply_now(&order(Action::Sell, 100, 10.0), &l)
+                .approved
+        );
+        assert_eq!(ledger.book("AAPL").position, 800);
+    }
+
+    #[test]
+    fn limits_validation() {
+        assert!(RiskLimits::default().validate().is_ok());
+        let bad = RiskLimits {
+            max_concentration: 1.5,
+            ..RiskLimits::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("max_concentration"));
+        let bad = RiskLimits {
+            restricted_symbols: vec!["bad sym".into()],
+            ..RiskLimits::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("restricted_symbols"));
+    }
+}

@@ -1,0 +1,13 @@
+//! Features for the decision pipeline, with no training/serving skew.
+//!
+//! - [`compute`]: the feature set, the Rust twin of `training/features.py` (parity-tested).
+//! - [`bars`]: loading and checking the bundled one-minute bars.
+//! - [`replay`]: the embedded [`FeatureSource`](tradeserve_core::ports::FeatureSource): replays
+//!   the bundled bars on a live clock and answers point-in-time requests without look-ahead.
+
+pub mod bars;
+pub mod compute;
+pub mod replay;
+
+pub use bars::{BarError, SymbolBars, load_bars_csv};
+pub use replay::{MarketReplay, ReplayClock};
