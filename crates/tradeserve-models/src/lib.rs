@@ -1,1 +1,14 @@
-//! placeholder
+//! Models: ONNX engines, MLflow-layout model folders, and model sets.
+//!
+//! - [`mlmodel`]: reading an `MLmodel` file and checking its signature against the schema.
+//! - [`engine`]: the pure-Rust `tract-onnx` engine behind the core's `InferenceModel` port.
+//! - [`model_dir`]: loading and verifying one model folder (digest, signature, golden vectors).
+//! - [`bundled`]: the embedded model source: `models/<role>/<version>/` folders in the repo.
+
+pub mod bundled;
+pub mod engine;
+pub mod mlmodel;
+pub mod model_dir;
+
+pub use bundled::{BundledModels, VersionSelection};
+pub use model_dir::{ModelLoadError, load_model_dir};

@@ -1,0 +1,86 @@
+//! The default inference engine: `tract-onnx`, pure Rust, in process.
+//!
+//! A model is parsed, its single input pinned to `[1, width]` float32, optimized and turned
+//! into a runnable plan once at load. The plan is `Send + Sync`; each call builds its own run
+//! state, so concurrent requests never share state.
+
+use tract_onnx::prelude::*;
+use tradeserve_core::ports::{InferenceModel, ModelError};
+
+type Plan = std::sync::Arc<TypedSimplePlan>;
+
+/// A loaded ONNX model with batch-1 float32 input of a fixed width and 3 float32 outputs.
+pub struct TractModel {
+    plan: Plan,
+    width: usize,
+}
+
+/// Why an ONNX graph cannot serve.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot load ONNX graph: {0}")]
+    Load(String),
+    #[error("ONNX graph has {inputs} inputs and {outputs} outputs; expected 1 and 1")]
+    Arity { inputs: usize, outputs: usize },
+    #[error("ONNX input is named {found:?}, expected {expected:?}")]
+    InputName { expected: String, found: String },
+    #[error("ONNX output shape is {0}, expected [1, 3]")]
+    OutputShape(String),
+}
+
+impl TractModel {
+    /// Load an ONNX graph from bytes and check its input name and output shape.
+    pub fn load(bytes: &[u8], input_name: &str, width: usize) -> Result<TractModel, EngineError> {
+        let load = |e: TractError| EngineError::Load(format!("{e:#}"));
+        let mut reader = bytes;
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut reader)
+            .map_err(load)?;
+        let (inputs, outputs) = (model.inputs.len(), model.outputs.len());
+        if inputs != 1 || outputs != 1 {
+            return Err(EngineError::Arity { inputs, outputs });
+        }
+        let name = model.node(model.inputs[0].node).name.clone();
+        if name != input_name {
+            return Err(EngineError::InputName {
+                expected: input_name.to_owned(),
+                found: name,
+            });
+        }
+        let typed = model
+            .with_input_fact(0, f32::fact([1, width]).into())
+            .and_then(|m| m.into_optimized())
+            .map_err(load)?;
+        let out = typed.output_fact(0).map_err(load)?;
+        if out.datum_type != f32::datum_type() || out.shape.as_concrete() != Some(&[1, 3][..]) {
+            return Err(EngineError::OutputShape(format!(
+                "{:?} {:?}",
+                out.datum_type, out.shape
+            )));
+        }
+        let plan = typed.into_runnable().map_err(load)?;
+        Ok(TractModel { plan, width })
+    }
+}
+
+impl InferenceModel for TractModel {
+    fn predict(&self, input: &[f32]) -> Result<[f32; 3], ModelError> {
+        if input.len() != self.width {
+            return Err(ModelError::InputWidth {
+                expected: self.width,
+                got: input.len(),
+            });
+        }
+        let infer = |e: TractError| ModelError::Inference(format!("{e:#}"));
+        let tensor = Tensor::from_shape(&[1, self.width], input).map_err(infer)?;
+        let out = self.plan.run(tvec!(tensor.into())).map_err(infer)?;
+        let values = out
+            .first()
+            .ok_or_else(|| ModelError::Inference("no output".into()))?;
+        let view = values.try_as_plain_ram().map_err(infer)?;
+        match view.as_slice::<f32>().map_err(infer)? {
+            [a, b, c] => Ok([*a, *b, *c]),
+            other => Err(ModelError::BadOutput(other.to_vec())),
+        }
+    }
+}

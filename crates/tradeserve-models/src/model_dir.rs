@@ -1,0 +1,177 @@
+//! Loading one model folder in MLflow's layout and proving it is fit to serve.
+//!
+//! Steps, each a distinct load error: read `MLmodel`; check signature, role and input columns
+//! against the feature schema; read the ONNX file and record its sha256 (and compare it with
+//! the digest training recorded); build the engine; run the folder's golden vectors (the
+//! outputs Python's onnxruntime gave) within 1e-5 — which also warms the model up.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tradeserve_core::model_set::{LoadedModel, ModelInfo};
+use tradeserve_core::ports::InferenceModel;
+use tradeserve_core::schema::{FEATURES, META_INPUTS};
+use tradeserve_core::types::Role;
+
+use crate::engine::{EngineError, TractModel};
+use crate::mlmodel::{MlModel, SignatureError};
+
+/// Largest difference from the golden outputs a model may show.
+pub const GOLDEN_TOLERANCE: f32 = 1e-5;
+
+/// Why a model folder was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelLoadError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Signature {
+        path: PathBuf,
+        source: SignatureError,
+    },
+    #[error("{path}: unsafe ONNX file name {name:?} in MLmodel")]
+    UnsafeFileName { path: PathBuf, name: String },
+    #[error(
+        "{path}: sha256 {actual} differs from the recorded {expected} (corrupt or tampered file)"
+    )]
+    Digest {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("{path}: {source}")]
+    Engine { path: PathBuf, source: EngineError },
+    #[error("{path}: golden vectors: {message}")]
+    Golden { path: PathBuf, message: String },
+    #[error("no version {version} of {role} under {path}")]
+    MissingVersion {
+        role: Role,
+        version: String,
+        path: PathBuf,
+    },
+}
+
+/// Input column names a role's model must declare.
+pub fn input_columns(role: Role) -> &'static [&'static str] {
+    match role {
+        Role::MetaController => &META_INPUTS,
+        _ => &FEATURES,
+    }
+}
+
+#[derive(Deserialize)]
+struct Golden {
+    inputs: Vec<Vec<f32>>,
+    outputs: Vec<Vec<f32>>,
+}
+
+fn read(path: PathBuf) -> Result<Vec<u8>, ModelLoadError> {
+    std::fs::read(&path).map_err(|source| ModelLoadError::Io { path, source })
+}
+
+/// Largest absolute difference between the model's outputs and the golden ones.
+pub fn golden_max_diff(model: &dyn InferenceModel, golden_json: &[u8]) -> Result<f32, String> {
+    let golden: Golden = serde_json::from_slice(golden_json).map_err(|e| e.to_string())?;
+    if golden.inputs.len() != golden.outputs.len() || golden.inputs.is_empty() {
+        return Err("inputs and outputs must be non-empty and of equal length".into());
+    }
+    let mut worst = 0.0f32;
+    for (x, want) in golden.inputs.iter().zip(&golden.outputs) {
+        let got = model.predict(x).map_err(|e| e.to_string())?;
+        if want.len() != 3 {
+            return Err(format!(
+                "golden output has {} values, expected 3",
+                want.len()
+            ));
+        }
+        for (g, w) in got.iter().zip(want) {
+            let d = (g - w).abs();
+            if d.is_nan() {
+                return Err("model produced NaN".into());
+            }
+            worst = worst.max(d);
+        }
+    }
+    Ok(worst)
+}
+
+/// Load, verify and warm up the model in `dir` for `role`. `source` is recorded as its origin.
+pub fn load_model_dir(
+    dir: &Path,
+    role: Role,
+    source: String,
+) -> Result<LoadedModel, ModelLoadError> {
+    let mlmodel_path = dir.join("MLmodel");
+    let text = read(mlmodel_path.clone())?;
+    let sig_err = |source| ModelLoadError::Signature {
+        path: mlmodel_path.clone(),
+        source,
+    };
+    let mlmodel = MlModel::parse(&String::from_utf8_lossy(&text)).map_err(sig_err)?;
+    let columns = input_columns(role);
+    let meta = mlmodel.check(role.as_str(), columns).map_err(sig_err)?;
+    let file = mlmodel.onnx_file().map_err(sig_err)?;
+    if file.is_empty() || file.contains('/') || file.contains('\\') || file == ".." || file == "." {
+        return Err(ModelLoadError::UnsafeFileName {
+            path: mlmodel_path,
+            name: file.to_owned(),
+        });
+    }
+    let onnx_path = dir.join(file);
+    let bytes = read(onnx_path.clone())?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    if let Some(expected) = &meta.model_sha256 {
+        if *expected != sha256 {
+            return Err(ModelLoadError::Digest {
+                path: onnx_path,
+                expected: expected.clone(),
+                actual: sha256,
+            });
+        }
+    }
+    let model = TractModel::load(&bytes, "features", columns.len()).map_err(|source| {
+        ModelLoadError::Engine {
+            path: onnx_path.clone(),
+            source,
+        }
+    })?;
+
+    let golden_path = dir.join("golden.json");
+    if golden_path.exists() {
+        let golden = read(golden_path.clone())?;
+        let worst = golden_max_diff(&model, &golden).map_err(|message| ModelLoadError::Golden {
+            path: golden_path.clone(),
+            message,
+        })?;
+        if worst > GOLDEN_TOLERANCE {
+            return Err(ModelLoadError::Golden {
+                path: golden_path,
+                message: format!("max difference {worst:e} exceeds {GOLDEN_TOLERANCE:e}"),
+            });
+        }
+    } else {
+        // No golden vectors: still run once so the first request does not pay for it.
+        let warm = vec![0.0f32; columns.len()];
+        model.predict(&warm).map_err(|e| ModelLoadError::Golden {
+            path: golden_path,
+            message: e.to_string(),
+        })?;
+    }
+    Ok(LoadedModel {
+        info: ModelInfo {
+            role,
+            name: role.registry_name(),
+            version: meta.version.clone(),
+            source,
+            sha256,
+            loaded_at: OffsetDateTime::now_utc(),
+        },
+        model: Arc::new(model),
+    })
+}
