@@ -1,1 +1,12 @@
-//! placeholder
+//! Decision events leaving the process.
+//!
+//! - [`audit_log`]: the embedded [`EventSink`](tradeserve_core::ports::EventSink): one JSON
+//!   line per decision in an append-only file, written by a dedicated thread behind a bounded
+//!   queue, so a request only ever enqueues.
+//! - [`metrics`]: the counters every sink reports (created by the server's metrics module).
+
+pub mod audit_log;
+pub mod metrics;
+
+pub use audit_log::{AuditLog, AuditLogConfig, AuditLogError};
+pub use metrics::SinkMetrics;
