@@ -34,7 +34,10 @@ pub struct AuditLogConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum AuditLogError {
     #[error("cannot open audit log {path}: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("audit log writer thread: {0}")]
     Thread(String),
 }
@@ -55,11 +58,18 @@ pub struct AuditLog {
 impl AuditLog {
     /// Open (append) the log and start its writer thread.
     pub fn start(config: AuditLogConfig, metrics: SinkMetrics) -> Result<AuditLog, AuditLogError> {
-        let open_err = |source| AuditLogError::Open { path: config.path.clone(), source };
+        let open_err = |source| AuditLogError::Open {
+            path: config.path.clone(),
+            source,
+        };
         if let Some(parent) = config.path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(open_err)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(&config.path).map_err(open_err)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&config.path)
+            .map_err(open_err)?;
         let (tx, rx) = sync_channel(config.queue_capacity.max(1));
         let m = metrics.clone();
         let path = config.path.clone();
@@ -68,20 +78,28 @@ impl AuditLog {
             .name("audit-log".into())
             .spawn(move || write_loop(rx, file, &path, interval, &m))
             .map_err(|e| AuditLogError::Thread(e.to_string()))?;
-        Ok(AuditLog { tx, metrics, refused: AtomicU64::new(0), writer: std::sync::Mutex::new(Some(writer)) })
+        Ok(AuditLog {
+            tx,
+            metrics,
+            refused: AtomicU64::new(0),
+            writer: std::sync::Mutex::new(Some(writer)),
+        })
     }
 
     /// Write everything accepted so far, fsync, stop the writer; returns lines written in
     /// this process's lifetime. Blocks: call it from a blocking context at shutdown.
     pub fn shutdown(&self, timeout: Duration) -> Result<u64, AuditLogError> {
         let (ack_tx, ack_rx) = sync_channel(1);
-        self.tx.send(Msg::Shutdown(ack_tx)).map_err(|_| AuditLogError::Thread("writer already stopped".into()))?;
-        let written = ack_rx
-            .recv_timeout(timeout)
-            .map_err(|_| AuditLogError::Thread(format!("writer did not finish within {timeout:?}")))?;
+        self.tx
+            .send(Msg::Shutdown(ack_tx))
+            .map_err(|_| AuditLogError::Thread("writer already stopped".into()))?;
+        let written = ack_rx.recv_timeout(timeout).map_err(|_| {
+            AuditLogError::Thread(format!("writer did not finish within {timeout:?}"))
+        })?;
         let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = handle {
-            h.join().map_err(|_| AuditLogError::Thread("writer panicked".into()))?;
+            h.join()
+                .map_err(|_| AuditLogError::Thread("writer panicked".into()))?;
         }
         Ok(written)
     }
@@ -117,7 +135,13 @@ impl EventSink for AuditLog {
     }
 }
 
-fn write_loop(rx: Receiver<Msg>, file: File, path: &Path, fsync_interval: Duration, m: &SinkMetrics) {
+fn write_loop(
+    rx: Receiver<Msg>,
+    file: File,
+    path: &Path,
+    fsync_interval: Duration,
+    m: &SinkMetrics,
+) {
     let mut out = BufWriter::with_capacity(256 * 1024, file);
     let mut written = 0u64;
     let mut last_sync = Instant::now();

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
-use tradeserve_core::decision::{DecisionEvent, FeatureValues, RegimeProbabilities, RiskCheckFlags, StrategyWeights};
+use tradeserve_core::decision::{
+    DecisionEvent, FeatureValues, RegimeProbabilities, RiskCheckFlags, StrategyWeights,
+};
 use tradeserve_core::ports::{EmitError, EventSink};
 use tradeserve_core::types::{Action, Symbol};
 use tradeserve_events::{AuditLog, AuditLogConfig, SinkMetrics};
@@ -21,9 +23,21 @@ fn event(i: u64) -> DecisionEvent {
         action: Action::Buy,
         quantity: 10,
         confidence: 0.5,
-        regime_probs: RegimeProbabilities { bull: 0.5, bear: 0.25, sideways: 0.25, entropy: 0.9 },
-        strategy_weights: StrategyWeights { bull_specialist: 1.0, bear_specialist: 0.0, sideways_specialist: 0.0 },
-        features: FeatureValues { features: [0.0; 12], hit_rates: [0.5; 3] },
+        regime_probs: RegimeProbabilities {
+            bull: 0.5,
+            bear: 0.25,
+            sideways: 0.25,
+            entropy: 0.9,
+        },
+        strategy_weights: StrategyWeights {
+            bull_specialist: 1.0,
+            bear_specialist: 0.0,
+            sideways_specialist: 0.0,
+        },
+        features: FeatureValues {
+            features: [0.0; 12],
+            hit_rates: [0.5; 3],
+        },
         features_as_of: OffsetDateTime::UNIX_EPOCH,
         price: 100.0,
         strategy_override: None,
@@ -61,11 +75,20 @@ fn every_accepted_event_is_written_once_in_order() {
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            uuid::Uuid::parse_str(v["decision_id"].as_str().unwrap()).unwrap().as_u128()
+            uuid::Uuid::parse_str(v["decision_id"].as_str().unwrap())
+                .unwrap()
+                .as_u128()
         })
         .collect();
     assert_eq!(ids, (0..5000u128).collect::<Vec<_>>());
-    assert_eq!((metrics.enqueued.get(), metrics.written.get(), metrics.backlog.get()), (5000, 5000, 0));
+    assert_eq!(
+        (
+            metrics.enqueued.get(),
+            metrics.written.get(),
+            metrics.backlog.get()
+        ),
+        (5000, 5000, 0)
+    );
     // After shutdown the sink refuses, and counts it.
     assert_eq!(log.emit(event(1)), Err(EmitError::Closed));
     assert_eq!(metrics.dropped_closed.get(), 1);
@@ -85,11 +108,17 @@ fn a_full_queue_refuses_without_blocking_and_counts_every_refusal() {
     }
     let elapsed = start.elapsed();
     let written = log.shutdown(Duration::from_secs(10)).unwrap();
-    assert!(refused > 0, "a 4-slot queue should overflow under a 20k burst");
+    assert!(
+        refused > 0,
+        "a 4-slot queue should overflow under a 20k burst"
+    );
     assert_eq!(metrics.dropped_queue_full.get(), refused);
     assert_eq!(metrics.enqueued.get() + refused, 20_000);
     assert_eq!(written, metrics.enqueued.get());
-    let lines = std::fs::read_to_string(dir.path().join("audit/decisions.jsonl")).unwrap().lines().count() as u64;
+    let lines = std::fs::read_to_string(dir.path().join("audit/decisions.jsonl"))
+        .unwrap()
+        .lines()
+        .count() as u64;
     assert_eq!(lines, written);
     // Not a timing assertion on the happy path: just proof that emit never waited on the disk.
     assert!(elapsed < Duration::from_secs(5));

@@ -1,1 +1,109 @@
-//! placeholder
+//! The project's open-loop load generator (`tradeserve loadtest`).
+//!
+//! Open loop: request `i` is *scheduled* at `t0 + i / rate` whatever happened to earlier
+//! requests, and its latency is measured from that scheduled time, so a stalled server shows
+//! up as latency instead of silently lowering the offered load (no coordinated omission).
+//!
+//! - [`pacer`]: a dedicated OS thread with a 1 µs timer slack releases each slot on time.
+//! - [`worker`]: one task per keep-alive HTTP/1.1 connection takes released slots, sends,
+//!   reads the response and records client latency, status, and the server's own
+//!   `metadata.latency_ms`.
+//! - [`report`]: HdrHistogram percentiles, throughput and errors as JSON.
+
+mod pacer;
+pub mod report;
+mod worker;
+
+use std::time::{Duration, Instant};
+
+pub use report::Report;
+
+/// What to send and how fast.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Base URL, e.g. `http://127.0.0.1:8080`.
+    pub url: String,
+    /// Requests per second.
+    pub rate: f64,
+    /// Measured requests.
+    pub requests: u64,
+    /// Requests sent first and not measured.
+    pub warmup: u64,
+    pub connections: usize,
+    /// Symbols cycled through, one per request.
+    pub symbols: Vec<String>,
+    /// Fields merged into every request body.
+    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+/// Why a load test could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("invalid url {0:?}: expected http://HOST:PORT")]
+    Url(String),
+    #[error("invalid load: {0}")]
+    Invalid(String),
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("request body: {0}")]
+    Body(#[from] serde_json::Error),
+    #[error("histogram: {0}")]
+    Histogram(#[from] hdrhistogram::CreationError),
+}
+
+/// Run one load test to completion.
+pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
+    if !(config.rate.is_finite() && config.rate > 0.0) {
+        return Err(LoadError::Invalid("rate must be > 0".into()));
+    }
+    if config.requests == 0 || config.connections == 0 || config.symbols.is_empty() {
+        return Err(LoadError::Invalid(
+            "requests, connections and symbols must be non-empty".into(),
+        ));
+    }
+    let target = worker::Target::parse(&config.url)?;
+    let bodies = worker::bodies(&config.symbols, config.extra.as_ref())?;
+    // Fail fast when nothing listens, rather than reporting 100% errors.
+    tokio::net::TcpStream::connect(&target.addr)
+        .await
+        .map_err(|source| LoadError::Connect {
+            addr: target.addr.clone(),
+            source,
+        })?;
+
+    let total = config.warmup + config.requests;
+    let (tx, rx) = async_channel::unbounded::<pacer::Slot>();
+    let start = Instant::now() + Duration::from_millis(50);
+    let interval = Duration::from_secs_f64(1.0 / config.rate);
+    let pacer = pacer::spawn(tx, start, interval, total);
+    let shared = std::sync::Arc::new(worker::Shared {
+        target,
+        bodies,
+        timeout: config.timeout,
+        warmup: config.warmup,
+    });
+    let mut tasks = Vec::with_capacity(config.connections);
+    for _ in 0..config.connections {
+        let recorder = report::Recorder::new()?;
+        tasks.push(tokio::spawn(worker::run(
+            std::sync::Arc::clone(&shared),
+            rx.clone(),
+            recorder,
+        )));
+    }
+    drop(rx);
+    let mut results = report::Recorder::new()?;
+    for t in tasks {
+        if let Ok(r) = t.await {
+            results.merge(r);
+        }
+    }
+    let _ = pacer.join();
+    let measured_start = start + interval.mul_f64(config.warmup as f64);
+    Ok(results.finish(&config, measured_start))
+}

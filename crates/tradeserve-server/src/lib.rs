@@ -1,1 +1,18 @@
-//! placeholder
+//! TradeServe's HTTP service and command line.
+//!
+//! - [`config`]: defaults, TOML file, environment overrides, validation.
+//! - [`metrics`]: every Prometheus metric, named in one place.
+//! - [`error`]: the one mapping from errors to HTTP status and stable codes.
+//! - [`state`]: what handlers share (pipeline, active model set, admission control).
+//! - [`app`]: the router and request-timing middleware; [`routes`]: the handlers.
+//! - [`serve`]: start-up (build the embedded adapters, bind) and graceful shutdown.
+//! - [`cli`]: the `tradeserve` subcommands.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod serve;
+pub mod state;

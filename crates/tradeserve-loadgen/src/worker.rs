@@ -1,0 +1,158 @@
+//! One keep-alive HTTP/1.1 connection: take a slot, send, read, record; reconnect on error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+
+use crate::LoadError;
+use crate::pacer::Slot;
+use crate::report::{Outcome, Recorder};
+
+/// Where requests go.
+pub struct Target {
+    pub addr: String,
+    pub host: String,
+}
+
+impl Target {
+    pub fn parse(url: &str) -> Result<Target, LoadError> {
+        let uri: hyper::Uri = url.parse().map_err(|_| LoadError::Url(url.to_owned()))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(LoadError::Url(url.to_owned()));
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| LoadError::Url(url.to_owned()))?;
+        let port = authority.port_u16().unwrap_or(80);
+        Ok(Target {
+            addr: format!("{}:{port}", authority.host()),
+            host: authority.as_str().to_owned(),
+        })
+    }
+}
+
+/// What every worker shares.
+pub struct Shared {
+    pub target: Target,
+    pub bodies: Vec<Bytes>,
+    pub timeout: Duration,
+    pub warmup: u64,
+}
+
+/// One request body per symbol.
+pub fn bodies(
+    symbols: &[String],
+    extra: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<Vec<Bytes>, serde_json::Error> {
+    symbols
+        .iter()
+        .map(|s| {
+            let mut body = extra.cloned().unwrap_or_default();
+            body.insert("symbol".into(), serde_json::Value::String(s.clone()));
+            serde_json::to_vec(&body).map(Bytes::from)
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct ServerTiming {
+    metadata: Option<Meta>,
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    latency_ms: Option<f64>,
+}
+
+type Sender = http1::SendRequest<Full<Bytes>>;
+
+async fn connect(target: &Target) -> Result<Sender, String> {
+    let stream = tokio::net::TcpStream::connect(&target.addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+async fn send(
+    sender: &mut Sender,
+    shared: &Shared,
+    body: Bytes,
+) -> Result<(u16, Option<f64>), String> {
+    sender.ready().await.map_err(|e| e.to_string())?;
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/predict")
+        .header(hyper::header::HOST, shared.target.host.as_str())
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let server = serde_json::from_slice::<ServerTiming>(&bytes)
+        .ok()
+        .and_then(|t| t.metadata)
+        .and_then(|m| m.latency_ms);
+    Ok((status, server))
+}
+
+/// Serve slots until the pacer is done.
+pub async fn run(
+    shared: Arc<Shared>,
+    slots: async_channel::Receiver<Slot>,
+    mut rec: Recorder,
+) -> Recorder {
+    let mut sender: Option<Sender> = None;
+    while let Ok(slot) = slots.recv().await {
+        let measured = slot.index >= shared.warmup;
+        let body = shared.bodies[(slot.index % shared.bodies.len() as u64) as usize].clone();
+        if sender.is_none() {
+            match tokio::time::timeout(shared.timeout, connect(&shared.target)).await {
+                Ok(Ok(s)) => sender = Some(s),
+                Ok(Err(_)) | Err(_) => {
+                    if measured {
+                        rec.record(Outcome::ConnectError, slot.scheduled, None);
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(s) = sender.as_mut() else { continue };
+        let outcome = match tokio::time::timeout(shared.timeout, send(s, &shared, body)).await {
+            Ok(Ok((status, server))) => (Outcome::Status(status), server),
+            Ok(Err(_)) => {
+                sender = None;
+                (Outcome::IoError, None)
+            }
+            Err(_) => {
+                sender = None;
+                (Outcome::Timeout, None)
+            }
+        };
+        if measured {
+            rec.record(outcome.0, slot.scheduled, outcome.1);
+        }
+    }
+    rec
+}

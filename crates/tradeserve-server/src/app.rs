@@ -1,0 +1,60 @@
+//! The HTTP router: every route, the JSON 404/405 fallbacks, and the middleware that times
+//! each request and counts its status.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use time::OffsetDateTime;
+
+use crate::error::ApiError;
+use crate::metrics::Route;
+use crate::routes::{ops, predict};
+use crate::state::AppState;
+
+/// When the request reached the service, by the monotonic and the wall clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    pub instant: Instant,
+    pub wall: OffsetDateTime,
+}
+
+/// Build the router over shared state.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/v1/predict", post(predict::predict))
+        .route("/api/v1/models", get(ops::models))
+        .route("/api/v1/symbols", get(ops::symbols))
+        .route("/health/live", get(ops::live))
+        .route("/health/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(|| async { ApiError::not_found().into_response() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() })
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), track))
+        .with_state(state)
+}
+
+async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+    let arrival = Arrival {
+        instant: Instant::now(),
+        wall: OffsetDateTime::now_utc(),
+    };
+    let route = if request.uri().path() == "/api/v1/predict" {
+        Route::Predict
+    } else {
+        Route::Other
+    };
+    request.extensions_mut().insert(arrival);
+    let response = next.run(request).await;
+    state.metrics.observe_response(
+        route,
+        response.status().as_u16(),
+        arrival.instant.elapsed().as_secs_f64(),
+    );
+    response
+}

@@ -1,0 +1,185 @@
+//! The `tradeserve` command line: `serve`, `check-config`, `loadtest`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tradeserve_loadgen::{LoadConfig, Report};
+
+use crate::config::{Config, LogFormat, resolve_path};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tradeserve",
+    version,
+    about = "Low-latency trading decisions from an ONNX model ensemble"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (embedded defaults when no config is given).
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address, e.g. 127.0.0.1:8080 (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Validate the configuration and the models it names, then exit.
+    CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Open-loop load generator with HdrHistogram percentiles.
+    Loadtest(LoadtestArgs),
+}
+
+/// Arguments of `tradeserve loadtest`.
+#[derive(Debug, Args)]
+pub struct LoadtestArgs {
+    /// Base URL of the service, e.g. http://127.0.0.1:8080
+    #[arg(long)]
+    pub url: String,
+    /// Requests per second (constant arrival rate).
+    #[arg(long)]
+    pub rate: f64,
+    /// Requests to send (after warm-up).
+    #[arg(long)]
+    pub requests: u64,
+    /// Requests sent first at the same rate and left out of the results.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
+    /// Concurrent HTTP/1.1 connections.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Client runtime threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Symbols to cycle through (comma separated).
+    #[arg(
+        long,
+        default_value = "AAPL,MSFT,NVDA,AMZN,GOOGL,META,TSLA,JPM,SPY,QQQ"
+    )]
+    pub symbols: String,
+    /// Extra JSON fields merged into every body, e.g. '{"risk_check": false}'.
+    #[arg(long)]
+    pub extra: Option<String>,
+    /// Give up on a request after this long (counted as a timeout).
+    #[arg(long, default_value = "2s", value_parser = humantime_duration)]
+    pub timeout: Duration,
+    /// Write the JSON report here as well as to stdout.
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
+}
+
+fn humantime_duration(s: &str) -> Result<Duration, String> {
+    humantime_serde::re::humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Install the log subscriber (stderr).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all();
+    if worker_threads > 0 {
+        b.worker_threads(worker_threads);
+    }
+    Ok(b.build()?)
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config, listen } => {
+            let config = match Config::load(config.as_deref(), listen.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    init_logging(LogFormat::Text);
+                    return Err(e.into());
+                }
+            };
+            init_logging(config.server.log_format);
+            let rt = runtime(config.server.worker_threads)?;
+            rt.block_on(crate::serve::run(config, crate::serve::shutdown_signal()))?;
+            Ok(())
+        }
+        Command::CheckConfig { config } => {
+            let config = Config::load(config.as_deref(), None)?;
+            let models = crate::serve::load_models(&config)?;
+            let bars = resolve_path(&config.features.bars);
+            let replay = tradeserve_features::MarketReplay::load(
+                &bars,
+                tradeserve_features::ReplayClock::Fixed(0),
+            )?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "configuration OK")?;
+            for m in models.models() {
+                writeln!(
+                    out,
+                    "  {:<20} {} v{} sha256 {}",
+                    m.info.role.as_str(),
+                    m.info.name,
+                    m.info.version,
+                    m.info.sha256
+                )?;
+            }
+            writeln!(
+                out,
+                "  market data: {} ({} symbols)",
+                bars.display(),
+                replay.symbol_count()
+            )?;
+            writeln!(out, "  listen: {}", config.server.listen)?;
+            Ok(())
+        }
+        Command::Loadtest(args) => {
+            let extra = match &args.extra {
+                Some(text) => Some(serde_json::from_str::<
+                    serde_json::Map<String, serde_json::Value>,
+                >(text)?),
+                None => None,
+            };
+            let load = LoadConfig {
+                url: args.url.clone(),
+                rate: args.rate,
+                requests: args.requests,
+                warmup: args.warmup,
+                connections: args.connections,
+                symbols: args
+                    .symbols
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
+                extra,
+                timeout: args.timeout,
+            };
+            let rt = runtime(args.threads)?;
+            let report: Report = rt.block_on(tradeserve_loadgen::run(load))?;
+            let json = serde_json::to_string_pretty(&report)?;
+            if let Some(path) = &args.json_out {
+                std::fs::write(path, &json)?;
+            }
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{json}")?;
+            Ok(())
+        }
+    }
+}

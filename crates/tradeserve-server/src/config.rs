@@ -1,0 +1,324 @@
+//! Configuration: embedded defaults, an optional TOML file, then environment overrides.
+//!
+//! Precedence (later wins): built-in defaults → `--config FILE` → `TRADESERVE_<SECTION>__<KEY>`
+//! variables (e.g. `TRADESERVE_SERVER__REQUEST_DEADLINE=25ms`, `TRADESERVE_RISK__MAX_DAILY_ORDERS=500`)
+//! → `TRADESERVE_LISTEN` → `--listen`. Unknown keys are errors, and [`Config::validate`] checks
+//! every value before a port is bound, so a bad config fails at start with a message that
+//! names the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use tradeserve_core::risk::RiskLimits;
+use tradeserve_core::sizing::SizingPolicy;
+use tradeserve_models::VersionSelection;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub models: ModelsConfig,
+    pub features: FeaturesConfig,
+    pub events: EventsConfig,
+    pub risk: RiskLimits,
+    pub sizing: SizingPolicy,
+}
+
+/// HTTP server and request handling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on; port 0 picks a free port (logged at start).
+    pub listen: String,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// Requests processed at once; more are answered 429 at once (admission control).
+    pub max_in_flight: usize,
+    /// A decision not ready this long after arrival is answered 504.
+    #[serde(with = "humantime_serde")]
+    pub request_deadline: Duration,
+    /// How far in the future a request `timestamp` may be.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+    /// Longest wait for in-flight requests and the event flush at shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Async worker threads; 0 = one per CPU core.
+    pub worker_threads: usize,
+    /// `text` or `json` logs (on stderr).
+    pub log_format: LogFormat,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            body_limit_bytes: 16 * 1024,
+            max_in_flight: 4096,
+            request_deadline: Duration::from_millis(40),
+            max_clock_skew: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
+            worker_threads: 0,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which models serve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Folder of `<role>/<version>/` model folders (MLflow layout).
+    pub dir: PathBuf,
+    /// Version of each role.
+    pub versions: VersionSelection,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        ModelsConfig {
+            dir: PathBuf::from("models"),
+            versions: VersionSelection::default(),
+        }
+    }
+}
+
+/// Where features come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeaturesConfig {
+    /// Bars CSV replayed by the embedded feature source.
+    pub bars: PathBuf,
+    /// Replay speed: bars per minute of wall time (1.0 = real time).
+    pub replay_speed: f64,
+}
+
+impl Default for FeaturesConfig {
+    fn default() -> Self {
+        FeaturesConfig {
+            bars: PathBuf::from("data/bars.csv"),
+            replay_speed: 1.0,
+        }
+    }
+}
+
+/// Where decision events go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Append-only JSON-lines audit log.
+    pub audit_log: PathBuf,
+    /// Events that may wait in memory.
+    pub queue_capacity: usize,
+    /// Longest time between fsyncs of the audit log.
+    #[serde(with = "humantime_serde")]
+    pub fsync_interval: Duration,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            audit_log: PathBuf::from("var/audit/decisions.jsonl"),
+            queue_capacity: 65_536,
+            fsync_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(String),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then `file`, then the environment, then `listen`.
+    pub fn load(file: Option<&Path>, listen: Option<&str>) -> Result<Config, ConfigError> {
+        let env = Env::prefixed("TRADESERVE_")
+            .filter(|k| k.as_str().contains("__"))
+            .split("__");
+        Self::load_from(file, listen, env, std::env::var("TRADESERVE_LISTEN").ok())
+    }
+
+    fn load_from(
+        file: Option<&Path>,
+        listen: Option<&str>,
+        env: Env,
+        listen_env: Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Parse(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig = fig.merge(env);
+        if let Some(v) = listen_env {
+            fig = fig.merge(("server.listen", v));
+        }
+        if let Some(v) = listen {
+            fig = fig.merge(("server.listen", v));
+        }
+        let config: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Check every value; the message names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let s = &self.server;
+        if s.listen.parse::<SocketAddr>().is_err() {
+            return invalid(format!(
+                "server.listen {:?} is not an IP:PORT address",
+                s.listen
+            ));
+        }
+        if s.body_limit_bytes < 64 {
+            return invalid("server.body_limit_bytes must be at least 64".into());
+        }
+        if s.max_in_flight == 0 {
+            return invalid("server.max_in_flight must be at least 1".into());
+        }
+        if s.request_deadline.is_zero() {
+            return invalid("server.request_deadline must be > 0".into());
+        }
+        if !(self.features.replay_speed.is_finite() && self.features.replay_speed >= 0.0) {
+            return invalid("features.replay_speed must be a finite number >= 0".into());
+        }
+        if self.events.queue_capacity == 0 {
+            return invalid("events.queue_capacity must be at least 1".into());
+        }
+        if self.events.fsync_interval.is_zero() {
+            return invalid("events.fsync_interval must be > 0".into());
+        }
+        self.risk.validate().map_err(ConfigError::Invalid)?;
+        self.sizing.validate().map_err(ConfigError::Invalid)?;
+        for role in tradeserve_core::Role::ALL {
+            if self.models.versions.get(role).trim().is_empty() {
+                return invalid(format!("models.versions.{role} must not be empty"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Resolve a data path: as given when it exists (relative to the working directory),
+/// otherwise relative to the source checkout this binary was built from, so `tradeserve
+/// serve` works from any directory of a clone.
+pub fn resolve_path(path: &Path) -> PathBuf {
+    if path.is_absolute() || path.exists() {
+        return path.to_path_buf();
+    }
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path);
+    if built_from.exists() {
+        built_from
+    } else {
+        path.to_path_buf()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An environment provider that sees nothing, so tests do not depend on the shell.
+    fn load(file: Option<&Path>, listen: Option<&str>) -> Result<Config, ConfigError> {
+        Config::load_from(
+            file,
+            listen,
+            Env::prefixed("TRADESERVE_TEST_NOTHING_"),
+            None,
+        )
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = load(None, None).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.server.request_deadline, Duration::from_millis(40));
+    }
+
+    #[test]
+    fn file_and_listen_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[server]\nrequest_deadline = \"25ms\"\n[risk]\nmax_daily_orders = 7\nrestricted_symbols = [\"GME\"]\n[models.versions]\nbull_specialist = \"2\"\n",
+        )
+        .unwrap();
+        let c = load(Some(&path), Some("127.0.0.1:0")).unwrap();
+        assert_eq!(c.server.request_deadline, Duration::from_millis(25));
+        assert_eq!(c.server.listen, "127.0.0.1:0");
+        assert_eq!(c.risk.max_daily_orders, 7);
+        assert_eq!(c.risk.restricted_symbols, vec!["GME".to_owned()]);
+        assert_eq!(c.models.versions.bull_specialist, "2");
+        assert_eq!(c.models.versions.bear_specialist, "1");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[server]\nmax_in_flight = 10\n")?;
+            jail.set_env("TRADESERVE_SERVER__MAX_IN_FLIGHT", "20");
+            jail.set_env("TRADESERVE_SIZING__LOT_SIZE", "100");
+            jail.set_env("TRADESERVE_LISTEN", "127.0.0.1:9999");
+            let c = Config::load(Some(Path::new("c.toml")), None).map_err(|e| e.to_string())?;
+            assert_eq!(c.server.max_in_flight, 20);
+            assert_eq!(c.sizing.lot_size, 100);
+            assert_eq!(c.server.listen, "127.0.0.1:9999");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_config_names_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("[server]\nlisten = \"nowhere\"\n", "server.listen"),
+            ("[server]\nbogus = 1\n", "bogus"),
+            ("[risk]\nmax_concentration = 2.0\n", "max_concentration"),
+            ("[sizing]\nlot_size = 0\n", "lot_size"),
+            (
+                "[server]\nrequest_deadline = \"soon\"\n",
+                "request_deadline",
+            ),
+            (
+                "[models.versions]\nregime_detector = \"\"\n",
+                "regime_detector",
+            ),
+        ];
+        for (text, key) in cases {
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, text).unwrap();
+            let err = load(Some(&path), None).unwrap_err().to_string();
+            assert!(err.contains(key), "{text:?} → {err}");
+        }
+        let missing = load(Some(Path::new("/nonexistent.toml")), None);
+        assert!(missing.unwrap_err().to_string().contains("does not exist"));
+    }
+}

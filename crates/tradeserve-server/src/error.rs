@@ -1,0 +1,171 @@
+//! The one place that maps errors to HTTP status codes and stable `code`s, and logs them.
+//!
+//! Every error body has the shape `{"error": {"code", "message", "field"?}}`. Client errors
+//! are logged at debug level; server-side failures (5xx) at warn or error, once, here.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tradeserve_core::PredictError;
+use tradeserve_core::ports::FeatureError;
+use tradeserve_core::request::RequestErrorKind;
+
+/// The `error` object of every error response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorBody {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// An HTTP error response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: &'a ErrorBody,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: ErrorBody {
+                code,
+                message: message.into(),
+                field: None,
+            },
+        }
+    }
+
+    pub fn not_ready(reason: &str) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason)
+    }
+
+    pub fn overloaded() -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "overloaded",
+            "too many requests in flight; retry shortly",
+        )
+    }
+
+    pub fn body_too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body exceeds {limit} bytes"),
+        )
+    }
+
+    pub fn not_found() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    }
+
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this endpoint",
+        )
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
+    }
+}
+
+impl From<PredictError> for ApiError {
+    fn from(e: PredictError) -> ApiError {
+        let message = e.to_string();
+        let api = match e {
+            PredictError::Request(r) => {
+                let status = match r.kind {
+                    RequestErrorKind::Malformed => StatusCode::BAD_REQUEST,
+                    RequestErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                ApiError {
+                    status,
+                    body: ErrorBody {
+                        code: r.code,
+                        message: r.message,
+                        field: r.field,
+                    },
+                }
+            }
+            PredictError::ExplainUnavailable => ApiError {
+                status: StatusCode::NOT_IMPLEMENTED,
+                body: ErrorBody {
+                    code: "explain_unavailable",
+                    message: "explanations (explain: true) are not available in this version"
+                        .into(),
+                    field: Some("explain".into()),
+                },
+            },
+            PredictError::Features(FeatureError::UnknownSymbol(s)) => ApiError {
+                status: StatusCode::NOT_FOUND,
+                body: ErrorBody {
+                    code: "unknown_symbol",
+                    message: format!("no features for symbol {s}"),
+                    field: Some("symbol".into()),
+                },
+            },
+            PredictError::Features(FeatureError::NoData(m)) => ApiError {
+                status: StatusCode::NOT_FOUND,
+                body: ErrorBody {
+                    code: "no_features",
+                    message: m,
+                    field: Some("timestamp".into()),
+                },
+            },
+            PredictError::Features(FeatureError::Unavailable(_)) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "features_unavailable",
+                message,
+            ),
+            PredictError::Model { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_failure", message)
+            }
+            PredictError::Risk(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "risk_unavailable", message)
+            }
+            PredictError::DeadlineExceeded { .. } => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded", message)
+            }
+        };
+        if api.status.is_server_error() && api.status != StatusCode::NOT_IMPLEMENTED {
+            tracing::warn!(status = api.status.as_u16(), code = api.body.code, error = %api.body.message, "request failed");
+        } else {
+            tracing::debug!(status = api.status.as_u16(), code = api.body.code, error = %api.body.message, "request refused");
+        }
+        api
+    }
+}
+
+/// A JSON response from already-serialized bytes.
+pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut res = (status, body).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match serde_json::to_vec(&Envelope { error: &self.body }) {
+            Ok(body) => json_response(self.status, body),
+            Err(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "error serialization failed",
+            )
+                .into_response(),
+        }
+    }
+}

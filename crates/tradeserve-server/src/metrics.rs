@@ -1,0 +1,214 @@
+//! Every Prometheus metric the service exports, named in one place.
+//!
+//! Label sets are closed (routes, statuses, actions, stages are enums or fixed lists), and
+//! per-request handles are resolved once at start, so recording is a few atomic adds.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+use tradeserve_core::pipeline::StageTimings;
+use tradeserve_core::types::Action;
+use tradeserve_events::SinkMetrics;
+
+/// Latency buckets in seconds: fine below a millisecond, coarse up to a second.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.000_025, 0.000_05, 0.000_075, 0.000_1, 0.000_15, 0.000_2, 0.000_3, 0.000_5, 0.000_75, 0.001,
+    0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// Statuses the service answers with; anything else is recorded as "other".
+pub const STATUSES: &[u16] = &[
+    200, 400, 401, 403, 404, 405, 413, 422, 429, 500, 501, 503, 504,
+];
+
+/// Routes with their own latency series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Predict,
+    Other,
+}
+
+impl Route {
+    fn label(self) -> &'static str {
+        match self {
+            Route::Predict => "predict",
+            Route::Other => "other",
+        }
+    }
+}
+
+/// The service's metrics.
+pub struct Metrics {
+    registry: Registry,
+    predict_latency: Histogram,
+    other_latency: Histogram,
+    /// Per route, one counter per entry of [`STATUSES`] plus "other" last.
+    responses: [Vec<IntCounter>; 2],
+    decisions: [[IntCounter; 2]; 3],
+    stage_parse: Histogram,
+    stage_features: Histogram,
+    stage_inference: Histogram,
+    stage_risk: Histogram,
+    pub in_flight: IntGauge,
+    pub ready: IntGauge,
+    pub model_load_failures: IntCounter,
+    pub events: SinkMetrics,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "tradeserve_request_duration_seconds",
+                "Server-side request latency, from arrival to response, by route",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let responses = IntCounterVec::new(
+            Opts::new(
+                "tradeserve_http_responses_total",
+                "HTTP responses by route and status",
+            ),
+            &["route", "status"],
+        )?;
+        let decisions = IntCounterVec::new(
+            Opts::new(
+                "tradeserve_decisions_total",
+                "Decisions by action and risk outcome",
+            ),
+            &["action", "outcome"],
+        )?;
+        let stages = HistogramVec::new(
+            HistogramOpts::new(
+                "tradeserve_stage_duration_seconds",
+                "Time per decision stage",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["stage"],
+        )?;
+        let in_flight = IntGauge::new(
+            "tradeserve_in_flight_requests",
+            "Prediction requests being processed",
+        )?;
+        let ready = IntGauge::new(
+            "tradeserve_ready",
+            "1 when models are loaded and the service is not draining",
+        )?;
+        let model_load_failures = IntCounter::new(
+            "tradeserve_model_load_failures_total",
+            "Model sets that failed to load or verify",
+        )?;
+        let events = SinkMetrics {
+            enqueued: IntCounter::new(
+                "tradeserve_events_enqueued_total",
+                "Decision events accepted by the sink",
+            )?,
+            written: IntCounter::new(
+                "tradeserve_events_written_total",
+                "Decision events written to the audit log",
+            )?,
+            dropped_queue_full: IntCounter::new(
+                "tradeserve_events_dropped_queue_full_total",
+                "Decision events refused because the sink queue was full",
+            )?,
+            dropped_closed: IntCounter::new(
+                "tradeserve_events_dropped_closed_total",
+                "Decision events refused because the sink was shut down",
+            )?,
+            write_errors: IntCounter::new(
+                "tradeserve_events_write_errors_total",
+                "Decision events accepted but not written (I/O error)",
+            )?,
+            backlog: IntGauge::new(
+                "tradeserve_events_backlog",
+                "Decision events queued, not yet written",
+            )?,
+        };
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(responses.clone()))?;
+        registry.register(Box::new(decisions.clone()))?;
+        registry.register(Box::new(stages.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(ready.clone()))?;
+        registry.register(Box::new(model_load_failures.clone()))?;
+        for c in [
+            &events.enqueued,
+            &events.written,
+            &events.dropped_queue_full,
+            &events.dropped_closed,
+            &events.write_errors,
+        ] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        registry.register(Box::new(events.backlog.clone()))?;
+
+        // Every series exists from the start, so dashboards see zeros rather than gaps.
+        let per_route = |route: Route| -> Vec<IntCounter> {
+            let mut v: Vec<IntCounter> = STATUSES
+                .iter()
+                .map(|s| responses.with_label_values(&[route.label(), &s.to_string()]))
+                .collect();
+            v.push(responses.with_label_values(&[route.label(), "other"]));
+            v
+        };
+        let responses = [per_route(Route::Predict), per_route(Route::Other)];
+        let decision = |a: Action, o: &str| decisions.with_label_values(&[a.as_str(), o]);
+        let decisions = Action::ALL.map(|a| [decision(a, "approved"), decision(a, "rejected")]);
+        Ok(Metrics {
+            predict_latency: latency.with_label_values(&["predict"]),
+            other_latency: latency.with_label_values(&["other"]),
+            responses,
+            decisions,
+            stage_parse: stages.with_label_values(&["parse"]),
+            stage_features: stages.with_label_values(&["features"]),
+            stage_inference: stages.with_label_values(&["inference"]),
+            stage_risk: stages.with_label_values(&["risk"]),
+            in_flight,
+            ready,
+            model_load_failures,
+            events,
+            registry,
+        })
+    }
+
+    /// Record one response.
+    pub fn observe_response(&self, route: Route, status: u16, seconds: f64) {
+        match route {
+            Route::Predict => self.predict_latency.observe(seconds),
+            Route::Other => self.other_latency.observe(seconds),
+        }
+        let counters = &self.responses[usize::from(route == Route::Other)];
+        let i = STATUSES
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(STATUSES.len());
+        if let Some(c) = counters.get(i) {
+            c.inc();
+        }
+    }
+
+    /// Record a decision and its stage timings.
+    pub fn observe_decision(&self, action: Action, approved: bool, timings: &StageTimings) {
+        let a = match action {
+            Action::Buy => 0,
+            Action::Sell => 1,
+            Action::Hold => 2,
+        };
+        self.decisions[a][usize::from(!approved)].inc();
+        self.stage_parse.observe(timings.parse.as_secs_f64());
+        self.stage_features.observe(timings.features.as_secs_f64());
+        self.stage_inference
+            .observe(timings.inference.as_secs_f64());
+        self.stage_risk.observe(timings.risk.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}

@@ -1,0 +1,182 @@
+//! Starting and stopping the service.
+//!
+//! Start: validate the config, load and verify the model set, load the market replay, open
+//! the audit log, then bind (so a bad config or model never holds a port). Stop: on SIGTERM or
+//! SIGINT readiness turns false, the listener stops accepting, in-flight requests finish
+//! (bounded by `server.shutdown_grace`), then the audit log is drained and fsynced.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tradeserve_core::pipeline::PipelineConfig;
+use tradeserve_core::request::RequestRules;
+use tradeserve_core::risk::InMemoryRiskLedger;
+use tradeserve_core::{ModelSet, Pipeline};
+use tradeserve_events::{AuditLog, AuditLogConfig};
+use tradeserve_features::{MarketReplay, ReplayClock};
+use tradeserve_models::BundledModels;
+
+use crate::app::router;
+use crate::config::{Config, resolve_path};
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("models: {0}")]
+    Models(#[from] tradeserve_models::ModelLoadError),
+    #[error("market data: {0}")]
+    Features(#[from] tradeserve_features::BarError),
+    #[error("events: {0}")]
+    Events(#[from] tradeserve_events::AuditLogError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The running parts that outlive the router.
+pub struct Service {
+    pub state: Arc<AppState>,
+    pub audit_log: Arc<AuditLog>,
+}
+
+/// Load the active model set named by the config.
+pub fn load_models(config: &Config) -> Result<ModelSet, tradeserve_models::ModelLoadError> {
+    BundledModels::new(resolve_path(&config.models.dir)).load_set(&config.models.versions)
+}
+
+/// Build every embedded adapter and the shared state. Blocking (file I/O, model compilation):
+/// call before serving or from a blocking thread.
+pub fn build(config: &Config) -> Result<Service, StartError> {
+    let metrics = Metrics::new()?;
+    // Models and market data load in parallel: they are independent and each takes a while.
+    let bars_path = resolve_path(&config.features.bars);
+    let speed = config.features.replay_speed;
+    let replay = std::thread::scope(|s| {
+        let replay = s.spawn(|| MarketReplay::load(&bars_path, ReplayClock::live(speed)));
+        let models = load_models(config);
+        let replay = replay.join().unwrap_or_else(|_| {
+            Err(tradeserve_features::BarError::Invalid {
+                path: bars_path.display().to_string(),
+                line: 0,
+                message: "loader panicked".into(),
+            })
+        });
+        models.map(|m| (m, replay))
+    });
+    let (models, replay) = match replay {
+        Ok((m, r)) => (m, r?),
+        Err(e) => {
+            metrics.model_load_failures.inc();
+            return Err(e.into());
+        }
+    };
+    let audit_log = Arc::new(AuditLog::start(
+        AuditLogConfig {
+            path: config.events.audit_log.clone(),
+            queue_capacity: config.events.queue_capacity,
+            fsync_interval: config.events.fsync_interval,
+        },
+        metrics.events.clone(),
+    )?);
+    let pipeline = Pipeline::new(
+        Arc::new(replay),
+        Arc::new(InMemoryRiskLedger::new()),
+        audit_log.clone(),
+        PipelineConfig {
+            sizing: config.sizing.clone(),
+            risk: config.risk.clone(),
+            request: RequestRules {
+                max_clock_skew: time::Duration::try_from(config.server.max_clock_skew)
+                    .unwrap_or(time::Duration::seconds(5)),
+            },
+            deadline: config.server.request_deadline,
+        },
+    );
+    let state = Arc::new(AppState::new(
+        pipeline,
+        Some(Arc::new(models)),
+        metrics,
+        config.server.max_in_flight,
+        config.server.body_limit_bytes,
+    ));
+    Ok(Service { state, audit_log })
+}
+
+/// Run until `shutdown` resolves, then drain and stop.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let started = Instant::now();
+    let cfg = config.clone();
+    let service = tokio::task::spawn_blocking(move || build(&cfg))
+        .await
+        .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))??;
+    let listener = TcpListener::bind(&config.server.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.server.listen.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(StartError::Serve)?;
+    let symbols = service.state.symbols.len();
+    tracing::info!(%addr, symbols, startup_ms = started.elapsed().as_secs_f64() * 1e3, "listening");
+
+    let state = Arc::clone(&service.state);
+    let draining = Arc::new(tokio::sync::Notify::new());
+    let notify = Arc::clone(&draining);
+    let signal = async move {
+        shutdown.await;
+        state.start_draining();
+        tracing::info!("shutdown requested: draining in-flight requests");
+        notify.notify_one();
+    };
+    let server =
+        axum::serve(listener, router(Arc::clone(&service.state))).with_graceful_shutdown(signal);
+    let grace = config.server.shutdown_grace;
+    tokio::select! {
+        result = server => result.map_err(StartError::Serve)?,
+        _ = async { draining.notified().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "grace period expired with requests still in flight");
+        }
+    }
+    let audit = Arc::clone(&service.audit_log);
+    let flushed =
+        tokio::task::spawn_blocking(move || audit.shutdown(grace.max(Duration::from_secs(1))))
+            .await;
+    match flushed {
+        Ok(Ok(written)) => tracing::info!(events_written = written, "audit log flushed; stopped"),
+        Ok(Err(e)) => tracing::error!(error = %e, "audit log did not flush cleanly"),
+        Err(e) => tracing::error!(error = %e, "audit log flush task failed"),
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+        }
+        _ => {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
