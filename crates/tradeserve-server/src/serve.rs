@@ -41,6 +41,8 @@ pub enum StartError {
     },
     #[error("server: {0}")]
     Serve(std::io::Error),
+    #[error("{0} panicked")]
+    Panic(&'static str),
 }
 
 /// The running parts that outlive the router.
@@ -54,32 +56,25 @@ pub fn load_models(config: &Config) -> Result<ModelSet, tradeserve_models::Model
     BundledModels::new(resolve_path(&config.models.dir)).load_set(&config.models.versions)
 }
 
-/// Build every embedded adapter and the shared state. Blocking (file I/O, model compilation):
-/// call before serving or from a blocking thread.
+/// Build every embedded adapter and the shared state, replaying market data on the live
+/// clock. Blocking (file I/O, model compilation): call before serving or from a blocking
+/// thread.
 pub fn build(config: &Config) -> Result<Service, StartError> {
+    build_with_clock(config, ReplayClock::live(config.features.replay_speed))
+}
+
+/// [`build`] with a chosen replay clock (tests pin it to a bar).
+pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, StartError> {
     let metrics = Metrics::new()?;
     // Models and market data load in parallel: they are independent and each takes a while.
     let bars_path = resolve_path(&config.features.bars);
-    let speed = config.features.replay_speed;
-    let replay = std::thread::scope(|s| {
-        let replay = s.spawn(|| MarketReplay::load(&bars_path, ReplayClock::live(speed)));
+    let (models, replay) = std::thread::scope(|s| {
+        let replay = s.spawn(|| MarketReplay::load(&bars_path, clock));
         let models = load_models(config);
-        let replay = replay.join().unwrap_or_else(|_| {
-            Err(tradeserve_features::BarError::Invalid {
-                path: bars_path.display().to_string(),
-                line: 0,
-                message: "loader panicked".into(),
-            })
-        });
-        models.map(|m| (m, replay))
+        (models, replay.join())
     });
-    let (models, replay) = match replay {
-        Ok((m, r)) => (m, r?),
-        Err(e) => {
-            metrics.model_load_failures.inc();
-            return Err(e.into());
-        }
-    };
+    let models = models.inspect_err(|_| metrics.model_load_failures.inc())?;
+    let replay = replay.map_err(|_| StartError::Panic("market data loader"))??;
     let audit_log = Arc::new(AuditLog::start(
         AuditLogConfig {
             path: config.events.audit_log.clone(),

@@ -1,0 +1,595 @@
+//! API tests through the router: exact response shapes, every status code of DESIGN.md §4
+//! that applies without auth, and the audit events behind the responses.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use tradeserve_features::ReplayClock;
+use tradeserve_server::app::router;
+use tradeserve_server::config::Config;
+use tradeserve_server::serve::{Service, build_with_clock};
+
+struct Harness {
+    service: Service,
+    _dir: tempfile::TempDir,
+    audit_path: std::path::PathBuf,
+}
+
+fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.events.audit_log = dir.path().join("audit.jsonl");
+    edit(&mut config);
+    let audit_path = config.events.audit_log.clone();
+    let service = build_with_clock(&config, ReplayClock::Fixed(500)).unwrap();
+    Harness {
+        service,
+        _dir: dir,
+        audit_path,
+    }
+}
+
+fn harness() -> Harness {
+    harness_with(|_| {})
+}
+
+async fn call(h: &Harness, method: &str, path: &str, body: Body) -> (StatusCode, Value, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .body(body)
+        .unwrap();
+    let res = router(Arc::clone(&h.service.state))
+        .oneshot(req)
+        .await
+        .unwrap();
+    let status = res.status();
+    let ctype = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    if status != StatusCode::OK || path != "/metrics" {
+        assert!(
+            ctype.starts_with("application/json"),
+            "{path}: content-type {ctype:?} for {text}"
+        );
+    }
+    (status, json, text)
+}
+
+async fn predict(h: &Harness, body: &str) -> (StatusCode, Value) {
+    let (s, v, _) = call(h, "POST", "/api/v1/predict", Body::from(body.to_owned())).await;
+    (s, v)
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn assert_error(v: &Value, code: &str) {
+    assert_eq!(keys(v), set(&["error"]), "{v}");
+    assert_eq!(v["error"]["code"], code, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+}
+
+fn assert_decision_shape(d: &Value) {
+    assert_eq!(
+        keys(d),
+        set(&[
+            "decision_id",
+            "symbol",
+            "action",
+            "confidence",
+            "recommended_quantity",
+            "regime_probabilities",
+            "strategy_weights",
+            "risk_validation",
+            "metadata"
+        ]),
+        "{d}"
+    );
+    let id = uuid::Uuid::parse_str(d["decision_id"].as_str().unwrap()).unwrap();
+    assert_eq!(id.get_version_num(), 7);
+    assert!(["BUY", "SELL", "HOLD"].contains(&d["action"].as_str().unwrap()));
+    let c = d["confidence"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&c));
+    let q = d["recommended_quantity"].as_u64().unwrap();
+    assert_eq!(q % 10, 0, "quantity is a multiple of the lot size");
+    if d["action"] == "HOLD" {
+        assert_eq!(q, 0);
+    }
+    let r = &d["regime_probabilities"];
+    assert_eq!(keys(r), set(&["bull", "bear", "sideways", "entropy"]));
+    let sum =
+        r["bull"].as_f64().unwrap() + r["bear"].as_f64().unwrap() + r["sideways"].as_f64().unwrap();
+    assert!(
+        (sum - 1.0).abs() <= 1e-6,
+        "regime probabilities sum to {sum}"
+    );
+    assert!((0.0..=1.0).contains(&r["entropy"].as_f64().unwrap()));
+    let w = &d["strategy_weights"];
+    assert_eq!(
+        keys(w),
+        set(&["bull_specialist", "bear_specialist", "sideways_specialist"])
+    );
+    let wsum: f64 = ["bull_specialist", "bear_specialist", "sideways_specialist"]
+        .iter()
+        .map(|k| w[k].as_f64().unwrap())
+        .sum();
+    assert!((wsum - 1.0).abs() <= 1e-6);
+    let m = &d["metadata"];
+    assert_eq!(
+        keys(m),
+        set(&[
+            "model_version",
+            "latency_ms",
+            "timestamp",
+            "model_versions",
+            "experiment",
+            "features_as_of"
+        ])
+    );
+    assert!(m["latency_ms"].as_f64().unwrap() > 0.0);
+    assert!(m["experiment"].is_null());
+    assert_eq!(
+        keys(&m["model_versions"]),
+        set(&[
+            "regime_detector",
+            "meta_controller",
+            "bull_specialist",
+            "bear_specialist",
+            "sideways_specialist"
+        ])
+    );
+    // The dominant specialist is the one with the largest weight.
+    let dominant = ["bull_specialist", "bear_specialist", "sideways_specialist"]
+        .into_iter()
+        .max_by(|a, b| w[a].as_f64().unwrap().total_cmp(&w[b].as_f64().unwrap()))
+        .unwrap();
+    assert_eq!(
+        m["model_version"],
+        format!(
+            "{dominant}_v{}",
+            m["model_versions"][dominant].as_str().unwrap()
+        )
+    );
+    time::OffsetDateTime::parse(
+        m["timestamp"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_decision_has_exactly_the_documented_shape() {
+    let h = harness();
+    let (status, d) = predict(&h, r#"{"symbol":"AAPL"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    assert_decision_shape(&d);
+    assert_eq!(d["symbol"], "AAPL");
+    let v = &d["risk_validation"];
+    assert_eq!(keys(v), set(&["approved", "warnings", "checks"]));
+    assert_eq!(v["approved"], true);
+    assert_eq!(
+        keys(&v["checks"]),
+        set(&[
+            "position_limit",
+            "concentration",
+            "order_notional",
+            "restricted_list",
+            "daily_order_count",
+            "kill_switch"
+        ])
+    );
+    // The replay clock is pinned to bar 60 + 500: day 2 (390 bars a day), 171st minute.
+    assert_eq!(d["metadata"]["model_versions"]["bull_specialist"], "1");
+    assert_eq!(d["metadata"]["features_as_of"], "2025-10-07T17:21:00Z");
+}
+
+#[tokio::test]
+async fn point_in_time_uses_the_last_bar_at_or_before_the_timestamp() {
+    let h = harness();
+    let (s, d) = predict(
+        &h,
+        r#"{"symbol":"MSFT","timestamp":"2025-10-14T15:00:30Z","risk_check":false}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(d["metadata"]["features_as_of"], "2025-10-14T15:00:00Z");
+    assert!(d["risk_validation"].is_null());
+    // Same instant → same features → same decision (apart from id and timing).
+    let (_, again) = predict(
+        &h,
+        r#"{"symbol":"MSFT","timestamp":"2025-10-14T15:00:59Z","risk_check":false}"#,
+    )
+    .await;
+    for k in [
+        "action",
+        "confidence",
+        "recommended_quantity",
+        "regime_probabilities",
+        "strategy_weights",
+    ] {
+        assert_eq!(d[k], again[k], "{k}");
+    }
+}
+
+#[tokio::test]
+async fn strategy_override_gives_that_specialist_all_the_weight() {
+    let h = harness();
+    let (s, d) = predict(
+        &h,
+        r#"{"symbol":"NVDA","strategy_override":"bear_specialist","risk_check":false}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_decision_shape(&d);
+    assert_eq!(
+        d["strategy_weights"],
+        json!({"bull_specialist": 0.0, "bear_specialist": 1.0, "sideways_specialist": 0.0})
+    );
+    assert_eq!(d["metadata"]["model_version"], "bear_specialist_v1");
+}
+
+/// A point in time at which AAPL gets a BUY or SELL with a positive quantity.
+async fn trading_timestamp(h: &Harness) -> String {
+    for day in 7..=17 {
+        for hour in 15..=19 {
+            for minute in [0, 15, 30, 45] {
+                let ts = format!("2025-10-{day:02}T{hour}:{minute:02}:00Z");
+                let (_, d) = predict(
+                    h,
+                    &format!(r#"{{"symbol":"AAPL","timestamp":"{ts}","risk_check":false}}"#),
+                )
+                .await;
+                if d["recommended_quantity"].as_u64().unwrap_or(0) > 0 {
+                    return ts;
+                }
+            }
+        }
+    }
+    panic!("no trading decision in the replay data");
+}
+
+#[tokio::test]
+async fn a_failed_risk_check_is_a_403_with_the_full_decision_and_an_event() {
+    let h = harness_with(|c| c.risk.restricted_symbols = vec!["AAPL".into()]);
+    let ts = trading_timestamp(&h).await;
+    let (status, d) = predict(&h, &format!(r#"{{"symbol":"AAPL","timestamp":"{ts}"}}"#)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{d}");
+    assert_eq!(d["error"]["code"], "risk_rejected");
+    let mut decision = d.clone();
+    decision.as_object_mut().unwrap().remove("error");
+    assert_decision_shape(&decision);
+    assert_eq!(d["risk_validation"]["approved"], false);
+    assert_eq!(d["risk_validation"]["checks"]["restricted_list"], "fail");
+    assert!(
+        d["risk_validation"]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("restricted")
+    );
+
+    h.service
+        .audit_log
+        .shutdown(Duration::from_secs(5))
+        .unwrap();
+    let text = std::fs::read_to_string(&h.audit_path).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["decision_id"], d["decision_id"]);
+    assert_eq!(last["approved"], false);
+    assert_eq!(last["risk_checks"]["restricted_list"], false);
+    assert_eq!(last["risk_checks"]["position_limit"], true);
+}
+
+#[tokio::test]
+async fn positions_accumulate_until_the_limit_rejects() {
+    let h = harness_with(|c| {
+        c.risk.max_position_shares = 1;
+        c.risk.warn_fraction = 1.0;
+    });
+    let ts = trading_timestamp(&h).await;
+    let body = format!(r#"{{"symbol":"AAPL","timestamp":"{ts}"}}"#);
+    let (status, d) = predict(&h, &body).await;
+    // Any positive quantity exceeds a one-share limit.
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(d["risk_validation"]["checks"]["position_limit"], "fail");
+}
+
+#[tokio::test]
+async fn every_client_error_has_its_status_and_code() {
+    let h = harness();
+    let cases: &[(&str, StatusCode, &str)] = &[
+        ("not json", StatusCode::BAD_REQUEST, "malformed_json"),
+        ("", StatusCode::BAD_REQUEST, "malformed_json"),
+        ("[1]", StatusCode::BAD_REQUEST, "not_an_object"),
+        (
+            r#"{"symbol":"AAPL","extra":1}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_field",
+        ),
+        (r#"{}"#, StatusCode::UNPROCESSABLE_ENTITY, "missing_field"),
+        (
+            r#"{"symbol":42}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_type",
+        ),
+        (
+            r#"{"symbol":"aapl"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_symbol",
+        ),
+        (
+            r#"{"symbol":"AAPL","timestamp":"noon"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_timestamp",
+        ),
+        (
+            r#"{"symbol":"AAPL","timestamp":"2999-01-01T00:00:00Z"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "timestamp_in_future",
+        ),
+        (
+            r#"{"symbol":"AAPL","strategy_override":"yolo"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_value",
+        ),
+        (
+            r#"{"symbol":"AAPL","risk_check":1}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_type",
+        ),
+        (
+            r#"{"symbol":"ZZZZ"}"#,
+            StatusCode::NOT_FOUND,
+            "unknown_symbol",
+        ),
+        (
+            r#"{"symbol":"AAPL","timestamp":"2020-01-01T00:00:00Z"}"#,
+            StatusCode::NOT_FOUND,
+            "no_features",
+        ),
+        (
+            r#"{"symbol":"AAPL","explain":true}"#,
+            StatusCode::NOT_IMPLEMENTED,
+            "explain_unavailable",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let (s, v) = predict(&h, body).await;
+        assert_eq!(s, *status, "{body} → {v}");
+        assert_error(&v, code);
+    }
+    let (s, v) = predict(&h, r#"{"symbol":"AAPL","risk_check":"yes"}"#).await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("risk_check"))
+    );
+
+    let (s, v, _) = call(&h, "GET", "/api/v1/predict", Body::empty()).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(&v, "method_not_allowed");
+    let (s, v, _) = call(&h, "GET", "/api/v1/nothing", Body::empty()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error(&v, "not_found");
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413_whether_declared_or_streamed() {
+    let h = harness();
+    let big = format!(r#"{{"symbol":"AAPL","pad":"{}"}}"#, "x".repeat(20_000));
+    let (s, v) = predict(&h, &big).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(&v, "body_too_large");
+    // No Content-Length: a streamed body is cut off at the limit.
+    let chunks = futures_stream(big.into_bytes());
+    let (s, v, _) = call(&h, "POST", "/api/v1/predict", Body::from_stream(chunks)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(&v, "body_too_large");
+}
+
+fn futures_stream(
+    bytes: Vec<u8>,
+) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send {
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = bytes
+        .chunks(1000)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    tokio_stream::iter(chunks)
+}
+
+#[tokio::test]
+async fn overload_not_ready_and_deadline() {
+    // Admission control: no permits left → 429 at once.
+    let h = harness();
+    let permits = h.service.state.admission.available_permits();
+    let _all = h
+        .service
+        .state
+        .admission
+        .acquire_many(permits as u32)
+        .await
+        .unwrap();
+    let (s, v) = predict(&h, r#"{"symbol":"AAPL"}"#).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    assert_error(&v, "overloaded");
+
+    // Draining: readiness is false, decisions still flow for requests already arriving.
+    let h = harness();
+    let (s, v, _) = call(&h, "GET", "/health/ready", Body::empty()).await;
+    assert_eq!((s, v), (StatusCode::OK, json!({"status": "ready"})));
+    h.service.state.start_draining();
+    let (s, v, _) = call(&h, "GET", "/health/ready", Body::empty()).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_error(&v, "not_ready");
+    let (s, v, _) = call(&h, "GET", "/health/live", Body::empty()).await;
+    assert_eq!((s, v), (StatusCode::OK, json!({"status": "live"})));
+
+    // No models loaded → 503 on predict and ready.
+    let h = harness();
+    h.service.state.models.store(None);
+    let (s, v) = predict(&h, r#"{"symbol":"AAPL"}"#).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_error(&v, "not_ready");
+
+    // A deadline no request can meet → 504, and no decision is recorded.
+    let h = harness_with(|c| c.server.request_deadline = Duration::from_nanos(1));
+    let (s, v) = predict(&h, r#"{"symbol":"AAPL"}"#).await;
+    assert_eq!(s, StatusCode::GATEWAY_TIMEOUT);
+    assert_error(&v, "deadline_exceeded");
+    assert_eq!(
+        h.service
+            .audit_log
+            .shutdown(Duration::from_secs(5))
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn every_decision_returned_is_in_the_audit_log() {
+    let h = harness();
+    let mut ids = BTreeSet::new();
+    for (i, symbol) in ["AAPL", "MSFT", "BRK.B", "SPY", "TSLA"]
+        .iter()
+        .cycle()
+        .take(60)
+        .enumerate()
+    {
+        let risk = i % 2 == 0;
+        let (s, d) = predict(
+            &h,
+            &format!(r#"{{"symbol":"{symbol}","risk_check":{risk}}}"#),
+        )
+        .await;
+        assert!(s == StatusCode::OK || s == StatusCode::FORBIDDEN);
+        ids.insert(d["decision_id"].as_str().unwrap().to_owned());
+    }
+    let _ = predict(&h, r#"{"symbol":"NOPE"}"#).await;
+    assert_eq!(
+        h.service
+            .audit_log
+            .shutdown(Duration::from_secs(5))
+            .unwrap(),
+        60
+    );
+    let text = std::fs::read_to_string(&h.audit_path).unwrap();
+    let mut logged = BTreeSet::new();
+    for line in text.lines() {
+        let e: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(e["event_type"], "trading_decision");
+        assert_eq!(e["schema_version"], 1);
+        assert_eq!(keys(&e["features"]).len(), 15);
+        logged.insert(e["decision_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(logged, ids);
+}
+
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    let h = harness();
+    for _ in 0..3 {
+        predict(&h, r#"{"symbol":"AAPL","risk_check":false}"#).await;
+    }
+    predict(&h, r#"{"symbol":"nope"}"#).await;
+    let (s, _, text) = call(&h, "GET", "/metrics", Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("{series} missing"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        value(r#"tradeserve_http_responses_total{route="predict",status="200"}"#),
+        3.0
+    );
+    assert_eq!(
+        value(r#"tradeserve_http_responses_total{route="predict",status="422"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"tradeserve_request_duration_seconds_count{route="predict"}"#),
+        4.0
+    );
+    assert!(
+        text.contains(r#"tradeserve_request_duration_seconds_bucket{route="predict",le="0.0001"}"#)
+    );
+    assert_eq!(
+        value(r#"tradeserve_stage_duration_seconds_count{stage="inference"}"#),
+        3.0
+    );
+    let decisions: f64 = ["BUY", "SELL", "HOLD"]
+        .iter()
+        .map(|a| {
+            value(&format!(
+                r#"tradeserve_decisions_total{{action="{a}",outcome="approved"}}"#
+            ))
+        })
+        .sum();
+    assert_eq!(decisions, 3.0);
+    assert_eq!(value("tradeserve_events_enqueued_total"), 3.0);
+    assert_eq!(value("tradeserve_ready"), 1.0);
+}
+
+#[tokio::test]
+async fn models_symbols_and_openapi() {
+    let h = harness();
+    let (s, v, _) = call(&h, "GET", "/api/v1/models", Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    let models = v["models"].as_object().unwrap();
+    assert_eq!(models.len(), 5);
+    for (role, m) in models {
+        assert_eq!(
+            keys(m),
+            set(&["role", "name", "version", "source", "sha256", "loaded_at"])
+        );
+        assert_eq!(m["name"], format!("tradeserve.{role}"));
+        assert_eq!(m["version"], "1");
+        assert_eq!(m["sha256"].as_str().unwrap().len(), 64);
+        assert!(m["source"].as_str().unwrap().starts_with("file://"));
+    }
+    let (_, v, _) = call(&h, "GET", "/api/v1/symbols", Body::empty()).await;
+    let symbols = v["symbols"].as_array().unwrap();
+    assert_eq!(symbols.len(), 24);
+    assert!(symbols.iter().any(|s| s["symbol"] == "BRK.B"));
+
+    let (s, spec, _) = call(&h, "GET", "/openapi.json", Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    let paths: BTreeSet<String> = spec["paths"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        paths,
+        set(&[
+            "/api/v1/predict",
+            "/api/v1/models",
+            "/api/v1/symbols",
+            "/health/live",
+            "/health/ready",
+            "/metrics",
+            "/openapi.json"
+        ])
+    );
+}

@@ -1,0 +1,185 @@
+//! Process tests through the built binary: start on port 0, serve real HTTP, drain on
+//! SIGTERM with every returned decision in the audit log; refuse a bad config at start.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tradeserve_loadgen::{LoadConfig, run};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
+
+struct Server {
+    child: Child,
+    addr: String,
+    logs: std::sync::mpsc::Receiver<Value>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Stop by PID if a test failed before the planned shutdown.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &tempfile::TempDir) -> Server {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("TRADESERVE_SERVER__LOG_FORMAT", "json")
+        .env(
+            "TRADESERVE_EVENTS__AUDIT_LOG",
+            dir.path().join("audit.jsonl"),
+        )
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("no 'listening' log line");
+        if v["fields"]["message"] == "listening" {
+            let addr = v["fields"]["addr"].as_str().unwrap().to_owned();
+            assert!(
+                addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
+                "{addr}"
+            );
+            return Server {
+                child,
+                addr,
+                logs: rx,
+            };
+        }
+    }
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_flushes_every_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(&dir);
+    let pid = Pid::from_raw(server.child.id() as i32);
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        kill(pid, Signal::SIGTERM).unwrap();
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = rt
+        .block_on(run(LoadConfig {
+            url: format!("http://{}", server.addr),
+            rate: 500.0,
+            requests: 2000,
+            warmup: 0,
+            connections: 16,
+            symbols: vec!["AAPL".into(), "MSFT".into(), "BRK.B".into()],
+            extra: None,
+            timeout: Duration::from_secs(5),
+        }))
+        .unwrap();
+    stopper.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+
+    // Load ran on both sides of the signal: decisions before, refused connections after.
+    assert!(report.decisions > 300, "{report:?}");
+    assert!(
+        report.decisions < 2000,
+        "the server stopped mid-run: {report:?}"
+    );
+    let server_errors: u64 = report
+        .statuses
+        .iter()
+        .filter(|(s, _)| s.starts_with('5'))
+        .map(|(_, n)| *n)
+        .sum();
+    assert_eq!(server_errors, 0, "{report:?}");
+
+    let logged = std::fs::read_to_string(dir.path().join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .count() as u64;
+    assert_eq!(
+        logged, report.decisions,
+        "every decision a client received is in the audit log"
+    );
+    let flushed: Vec<Value> = server
+        .logs
+        .try_iter()
+        .filter(|v| v["fields"]["message"] == "audit log flushed; stopped")
+        .collect();
+    assert_eq!(flushed.len(), 1);
+    assert_eq!(
+        flushed[0]["fields"]["events_written"].as_u64(),
+        Some(logged)
+    );
+}
+
+#[test]
+fn a_bad_config_fails_at_start_with_the_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[risk]\nmax_concentration = 3.0\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("max_concentration"), "{stderr}");
+
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[server]\nlisten = \"127.0.0.1:9\"\n[models.versions]\nbull_specialist = \"2\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("configuration OK"));
+    assert!(stdout.contains("tradeserve.bull_specialist v2"), "{stdout}");
+}
