@@ -1,6 +1,7 @@
 """Train TradeServe's bundled models, reproducibly, from the bundled synthetic market data.
 
-    python training/train.py            # from the repository root, in the training venv
+    python training/train.py               # from the repository root, in the training venv
+    python training/train.py --check-data  # regenerate the data and compare with the committed files
 
 Writes (all deterministic; re-running gives the same bytes):
   data/bars.csv                      the market data (also what the embedded feature source replays)
@@ -188,10 +189,9 @@ def train_version(version: str, cfg: dict, t: dict, card: dict, golden_idx: np.n
     path.write_text(json.dumps({"version": version, "rows": rows}) + "\n")
 
 
-def write_golden_features(t: dict, golden_idx: np.ndarray) -> None:
+def write_golden_features(t: dict, golden_idx: np.ndarray, out: Path) -> None:
     rows = [{"symbol": str(t["symbol"][i]), "ts": int(t["ts"][i]),
              "features": t["X"][i].tolist(), "hit_rates": t["H"][i].tolist()} for i in golden_idx]
-    out = ROOT / "data" / "golden" / "features.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"feature_names": F.FEATURES, "hit_rate_names": F.HIT_RATES,
                                "rows": rows}) + "\n")
@@ -246,13 +246,36 @@ def write_card(card: dict, t: dict) -> None:
     (ROOT / "models" / "README.md").write_text("\n".join(lines))
 
 
-def main() -> None:
-    bars_path = ROOT / "data" / "bars.csv"
+def generate_data(root: Path):
+    """Simulate the bars and write them with the golden feature rows under `root`."""
+    bars_path = root / "data" / "bars.csv"
     simulate.write_csv(simulate.simulate(), bars_path)
     t = build_table(load_bars(bars_path))
     rng = np.random.Generator(np.random.PCG64(7))
     golden_idx = np.sort(rng.choice(len(t["ts"]), size=200, replace=False))
-    write_golden_features(t, golden_idx)
+    write_golden_features(t, golden_idx, root / "data" / "golden" / "features.json")
+    return t, golden_idx
+
+
+def check_data() -> int:
+    """Regenerate the data in a scratch folder; fail unless it equals the committed files."""
+    import filecmp
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_data(Path(tmp))
+        bad = [rel for rel in ("data/bars.csv", "data/golden/features.json")
+               if not filecmp.cmp(Path(tmp) / rel, ROOT / rel, shallow=False)]
+    for rel in bad:
+        print(f"MISMATCH: {rel} differs from what training/simulate.py + features.py generate")
+    if not bad:
+        print("data/bars.csv and data/golden/features.json are reproduced byte for byte")
+    return 1 if bad else 0
+
+
+def main() -> None:
+    if "--check-data" in sys.argv[1:]:
+        sys.exit(check_data())
+    t, golden_idx = generate_data(ROOT)
     card: dict = {}
     for version, cfg in VERSIONS.items():
         train_version(version, cfg, t, card, golden_idx)

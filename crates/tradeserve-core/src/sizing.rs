@@ -59,7 +59,11 @@ impl SizingPolicy {
 
     /// Shares to trade for this action, confidence, last price and recent volatility.
     pub fn quantity(&self, action: Action, confidence: f64, price: f64, vol_15: f64) -> u64 {
-        if action == Action::Hold || confidence < self.min_confidence || !(price > 0.0) {
+        if action == Action::Hold
+            || confidence < self.min_confidence
+            || price.is_nan()
+            || price <= 0.0
+        {
             return 0;
         }
         let edge =

@@ -1,9 +1,9 @@
 //! The embedded event sink: an append-only JSON-lines audit log.
 //!
 //! `emit` is a non-blocking `try_send` into a bounded queue; a dedicated OS thread (file I/O
-//! never runs on the async workers) serializes each event and appends it. Durability policy:
-//! the buffer is flushed to the OS whenever the queue runs empty, and `fsync`ed at most every
-//! `fsync_interval` and at shutdown. A full queue refuses the event; that is counted
+//! never runs on the async workers) polls the queue every millisecond, serializes each event
+//! and appends it. Durability policy: the buffer is flushed to the OS after every batch, and
+//! `fsync`ed at most `fsync_interval` after a write and at shutdown. A full queue refuses the event; that is counted
 //! (`dropped_queue_full`) and logged — never silent. Shutdown drains everything accepted before
 //! it, fsyncs, and reports how many lines were written.
 
@@ -11,7 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -135,6 +135,11 @@ impl EventSink for AuditLog {
     }
 }
 
+/// How long the writer sleeps when it finds the queue empty. Polling instead of blocking on
+/// the channel means a request never pays for waking the writer (a futex syscall and a
+/// context switch per event under load); an event waits at most this long in memory.
+const POLL_INTERVAL: Duration = Duration::from_millis(1);
+
 fn write_loop(
     rx: Receiver<Msg>,
     file: File,
@@ -147,20 +152,17 @@ fn write_loop(
     let mut last_sync = Instant::now();
     let mut dirty = false;
     loop {
-        let mut next = match rx.recv_timeout(fsync_interval) {
-            Ok(msg) => Some(msg),
-            Err(RecvTimeoutError::Timeout) => {
-                if dirty {
+        let mut batch = 0usize;
+        loop {
+            let msg = match rx.try_recv() {
+                Ok(msg) => msg,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
                     sync(&mut out, path, m);
-                    dirty = false;
-                    last_sync = Instant::now();
+                    return;
                 }
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        // Write the whole batch that is waiting, then flush once.
-        while let Some(msg) = next {
+            };
+            batch += 1;
             match msg {
                 Msg::Event(event) => {
                     m.backlog.dec();
@@ -186,18 +188,21 @@ fn write_loop(
                     return;
                 }
             }
-            next = rx.try_recv().ok();
         }
-        if last_sync.elapsed() >= fsync_interval {
+        if dirty && last_sync.elapsed() >= fsync_interval {
             sync(&mut out, path, m);
             last_sync = Instant::now();
             dirty = false;
-        } else if let Err(e) = out.flush() {
-            m.write_errors.inc();
-            tracing::error!(path = %path.display(), error = %e, "audit log flush failed");
+        } else if batch > 0 {
+            if let Err(e) = out.flush() {
+                m.write_errors.inc();
+                tracing::error!(path = %path.display(), error = %e, "audit log flush failed");
+            }
+        }
+        if batch == 0 {
+            std::thread::sleep(POLL_INTERVAL);
         }
     }
-    sync(&mut out, path, m);
 }
 
 fn sync(out: &mut BufWriter<File>, path: &Path, m: &SinkMetrics) {

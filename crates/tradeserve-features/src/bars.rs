@@ -78,7 +78,7 @@ pub fn load_bars_csv(path: &Path) -> Result<BTreeMap<String, SymbolBars>, BarErr
             .all(|p| p.is_finite() && *p > 0.0)
             && row.low <= row.close
             && row.close <= row.high;
-        if !prices_ok || !(row.volume.is_finite() && row.volume >= 0.0) {
+        if !(prices_ok && row.volume.is_finite() && row.volume >= 0.0) {
             return Err(invalid(
                 "prices must be positive with low <= close <= high, volume >= 0".into(),
             ));

@@ -1,18 +1,27 @@
 //! The default inference engine: `tract-onnx`, pure Rust, in process.
 //!
 //! A model is parsed, its single input pinned to `[1, width]` float32, optimized and turned
-//! into a runnable plan once at load. The plan is `Send + Sync`; each call builds its own run
-//! state, so concurrent requests never share state.
+//! into a runnable plan once at load. The plan is `Send + Sync`. Building a run state costs
+//! about as much as running a small MLP, so a model whose ops are all stateless keeps one
+//! state per thread and reuses it; a model with any stateful op (recurrent layers carry
+//! hidden state between calls) gets a fresh state on every call.
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use thread_local::ThreadLocal;
 use tract_onnx::prelude::*;
 use tradeserve_core::ports::{InferenceModel, ModelError};
 
-type Plan = std::sync::Arc<TypedSimplePlan>;
+type Plan = Arc<TypedSimplePlan>;
+type State = TypedSimpleState;
 
 /// A loaded ONNX model with batch-1 float32 input of a fixed width and 3 float32 outputs.
 pub struct TractModel {
     plan: Plan,
     width: usize,
+    /// Per-thread reusable run states; `None` when the graph has stateful ops.
+    states: Option<ThreadLocal<RefCell<State>>>,
 }
 
 /// Why an ONNX graph cannot serve.
@@ -59,7 +68,34 @@ impl TractModel {
             )));
         }
         let plan = typed.into_runnable().map_err(load)?;
-        Ok(TractModel { plan, width })
+        let stateless = plan
+            .spawn()
+            .map_err(load)?
+            .op_states
+            .iter()
+            .all(Option::is_none);
+        Ok(TractModel {
+            plan,
+            width,
+            states: stateless.then(ThreadLocal::new),
+        })
+    }
+
+    /// Whether run states are reused across calls (all ops stateless).
+    pub fn reuses_state(&self) -> bool {
+        self.states.is_some()
+    }
+
+    fn run(&self, input: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let Some(states) = &self.states else {
+            return self.plan.run(input);
+        };
+        let cell = states.get_or_try(|| self.plan.spawn().map(RefCell::new))?;
+        match cell.try_borrow_mut() {
+            Ok(mut state) => state.run(input),
+            // Re-entered on this thread (cannot happen for a plain MLP call): use a fresh state.
+            Err(_) => self.plan.run(input),
+        }
     }
 }
 
@@ -73,7 +109,7 @@ impl InferenceModel for TractModel {
         }
         let infer = |e: TractError| ModelError::Inference(format!("{e:#}"));
         let tensor = Tensor::from_shape(&[1, self.width], input).map_err(infer)?;
-        let out = self.plan.run(tvec!(tensor.into())).map_err(infer)?;
+        let out = self.run(tvec!(tensor.into())).map_err(infer)?;
         let values = out
             .first()
             .ok_or_else(|| ModelError::Inference("no output".into()))?;

@@ -1,6 +1,8 @@
 //! Golden tests: the tract engine reproduces Python's onnxruntime on every bundled model, the
 //! whole ensemble reproduces the training pipeline, and broken folders are refused.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;

@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+// mimalloc: the request path allocates many small, short-lived buffers (tract tensors, JSON);
+// glibc malloc showed up as ~6% of server CPU under load (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = tradeserve_server::cli::Cli::parse();
     match tradeserve_server::cli::run(cli) {

@@ -1,6 +1,8 @@
 //! Process tests through the built binary: start on port 0, serve real HTTP, drain on
 //! SIGTERM with every returned decision in the audit log; refuse a bad config at start.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -41,6 +43,12 @@ fn start(dir: &tempfile::TempDir) -> Server {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    // From here on the child is owned by `Server`, whose Drop kills and reaps it.
+    let mut server = Server {
+        child,
+        addr: String::new(),
+        logs: rx,
+    };
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Ok(v) = serde_json::from_str::<Value>(&line) {
@@ -50,7 +58,8 @@ fn start(dir: &tempfile::TempDir) -> Server {
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let v = rx
+        let v = server
+            .logs
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("no 'listening' log line");
         if v["fields"]["message"] == "listening" {
@@ -59,11 +68,8 @@ fn start(dir: &tempfile::TempDir) -> Server {
                 addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
                 "{addr}"
             );
-            return Server {
-                child,
-                addr,
-                logs: rx,
-            };
+            server.addr = addr;
+            return server;
         }
     }
 }

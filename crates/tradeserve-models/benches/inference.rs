@@ -1,0 +1,40 @@
+//! Inference cost: one model call, and the whole five-model ensemble for one decision.
+//!
+//! `cargo bench -p tradeserve-models --bench inference`
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use time::OffsetDateTime;
+use tradeserve_core::pipeline::evaluate;
+use tradeserve_core::ports::FeatureSnapshot;
+use tradeserve_core::types::Role;
+use tradeserve_models::{BundledModels, VersionSelection};
+
+fn bench(c: &mut Criterion) {
+    let models = BundledModels::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
+    let x = [
+        0.0005f32, 0.001, 0.002, 0.004, 0.0008, 0.0009, 0.9, 0.55, 0.001, 0.002, 0.0015, 0.3,
+    ];
+    for version in ["1", "2"] {
+        let m = models.load(Role::BullSpecialist, version).unwrap();
+        c.bench_function(&format!("tract bull_specialist v{version} predict"), |b| {
+            b.iter(|| m.model.predict(black_box(&x)).unwrap())
+        });
+        let set = models.load_set(&VersionSelection::all(version)).unwrap();
+        let snapshot = FeatureSnapshot {
+            as_of: OffsetDateTime::UNIX_EPOCH,
+            price: 100.0,
+            features: x.map(f64::from),
+            hit_rates: [0.5, 0.4, 0.6],
+        };
+        c.bench_function(&format!("ensemble v{version} evaluate"), |b| {
+            b.iter(|| evaluate(black_box(&set), black_box(&snapshot), None).unwrap())
+        });
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
