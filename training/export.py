@@ -1,8 +1,9 @@
 """Export a trained scikit-learn MLP as an ONNX model folder in MLflow's layout.
 
-The graph is deliberately small and engine-friendly (Sub, Div, MatMul, Add, Relu, Softmax):
-input standardization is part of the model, so the service feeds raw features and a scaler can
-never drift from its network. Each folder holds:
+The graph is deliberately small and engine-friendly (MatMul, Add, Relu, Softmax). Input
+standardization is part of the model — folded exactly into the first layer
+(W' = W / std, b' = b - (mean / std) W), which saves two graph nodes per call — so the service
+feeds raw features and a scaler can never drift from its network. Each folder holds:
 
 * `model.onnx` — input `features` [N, width] float32, output `probabilities` [N, 3] float32;
 * `MLmodel` — as MLflow writes it for the onnx flavor (signature as JSON text), plus a
@@ -27,17 +28,16 @@ CREATED = "2025-10-20 00:00:00.000000"  # fixed so that retraining is byte-repro
 
 
 def build_graph(model, mean: np.ndarray, std: np.ndarray, width: int, name: str) -> onnx.ModelProto:
-    inits = [
-        numpy_helper.from_array(mean.astype(np.float32), "input_mean"),
-        numpy_helper.from_array(std.astype(np.float32), "input_std"),
-    ]
-    nodes = [
-        helper.make_node("Sub", ["features", "input_mean"], ["centered"]),
-        helper.make_node("Div", ["centered", "input_std"], ["h0"]),
-    ]
-    last = "h0"
-    layers = len(model.coefs_)
-    for i, (w, b) in enumerate(zip(model.coefs_, model.intercepts_)):
+    coefs = [np.asarray(w, dtype=np.float64) for w in model.coefs_]
+    intercepts = [np.asarray(b, dtype=np.float64) for b in model.intercepts_]
+    # Fold (x - mean) / std into the first layer, in float64 before the float32 cast.
+    intercepts[0] = intercepts[0] - (mean / std) @ coefs[0]
+    coefs[0] = coefs[0] / std[:, None]
+    inits = []
+    nodes = []
+    last = "features"
+    layers = len(coefs)
+    for i, (w, b) in enumerate(zip(coefs, intercepts)):
         inits.append(numpy_helper.from_array(w.astype(np.float32), f"w{i}"))
         inits.append(numpy_helper.from_array(b.astype(np.float32), f"b{i}"))
         nodes.append(helper.make_node("MatMul", [last, f"w{i}"], [f"mm{i}"]))

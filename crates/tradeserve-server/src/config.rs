@@ -263,6 +263,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_documents_exactly_the_defaults() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/tradeserve.example.toml");
+        assert_eq!(load(Some(&path), None).unwrap(), Config::default());
+    }
+
+    #[test]
     fn file_and_listen_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
