@@ -36,6 +36,9 @@ pub struct LoadConfig {
     pub extra: Option<serde_json::Map<String, serde_json::Value>>,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// Request path; `/api/v1/predict` for decisions. Any other path is fetched with GET
+    /// (e.g. `/health/live` measures the bare HTTP round trip).
+    pub path: String,
 }
 
 /// Why a load test could not run.
@@ -86,6 +89,7 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         bodies,
         timeout: config.timeout,
         warmup: config.warmup,
+        path: config.path.clone(),
     });
     let mut tasks = Vec::with_capacity(config.connections);
     for _ in 0..config.connections {

@@ -43,6 +43,7 @@ pub struct Shared {
     pub bodies: Vec<Bytes>,
     pub timeout: Duration,
     pub warmup: u64,
+    pub path: String,
 }
 
 /// One request body per symbol.
@@ -72,6 +73,9 @@ struct Meta {
 
 type Sender = http1::SendRequest<Full<Bytes>>;
 
+/// The decision endpoint (POST with a JSON body); other paths are fetched with GET.
+pub const PREDICT: &str = "/api/v1/predict";
+
 async fn connect(target: &Target) -> Result<Sender, String> {
     let stream = tokio::net::TcpStream::connect(&target.addr)
         .await
@@ -92,12 +96,13 @@ async fn send(
     body: Bytes,
 ) -> Result<(u16, Option<f64>), String> {
     sender.ready().await.map_err(|e| e.to_string())?;
+    let predict = shared.path == PREDICT;
     let request = Request::builder()
-        .method(Method::POST)
-        .uri("/api/v1/predict")
+        .method(if predict { Method::POST } else { Method::GET })
+        .uri(shared.path.as_str())
         .header(hyper::header::HOST, shared.target.host.as_str())
         .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(body))
+        .body(Full::new(if predict { body } else { Bytes::new() }))
         .map_err(|e| e.to_string())?;
     let response = sender
         .send_request(request)

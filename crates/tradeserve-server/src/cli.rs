@@ -72,6 +72,10 @@ pub struct LoadtestArgs {
     /// Give up on a request after this long (counted as a timeout).
     #[arg(long, default_value = "2s", value_parser = humantime_duration)]
     pub timeout: Duration,
+    /// Path to load: the decision endpoint (POST), or any other path with GET
+    /// (`/health/live` measures the bare HTTP round trip).
+    #[arg(long, default_value = "/api/v1/predict")]
+    pub path: String,
     /// Write the JSON report here as well as to stdout.
     #[arg(long)]
     pub json_out: Option<PathBuf>,
@@ -170,6 +174,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     .collect(),
                 extra,
                 timeout: args.timeout,
+                path: args.path.clone(),
             };
             let rt = runtime(args.threads)?;
             let report: Report = rt.block_on(tradeserve_loadgen::run(load))?;

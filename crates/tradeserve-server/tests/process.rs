@@ -98,6 +98,7 @@ fn sigterm_drains_in_flight_requests_and_flushes_every_decision() {
             symbols: vec!["AAPL".into(), "MSFT".into(), "BRK.B".into()],
             extra: None,
             timeout: Duration::from_secs(5),
+            path: "/api/v1/predict".into(),
         }))
         .unwrap();
     stopper.join().unwrap();

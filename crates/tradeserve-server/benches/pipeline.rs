@@ -1,0 +1,67 @@
+//! The decision path without HTTP: `Pipeline::predict` on the embedded adapters (replay,
+//! tract, in-process ledger, audit log), and the serialization of the response body.
+//!
+//! `cargo bench -p tradeserve-server --bench pipeline`
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Instant;
+
+use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use time::OffsetDateTime;
+use tradeserve_features::ReplayClock;
+use tradeserve_server::config::Config;
+use tradeserve_server::serve::build_with_clock;
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.events.audit_log = dir.path().join("audit.jsonl");
+    let service = build_with_clock(&config, ReplayClock::Fixed(500)).unwrap();
+    let state = service.state.clone();
+    let models = state.models.load_full().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (name, body) in [
+        ("predict risk_check", &br#"{"symbol":"AAPL"}"#[..]),
+        (
+            "predict no risk_check",
+            &br#"{"symbol":"AAPL","risk_check":false}"#[..],
+        ),
+    ] {
+        c.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                state
+                    .pipeline
+                    .predict(
+                        &models,
+                        black_box(body),
+                        Instant::now(),
+                        OffsetDateTime::now_utc(),
+                    )
+                    .await
+                    .unwrap()
+            })
+        });
+    }
+    let prediction = rt
+        .block_on(state.pipeline.predict(
+            &models,
+            br#"{"symbol":"AAPL"}"#,
+            Instant::now(),
+            OffsetDateTime::now_utc(),
+        ))
+        .unwrap();
+    c.bench_function("serialize decision", |b| {
+        b.iter(|| serde_json::to_vec(black_box(prediction.outcome.decision())).unwrap())
+    });
+    service
+        .audit_log
+        .shutdown(std::time::Duration::from_secs(5))
+        .unwrap();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
