@@ -116,7 +116,10 @@ fn sigterm_drains_in_flight_requests_and_flushes_every_decision() {
     assert!(status.success(), "exit status {status}");
 
     // Load ran on both sides of the signal: decisions before, refused connections after.
-    assert!(report.decisions > 300, "{report:?}");
+    assert!(
+        report.decisions > 100,
+        "decisions before the signal: {report:?}"
+    );
     assert!(
         report.decisions < 2000,
         "the server stopped mid-run: {report:?}"
