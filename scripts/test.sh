@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run TradeServe's whole test suite, installing what it needs first.
 #
-# Idempotent: the Python virtual environment is cached under ~/.cache/tradeserve (override
-# with TRADESERVE_CACHE) and rebuilt only when training/requirements.txt changes.
+# Idempotent: the Python virtual environments (training checks, MLflow) are cached under
+# ~/.cache/tradeserve (override with TRADESERVE_CACHE) and rebuilt only when their pinned
+# requirements change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,11 +27,24 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# --- MLflow (registry tests against a real server) ----------------------------------------
+mlflow_venv="$cache/mlflow-venv"
+mlflow_stamp="$mlflow_venv/.requirements-$(sha256sum scripts/requirements-mlflow.txt | cut -c1-16)"
+if [ ! -f "$mlflow_stamp" ]; then
+  step "installing MLflow in $mlflow_venv (once; about a minute)"
+  rm -rf "$mlflow_venv"
+  python3 -m venv "$mlflow_venv"
+  "$mlflow_venv/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-mlflow.txt
+  touch "$mlflow_stamp"
+fi
+export TRADESERVE_MLFLOW="$mlflow_venv/bin/mlflow"
+
 step "bundled market data is reproduced by training/ byte for byte"
 "$venv/bin/python" training/train.py --check-data
 
 # --- Rust ---------------------------------------------------------------------------------
-step "cargo test (unit, golden, parity, API and process tests)"
-RUST_LIB_BACKTRACE=0 cargo test --workspace --locked
+# Tests that need a real service are #[ignore]d for a bare `cargo test`; here they run.
+step "cargo test (unit, golden, parity, API, process, and real-MLflow tests)"
+RUST_LIB_BACKTRACE=0 cargo test --workspace --locked -- --include-ignored
 
 step "all tests passed"

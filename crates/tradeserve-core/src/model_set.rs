@@ -20,6 +20,8 @@ pub struct ModelInfo {
     pub name: String,
     /// Registry version, e.g. `"2"`.
     pub version: String,
+    /// Registry alias it was resolved through (`None` for bundled models).
+    pub alias: Option<String>,
     /// Where it was loaded from (`file://…` or `models:/…`).
     pub source: String,
     /// sha256 of `model.onnx`.

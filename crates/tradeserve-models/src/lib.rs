@@ -4,9 +4,11 @@
 //! - [`engine`]: the pure-Rust `tract-onnx` engine behind the core's `InferenceModel` port.
 //! - [`model_dir`]: loading and verifying one model folder (digest, signature, golden vectors).
 //! - [`bundled`]: the embedded model source: `models/<role>/<version>/` folders in the repo.
+//! - [`mlflow`]: the MLflow Model Registry as a source: client, disk cache, resolution, publish.
 
 pub mod bundled;
 pub mod engine;
+pub mod mlflow;
 pub mod mlmodel;
 pub mod model_dir;
 

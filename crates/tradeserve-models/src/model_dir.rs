@@ -168,6 +168,7 @@ pub fn load_model_dir(
             role,
             name: role.registry_name(),
             version: meta.version.clone(),
+            alias: None,
             source,
             sha256,
             loaded_at: OffsetDateTime::now_utc(),

@@ -566,10 +566,19 @@ async fn models_symbols_and_openapi() {
     for (role, m) in models {
         assert_eq!(
             keys(m),
-            set(&["role", "name", "version", "source", "sha256", "loaded_at"])
+            set(&[
+                "role",
+                "name",
+                "version",
+                "alias",
+                "source",
+                "sha256",
+                "loaded_at"
+            ])
         );
         assert_eq!(m["name"], format!("tradeserve.{role}"));
         assert_eq!(m["version"], "1");
+        assert!(m["alias"].is_null());
         assert_eq!(m["sha256"].as_str().unwrap().len(), 64);
         assert!(m["source"].as_str().unwrap().starts_with("file://"));
     }
