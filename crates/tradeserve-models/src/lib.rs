@@ -13,4 +13,5 @@ pub mod mlmodel;
 pub mod model_dir;
 
 pub use bundled::{BundledModels, VersionSelection};
+pub use mlflow::RoleSpec;
 pub use model_dir::{ModelLoadError, load_model_dir};

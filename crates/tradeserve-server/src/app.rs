@@ -28,6 +28,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/v1/predict", post(predict::predict))
         .route("/api/v1/models", get(ops::models))
+        .route("/api/v1/models/reload", post(ops::reload))
         .route("/api/v1/symbols", get(ops::symbols))
         .route("/health/live", get(ops::live))
         .route("/health/ready", get(ops::ready))

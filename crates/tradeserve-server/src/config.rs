@@ -6,6 +6,7 @@
 //! every value before a port is bound, so a bad config fails at start with a message that
 //! names the key.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use tradeserve_core::risk::RiskLimits;
 use tradeserve_core::sizing::SizingPolicy;
+use tradeserve_core::types::Role;
 use tradeserve_models::VersionSelection;
 
 /// The whole configuration.
@@ -80,18 +82,123 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelsConfig {
+    /// `bundled` (the `dir` folders) or `mlflow` (the registry, by alias).
+    pub source: ModelSourceKind,
     /// Folder of `<role>/<version>/` model folders (MLflow layout).
     pub dir: PathBuf,
-    /// Version of each role.
+    /// Version of each role (bundled source).
     pub versions: VersionSelection,
+    /// The MLflow registry (mlflow source).
+    pub mlflow: MlflowConfig,
 }
 
 impl Default for ModelsConfig {
     fn default() -> Self {
         ModelsConfig {
+            source: ModelSourceKind::Bundled,
             dir: PathBuf::from("models"),
             versions: VersionSelection::default(),
+            mlflow: MlflowConfig::default(),
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelSourceKind {
+    Bundled,
+    Mlflow,
+}
+
+/// Where and how to reach the MLflow Model Registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MlflowConfig {
+    pub tracking_uri: String,
+    /// Alias every role is resolved through, unless `roles` says otherwise.
+    pub alias: String,
+    /// Name of the environment variable holding a bearer token (never put the token here).
+    pub token_env: String,
+    /// Downloaded model folders, reused across restarts.
+    pub cache_dir: PathBuf,
+    /// How often aliases are re-resolved.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Deadline of each call to MLflow.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Per-role registered model name and alias; default `tradeserve.<role>` @ `alias`.
+    pub roles: BTreeMap<String, RoleOverride>,
+}
+
+impl Default for MlflowConfig {
+    fn default() -> Self {
+        MlflowConfig {
+            tracking_uri: "http://127.0.0.1:5000".into(),
+            alias: "champion".into(),
+            token_env: "MLFLOW_TRACKING_TOKEN".into(),
+            cache_dir: PathBuf::from("var/model-cache"),
+            poll_interval: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(5),
+            roles: BTreeMap::new(),
+        }
+    }
+}
+
+/// Overrides for one role's registry entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoleOverride {
+    pub name: Option<String>,
+    pub alias: Option<String>,
+}
+
+impl MlflowConfig {
+    /// Registered model and alias of every role.
+    pub fn role_specs(&self) -> Vec<tradeserve_models::RoleSpec> {
+        Role::ALL
+            .iter()
+            .map(|role| {
+                let o = self.roles.get(role.as_str()).cloned().unwrap_or_default();
+                tradeserve_models::RoleSpec {
+                    role: *role,
+                    name: o.name.unwrap_or_else(|| role.registry_name()),
+                    alias: o.alias.unwrap_or_else(|| self.alias.clone()),
+                }
+            })
+            .collect()
+    }
+
+    /// The bearer token, read from the environment variable `token_env` (if set).
+    pub fn token(&self) -> Option<String> {
+        std::env::var(&self.token_env)
+            .ok()
+            .filter(|t| !t.is_empty())
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(self.tracking_uri.starts_with("http://") || self.tracking_uri.starts_with("https://"))
+        {
+            return Err(format!(
+                "models.mlflow.tracking_uri {:?} must be an http(s) URL",
+                self.tracking_uri
+            ));
+        }
+        if self.poll_interval < Duration::from_millis(100) {
+            return Err("models.mlflow.poll_interval must be at least 100ms".into());
+        }
+        if self.request_timeout.is_zero() {
+            return Err("models.mlflow.request_timeout must be > 0".into());
+        }
+        if self.alias.trim().is_empty() {
+            return Err("models.mlflow.alias must not be empty".into());
+        }
+        for key in self.roles.keys() {
+            if Role::parse(key).is_none() {
+                return Err(format!("models.mlflow.roles.{key} is not a model role"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -215,6 +322,12 @@ impl Config {
         }
         self.risk.validate().map_err(ConfigError::Invalid)?;
         self.sizing.validate().map_err(ConfigError::Invalid)?;
+        if self.models.source == ModelSourceKind::Mlflow {
+            self.models
+                .mlflow
+                .validate()
+                .map_err(ConfigError::Invalid)?;
+        }
         for role in tradeserve_core::Role::ALL {
             if self.models.versions.get(role).trim().is_empty() {
                 return invalid(format!("models.versions.{role} must not be empty"));
@@ -319,6 +432,15 @@ mod tests {
                 "[models.versions]\nregime_detector = \"\"\n",
                 "regime_detector",
             ),
+            (
+                "[models]\nsource = \"mlflow\"\n[models.mlflow]\ntracking_uri = \"ftp://x\"\n",
+                "tracking_uri",
+            ),
+            (
+                "[models]\nsource = \"mlflow\"\n[models.mlflow.roles.trend]\nname = \"x\"\n",
+                "roles.trend",
+            ),
+            ("[models]\nsource = \"s3\"\n", "source"),
         ];
         for (text, key) in cases {
             let path = dir.path().join("c.toml");

@@ -4,6 +4,7 @@
 //! - [`metrics`]: every Prometheus metric, named in one place.
 //! - [`error`]: the one mapping from errors to HTTP status and stable codes.
 //! - [`state`]: what handlers share (pipeline, active model set, admission control).
+//! - [`registry`]: keeping the active model set in step with the MLflow registry.
 //! - [`app`]: the router and request-timing middleware; [`routes`]: the handlers.
 //! - [`serve`]: start-up (build the embedded adapters, bind) and graceful shutdown.
 //! - [`cli`]: the `tradeserve` subcommands.
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod registry;
 pub mod routes;
 pub mod serve;
 pub mod state;

@@ -53,6 +53,11 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     pub ready: IntGauge,
     pub model_load_failures: IntCounter,
+    pub model_reloads_swapped: IntCounter,
+    pub model_reloads_unchanged: IntCounter,
+    pub model_reloads_refused: IntCounter,
+    pub model_reloads_unavailable: IntCounter,
+    pub registry_up: IntGauge,
     pub events: SinkMetrics,
 }
 
@@ -101,6 +106,19 @@ impl Metrics {
             "tradeserve_model_load_failures_total",
             "Model sets that failed to load or verify",
         )?;
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "tradeserve_model_reloads_total",
+                "Model registry reloads by result",
+            ),
+            &["result"],
+        )?;
+        let registry_up = IntGauge::new(
+            "tradeserve_model_registry_up",
+            "1 when the last call to the model registry succeeded",
+        )?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(registry_up.clone()))?;
         let events = SinkMetrics {
             enqueued: IntCounter::new(
                 "tradeserve_events_enqueued_total",
@@ -169,6 +187,11 @@ impl Metrics {
             in_flight,
             ready,
             model_load_failures,
+            model_reloads_swapped: reloads.with_label_values(&["swapped"]),
+            model_reloads_unchanged: reloads.with_label_values(&["unchanged"]),
+            model_reloads_refused: reloads.with_label_values(&["refused"]),
+            model_reloads_unavailable: reloads.with_label_values(&["unavailable"]),
+            registry_up,
             events,
             registry,
         })

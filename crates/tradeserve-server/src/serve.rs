@@ -19,8 +19,9 @@ use tradeserve_features::{MarketReplay, ReplayClock};
 use tradeserve_models::BundledModels;
 
 use crate::app::router;
-use crate::config::{Config, resolve_path};
+use crate::config::{Config, ModelSourceKind, resolve_path};
 use crate::metrics::Metrics;
+use crate::registry::{self, ReloadError};
 use crate::state::AppState;
 
 /// Why the service could not start.
@@ -43,6 +44,8 @@ pub enum StartError {
     Serve(std::io::Error),
     #[error("{0} panicked")]
     Panic(&'static str),
+    #[error("model registry: {0}")]
+    Registry(#[from] tradeserve_models::mlflow::MlflowError),
 }
 
 /// The running parts that outlive the router.
@@ -70,11 +73,29 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
     let bars_path = resolve_path(&config.features.bars);
     let (models, replay) = std::thread::scope(|s| {
         let replay = s.spawn(|| MarketReplay::load(&bars_path, clock));
-        let models = load_models(config);
+        // From the registry, models load after start-up (async, see `start_registry`).
+        let models = match config.models.source {
+            ModelSourceKind::Bundled => load_models(config).map(|m| Some(Arc::new(m))),
+            ModelSourceKind::Mlflow => Ok(None),
+        };
         (models, replay.join())
     });
     let models = models.inspect_err(|_| metrics.model_load_failures.inc())?;
     let replay = replay.map_err(|_| StartError::Panic("market data loader"))??;
+    let registry = match config.models.source {
+        ModelSourceKind::Bundled => None,
+        ModelSourceKind::Mlflow => {
+            let m = &config.models.mlflow;
+            Some(Arc::new(registry::manager(
+                &m.tracking_uri,
+                m.token(),
+                m.request_timeout,
+                &m.cache_dir,
+                m.role_specs(),
+                m.poll_interval,
+            )?))
+        }
+    };
     let audit_log = Arc::new(AuditLog::start(
         AuditLogConfig {
             path: config.events.audit_log.clone(),
@@ -99,12 +120,65 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
     );
     let state = Arc::new(AppState::new(
         pipeline,
-        Some(Arc::new(models)),
+        models,
+        registry,
         metrics,
         config.server.max_in_flight,
         config.server.body_limit_bytes,
     ));
     Ok(Service { state, audit_log })
+}
+
+/// With models from the registry: load the current set (from MLflow, or from the disk cache
+/// when MLflow is unreachable), then keep polling. Returns the poller to abort at shutdown;
+/// `None` for bundled models. Without MLflow and without a cache the service runs not-ready
+/// (503) and the poller keeps trying.
+pub async fn start_registry(
+    state: &Arc<AppState>,
+    startup_timeout: Duration,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let manager = state.registry.clone()?;
+    let started = Instant::now();
+    let first = tokio::time::timeout(startup_timeout, manager.reload(state)).await;
+    match first {
+        Ok(Ok(outcome)) => {
+            tracing::info!(
+                ?outcome,
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                uri = manager.tracking_uri(),
+                "models loaded from MLflow"
+            )
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot load models from MLflow at start; trying the disk cache");
+            from_cache(state, &manager, e).await;
+        }
+        Err(_) => {
+            let e = ReloadError::Unavailable(format!("no answer within {startup_timeout:?}"));
+            tracing::warn!(error = %e, "cannot load models from MLflow at start; trying the disk cache");
+            from_cache(state, &manager, e).await;
+        }
+    }
+    let poller = tokio::spawn(registry::poll(Arc::clone(state), manager));
+    Some(poller)
+}
+
+async fn from_cache(
+    state: &Arc<AppState>,
+    manager: &Arc<registry::RegistryManager>,
+    why: ReloadError,
+) {
+    let m = Arc::clone(manager);
+    match tokio::task::spawn_blocking(move || m.load_from_cache()).await {
+        Ok(Some((resolution, set))) => {
+            tracing::warn!(versions = ?resolution.versions(), reason = %why, "serving the last known models from the disk cache");
+            state.set_models(Arc::new(set));
+            manager.adopt(resolution).await;
+        }
+        _ => {
+            tracing::error!(reason = %why, "no usable model cache: not ready until the registry answers")
+        }
+    }
 }
 
 /// Run until `shutdown` resolves, then drain and stop.
@@ -117,6 +191,8 @@ pub async fn run(
     let service = tokio::task::spawn_blocking(move || build(&cfg))
         .await
         .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))??;
+    let startup_timeout = config.models.mlflow.request_timeout * 3;
+    let poller = start_registry(&service.state, startup_timeout).await;
     let listener = TcpListener::bind(&config.server.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -144,6 +220,9 @@ pub async fn run(
         _ = async { draining.notified().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(?grace, "grace period expired with requests still in flight");
         }
+    }
+    if let Some(p) = poller {
+        p.abort();
     }
     let audit = Arc::clone(&service.audit_log);
     let flushed =

@@ -10,6 +10,7 @@ use tradeserve_core::Pipeline;
 use tradeserve_core::ports::SymbolCoverage;
 
 use crate::metrics::Metrics;
+use crate::registry::RegistryManager;
 
 /// Everything a handler may touch.
 pub struct AppState {
@@ -22,6 +23,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// Symbols the feature source serves (static for the embedded replay).
     pub symbols: Vec<SymbolCoverage>,
+    /// The MLflow side of the model set, when models come from the registry.
+    pub registry: Option<Arc<RegistryManager>>,
     draining: AtomicBool,
 }
 
@@ -29,6 +32,7 @@ impl AppState {
     pub fn new(
         pipeline: Pipeline,
         models: Option<Arc<ModelSet>>,
+        registry: Option<Arc<RegistryManager>>,
         metrics: Metrics,
         max_in_flight: usize,
         body_limit: usize,
@@ -41,6 +45,7 @@ impl AppState {
             admission: Semaphore::new(max_in_flight),
             body_limit,
             symbols,
+            registry,
             draining: AtomicBool::new(false),
         };
         state.refresh_ready();

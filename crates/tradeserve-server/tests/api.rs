@@ -561,6 +561,7 @@ async fn models_symbols_and_openapi() {
     let h = harness();
     let (s, v, _) = call(&h, "GET", "/api/v1/models", Body::empty()).await;
     assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["source"], "bundled");
     let models = v["models"].as_object().unwrap();
     assert_eq!(models.len(), 5);
     for (role, m) in models {
@@ -582,6 +583,14 @@ async fn models_symbols_and_openapi() {
         assert_eq!(m["sha256"].as_str().unwrap().len(), 64);
         assert!(m["source"].as_str().unwrap().starts_with("file://"));
     }
+    let (s, v, _) = call(&h, "POST", "/api/v1/models/reload", Body::empty()).await;
+    assert_eq!(
+        (s, v),
+        (
+            StatusCode::OK,
+            json!({"status": "unchanged", "source": "bundled"})
+        )
+    );
     let (_, v, _) = call(&h, "GET", "/api/v1/symbols", Body::empty()).await;
     let symbols = v["symbols"].as_array().unwrap();
     assert_eq!(symbols.len(), 24);
@@ -596,6 +605,7 @@ async fn models_symbols_and_openapi() {
         set(&[
             "/api/v1/predict",
             "/api/v1/models",
+            "/api/v1/models/reload",
             "/api/v1/symbols",
             "/health/live",
             "/health/ready",

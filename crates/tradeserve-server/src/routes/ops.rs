@@ -11,6 +11,7 @@ use serde_json::json;
 use tradeserve_core::ModelInfo;
 
 use crate::error::{ApiError, json_response};
+use crate::registry::ReloadError;
 use crate::state::AppState;
 
 /// The OpenAPI 3 description of every endpoint.
@@ -21,9 +22,13 @@ pub async fn live() -> Response {
 }
 
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    match state.is_ready() {
-        Ok(()) => Json(json!({"status": "ready"})).into_response(),
-        Err(reason) => ApiError::not_ready(reason).into_response(),
+    match (state.is_ready(), &state.registry) {
+        (Ok(()), None) => Json(json!({"status": "ready"})).into_response(),
+        // Serving, but say when the registry is unreachable (models may be stale).
+        (Ok(()), Some(r)) => {
+            Json(json!({"status": "ready", "registry": r.status()})).into_response()
+        }
+        (Err(reason), _) => ApiError::not_ready(reason).into_response(),
     }
 }
 
@@ -54,7 +59,34 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Response {
         .iter()
         .map(|m| (m.info.role.as_str(), &m.info))
         .collect();
-    Json(json!({ "models": models })).into_response()
+    match &state.registry {
+        None => Json(json!({ "source": "bundled", "models": models })).into_response(),
+        Some(r) => Json(json!({
+            "source": "mlflow",
+            "tracking_uri": r.tracking_uri(),
+            "registry": r.status(),
+            "previous": r.previous.load().as_ref().map(|p| p.versions().as_ref().clone()),
+            "models": models,
+        }))
+        .into_response(),
+    }
+}
+
+/// `POST /api/v1/models/reload`: re-resolve the registry aliases now.
+pub async fn reload(State(state): State<Arc<AppState>>) -> Response {
+    let Some(manager) = state.registry.clone() else {
+        return Json(json!({"status": "unchanged", "source": "bundled"})).into_response();
+    };
+    match manager.reload(&state).await {
+        Ok(outcome) => Json(outcome).into_response(),
+        Err(ReloadError::Unavailable(m)) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable", m)
+                .into_response()
+        }
+        Err(ReloadError::Refused(m)) => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "model_refused", m).into_response()
+        }
+    }
 }
 
 pub async fn symbols(State(state): State<Arc<AppState>>) -> Response {

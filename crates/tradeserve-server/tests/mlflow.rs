@@ -1,0 +1,259 @@
+//! Models from a real MLflow registry (started by the test harness): serve the champion,
+//! follow an alias move within a poll interval under load with zero failed requests, refuse a
+//! corrupt version, keep serving through an MLflow outage, and start from the disk cache.
+//!
+//! Ignored by plain `cargo test`; `scripts/test.sh` installs MLflow and runs it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+use tradeserve_core::types::Role;
+use tradeserve_features::ReplayClock;
+use tradeserve_models::mlflow::MlflowClient;
+use tradeserve_models::mlflow::publish::publish;
+use tradeserve_server::app::router;
+use tradeserve_server::config::{Config, ModelSourceKind};
+use tradeserve_server::serve::{Service, build_with_clock, start_registry};
+use tradeserve_server::state::AppState;
+use tradeserve_testkit::MlflowServer;
+
+const POLL: Duration = Duration::from_millis(400);
+
+fn model_dir(role: Role, version: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models")
+        .join(role.as_str())
+        .join(version)
+}
+
+fn config(url: &str, cache: &std::path::Path, audit: &std::path::Path) -> Config {
+    let mut c = Config::default();
+    c.models.source = ModelSourceKind::Mlflow;
+    c.models.mlflow.tracking_uri = url.to_owned();
+    c.models.mlflow.cache_dir = cache.to_path_buf();
+    c.models.mlflow.poll_interval = POLL;
+    c.models.mlflow.request_timeout = Duration::from_secs(5);
+    c.events.audit_log = audit.join("audit.jsonl");
+    c
+}
+
+async fn start(config: &Config) -> (Service, tokio::task::JoinHandle<()>) {
+    let c = config.clone();
+    let service =
+        tokio::task::spawn_blocking(move || build_with_clock(&c, ReplayClock::Fixed(500)))
+            .await
+            .unwrap()
+            .unwrap();
+    let poller = start_registry(&service.state, Duration::from_secs(15))
+        .await
+        .unwrap();
+    (service, poller)
+}
+
+async fn call(state: &Arc<AppState>, method: &str, path: &str, body: &str) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .body(Body::from(body.to_owned()))
+        .unwrap();
+    let res = router(Arc::clone(state)).oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn served_version(state: &Arc<AppState>, role: Role) -> String {
+    let (_, v) = call(state, "GET", "/api/v1/models", "").await;
+    v["models"][role.as_str()]["version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn wait_for_version(
+    state: &Arc<AppState>,
+    role: Role,
+    version: &str,
+    within: Duration,
+) -> Duration {
+    let start = Instant::now();
+    while served_version(state, role).await != version {
+        assert!(
+            start.elapsed() < within,
+            "{role} did not reach v{version} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs a real MLflow server: run scripts/test.sh"]
+async fn models_follow_the_registry_and_survive_its_outages() {
+    let mut mlflow = MlflowServer::start();
+    let client = MlflowClient::new(&mlflow.url(), None, Duration::from_secs(10)).unwrap();
+    for role in Role::ALL {
+        publish(
+            &client,
+            &model_dir(role, "1"),
+            &role.registry_name(),
+            Some("champion"),
+        )
+        .await
+        .unwrap();
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let audit = tempfile::tempdir().unwrap();
+    let cfg = config(&mlflow.url(), cache.path(), audit.path());
+
+    // Cold start from MLflow: the champion (v1 everywhere) serves, with its registry identity.
+    let (service, poller) = start(&cfg).await;
+    let state = Arc::clone(&service.state);
+    let (s, v) = call(&state, "GET", "/api/v1/models", "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["source"], "mlflow");
+    assert_eq!(v["registry"]["reachable"], true);
+    for role in Role::ALL {
+        let m = &v["models"][role.as_str()];
+        assert_eq!(m["version"], "1");
+        assert_eq!(m["alias"], "champion");
+        assert_eq!(m["source"], format!("models:/tradeserve.{role}/1"));
+    }
+    let (s, d) = call(&state, "POST", "/api/v1/predict", r#"{"symbol":"AAPL"}"#).await;
+    assert!(s == StatusCode::OK || s == StatusCode::FORBIDDEN, "{d}");
+    assert_eq!(d["metadata"]["model_versions"]["bull_specialist"], "1");
+
+    // Concurrent load for the rest of the registry changes: no request may fail.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut load = Vec::new();
+    for i in 0..4 {
+        let (state, stop, ok, failed) = (
+            Arc::clone(&state),
+            Arc::clone(&stop),
+            Arc::clone(&ok),
+            Arc::clone(&failed),
+        );
+        load.push(tokio::spawn(async move {
+            let symbols = ["AAPL", "MSFT", "SPY", "BRK.B"];
+            while !stop.load(Ordering::Relaxed) {
+                let body = format!(r#"{{"symbol":"{}","risk_check":false}}"#, symbols[i % 4]);
+                let (s, _) = call(&state, "POST", "/api/v1/predict", &body).await;
+                if s == StatusCode::OK {
+                    ok.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed)
+                };
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }));
+    }
+
+    // Publish v2 of the bull specialist and move the alias: served within one poll interval
+    // (plus download and verification).
+    let bull = Role::BullSpecialist.registry_name();
+    publish(
+        &client,
+        &model_dir(Role::BullSpecialist, "2"),
+        &bull,
+        Some("champion"),
+    )
+    .await
+    .unwrap();
+    let took = wait_for_version(&state, Role::BullSpecialist, "2", POLL * 3).await;
+    println!("alias move served after {took:?} (poll interval {POLL:?})");
+    assert_eq!(served_version(&state, Role::BearSpecialist).await, "1");
+    let (_, v) = call(&state, "GET", "/api/v1/models", "").await;
+    assert_eq!(
+        v["previous"]["bull_specialist"], "1",
+        "the replaced set stays loaded"
+    );
+
+    // A corrupt v3 is refused; v2 keeps serving; the refusal is counted and reported.
+    let bad = tempfile::tempdir().unwrap();
+    for f in ["MLmodel", "model.onnx", "golden.json"] {
+        std::fs::copy(
+            model_dir(Role::BullSpecialist, "2").join(f),
+            bad.path().join(f),
+        )
+        .unwrap();
+    }
+    let mut onnx = std::fs::read(bad.path().join("model.onnx")).unwrap();
+    let n = onnx.len();
+    onnx[n - 20] ^= 0x55;
+    std::fs::write(bad.path().join("model.onnx"), onnx).unwrap();
+    publish(&client, bad.path(), &bull, Some("champion"))
+        .await
+        .unwrap();
+    tokio::time::sleep(POLL * 3).await;
+    assert_eq!(served_version(&state, Role::BullSpecialist).await, "2");
+    let (s, v) = call(&state, "POST", "/api/v1/models/reload", "").await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
+    assert_eq!(v["error"]["code"], "model_refused");
+    assert!(
+        state
+            .metrics
+            .render()
+            .unwrap()
+            .contains("tradeserve_model_reloads_total{result=\"refused\"}")
+    );
+    assert!(state.metrics.model_reloads_refused.get() >= 1);
+
+    // MLflow killed: decisions keep flowing from the loaded set; the outage is visible.
+    mlflow.kill();
+    tokio::time::sleep(POLL * 3).await;
+    let (s, v) = call(&state, "POST", "/api/v1/models/reload", "").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["error"]["code"], "registry_unavailable");
+    let (s, v) = call(&state, "GET", "/health/ready", "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["registry"]["reachable"], false);
+    assert_eq!(state.metrics.registry_up.get(), 0);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    println!("requests during swaps and outage: {ok} ok, {failed} failed");
+    assert!(ok > 200, "{ok}");
+    assert_eq!(failed, 0);
+    poller.abort();
+    drop(service);
+
+    // Restart with MLflow still down: serve the last good set from the disk cache.
+    let started = Instant::now();
+    let (service, poller) = start(&cfg).await;
+    println!(
+        "warm start from the disk cache with MLflow down: {:?}",
+        started.elapsed()
+    );
+    let state = Arc::clone(&service.state);
+    assert_eq!(served_version(&state, Role::BullSpecialist).await, "2");
+    let (s, _) = call(&state, "POST", "/api/v1/predict", r#"{"symbol":"MSFT"}"#).await;
+    assert!(s == StatusCode::OK || s == StatusCode::FORBIDDEN);
+    poller.abort();
+
+    // No cache and no MLflow: not ready, and predictions answer 503.
+    let empty = tempfile::tempdir().unwrap();
+    let (service, poller) = start(&config(&mlflow.url(), empty.path(), audit.path())).await;
+    let state = Arc::clone(&service.state);
+    let (s, v) = call(&state, "GET", "/health/ready", "").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    let (s, v) = call(&state, "POST", "/api/v1/predict", r#"{"symbol":"MSFT"}"#).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(v["error"]["code"], "not_ready");
+    poller.abort();
+}
