@@ -129,3 +129,44 @@ async fn publish_resolve_cache_load_and_refuse_corruption() {
     let set = tokio::task::block_in_place(|| registry.load_set(&second)).unwrap();
     assert_eq!(set.versions()[&Role::BullSpecialist], "2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real MLflow server: run scripts/test.sh"]
+async fn models_published_with_the_python_client_are_served() {
+    let server = MlflowServer::start();
+    let python = MlflowServer::binary().with_file_name("python");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../training/publish.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args([
+            "--tracking-uri",
+            &server.url(),
+            "--version",
+            "2",
+            "--alias",
+            "champion",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let client = MlflowClient::new(&server.url(), None, Duration::from_secs(10)).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let registry = MlflowRegistry::new(client, ModelCache::new(cache.path()), specs());
+    let resolution = registry.resolve().await.unwrap();
+    assert!(
+        resolution.versions().values().all(|v| v == "1"),
+        "first registry version of each model"
+    );
+    registry.fetch(&resolution).await.unwrap();
+    let set = tokio::task::block_in_place(|| registry.load_set(&resolution)).unwrap();
+    for m in set.models() {
+        // The bundled v2 folder, now registry version 1 of its model.
+        let bundled = std::fs::read(model_dir(m.info.role, "2").join("model.onnx")).unwrap();
+        let served = std::fs::read(cache.path().join(&m.info.name).join("1/model.onnx")).unwrap();
+        assert_eq!(bundled, served);
+    }
+}

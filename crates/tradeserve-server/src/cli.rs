@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tradeserve_loadgen::{LoadConfig, Report};
+use tradeserve_models::mlflow::MlflowClient;
+use tradeserve_models::mlflow::publish::publish;
 
 use crate::config::{Config, LogFormat, resolve_path};
 
@@ -37,6 +39,35 @@ pub enum Command {
     },
     /// Open-loop load generator with HdrHistogram percentiles.
     Loadtest(LoadtestArgs),
+    /// Work with the MLflow Model Registry.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Register a model folder (MLflow layout) as a new version, optionally moving an alias.
+    Publish {
+        /// The model folder, e.g. models/bull_specialist/2
+        #[arg(long)]
+        dir: PathBuf,
+        /// Registered model name, e.g. tradeserve.bull_specialist
+        #[arg(long)]
+        name: String,
+        /// Alias to point at the new version, e.g. champion
+        #[arg(long)]
+        alias: Option<String>,
+        /// MLflow tracking server.
+        #[arg(
+            long,
+            env = "MLFLOW_TRACKING_URI",
+            default_value = "http://127.0.0.1:5000"
+        )]
+        tracking_uri: String,
+        /// Environment variable holding a bearer token, if the server needs one.
+        #[arg(long, default_value = "MLFLOW_TRACKING_TOKEN")]
+        token_env: String,
+    },
 }
 
 /// Arguments of `tradeserve loadtest`.
@@ -150,6 +181,28 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 replay.symbol_count()
             )?;
             writeln!(out, "  listen: {}", config.server.listen)?;
+            Ok(())
+        }
+        Command::Models(ModelsCommand::Publish {
+            dir,
+            name,
+            alias,
+            tracking_uri,
+            token_env,
+        }) => {
+            let token = std::env::var(&token_env).ok().filter(|t| !t.is_empty());
+            let client = MlflowClient::new(&tracking_uri, token, Duration::from_secs(30))?;
+            let rt = runtime(1)?;
+            let published = rt.block_on(publish(&client, &dir, &name, alias.as_deref()))?;
+            let report = serde_json::json!({
+                "name": published.name,
+                "version": published.version,
+                "run_id": published.run_id,
+                "alias": published.alias,
+                "tracking_uri": tracking_uri,
+            });
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
             Ok(())
         }
         Command::Loadtest(args) => {

@@ -257,3 +257,52 @@ async fn models_follow_the_registry_and_survive_its_outages() {
     assert_eq!(v["error"]["code"], "not_ready");
     poller.abort();
 }
+
+#[test]
+#[ignore = "needs a real MLflow server: run scripts/test.sh"]
+fn the_cli_publishes_a_model_folder_and_moves_the_alias() {
+    let mlflow = MlflowServer::start();
+    let bin = env!("CARGO_BIN_EXE_tradeserve");
+    let run = |version: &str| {
+        let out = std::process::Command::new(bin)
+            .args([
+                "models",
+                "publish",
+                "--name",
+                "tradeserve.bear_specialist",
+                "--alias",
+                "champion",
+                "--dir",
+            ])
+            .arg(model_dir(Role::BearSpecialist, version))
+            .env("MLFLOW_TRACKING_URI", mlflow.url())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(run("1")["version"], "1");
+    let second = run("2");
+    assert_eq!(
+        (second["version"].as_str(), second["alias"].as_str()),
+        (Some("2"), Some("champion"))
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = MlflowClient::new(&mlflow.url(), None, Duration::from_secs(10)).unwrap();
+    let v = rt
+        .block_on(client.version_by_alias("tradeserve.bear_specialist", "champion"))
+        .unwrap();
+    assert_eq!(v.version, "2");
+    // Not a model folder: a clear error and a failing exit status.
+    let out = std::process::Command::new(bin)
+        .args(["models", "publish", "--name", "x", "--dir", "/tmp"])
+        .env("MLFLOW_TRACKING_URI", mlflow.url())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a model folder"));
+}
