@@ -222,23 +222,39 @@ impl RegistryManager {
 }
 
 /// Re-resolve every `poll_interval`; after a failure retry sooner (1 s, doubling, up to the
-/// interval). Runs until the task is aborted at shutdown.
+/// interval). Start-up has just resolved, so the first check waits — 1 s when nothing could be
+/// loaded, a full interval otherwise. Runs until the task is aborted at shutdown.
 pub async fn poll(state: Arc<AppState>, manager: Arc<RegistryManager>) {
-    let mut backoff = Duration::from_secs(1);
+    let first_retry = Duration::from_secs(1).min(manager.poll_interval);
+    let mut backoff = first_retry;
+    let mut delay = if state.models.load().is_none() {
+        first_retry
+    } else {
+        manager.poll_interval
+    };
     loop {
-        let delay = match manager.reload(&state).await {
-            Ok(_) | Err(ReloadError::Refused(_)) => {
-                backoff = Duration::from_secs(1);
+        tokio::time::sleep(delay).await;
+        delay = match manager.reload(&state).await {
+            Ok(_) => {
+                backoff = first_retry;
+                manager.poll_interval
+            }
+            Err(ReloadError::Refused(_)) if state.models.load().is_none() => {
+                // Nothing serves: keep asking at the fast rate until the registry offers a
+                // version that loads.
+                first_retry
+            }
+            Err(ReloadError::Refused(_)) => {
+                backoff = first_retry;
                 manager.poll_interval
             }
             Err(ReloadError::Unavailable(e)) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "model registry unavailable; serving the current set");
-                let d = backoff.min(manager.poll_interval);
+                let d = backoff;
                 backoff = (backoff * 2).min(manager.poll_interval);
                 d
             }
         };
-        tokio::time::sleep(delay).await;
     }
 }
 

@@ -255,6 +255,30 @@ async fn models_follow_the_registry_and_survive_its_outages() {
     let (s, v) = call(&state, "POST", "/api/v1/predict", r#"{"symbol":"MSFT"}"#).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(v["error"]["code"], "not_ready");
+
+    // MLflow comes back (same state, same port). The champion alias still points at the
+    // corrupt v3, so there is still nothing safe to serve: not ready.
+    let _back = MlflowServer::start_in(mlflow.dir(), mlflow.port);
+    tokio::time::sleep(POLL * 4).await;
+    let (s, _) = call(&state, "GET", "/health/ready", "").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    // The operator points the alias back at v2: the poller loads it and the service becomes
+    // ready without a restart.
+    let client = MlflowClient::new(&mlflow.url(), None, Duration::from_secs(10)).unwrap();
+    client.set_alias(&bull, "champion", "2").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (s, _) = call(&state, "GET", "/health/ready", "").await;
+        if s == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready 15 s after the alias was fixed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(served_version(&state, Role::BullSpecialist).await, "2");
     poller.abort();
 }
 
