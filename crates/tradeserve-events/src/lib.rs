@@ -4,9 +4,11 @@
 //!   line per decision in an append-only file, written by a dedicated thread behind a bounded
 //!   queue, so a request only ever enqueues.
 //! - [`metrics`]: the counters every sink reports (created by the server's metrics module).
+//! - [`spool`]: the durable on-disk spool where events wait while the broker cannot take them.
 
 pub mod audit_log;
 pub mod metrics;
+pub mod spool;
 
 pub use audit_log::{AuditLog, AuditLogConfig, AuditLogError};
 pub use metrics::SinkMetrics;
