@@ -477,11 +477,15 @@ async fn every_decision_returned_is_in_the_audit_log() {
         .enumerate()
     {
         let risk = i % 2 == 0;
-        let (s, d) = predict(
-            &h,
-            &format!(r#"{{"symbol":"{symbol}","risk_check":{risk}}}"#),
-        )
-        .await;
+        let strategy = if i % 3 == 0 {
+            r#""bear_specialist""#
+        } else {
+            "null"
+        };
+        let body = format!(
+            r#"{{"symbol":"{symbol}","risk_check":{risk},"strategy_override":{strategy}}}"#
+        );
+        let (s, d) = predict(&h, &body).await;
         assert!(s == StatusCode::OK || s == StatusCode::FORBIDDEN);
         ids.insert(d["decision_id"].as_str().unwrap().to_owned());
     }
@@ -494,15 +498,38 @@ async fn every_decision_returned_is_in_the_audit_log() {
         60
     );
     let text = std::fs::read_to_string(&h.audit_path).unwrap();
+    let schema_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../schemas/decision_event.schema.json");
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
     let mut logged = BTreeSet::new();
     for line in text.lines() {
         let e: Value = serde_json::from_str(line).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&e)
+            .map(|err| err.to_string())
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "event does not match the published schema: {errors:?}\n{line}"
+        );
         assert_eq!(e["event_type"], "trading_decision");
         assert_eq!(e["schema_version"], 1);
         assert_eq!(keys(&e["features"]).len(), 15);
         logged.insert(e["decision_id"].as_str().unwrap().to_owned());
     }
     assert_eq!(logged, ids);
+    // The schema is strict: a wrong enum, a missing feature or an extra field fails it.
+    let mut bad: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    bad["action"] = json!("MAYBE");
+    assert!(!validator.is_valid(&bad));
+    let mut bad: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    bad["features"].as_object_mut().unwrap().remove("rsi_14");
+    assert!(!validator.is_valid(&bad));
+    let mut bad: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    bad["surprise"] = json!(1);
+    assert!(!validator.is_valid(&bad));
 }
 
 #[tokio::test]
