@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tradeserve_core::types::Role;
@@ -13,7 +13,7 @@ use tradeserve_models::mlflow::publish::publish;
 use tradeserve_models::mlflow::registry::RegistryError;
 use tradeserve_models::mlflow::{MlflowClient, MlflowError, MlflowRegistry, ModelCache, RoleSpec};
 use tradeserve_models::model_dir::ModelLoadError;
-use tradeserve_testkit::MlflowServer;
+use tradeserve_testkit::{MlflowServer, corrupt_model_copy};
 
 fn model_dir(role: Role, version: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -31,17 +31,6 @@ fn specs() -> Vec<RoleSpec> {
             alias: "champion".into(),
         })
         .collect()
-}
-
-fn corrupt_copy(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for f in ["MLmodel", "model.onnx", "golden.json"] {
-        std::fs::copy(src.join(f), dst.join(f)).unwrap();
-    }
-    let mut bytes = std::fs::read(dst.join("model.onnx")).unwrap();
-    let n = bytes.len();
-    bytes[n - 20] ^= 0x55;
-    std::fs::write(dst.join("model.onnx"), bytes).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +94,7 @@ async fn publish_resolve_cache_load_and_refuse_corruption() {
 
     // A corrupt version 3: downloads fine, refused at load with the reason.
     let bad = tempfile::tempdir().unwrap();
-    corrupt_copy(&model_dir(Role::BullSpecialist, "2"), bad.path());
+    corrupt_model_copy(&model_dir(Role::BullSpecialist, "2"), bad.path());
     publish(&client, bad.path(), &bull, Some("champion"))
         .await
         .unwrap();

@@ -24,7 +24,7 @@ use tradeserve_server::app::router;
 use tradeserve_server::config::{Config, ModelSourceKind};
 use tradeserve_server::serve::{Service, build_with_clock, start_registry};
 use tradeserve_server::state::AppState;
-use tradeserve_testkit::MlflowServer;
+use tradeserve_testkit::{MlflowServer, corrupt_model_copy};
 
 const POLL: Duration = Duration::from_millis(400);
 
@@ -183,17 +183,7 @@ async fn models_follow_the_registry_and_survive_its_outages() {
 
     // A corrupt v3 is refused; v2 keeps serving; the refusal is counted and reported.
     let bad = tempfile::tempdir().unwrap();
-    for f in ["MLmodel", "model.onnx", "golden.json"] {
-        std::fs::copy(
-            model_dir(Role::BullSpecialist, "2").join(f),
-            bad.path().join(f),
-        )
-        .unwrap();
-    }
-    let mut onnx = std::fs::read(bad.path().join("model.onnx")).unwrap();
-    let n = onnx.len();
-    onnx[n - 20] ^= 0x55;
-    std::fs::write(bad.path().join("model.onnx"), onnx).unwrap();
+    corrupt_model_copy(&model_dir(Role::BullSpecialist, "2"), bad.path());
     publish(&client, bad.path(), &bull, Some("champion"))
         .await
         .unwrap();

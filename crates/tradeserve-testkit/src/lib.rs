@@ -157,3 +157,15 @@ impl Drop for MlflowServer {
         self.kill();
     }
 }
+
+/// Copy a model folder to `dst` with one byte of its ONNX file flipped (a corrupt upload).
+pub fn corrupt_model_copy(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).expect("create the copy");
+    for f in ["MLmodel", "model.onnx", "golden.json"] {
+        std::fs::copy(src.join(f), dst.join(f)).expect("copy a model file");
+    }
+    let mut bytes = std::fs::read(dst.join("model.onnx")).expect("read model.onnx");
+    let n = bytes.len();
+    bytes[n - 20] ^= 0x55;
+    std::fs::write(dst.join("model.onnx"), bytes).expect("write model.onnx");
+}

@@ -62,6 +62,12 @@ pub struct ModelVersion {
     pub aliases: Vec<String>,
 }
 
+/// `{"model_version": …}`, the envelope of every model-version answer.
+#[derive(Deserialize)]
+struct VersionEnvelope {
+    model_version: ModelVersion,
+}
+
 /// One entry of an artifact listing.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct FileInfo {
@@ -188,35 +194,11 @@ impl MlflowClient {
         name: &str,
         alias: &str,
     ) -> Result<ModelVersion, MlflowError> {
-        #[derive(Deserialize)]
-        struct R {
-            model_version: ModelVersion,
-        }
-        let r: R = self
+        let r: VersionEnvelope = self
             .get(
                 "/api/2.0/mlflow/registered-models/alias",
                 &[("name", name), ("alias", alias)],
                 &format!("{name}@{alias}"),
-            )
-            .await?;
-        Ok(r.model_version)
-    }
-
-    /// A version by number.
-    pub async fn model_version(
-        &self,
-        name: &str,
-        version: &str,
-    ) -> Result<ModelVersion, MlflowError> {
-        #[derive(Deserialize)]
-        struct R {
-            model_version: ModelVersion,
-        }
-        let r: R = self
-            .get(
-                "/api/2.0/mlflow/model-versions/get",
-                &[("name", name), ("version", version)],
-                &format!("{name} v{version}"),
             )
             .await?;
         Ok(r.model_version)
@@ -404,11 +386,7 @@ impl MlflowClient {
         source: &str,
         run_id: &str,
     ) -> Result<ModelVersion, MlflowError> {
-        #[derive(Deserialize)]
-        struct R {
-            model_version: ModelVersion,
-        }
-        let r: R = self
+        let r: VersionEnvelope = self
             .post(
                 "/api/2.0/mlflow/model-versions/create",
                 &json!({"name": name, "source": source, "run_id": run_id}),
