@@ -16,20 +16,34 @@ use crate::model_dir::{ModelLoadError, load_model_dir};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VersionSelection {
-    #[serde(default = "champion")]
+    #[serde(default = "champion", deserialize_with = "version")]
     pub regime_detector: String,
-    #[serde(default = "champion")]
+    #[serde(default = "champion", deserialize_with = "version")]
     pub meta_controller: String,
-    #[serde(default = "champion")]
+    #[serde(default = "champion", deserialize_with = "version")]
     pub bull_specialist: String,
-    #[serde(default = "champion")]
+    #[serde(default = "champion", deserialize_with = "version")]
     pub bear_specialist: String,
-    #[serde(default = "champion")]
+    #[serde(default = "champion", deserialize_with = "version")]
     pub sideways_specialist: String,
 }
 
 fn champion() -> String {
     "1".to_owned()
+}
+
+/// A version is a string (`"2"`), but `2` in TOML or an environment variable means the same.
+fn version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Version {
+        Text(String),
+        Number(u64),
+    }
+    Ok(match Version::deserialize(d)? {
+        Version::Text(t) => t,
+        Version::Number(n) => n.to_string(),
+    })
 }
 
 impl Default for VersionSelection {

@@ -408,10 +408,16 @@ mod tests {
             jail.set_env("TRADESERVE_SERVER__MAX_IN_FLIGHT", "20");
             jail.set_env("TRADESERVE_SIZING__LOT_SIZE", "100");
             jail.set_env("TRADESERVE_LISTEN", "127.0.0.1:9999");
+            jail.set_env("TRADESERVE_RISK__RESTRICTED_SYMBOLS", r#"["GME"]"#);
+            jail.set_env("TRADESERVE_MODELS__VERSIONS__BULL_SPECIALIST", "2");
+            jail.set_env("TRADESERVE_SERVER__REQUEST_DEADLINE", "25ms");
             let c = Config::load(Some(Path::new("c.toml")), None).map_err(|e| e.to_string())?;
             assert_eq!(c.server.max_in_flight, 20);
             assert_eq!(c.sizing.lot_size, 100);
             assert_eq!(c.server.listen, "127.0.0.1:9999");
+            assert_eq!(c.risk.restricted_symbols, vec!["GME".to_owned()]);
+            assert_eq!(c.models.versions.bull_specialist, "2");
+            assert_eq!(c.server.request_deadline, Duration::from_millis(25));
             Ok(())
         });
     }
