@@ -1,0 +1,580 @@
+//! The Kafka event sink: every decision to the `trading_decisions` topic, never blocking a
+//! request, never losing an event when the broker goes away.
+//!
+//! `emit` only enqueues (a bounded channel). One delivery thread owns everything else: the
+//! librdkafka producer (idempotent, `acks=all`, compressed, small linger, key = symbol) and the
+//! durable [`Spool`]. It runs in one of two modes:
+//!
+//! - **direct**: events are handed to librdkafka, which batches and retries them;
+//! - **spooling**: entered when librdkafka's queue is full, a delivery fails, or all brokers are
+//!   down (the not-yet-sent queue is then purged into the spool, in order). Every new event is
+//!   appended to the spool behind the older ones. Once a metadata probe reaches the broker, the
+//!   spool is replayed in order, in batches committed only after every record of the batch is
+//!   acknowledged; when it is empty the sink returns to direct mode.
+//!
+//! Delivery is at least once: a record can be written twice (a `MessageTimedOut` may have been
+//! written; a replayed batch with one failure is replayed whole), so consumers dedupe on
+//! `decision_id`. Order per symbol is kept, except that an event whose direct delivery failed is
+//! retried from the spool after events that had already been sent. A fatal producer error
+//! rebuilds the producer. Shutdown flushes with a deadline and spools whatever is left.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use prometheus::{Histogram, IntCounter};
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
+use tradeserve_core::decision::DecisionEvent;
+use tradeserve_core::ports::{EmitError, EventSink};
+
+use crate::metrics::SinkMetrics;
+use crate::spool::{Spool, SpoolConfig, SpoolError};
+
+/// Settings of the Kafka sink.
+#[derive(Debug, Clone)]
+pub struct KafkaSinkConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    pub topic: String,
+    /// Used when the sink creates the topic.
+    pub partitions: i32,
+    pub replication: i32,
+    /// Passed to librdkafka as is (e.g. `security.protocol`, `sasl.mechanism`, `ssl.ca.location`).
+    pub client: BTreeMap<String, String>,
+    pub queue_capacity: usize,
+    pub spool: SpoolConfig,
+    pub linger: Duration,
+    pub compression: String,
+    /// Longest wait for outstanding deliveries at shutdown; the rest is spooled.
+    pub flush_timeout: Duration,
+    /// How often a spooling sink checks whether the broker is back.
+    pub probe_interval: Duration,
+    /// Create the topic at start when it is missing.
+    pub create_topic: bool,
+}
+
+/// Counters of the Kafka sink besides the generic ones.
+#[derive(Debug, Clone)]
+pub struct KafkaMetrics {
+    pub sink: SinkMetrics,
+    pub delivered: IntCounter,
+    pub spooled: IntCounter,
+    pub replayed: IntCounter,
+    pub delivery_failures: IntCounter,
+    pub producer_rebuilds: IntCounter,
+    pub spool_backlog: prometheus::IntGauge,
+    pub delivery_seconds: Histogram,
+}
+
+impl KafkaMetrics {
+    /// Unregistered counters, for tests and tools.
+    pub fn detached() -> Result<KafkaMetrics, prometheus::Error> {
+        Ok(KafkaMetrics {
+            sink: SinkMetrics::detached()?,
+            delivered: IntCounter::new("delivered", "delivered")?,
+            spooled: IntCounter::new("spooled", "spooled")?,
+            replayed: IntCounter::new("replayed", "replayed")?,
+            delivery_failures: IntCounter::new("delivery_failures", "delivery_failures")?,
+            producer_rebuilds: IntCounter::new("producer_rebuilds", "producer_rebuilds")?,
+            spool_backlog: prometheus::IntGauge::new("spool_backlog", "spool_backlog")?,
+            delivery_seconds: Histogram::with_opts(prometheus::HistogramOpts::new(
+                "delivery_seconds",
+                "delivery_seconds",
+            ))?,
+        })
+    }
+}
+
+/// Why the sink could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSinkError {
+    #[error("kafka producer: {0}")]
+    Producer(#[from] KafkaError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("kafka sink thread: {0}")]
+    Thread(String),
+    #[error("cannot create topic {topic}: {reason}")]
+    Topic { topic: String, reason: String },
+}
+
+/// What shutdown did with the events it still had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShutdownReport {
+    pub delivered: u64,
+    /// Left in the spool for the next start.
+    pub spooled: u64,
+}
+
+enum Msg {
+    Event(Box<DecisionEvent>),
+    Shutdown(SyncSender<ShutdownReport>),
+}
+
+/// Where a produced record came from.
+enum Origin {
+    Direct(Instant),
+    Replay,
+}
+
+struct Outcome {
+    origin: Origin,
+    error: Option<KafkaError>,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+struct Ctx {
+    outcomes: Mutex<Vec<Outcome>>,
+    brokers_down: AtomicBool,
+}
+
+impl ClientContext for Ctx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.brokers_down.store(true, Ordering::SeqCst);
+        }
+        tracing::warn!(%error, reason, "kafka client error");
+    }
+}
+
+impl ProducerContext for Ctx {
+    type DeliveryOpaque = Box<Origin>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, origin: Box<Origin>) {
+        let (error, message) = match result {
+            Ok(m) => (None, m),
+            Err((e, m)) => (Some(e.clone()), m),
+        };
+        // Keep the bytes of failed records: they go to the spool.
+        let (key, payload) = if error.is_some() {
+            (
+                message.key().unwrap_or_default().to_vec(),
+                message.payload().unwrap_or_default().to_vec(),
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let mut outcomes = self.outcomes.lock().unwrap_or_else(|e| e.into_inner());
+        outcomes.push(Outcome {
+            origin: *origin,
+            error,
+            key,
+            payload,
+        });
+    }
+}
+
+type SinkProducer = BaseProducer<Ctx>;
+
+fn client_config(config: &KafkaSinkConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers);
+    for (k, v) in &config.client {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Create the topic if it does not exist (an existing topic is left as it is).
+fn ensure_topic(config: &KafkaSinkConfig) -> Result<(), KafkaSinkError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let topic_err = |reason: String| KafkaSinkError::Topic {
+        topic: config.topic.clone(),
+        reason,
+    };
+    let admin: AdminClient<DefaultClientContext> = client_config(config).create()?;
+    let topic = NewTopic::new(
+        &config.topic,
+        config.partitions,
+        TopicReplication::Fixed(config.replication),
+    );
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| topic_err(e.to_string()))?;
+    let results = rt.block_on(admin.create_topics([&topic], &options))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(topic_err(code.to_string())),
+        }
+    }
+    Ok(())
+}
+
+fn build_producer(config: &KafkaSinkConfig) -> Result<SinkProducer, KafkaError> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", &config.compression)
+        .set("linger.ms", config.linger.as_millis().to_string())
+        // Long on purpose: librdkafka retries within it, and short timeouts with an idempotent
+        // producer trip a broker bug (MACHINE-NOTES); outages are handled by the spool instead.
+        .set("message.timeout.ms", "300000");
+    for (k, v) in &config.client {
+        c.set(k, v);
+    }
+    c.create_with_context(Ctx {
+        outcomes: Mutex::new(Vec::new()),
+        brokers_down: AtomicBool::new(false),
+    })
+}
+
+/// The sink handle.
+pub struct KafkaSink {
+    tx: SyncSender<Msg>,
+    metrics: KafkaMetrics,
+    refused: AtomicU64,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl KafkaSink {
+    /// Open the spool, build the producer, start the delivery thread. Events left in the
+    /// spool by an earlier process are delivered first.
+    pub fn start(
+        config: KafkaSinkConfig,
+        metrics: KafkaMetrics,
+    ) -> Result<KafkaSink, KafkaSinkError> {
+        let spool = Spool::open(config.spool.clone())?;
+        metrics.spool_backlog.set(spool.pending() as i64);
+        if config.create_topic {
+            ensure_topic(&config)?;
+        }
+        let producer = build_producer(&config)?;
+        let (tx, rx) = sync_channel(config.queue_capacity.max(1));
+        let m = metrics.clone();
+        let worker = std::thread::Builder::new()
+            .name("kafka-sink".into())
+            .spawn(move || Worker::new(config, producer, spool, m).run(rx))
+            .map_err(|e| KafkaSinkError::Thread(e.to_string()))?;
+        Ok(KafkaSink {
+            tx,
+            metrics,
+            refused: AtomicU64::new(0),
+            worker: Mutex::new(Some(worker)),
+        })
+    }
+
+    /// Deliver or spool everything accepted so far, then stop. Blocking.
+    pub fn shutdown(&self, timeout: Duration) -> Result<ShutdownReport, KafkaSinkError> {
+        let (ack_tx, ack_rx) = sync_channel(1);
+        self.tx
+            .send(Msg::Shutdown(ack_tx))
+            .map_err(|_| KafkaSinkError::Thread("already stopped".into()))?;
+        let report = ack_rx.recv_timeout(timeout).map_err(|_| {
+            KafkaSinkError::Thread(format!("no shutdown report within {timeout:?}"))
+        })?;
+        if let Some(h) = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            h.join()
+                .map_err(|_| KafkaSinkError::Thread("delivery thread panicked".into()))?;
+        }
+        Ok(report)
+    }
+}
+
+impl EventSink for KafkaSink {
+    fn emit(&self, event: DecisionEvent) -> Result<(), EmitError> {
+        match self.tx.try_send(Msg::Event(Box::new(event))) {
+            Ok(()) => {
+                self.metrics.sink.enqueued.inc();
+                self.metrics.sink.backlog.inc();
+                Ok(())
+            }
+            Err(e) => {
+                let why = match e {
+                    TrySendError::Full(_) => {
+                        self.metrics.sink.dropped_queue_full.inc();
+                        EmitError::QueueFull
+                    }
+                    TrySendError::Disconnected(_) => {
+                        self.metrics.sink.dropped_closed.inc();
+                        EmitError::Closed
+                    }
+                };
+                let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::error!(refused_total = n, reason = %why, "kafka sink refused a decision event");
+                }
+                Err(why)
+            }
+        }
+    }
+}
+
+struct Worker {
+    config: KafkaSinkConfig,
+    producer: SinkProducer,
+    spool: Spool,
+    metrics: KafkaMetrics,
+    spooling: bool,
+    last_probe: Instant,
+}
+
+impl Worker {
+    fn new(
+        config: KafkaSinkConfig,
+        producer: SinkProducer,
+        spool: Spool,
+        metrics: KafkaMetrics,
+    ) -> Worker {
+        let spooling = !spool.is_empty();
+        Worker {
+            config,
+            producer,
+            spool,
+            metrics,
+            spooling,
+            last_probe: Instant::now() - Duration::from_secs(3600),
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Msg>) {
+        loop {
+            match rx.recv_timeout(Duration::from_millis(5)) {
+                Ok(Msg::Event(e)) => {
+                    self.handle(*e);
+                    // Take whatever else is waiting as one batch.
+                    while let Ok(msg) = rx.try_recv() {
+                        match msg {
+                            Msg::Event(e) => self.handle(*e),
+                            Msg::Shutdown(ack) => return self.stop(ack),
+                        }
+                    }
+                }
+                Ok(Msg::Shutdown(ack)) => return self.stop(ack),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    let (tx, _rx) = sync_channel(1);
+                    return self.stop(tx);
+                }
+            }
+            self.producer.poll(Duration::ZERO);
+            self.settle_direct();
+            self.check_health();
+            if self.spooling && self.last_probe.elapsed() >= self.config.probe_interval {
+                self.last_probe = Instant::now();
+                self.try_replay();
+            }
+            self.sync_spool();
+        }
+    }
+
+    fn handle(&mut self, event: DecisionEvent) {
+        self.metrics.sink.backlog.dec();
+        let payload = match serde_json::to_vec(&event) {
+            Ok(p) => p,
+            Err(e) => {
+                self.metrics.sink.write_errors.inc();
+                tracing::error!(error = %e, decision_id = %event.decision_id, "cannot serialize decision event");
+                return;
+            }
+        };
+        let key = event.symbol.as_str().as_bytes();
+        if self.spooling {
+            self.spool_event(key, &payload);
+            return;
+        }
+        let record = BaseRecord::with_opaque_to(
+            &self.config.topic,
+            Box::new(Origin::Direct(Instant::now())),
+        )
+        .key(key)
+        .payload(&payload);
+        if let Err((e, _)) = self.producer.send(record) {
+            tracing::warn!(error = %e, "kafka producer queue refused an event; spooling");
+            self.spooling = true;
+            self.spool_event(key, &payload);
+        }
+    }
+
+    fn spool_event(&mut self, key: &[u8], payload: &[u8]) {
+        match self.spool.append(key, payload) {
+            Ok(()) => {
+                self.metrics.spooled.inc();
+                self.metrics.spool_backlog.set(self.spool.pending() as i64);
+            }
+            Err(e) => {
+                // The one way to lose an event: the disk refused it. Counted and logged.
+                self.metrics.sink.write_errors.inc();
+                tracing::error!(error = %e, "spool append failed: decision event lost");
+            }
+        }
+    }
+
+    fn sync_spool(&mut self) {
+        if let Err(e) = self.spool.sync() {
+            self.metrics.sink.write_errors.inc();
+            tracing::error!(error = %e, "spool fsync failed");
+        }
+    }
+
+    fn take_outcomes(&self) -> Vec<Outcome> {
+        std::mem::take(
+            &mut *self
+                .producer
+                .context()
+                .outcomes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+
+    /// Account for finished direct deliveries; failed ones go to the spool.
+    fn settle_direct(&mut self) {
+        for o in self.take_outcomes() {
+            match (o.origin, o.error) {
+                (Origin::Direct(sent), None) => {
+                    self.metrics.delivered.inc();
+                    self.metrics.sink.written.inc();
+                    self.metrics
+                        .delivery_seconds
+                        .observe(sent.elapsed().as_secs_f64());
+                }
+                (Origin::Direct(_), Some(e)) => {
+                    self.metrics.delivery_failures.inc();
+                    if !self.spooling {
+                        tracing::warn!(error = %e, "kafka delivery failed; spooling until the broker is back");
+                    }
+                    self.spooling = true;
+                    self.spool_event(&o.key, &o.payload);
+                }
+                // Replay outcomes are consumed by `try_replay` itself.
+                (Origin::Replay, _) => {}
+            }
+        }
+    }
+
+    fn check_health(&mut self) {
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            tracing::error!(
+                ?code,
+                reason,
+                "fatal kafka producer error: rebuilding the producer"
+            );
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight());
+            self.producer.poll(Duration::from_millis(100));
+            self.settle_direct();
+            match build_producer(&self.config) {
+                Ok(p) => {
+                    self.producer = p;
+                    self.metrics.producer_rebuilds.inc();
+                }
+                Err(e) => tracing::error!(error = %e, "cannot rebuild the kafka producer"),
+            }
+            self.spooling = true;
+        }
+        if self
+            .producer
+            .context()
+            .brokers_down
+            .swap(false, Ordering::SeqCst)
+        {
+            // Keep order and durability: what librdkafka holds in memory goes to the spool.
+            self.spooling = true;
+            self.producer.purge(PurgeConfig::default().queue());
+            self.producer.poll(Duration::from_millis(50));
+            self.settle_direct();
+        }
+    }
+
+    /// The broker answers metadata again: send spooled records, oldest first.
+    fn try_replay(&mut self) {
+        if self
+            .producer
+            .client()
+            .fetch_metadata(Some(&self.config.topic), Duration::from_secs(1))
+            .is_err()
+        {
+            return;
+        }
+        // Direct sends still in flight finish first, so nothing overtakes the spool.
+        if self.producer.flush(Duration::from_secs(5)).is_err() {
+            return;
+        }
+        self.settle_direct();
+        loop {
+            let batch = match self.spool.read_batch(500) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.metrics.sink.write_errors.inc();
+                    tracing::error!(error = %e, "spool unreadable: replay stopped");
+                    return;
+                }
+            };
+            let Some(last) = batch.last().map(|r| r.end) else {
+                self.spooling = false;
+                tracing::info!("spool drained; delivering directly again");
+                return;
+            };
+            for r in &batch {
+                let record =
+                    BaseRecord::with_opaque_to(&self.config.topic, Box::new(Origin::Replay))
+                        .key(&r.key)
+                        .payload(&r.value);
+                if self.producer.send(record).is_err() {
+                    break;
+                }
+            }
+            if self.producer.flush(Duration::from_secs(10)).is_err() {
+                return;
+            }
+            let mut ok = 0u64;
+            let mut failed = false;
+            for o in self.take_outcomes() {
+                match (o.origin, o.error) {
+                    (Origin::Replay, None) => ok += 1,
+                    (Origin::Replay, Some(_)) => failed = true,
+                    (Origin::Direct(_), _) => {}
+                }
+            }
+            if failed || ok != batch.len() as u64 {
+                // Replay the whole batch again later; duplicates are deduped downstream.
+                return;
+            }
+            if let Err(e) = self.spool.commit(last, ok) {
+                tracing::error!(error = %e, "spool commit failed");
+                return;
+            }
+            self.metrics.replayed.inc_by(ok);
+            self.metrics.sink.written.inc_by(ok);
+            self.metrics.spool_backlog.set(self.spool.pending() as i64);
+        }
+    }
+
+    fn stop(mut self, ack: SyncSender<ShutdownReport>) {
+        let before = self.metrics.delivered.get();
+        if !self.spooling {
+            let _ = self.producer.flush(self.config.flush_timeout);
+        }
+        // Whatever is still in librdkafka goes to the spool (failure callbacks).
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        self.producer.poll(Duration::from_millis(100));
+        self.settle_direct();
+        self.sync_spool();
+        let report = ShutdownReport {
+            delivered: self.metrics.delivered.get() - before,
+            spooled: self.spool.pending(),
+        };
+        tracing::info!(
+            delivered = report.delivered,
+            spooled = report.spooled,
+            "kafka sink stopped"
+        );
+        let _ = ack.send(report);
+    }
+}
