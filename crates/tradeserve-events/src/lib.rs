@@ -3,12 +3,14 @@
 //! - [`audit_log`]: the embedded [`EventSink`](tradeserve_core::ports::EventSink): one JSON
 //!   line per decision in an append-only file, written by a dedicated thread behind a bounded
 //!   queue, so a request only ever enqueues.
+//! - [`fanout`]: one event to several sinks.
 //! - [`kafka`]: the Kafka [`EventSink`](tradeserve_core::ports::EventSink): a delivery thread
 //!   that produces to the topic, and spools to disk while the broker cannot take events.
 //! - [`metrics`]: the counters every sink reports (created by the server's metrics module).
 //! - [`spool`]: the durable on-disk spool where events wait while the broker cannot take them.
 
 pub mod audit_log;
+pub mod fanout;
 pub mod kafka;
 pub mod metrics;
 pub mod spool;

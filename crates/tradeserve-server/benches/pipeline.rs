@@ -59,6 +59,8 @@ fn bench(c: &mut Criterion) {
     });
     service
         .audit_log
+        .as_ref()
+        .unwrap()
         .shutdown(std::time::Duration::from_secs(5))
         .unwrap();
 }

@@ -225,22 +225,108 @@ impl Default for FeaturesConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
+    /// `audit_log` (embedded default), `kafka`, or `both`.
+    pub sink: SinkKind,
     /// Append-only JSON-lines audit log.
     pub audit_log: PathBuf,
-    /// Events that may wait in memory.
+    /// Events that may wait in memory, per sink.
     pub queue_capacity: usize,
     /// Longest time between fsyncs of the audit log.
     #[serde(with = "humantime_serde")]
     pub fsync_interval: Duration,
+    pub kafka: KafkaConfig,
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
         EventsConfig {
+            sink: SinkKind::AuditLog,
             audit_log: PathBuf::from("var/audit/decisions.jsonl"),
             queue_capacity: 65_536,
             fsync_interval: Duration::from_secs(1),
+            kafka: KafkaConfig::default(),
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    AuditLog,
+    Kafka,
+    Both,
+}
+
+/// The Kafka sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    pub topic: String,
+    /// Create the topic at start if it is missing, with these partitions and replicas.
+    pub create_topic: bool,
+    pub partitions: i32,
+    pub replication: i32,
+    /// Durable spool for events the broker cannot take (outage, full queue, shutdown).
+    pub spool_dir: PathBuf,
+    pub spool_segment_bytes: u64,
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+    /// none | gzip | snappy | lz4 | zstd
+    pub compression: String,
+    /// Longest wait for deliveries at shutdown; the rest is spooled.
+    #[serde(with = "humantime_serde")]
+    pub flush_timeout: Duration,
+    /// How often a spooling sink checks whether the broker is back.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// Passed to librdkafka as is: `security.protocol`, `sasl.mechanism`, `sasl.username`,
+    /// `ssl.ca.location`, … Secrets belong in the environment
+    /// (`TRADESERVE_EVENTS__KAFKA__CLIENT__SASL.PASSWORD` style overrides), not in the file.
+    pub client: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "trading_decisions".into(),
+            create_topic: true,
+            partitions: 6,
+            replication: 1,
+            spool_dir: PathBuf::from("var/spool"),
+            spool_segment_bytes: 64 * 1024 * 1024,
+            linger: Duration::from_millis(5),
+            compression: "lz4".into(),
+            flush_timeout: Duration::from_secs(5),
+            probe_interval: Duration::from_secs(1),
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.brokers.trim().is_empty() {
+            return Err("events.kafka.brokers must not be empty".into());
+        }
+        if self.topic.trim().is_empty() {
+            return Err("events.kafka.topic must not be empty".into());
+        }
+        if self.partitions < 1 || self.replication < 1 {
+            return Err("events.kafka.partitions and replication must be >= 1".into());
+        }
+        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.compression.as_str()) {
+            return Err(format!(
+                "events.kafka.compression {:?} is not one of none, gzip, snappy, lz4, zstd",
+                self.compression
+            ));
+        }
+        if self.spool_segment_bytes < 4096 {
+            return Err("events.kafka.spool_segment_bytes must be at least 4096".into());
+        }
+        Ok(())
     }
 }
 
@@ -316,6 +402,9 @@ impl Config {
         }
         if self.events.queue_capacity == 0 {
             return invalid("events.queue_capacity must be at least 1".into());
+        }
+        if self.events.sink != SinkKind::AuditLog {
+            self.events.kafka.validate().map_err(ConfigError::Invalid)?;
         }
         if self.events.fsync_interval.is_zero() {
             return invalid("events.fsync_interval must be > 0".into());

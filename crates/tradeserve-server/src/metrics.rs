@@ -10,6 +10,7 @@ use prometheus::{
 use tradeserve_core::pipeline::StageTimings;
 use tradeserve_core::types::Action;
 use tradeserve_events::SinkMetrics;
+use tradeserve_events::kafka::KafkaMetrics;
 
 /// Latency buckets in seconds: fine below a millisecond, coarse up to a second.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -58,7 +59,10 @@ pub struct Metrics {
     pub model_reloads_refused: IntCounter,
     pub model_reloads_unavailable: IntCounter,
     pub registry_up: IntGauge,
+    /// The audit log's counters (label `sink="audit_log"`).
     pub events: SinkMetrics,
+    /// The Kafka sink's counters (label `sink="kafka"`, plus `tradeserve_kafka_*`).
+    pub kafka: KafkaMetrics,
 }
 
 impl Metrics {
@@ -119,31 +123,57 @@ impl Metrics {
         )?;
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(registry_up.clone()))?;
-        let events = SinkMetrics {
-            enqueued: IntCounter::new(
-                "tradeserve_events_enqueued_total",
-                "Decision events accepted by the sink",
+        let sinks = SinkVecs::new(&registry)?;
+        let events = sinks.for_sink("audit_log");
+        let kafka = KafkaMetrics {
+            sink: sinks.for_sink("kafka"),
+            delivered: counter(
+                &registry,
+                "tradeserve_kafka_delivered_total",
+                "Events acknowledged by the broker on first send",
             )?,
-            written: IntCounter::new(
-                "tradeserve_events_written_total",
-                "Decision events written to the audit log",
+            spooled: counter(
+                &registry,
+                "tradeserve_kafka_spooled_total",
+                "Events written to the on-disk spool",
             )?,
-            dropped_queue_full: IntCounter::new(
-                "tradeserve_events_dropped_queue_full_total",
-                "Decision events refused because the sink queue was full",
+            replayed: counter(
+                &registry,
+                "tradeserve_kafka_replayed_total",
+                "Spooled events delivered after the broker came back",
             )?,
-            dropped_closed: IntCounter::new(
-                "tradeserve_events_dropped_closed_total",
-                "Decision events refused because the sink was shut down",
+            delivery_failures: counter(
+                &registry,
+                "tradeserve_kafka_delivery_failures_total",
+                "Failed deliveries (the event went to the spool)",
             )?,
-            write_errors: IntCounter::new(
-                "tradeserve_events_write_errors_total",
-                "Decision events accepted but not written (I/O error)",
+            producer_rebuilds: counter(
+                &registry,
+                "tradeserve_kafka_producer_rebuilds_total",
+                "Producers rebuilt after a fatal error",
             )?,
-            backlog: IntGauge::new(
-                "tradeserve_events_backlog",
-                "Decision events queued, not yet written",
-            )?,
+            spool_backlog: {
+                let g = IntGauge::new(
+                    "tradeserve_kafka_spool_backlog",
+                    "Events in the spool waiting for the broker",
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            delivery_seconds: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "tradeserve_kafka_delivery_seconds",
+                        "From send to broker acknowledgement",
+                    )
+                    .buckets(vec![
+                        0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+                        30.0,
+                    ]),
+                )?;
+                registry.register(Box::new(h.clone()))?;
+                h
+            },
         };
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(responses.clone()))?;
@@ -152,16 +182,6 @@ impl Metrics {
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(ready.clone()))?;
         registry.register(Box::new(model_load_failures.clone()))?;
-        for c in [
-            &events.enqueued,
-            &events.written,
-            &events.dropped_queue_full,
-            &events.dropped_closed,
-            &events.write_errors,
-        ] {
-            registry.register(Box::new(c.clone()))?;
-        }
-        registry.register(Box::new(events.backlog.clone()))?;
 
         // Every series exists from the start, so dashboards see zeros rather than gaps.
         let per_route = |route: Route| -> Vec<IntCounter> {
@@ -193,6 +213,7 @@ impl Metrics {
             model_reloads_unavailable: reloads.with_label_values(&["unavailable"]),
             registry_up,
             events,
+            kafka,
             registry,
         })
     }
@@ -233,5 +254,73 @@ impl Metrics {
         let mut buf = Vec::with_capacity(16 * 1024);
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
         String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
+    let c = IntCounter::new(name, help)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+/// The generic event-sink series, one label value per sink.
+struct SinkVecs {
+    enqueued: IntCounterVec,
+    written: IntCounterVec,
+    dropped_queue_full: IntCounterVec,
+    dropped_closed: IntCounterVec,
+    write_errors: IntCounterVec,
+    backlog: prometheus::IntGaugeVec,
+}
+
+impl SinkVecs {
+    fn new(registry: &Registry) -> Result<SinkVecs, prometheus::Error> {
+        let vec = |name: &str, help: &str| -> Result<IntCounterVec, prometheus::Error> {
+            let v = IntCounterVec::new(Opts::new(name, help), &["sink"])?;
+            registry.register(Box::new(v.clone()))?;
+            Ok(v)
+        };
+        let backlog = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "tradeserve_events_backlog",
+                "Decision events queued in memory, not yet handled by the sink",
+            ),
+            &["sink"],
+        )?;
+        registry.register(Box::new(backlog.clone()))?;
+        Ok(SinkVecs {
+            enqueued: vec(
+                "tradeserve_events_enqueued_total",
+                "Decision events accepted by the sink",
+            )?,
+            written: vec(
+                "tradeserve_events_written_total",
+                "Decision events written (audit log) or delivered (Kafka)",
+            )?,
+            dropped_queue_full: vec(
+                "tradeserve_events_dropped_queue_full_total",
+                "Decision events refused because the sink queue was full (lost: also logged)",
+            )?,
+            dropped_closed: vec(
+                "tradeserve_events_dropped_closed_total",
+                "Decision events refused because the sink was shut down (lost: also logged)",
+            )?,
+            write_errors: vec(
+                "tradeserve_events_write_errors_total",
+                "Decision events accepted but not written or spooled (I/O error: lost, also logged)",
+            )?,
+            backlog,
+        })
+    }
+
+    fn for_sink(&self, sink: &str) -> SinkMetrics {
+        SinkMetrics {
+            enqueued: self.enqueued.with_label_values(&[sink]),
+            written: self.written.with_label_values(&[sink]),
+            dropped_queue_full: self.dropped_queue_full.with_label_values(&[sink]),
+            dropped_closed: self.dropped_closed.with_label_values(&[sink]),
+            write_errors: self.write_errors.with_label_values(&[sink]),
+            backlog: self.backlog.with_label_values(&[sink]),
+        }
     }
 }

@@ -19,10 +19,14 @@ use tradeserve_features::{MarketReplay, ReplayClock};
 use tradeserve_models::BundledModels;
 
 use crate::app::router;
-use crate::config::{Config, ModelSourceKind, resolve_path};
+use crate::config::{Config, ModelSourceKind, SinkKind, resolve_path};
 use crate::metrics::Metrics;
 use crate::registry::{self, ReloadError};
 use crate::state::AppState;
+use tradeserve_core::ports::EventSink;
+use tradeserve_events::fanout::FanOut;
+use tradeserve_events::kafka::{KafkaSink, KafkaSinkConfig};
+use tradeserve_events::spool::SpoolConfig;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +39,8 @@ pub enum StartError {
     Features(#[from] tradeserve_features::BarError),
     #[error("events: {0}")]
     Events(#[from] tradeserve_events::AuditLogError),
+    #[error("events: {0}")]
+    Kafka(#[from] tradeserve_events::kafka::KafkaSinkError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -51,7 +57,71 @@ pub enum StartError {
 /// The running parts that outlive the router.
 pub struct Service {
     pub state: Arc<AppState>,
-    pub audit_log: Arc<AuditLog>,
+    pub audit_log: Option<Arc<AuditLog>>,
+    pub kafka: Option<Arc<KafkaSink>>,
+}
+
+struct Sinks {
+    audit_log: Option<Arc<AuditLog>>,
+    kafka: Option<Arc<KafkaSink>>,
+}
+
+impl Sinks {
+    fn emitter(&self) -> Arc<dyn EventSink> {
+        let mut all: Vec<Arc<dyn EventSink>> = Vec::new();
+        if let Some(a) = &self.audit_log {
+            all.push(a.clone());
+        }
+        if let Some(k) = &self.kafka {
+            all.push(k.clone());
+        }
+        match all.len() {
+            1 => all.remove(0),
+            _ => Arc::new(FanOut::new(all)),
+        }
+    }
+}
+
+fn start_sinks(config: &Config, metrics: &Metrics) -> Result<Sinks, StartError> {
+    let e = &config.events;
+    let audit_log = match e.sink {
+        SinkKind::AuditLog | SinkKind::Both => Some(Arc::new(AuditLog::start(
+            AuditLogConfig {
+                path: e.audit_log.clone(),
+                queue_capacity: e.queue_capacity,
+                fsync_interval: e.fsync_interval,
+            },
+            metrics.events.clone(),
+        )?)),
+        SinkKind::Kafka => None,
+    };
+    let kafka = match e.sink {
+        SinkKind::Kafka | SinkKind::Both => {
+            let k = &e.kafka;
+            Some(Arc::new(KafkaSink::start(
+                KafkaSinkConfig {
+                    brokers: k.brokers.clone(),
+                    topic: k.topic.clone(),
+                    partitions: k.partitions,
+                    replication: k.replication,
+                    client: k.client.clone(),
+                    queue_capacity: e.queue_capacity,
+                    spool: SpoolConfig {
+                        dir: k.spool_dir.clone(),
+                        segment_bytes: k.spool_segment_bytes,
+                    },
+                    linger: k.linger,
+                    compression: k.compression.clone(),
+                    flush_timeout: k.flush_timeout,
+                    probe_interval: k.probe_interval,
+                    create_topic: k.create_topic,
+                },
+                metrics.kafka.clone(),
+            )?))
+        }
+        SinkKind::AuditLog => None,
+    };
+    Ok(Sinks { audit_log, kafka })
 }
 
 /// Load the active model set named by the config.
@@ -96,18 +166,11 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
             )?))
         }
     };
-    let audit_log = Arc::new(AuditLog::start(
-        AuditLogConfig {
-            path: config.events.audit_log.clone(),
-            queue_capacity: config.events.queue_capacity,
-            fsync_interval: config.events.fsync_interval,
-        },
-        metrics.events.clone(),
-    )?);
+    let sinks = start_sinks(config, &metrics)?;
     let pipeline = Pipeline::new(
         Arc::new(replay),
         Arc::new(InMemoryRiskLedger::new()),
-        audit_log.clone(),
+        sinks.emitter(),
         PipelineConfig {
             sizing: config.sizing.clone(),
             risk: config.risk.clone(),
@@ -126,7 +189,11 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         config.server.max_in_flight,
         config.server.body_limit_bytes,
     ));
-    Ok(Service { state, audit_log })
+    Ok(Service {
+        state,
+        audit_log: sinks.audit_log,
+        kafka: sinks.kafka,
+    })
 }
 
 /// With models from the registry: load the current set (from MLflow, or from the disk cache
@@ -224,14 +291,26 @@ pub async fn run(
     if let Some(p) = poller {
         p.abort();
     }
-    let audit = Arc::clone(&service.audit_log);
-    let flushed =
-        tokio::task::spawn_blocking(move || audit.shutdown(grace.max(Duration::from_secs(1))))
-            .await;
-    match flushed {
-        Ok(Ok(written)) => tracing::info!(events_written = written, "audit log flushed; stopped"),
-        Ok(Err(e)) => tracing::error!(error = %e, "audit log did not flush cleanly"),
-        Err(e) => tracing::error!(error = %e, "audit log flush task failed"),
+    let bound = grace.max(Duration::from_secs(1));
+    if let Some(kafka) = service.kafka.clone() {
+        match tokio::task::spawn_blocking(move || kafka.shutdown(bound)).await {
+            Ok(Ok(r)) => tracing::info!(
+                delivered = r.delivered,
+                spooled = r.spooled,
+                "kafka sink flushed"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "kafka sink did not stop cleanly"),
+            Err(e) => tracing::error!(error = %e, "kafka sink shutdown task failed"),
+        }
+    }
+    if let Some(audit) = service.audit_log.clone() {
+        match tokio::task::spawn_blocking(move || audit.shutdown(bound)).await {
+            Ok(Ok(written)) => {
+                tracing::info!(events_written = written, "audit log flushed; stopped")
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "audit log did not flush cleanly"),
+            Err(e) => tracing::error!(error = %e, "audit log flush task failed"),
+        }
     }
     Ok(())
 }

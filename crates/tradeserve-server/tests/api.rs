@@ -292,6 +292,8 @@ async fn a_failed_risk_check_is_a_403_with_the_full_decision_and_an_event() {
 
     h.service
         .audit_log
+        .as_ref()
+        .unwrap()
         .shutdown(Duration::from_secs(5))
         .unwrap();
     let text = std::fs::read_to_string(&h.audit_path).unwrap();
@@ -460,6 +462,8 @@ async fn overload_not_ready_and_deadline() {
     assert_eq!(
         h.service
             .audit_log
+            .as_ref()
+            .unwrap()
             .shutdown(Duration::from_secs(5))
             .unwrap(),
         0
@@ -493,6 +497,8 @@ async fn every_decision_returned_is_in_the_audit_log() {
     assert_eq!(
         h.service
             .audit_log
+            .as_ref()
+            .unwrap()
             .shutdown(Duration::from_secs(5))
             .unwrap(),
         60
@@ -579,7 +585,10 @@ async fn metrics_count_what_happened() {
         })
         .sum();
     assert_eq!(decisions, 3.0);
-    assert_eq!(value("tradeserve_events_enqueued_total"), 3.0);
+    assert_eq!(
+        value(r#"tradeserve_events_enqueued_total{sink="audit_log"}"#),
+        3.0
+    );
     assert_eq!(value("tradeserve_ready"), 1.0);
 }
 

@@ -1,0 +1,124 @@
+//! Decisions to Kafka through the whole service, against librdkafka's mock cluster: the
+//! decision ids on the topic equal the ones returned to clients, every event matches the
+//! published schema, and the audit log (sink = both) holds the same set.
+//! (The real-broker end-to-end and fault tests run against tansu.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde_json::Value;
+use tower::ServiceExt;
+use tradeserve_features::ReplayClock;
+use tradeserve_server::app::router;
+use tradeserve_server::config::{Config, SinkKind};
+use tradeserve_server::serve::build_with_clock;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_topic_holds_exactly_the_decisions_clients_received() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("trading_decisions", 3, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.events.sink = SinkKind::Both;
+    config.events.audit_log = dir.path().join("audit.jsonl");
+    config.events.kafka.brokers = cluster.bootstrap_servers();
+    config.events.kafka.create_topic = false; // the mock broker has no admin API
+    config.events.kafka.spool_dir = dir.path().join("spool");
+    let c = config.clone();
+    let service =
+        tokio::task::spawn_blocking(move || build_with_clock(&c, ReplayClock::Fixed(500)))
+            .await
+            .unwrap()
+            .unwrap();
+
+    let mut returned = BTreeSet::new();
+    for (i, symbol) in ["AAPL", "MSFT", "NVDA", "BRK.B"]
+        .iter()
+        .cycle()
+        .take(200)
+        .enumerate()
+    {
+        let body = format!(r#"{{"symbol":"{symbol}","risk_check":{}}}"#, i % 2 == 0);
+        let req = Request::builder()
+            .method("POST")
+            .uri("/api/v1/predict")
+            .body(Body::from(body))
+            .unwrap();
+        let res = router(Arc::clone(&service.state))
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert!(res.status() == StatusCode::OK || res.status() == StatusCode::FORBIDDEN);
+        let v: Value =
+            serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        returned.insert(v["decision_id"].as_str().unwrap().to_owned());
+    }
+    let kafka = service.kafka.clone().unwrap();
+    let report = tokio::task::spawn_blocking(move || kafka.shutdown(Duration::from_secs(20)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.spooled, 0);
+    service
+        .audit_log
+        .as_ref()
+        .unwrap()
+        .shutdown(Duration::from_secs(5))
+        .unwrap();
+
+    let schema_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../schemas/decision_event.schema.json");
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .set("group.id", "verify")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset("trading_decisions", p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut on_topic = BTreeSet::new();
+    let start = Instant::now();
+    while on_topic.len() < returned.len() && start.elapsed() < Duration::from_secs(30) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let v: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            assert!(
+                validator.is_valid(&v),
+                "event does not match the schema: {v}"
+            );
+            assert_eq!(
+                m.key().unwrap(),
+                v["symbol"].as_str().unwrap().as_bytes(),
+                "key = symbol"
+            );
+            on_topic.insert(v["decision_id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(on_topic, returned);
+    let audit: BTreeSet<String> = std::fs::read_to_string(dir.path().join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["decision_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(audit, returned);
+}
