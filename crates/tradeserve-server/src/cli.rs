@@ -10,6 +10,7 @@ use tradeserve_models::mlflow::MlflowClient;
 use tradeserve_models::mlflow::publish::publish;
 
 use crate::config::{Config, LogFormat, resolve_path};
+use crate::replay::{self, ModelStore, Replayer};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,6 +40,8 @@ pub enum Command {
     },
     /// Open-loop load generator with HdrHistogram percentiles.
     Loadtest(LoadtestArgs),
+    /// Re-run recorded decisions from their events and report every mismatch.
+    Replay(ReplayArgs),
     /// Work with the MLflow Model Registry.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -68,6 +71,32 @@ pub enum ModelsCommand {
         #[arg(long, default_value = "MLFLOW_TRACKING_TOKEN")]
         token_env: String,
     },
+}
+
+/// Arguments of `tradeserve replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Read events from this audit log (JSON lines).
+    #[arg(
+        long,
+        conflicts_with = "kafka_brokers",
+        required_unless_present = "kafka_brokers"
+    )]
+    pub audit_log: Option<PathBuf>,
+    /// Read events from Kafka (bootstrap servers), from the beginning of the topic to its end.
+    #[arg(long)]
+    pub kafka_brokers: Option<String>,
+    #[arg(long, default_value = "trading_decisions")]
+    pub topic: String,
+    /// Model versions from bundled folders (`<dir>/<role>/<version>/`).
+    #[arg(long, default_value = "models", conflicts_with = "mlflow_cache")]
+    pub models: PathBuf,
+    /// Model versions from a service's MLflow disk cache (`<dir>/tradeserve.<role>/<version>/`).
+    #[arg(long)]
+    pub mlflow_cache: Option<PathBuf>,
+    /// The service's config (for its sizing policy); defaults otherwise.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 /// Arguments of `tradeserve loadtest`.
@@ -203,6 +232,36 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             });
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+            Ok(())
+        }
+        Command::Replay(args) => {
+            let config = Config::load(args.config.as_deref(), None)?;
+            let store = match &args.mlflow_cache {
+                Some(dir) => ModelStore::MlflowCache(dir.clone()),
+                None => ModelStore::Bundled(resolve_path(&args.models)),
+            };
+            let mut replayer = Replayer::new(store, config.sizing.clone());
+            match (&args.audit_log, &args.kafka_brokers) {
+                (Some(path), _) => replay::replay_audit_log(path, &mut replayer)?,
+                (None, Some(brokers)) => replay::replay_kafka(
+                    brokers,
+                    &args.topic,
+                    &config.events.kafka.client,
+                    &mut replayer,
+                )?,
+                (None, None) => anyhow::bail!("give --audit-log FILE or --kafka-brokers HOSTS"),
+            }
+            let report = replayer.finish();
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+            if report.mismatched > 0 || report.skipped > 0 {
+                anyhow::bail!(
+                    "{} mismatched and {} skipped of {} events",
+                    report.mismatched,
+                    report.skipped,
+                    report.events
+                );
+            }
             Ok(())
         }
         Command::Loadtest(args) => {

@@ -4,6 +4,7 @@
 //! - [`metrics`]: every Prometheus metric, named in one place.
 //! - [`error`]: the one mapping from errors to HTTP status and stable codes.
 //! - [`state`]: what handlers share (pipeline, active model set, admission control).
+//! - [`replay`]: re-running recorded decisions from their events (forensics).
 //! - [`registry`]: keeping the active model set in step with the MLflow registry.
 //! - [`app`]: the router and request-timing middleware; [`routes`]: the handlers.
 //! - [`serve`]: start-up (build the embedded adapters, bind) and graceful shutdown.
@@ -15,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod registry;
+pub mod replay;
 pub mod routes;
 pub mod serve;
 pub mod state;

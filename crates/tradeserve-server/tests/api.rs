@@ -15,6 +15,7 @@ use tower::ServiceExt;
 use tradeserve_features::ReplayClock;
 use tradeserve_server::app::router;
 use tradeserve_server::config::Config;
+use tradeserve_server::replay::{ModelStore, Replayer, replay_audit_log};
 use tradeserve_server::serve::{Service, build_with_clock};
 
 struct Harness {
@@ -526,6 +527,38 @@ async fn every_decision_returned_is_in_the_audit_log() {
         logged.insert(e["decision_id"].as_str().unwrap().to_owned());
     }
     assert_eq!(logged, ids);
+    // Forensics: every logged decision replays to exactly the same result ...
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    let mut replayer = Replayer::new(
+        ModelStore::Bundled(models.clone()),
+        Config::default().sizing,
+    );
+    replay_audit_log(&h.audit_path, &mut replayer).unwrap();
+    let report = replayer.finish();
+    assert_eq!(
+        (
+            report.events,
+            report.matched,
+            report.mismatched,
+            report.skipped
+        ),
+        (60, 60, 0, 0),
+        "{report:?}"
+    );
+    // ... and a tampered one does not.
+    let mut tampered: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let rsi = tampered["features"]["rsi_14"].as_f64().unwrap();
+    tampered["features"]["rsi_14"] = json!(1.0 - rsi);
+    tampered["confidence"] = json!(tampered["confidence"].as_f64().unwrap() + 1e-9);
+    let mut replayer = Replayer::new(ModelStore::Bundled(models), Config::default().sizing);
+    replayer.replay(tampered.to_string().as_bytes());
+    let report = replayer.finish();
+    assert_eq!(report.mismatched, 1);
+    assert!(
+        report.mismatches.iter().any(|m| m.field == "confidence"),
+        "{report:?}"
+    );
+
     // The schema is strict: a wrong enum, a missing feature or an extra field fails it.
     let mut bad: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     bad["action"] = json!("MAYBE");

@@ -21,6 +21,7 @@ use tower::ServiceExt;
 use tradeserve_features::ReplayClock;
 use tradeserve_server::app::router;
 use tradeserve_server::config::{Config, SinkKind};
+use tradeserve_server::replay::{ModelStore, Replayer, replay_kafka};
 use tradeserve_server::serve::build_with_clock;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,4 +122,26 @@ async fn the_topic_holds_exactly_the_decisions_clients_received() {
         })
         .collect();
     assert_eq!(audit, returned);
+
+    // Replay from the topic: every decision reproduces.
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    let mut replayer = Replayer::new(ModelStore::Bundled(models), Config::default().sizing);
+    let brokers = cluster.bootstrap_servers();
+    let report = tokio::task::spawn_blocking(move || {
+        replay_kafka(
+            &brokers,
+            "trading_decisions",
+            &Default::default(),
+            &mut replayer,
+        )
+        .unwrap();
+        replayer.finish()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.matched, report.mismatched, report.skipped),
+        (200, 0, 0),
+        "{report:?}"
+    );
 }

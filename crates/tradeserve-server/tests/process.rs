@@ -150,6 +150,22 @@ fn sigterm_drains_in_flight_requests_and_flushes_every_decision() {
         flushed[0]["fields"]["events_written"].as_u64(),
         Some(logged)
     );
+
+    // `tradeserve replay` reproduces every logged decision from its event.
+    let out = Command::new(BIN)
+        .args(["replay", "--audit-log"])
+        .arg(dir.path().join("audit.jsonl"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replay: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(replay["events"].as_u64(), Some(logged));
+    assert_eq!(replay["matched"].as_u64(), Some(logged));
+    assert_eq!(replay["mismatched"].as_u64(), Some(0));
 }
 
 #[test]

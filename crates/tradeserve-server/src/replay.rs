@@ -1,0 +1,343 @@
+//! Forensic replay: re-run recorded decisions from their events and report every mismatch.
+//!
+//! Each event carries the full model input (features and hit rates by name), the price, the
+//! strategy override and the registry version of every role. Replay loads exactly those
+//! versions (from the bundled model folders, or from the MLflow disk cache), runs the same pure
+//! [`evaluate`] and sizing the service ran, and compares action, quantity, confidence, regime
+//! probabilities and strategy weights. The computation is deterministic, so a match is exact up
+//! to 1e-12; anything else means the decision was not what these models say.
+//!
+//! Events come from the audit log (JSON lines) or from the Kafka topic (read from the beginning
+//! up to the high watermark of every partition).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tradeserve_core::ModelSet;
+use tradeserve_core::pipeline::evaluate;
+use tradeserve_core::ports::FeatureSnapshot;
+use tradeserve_core::schema::{FEATURES, HIT_RATES, VOL_15};
+use tradeserve_core::sizing::SizingPolicy;
+use tradeserve_core::types::{Action, Role, Specialist};
+use tradeserve_models::model_dir::load_model_dir;
+use tradeserve_models::{BundledModels, VersionSelection};
+
+/// Largest difference between a recorded and a replayed number that still counts as equal.
+pub const TOLERANCE: f64 = 1e-12;
+
+/// Where replay finds model versions.
+#[derive(Debug, Clone)]
+pub enum ModelStore {
+    /// `<dir>/<role>/<version>/`, the bundled layout.
+    Bundled(PathBuf),
+    /// `<dir>/tradeserve.<role>/<version>/`, the MLflow disk cache of a service.
+    MlflowCache(PathBuf),
+}
+
+/// One difference between a recorded decision and its replay.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mismatch {
+    pub decision_id: String,
+    pub field: String,
+    pub recorded: Value,
+    pub replayed: Value,
+}
+
+/// The outcome of a replay.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReplayReport {
+    pub events: u64,
+    pub matched: u64,
+    pub mismatched: u64,
+    /// Events that could not be replayed (unreadable, or model versions not available).
+    pub skipped: u64,
+    /// The first 100 differences.
+    pub mismatches: Vec<Mismatch>,
+    pub skipped_reasons: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Probs4 {
+    bull: f64,
+    bear: f64,
+    sideways: f64,
+    entropy: f64,
+}
+
+#[derive(Deserialize)]
+struct Weights {
+    bull_specialist: f64,
+    bear_specialist: f64,
+    sideways_specialist: f64,
+}
+
+#[derive(Deserialize)]
+struct Recorded {
+    decision_id: String,
+    action: Action,
+    quantity: u64,
+    confidence: f64,
+    regime_probs: Probs4,
+    strategy_weights: Weights,
+    features: BTreeMap<String, f64>,
+    price: f64,
+    strategy_override: Option<Specialist>,
+    model_versions: BTreeMap<Role, String>,
+}
+
+/// Re-runs events against the model versions they name.
+pub struct Replayer {
+    store: ModelStore,
+    sizing: SizingPolicy,
+    sets: HashMap<BTreeMap<Role, String>, Arc<ModelSet>>,
+    report: ReplayReport,
+}
+
+impl Replayer {
+    pub fn new(store: ModelStore, sizing: SizingPolicy) -> Replayer {
+        Replayer {
+            store,
+            sizing,
+            sets: HashMap::new(),
+            report: ReplayReport::default(),
+        }
+    }
+
+    fn models(&mut self, versions: &BTreeMap<Role, String>) -> Result<Arc<ModelSet>, String> {
+        if let Some(set) = self.sets.get(versions) {
+            return Ok(Arc::clone(set));
+        }
+        let version = |role: Role| {
+            versions
+                .get(&role)
+                .cloned()
+                .ok_or(format!("event lacks the {role} version"))
+        };
+        let set = match &self.store {
+            ModelStore::Bundled(dir) => {
+                let selection = VersionSelection {
+                    regime_detector: version(Role::RegimeDetector)?,
+                    meta_controller: version(Role::MetaController)?,
+                    bull_specialist: version(Role::BullSpecialist)?,
+                    bear_specialist: version(Role::BearSpecialist)?,
+                    sideways_specialist: version(Role::SidewaysSpecialist)?,
+                };
+                BundledModels::new(dir)
+                    .load_set(&selection)
+                    .map_err(|e| e.to_string())?
+            }
+            ModelStore::MlflowCache(dir) => {
+                let load = |role: Role| -> Result<_, String> {
+                    let v = version(role)?;
+                    let folder = dir.join(role.registry_name()).join(&v);
+                    let mut m = load_model_dir(
+                        &folder,
+                        role,
+                        format!("models:/{}/{v}", role.registry_name()),
+                    )
+                    .map_err(|e| e.to_string())?;
+                    m.info.version = v;
+                    Ok(m)
+                };
+                ModelSet::new(
+                    load(Role::RegimeDetector)?,
+                    load(Role::MetaController)?,
+                    [
+                        load(Role::BullSpecialist)?,
+                        load(Role::BearSpecialist)?,
+                        load(Role::SidewaysSpecialist)?,
+                    ],
+                )
+            }
+        };
+        let set = Arc::new(set);
+        self.sets.insert(versions.clone(), Arc::clone(&set));
+        Ok(set)
+    }
+
+    fn skip(&mut self, reason: String) {
+        self.report.skipped += 1;
+        if self.report.skipped_reasons.len() < 20 {
+            self.report.skipped_reasons.push(reason);
+        }
+    }
+
+    /// Replay one event (a JSON document).
+    pub fn replay(&mut self, event: &[u8]) {
+        self.report.events += 1;
+        let recorded: Recorded = match serde_json::from_slice(event) {
+            Ok(r) => r,
+            Err(e) => return self.skip(format!("unreadable event: {e}")),
+        };
+        let mut features = [0.0; FEATURES.len()];
+        let mut hit_rates = [0.0; HIT_RATES.len()];
+        for (slot, name) in features
+            .iter_mut()
+            .zip(FEATURES)
+            .chain(hit_rates.iter_mut().zip(HIT_RATES))
+        {
+            match recorded.features.get(name) {
+                Some(v) => *slot = *v,
+                None => {
+                    return self.skip(format!("{}: feature {name} missing", recorded.decision_id));
+                }
+            }
+        }
+        let models = match self.models(&recorded.model_versions) {
+            Ok(m) => m,
+            Err(e) => return self.skip(format!("{}: {e}", recorded.decision_id)),
+        };
+        let snapshot = FeatureSnapshot {
+            as_of: OffsetDateTime::UNIX_EPOCH,
+            price: recorded.price,
+            features,
+            hit_rates,
+        };
+        let eval = match evaluate(&models, &snapshot, recorded.strategy_override) {
+            Ok(e) => e,
+            Err(e) => return self.skip(format!("{}: {e}", recorded.decision_id)),
+        };
+        let quantity = self.sizing.quantity(
+            eval.action,
+            eval.confidence,
+            recorded.price,
+            features[VOL_15],
+        );
+        let mut diffs: Vec<(&str, Value, Value)> = Vec::new();
+        if eval.action != recorded.action {
+            diffs.push(("action", json!(recorded.action), json!(eval.action)));
+        }
+        if quantity != recorded.quantity {
+            diffs.push(("quantity", json!(recorded.quantity), json!(quantity)));
+        }
+        let numbers = [
+            ("confidence", recorded.confidence, eval.confidence),
+            (
+                "regime_probs.bull",
+                recorded.regime_probs.bull,
+                eval.regime[0],
+            ),
+            (
+                "regime_probs.bear",
+                recorded.regime_probs.bear,
+                eval.regime[1],
+            ),
+            (
+                "regime_probs.sideways",
+                recorded.regime_probs.sideways,
+                eval.regime[2],
+            ),
+            (
+                "regime_probs.entropy",
+                recorded.regime_probs.entropy,
+                eval.entropy,
+            ),
+            (
+                "strategy_weights.bull_specialist",
+                recorded.strategy_weights.bull_specialist,
+                eval.weights[0],
+            ),
+            (
+                "strategy_weights.bear_specialist",
+                recorded.strategy_weights.bear_specialist,
+                eval.weights[1],
+            ),
+            (
+                "strategy_weights.sideways_specialist",
+                recorded.strategy_weights.sideways_specialist,
+                eval.weights[2],
+            ),
+        ];
+        for (field, a, b) in numbers {
+            if (a - b).abs() > TOLERANCE || a.is_nan() != b.is_nan() {
+                diffs.push((field, json!(a), json!(b)));
+            }
+        }
+        if diffs.is_empty() {
+            self.report.matched += 1;
+            return;
+        }
+        self.report.mismatched += 1;
+        for (field, recorded_value, replayed) in diffs {
+            if self.report.mismatches.len() < 100 {
+                self.report.mismatches.push(Mismatch {
+                    decision_id: recorded.decision_id.clone(),
+                    field: field.to_owned(),
+                    recorded: recorded_value,
+                    replayed,
+                });
+            }
+        }
+    }
+
+    pub fn finish(self) -> ReplayReport {
+        self.report
+    }
+}
+
+/// Replay every line of an audit log.
+pub fn replay_audit_log(path: &Path, replayer: &mut Replayer) -> std::io::Result<()> {
+    let text = std::fs::read(path)?;
+    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        replayer.replay(line);
+    }
+    Ok(())
+}
+
+/// Replay every event on a topic, from the beginning to the current end of each partition.
+pub fn replay_kafka(
+    brokers: &str,
+    topic: &str,
+    client: &BTreeMap<String, String>,
+    replayer: &mut Replayer,
+) -> Result<(), rdkafka::error::KafkaError> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers)
+        .set("group.id", "tradeserve-replay")
+        .set("enable.auto.commit", "false");
+    for (k, v) in client {
+        cfg.set(k, v);
+    }
+    let consumer: BaseConsumer = cfg.create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut ends = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
+            if high > low {
+                ends.insert(p.id(), high);
+                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+            }
+        }
+    }
+    if ends.is_empty() {
+        return Ok(());
+    }
+    consumer.assign(&tpl)?;
+    let mut done = BTreeMap::new();
+    while done.len() < ends.len() {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(Ok(m)) => {
+                if let Some(payload) = m.payload() {
+                    replayer.replay(payload);
+                }
+                if m.offset() + 1 >= ends.get(&m.partition()).copied().unwrap_or(0) {
+                    done.insert(m.partition(), ());
+                }
+            }
+            Some(Err(e)) => return Err(e),
+            None => break,
+        }
+    }
+    Ok(())
+}
