@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run TradeServe's whole test suite, installing what it needs first.
 #
-# Idempotent: the Python virtual environments (training checks, MLflow) are cached under
+# Idempotent: the Python virtual environments (training checks, MLflow) and the tansu broker
+# are cached under
 # ~/.cache/tradeserve (override with TRADESERVE_CACHE) and rebuilt only when their pinned
 # requirements change.
 set -euo pipefail
@@ -39,12 +40,22 @@ if [ ! -f "$mlflow_stamp" ]; then
 fi
 export TRADESERVE_MLFLOW="$mlflow_venv/bin/mlflow"
 
+# --- tansu (a real Kafka-protocol broker for the event tests) ------------------------------
+# No Kafka broker is packaged for this machine; tansu builds from crates.io (15-20 min once).
+tansu_version=0.6.0
+tansu_root="$cache/tansu-$tansu_version"
+if [ ! -x "$tansu_root/bin/tansu" ]; then
+  step "building the tansu broker $tansu_version into $tansu_root (once; 15-20 minutes)"
+  cargo install "tansu@$tansu_version" --locked --features libsql,dynostore --root "$tansu_root"
+fi
+export TRADESERVE_TANSU="$tansu_root/bin/tansu"
+
 step "bundled market data is reproduced by training/ byte for byte"
 "$venv/bin/python" training/train.py --check-data
 
 # --- Rust ---------------------------------------------------------------------------------
 # Tests that need a real service are #[ignore]d for a bare `cargo test`; here they run.
-step "cargo test (unit, golden, parity, API, process, and real-MLflow tests)"
+step "cargo test (unit, golden, parity, API, process, real-MLflow and real-broker tests)"
 RUST_LIB_BACKTRACE=0 cargo test --workspace --locked -- --include-ignored
 
 step "all tests passed"

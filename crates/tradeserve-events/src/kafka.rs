@@ -198,8 +198,8 @@ fn ensure_topic(config: &KafkaSinkConfig) -> Result<(), KafkaSinkError> {
         TopicReplication::Fixed(config.replication),
     );
     let options = AdminOptions::new()
-        .operation_timeout(Some(Duration::from_secs(10)))
-        .request_timeout(Some(Duration::from_secs(10)));
+        .operation_timeout(Some(Duration::from_secs(5)))
+        .request_timeout(Some(Duration::from_secs(5)));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -251,7 +251,11 @@ impl KafkaSink {
         let spool = Spool::open(config.spool.clone())?;
         metrics.spool_backlog.set(spool.pending() as i64);
         if config.create_topic {
-            ensure_topic(&config)?;
+            // A broker outage must not stop the service from starting: events spool until the
+            // broker is back, and the topic is created by then or the deliveries say so.
+            if let Err(e) = ensure_topic(&config) {
+                tracing::warn!(error = %e, topic = %config.topic, "cannot ensure the topic at start");
+            }
         }
         let producer = build_producer(&config)?;
         let (tx, rx) = sync_channel(config.queue_capacity.max(1));
@@ -464,18 +468,7 @@ impl Worker {
                 reason,
                 "fatal kafka producer error: rebuilding the producer"
             );
-            self.producer
-                .purge(PurgeConfig::default().queue().inflight());
-            self.producer.poll(Duration::from_millis(100));
-            self.settle_direct();
-            match build_producer(&self.config) {
-                Ok(p) => {
-                    self.producer = p;
-                    self.metrics.producer_rebuilds.inc();
-                }
-                Err(e) => tracing::error!(error = %e, "cannot rebuild the kafka producer"),
-            }
-            self.spooling = true;
+            self.spool_outstanding_and_rebuild();
         }
         if self
             .producer
@@ -483,11 +476,30 @@ impl Worker {
             .brokers_down
             .swap(false, Ordering::SeqCst)
         {
-            // Keep order and durability: what librdkafka holds in memory goes to the spool.
-            self.spooling = true;
-            self.producer.purge(PurgeConfig::default().queue());
-            self.producer.poll(Duration::from_millis(50));
-            self.settle_direct();
+            tracing::warn!("all kafka brokers are down: spooling until they are back");
+            self.spool_outstanding_and_rebuild();
+        }
+    }
+
+    /// Move everything librdkafka still holds (queued and in flight) to the spool, in order,
+    /// and start a fresh producer. A fresh producer id matters: purging an idempotent
+    /// producer's messages forces an epoch bump on the same id, which at least one broker
+    /// (tansu 0.6) cannot handle (MACHINE-NOTES). Purged in-flight messages may have been
+    /// written already; the spool delivers them again and consumers dedupe on decision_id.
+    fn spool_outstanding_and_rebuild(&mut self) {
+        self.spooling = true;
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        self.producer.poll(Duration::from_millis(100));
+        self.settle_direct();
+        match build_producer(&self.config) {
+            Ok(p) => {
+                self.producer = p;
+                self.metrics.producer_rebuilds.inc();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot rebuild the kafka producer; keeping the old one")
+            }
         }
     }
 

@@ -169,3 +169,103 @@ pub fn corrupt_model_copy(src: &Path, dst: &Path) {
     bytes[n - 20] ^= 0x55;
     std::fs::write(dst.join("model.onnx"), bytes).expect("write model.onnx");
 }
+
+/// A real Kafka-protocol broker: tansu with sqlite storage (survives kill -9 and restart).
+pub struct TansuBroker {
+    child: Option<Child>,
+    pub port: u16,
+    dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TansuBroker {
+    /// The `tansu` executable: `TRADESERVE_TANSU` or the one `scripts/test.sh` builds.
+    pub fn binary() -> PathBuf {
+        if let Ok(p) = std::env::var("TRADESERVE_TANSU") {
+            return PathBuf::from(p);
+        }
+        cache_dir().join("tansu-0.6.0/bin/tansu")
+    }
+
+    /// Start a fresh broker with its storage in a new temporary folder.
+    pub fn start() -> TansuBroker {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut b = TansuBroker::start_in(tmp.path(), free_port());
+        b._tmp = Some(tmp);
+        b
+    }
+
+    /// Start (or restart) a broker on `port` with its storage in `dir`.
+    pub fn start_in(dir: &Path, port: u16) -> TansuBroker {
+        let bin = TansuBroker::binary();
+        assert!(
+            bin.is_file(),
+            "{} not found: run scripts/test.sh, which builds the tansu broker once",
+            bin.display()
+        );
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("tansu.log"))
+            .expect("log file");
+        let child = Command::new(&bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+            ])
+            // tansu resolves the sqlite path against its working directory.
+            .arg("sqlite://tansu.db")
+            .current_dir(dir)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("start tansu");
+        let mut broker = TansuBroker {
+            child: Some(child),
+            port,
+            dir: dir.to_path_buf(),
+            _tmp: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(c) = broker.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("tansu exited with {status}; log in {}", dir.display());
+                }
+            }
+            assert!(Instant::now() < deadline, "tansu not listening after 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        broker
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// SIGKILL the broker (its process group) and wait for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for TansuBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,266 @@
+//! Decision events against a real Kafka-protocol broker (tansu, sqlite storage), started by
+//! the test harness on a free loopback port: end to end, the broker killed and restarted under
+//! load, and a service restarted during an outage.
+//!
+//! Ignored by plain `cargo test`; `scripts/test.sh` builds tansu once (cached) and runs them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde_json::Value;
+use tower::ServiceExt;
+use tradeserve_features::ReplayClock;
+use tradeserve_server::app::router;
+use tradeserve_server::config::{Config, SinkKind};
+use tradeserve_server::replay::{ModelStore, Replayer, replay_kafka};
+use tradeserve_server::serve::{Service, build_with_clock};
+use tradeserve_server::state::AppState;
+use tradeserve_testkit::TansuBroker;
+
+const TOPIC: &str = "trading_decisions";
+
+fn config(brokers: &str, dir: &std::path::Path) -> Config {
+    let mut c = Config::default();
+    c.events.sink = SinkKind::Kafka;
+    c.events.kafka.brokers = brokers.to_owned();
+    c.events.kafka.partitions = 3;
+    c.events.kafka.spool_dir = dir.join("spool");
+    c.events.kafka.probe_interval = Duration::from_millis(500);
+    c
+}
+
+async fn service(config: &Config) -> Service {
+    let c = config.clone();
+    tokio::task::spawn_blocking(move || build_with_clock(&c, ReplayClock::Fixed(500)))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn decide(state: &Arc<AppState>, i: usize) -> String {
+    let symbols = ["AAPL", "MSFT", "NVDA", "BRK.B", "SPY"];
+    let body = format!(
+        r#"{{"symbol":"{}","risk_check":{}}}"#,
+        symbols[i % 5],
+        i % 2 == 0
+    );
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/predict")
+        .body(Body::from(body))
+        .unwrap();
+    let res = router(Arc::clone(state)).oneshot(req).await.unwrap();
+    assert!(
+        res.status() == StatusCode::OK || res.status() == StatusCode::FORBIDDEN,
+        "{}",
+        res.status()
+    );
+    let v: Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    v["decision_id"].as_str().unwrap().to_owned()
+}
+
+async fn stop(service: &Service) -> (u64, u64) {
+    let kafka = service.kafka.clone().unwrap();
+    let r = tokio::task::spawn_blocking(move || kafka.shutdown(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .unwrap();
+    (r.delivered, r.spooled)
+}
+
+/// Every decision id on the topic (reads until `want` are all seen or `within` passes).
+fn topic_ids(brokers: &str, want: &BTreeSet<String>, within: Duration) -> BTreeSet<String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "verify")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset(TOPIC, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut seen = BTreeSet::new();
+    let start = Instant::now();
+    while !want.is_subset(&seen) && start.elapsed() < within {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let v: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            seen.insert(v["decision_id"].as_str().unwrap().to_owned());
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the tansu broker: run scripts/test.sh"]
+async fn decisions_reach_a_real_broker_and_replay_with_zero_mismatches() {
+    let broker = TansuBroker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(&config(&broker.bootstrap(), dir.path())).await;
+    let mut returned = BTreeSet::new();
+    for i in 0..300 {
+        returned.insert(decide(&svc.state, i).await);
+    }
+    let (delivered, spooled) = stop(&svc).await;
+    assert_eq!((delivered, spooled), (300, 0));
+    let brokers = broker.bootstrap();
+    let want = returned.clone();
+    let seen =
+        tokio::task::spawn_blocking(move || topic_ids(&brokers, &want, Duration::from_secs(60)))
+            .await
+            .unwrap();
+    assert_eq!(seen, returned);
+
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    let brokers = broker.bootstrap();
+    let report = tokio::task::spawn_blocking(move || {
+        let mut r = Replayer::new(ModelStore::Bundled(models), Config::default().sizing);
+        replay_kafka(&brokers, TOPIC, &Default::default(), &mut r).unwrap();
+        r.finish()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.events, report.matched, report.mismatched),
+        (300, 300, 0),
+        "{report:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the tansu broker: run scripts/test.sh"]
+async fn no_decision_is_lost_when_the_broker_is_killed_and_restarted_under_load() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info,librdkafka=warn")
+        .with_test_writer()
+        .try_init();
+    let keep = std::env::var("FAULT_DIR").ok();
+    let mut broker = match &keep {
+        Some(d) => {
+            std::fs::create_dir_all(d).unwrap();
+            TansuBroker::start_in(std::path::Path::new(d), tradeserve_testkit::free_port())
+        }
+        None => TansuBroker::start(),
+    };
+    let (port, broker_dir) = (broker.port, broker.dir().to_path_buf());
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(&config(&broker.bootstrap(), dir.path())).await;
+    // Open loop at 200 decisions/s for 30 s; kill -9 the broker at 10 s, restart it at 20 s.
+    let rate: f64 = std::env::var("FAULT_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200.0);
+    let total = (rate * 30.0) as usize;
+    let start = Instant::now();
+    let mut returned = BTreeSet::new();
+    let mut killed = false;
+    let mut restarted = None;
+    for i in 0..total {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        if !killed && start.elapsed() >= Duration::from_secs(10) {
+            broker.kill();
+            killed = true;
+        }
+        if killed && restarted.is_none() && start.elapsed() >= Duration::from_secs(20) {
+            restarted = Some(TansuBroker::start_in(&broker_dir, port));
+        }
+        returned.insert(decide(&svc.state, i).await);
+    }
+    assert!(restarted.is_some());
+    let metrics = &svc.state.metrics.kafka;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while metrics.spool_backlog.get() > 0 || metrics.sink.backlog.get() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "spool not drained: {} left",
+            metrics.spool_backlog.get()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, spooled_at_stop) = stop(&svc).await;
+    let brokers = format!("127.0.0.1:{port}");
+    let want = returned.clone();
+    let seen =
+        tokio::task::spawn_blocking(move || topic_ids(&brokers, &want, Duration::from_secs(120)))
+            .await
+            .unwrap();
+    let missing = returned.difference(&seen).count();
+    println!(
+        "fault test: sent {total}, acknowledged to clients {}, found in the topic {}, missing {missing}; \
+         delivered {} directly, {} via the spool ({} spooled), {} left spooled at stop",
+        returned.len(),
+        seen.intersection(&returned).count(),
+        metrics.delivered.get(),
+        metrics.replayed.get(),
+        metrics.spooled.get(),
+        spooled_at_stop,
+    );
+    assert_eq!(returned.len(), total);
+    assert_eq!(
+        missing, 0,
+        "decisions returned to clients but not on the topic"
+    );
+    assert!(
+        metrics.spooled.get() > 0,
+        "the outage should have sent events through the spool"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the tansu broker: run scripts/test.sh"]
+async fn a_service_restarted_during_an_outage_replays_its_spool() {
+    let mut broker = TansuBroker::start();
+    let (port, broker_dir) = (broker.port, broker.dir().to_path_buf());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&broker.bootstrap(), dir.path());
+    // Let the first service create the topic, then take the broker away.
+    let svc = service(&cfg).await;
+    let mut returned = BTreeSet::new();
+    returned.insert(decide(&svc.state, 0).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    broker.kill();
+    for i in 1..200 {
+        returned.insert(decide(&svc.state, i).await);
+    }
+    let (_, spooled) = stop(&svc).await;
+    assert!(spooled > 0, "events were spooled during the outage");
+    drop(svc);
+    // A new process (same spool folder) starts while the broker is still down, then it returns.
+    let svc = service(&cfg).await;
+    let _broker = TansuBroker::start_in(&broker_dir, port);
+    let metrics = &svc.state.metrics.kafka;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while metrics.spool_backlog.get() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "spool not replayed after the broker returned"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop(&svc).await;
+    let brokers = format!("127.0.0.1:{port}");
+    let want = returned.clone();
+    let seen =
+        tokio::task::spawn_blocking(move || topic_ids(&brokers, &want, Duration::from_secs(60)))
+            .await
+            .unwrap();
+    assert!(
+        returned.is_subset(&seen),
+        "{} of {} decisions missing",
+        returned.difference(&seen).count(),
+        returned.len()
+    );
+}
