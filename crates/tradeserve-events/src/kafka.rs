@@ -346,6 +346,16 @@ impl Worker {
     }
 
     fn run(mut self, rx: Receiver<Msg>) {
+        // Warm-up: connect and let the idempotent producer get its id before the first event
+        // (otherwise the first delivery takes ~0.5 s). Events arriving meanwhile wait in the
+        // channel; nothing on the request path waits for this.
+        if let Err(e) = self
+            .producer
+            .client()
+            .fetch_metadata(Some(&self.config.topic), Duration::from_secs(5))
+        {
+            tracing::warn!(error = %e, "kafka broker not reachable at start; events will spool");
+        }
         loop {
             match rx.recv_timeout(Duration::from_millis(5)) {
                 Ok(Msg::Event(e)) => {
