@@ -133,6 +133,8 @@ pub struct Spool {
     checkpoint: Position,
     /// Records appended and not yet committed (maintained across restarts by a scan at open).
     pending: u64,
+    /// Appended since the last sync.
+    dirty: bool,
 }
 
 impl Spool {
@@ -170,6 +172,7 @@ impl Spool {
             write_len: valid,
             checkpoint,
             pending: 0,
+            dirty: false,
         };
         spool.pending = spool.count_pending()?;
         Ok(spool)
@@ -206,14 +209,20 @@ impl Spool {
         self.writer.write_all(&payload).map_err(io(&path))?;
         self.write_len += HEADER + u64::from(len);
         self.pending += 1;
+        self.dirty = true;
         Ok(())
     }
 
-    /// Flush and fsync the current segment.
+    /// Flush and fsync the current segment (nothing to do when nothing was appended).
     pub fn sync(&mut self) -> Result<(), SpoolError> {
+        if !self.dirty {
+            return Ok(());
+        }
         let path = self.segment_path(self.write_seq);
         self.writer.flush().map_err(io(&path))?;
-        self.writer.get_ref().sync_data().map_err(io(&path))
+        self.writer.get_ref().sync_data().map_err(io(&path))?;
+        self.dirty = false;
+        Ok(())
     }
 
     fn segment_path(&self, seq: u64) -> PathBuf {
