@@ -3,56 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use time::OffsetDateTime;
-use tradeserve_core::decision::{
-    DecisionEvent, FeatureValues, RegimeProbabilities, RiskCheckFlags, StrategyWeights,
-};
+use tradeserve_core::decision::DecisionEvent;
 use tradeserve_core::ports::{EmitError, EventSink};
-use tradeserve_core::types::{Action, Symbol};
 use tradeserve_events::{AuditLog, AuditLogConfig, SinkMetrics};
+use tradeserve_testkit::sample_event;
 
 fn event(i: u64) -> DecisionEvent {
-    DecisionEvent {
-        schema_version: 1,
-        event_type: "trading_decision",
-        timestamp: OffsetDateTime::UNIX_EPOCH,
-        decision_id: uuid::Uuid::from_u64_pair(0, i),
-        symbol: Symbol::parse("AAPL").unwrap(),
-        action: Action::Buy,
-        quantity: 10,
-        confidence: 0.5,
-        regime_probs: RegimeProbabilities {
-            bull: 0.5,
-            bear: 0.25,
-            sideways: 0.25,
-            entropy: 0.9,
-        },
-        strategy_weights: StrategyWeights {
-            bull_specialist: 1.0,
-            bear_specialist: 0.0,
-            sideways_specialist: 0.0,
-        },
-        features: FeatureValues {
-            features: [0.0; 12],
-            hit_rates: [0.5; 3],
-        },
-        features_as_of: OffsetDateTime::UNIX_EPOCH,
-        price: 100.0,
-        strategy_override: None,
-        risk_checks: RiskCheckFlags(None),
-        risk_warnings: vec![],
-        approved: true,
-        model_versions: Arc::new(BTreeMap::new()),
-        experiment: None,
-        rollout: None,
-        shadow: None,
-        latency_ms: 0.1,
-        client_id: None,
-    }
+    sample_event(uuid::Uuid::from_u64_pair(0, i), "AAPL")
 }
 
 fn config(dir: &tempfile::TempDir, capacity: usize) -> AuditLogConfig {

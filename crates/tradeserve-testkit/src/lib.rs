@@ -269,3 +269,53 @@ impl Drop for TansuBroker {
         self.kill();
     }
 }
+
+/// A decision event with fixed, valid contents, for sink tests.
+pub fn sample_event(decision_id: uuid::Uuid, symbol: &str) -> tradeserve_core::DecisionEvent {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use time::OffsetDateTime;
+    use tradeserve_core::decision::{
+        FeatureValues, RegimeProbabilities, RiskCheckFlags, StrategyWeights,
+    };
+    use tradeserve_core::types::{Action, Symbol};
+
+    tradeserve_core::DecisionEvent {
+        schema_version: 1,
+        event_type: "trading_decision",
+        timestamp: OffsetDateTime::UNIX_EPOCH,
+        decision_id,
+        symbol: Symbol::parse(symbol).expect("a valid test symbol"),
+        action: Action::Buy,
+        quantity: 10,
+        confidence: 0.5,
+        regime_probs: RegimeProbabilities {
+            bull: 0.5,
+            bear: 0.25,
+            sideways: 0.25,
+            entropy: 0.9,
+        },
+        strategy_weights: StrategyWeights {
+            bull_specialist: 1.0,
+            bear_specialist: 0.0,
+            sideways_specialist: 0.0,
+        },
+        features: FeatureValues {
+            features: [0.0; 12],
+            hit_rates: [0.5; 3],
+        },
+        features_as_of: OffsetDateTime::UNIX_EPOCH,
+        price: 100.0,
+        strategy_override: None,
+        risk_checks: RiskCheckFlags(None),
+        risk_warnings: vec![],
+        approved: true,
+        model_versions: Arc::new(BTreeMap::new()),
+        experiment: None,
+        rollout: None,
+        shadow: None,
+        latency_ms: 0.1,
+        client_id: None,
+    }
+}
