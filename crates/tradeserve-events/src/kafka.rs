@@ -105,9 +105,10 @@ pub enum KafkaSinkError {
     Topic { topic: String, reason: String },
 }
 
-/// What shutdown did with the events it still had.
+/// What the sink did over its lifetime, reported at shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ShutdownReport {
+    /// Acknowledged by the broker, directly or from the spool, by this sink instance.
     pub delivered: u64,
     /// Left in the spool for the next start.
     pub spooled: u64,
@@ -325,6 +326,8 @@ struct Worker {
     metrics: KafkaMetrics,
     spooling: bool,
     last_probe: Instant,
+    /// Acknowledged deliveries (direct and replayed) by this instance.
+    delivered: u64,
 }
 
 impl Worker {
@@ -342,6 +345,7 @@ impl Worker {
             metrics,
             spooling,
             last_probe: Instant::now() - Duration::from_secs(3600),
+            delivered: 0,
         }
     }
 
@@ -451,6 +455,7 @@ impl Worker {
         for o in self.take_outcomes() {
             match (o.origin, o.error) {
                 (Origin::Direct(sent), None) => {
+                    self.delivered += 1;
                     self.metrics.delivered.inc();
                     self.metrics.sink.written.inc();
                     self.metrics
@@ -571,6 +576,7 @@ impl Worker {
                 tracing::error!(error = %e, "spool commit failed");
                 return;
             }
+            self.delivered += ok;
             self.metrics.replayed.inc_by(ok);
             self.metrics.sink.written.inc_by(ok);
             self.metrics.spool_backlog.set(self.spool.pending() as i64);
@@ -578,7 +584,6 @@ impl Worker {
     }
 
     fn stop(mut self, ack: SyncSender<ShutdownReport>) {
-        let before = self.metrics.delivered.get();
         if !self.spooling {
             let _ = self.producer.flush(self.config.flush_timeout);
         }
@@ -589,7 +594,7 @@ impl Worker {
         self.settle_direct();
         self.sync_spool();
         let report = ShutdownReport {
-            delivered: self.metrics.delivered.get() - before,
+            delivered: self.delivered,
             spooled: self.spool.pending(),
         };
         tracing::info!(

@@ -45,9 +45,73 @@ fn http_ok(port: u16, path: &str) -> bool {
     matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
 }
 
+/// A child process in its own process group, with its output in `<dir>/<name>.log`. The whole
+/// group is killed (SIGKILL) and reaped when it is dropped.
+struct Managed {
+    child: Option<Child>,
+    name: &'static str,
+    dir: PathBuf,
+}
+
+impl Managed {
+    fn spawn(name: &'static str, dir: &Path, command: &mut Command) -> Managed {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{name}.log")))
+            .expect("log file");
+        let child = command
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Managed {
+            child: Some(child),
+            name,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Wait until `ready()`; fail if the process exits first or `within` passes.
+    fn wait_until(&mut self, within: Duration, ready: impl Fn() -> bool) {
+        let deadline = Instant::now() + within;
+        while !ready() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "{} exited with {status}; log in {}",
+                    self.name,
+                    self.dir.display()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready after {within:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Managed {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A real `mlflow server` with a sqlite backend and the artifact proxy.
 pub struct MlflowServer {
-    child: Option<Child>,
+    process: Managed,
     pub port: u16,
     dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -65,8 +129,7 @@ impl MlflowServer {
     /// Start a fresh server with its state in a new temporary folder.
     pub fn start() -> MlflowServer {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().to_path_buf();
-        let mut s = MlflowServer::start_in(&dir, free_port());
+        let mut s = MlflowServer::start_in(tmp.path(), free_port());
         s._tmp = Some(tmp);
         s
     }
@@ -79,53 +142,33 @@ impl MlflowServer {
             "{} not found: run scripts/test.sh, which installs MLflow in a cached venv",
             bin.display()
         );
-        let log = std::fs::File::create(dir.join(format!("mlflow-{port}.log"))).expect("log file");
-        let child = Command::new(&bin)
-            .args([
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--workers",
-                "1",
-                "--serve-artifacts",
-            ])
-            .arg("--backend-store-uri")
-            .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
-            .arg("--artifacts-destination")
-            .arg(dir.join("artifacts"))
-            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("start mlflow server");
-        let mut server = MlflowServer {
-            child: Some(child),
+        let mut process = Managed::spawn(
+            "mlflow",
+            dir,
+            Command::new(&bin)
+                .args([
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--workers",
+                    "1",
+                    "--serve-artifacts",
+                ])
+                .arg("--backend-store-uri")
+                .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
+                .arg("--artifacts-destination")
+                .arg(dir.join("artifacts"))
+                .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),
+        );
+        process.wait_until(Duration::from_secs(90), || http_ok(port, "/health"));
+        MlflowServer {
+            process,
             port,
             dir: dir.to_path_buf(),
             _tmp: None,
-        };
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !http_ok(port, "/health") {
-            if let Some(c) = server.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!(
-                        "mlflow server exited with {status}; log in {}",
-                        dir.display()
-                    );
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mlflow server not ready after 90 s"
-            );
-            std::thread::sleep(Duration::from_millis(200));
         }
-        server
     }
 
     pub fn url(&self) -> String {
@@ -139,22 +182,7 @@ impl MlflowServer {
 
     /// Kill the server (SIGKILL to its process group) and wait for it.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            let _ = child.wait();
-        }
-    }
-
-    /// Hand over the temporary folder, so a restarted server can reuse the state.
-    pub fn into_parts(mut self) -> (Option<tempfile::TempDir>, u16) {
-        self.kill();
-        (self._tmp.take(), self.port)
-    }
-}
-
-impl Drop for MlflowServer {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.kill();
     }
 }
 
@@ -172,7 +200,7 @@ pub fn corrupt_model_copy(src: &Path, dst: &Path) {
 
 /// A real Kafka-protocol broker: tansu with sqlite storage (survives kill -9 and restart).
 pub struct TansuBroker {
-    child: Option<Child>,
+    process: Managed,
     pub port: u16,
     dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -204,47 +232,30 @@ impl TansuBroker {
             bin.display()
         );
         let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("tansu.log"))
-            .expect("log file");
-        let child = Command::new(&bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-            ])
-            // tansu resolves the sqlite path against its working directory.
-            .arg("sqlite://tansu.db")
-            .current_dir(dir)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("start tansu");
-        let mut broker = TansuBroker {
-            child: Some(child),
+        let mut process = Managed::spawn(
+            "tansu",
+            dir,
+            Command::new(&bin)
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
+                // tansu resolves the sqlite path against its working directory (the state dir).
+                .args(["--storage-engine", "sqlite://tansu.db"])
+                .env("RUST_LOG", "warn"),
+        );
+        process.wait_until(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        TansuBroker {
+            process,
             port,
             dir: dir.to_path_buf(),
             _tmp: None,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(c) = broker.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!("tansu exited with {status}; log in {}", dir.display());
-                }
-            }
-            assert!(Instant::now() < deadline, "tansu not listening after 30 s");
-            std::thread::sleep(Duration::from_millis(50));
         }
-        broker
     }
 
     pub fn bootstrap(&self) -> String {
@@ -257,16 +268,7 @@ impl TansuBroker {
 
     /// SIGKILL the broker (its process group) and wait for it.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for TansuBroker {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.kill();
     }
 }
 
