@@ -7,16 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use rdkafka::Message;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
-use rdkafka::{Offset, TopicPartitionList};
 use tradeserve_core::decision::DecisionEvent;
 use tradeserve_core::ports::EventSink;
 use tradeserve_events::kafka::{KafkaMetrics, KafkaSink, KafkaSinkConfig};
 use tradeserve_events::spool::SpoolConfig;
-use tradeserve_testkit::sample_event;
+use tradeserve_testkit::{read_topic, sample_event};
 
 const TOPIC: &str = "trading_decisions";
 
@@ -45,32 +41,20 @@ fn config(brokers: &str, spool: &std::path::Path) -> KafkaSinkConfig {
     }
 }
 
-/// Every (key, decision_id) on the topic, in partition order.
+/// Every (key, decision_id) on the topic, in partition order, read until `expect` distinct
+/// decisions were seen (delivery is at least once: a replay may repeat some).
 fn consume_all(brokers: &str, expect: usize, within: Duration) -> Vec<(String, u128)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "test")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..3 {
-        tpl.add_partition_offset(TOPIC, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let start = Instant::now();
-    while out.len() < expect && start.elapsed() < within {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-            let id = uuid::Uuid::parse_str(v["decision_id"].as_str().unwrap())
-                .unwrap()
-                .as_u128();
-            out.push((String::from_utf8(m.key().unwrap().to_vec()).unwrap(), id));
-        }
-    }
-    out
+    let mut seen = BTreeSet::new();
+    read_topic(brokers, TOPIC, 3, within, |r| {
+        seen.insert(r.decision_id());
+        seen.len() >= expect
+    })
+    .into_iter()
+    .map(|r| {
+        let id = uuid::Uuid::parse_str(&r.decision_id()).unwrap().as_u128();
+        (String::from_utf8(r.key).unwrap(), id)
+    })
+    .collect()
 }
 
 fn wait(what: &str, within: Duration, mut f: impl FnMut() -> bool) {

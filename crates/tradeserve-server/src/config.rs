@@ -282,8 +282,9 @@ pub struct KafkaConfig {
     #[serde(with = "humantime_serde")]
     pub probe_interval: Duration,
     /// Passed to librdkafka as is: `security.protocol`, `sasl.mechanism`, `sasl.username`,
-    /// `ssl.ca.location`, … Secrets belong in the environment
-    /// (`TRADESERVE_EVENTS__KAFKA__CLIENT__SASL.PASSWORD` style overrides), not in the file.
+    /// `ssl.ca.location`, …. These keys contain dots, so they cannot be set through
+    /// `TRADESERVE_…` environment variables; keep a file holding a password out of version
+    /// control with restricted permissions.
     pub client: BTreeMap<String, String>,
 }
 

@@ -505,11 +505,7 @@ async fn every_decision_returned_is_in_the_audit_log() {
         60
     );
     let text = std::fs::read_to_string(&h.audit_path).unwrap();
-    let schema_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../schemas/decision_event.schema.json");
-    let schema: Value =
-        serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
+    let validator = tradeserve_testkit::event_schema();
     let mut logged = BTreeSet::new();
     for line in text.lines() {
         let e: Value = serde_json::from_str(line).unwrap();

@@ -7,15 +7,12 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
 use tower::ServiceExt;
 use tradeserve_features::ReplayClock;
@@ -23,6 +20,7 @@ use tradeserve_server::app::router;
 use tradeserve_server::config::{Config, SinkKind};
 use tradeserve_server::replay::{ModelStore, Replayer, replay_kafka};
 use tradeserve_server::serve::build_with_clock;
+use tradeserve_testkit::{event_schema, read_topic};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_topic_holds_exactly_the_decisions_clients_received() {
@@ -77,38 +75,29 @@ async fn the_topic_holds_exactly_the_decisions_clients_received() {
         .shutdown(Duration::from_secs(5))
         .unwrap();
 
-    let schema_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../schemas/decision_event.schema.json");
-    let schema: Value =
-        serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .set("group.id", "verify")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..3 {
-        tpl.add_partition_offset("trading_decisions", p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
+    let validator = event_schema();
     let mut on_topic = BTreeSet::new();
-    let start = Instant::now();
-    while on_topic.len() < returned.len() && start.elapsed() < Duration::from_secs(30) {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            let v: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-            assert!(
-                validator.is_valid(&v),
-                "event does not match the schema: {v}"
-            );
-            assert_eq!(
-                m.key().unwrap(),
-                v["symbol"].as_str().unwrap().as_bytes(),
-                "key = symbol"
-            );
-            on_topic.insert(v["decision_id"].as_str().unwrap().to_owned());
-        }
+    let records = read_topic(
+        &cluster.bootstrap_servers(),
+        "trading_decisions",
+        3,
+        Duration::from_secs(30),
+        |r| {
+            on_topic.insert(r.decision_id());
+            on_topic.len() >= returned.len()
+        },
+    );
+    for r in &records {
+        assert!(
+            validator.is_valid(&r.event),
+            "event does not match the schema: {}",
+            r.event
+        );
+        assert_eq!(
+            r.key,
+            r.event["symbol"].as_str().unwrap().as_bytes(),
+            "key = symbol"
+        );
     }
     assert_eq!(on_topic, returned);
     let audit: BTreeSet<String> = std::fs::read_to_string(dir.path().join("audit.jsonl"))

@@ -13,9 +13,6 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
 use tower::ServiceExt;
 use tradeserve_features::ReplayClock;
@@ -24,7 +21,7 @@ use tradeserve_server::config::{Config, SinkKind};
 use tradeserve_server::replay::{ModelStore, Replayer, replay_kafka};
 use tradeserve_server::serve::{Service, build_with_clock};
 use tradeserve_server::state::AppState;
-use tradeserve_testkit::TansuBroker;
+use tradeserve_testkit::{TansuBroker, event_schema, read_topic};
 
 const TOPIC: &str = "trading_decisions";
 
@@ -78,27 +75,21 @@ async fn stop(service: &Service) -> (u64, u64) {
     (r.delivered, r.spooled)
 }
 
-/// Every decision id on the topic (reads until `want` are all seen or `within` passes).
+/// Every decision id on the topic (reads until `want` are all seen or `within` passes), and
+/// checks each event against the published schema.
 fn topic_ids(brokers: &str, want: &BTreeSet<String>, within: Duration) -> BTreeSet<String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "verify")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..3 {
-        tpl.add_partition_offset(TOPIC, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
+    let validator = event_schema();
     let mut seen = BTreeSet::new();
-    let start = Instant::now();
-    while !want.is_subset(&seen) && start.elapsed() < within {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let v: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-            seen.insert(v["decision_id"].as_str().unwrap().to_owned());
-        }
+    let records = read_topic(brokers, TOPIC, 3, within, |r| {
+        seen.insert(r.decision_id());
+        want.is_subset(&seen)
+    });
+    for r in &records {
+        assert!(
+            validator.is_valid(&r.event),
+            "event does not match the schema: {}",
+            r.event
+        );
     }
     seen
 }

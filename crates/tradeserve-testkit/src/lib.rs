@@ -321,3 +321,71 @@ pub fn sample_event(decision_id: uuid::Uuid, symbol: &str) -> tradeserve_core::D
         client_id: None,
     }
 }
+
+/// The published decision-event JSON Schema (`schemas/decision_event.schema.json`), compiled.
+pub fn event_schema() -> jsonschema::Validator {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/decision_event.schema.json");
+    let text = std::fs::read_to_string(&path).expect("read the event schema");
+    let schema: serde_json::Value = serde_json::from_str(&text).expect("the event schema is JSON");
+    jsonschema::validator_for(&schema).expect("the event schema compiles")
+}
+
+/// One record read back from a topic: its key and its JSON value.
+pub struct TopicRecord {
+    pub key: Vec<u8>,
+    pub event: serde_json::Value,
+}
+
+impl TopicRecord {
+    pub fn decision_id(&self) -> String {
+        self.event["decision_id"]
+            .as_str()
+            .expect("decision_id")
+            .to_owned()
+    }
+}
+
+/// Read partitions `0..partitions` of `topic` from the beginning (no consumer group join),
+/// until `done` says so after a record or `within` passes.
+pub fn read_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    within: Duration,
+    mut done: impl FnMut(&TopicRecord) -> bool,
+) -> Vec<TopicRecord> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "tradeserve-test")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let record = TopicRecord {
+                key: m.key().unwrap_or_default().to_vec(),
+                event: serde_json::from_slice(m.payload().unwrap_or_default())
+                    .expect("a JSON event"),
+            };
+            let stop = done(&record);
+            out.push(record);
+            if stop {
+                break;
+            }
+        }
+    }
+    out
+}
