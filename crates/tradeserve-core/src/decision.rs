@@ -9,7 +9,9 @@ use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::experiment::Arm;
 use crate::risk::{CheckStatus, RiskValidation};
+use crate::routing::{ExperimentRef, RolloutRef};
 use crate::schema::{FEATURE_WIDTH, FEATURES, HIT_RATES};
 use crate::types::{Action, Role, Specialist, Symbol};
 
@@ -34,11 +36,25 @@ pub struct StrategyWeights {
     pub sideways_specialist: f64,
 }
 
-/// Experiment arm a decision was assigned to (filled in by the experiments feature).
+/// `metadata.experiment` of a response: the experiment and arm a decision was assigned to.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ExperimentRef {
+pub struct ExperimentArm {
     pub id: String,
-    pub arm: String,
+    pub arm: Arm,
+}
+
+/// `shadow` of an event: what the rollout's candidate decided for the same features.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShadowResult {
+    /// `None` when the candidate failed (see `error`).
+    pub action: Option<Action>,
+    pub confidence: Option<f64>,
+    pub quantity: Option<u64>,
+    /// Whether the candidate chose the returned decision's action.
+    pub agreed: bool,
+    pub model_versions: Arc<BTreeMap<Role, String>>,
+    pub inference_us: u64,
+    pub error: Option<String>,
 }
 
 /// `metadata` of a response.
@@ -51,7 +67,9 @@ pub struct Metadata {
     #[serde(with = "time::serde::rfc3339")]
     pub timestamp: OffsetDateTime,
     pub model_versions: Arc<BTreeMap<Role, String>>,
-    pub experiment: Option<ExperimentRef>,
+    pub experiment: Option<ExperimentArm>,
+    /// `+`: the rollout arm, when a rollout is active.
+    pub rollout: Option<RolloutRef>,
     #[serde(with = "time::serde::rfc3339")]
     pub features_as_of: OffsetDateTime,
 }
@@ -137,9 +155,9 @@ pub struct DecisionEvent {
     pub risk_warnings: Vec<String>,
     pub approved: bool,
     pub model_versions: Arc<BTreeMap<Role, String>>,
-    pub experiment: Option<serde_json::Value>,
-    pub rollout: Option<serde_json::Value>,
-    pub shadow: Option<serde_json::Value>,
+    pub experiment: Option<ExperimentRef>,
+    pub rollout: Option<RolloutRef>,
+    pub shadow: Option<ShadowResult>,
     pub latency_ms: f64,
     pub client_id: Option<String>,
 }

@@ -10,6 +10,11 @@
 //! - [`ports`]: traits for the feature source, inference models, risk ledger and event sink.
 //! - [`model_set`]: the immutable set of five loaded models a request reads once.
 //! - [`decision`]: the response decision and the audit event.
+//! - [`event`]: everything on the events topic: decision and control events.
+//! - [`experiment`]: A/B experiments and the stable (MurmurHash3) arm assignment.
+//! - [`rollout`]: progressive rollout stages, their state machine and gates.
+//! - [`stats`]: per-arm measurement and the significance tests of reports.
+//! - [`routing`]: the snapshot of champion, experiment and rollout a request routes by.
 //! - [`pipeline`]: the hot path that ties them together.
 //!
 //! Adapters (ONNX engines, market replay, audit log, HTTP) live in other crates and depend on
@@ -17,17 +22,23 @@
 
 pub mod blend;
 pub mod decision;
+pub mod event;
+pub mod experiment;
 pub mod model_set;
 pub mod pipeline;
 pub mod ports;
 pub mod request;
 pub mod risk;
+pub mod rollout;
+pub mod routing;
 pub mod schema;
 pub mod sizing;
+pub mod stats;
 pub mod types;
 
 pub use decision::{Decision, DecisionEvent};
 pub use model_set::{LoadedModel, ModelInfo, ModelSet};
-pub use pipeline::{Outcome, Pipeline, PipelineConfig, PredictError, StageTimings};
+pub use pipeline::{Failed, Outcome, Pipeline, PipelineConfig, PredictError, StageTimings};
 pub use request::{PredictRequest, RequestError};
+pub use routing::Routing;
 pub use types::{Action, Role, Specialist, Symbol};

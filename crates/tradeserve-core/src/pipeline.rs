@@ -1,7 +1,10 @@
 //! The decision pipeline (the hot path of DESIGN.md §3), with no I/O of its own:
 //! validate → features → regime detector → meta-controller → specialists → blend → size →
-//! risk → enqueue the event. Ports do the I/O; the caller supplies the model snapshot it
-//! loaded once for this request.
+//! risk → enqueue the event. Ports do the I/O; the caller supplies the routing snapshot it
+//! loaded once for this request, and [`Routing::route`] picks the model set (experiment arm,
+//! rollout stage) once the features are known. In shadow stage the event goes to the
+//! [`ShadowRunner`] instead, which emits it after running the candidate; when the runner is
+//! full the event is emitted at once, without the shadow result.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,15 +14,18 @@ use uuid::Uuid;
 
 use crate::blend::{self, Probs};
 use crate::decision::{
-    Decision, DecisionEvent, EVENT_SCHEMA_VERSION, FeatureValues, Metadata, RegimeProbabilities,
-    RiskCheckFlags, StrategyWeights,
+    Decision, DecisionEvent, EVENT_SCHEMA_VERSION, ExperimentArm, FeatureValues, Metadata,
+    RegimeProbabilities, RiskCheckFlags, StrategyWeights,
 };
+use crate::experiment::Unit;
 use crate::model_set::{LoadedModel, ModelSet};
 use crate::ports::{
     EventSink, FeatureError, FeatureSnapshot, FeatureSource, ModelError, RiskError, RiskLedger,
+    ShadowJob, ShadowRunner,
 };
 use crate::request::{PredictRequest, RequestError, RequestRules, parse_predict_request};
 use crate::risk::{Order, RiskLimits};
+use crate::routing::{Route, Routing};
 use crate::schema::{FEATURE_WIDTH, META_WIDTH, RET_15, VOL_15};
 use crate::sizing::SizingPolicy;
 use crate::types::{Action, Role, Specialist};
@@ -95,11 +101,29 @@ impl Outcome {
     }
 }
 
-/// A finished request: the outcome and where the time went.
+/// A finished request: the outcome, where the time went, and the arms it was routed to.
 #[derive(Debug, Clone)]
 pub struct Prediction {
     pub outcome: Outcome,
     pub timings: StageTimings,
+    pub route: Route,
+    /// The feature snapshot the decision used (for outcome tracking).
+    pub snapshot: FeatureSnapshot,
+}
+
+/// A request that got no decision, with the route it had been given (`None` when it failed
+/// before routing: bad request, unknown symbol, feature source down).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Failed {
+    pub error: PredictError,
+    pub route: Option<Route>,
+}
+
+impl From<PredictError> for Failed {
+    fn from(error: PredictError) -> Failed {
+        Failed { error, route: None }
+    }
 }
 
 /// Everything the ensemble computed for one feature snapshot. Pure function of the
@@ -181,6 +205,7 @@ pub struct Pipeline {
     features: Arc<dyn FeatureSource>,
     ledger: Arc<dyn RiskLedger>,
     events: Arc<dyn EventSink>,
+    shadow: Option<Arc<dyn ShadowRunner>>,
     config: PipelineConfig,
 }
 
@@ -195,8 +220,15 @@ impl Pipeline {
             features,
             ledger,
             events,
+            shadow: None,
             config,
         }
+    }
+
+    /// Run shadow candidates through `runner`.
+    pub fn with_shadow(mut self, runner: Arc<dyn ShadowRunner>) -> Pipeline {
+        self.shadow = Some(runner);
+        self
     }
 
     pub fn config(&self) -> &PipelineConfig {
@@ -219,29 +251,78 @@ impl Pipeline {
     }
 
     /// Decide for one request body. `arrival` is when the request reached the server, `now`
-    /// the wall clock at that moment.
+    /// the wall clock at that moment, `client` the caller's id (for client bucketing).
     pub async fn predict(
         &self,
-        models: &ModelSet,
+        routing: &Routing,
         body: &[u8],
         arrival: Instant,
         now: OffsetDateTime,
-    ) -> Result<Prediction, PredictError> {
+        client: Option<&str>,
+    ) -> Result<Prediction, Failed> {
         let mut timings = StageTimings::default();
-        let request = parse_predict_request(body, now, &self.config.request)?;
+        let request = parse_predict_request(body, now, &self.config.request)
+            .map_err(|e| Failed::from(PredictError::from(e)))?;
         if request.explain {
-            return Err(PredictError::ExplainUnavailable);
+            return Err(PredictError::ExplainUnavailable.into());
         }
         let t = Instant::now();
         timings.parse = t.duration_since(arrival);
         let snapshot = self
             .features
             .features(request.symbol.as_str(), request.timestamp)
-            .await?;
+            .await
+            .map_err(|e| Failed::from(PredictError::from(e)))?;
         let t2 = Instant::now();
         timings.features = t2 - t;
-        self.check_deadline(arrival)?;
+        let decision_id = Uuid::now_v7();
+        let route = routing.route(&Unit {
+            symbol: request.symbol.as_str(),
+            at: request.timestamp.unwrap_or(now),
+            client,
+            decision_id,
+        });
+        match self
+            .decide(
+                &request,
+                snapshot,
+                &route,
+                decision_id,
+                arrival,
+                now,
+                client,
+                timings,
+            )
+            .await
+        {
+            Ok((outcome, timings, snapshot)) => Ok(Prediction {
+                outcome,
+                timings,
+                route,
+                snapshot,
+            }),
+            Err(error) => Err(Failed {
+                error,
+                route: Some(route),
+            }),
+        }
+    }
 
+    #[allow(clippy::too_many_arguments)]
+    async fn decide(
+        &self,
+        request: &PredictRequest,
+        snapshot: FeatureSnapshot,
+        route: &Route,
+        decision_id: Uuid,
+        arrival: Instant,
+        now: OffsetDateTime,
+        client: Option<&str>,
+        mut timings: StageTimings,
+    ) -> Result<(Outcome, StageTimings, FeatureSnapshot), PredictError> {
+        self.check_deadline(arrival)?;
+        let t2 = Instant::now();
+        let models = &route.models;
         let eval = evaluate(models, &snapshot, request.strategy_override)?;
         let quantity = self.config.sizing.quantity(
             eval.action,
@@ -271,9 +352,11 @@ impl Pipeline {
         };
         timings.risk = t3.elapsed();
 
-        let decision = build_decision(
+        let mut decision = build_decision(
             models,
-            &request,
+            decision_id,
+            route,
+            request,
             &snapshot,
             &eval,
             quantity,
@@ -281,24 +364,43 @@ impl Pipeline {
             now,
         );
         let approved = decision.risk_validation.as_ref().is_none_or(|v| v.approved);
-        let latency = arrival.elapsed();
-        let mut decision = decision;
-        decision.metadata.latency_ms = latency.as_secs_f64() * 1e3;
-        // The sink counts and logs what it cannot take; the request never waits for it.
-        let _ = self
-            .events
-            .emit(build_event(&decision, &request, &snapshot, approved));
+        decision.metadata.latency_ms = arrival.elapsed().as_secs_f64() * 1e3;
+        let event = build_event(&decision, request, &snapshot, route, approved, client);
+        self.emit(event, route);
         let outcome = if approved {
             Outcome::Approved(decision)
         } else {
             Outcome::Rejected(decision)
         };
-        Ok(Prediction { outcome, timings })
+        Ok((outcome, timings, snapshot))
+    }
+
+    /// Hand the event to the shadow runner when this decision is shadowed, else to the sink.
+    /// The sink counts and logs what it cannot take; the request never waits for it.
+    fn emit(&self, event: DecisionEvent, route: &Route) {
+        let event = match (&self.shadow, &route.shadow, &route.rollout) {
+            (Some(runner), Some(candidate), Some(tag)) => {
+                let job = ShadowJob {
+                    event,
+                    candidate: Arc::clone(candidate),
+                    stats: Arc::clone(&tag.stats),
+                };
+                match runner.submit(job) {
+                    Ok(()) => return,
+                    Err(job) => job.event,
+                }
+            }
+            _ => event,
+        };
+        let _ = self.events.emit(event.into());
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build_decision(
     models: &ModelSet,
+    decision_id: Uuid,
+    route: &Route,
     request: &PredictRequest,
     snapshot: &FeatureSnapshot,
     eval: &Evaluation,
@@ -308,7 +410,7 @@ fn build_decision(
 ) -> Decision {
     let dominant = models.specialist(eval.dominant);
     Decision {
-        decision_id: Uuid::now_v7(),
+        decision_id,
         symbol: request.symbol.clone(),
         action: eval.action,
         confidence: eval.confidence,
@@ -330,7 +432,11 @@ fn build_decision(
             latency_ms: 0.0,
             timestamp: now,
             model_versions: Arc::clone(models.versions()),
-            experiment: None,
+            experiment: route.experiment.as_ref().map(|t| ExperimentArm {
+                id: t.id.to_string(),
+                arm: t.arm,
+            }),
+            rollout: route.rollout.as_ref().map(|t| t.to_ref()),
             features_as_of: snapshot.as_of,
         },
         explanation: None,
@@ -341,7 +447,9 @@ fn build_event(
     decision: &Decision,
     request: &PredictRequest,
     snapshot: &FeatureSnapshot,
+    route: &Route,
     approved: bool,
+    client: Option<&str>,
 ) -> DecisionEvent {
     DecisionEvent {
         schema_version: EVENT_SCHEMA_VERSION,
@@ -369,10 +477,10 @@ fn build_event(
             .unwrap_or_default(),
         approved,
         model_versions: Arc::clone(&decision.metadata.model_versions),
-        experiment: None,
-        rollout: None,
+        experiment: route.experiment.as_ref().map(|t| t.to_ref()),
+        rollout: route.rollout.as_ref().map(|t| t.to_ref()),
         shadow: None,
         latency_ms: decision.metadata.latency_ms,
-        client_id: None,
+        client_id: client.map(str::to_owned),
     }
 }

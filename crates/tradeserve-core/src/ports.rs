@@ -10,9 +10,14 @@ use std::pin::Pin;
 
 use time::OffsetDateTime;
 
+use std::sync::Arc;
+
 use crate::decision::DecisionEvent;
+use crate::event::Event;
+use crate::model_set::ModelSet;
 use crate::risk::{Order, RiskLimits, RiskValidation};
 use crate::schema::{FEATURE_WIDTH, HIT_RATES};
+use crate::stats::UnitStats;
 
 /// A boxed, sendable future (what an async trait method returns here).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -65,6 +70,12 @@ pub trait FeatureSource: Send + Sync {
 
     /// Symbols this source serves, with their time ranges.
     fn coverage(&self) -> Vec<SymbolCoverage>;
+
+    /// The return from the bar at `as_of` to the next one, when this source knows it (the
+    /// embedded replay derives experiment outcomes from it). `None` by default.
+    fn next_bar_return(&self, _symbol: &str, _as_of: OffsetDateTime) -> Option<f64> {
+        None
+    }
 }
 
 /// Why a model call failed.
@@ -112,5 +123,22 @@ pub enum EmitError {
 /// Where decision events go. `emit` never blocks: it enqueues or fails at once, and the sink
 /// itself counts and logs every event it could not take.
 pub trait EventSink: Send + Sync {
-    fn emit(&self, event: DecisionEvent) -> Result<(), EmitError>;
+    fn emit(&self, event: Event) -> Result<(), EmitError>;
+}
+
+/// A decision to re-run on a rollout's candidate after the response (shadow stage).
+#[derive(Debug)]
+pub struct ShadowJob {
+    /// The decision's event: the runner fills `shadow` and emits it.
+    pub event: DecisionEvent,
+    pub candidate: Arc<ModelSet>,
+    /// The rollout stage's measurements (the candidate arm records the shadow run).
+    pub stats: Arc<UnitStats>,
+}
+
+/// Runs shadow candidates off the request path, bounded. `submit` never blocks: when the
+/// runner is full it hands the job back and the caller emits the event without a shadow.
+pub trait ShadowRunner: Send + Sync {
+    #[allow(clippy::result_large_err)]
+    fn submit(&self, job: ShadowJob) -> Result<(), ShadowJob>;
 }

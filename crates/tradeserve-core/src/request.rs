@@ -93,12 +93,9 @@ impl Default for RequestRules {
     }
 }
 
-/// Parse and validate a request body; `now` is the server's clock.
-pub fn parse_predict_request(
-    body: &[u8],
-    now: OffsetDateTime,
-    rules: &RequestRules,
-) -> Result<PredictRequest, RequestError> {
+/// Parse a JSON object body into `T`, strictly: not JSON or not an object is `Malformed`
+/// (400); a wrong, missing or unknown field is `Invalid` (422) and names the field.
+pub fn parse_json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         return Err(
@@ -114,13 +111,24 @@ pub fn parse_predict_request(
         );
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let raw: RawRequest = serde_path_to_error::deserialize(&mut de).map_err(classify)?;
+    let raw: T = serde_path_to_error::deserialize(&mut de).map_err(classify)?;
     de.end().map_err(|e| {
         RequestError::malformed(
             "malformed_json",
             format!("request body is not valid JSON: {e}"),
         )
     })?;
+
+    Ok(raw)
+}
+
+/// Parse and validate a request body; `now` is the server's clock.
+pub fn parse_predict_request(
+    body: &[u8],
+    now: OffsetDateTime,
+    rules: &RequestRules,
+) -> Result<PredictRequest, RequestError> {
+    let raw: RawRequest = parse_json_object(body)?;
 
     let symbol = Symbol::parse(&raw.symbol).map_err(|e| {
         RequestError::invalid("invalid_symbol", e.to_string(), Some("symbol".to_owned()))

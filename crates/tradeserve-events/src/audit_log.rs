@@ -15,7 +15,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_cha
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tradeserve_core::decision::DecisionEvent;
+use tradeserve_core::event::Event;
 use tradeserve_core::ports::{EmitError, EventSink};
 
 use crate::metrics::SinkMetrics;
@@ -43,7 +43,7 @@ pub enum AuditLogError {
 }
 
 enum Msg {
-    Event(Box<DecisionEvent>),
+    Event(Event),
     Shutdown(SyncSender<u64>),
 }
 
@@ -114,8 +114,8 @@ impl AuditLog {
 }
 
 impl EventSink for AuditLog {
-    fn emit(&self, event: DecisionEvent) -> Result<(), EmitError> {
-        match self.tx.try_send(Msg::Event(Box::new(event))) {
+    fn emit(&self, event: Event) -> Result<(), EmitError> {
+        match self.tx.try_send(Msg::Event(event)) {
             Ok(()) => {
                 self.metrics.enqueued.inc();
                 self.metrics.backlog.inc();
@@ -177,7 +177,7 @@ fn write_loop(
                         }
                         Err(e) => {
                             m.write_errors.inc();
-                            tracing::error!(path = %path.display(), error = %e, decision_id = %event.decision_id, "audit log write failed");
+                            tracing::error!(path = %path.display(), error = %e, event_id = %event.id(), "audit log write failed");
                         }
                     }
                 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tradeserve_core::decision::DecisionEvent;
+use tradeserve_core::event::Event;
 use tradeserve_core::ports::{EmitError, EventSink};
 
 /// Hands each event to every sink; each sink accounts for its own refusals.
@@ -19,7 +19,7 @@ impl FanOut {
 impl EventSink for FanOut {
     /// Succeeds when every sink took the event; otherwise returns the first refusal (the
     /// other sinks still got it).
-    fn emit(&self, event: DecisionEvent) -> Result<(), EmitError> {
+    fn emit(&self, event: Event) -> Result<(), EmitError> {
         let mut result = Ok(());
         let Some((last, rest)) = self.sinks.split_last() else {
             return Ok(());

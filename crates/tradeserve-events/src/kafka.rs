@@ -31,7 +31,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
-use tradeserve_core::decision::DecisionEvent;
+use tradeserve_core::event::Event;
 use tradeserve_core::ports::{EmitError, EventSink};
 
 use crate::metrics::SinkMetrics;
@@ -115,7 +115,7 @@ pub struct ShutdownReport {
 }
 
 enum Msg {
-    Event(Box<DecisionEvent>),
+    Event(Event),
     Shutdown(SyncSender<ShutdownReport>),
 }
 
@@ -291,8 +291,8 @@ impl KafkaSink {
 }
 
 impl EventSink for KafkaSink {
-    fn emit(&self, event: DecisionEvent) -> Result<(), EmitError> {
-        match self.tx.try_send(Msg::Event(Box::new(event))) {
+    fn emit(&self, event: Event) -> Result<(), EmitError> {
+        match self.tx.try_send(Msg::Event(event)) {
             Ok(()) => {
                 self.metrics.sink.enqueued.inc();
                 self.metrics.sink.backlog.inc();
@@ -363,11 +363,11 @@ impl Worker {
         loop {
             match rx.recv_timeout(Duration::from_millis(5)) {
                 Ok(Msg::Event(e)) => {
-                    self.handle(*e);
+                    self.handle(e);
                     // Take whatever else is waiting as one batch.
                     while let Ok(msg) = rx.try_recv() {
                         match msg {
-                            Msg::Event(e) => self.handle(*e),
+                            Msg::Event(e) => self.handle(e),
                             Msg::Shutdown(ack) => return self.stop(ack),
                         }
                     }
@@ -390,17 +390,17 @@ impl Worker {
         }
     }
 
-    fn handle(&mut self, event: DecisionEvent) {
+    fn handle(&mut self, event: Event) {
         self.metrics.sink.backlog.dec();
         let payload = match serde_json::to_vec(&event) {
             Ok(p) => p,
             Err(e) => {
                 self.metrics.sink.write_errors.inc();
-                tracing::error!(error = %e, decision_id = %event.decision_id, "cannot serialize decision event");
+                tracing::error!(error = %e, event_id = %event.id(), "cannot serialize event");
                 return;
             }
         };
-        let key = event.symbol.as_str().as_bytes();
+        let key = event.key().as_bytes();
         if self.spooling {
             self.spool_event(key, &payload);
             return;

@@ -28,7 +28,7 @@ fn every_accepted_event_is_written_once_in_order() {
     let metrics = SinkMetrics::detached().unwrap();
     let log = AuditLog::start(config(&dir, 100_000), metrics.clone()).unwrap();
     for i in 0..5000 {
-        log.emit(event(i)).unwrap();
+        log.emit(event(i).into()).unwrap();
     }
     assert_eq!(log.shutdown(Duration::from_secs(10)).unwrap(), 5000);
     let text = std::fs::read_to_string(dir.path().join("audit/decisions.jsonl")).unwrap();
@@ -51,7 +51,7 @@ fn every_accepted_event_is_written_once_in_order() {
         (5000, 5000, 0)
     );
     // After shutdown the sink refuses, and counts it.
-    assert_eq!(log.emit(event(1)), Err(EmitError::Closed));
+    assert_eq!(log.emit(event(1).into()), Err(EmitError::Closed));
     assert_eq!(metrics.dropped_closed.get(), 1);
 }
 
@@ -63,7 +63,7 @@ fn a_full_queue_refuses_without_blocking_and_counts_every_refusal() {
     let start = Instant::now();
     let mut refused = 0;
     for i in 0..20_000 {
-        if log.emit(event(i)) == Err(EmitError::QueueFull) {
+        if log.emit(event(i).into()) == Err(EmitError::QueueFull) {
             refused += 1;
         }
     }
@@ -90,7 +90,7 @@ fn reopening_appends() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..2 {
         let log = AuditLog::start(config(&dir, 10), SinkMetrics::detached().unwrap()).unwrap();
-        log.emit(event(round)).unwrap();
+        log.emit(event(round).into()).unwrap();
         log.shutdown(Duration::from_secs(5)).unwrap();
     }
     let text = std::fs::read_to_string(dir.path().join("audit/decisions.jsonl")).unwrap();

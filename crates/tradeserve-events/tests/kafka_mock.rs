@@ -77,7 +77,7 @@ fn every_event_reaches_the_topic_keyed_by_symbol() {
     )
     .unwrap();
     for i in 0..500 {
-        sink.emit(event(i)).unwrap();
+        sink.emit(event(i).into()).unwrap();
     }
     let report = sink.shutdown(Duration::from_secs(20)).unwrap();
     assert_eq!(report.spooled, 0);
@@ -116,14 +116,14 @@ fn events_spool_while_the_broker_is_down_and_replay_in_order_when_it_is_back() {
     )
     .unwrap();
     for i in 0..100 {
-        sink.emit(event(i)).unwrap();
+        sink.emit(event(i).into()).unwrap();
     }
     wait("first deliveries", Duration::from_secs(20), || {
         metrics.delivered.get() == 100
     });
     cluster.broker_down(1).unwrap();
     for i in 100..400 {
-        sink.emit(event(i)).unwrap();
+        sink.emit(event(i).into()).unwrap();
         std::thread::sleep(Duration::from_micros(500));
     }
     wait("events to reach the spool", Duration::from_secs(30), || {
@@ -157,7 +157,7 @@ fn the_spool_survives_a_restart_and_is_delivered_first() {
     )
     .unwrap();
     for i in 0..50 {
-        sink.emit(event(i)).unwrap();
+        sink.emit(event(i).into()).unwrap();
     }
     // Shutdown with the broker down: everything ends up in the spool, on disk.
     let report = sink.shutdown(Duration::from_secs(30)).unwrap();
@@ -174,7 +174,7 @@ fn the_spool_survives_a_restart_and_is_delivered_first() {
         Duration::from_secs(30),
         || metrics.replayed.get() == 50,
     );
-    sink.emit(event(50)).unwrap();
+    sink.emit(event(50).into()).unwrap();
     let report = sink.shutdown(Duration::from_secs(20)).unwrap();
     assert_eq!(report.spooled, 0);
     let got = consume_all(&cluster.bootstrap_servers(), 51, Duration::from_secs(30));

@@ -161,6 +161,14 @@ impl FeatureSource for MarketReplay {
         Box::pin(std::future::ready(self.lookup(symbol, as_of)))
     }
 
+    /// Close-to-close return from the bar that closed at `as_of` to the next bar.
+    fn next_bar_return(&self, symbol: &str, as_of: OffsetDateTime) -> Option<f64> {
+        let s = self.series.get(symbol)?;
+        let i = s.ts.binary_search(&as_of.unix_timestamp()).ok()?;
+        let (now, next) = (*s.close.get(i)?, *s.close.get(i + 1)?);
+        (now > 0.0).then(|| next / now - 1.0)
+    }
+
     fn coverage(&self) -> Vec<SymbolCoverage> {
         self.series
             .iter()
@@ -191,6 +199,22 @@ mod tests {
             b.volume.push(1000.0 + (i % 7) as f64 * 10.0);
         }
         b
+    }
+
+    #[test]
+    fn next_bar_return_is_close_to_close() {
+        let r = replay(ReplayClock::Fixed(0));
+        let b = bars(100);
+        let at = OffsetDateTime::from_unix_timestamp(b.ts[40]).unwrap();
+        let got = r.next_bar_return("AAA", at).unwrap();
+        assert!((got - (b.close[41] / b.close[40] - 1.0)).abs() < 1e-15);
+        let last = OffsetDateTime::from_unix_timestamp(b.ts[99]).unwrap();
+        assert_eq!(
+            r.next_bar_return("AAA", last),
+            None,
+            "no bar after the last"
+        );
+        assert_eq!(r.next_bar_return("NOPE", at), None);
     }
 
     fn replay(clock: ReplayClock) -> MarketReplay {

@@ -17,9 +17,10 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.events.audit_log = dir.path().join("audit.jsonl");
+    config.control.file = dir.path().join("control.json");
     let service = build_with_clock(&config, ReplayClock::Fixed(500)).unwrap();
     let state = service.state.clone();
-    let models = state.models.load_full().unwrap();
+    let models = state.control.routing().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -40,6 +41,7 @@ fn bench(c: &mut Criterion) {
                         black_box(body),
                         Instant::now(),
                         OffsetDateTime::now_utc(),
+                        None,
                     )
                     .await
                     .unwrap()
@@ -52,6 +54,7 @@ fn bench(c: &mut Criterion) {
             br#"{"symbol":"AAPL"}"#,
             Instant::now(),
             OffsetDateTime::now_utc(),
+            None,
         ))
         .unwrap();
     c.bench_function("serialize decision", |b| {

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use crate::error::ApiError;
 use crate::metrics::Route;
-use crate::routes::{ops, predict};
+use crate::routes::{experiments, ops, outcomes, predict, rollouts};
 use crate::state::AppState;
 
 /// When the request reached the service, by the monotonic and the wall clock.
@@ -30,6 +30,27 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/models", get(ops::models))
         .route("/api/v1/models/reload", post(ops::reload))
         .route("/api/v1/symbols", get(ops::symbols))
+        .route(
+            "/api/v1/experiments",
+            get(experiments::list).post(experiments::create),
+        )
+        .route(
+            "/api/v1/experiments/{id}",
+            get(experiments::get)
+                .put(experiments::update)
+                .delete(experiments::stop),
+        )
+        .route("/api/v1/experiments/{id}/report", get(experiments::report))
+        .route("/api/v1/outcomes", post(outcomes::post))
+        .route(
+            "/api/v1/rollouts",
+            get(rollouts::list).post(rollouts::create),
+        )
+        .route("/api/v1/rollouts/{id}", get(rollouts::get))
+        .route("/api/v1/rollouts/{id}/promote", post(rollouts::promote))
+        .route("/api/v1/rollouts/{id}/pause", post(rollouts::pause))
+        .route("/api/v1/rollouts/{id}/rollback", post(rollouts::rollback))
+        .route("/api/v1/rollback", post(rollouts::kill_switch))
         .route("/health/live", get(ops::live))
         .route("/health/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))

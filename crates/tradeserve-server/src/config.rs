@@ -29,6 +29,87 @@ pub struct Config {
     pub events: EventsConfig,
     pub risk: RiskLimits,
     pub sizing: SizingPolicy,
+    pub control: ControlConfig,
+}
+
+/// Experiments, rollouts and the kill switch: where their state lives and how often it is
+/// checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// `file` (embedded default; one process) or `redis` (shared by every replica).
+    pub store: StoreKind,
+    /// The state file of the `file` store.
+    pub file: PathBuf,
+    /// `redis://[:password@]host:port/db` of the `redis` store.
+    pub redis_url: String,
+    /// Keys are `<prefix>:…`.
+    pub redis_prefix: String,
+    /// Deadline of each call to the store.
+    #[serde(with = "humantime_serde")]
+    pub store_timeout: Duration,
+    /// How often the store is re-read (how fast other replicas' changes arrive).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How often the active rollout's gates are evaluated.
+    #[serde(with = "humantime_serde")]
+    pub gate_interval: Duration,
+    /// Shadow runs that may wait; beyond this they are shed (counted, never blocking).
+    pub shadow_queue: usize,
+    /// Derive outcomes from the feature source (the embedded replay's next bar).
+    pub derive_outcomes: bool,
+    /// Recent decisions remembered for `POST /api/v1/outcomes`.
+    pub outcome_window: usize,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            store: StoreKind::File,
+            file: PathBuf::from("var/control/state.json"),
+            redis_url: "redis://127.0.0.1:6379/0".into(),
+            redis_prefix: "tradeserve".into(),
+            store_timeout: Duration::from_millis(500),
+            poll_interval: Duration::from_millis(500),
+            gate_interval: Duration::from_secs(1),
+            shadow_queue: 1024,
+            derive_outcomes: true,
+            outcome_window: 200_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    File,
+    Redis,
+}
+
+impl ControlConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.store == StoreKind::Redis
+            && !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://"))
+        {
+            return Err("control.redis_url must be a redis:// or rediss:// URL".into());
+        }
+        if self.store_timeout.is_zero() {
+            return Err("control.store_timeout must be > 0".into());
+        }
+        if self.poll_interval < Duration::from_millis(50)
+            || self.gate_interval < Duration::from_millis(50)
+        {
+            return Err(
+                "control.poll_interval and control.gate_interval must be at least 50ms".into(),
+            );
+        }
+        if self.shadow_queue == 0 || self.outcome_window == 0 {
+            return Err(
+                "control.shadow_queue and control.outcome_window must be at least 1".into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// HTTP server and request handling.
@@ -411,6 +492,7 @@ impl Config {
             return invalid("events.fsync_interval must be > 0".into());
         }
         self.risk.validate().map_err(ConfigError::Invalid)?;
+        self.control.validate().map_err(ConfigError::Invalid)?;
         self.sizing.validate().map_err(ConfigError::Invalid)?;
         if self.models.source == ModelSourceKind::Mlflow {
             self.models

@@ -169,3 +169,79 @@ impl IntoResponse for ApiError {
         }
     }
 }
+
+impl From<tradeserve_core::request::RequestError> for ApiError {
+    fn from(r: tradeserve_core::request::RequestError) -> ApiError {
+        ApiError::from(PredictError::Request(r))
+    }
+}
+
+impl From<crate::control::PlaneError> for ApiError {
+    fn from(e: crate::control::PlaneError) -> ApiError {
+        use crate::control::PlaneError;
+        use crate::control::catalog::CatalogError;
+        use crate::control::state::CommandError;
+        use crate::control::store::StoreError;
+        let message = e.to_string();
+        match e {
+            PlaneError::Command(CommandError::Invalid(f)) => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                body: ErrorBody {
+                    code: "invalid_value",
+                    message,
+                    field: Some(f.field.to_owned()),
+                },
+            },
+            PlaneError::Command(CommandError::NotFound { .. }) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+            }
+            PlaneError::Command(CommandError::Conflict(_)) | PlaneError::Contention => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
+            PlaneError::Models(CatalogError::Unknown { .. }) => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                body: ErrorBody {
+                    code: "unknown_model_version",
+                    message,
+                    field: None,
+                },
+            },
+            PlaneError::Models(CatalogError::Unavailable(_)) => {
+                tracing::warn!(error = %message, "model registry unavailable for a control change");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "registry_unavailable",
+                    message,
+                )
+            }
+            PlaneError::Store(StoreError::Unavailable(_) | StoreError::Corrupt(_)) => {
+                tracing::error!(error = %message, "control store failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "control_store_unavailable",
+                    message,
+                )
+            }
+            PlaneError::NotReady => ApiError::not_ready("models are not loaded"),
+            PlaneError::AliasMove(_) => {
+                tracing::error!(error = %message, "alias move failed");
+                ApiError::new(StatusCode::BAD_GATEWAY, "alias_move_failed", message)
+            }
+        }
+    }
+}
+
+impl From<crate::outcomes::OutcomeError> for ApiError {
+    fn from(e: crate::outcomes::OutcomeError) -> ApiError {
+        use crate::outcomes::OutcomeError;
+        let message = e.to_string();
+        match e {
+            OutcomeError::Unknown(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_decision", message)
+            }
+            OutcomeError::AlreadyRecorded(_) => {
+                ApiError::new(StatusCode::CONFLICT, "outcome_exists", message)
+            }
+        }
+    }
+}

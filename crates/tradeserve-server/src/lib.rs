@@ -6,6 +6,9 @@
 //! - [`state`]: what handlers share (pipeline, active model set, admission control).
 //! - [`replay`]: re-running recorded decisions from their events (forensics).
 //! - [`registry`]: keeping the active model set in step with the MLflow registry.
+//! - [`control`]: experiments, rollouts, the kill switch and the routing snapshot.
+//! - [`shadow`]: running a rollout's candidate off the request path.
+//! - [`outcomes`]: realized returns credited to experiment and rollout arms.
 //! - [`app`]: the router and request-timing middleware; [`routes`]: the handlers.
 //! - [`serve`]: start-up (build the embedded adapters, bind) and graceful shutdown.
 //! - [`cli`]: the `tradeserve` subcommands.
@@ -13,10 +16,13 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod metrics;
+pub mod outcomes;
 pub mod registry;
 pub mod replay;
 pub mod routes;
 pub mod serve;
+pub mod shadow;
 pub mod state;

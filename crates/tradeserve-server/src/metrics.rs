@@ -20,7 +20,7 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 
 /// Statuses the service answers with; anything else is recorded as "other".
 pub const STATUSES: &[u16] = &[
-    200, 400, 401, 403, 404, 405, 413, 422, 429, 500, 501, 503, 504,
+    200, 400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 501, 502, 503, 504,
 ];
 
 /// Routes with their own latency series.
@@ -63,6 +63,89 @@ pub struct Metrics {
     pub events: SinkMetrics,
     /// The Kafka sink's counters (label `sink="kafka"`, plus `tradeserve_kafka_*`).
     pub kafka: KafkaMetrics,
+    /// Experiments, rollouts and shadow runs.
+    pub control: ControlMetrics,
+}
+
+/// Series of the control plane (experiments, rollouts, shadow, kill switch).
+#[derive(Clone)]
+pub struct ControlMetrics {
+    /// `[kind][arm]`: kind 0 = experiment, 1 = rollout; arm 0 = control, 1 = treatment.
+    pub arm_decisions: [[IntCounter; 2]; 2],
+    pub shadow_agreed: IntCounter,
+    pub shadow_disagreed: IntCounter,
+    pub shadow_errors: IntCounter,
+    pub shadow_shed: IntCounter,
+    /// Stage of the active rollout: 0 none, 1 shadow, 2 canary, 3 partial, 4 full.
+    pub rollout_stage: IntGauge,
+    pub experiment_running: IntGauge,
+    pub revision: IntGauge,
+    pub store_up: IntGauge,
+    transitions: IntCounterVec,
+}
+
+impl ControlMetrics {
+    fn new(registry: &Registry) -> Result<ControlMetrics, prometheus::Error> {
+        let arms = IntCounterVec::new(
+            Opts::new(
+                "tradeserve_arm_decisions_total",
+                "Decisions by experiment or rollout arm",
+            ),
+            &["kind", "arm"],
+        )?;
+        registry.register(Box::new(arms.clone()))?;
+        let shadow = IntCounterVec::new(
+            Opts::new(
+                "tradeserve_shadow_runs_total",
+                "Shadow candidate runs by result (shed = skipped under load)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(shadow.clone()))?;
+        let transitions = IntCounterVec::new(
+            Opts::new(
+                "tradeserve_control_changes_total",
+                "Experiment and rollout changes by subject and action",
+            ),
+            &["subject", "action"],
+        )?;
+        registry.register(Box::new(transitions.clone()))?;
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let arm = |kind: &str| ["control", "treatment"].map(|a| arms.with_label_values(&[kind, a]));
+        Ok(ControlMetrics {
+            arm_decisions: [arm("experiment"), arm("rollout")],
+            shadow_agreed: shadow.with_label_values(&["agreed"]),
+            shadow_disagreed: shadow.with_label_values(&["disagreed"]),
+            shadow_errors: shadow.with_label_values(&["error"]),
+            shadow_shed: shadow.with_label_values(&["shed"]),
+            rollout_stage: gauge(
+                "tradeserve_rollout_stage",
+                "Stage of the active rollout: 0 none, 1 shadow, 2 canary, 3 partial, 4 full",
+            )?,
+            experiment_running: gauge(
+                "tradeserve_experiment_running",
+                "1 while an experiment is running",
+            )?,
+            revision: gauge(
+                "tradeserve_control_revision",
+                "Revision of the control state this replica serves",
+            )?,
+            store_up: gauge(
+                "tradeserve_control_store_up",
+                "1 when the last call to the control store succeeded",
+            )?,
+            transitions,
+        })
+    }
+
+    /// Count one change (subjects and actions are a closed set, see `control::state`).
+    pub fn changed(&self, subject: &str, action: &str) {
+        self.transitions.with_label_values(&[subject, action]).inc();
+    }
 }
 
 impl Metrics {
@@ -175,6 +258,7 @@ impl Metrics {
                 h
             },
         };
+        let control = ControlMetrics::new(&registry)?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(responses.clone()))?;
         registry.register(Box::new(decisions.clone()))?;
@@ -214,6 +298,7 @@ impl Metrics {
             registry_up,
             events,
             kafka,
+            control,
             registry,
         })
     }

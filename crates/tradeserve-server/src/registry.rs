@@ -88,6 +88,10 @@ impl RegistryManager {
             .clone()
     }
 
+    pub fn registry(&self) -> &MlflowRegistry {
+        &self.registry
+    }
+
     pub fn tracking_uri(&self) -> &str {
         self.registry.client().tracking_uri()
     }
@@ -145,7 +149,7 @@ impl RegistryManager {
             }
         };
         self.set_status(metrics, Ok(()));
-        let serving = state.models.load_full();
+        let serving = state.control.champion();
         if serving.is_some() && current.as_ref() == Some(&resolution) {
             metrics.model_reloads_unchanged.inc();
             return Ok(ReloadOutcome::Unchanged {
@@ -227,7 +231,7 @@ impl RegistryManager {
 pub async fn poll(state: Arc<AppState>, manager: Arc<RegistryManager>) {
     let first_retry = Duration::from_secs(1).min(manager.poll_interval);
     let mut backoff = first_retry;
-    let mut delay = if state.models.load().is_none() {
+    let mut delay = if state.control.champion().is_none() {
         first_retry
     } else {
         manager.poll_interval
@@ -239,7 +243,7 @@ pub async fn poll(state: Arc<AppState>, manager: Arc<RegistryManager>) {
                 backoff = first_retry;
                 manager.poll_interval
             }
-            Err(ReloadError::Refused(_)) if state.models.load().is_none() => {
+            Err(ReloadError::Refused(_)) if state.control.champion().is_none() => {
                 // Nothing serves: keep asking at the fast rate until the registry offers a
                 // version that loads.
                 first_retry

@@ -52,6 +52,9 @@ pub struct Mismatch {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ReplayReport {
     pub events: u64,
+    /// Control events (experiment and rollout changes) seen and passed over: they carry no
+    /// decision to re-run.
+    pub control_events: u64,
     pub matched: u64,
     pub mismatched: u64,
     /// Events that could not be replayed (unreadable, or model versions not available).
@@ -74,6 +77,12 @@ struct Weights {
     bull_specialist: f64,
     bear_specialist: f64,
     sideways_specialist: f64,
+}
+
+#[derive(Deserialize)]
+struct Kind {
+    #[serde(default)]
+    event_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +179,14 @@ impl Replayer {
     /// Replay one event (a JSON document).
     pub fn replay(&mut self, event: &[u8]) {
         self.report.events += 1;
+        if let Ok(Kind {
+            event_type: Some(t),
+        }) = serde_json::from_slice::<Kind>(event)
+            && t == "control_change"
+        {
+            self.report.control_events += 1;
+            return;
+        }
         let recorded: Recorded = match serde_json::from_slice(event) {
             Ok(r) => r,
             Err(e) => return self.skip(format!("unreadable event: {e}")),

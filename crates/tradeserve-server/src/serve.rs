@@ -28,6 +28,14 @@ use tradeserve_events::fanout::FanOut;
 use tradeserve_events::kafka::{KafkaSink, KafkaSinkConfig};
 use tradeserve_events::spool::SpoolConfig;
 
+use crate::config::StoreKind;
+use crate::control::ControlPlane;
+use crate::control::catalog::{CatalogSource, ModelCatalog};
+use crate::control::redis_store::RedisStore;
+use crate::control::store::{ControlStore, FileStore, StoreError};
+use crate::shadow::ShadowPool;
+use crate::state::Parts;
+
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -52,6 +60,10 @@ pub enum StartError {
     Panic(&'static str),
     #[error("model registry: {0}")]
     Registry(#[from] tradeserve_models::mlflow::MlflowError),
+    #[error("control store: {0}")]
+    Store(#[from] StoreError),
+    #[error("shadow thread: {0}")]
+    Shadow(std::io::Error),
 }
 
 /// The running parts that outlive the router.
@@ -59,6 +71,7 @@ pub struct Service {
     pub state: Arc<AppState>,
     pub audit_log: Option<Arc<AuditLog>>,
     pub kafka: Option<Arc<KafkaSink>>,
+    pub shadow: Arc<ShadowPool>,
 }
 
 struct Sinks {
@@ -167,10 +180,39 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         }
     };
     let sinks = start_sinks(config, &metrics)?;
+    let emitter = sinks.emitter();
+    let c = &config.control;
+    let store: Arc<dyn ControlStore> = match c.store {
+        StoreKind::File => Arc::new(FileStore::new(c.file.clone())),
+        StoreKind::Redis => Arc::new(RedisStore::new(
+            &c.redis_url,
+            &c.redis_prefix,
+            c.store_timeout,
+        )?),
+    };
+    let catalog = ModelCatalog::new(match &registry {
+        Some(r) => CatalogSource::Mlflow(Arc::clone(r)),
+        None => CatalogSource::Bundled(BundledModels::new(resolve_path(&config.models.dir))),
+    });
+    let control = ControlPlane::new(
+        store,
+        catalog,
+        Arc::clone(&emitter),
+        metrics.control.clone(),
+    );
+    let shadow = Arc::new(
+        ShadowPool::start(
+            c.shadow_queue,
+            config.sizing.clone(),
+            Arc::clone(&emitter),
+            metrics.control.clone(),
+        )
+        .map_err(StartError::Shadow)?,
+    );
     let pipeline = Pipeline::new(
         Arc::new(replay),
         Arc::new(InMemoryRiskLedger::new()),
-        sinks.emitter(),
+        emitter,
         PipelineConfig {
             sizing: config.sizing.clone(),
             risk: config.risk.clone(),
@@ -180,19 +222,24 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
             },
             deadline: config.server.request_deadline,
         },
-    );
-    let state = Arc::new(AppState::new(
+    )
+    .with_shadow(shadow.clone());
+    let state = Arc::new(AppState::new(Parts {
         pipeline,
+        control,
         models,
         registry,
         metrics,
-        config.server.max_in_flight,
-        config.server.body_limit_bytes,
-    ));
+        max_in_flight: config.server.max_in_flight,
+        body_limit: config.server.body_limit_bytes,
+        outcome_window: c.outcome_window,
+        derive_outcomes: c.derive_outcomes,
+    }));
     Ok(Service {
         state,
         audit_log: sinks.audit_log,
         kafka: sinks.kafka,
+        shadow,
     })
 }
 
@@ -248,6 +295,39 @@ async fn from_cache(
     }
 }
 
+/// Load the stored control state (experiments, rollouts; a store that is down is retried by
+/// the poller while the champion serves), then start the poller and the gate evaluator.
+pub async fn start_control(
+    state: &Arc<AppState>,
+    config: &Config,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    match state.control.refresh().await {
+        Ok(_) => {
+            let view = state.control.view();
+            tracing::info!(
+                store = %state.control.describe_store(),
+                revision = view.revision,
+                experiment = view.running_experiment().map(|e| e.experiment_id.as_str()).unwrap_or("-"),
+                rollout = view.active_rollout().map(|r| r.rollout_id.as_str()).unwrap_or("-"),
+                "control state loaded"
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, store = %state.control.describe_store(), "control store unavailable at start; serving the champion only until it answers")
+        }
+    }
+    vec![
+        tokio::spawn(crate::control::tasks::poll(
+            Arc::clone(state),
+            config.control.poll_interval,
+        )),
+        tokio::spawn(crate::control::tasks::gates(
+            Arc::clone(state),
+            config.control.gate_interval,
+        )),
+    ]
+}
+
 /// Run until `shutdown` resolves, then drain and stop.
 pub async fn run(
     config: Config,
@@ -260,6 +340,7 @@ pub async fn run(
         .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))??;
     let startup_timeout = config.models.mlflow.request_timeout * 3;
     let poller = start_registry(&service.state, startup_timeout).await;
+    let control_tasks = start_control(&service.state, &config).await;
     let listener = TcpListener::bind(&config.server.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -290,6 +371,17 @@ pub async fn run(
     }
     if let Some(p) = poller {
         p.abort();
+    }
+    for t in control_tasks {
+        t.abort();
+    }
+    // Shadowed decisions still queued are run and their events emitted before the sinks stop.
+    let shadow = Arc::clone(&service.shadow);
+    if tokio::task::spawn_blocking(move || shadow.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::error!("shadow shutdown task failed");
     }
     let bound = grace.max(Duration::from_secs(1));
     if let Some(kafka) = service.kafka.clone() {

@@ -3,20 +3,22 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arc_swap::ArcSwapOption;
 use tokio::sync::Semaphore;
 use tradeserve_core::ModelSet;
 use tradeserve_core::Pipeline;
 use tradeserve_core::ports::SymbolCoverage;
 
+use crate::control::ControlPlane;
 use crate::metrics::Metrics;
+use crate::outcomes::OutcomeBook;
 use crate::registry::RegistryManager;
 
 /// Everything a handler may touch.
 pub struct AppState {
     pub pipeline: Pipeline,
-    /// The active model set: one atomic load per request; `None` until loaded (not ready).
-    pub models: ArcSwapOption<ModelSet>,
+    /// The champion, experiments and rollouts; [`ControlPlane::routing`] is the one atomic
+    /// load per request (`None` until models are loaded: not ready).
+    pub control: ControlPlane,
     pub metrics: Metrics,
     /// Admission control: a permit per in-flight prediction; none left → 429 at once.
     pub admission: Semaphore,
@@ -25,29 +27,44 @@ pub struct AppState {
     pub symbols: Vec<SymbolCoverage>,
     /// The MLflow side of the model set, when models come from the registry.
     pub registry: Option<Arc<RegistryManager>>,
+    /// Recent experiment and rollout decisions awaiting an outcome.
+    pub outcomes: OutcomeBook,
+    /// Derive outcomes from the feature source at decision time.
+    pub derive_outcomes: bool,
     draining: AtomicBool,
 }
 
+/// The pieces [`AppState::new`] assembles.
+pub struct Parts {
+    pub pipeline: Pipeline,
+    pub control: ControlPlane,
+    pub models: Option<Arc<ModelSet>>,
+    pub registry: Option<Arc<RegistryManager>>,
+    pub metrics: Metrics,
+    pub max_in_flight: usize,
+    pub body_limit: usize,
+    pub outcome_window: usize,
+    pub derive_outcomes: bool,
+}
+
 impl AppState {
-    pub fn new(
-        pipeline: Pipeline,
-        models: Option<Arc<ModelSet>>,
-        registry: Option<Arc<RegistryManager>>,
-        metrics: Metrics,
-        max_in_flight: usize,
-        body_limit: usize,
-    ) -> AppState {
-        let symbols = pipeline.feature_source().coverage();
+    pub fn new(p: Parts) -> AppState {
+        let symbols = p.pipeline.feature_source().coverage();
         let state = AppState {
-            pipeline,
-            models: ArcSwapOption::new(models),
-            metrics,
-            admission: Semaphore::new(max_in_flight),
-            body_limit,
+            pipeline: p.pipeline,
+            control: p.control,
+            metrics: p.metrics,
+            admission: Semaphore::new(p.max_in_flight),
+            body_limit: p.body_limit,
             symbols,
-            registry,
+            registry: p.registry,
+            outcomes: OutcomeBook::new(p.outcome_window),
+            derive_outcomes: p.derive_outcomes,
             draining: AtomicBool::new(false),
         };
+        if let Some(m) = p.models {
+            state.control.set_champion(m);
+        }
         state.refresh_ready();
         state
     }
@@ -57,7 +74,7 @@ impl AppState {
         if self.draining.load(Ordering::SeqCst) {
             return Err("draining: the service is shutting down");
         }
-        if self.models.load().is_none() {
+        if self.control.routing().is_none() {
             return Err("models are not loaded");
         }
         Ok(())
@@ -69,9 +86,9 @@ impl AppState {
         self.refresh_ready();
     }
 
-    /// Swap in a new active model set.
+    /// Swap in a new champion model set.
     pub fn set_models(&self, models: Arc<ModelSet>) {
-        self.models.store(Some(models));
+        self.control.set_champion(models);
         self.refresh_ready();
     }
 

@@ -28,6 +28,7 @@ fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.events.audit_log = dir.path().join("audit.jsonl");
+    config.control.file = dir.path().join("control.json");
     edit(&mut config);
     let audit_path = config.events.audit_log.clone();
     let service = build_with_clock(&config, ReplayClock::Fixed(500)).unwrap();
@@ -147,11 +148,13 @@ fn assert_decision_shape(d: &Value) {
             "timestamp",
             "model_versions",
             "experiment",
+            "rollout",
             "features_as_of"
         ])
     );
     assert!(m["latency_ms"].as_f64().unwrap() > 0.0);
     assert!(m["experiment"].is_null());
+    assert!(m["rollout"].is_null());
     assert_eq!(
         keys(&m["model_versions"]),
         set(&[
@@ -450,7 +453,7 @@ async fn overload_not_ready_and_deadline() {
 
     // No models loaded → 503 on predict and ready.
     let h = harness();
-    h.service.state.models.store(None);
+    h.service.state.control.unload();
     let (s, v) = predict(&h, r#"{"symbol":"AAPL"}"#).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert_error(&v, "not_ready");

@@ -30,6 +30,7 @@ async fn the_topic_holds_exactly_the_decisions_clients_received() {
     let mut config = Config::default();
     config.events.sink = SinkKind::Both;
     config.events.audit_log = dir.path().join("audit.jsonl");
+    config.control.file = dir.path().join("control.json");
     config.events.kafka.brokers = cluster.bootstrap_servers();
     config.events.kafka.create_topic = false; // the mock broker has no admin API
     config.events.kafka.spool_dir = dir.path().join("spool");

@@ -43,6 +43,7 @@ fn config(url: &str, cache: &std::path::Path, audit: &std::path::Path) -> Config
     c.models.mlflow.poll_interval = POLL;
     c.models.mlflow.request_timeout = Duration::from_secs(5);
     c.events.audit_log = audit.join("audit.jsonl");
+    c.control.file = audit.join("control.json");
     c
 }
 

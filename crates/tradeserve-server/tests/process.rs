@@ -36,6 +36,7 @@ fn start(dir: &tempfile::TempDir) -> Server {
             "TRADESERVE_EVENTS__AUDIT_LOG",
             dir.path().join("audit.jsonl"),
         )
+        .env("TRADESERVE_CONTROL__FILE", dir.path().join("control.json"))
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

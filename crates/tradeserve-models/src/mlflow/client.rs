@@ -204,6 +204,22 @@ impl MlflowClient {
         Ok(r.model_version)
     }
 
+    /// One version of a registered model.
+    pub async fn model_version(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<ModelVersion, MlflowError> {
+        let r: VersionEnvelope = self
+            .get(
+                "/api/2.0/mlflow/model-versions/get",
+                &[("name", name), ("version", version)],
+                &format!("{name} version {version}"),
+            )
+            .await?;
+        Ok(r.model_version)
+    }
+
     /// The artifact URI of a run (`mlflow-artifacts:/<experiment>/<run>/artifacts`).
     pub async fn run_artifact_uri(&self, run_id: &str) -> Result<String, MlflowError> {
         let v: Value = self

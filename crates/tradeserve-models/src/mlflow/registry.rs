@@ -128,6 +128,35 @@ impl MlflowRegistry {
         Ok(Resolution { models })
     }
 
+    /// The registered model and alias of a role.
+    pub fn spec(&self, role: Role) -> Option<&RoleSpec> {
+        self.specs.iter().find(|s| s.role == role)
+    }
+
+    /// Resolve explicit versions (an experiment's or a rollout's), not aliases. The alias
+    /// field of each answer is empty.
+    pub async fn resolve_versions(
+        &self,
+        wanted: &BTreeMap<Role, String>,
+    ) -> Result<Resolution, RegistryError> {
+        let mut models = BTreeMap::new();
+        for (role, version) in wanted {
+            let spec = self.spec(*role).ok_or(RegistryError::Missing(*role))?;
+            let v = self.client.model_version(&spec.name, version).await?;
+            let artifact_path = resolve_source(&self.client, &v).await?;
+            models.insert(
+                *role,
+                ResolvedModel {
+                    name: spec.name.clone(),
+                    alias: String::new(),
+                    version: v.version,
+                    artifact_path,
+                },
+            );
+        }
+        Ok(Resolution { models })
+    }
+
     /// Download every version of `resolution` that is not cached yet.
     pub async fn fetch(&self, resolution: &Resolution) -> Result<(), RegistryError> {
         for m in resolution.models.values() {
@@ -138,7 +167,12 @@ impl MlflowRegistry {
         Ok(())
     }
 
-    fn load_one(&self, role: Role, resolution: &Resolution) -> Result<LoadedModel, RegistryError> {
+    /// Load and verify one role of `resolution` from the cache. Blocking.
+    pub fn load_one(
+        &self,
+        role: Role,
+        resolution: &Resolution,
+    ) -> Result<LoadedModel, RegistryError> {
         let m = resolution
             .models
             .get(&role)
@@ -160,7 +194,7 @@ impl MlflowRegistry {
         // The registry's version number is the truth; the folder's metadata may predate it.
         loaded.info.version = m.version.clone();
         loaded.info.name = m.name.clone();
-        loaded.info.alias = Some(m.alias.clone());
+        loaded.info.alias = (!m.alias.is_empty()).then(|| m.alias.clone());
         Ok(loaded)
     }
 

@@ -1,4 +1,8 @@
 //! HTTP handlers: each extracts its input, calls one core function, maps the result.
 
+pub mod body;
+pub mod experiments;
 pub mod ops;
+pub mod outcomes;
 pub mod predict;
+pub mod rollouts;

@@ -51,7 +51,7 @@ pub async fn openapi() -> Response {
 }
 
 pub async fn models(State(state): State<Arc<AppState>>) -> Response {
-    let Some(set) = state.models.load_full() else {
+    let Some(set) = state.control.champion() else {
         return ApiError::not_ready("models are not loaded").into_response();
     };
     let models: BTreeMap<&str, &ModelInfo> = set

@@ -2,17 +2,18 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
+use tradeserve_core::pipeline::Prediction;
+use tradeserve_core::stats::Observation;
+use tradeserve_core::types::Action;
 use tradeserve_core::{Decision, Outcome};
 
 use crate::app::Arrival;
 use crate::error::{ApiError, ErrorBody, json_response};
+use crate::routes::body::read_body;
 use crate::state::AppState;
 
 /// A 403 body: the full decision plus the error.
@@ -32,20 +33,6 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::body_too_large(limit))
-        }
-        Err(e) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "unreadable_body",
-            format!("cannot read request body: {e}"),
-        )),
-    }
-}
-
 pub async fn predict(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let Some(arrival) = request.extensions().get::<Arrival>().copied() else {
         return ApiError::internal("request arrival time missing").into_response();
@@ -58,6 +45,12 @@ pub async fn predict(State(state): State<Arc<AppState>>, request: Request) -> Re
     if declared.is_some_and(|n| n > state.body_limit) {
         return ApiError::body_too_large(state.body_limit).into_response();
     }
+    let client = request
+        .headers()
+        .get("x-client-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned);
     let Ok(_permit) = state.admission.try_acquire() else {
         return ApiError::overloaded().into_response();
     };
@@ -67,12 +60,18 @@ pub async fn predict(State(state): State<Arc<AppState>>, request: Request) -> Re
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let Some(models) = state.models.load_full() else {
+    let Some(routing) = state.control.routing() else {
         return ApiError::not_ready("models are not loaded").into_response();
     };
     match state
         .pipeline
-        .predict(&models, &body, arrival.instant, arrival.wall)
+        .predict(
+            &routing,
+            &body,
+            arrival.instant,
+            arrival.wall,
+            client.as_deref(),
+        )
         .await
     {
         Ok(prediction) => {
@@ -81,6 +80,7 @@ pub async fn predict(State(state): State<Arc<AppState>>, request: Request) -> Re
             state
                 .metrics
                 .observe_decision(decision.action, approved, &prediction.timings);
+            measure(&state, &prediction);
             let serialized = match &prediction.outcome {
                 Outcome::Approved(d) => serde_json::to_vec(d).map(|b| (StatusCode::OK, b)),
                 Outcome::Rejected(d) => {
@@ -100,6 +100,54 @@ pub async fn predict(State(state): State<Arc<AppState>>, request: Request) -> Re
                 }
             }
         }
-        Err(e) => ApiError::from(e).into_response(),
+        Err(failed) => {
+            if let Some(route) = &failed.route {
+                for (stats, arm) in route.arms() {
+                    stats.arm(arm).record_error();
+                }
+            }
+            ApiError::from(failed.error).into_response()
+        }
     }
+}
+
+/// Credit a decision to its experiment and rollout arms (a few uncontended locks, no await).
+fn measure(state: &AppState, p: &Prediction) {
+    let route = &p.route;
+    if route.experiment.is_none() && route.rollout.is_none() {
+        return;
+    }
+    let d = p.outcome.decision();
+    let approved = d.risk_validation.as_ref().map(|v| v.approved);
+    let obs = Observation {
+        action: d.action,
+        confidence: d.confidence,
+        approved,
+        latency_us: Some((d.metadata.latency_ms * 1e3) as u64),
+        inference_us: u64::try_from(p.timings.inference.as_micros()).unwrap_or(u64::MAX),
+    };
+    let m = &state.metrics.control;
+    if let Some(t) = &route.experiment {
+        t.stats.arm(t.arm).record(&obs);
+        m.arm_decisions[0][t.arm.index()].inc();
+    }
+    if let Some(t) = &route.rollout {
+        t.stats.arm(t.arm).record(&obs);
+        m.arm_decisions[1][t.arm.index()].inc();
+    }
+    let derived = if state.derive_outcomes && d.action != Action::Hold {
+        state
+            .pipeline
+            .feature_source()
+            .next_bar_return(d.symbol.as_str(), p.snapshot.as_of)
+    } else {
+        None
+    };
+    state.outcomes.track(
+        d.decision_id,
+        route,
+        d.action,
+        approved.unwrap_or(true),
+        derived,
+    );
 }

@@ -1,0 +1,465 @@
+//! The control plane: owns the champion model set, the control state (experiments,
+//! rollouts, kill switch) and the routing snapshot built from both.
+//!
+//! Writers ([`ControlPlane::execute`]) are serialized by an async mutex, held on purpose
+//! across the store and model-loading awaits and never touched by a request. Each write reads
+//! the latest state from the store, applies the command, loads any model version it names,
+//! then compare-and-swaps the store; only then is the new routing snapshot published and the
+//! audit events emitted. Requests only ever load the published snapshot (one atomic load).
+//! Other replicas' writes arrive through [`ControlPlane::refresh`], run by the poller.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use parking_lot::Mutex;
+use time::OffsetDateTime;
+use tradeserve_core::event::ControlEvent;
+use tradeserve_core::experiment::Arm;
+use tradeserve_core::model_set::ModelSet;
+use tradeserve_core::ports::EventSink;
+use tradeserve_core::rollout::{GateInputs, GateReport, Rollout, Stage, Verdict};
+use tradeserve_core::routing::{ExperimentRoute, RolloutRoute, Routing};
+use tradeserve_core::stats::{self, UnitStats};
+use tradeserve_core::types::Role;
+
+use crate::control::catalog::{CatalogError, CatalogSource, ModelCatalog};
+use crate::control::state::{Actor, Command, CommandError, ControlState};
+use crate::control::store::{ControlStore, StoreError};
+use crate::metrics::ControlMetrics;
+
+/// Why a control command did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaneError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error(transparent)]
+    Models(#[from] CatalogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("models are not loaded yet")]
+    NotReady,
+    #[error("the control state kept changing under this write; retry")]
+    Contention,
+    #[error("rollout completed, but moving the MLflow alias failed: {0}")]
+    AliasMove(String),
+}
+
+/// Compare-and-swap attempts before giving up.
+const ATTEMPTS: usize = 5;
+
+/// See the module docs.
+pub struct ControlPlane {
+    store: Arc<dyn ControlStore>,
+    pub catalog: ModelCatalog,
+    events: Arc<dyn EventSink>,
+    metrics: ControlMetrics,
+    /// Serializes this process's writers (and refreshes).
+    writer: tokio::sync::Mutex<()>,
+    /// The state being served.
+    view: ArcSwap<ControlState>,
+    champion: ArcSwapOption<ModelSet>,
+    routing: ArcSwapOption<Routing>,
+    /// Measurements by unit: `experiment:<id>` or `rollout:<id>:<stage>`.
+    stats: Mutex<HashMap<String, Arc<UnitStats>>>,
+    /// The last gate evaluation of each rollout (local to this replica).
+    gates: Mutex<HashMap<String, GateReport>>,
+    started: OffsetDateTime,
+}
+
+fn experiment_key(id: &str) -> String {
+    format!("experiment:{id}")
+}
+
+fn rollout_key(id: &str, stage: Stage) -> String {
+    format!("rollout:{id}:{}", stage.as_str())
+}
+
+impl ControlPlane {
+    pub fn new(
+        store: Arc<dyn ControlStore>,
+        catalog: ModelCatalog,
+        events: Arc<dyn EventSink>,
+        metrics: ControlMetrics,
+    ) -> ControlPlane {
+        ControlPlane {
+            store,
+            catalog,
+            events,
+            metrics,
+            writer: tokio::sync::Mutex::new(()),
+            view: ArcSwap::from_pointee(ControlState::default()),
+            champion: ArcSwapOption::empty(),
+            routing: ArcSwapOption::empty(),
+            stats: Mutex::new(HashMap::new()),
+            gates: Mutex::new(HashMap::new()),
+            started: OffsetDateTime::now_utc(),
+        }
+    }
+
+    /// The snapshot a request routes by (`None` until models are loaded).
+    pub fn routing(&self) -> Option<Arc<Routing>> {
+        self.routing.load_full()
+    }
+
+    pub fn champion(&self) -> Option<Arc<ModelSet>> {
+        self.champion.load_full()
+    }
+
+    /// The control state being served.
+    pub fn view(&self) -> Arc<ControlState> {
+        self.view.load_full()
+    }
+
+    pub fn describe_store(&self) -> String {
+        self.store.describe()
+    }
+
+    /// When this replica's measurements began.
+    pub fn measuring_since(&self) -> OffsetDateTime {
+        self.started
+    }
+
+    /// The champion's versions (empty before models load).
+    pub fn champion_versions(&self) -> BTreeMap<Role, String> {
+        self.champion
+            .load()
+            .as_ref()
+            .map(|m| (**m.versions()).clone())
+            .unwrap_or_default()
+    }
+
+    fn unit_stats(&self, key: String) -> Arc<UnitStats> {
+        Arc::clone(self.stats.lock().entry(key).or_default())
+    }
+
+    pub fn experiment_stats(&self, id: &str) -> Option<Arc<UnitStats>> {
+        self.stats.lock().get(&experiment_key(id)).cloned()
+    }
+
+    pub fn rollout_stats(&self, id: &str, stage: Stage) -> Option<Arc<UnitStats>> {
+        self.stats.lock().get(&rollout_key(id, stage)).cloned()
+    }
+
+    pub fn last_gate(&self, id: &str) -> Option<GateReport> {
+        self.gates.lock().get(id).cloned()
+    }
+
+    /// A new champion set (start-up or a registry reload): serve it, with the current
+    /// experiment and rollout on top.
+    pub fn set_champion(&self, set: Arc<ModelSet>) {
+        self.catalog.remember(&set);
+        self.champion.store(Some(set));
+        self.rebuild();
+    }
+
+    /// Stop serving any model set (not ready). Only tests use it: production never unloads.
+    #[doc(hidden)]
+    pub fn unload(&self) {
+        self.champion.store(None);
+        self.rebuild();
+    }
+
+    /// Compose and publish the routing snapshot from the champion and the current view. No
+    /// I/O: a version that is not loaded yet leaves its experiment or rollout unrouted here
+    /// (all its traffic on control) until [`ControlPlane::refresh`] loads it.
+    fn rebuild(&self) {
+        let Some(champion) = self.champion.load_full() else {
+            self.routing.store(None);
+            return;
+        };
+        let view = self.view.load();
+        let experiment = view.running_experiment().and_then(|e| {
+            let with = |v: &String| {
+                let versions: BTreeMap<Role, String> = [(e.role, v.clone())].into();
+                self.catalog.compose(&champion, &versions).map(Arc::new)
+            };
+            let route = match (with(&e.control_model_version), with(&e.treatment_model_version)) {
+                (Some(c), Some(t)) => Some(ExperimentRoute {
+                    id: e.experiment_id.as_str().into(),
+                    salt: e.salt.as_str().into(),
+                    bucketing: e.bucketing,
+                    split: e.traffic_split,
+                    sets: [c, t],
+                    stats: self.unit_stats(experiment_key(&e.experiment_id)),
+                }),
+                _ => None,
+            };
+            if route.is_none() {
+                tracing::warn!(experiment = %e.experiment_id, "experiment models not loaded on this replica yet: its traffic stays on control");
+            }
+            route
+        });
+        let rollout = view.active_rollout().and_then(|r| {
+            let route = self
+                .catalog
+                .compose(&champion, &r.candidate)
+                .map(|candidate| RolloutRoute {
+                    id: r.rollout_id.as_str().into(),
+                    stage: r.stage,
+                    salt: r.salt.as_str().into(),
+                    bucketing: r.bucketing,
+                    candidate: Arc::new(candidate),
+                    stats: self.unit_stats(rollout_key(&r.rollout_id, r.stage)),
+                });
+            if route.is_none() {
+                tracing::warn!(rollout = %r.rollout_id, "rollout models not loaded on this replica yet: its traffic stays on control");
+            }
+            route
+        });
+        self.metrics
+            .experiment_running
+            .set(i64::from(experiment.is_some()));
+        self.metrics
+            .rollout_stage
+            .set(match rollout.as_ref().map(|r| r.stage) {
+                Some(Stage::Shadow) => 1,
+                Some(Stage::Canary) => 2,
+                Some(Stage::Partial) => 3,
+                Some(Stage::Full) => 4,
+                _ => 0,
+            });
+        self.routing.store(Some(Arc::new(Routing {
+            champion,
+            experiment,
+            rollout,
+        })));
+    }
+
+    /// Every version a state routes to, by role.
+    fn wanted(&self, state: &ControlState) -> Vec<BTreeMap<Role, String>> {
+        let mut wanted = Vec::new();
+        if let Some(e) = state.running_experiment() {
+            wanted.push([(e.role, e.control_model_version.clone())].into());
+            wanted.push([(e.role, e.treatment_model_version.clone())].into());
+        }
+        if let Some(r) = state.active_rollout() {
+            wanted.push(r.candidate.clone());
+        }
+        if let Some(c) = self.champion_override(state) {
+            wanted.push(c.clone());
+        }
+        wanted
+    }
+
+    /// With bundled models, a completed rollout's versions are the champion; with MLflow the
+    /// alias is the truth and this is ignored.
+    fn champion_override<'a>(&self, state: &'a ControlState) -> Option<&'a BTreeMap<Role, String>> {
+        match self.catalog.source() {
+            CatalogSource::Bundled(_) => state.champion.as_ref(),
+            CatalogSource::Mlflow(_) => None,
+        }
+    }
+
+    async fn load_models(&self, state: &ControlState) -> Result<(), CatalogError> {
+        for versions in self.wanted(state) {
+            self.catalog.ensure(&versions).await?;
+        }
+        Ok(())
+    }
+
+    /// Serve `state`: swap the champion if a completed rollout changed it, then rebuild.
+    fn adopt(&self, state: ControlState) {
+        let previous = self.view.load();
+        if previous.revision != state.revision {
+            tracing::info!(
+                from = previous.revision,
+                to = state.revision,
+                "control state changed"
+            );
+        }
+        self.metrics
+            .revision
+            .set(i64::try_from(state.revision).unwrap_or(i64::MAX));
+        let new_champion = self.champion_override(&state).and_then(|versions| {
+            let current = self.champion.load_full()?;
+            if **current.versions() == *versions {
+                return None;
+            }
+            self.catalog.compose(&current, versions)
+        });
+        self.view.store(Arc::new(state));
+        match new_champion {
+            Some(set) => self.set_champion(Arc::new(set)),
+            None => self.rebuild(),
+        }
+    }
+
+    /// Re-read the store and serve what another replica (or a restart) wrote. Called by the
+    /// poller; returns whether the state changed.
+    pub async fn refresh(&self) -> Result<bool, PlaneError> {
+        let _w = self.writer.lock().await;
+        let stored = self.store_call(self.store.load()).await?;
+        if stored.revision == self.view.load().revision {
+            return Ok(false);
+        }
+        // Rollbacks need no loading; a new experiment's models load here, off the request path.
+        if let Err(e) = self.load_models(&stored).await {
+            tracing::error!(error = %e, "models of the stored control state do not load; their traffic stays on control");
+        }
+        self.adopt(stored);
+        Ok(true)
+    }
+
+    async fn store_call<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let r = f.await;
+        self.metrics.store_up.set(i64::from(r.is_ok()));
+        r
+    }
+
+    /// Apply a command: load what it needs, store it (compare-and-swap), serve it, audit it.
+    pub async fn execute(
+        &self,
+        command: Command,
+        actor: &Actor,
+    ) -> Result<Arc<ControlState>, PlaneError> {
+        let _w = self.writer.lock().await;
+        if self.champion.load().is_none() {
+            return Err(PlaneError::NotReady);
+        }
+        for _ in 0..ATTEMPTS {
+            let current = self.store_call(self.store.load()).await?;
+            let mut next = current.clone();
+            let now = OffsetDateTime::now_utc();
+            let events = next.apply(command.clone(), actor, &self.champion_versions(), now)?;
+            self.load_models(&next).await?;
+            if self
+                .store_call(self.store.compare_and_swap(current.revision, &next))
+                .await?
+            {
+                let completed = events
+                    .iter()
+                    .find(|e| e.action == "completed")
+                    .and_then(|e| next.rollout(&e.subject_id))
+                    .map(|r| r.candidate.clone());
+                self.adopt(next);
+                self.publish(events);
+                if let Some(candidate) = completed {
+                    self.promote_in_registry(&candidate).await?;
+                }
+                return Ok(self.view.load_full());
+            }
+            tracing::info!(
+                revision = current.revision,
+                "control state changed during a write; retrying"
+            );
+        }
+        Err(PlaneError::Contention)
+    }
+
+    /// With MLflow: point every role's alias at the completed candidate's version, then serve
+    /// the candidate as champion at once (the registry poller finds the same versions later).
+    async fn promote_in_registry(
+        &self,
+        candidate: &BTreeMap<Role, String>,
+    ) -> Result<(), PlaneError> {
+        let CatalogSource::Mlflow(manager) = self.catalog.source() else {
+            return Ok(());
+        };
+        let current = self.champion_versions();
+        let registry = manager.registry();
+        for (role, version) in candidate {
+            if current.get(role) == Some(version) {
+                continue;
+            }
+            let Some(spec) = registry.spec(*role) else {
+                continue;
+            };
+            registry
+                .client()
+                .set_alias(&spec.name, &spec.alias, version)
+                .await
+                .map_err(|e| PlaneError::AliasMove(format!("{}@{}: {e}", spec.name, spec.alias)))?;
+            tracing::info!(name = %spec.name, alias = %spec.alias, %version, "alias moved by a completed rollout");
+        }
+        if let Some(champion) = self.champion.load_full()
+            && let Some(set) = self.catalog.compose(&champion, candidate)
+        {
+            self.set_champion(Arc::new(set));
+        }
+        Ok(())
+    }
+
+    fn publish(&self, events: Vec<ControlEvent>) {
+        for e in events {
+            let subject = match e.subject {
+                tradeserve_core::event::Subject::Experiment => "experiment",
+                tradeserve_core::event::Subject::Rollout => "rollout",
+                tradeserve_core::event::Subject::KillSwitch => "kill_switch",
+            };
+            self.metrics.changed(subject, &e.action);
+            tracing::info!(
+                subject,
+                id = %e.subject_id,
+                action = %e.action,
+                from = e.from.as_deref().unwrap_or("-"),
+                to = e.to.as_deref().unwrap_or("-"),
+                actor = %e.actor,
+                reason = %e.reason,
+                "control change"
+            );
+            if let Err(err) = self.events.emit(e.into()) {
+                tracing::error!(error = %err, "control event not accepted by the event sink");
+            }
+        }
+    }
+
+    /// The gate inputs of a rollout's current stage, measured on this replica.
+    pub fn gate_inputs(&self, r: &Rollout) -> GateInputs {
+        let Some(stats) = self.rollout_stats(&r.rollout_id, r.stage) else {
+            return GateInputs::default();
+        };
+        let c = stats.arm(Arm::Control).snapshot();
+        let t = stats.arm(Arm::Treatment).snapshot();
+        GateInputs {
+            candidate_decisions: t.decisions,
+            candidate_errors: t.errors,
+            control_inference_p99_us: c.inference_p99_us,
+            candidate_inference_p99_us: t.inference_p99_us,
+            shadow_compared: t.shadow_compared,
+            shadow_agreed: t.shadow_agreed,
+            control_outcomes: c.outcomes,
+            candidate_outcomes: t.outcomes,
+            control_mean_return: c.mean_return,
+            candidate_mean_return: t.mean_return,
+            welch_p_value: stats::welch_p_value(&t.summary, &c.summary),
+        }
+    }
+
+    /// Evaluate the active rollout's gates once; roll back on failure, promote on a pass when
+    /// auto-promotion is on. Returns the report.
+    pub async fn tick_gates(&self) -> Option<GateReport> {
+        let view = self.view.load_full();
+        let r = view.active_rollout()?;
+        let report = r.evaluate(&self.gate_inputs(r), OffsetDateTime::now_utc())?;
+        self.gates
+            .lock()
+            .insert(r.rollout_id.clone(), report.clone());
+        let act = match report.verdict {
+            Verdict::Fail => true,
+            Verdict::Pass => r.auto_promote && !r.paused,
+            Verdict::Wait => false,
+        };
+        if act {
+            let gate = Actor {
+                who: "gate".into(),
+                reason: String::new(),
+            };
+            match self
+                .execute(Command::Gate(r.rollout_id.clone(), report.clone()), &gate)
+                .await
+            {
+                Ok(_) => {}
+                // Someone moved the rollout first: nothing to do.
+                Err(PlaneError::Command(CommandError::Conflict(why))) => {
+                    tracing::debug!(%why, "gate verdict not applied")
+                }
+                Err(e) => tracing::error!(error = %e, "gate verdict not applied"),
+            }
+        }
+        Some(report)
+    }
+}

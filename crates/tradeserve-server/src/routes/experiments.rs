@@ -1,0 +1,198 @@
+//! `/api/v1/experiments…`: create, read, change and stop A/B experiments, and their reports.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tradeserve_core::experiment::{Arm, Experiment, ExperimentSpec, ExperimentUpdate};
+use tradeserve_core::stats::{self, ArmSnapshot};
+
+use crate::control::{Actor, Command};
+use crate::error::ApiError;
+use crate::routes::body;
+use crate::state::AppState;
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no experiment {id}"),
+    )
+}
+
+fn found(state: &AppState, id: &str) -> Result<Experiment, ApiError> {
+    state
+        .control
+        .view()
+        .experiment(id)
+        .cloned()
+        .ok_or_else(|| not_found(id))
+}
+
+pub async fn list(State(state): State<Arc<AppState>>) -> Response {
+    Json(json!({ "experiments": state.control.view().experiments })).into_response()
+}
+
+pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match found(&state, &id) {
+        Ok(e) => Json(e).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn run(
+    state: &AppState,
+    command: Command,
+    actor: &Actor,
+    id: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    match state.control.execute(command, actor).await {
+        Ok(view) => {
+            let e = match id {
+                Some(id) => view.experiment(id),
+                // Created: the newest one.
+                None => view.experiments.last(),
+            };
+            match e {
+                Some(e) => (status, Json(e)).into_response(),
+                None => ApiError::internal("experiment missing after the change").into_response(),
+            }
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let who = body::who(request.headers());
+    let spec: ExperimentSpec = match body::json(request.into_body(), state.body_limit).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let actor = Actor {
+        who,
+        reason: spec
+            .description
+            .clone()
+            .unwrap_or_else(|| "experiment created".into()),
+    };
+    run(
+        &state,
+        Command::CreateExperiment(spec),
+        &actor,
+        None,
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let who = body::who(request.headers());
+    let update: ExperimentUpdate = match body::json(request.into_body(), state.body_limit).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    let actor = Actor {
+        who,
+        reason: "experiment updated".into(),
+    };
+    run(
+        &state,
+        Command::UpdateExperiment(id.clone(), update),
+        &actor,
+        Some(&id),
+        StatusCode::OK,
+    )
+    .await
+}
+
+pub async fn stop(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let (parts, b) = request.into_parts();
+    let actor = match body::actor(&parts.headers, b, state.body_limit, "experiment stopped").await {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    run(
+        &state,
+        Command::StopExperiment(id.clone()),
+        &actor,
+        Some(&id),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// The metrics an arm shows, as tracked by the experiment.
+fn arm_view(arm: &ArmSnapshot, tracked: &[String]) -> Value {
+    let mut v = serde_json::to_value(arm).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut v {
+        let keep = |k: &str| -> bool {
+            let wants = |m: &str| tracked.iter().any(|t| t == m);
+            match k {
+                "decisions" | "errors" => true,
+                "error_rate" => wants("error_rate"),
+                "latency_ms" | "inference_p99_us" => wants("latency"),
+                "action_mix" => wants("action_mix"),
+                "mean_confidence" => wants("confidence"),
+                "risk_reject_rate" => wants("risk_reject_rate"),
+                "outcomes" | "win_rate" | "mean_return" => wants("win_rate") || wants("sharpe"),
+                "sharpe" => wants("sharpe"),
+                _ => false,
+            }
+        };
+        map.retain(|k, _| keep(k));
+    }
+    v
+}
+
+pub async fn report(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let e = match found(&state, &id) {
+        Ok(e) => e,
+        Err(e) => return e.into_response(),
+    };
+    let (control, treatment) = match state.control.experiment_stats(&id) {
+        Some(s) => (
+            s.arm(Arm::Control).snapshot(),
+            s.arm(Arm::Treatment).snapshot(),
+        ),
+        None => {
+            let empty = tradeserve_core::stats::UnitStats::new();
+            (
+                empty.arm(Arm::Control).snapshot(),
+                empty.arm(Arm::Treatment).snapshot(),
+            )
+        }
+    };
+    let total = control.decisions + treatment.decisions;
+    let comparison = stats::compare(&control, &treatment);
+    Json(json!({
+        "experiment_id": e.experiment_id,
+        "status": e.status,
+        "role": e.role,
+        "control_model_version": e.control_model_version,
+        "treatment_model_version": e.treatment_model_version,
+        "traffic_split": e.traffic_split,
+        "bucketing": e.bucketing,
+        "metrics_to_track": e.metrics_to_track,
+        "scope": "this replica, since it started",
+        "since": state.control.measuring_since().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "observed_treatment_share": if total == 0 { None } else { Some(treatment.decisions as f64 / total as f64) },
+        "arms": {
+            "control": arm_view(&control, &e.metrics_to_track),
+            "treatment": arm_view(&treatment, &e.metrics_to_track),
+        },
+        "comparison": comparison,
+    }))
+    .into_response()
+}

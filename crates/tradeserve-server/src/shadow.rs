@@ -1,0 +1,141 @@
+//! Shadow runs: a rollout's candidate re-decides each shadowed request on its own thread, off
+//! the request path. The queue is bounded; when it is full the job is handed back and the
+//! pipeline emits the event without a shadow result (counted as shed), so shadowing can never
+//! slow or block a request, and never loses an event. At shutdown the queue is drained.
+
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tradeserve_core::decision::ShadowResult;
+use tradeserve_core::experiment::Arm;
+use tradeserve_core::pipeline::evaluate;
+use tradeserve_core::ports::{EventSink, FeatureSnapshot, ShadowJob, ShadowRunner};
+use tradeserve_core::schema::VOL_15;
+use tradeserve_core::sizing::SizingPolicy;
+use tradeserve_core::stats::Observation;
+
+use crate::metrics::ControlMetrics;
+
+/// The shadow thread and its queue.
+pub struct ShadowPool {
+    tx: Mutex<Option<SyncSender<ShadowJob>>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    metrics: ControlMetrics,
+}
+
+impl ShadowPool {
+    pub fn start(
+        capacity: usize,
+        sizing: SizingPolicy,
+        events: Arc<dyn EventSink>,
+        metrics: ControlMetrics,
+    ) -> std::io::Result<ShadowPool> {
+        let (tx, rx) = sync_channel(capacity.max(1));
+        let m = metrics.clone();
+        let worker = std::thread::Builder::new()
+            .name("shadow".into())
+            .spawn(move || run(rx, &sizing, events.as_ref(), &m))?;
+        Ok(ShadowPool {
+            tx: Mutex::new(Some(tx)),
+            worker: Mutex::new(Some(worker)),
+            metrics,
+        })
+    }
+
+    /// Stop taking jobs, finish the queued ones (emitting their events), join the thread.
+    pub fn shutdown(&self) {
+        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(w) = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take()
+            && w.join().is_err()
+        {
+            tracing::error!("shadow thread panicked");
+        }
+    }
+}
+
+impl ShadowRunner for ShadowPool {
+    fn submit(&self, job: ShadowJob) -> Result<(), ShadowJob> {
+        let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(tx) = guard.as_ref() else {
+            return Err(job);
+        };
+        match tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
+                self.metrics.shadow_shed.inc();
+                Err(job)
+            }
+        }
+    }
+}
+
+fn run(rx: Receiver<ShadowJob>, sizing: &SizingPolicy, events: &dyn EventSink, m: &ControlMetrics) {
+    while let Ok(job) = rx.recv() {
+        let ShadowJob {
+            mut event,
+            candidate,
+            stats,
+        } = job;
+        let snapshot = FeatureSnapshot {
+            as_of: event.features_as_of,
+            price: event.price,
+            features: event.features.features,
+            hit_rates: event.features.hit_rates,
+        };
+        let arm = stats.arm(Arm::Treatment);
+        let started = Instant::now();
+        let result = evaluate(&candidate, &snapshot, event.strategy_override);
+        let shadow = match result {
+            Ok(eval) => {
+                let quantity = sizing.quantity(
+                    eval.action,
+                    eval.confidence,
+                    snapshot.price,
+                    snapshot.features[VOL_15],
+                );
+                let inference_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let agreed = eval.action == event.action;
+                arm.record(&Observation {
+                    action: eval.action,
+                    confidence: eval.confidence,
+                    approved: None,
+                    latency_us: None,
+                    inference_us,
+                });
+                arm.record_shadow_agreement(agreed);
+                if agreed {
+                    m.shadow_agreed.inc();
+                } else {
+                    m.shadow_disagreed.inc();
+                }
+                ShadowResult {
+                    action: Some(eval.action),
+                    confidence: Some(eval.confidence),
+                    quantity: Some(quantity),
+                    agreed,
+                    model_versions: Arc::clone(candidate.versions()),
+                    inference_us,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                arm.record_error();
+                m.shadow_errors.inc();
+                ShadowResult {
+                    action: None,
+                    confidence: None,
+                    quantity: None,
+                    agreed: false,
+                    model_versions: Arc::clone(candidate.versions()),
+                    inference_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    error: Some(e.to_string()),
+                }
+            }
+        };
+        event.shadow = Some(shadow);
+        // The sink counts and logs what it cannot take.
+        let _ = events.emit(event.into());
+    }
+}
