@@ -50,12 +50,21 @@ if [ ! -x "$tansu_root/bin/tansu" ]; then
 fi
 export TRADESERVE_TANSU="$tansu_root/bin/tansu"
 
+export TRADESERVE_PYTHON="$venv/bin/python"
+
+# --- Redis (shared control state across replicas) -----------------------------------------
+if ! command -v redis-server >/dev/null 2>&1; then
+  step "installing redis-server (Debian package)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+fi
+export TRADESERVE_REDIS="$(command -v redis-server)"
+
 step "bundled market data is reproduced by training/ byte for byte"
 "$venv/bin/python" training/train.py --check-data
 
 # --- Rust ---------------------------------------------------------------------------------
 # Tests that need a real service are #[ignore]d for a bare `cargo test`; here they run.
-step "cargo test (unit, golden, parity, API, process, real-MLflow and real-broker tests)"
+step "cargo test (unit, golden, parity, API, process, real-MLflow, real-broker and real-Redis tests)"
 RUST_LIB_BACKTRACE=0 cargo test --workspace --locked -- --include-ignored
 
 step "all tests passed"

@@ -4,95 +4,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tower::ServiceExt;
-use tradeserve_features::ReplayClock;
-use tradeserve_server::app::router;
 use tradeserve_server::config::Config;
 use tradeserve_server::replay::{ModelStore, Replayer, replay_audit_log};
-use tradeserve_server::serve::{Service, build_with_clock};
 
-struct Harness {
-    service: Service,
-    _dir: tempfile::TempDir,
-    audit_path: std::path::PathBuf,
-}
-
-fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.events.audit_log = dir.path().join("audit.jsonl");
-    config.control.file = dir.path().join("control.json");
-    edit(&mut config);
-    let audit_path = config.events.audit_log.clone();
-    let service = build_with_clock(&config, ReplayClock::Fixed(500)).unwrap();
-    Harness {
-        service,
-        _dir: dir,
-        audit_path,
-    }
-}
-
-fn harness() -> Harness {
-    harness_with(|_| {})
-}
-
-async fn call(h: &Harness, method: &str, path: &str, body: Body) -> (StatusCode, Value, String) {
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .body(body)
-        .unwrap();
-    let res = router(Arc::clone(&h.service.state))
-        .oneshot(req)
-        .await
-        .unwrap();
-    let status = res.status();
-    let ctype = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    if status != StatusCode::OK || path != "/metrics" {
-        assert!(
-            ctype.starts_with("application/json"),
-            "{path}: content-type {ctype:?} for {text}"
-        );
-    }
-    (status, json, text)
-}
-
-async fn predict(h: &Harness, body: &str) -> (StatusCode, Value) {
-    let (s, v, _) = call(h, "POST", "/api/v1/predict", Body::from(body.to_owned())).await;
-    (s, v)
-}
-
-fn keys(v: &Value) -> BTreeSet<String> {
-    v.as_object().unwrap().keys().cloned().collect()
-}
-
-fn set(names: &[&str]) -> BTreeSet<String> {
-    names.iter().map(|s| (*s).to_owned()).collect()
-}
-
-fn assert_error(v: &Value, code: &str) {
-    assert_eq!(keys(v), set(&["error"]), "{v}");
-    assert_eq!(v["error"]["code"], code, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty())
-    );
-}
+mod common;
+use common::*;
 
 fn assert_decision_shape(d: &Value) {
     assert_eq!(

@@ -272,6 +272,64 @@ impl TansuBroker {
     }
 }
 
+/// A real Redis server on a free loopback port, with nothing persisted (a fresh state per test).
+pub struct RedisServer {
+    _process: Managed,
+    pub port: u16,
+    _tmp: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// The `redis-server` executable: `TRADESERVE_REDIS` or the one on `PATH`.
+    pub fn binary() -> PathBuf {
+        std::env::var("TRADESERVE_REDIS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from("redis-server"))
+    }
+
+    pub fn start() -> RedisServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut process = Managed::spawn(
+            "redis",
+            tmp.path(),
+            Command::new(RedisServer::binary()).args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ]),
+        );
+        process.wait_until(Duration::from_secs(15), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        RedisServer {
+            _process: process,
+            port,
+            _tmp: tmp,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+/// The Python of the test harness's venv (with `mmh3`, `onnx`, `onnxruntime`):
+/// `TRADESERVE_PYTHON` or the one `scripts/test.sh` builds.
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("TRADESERVE_PYTHON") {
+        return PathBuf::from(p);
+    }
+    cache_dir().join("train-venv/bin/python")
+}
+
 /// A decision event with fixed, valid contents, for sink tests.
 pub fn sample_event(decision_id: uuid::Uuid, symbol: &str) -> tradeserve_core::DecisionEvent {
     use std::collections::BTreeMap;

@@ -1,0 +1,130 @@
+//! Helpers shared by the router-level test files: a service on the embedded defaults with
+//! its files in a temporary folder, one-shot requests, and shape assertions.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+use tradeserve_features::ReplayClock;
+use tradeserve_server::app::router;
+use tradeserve_server::config::Config;
+use tradeserve_server::serve::{Service, build_with_clock};
+
+pub struct Harness {
+    pub service: Service,
+    pub _dir: tempfile::TempDir,
+    pub audit_path: std::path::PathBuf,
+}
+
+pub fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.events.audit_log = dir.path().join("audit.jsonl");
+    config.control.file = dir.path().join("control.json");
+    edit(&mut config);
+    let audit_path = config.events.audit_log.clone();
+    let service = build_with_clock(&config, ReplayClock::Fixed(500)).unwrap();
+    Harness {
+        service,
+        _dir: dir,
+        audit_path,
+    }
+}
+
+pub fn harness() -> Harness {
+    harness_with(|_| {})
+}
+
+pub async fn call(
+    h: &Harness,
+    method: &str,
+    path: &str,
+    body: Body,
+) -> (StatusCode, Value, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .body(body)
+        .unwrap();
+    let res = router(Arc::clone(&h.service.state))
+        .oneshot(req)
+        .await
+        .unwrap();
+    let status = res.status();
+    let ctype = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    if status != StatusCode::OK || path != "/metrics" {
+        assert!(
+            ctype.starts_with("application/json"),
+            "{path}: content-type {ctype:?} for {text}"
+        );
+    }
+    (status, json, text)
+}
+
+pub async fn predict(h: &Harness, body: &str) -> (StatusCode, Value) {
+    let (s, v, _) = call(h, "POST", "/api/v1/predict", Body::from(body.to_owned())).await;
+    (s, v)
+}
+
+pub fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+pub fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| (*s).to_owned()).collect()
+}
+
+pub fn assert_error(v: &Value, code: &str) {
+    assert_eq!(keys(v), set(&["error"]), "{v}");
+    assert_eq!(v["error"]["code"], code, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+}
+
+/// A request with headers.
+pub async fn call_with(
+    h: &Harness,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = router(Arc::clone(&h.service.state))
+        .oneshot(req.body(Body::from(body.to_owned())).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Every event of the audit log, after the service flushed it.
+pub fn audit_events(h: &Harness) -> Vec<Value> {
+    std::fs::read_to_string(&h.audit_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
