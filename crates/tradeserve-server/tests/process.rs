@@ -3,76 +3,31 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 use tradeserve_loadgen::{LoadConfig, run};
+use tradeserve_testkit::ServiceProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
 
-struct Server {
-    child: Child,
-    addr: String,
-    logs: std::sync::mpsc::Receiver<Value>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Stop by PID if a test failed before the planned shutdown.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &tempfile::TempDir) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("TRADESERVE_SERVER__LOG_FORMAT", "json")
-        .env(
-            "TRADESERVE_EVENTS__AUDIT_LOG",
-            dir.path().join("audit.jsonl"),
-        )
-        .env("TRADESERVE_CONTROL__FILE", dir.path().join("control.json"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    // From here on the child is owned by `Server`, whose Drop kills and reaps it.
-    let mut server = Server {
-        child,
-        addr: String::new(),
-        logs: rx,
-    };
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = server
-            .logs
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("no 'listening' log line");
-        if v["fields"]["message"] == "listening" {
-            let addr = v["fields"]["addr"].as_str().unwrap().to_owned();
-            assert!(
-                addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
-                "{addr}"
-            );
-            server.addr = addr;
-            return server;
-        }
-    }
+fn start(dir: &tempfile::TempDir) -> ServiceProcess {
+    ServiceProcess::start(
+        BIN,
+        &[
+            (
+                "TRADESERVE_EVENTS__AUDIT_LOG",
+                dir.path().join("audit.jsonl").display().to_string(),
+            ),
+            (
+                "TRADESERVE_CONTROL__FILE",
+                dir.path().join("control.json").display().to_string(),
+            ),
+        ],
+    )
 }
 
 #[test]

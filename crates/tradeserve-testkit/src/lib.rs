@@ -321,6 +321,78 @@ impl RedisServer {
     }
 }
 
+/// The `tradeserve` binary running as a child process on `127.0.0.1:0`, with JSON logs read
+/// from its stderr. Killed (SIGKILL) and reaped when dropped, unless it already exited.
+pub struct ServiceProcess {
+    pub child: Child,
+    /// `127.0.0.1:PORT` it listens on (from its `listening` log line).
+    pub addr: String,
+    /// Every JSON log line, in order.
+    pub logs: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl ServiceProcess {
+    /// Start `bin serve --listen 127.0.0.1:0` with `envs` (plus JSON logs at info level) and
+    /// wait for it to listen.
+    pub fn start(bin: &str, envs: &[(&str, String)]) -> ServiceProcess {
+        use std::io::{BufRead, BufReader};
+        let mut command = Command::new(bin);
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("TRADESERVE_SERVER__LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("start tradeserve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // From here on the child is owned by `ServiceProcess`, whose Drop kills and reaps it.
+        let mut service = ServiceProcess {
+            child,
+            addr: String::new(),
+            logs: rx,
+        };
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = service
+                .logs
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("no 'listening' log line");
+            if v["fields"]["message"] == "listening" {
+                let addr = v["fields"]["addr"].as_str().expect("addr").to_owned();
+                assert!(
+                    addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
+                    "{addr}"
+                );
+                service.addr = addr;
+                return service;
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        // Stop by PID if a test failed before its planned shutdown.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The Python of the test harness's venv (with `mmh3`, `onnx`, `onnxruntime`):
 /// `TRADESERVE_PYTHON` or the one `scripts/test.sh` builds.
 pub fn python() -> PathBuf {

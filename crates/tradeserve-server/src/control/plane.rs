@@ -414,10 +414,19 @@ impl ControlPlane {
         };
         let c = stats.arm(Arm::Control).snapshot();
         let t = stats.arm(Arm::Treatment).snapshot();
+        // At `full` no unit is on control: compare with control as last measured.
+        let control_p99 = c.inference_p99_us.or_else(|| {
+            Stage::ACTIVE
+                .iter()
+                .rev()
+                .filter(|s| **s < r.stage)
+                .filter_map(|s| self.rollout_stats(&r.rollout_id, *s))
+                .find_map(|s| s.arm(Arm::Control).snapshot().inference_p99_us)
+        });
         GateInputs {
             candidate_decisions: t.decisions,
             candidate_errors: t.errors,
-            control_inference_p99_us: c.inference_p99_us,
+            control_inference_p99_us: control_p99,
             candidate_inference_p99_us: t.inference_p99_us,
             shadow_compared: t.shadow_compared,
             shadow_agreed: t.shadow_agreed,

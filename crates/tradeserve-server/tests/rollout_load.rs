@@ -1,0 +1,505 @@
+//! Experiments and rollouts on the running binary under open-loop load (DESIGN.md §6–7): the
+//! observed split, a full rollout with no failed request, rollback times on one replica and
+//! across two replicas sharing a real Redis, and a bad candidate rolled back by its gate.
+//! Timings are printed (stderr) for `docs/BENCHMARKS.md`; the assertions hold the targets.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tradeserve_core::experiment;
+use tradeserve_loadgen::{LoadConfig, Report, run};
+use tradeserve_testkit::{RedisServer, ServiceProcess};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
+const SYMBOLS: [&str; 8] = ["AAPL", "MSFT", "NVDA", "SPY", "TSLA", "AMZN", "META", "QQQ"];
+
+fn env(dir: &Path, extra: &[(&str, &str)]) -> Vec<(&'static str, String)> {
+    let mut v = vec![
+        (
+            "TRADESERVE_EVENTS__AUDIT_LOG",
+            dir.join("audit.jsonl").display().to_string(),
+        ),
+        (
+            "TRADESERVE_CONTROL__FILE",
+            dir.join("control.json").display().to_string(),
+        ),
+        ("TRADESERVE_CONTROL__GATE_INTERVAL", "200ms".to_owned()),
+        ("TRADESERVE_CONTROL__POLL_INTERVAL", "500ms".to_owned()),
+    ];
+    for (k, val) in extra {
+        let key: &'static str = Box::leak(k.to_string().into_boxed_str());
+        v.push((key, (*val).to_owned()));
+    }
+    v
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn load(url: &str, rate: f64, requests: u64) -> LoadConfig {
+    LoadConfig {
+        url: url.to_owned(),
+        rate,
+        requests,
+        warmup: 0,
+        connections: 16,
+        symbols: SYMBOLS.iter().map(|s| (*s).to_owned()).collect(),
+        extra: None,
+        timeout: Duration::from_secs(5),
+        path: "/api/v1/predict".into(),
+    }
+}
+
+/// Every request got a decision (200 or 403): nothing failed.
+fn assert_no_failures(report: &Report) {
+    let failed: u64 = report
+        .statuses
+        .iter()
+        .filter(|(s, _)| *s != "200" && *s != "403")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(failed, 0, "statuses {:?}", report.statuses);
+    assert_eq!(report.decisions, report.requests, "{report:?}");
+}
+
+async fn send(client: &reqwest::Client, method: &str, url: String, body: Value) -> (u16, Value) {
+    let req = match method {
+        "GET" => client.get(url),
+        _ if body.is_null() => client.post(url),
+        _ => client.post(url).json(&body),
+    };
+    let res = req.header("x-actor", "test").send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn decide(client: &reqwest::Client, url: &str) -> Value {
+    let (s, d) = send(
+        client,
+        "POST",
+        format!("{url}/api/v1/predict"),
+        json!({"symbol": "AAPL", "risk_check": false}),
+    )
+    .await;
+    assert_eq!(s, 200, "{d}");
+    d
+}
+
+async fn wait_stage(
+    client: &reqwest::Client,
+    url: &str,
+    id: &str,
+    stage: &str,
+    within: Duration,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (_, r) = send(
+            client,
+            "GET",
+            format!("{url}/api/v1/rollouts/{id}"),
+            Value::Null,
+        )
+        .await;
+        if r["stage"] == stage {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rollout never reached {stage}: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Gates that pass on a healthy candidate in a debug build within about a second a stage.
+fn quick_gates() -> Value {
+    json!({
+        "min_decisions": 100,
+        "durations": {"shadow": "1s", "canary": "1s", "partial": "1s", "full": "1s"},
+        "max_latency_increase": 20.0,
+        "max_error_rate": 0.0,
+        "min_agreement": 0.0,
+        "outcome_alpha": 0.0
+    })
+}
+
+#[test]
+#[ignore = "load test on the binary (scripts/test.sh runs it)"]
+fn observed_split_is_within_two_points_over_ten_thousand_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServiceProcess::start(BIN, &env(dir.path(), &[]));
+    let url = server.url();
+    let rt = runtime();
+    let client = reqwest::Client::new();
+    let spec = json!({"experiment_id": "exp-split", "role": "bull_specialist", "control_model_version": "1",
+        "treatment_model_version": "2", "traffic_split": 0.3, "bucketing": "decision"});
+    let (s, e) = rt.block_on(send(
+        &client,
+        "POST",
+        format!("{url}/api/v1/experiments"),
+        spec,
+    ));
+    assert_eq!(s, 201, "{e}");
+    let report = rt.block_on(run(load(&url, 1000.0, 10_000))).unwrap();
+    assert_no_failures(&report);
+    let (_, r) = rt.block_on(send(
+        &client,
+        "GET",
+        format!("{url}/api/v1/experiments/exp-split/report"),
+        Value::Null,
+    ));
+    let n = |arm: &str| r["arms"][arm]["decisions"].as_u64().unwrap();
+    assert_eq!(n("control") + n("treatment"), 10_000, "{r}");
+    let share = r["observed_treatment_share"].as_f64().unwrap();
+    eprintln!("observed treatment share {share:.4} at split 0.30 over 10,000 decisions");
+    assert!((share - 0.3).abs() <= 0.02, "share {share}");
+
+    // In the audit trail every decision's arm is the published rule applied to its unit.
+    drop(server);
+    let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let mut checked = 0;
+    for line in text.lines() {
+        let e: Value = serde_json::from_str(line).unwrap();
+        if e["event_type"] != "trading_decision" {
+            continue;
+        }
+        let id = e["decision_id"].as_str().unwrap();
+        let bucket = experiment::bucket("exp-split", id);
+        assert_eq!(e["experiment"]["bucket"], bucket);
+        let arm = if f64::from(bucket) < 3000.0 {
+            "treatment"
+        } else {
+            "control"
+        };
+        assert_eq!(e["experiment"]["arm"], arm);
+        assert_eq!(
+            e["model_versions"]["bull_specialist"],
+            if arm == "treatment" { "2" } else { "1" }
+        );
+        checked += 1;
+    }
+    // SIGKILL may lose the last unflushed second of the log; the rest is checked.
+    assert!(checked >= 8_000, "{checked}");
+}
+
+#[test]
+#[ignore = "load test on the binary (scripts/test.sh runs it)"]
+fn a_full_rollout_under_load_fails_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServiceProcess::start(BIN, &env(dir.path(), &[]));
+    let url = server.url();
+    let rt = runtime();
+    let client = reqwest::Client::new();
+    let load_url = url.clone();
+    let loader = std::thread::spawn(move || {
+        runtime()
+            .block_on(run(load(&load_url, 400.0, 6_000)))
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let spec = json!({"rollout_id": "ro-full", "candidate": {"bull_specialist": "2", "bear_specialist": "2",
+        "sideways_specialist": "2", "meta_controller": "2"}, "gates": quick_gates()});
+    let (s, r) = rt.block_on(send(
+        &client,
+        "POST",
+        format!("{url}/api/v1/rollouts"),
+        spec,
+    ));
+    assert_eq!(s, 201, "{r}");
+    let started = Instant::now();
+    let done = rt.block_on(wait_stage(
+        &client,
+        &url,
+        "ro-full",
+        "completed",
+        Duration::from_secs(13),
+    ));
+    eprintln!(
+        "shadow → completed in {:.1} s under load",
+        started.elapsed().as_secs_f64()
+    );
+    let report = loader.join().unwrap();
+    assert_no_failures(&report);
+    let stages: Vec<&str> = done["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["shadow", "canary", "partial", "full", "completed"]);
+    for t in &done["history"].as_array().unwrap()[1..] {
+        assert_eq!(
+            (&t["actor"], &t["reason"]),
+            (&json!("gate"), &json!("gate passed"))
+        );
+    }
+    let (_, m) = rt.block_on(send(
+        &client,
+        "GET",
+        format!("{url}/api/v1/models"),
+        Value::Null,
+    ));
+    for role in [
+        "bull_specialist",
+        "bear_specialist",
+        "sideways_specialist",
+        "meta_controller",
+    ] {
+        assert_eq!(m["models"][role]["version"], "2", "{m}");
+    }
+    assert_eq!(m["models"]["regime_detector"]["version"], "1");
+}
+
+#[test]
+#[ignore = "load test on the binary (scripts/test.sh runs it)"]
+fn rollback_under_load_reaches_control_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServiceProcess::start(BIN, &env(dir.path(), &[]));
+    let url = server.url();
+    let rt = runtime();
+    let client = reqwest::Client::new();
+    let spec = json!({"rollout_id": "ro-rb", "candidate": {"bull_specialist": "2"}, "auto_promote": false});
+    let (s, _) = rt.block_on(send(
+        &client,
+        "POST",
+        format!("{url}/api/v1/rollouts"),
+        spec,
+    ));
+    assert_eq!(s, 201);
+    for _ in 0..3 {
+        let (s, _) = rt.block_on(send(
+            &client,
+            "POST",
+            format!("{url}/api/v1/rollouts/ro-rb/promote"),
+            Value::Null,
+        ));
+        assert_eq!(s, 200);
+    }
+    let load_url = url.clone();
+    let loader = std::thread::spawn(move || {
+        runtime()
+            .block_on(run(load(&load_url, 500.0, 3_000)))
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let d = rt.block_on(decide(&client, &url));
+    assert_eq!(
+        d["metadata"]["rollout"]["arm"], "treatment",
+        "full stage: {d}"
+    );
+    let t0 = Instant::now();
+    let (s, _) = rt.block_on(send(
+        &client,
+        "POST",
+        format!("{url}/api/v1/rollouts/ro-rb/rollback"),
+        json!({"reason": "drill"}),
+    ));
+    assert_eq!(s, 200);
+    let api = t0.elapsed();
+    // From the call, how long until decisions are control, checked on the next 50.
+    let mut first_control = None;
+    while first_control.is_none() {
+        let d = rt.block_on(decide(&client, &url));
+        if d["metadata"]["rollout"].is_null() {
+            first_control = Some(t0.elapsed());
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "still on the candidate: {d}"
+        );
+    }
+    for _ in 0..50 {
+        let d = rt.block_on(decide(&client, &url));
+        assert!(d["metadata"]["rollout"].is_null(), "{d}");
+        assert_eq!(d["metadata"]["model_versions"]["bull_specialist"], "1");
+    }
+    let took = first_control.unwrap();
+    eprintln!(
+        "one replica: rollback API answered in {:.2} ms; 100% control {:.2} ms after the call",
+        api.as_secs_f64() * 1e3,
+        took.as_secs_f64() * 1e3
+    );
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_no_failures(&loader.join().unwrap());
+}
+
+#[test]
+#[ignore = "needs redis-server (scripts/test.sh installs it)"]
+fn two_replicas_sharing_redis_converge_on_a_rollback_within_five_seconds() {
+    let redis = RedisServer::start();
+    let redis_env = [
+        ("TRADESERVE_CONTROL__STORE", "redis"),
+        (
+            "TRADESERVE_CONTROL__REDIS_URL",
+            &*Box::leak(redis.url().into_boxed_str()),
+        ),
+    ];
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = ServiceProcess::start(BIN, &env(da.path(), &redis_env));
+    let b = ServiceProcess::start(BIN, &env(db.path(), &redis_env));
+    let (ua, ub) = (a.url(), b.url());
+    let rt = runtime();
+    let client = reqwest::Client::new();
+    let spec = json!({"rollout_id": "ro-shared", "candidate": {"bull_specialist": "2"}, "auto_promote": false});
+    let (s, r) = rt.block_on(send(&client, "POST", format!("{ua}/api/v1/rollouts"), spec));
+    assert_eq!(s, 201, "{r}");
+    for _ in 0..3 {
+        let (s, _) = rt.block_on(send(
+            &client,
+            "POST",
+            format!("{ua}/api/v1/rollouts/ro-shared/promote"),
+            Value::Null,
+        ));
+        assert_eq!(s, 200);
+    }
+    // Replica B picks the change up from Redis (and loads the candidate) by itself.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let d = rt.block_on(decide(&client, &ub));
+        if d["metadata"]["rollout"]["arm"] == "treatment" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica B never saw the rollout: {d}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, rb) = rt.block_on(send(
+        &client,
+        "GET",
+        format!("{ub}/api/v1/rollouts/ro-shared"),
+        Value::Null,
+    ));
+    assert_eq!(rb["stage"], "full");
+
+    let load_b = ub.clone();
+    let loader = std::thread::spawn(move || {
+        runtime()
+            .block_on(run(load(&load_b, 300.0, 1_500)))
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = Instant::now();
+    let (s, _) = rt.block_on(send(
+        &client,
+        "POST",
+        format!("{ua}/api/v1/rollback"),
+        json!({"reason": "kill switch drill"}),
+    ));
+    assert_eq!(s, 200);
+    let on_a = {
+        let d = rt.block_on(decide(&client, &ua));
+        assert!(d["metadata"]["rollout"].is_null(), "{d}");
+        t0.elapsed()
+    };
+    let on_b = loop {
+        let d = rt.block_on(decide(&client, &ub));
+        if d["metadata"]["rollout"].is_null() {
+            break t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "replica B still on the candidate: {d}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    for _ in 0..30 {
+        let d = rt.block_on(decide(&client, &ub));
+        assert!(d["metadata"]["rollout"].is_null(), "{d}");
+    }
+    eprintln!(
+        "two replicas: kill switch on A; A control after {:.1} ms, B after {:.1} ms",
+        on_a.as_secs_f64() * 1e3,
+        on_b.as_secs_f64() * 1e3
+    );
+    assert!(on_b < Duration::from_secs(5));
+    assert_no_failures(&loader.join().unwrap());
+}
+
+#[test]
+#[ignore = "needs the test harness's Python venv (scripts/test.sh)"]
+fn an_always_hold_candidate_is_rolled_back_by_its_gate_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    let src = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"));
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(src)
+        .arg(&models)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = std::process::Command::new(tradeserve_testkit::python())
+        .arg(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../training/degenerate_model.py"
+        )))
+        .arg("--models")
+        .arg(&models)
+        .args(["--version", "9"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let models_env = models.display().to_string();
+    let server = ServiceProcess::start(
+        BIN,
+        &env(dir.path(), &[("TRADESERVE_MODELS__DIR", &models_env)]),
+    );
+    let url = server.url();
+    let rt = runtime();
+    let client = reqwest::Client::new();
+    let load_url = url.clone();
+    let loader = std::thread::spawn(move || {
+        runtime()
+            .block_on(run(load(&load_url, 400.0, 2_400)))
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let mut gates = quick_gates();
+    gates["min_agreement"] = json!(0.6);
+    gates["durations"]["shadow"] = json!("30s");
+    let spec = json!({"rollout_id": "ro-bad", "candidate": {"bull_specialist": "9", "bear_specialist": "9",
+        "sideways_specialist": "9"}, "gates": gates});
+    let (s, r) = rt.block_on(send(
+        &client,
+        "POST",
+        format!("{url}/api/v1/rollouts"),
+        spec,
+    ));
+    assert_eq!(s, 201, "{r}");
+    let t0 = Instant::now();
+    let r = rt.block_on(wait_stage(
+        &client,
+        &url,
+        "ro-bad",
+        "rolled_back",
+        Duration::from_secs(10),
+    ));
+    eprintln!(
+        "always-HOLD candidate rolled back by its gate {:.2} s after the rollout began",
+        t0.elapsed().as_secs_f64()
+    );
+    let last = r["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["from"], "shadow");
+    assert_eq!(last["actor"], "gate");
+    let reason = last["reason"].as_str().unwrap();
+    assert!(reason.starts_with("gate failed: agreement"), "{reason}");
+    // It never served a decision: shadow only, then control.
+    let d = rt.block_on(decide(&client, &url));
+    assert!(d["metadata"]["rollout"].is_null());
+    assert_no_failures(&loader.join().unwrap());
+}
