@@ -321,3 +321,69 @@ fn the_cli_publishes_a_model_folder_and_moves_the_alias() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a model folder"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs a real MLflow server: run scripts/test.sh"]
+async fn a_completed_rollout_moves_the_champion_alias() {
+    let mlflow = MlflowServer::start();
+    let client = MlflowClient::new(&mlflow.url(), None, Duration::from_secs(10)).unwrap();
+    for role in Role::ALL {
+        publish(
+            &client,
+            &model_dir(role, "1"),
+            &role.registry_name(),
+            Some("champion"),
+        )
+        .await
+        .unwrap();
+    }
+    // Version 2 of one role is registered but not the champion.
+    publish(
+        &client,
+        &model_dir(Role::BullSpecialist, "2"),
+        &Role::BullSpecialist.registry_name(),
+        None,
+    )
+    .await
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let audit = tempfile::tempdir().unwrap();
+    let (service, poller) = start(&config(&mlflow.url(), cache.path(), audit.path())).await;
+    let state = &service.state;
+    assert_eq!(served_version(state, Role::BullSpecialist).await, "1");
+
+    // A version the registry does not have is refused at creation.
+    let (s, v) = call(
+        state,
+        "POST",
+        "/api/v1/rollouts",
+        r#"{"candidate":{"bull_specialist":"5"}}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "unknown_model_version");
+
+    let body = r#"{"rollout_id":"ro-ml","candidate":{"bull_specialist":"2"},"auto_promote":false}"#;
+    let (s, v) = call(state, "POST", "/api/v1/rollouts", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    for stage in ["canary", "partial", "full", "completed"] {
+        let (s, v) = call(state, "POST", "/api/v1/rollouts/ro-ml/promote", "").await;
+        assert_eq!(
+            (s, v["stage"].as_str()),
+            (StatusCode::OK, Some(stage)),
+            "{v}"
+        );
+    }
+    // The alias moved in MLflow, and the candidate serves at once.
+    let champion = client
+        .version_by_alias(&Role::BullSpecialist.registry_name(), "champion")
+        .await
+        .unwrap();
+    assert_eq!(champion.version, "2");
+    assert_eq!(served_version(state, Role::BullSpecialist).await, "2");
+    // The poller later resolves the moved alias to the same set: nothing flips back.
+    tokio::time::sleep(POLL * 3).await;
+    assert_eq!(served_version(state, Role::BullSpecialist).await, "2");
+    assert_eq!(served_version(state, Role::BearSpecialist).await, "1");
+    poller.abort();
+}
