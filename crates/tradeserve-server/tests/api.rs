@@ -599,7 +599,17 @@ async fn models_symbols_and_openapi() {
             "/health/live",
             "/health/ready",
             "/metrics",
-            "/openapi.json"
+            "/openapi.json",
+            "/api/v1/experiments",
+            "/api/v1/experiments/{id}",
+            "/api/v1/experiments/{id}/report",
+            "/api/v1/outcomes",
+            "/api/v1/rollouts",
+            "/api/v1/rollouts/{id}",
+            "/api/v1/rollouts/{id}/promote",
+            "/api/v1/rollouts/{id}/pause",
+            "/api/v1/rollouts/{id}/rollback",
+            "/api/v1/rollback"
         ])
     );
 }

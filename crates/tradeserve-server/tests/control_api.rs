@@ -182,6 +182,10 @@ async fn experiment_lifecycle_and_validation() {
         .into_iter()
         .filter(|e| e["event_type"] == "control_change")
         .collect();
+    let control_schema = tradeserve_testkit::control_event_schema();
+    for e in &changes {
+        assert!(control_schema.is_valid(e), "{e}");
+    }
     let actions: Vec<&str> = changes
         .iter()
         .map(|e| e["action"].as_str().unwrap())
@@ -492,6 +496,19 @@ async fn a_manual_rollout_walks_every_stage_and_becomes_champion() {
         assert_eq!(s["model_versions"]["bull_specialist"], "2", "{e}");
         assert!(["BUY", "SELL", "HOLD"].contains(&s["action"].as_str().unwrap()));
         assert_eq!(s["agreed"], json!(s["action"] == e["action"]));
+    }
+    let (decision_schema, control_schema) = (
+        tradeserve_testkit::event_schema(),
+        tradeserve_testkit::control_event_schema(),
+    );
+    for e in &events {
+        let schema = if e["event_type"] == "control_change" {
+            &control_schema
+        } else {
+            &decision_schema
+        };
+        let errors: Vec<String> = schema.iter_errors(e).map(|x| x.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}: {e}");
     }
     let transitions: Vec<(String, String)> = events
         .iter()

@@ -452,13 +452,23 @@ pub fn sample_event(decision_id: uuid::Uuid, symbol: &str) -> tradeserve_core::D
     }
 }
 
+fn schema(file: &str) -> jsonschema::Validator {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../schemas")
+        .join(file);
+    let text = std::fs::read_to_string(&path).expect("read the schema");
+    let schema: serde_json::Value = serde_json::from_str(&text).expect("the schema is JSON");
+    jsonschema::validator_for(&schema).expect("the schema compiles")
+}
+
 /// The published decision-event JSON Schema (`schemas/decision_event.schema.json`), compiled.
 pub fn event_schema() -> jsonschema::Validator {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/decision_event.schema.json");
-    let text = std::fs::read_to_string(&path).expect("read the event schema");
-    let schema: serde_json::Value = serde_json::from_str(&text).expect("the event schema is JSON");
-    jsonschema::validator_for(&schema).expect("the event schema compiles")
+    schema("decision_event.schema.json")
+}
+
+/// The published control-event JSON Schema (`schemas/control_event.schema.json`), compiled.
+pub fn control_event_schema() -> jsonschema::Validator {
+    schema("control_event.schema.json")
 }
 
 /// One record read back from a topic: its key and its JSON value.
