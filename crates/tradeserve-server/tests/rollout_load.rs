@@ -14,6 +14,14 @@ use tradeserve_loadgen::{LoadConfig, Report, run};
 use tradeserve_testkit::{RedisServer, ServiceProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
+/// The load tests run one at a time: two debug-build services under load on two cores would
+/// measure each other.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 const SYMBOLS: [&str; 8] = ["AAPL", "MSFT", "NVDA", "SPY", "TSLA", "AMZN", "META", "QQQ"];
 
 fn env(dir: &Path, extra: &[(&str, &str)]) -> Vec<(&'static str, String)> {
@@ -135,6 +143,7 @@ fn quick_gates() -> Value {
 #[test]
 #[ignore = "load test on the binary (scripts/test.sh runs it)"]
 fn observed_split_is_within_two_points_over_ten_thousand_decisions() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let server = ServiceProcess::start(BIN, &env(dir.path(), &[]));
     let url = server.url();
@@ -194,6 +203,7 @@ fn observed_split_is_within_two_points_over_ten_thousand_decisions() {
 #[test]
 #[ignore = "load test on the binary (scripts/test.sh runs it)"]
 fn a_full_rollout_under_load_fails_no_request() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let server = ServiceProcess::start(BIN, &env(dir.path(), &[]));
     let url = server.url();
@@ -262,6 +272,7 @@ fn a_full_rollout_under_load_fails_no_request() {
 #[test]
 #[ignore = "load test on the binary (scripts/test.sh runs it)"]
 fn rollback_under_load_reaches_control_within_a_second() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let server = ServiceProcess::start(BIN, &env(dir.path(), &[]));
     let url = server.url();
@@ -335,6 +346,7 @@ fn rollback_under_load_reaches_control_within_a_second() {
 #[test]
 #[ignore = "needs redis-server (scripts/test.sh installs it)"]
 fn two_replicas_sharing_redis_converge_on_a_rollback_within_five_seconds() {
+    let _serial = serial();
     let redis = RedisServer::start();
     let redis_env = [
         ("TRADESERVE_CONTROL__STORE", "redis"),
@@ -429,6 +441,7 @@ fn two_replicas_sharing_redis_converge_on_a_rollback_within_five_seconds() {
 #[test]
 #[ignore = "needs the test harness's Python venv (scripts/test.sh)"]
 fn an_always_hold_candidate_is_rolled_back_by_its_gate_under_load() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().join("models");
     let src = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"));

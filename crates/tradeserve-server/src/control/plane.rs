@@ -415,19 +415,20 @@ impl ControlPlane {
         let c = stats.arm(Arm::Control).snapshot();
         let t = stats.arm(Arm::Treatment).snapshot();
         // At `full` no unit is on control: compare with control as last measured.
-        let control_p99 = c.inference_p99_us.or_else(|| {
+        let p99_us = |a: &tradeserve_core::stats::ArmSnapshot| a.latency_ms.p99.map(|ms| ms * 1e3);
+        let control_p99 = p99_us(&c).or_else(|| {
             Stage::ACTIVE
                 .iter()
                 .rev()
                 .filter(|s| **s < r.stage)
                 .filter_map(|s| self.rollout_stats(&r.rollout_id, *s))
-                .find_map(|s| s.arm(Arm::Control).snapshot().inference_p99_us)
+                .find_map(|s| p99_us(&s.arm(Arm::Control).snapshot()))
         });
         GateInputs {
             candidate_decisions: t.decisions,
             candidate_errors: t.errors,
-            control_inference_p99_us: control_p99,
-            candidate_inference_p99_us: t.inference_p99_us,
+            control_latency_p99_us: control_p99,
+            candidate_latency_p99_us: p99_us(&t),
             shadow_compared: t.shadow_compared,
             shadow_agreed: t.shadow_agreed,
             control_outcomes: c.outcomes,

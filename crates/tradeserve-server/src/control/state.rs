@@ -533,27 +533,24 @@ mod tests {
         s.apply(ro("r"), &actor(), &champion(), NOW).unwrap();
         let failing = GateInputs {
             candidate_decisions: 5000,
-            control_inference_p99_us: Some(10.0),
-            candidate_inference_p99_us: Some(100.0),
+            control_latency_p99_us: Some(10.0),
+            candidate_latency_p99_us: Some(100.0),
             ..Default::default()
         };
-        let report = evaluate_gates(Stage::Shadow, &Gates::default(), NOW, &failing, NOW);
-        assert_eq!(report.verdict, Verdict::Fail);
-        s.apply(Command::Promote("r".into()), &actor(), &champion(), NOW)
-            .unwrap();
+        let canary = evaluate_gates(Stage::Canary, &Gates::default(), NOW, &failing, NOW);
+        assert_eq!(canary.verdict, Verdict::Fail);
+        // Still in shadow: a canary verdict does not apply.
         assert!(matches!(
             s.apply(
-                Command::Gate("r".into(), report.clone()),
+                Command::Gate("r".into(), canary.clone()),
                 &actor(),
                 &champion(),
                 NOW
             ),
             Err(CommandError::Conflict(_))
         ));
-        let canary = GateReport {
-            stage: Stage::Canary,
-            ..report
-        };
+        s.apply(Command::Promote("r".into()), &actor(), &champion(), NOW)
+            .unwrap();
         let ev = s
             .apply(
                 Command::Gate("r".into(), canary),
