@@ -485,6 +485,36 @@ async fn a_manual_rollout_walks_every_stage_and_becomes_champion() {
     assert_eq!(d["metadata"]["model_versions"]["sideways_specialist"], "2");
 
     flush(&h);
+    // The metrics tell the same story.
+    let (_, _, text) = call(&h, "GET", "/metrics", axum::body::Body::empty()).await;
+    let metric = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{series} missing"))
+    };
+    let changes = "tradeserve_control_changes_total";
+    assert_eq!(
+        metric(&format!(
+            r#"{changes}{{action="promoted",subject="rollout"}}"#
+        )),
+        3.0
+    );
+    assert_eq!(
+        metric(&format!(
+            r#"{changes}{{action="completed",subject="rollout"}}"#
+        )),
+        1.0
+    );
+    assert_eq!(metric("tradeserve_rollout_stage"), 0.0);
+    let treated: usize = shares.iter().sum();
+    assert_eq!(
+        metric(r#"tradeserve_arm_decisions_total{arm="treatment",kind="rollout"}"#),
+        treated as f64
+    );
+    let shadow = "tradeserve_shadow_runs_total";
+    let runs = metric(&format!(r#"{shadow}{{result="agreed"}}"#))
+        + metric(&format!(r#"{shadow}{{result="disagreed"}}"#));
+    assert_eq!(runs, 20.0);
     let events = audit_events(&h);
     let shadowed: Vec<&Value> = events
         .iter()

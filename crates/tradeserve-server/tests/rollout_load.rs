@@ -81,8 +81,10 @@ fn assert_no_failures(report: &Report) {
 async fn send(client: &reqwest::Client, method: &str, url: String, body: Value) -> (u16, Value) {
     let req = match method {
         "GET" => client.get(url),
-        _ if body.is_null() => client.post(url),
-        _ => client.post(url).json(&body),
+        "DELETE" => client.delete(url),
+        "POST" if body.is_null() => client.post(url),
+        "POST" => client.post(url).json(&body),
+        other => panic!("method {other}"),
     };
     let res = req.header("x-actor", "test").send().await.unwrap();
     let status = res.status().as_u16();
@@ -172,13 +174,70 @@ fn observed_split_is_within_two_points_over_ten_thousand_decisions() {
     eprintln!("observed treatment share {share:.4} at split 0.30 over 10,000 decisions");
     assert!((share - 0.3).abs() <= 0.02, "share {share}");
 
+    // Then units of symbol × day, under load: each unit keeps one arm for all its decisions.
+    let (s, _) = rt.block_on(send(
+        &client,
+        "DELETE",
+        format!("{url}/api/v1/experiments/exp-split"),
+        Value::Null,
+    ));
+    assert_eq!(s, 200);
+    let spec = json!({"experiment_id": "exp-units", "role": "bear_specialist", "control_model_version": "1",
+        "treatment_model_version": "2", "traffic_split": 0.5});
+    let (s, e) = rt.block_on(send(
+        &client,
+        "POST",
+        format!("{url}/api/v1/experiments"),
+        spec,
+    ));
+    assert_eq!(s, 201, "{e}");
+    let mut timed = load(&url, 1000.0, 4_000);
+    // Point-in-time requests spread over the data's trading days.
+    timed.symbols = [
+        "AAPL", "MSFT", "NVDA", "SPY", "TSLA", "AMZN", "META", "QQQ", "JPM", "GOOGL",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let report = rt.block_on(async {
+        let mut reports = Vec::new();
+        for day in ["2025-10-07", "2025-10-10", "2025-10-15", "2025-10-20"] {
+            let mut c = timed.clone();
+            c.requests = 1_000;
+            let mut extra = serde_json::Map::new();
+            extra.insert("timestamp".into(), json!(format!("{day}T17:00:00Z")));
+            c.extra = Some(extra);
+            reports.push(run(c).await.unwrap());
+        }
+        reports
+    });
+    for r in &report {
+        assert_no_failures(r);
+    }
+
     // In the audit trail every decision's arm is the published rule applied to its unit.
     drop(server);
     let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     let mut checked = 0;
+    let mut unit_arm: std::collections::BTreeMap<String, String> = Default::default();
+    let mut unit_decisions = 0;
     for line in text.lines() {
         let e: Value = serde_json::from_str(line).unwrap();
         if e["event_type"] != "trading_decision" {
+            continue;
+        }
+        if e["experiment"]["id"] == "exp-units" {
+            let day = &e["features_as_of"].as_str().unwrap()[..10];
+            let key = format!("{}:{day}", e["symbol"].as_str().unwrap());
+            let bucket = experiment::bucket("exp-units", &key);
+            assert_eq!(e["experiment"]["bucket"], bucket, "{key}");
+            let arm = e["experiment"]["arm"].as_str().unwrap().to_owned();
+            let first = unit_arm.entry(key.clone()).or_insert_with(|| arm.clone());
+            assert_eq!(*first, arm, "unit {key} changed arm");
+            unit_decisions += 1;
+            continue;
+        }
+        if e["experiment"]["id"] != "exp-split" {
             continue;
         }
         let id = e["decision_id"].as_str().unwrap();
@@ -197,7 +256,13 @@ fn observed_split_is_within_two_points_over_ten_thousand_decisions() {
         checked += 1;
     }
     // SIGKILL may lose the last unflushed second of the log; the rest is checked.
-    assert!(checked >= 8_000, "{checked}");
+    assert!(checked >= 9_000, "{checked}");
+    assert!(unit_decisions >= 3_000, "{unit_decisions}");
+    assert_eq!(unit_arm.len(), 40, "10 symbols × 4 days: {unit_arm:?}");
+    let treated = unit_arm.values().filter(|a| *a == "treatment").count();
+    eprintln!(
+        "symbol_date: {unit_decisions} decisions in 40 units, {treated} units treated, none changed arm"
+    );
 }
 
 #[test]
