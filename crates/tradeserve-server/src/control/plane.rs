@@ -1,12 +1,13 @@
 //! The control plane: owns the champion model set, the control state (experiments,
 //! rollouts, kill switch) and the routing snapshot built from both.
 //!
-//! Writers ([`ControlPlane::execute`]) are serialized by an async mutex, held on purpose
-//! across the store and model-loading awaits and never touched by a request. Each write reads
-//! the latest state from the store, applies the command, loads any model version it names,
-//! then compare-and-swaps the store; only then is the new routing snapshot published and the
-//! audit events emitted. Requests only ever load the published snapshot (one atomic load).
-//! Other replicas' writes arrive through [`ControlPlane::refresh`], run by the poller.
+//! Writers ([`ControlPlane::execute`]) first load any model version the change names (no lock
+//! held, so a slow download never delays a rollback), then take an async mutex — held on
+//! purpose across the store awaits, never touched by a request — read the latest state from
+//! the store, apply the command and compare-and-swap the store; only then is the new routing
+//! snapshot published and the audit events emitted. Requests only ever load the published
+//! snapshot (one atomic load). Other replicas' writes arrive through
+//! [`ControlPlane::refresh`], run by the poller.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -288,14 +289,19 @@ impl ControlPlane {
     /// Re-read the store and serve what another replica (or a restart) wrote. Called by the
     /// poller; returns whether the state changed.
     pub async fn refresh(&self) -> Result<bool, PlaneError> {
-        let _w = self.writer.lock().await;
         let stored = self.store_call(self.store.load()).await?;
-        if stored.revision == self.view.load().revision {
+        if stored.revision <= self.view.load().revision {
             return Ok(false);
         }
-        // Rollbacks need no loading; a new experiment's models load here, off the request path.
+        // A new experiment's models load here, off the request path and without the writer
+        // lock, so a slow download never delays a local rollback. Rollbacks need no loading.
         if let Err(e) = self.load_models(&stored).await {
             tracing::error!(error = %e, "models of the stored control state do not load; their traffic stays on control");
+        }
+        let _w = self.writer.lock().await;
+        // A local write may have moved past this state meanwhile: never go back.
+        if stored.revision <= self.view.load().revision {
+            return Ok(false);
         }
         self.adopt(stored);
         Ok(true)
@@ -316,10 +322,25 @@ impl ControlPlane {
         command: Command,
         actor: &Actor,
     ) -> Result<Arc<ControlState>, PlaneError> {
-        let _w = self.writer.lock().await;
         if self.champion.load().is_none() {
             return Err(PlaneError::NotReady);
         }
+        // Load what the change will route to before taking the writer lock: a slow download
+        // (a new experiment's version from MLflow) must not hold up a rollback or the kill
+        // switch. Inside the lock the versions are then already loaded.
+        let mut preview = (*self.view.load_full()).clone();
+        if preview
+            .apply(
+                command.clone(),
+                actor,
+                &self.champion_versions(),
+                OffsetDateTime::now_utc(),
+            )
+            .is_ok()
+        {
+            self.load_models(&preview).await?;
+        }
+        let _w = self.writer.lock().await;
         for _ in 0..ATTEMPTS {
             let current = self.store_call(self.store.load()).await?;
             let mut next = current.clone();
