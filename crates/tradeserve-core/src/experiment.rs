@@ -249,7 +249,8 @@ fn validate_metrics(metrics: Option<Vec<String>>) -> Result<Vec<String>, Invalid
     Ok(metrics)
 }
 
-fn validate_version(field: &'static str, v: &str) -> Result<(), InvalidField> {
+/// A registry version: 1–64 characters, no path separators or `..` (it names a folder).
+pub fn validate_version(field: &'static str, v: &str) -> Result<(), InvalidField> {
     if v.is_empty() || v.len() > 64 || v.contains(['/', '\\']) || v.contains("..") {
         return Err(invalid(field, "must be a registry version such as \"2\""));
     }

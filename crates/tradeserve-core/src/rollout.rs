@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::experiment::{Bucketing, InvalidField, invalid, validate_id};
+use crate::experiment::{Bucketing, InvalidField, invalid, validate_id, validate_version};
 use crate::types::Role;
 
 /// Where a rollout is.
@@ -256,12 +256,7 @@ impl RolloutSpec {
         };
         validate_id("rollout_id", &id)?;
         for v in self.candidate.values() {
-            if v.is_empty() || v.len() > 64 || v.contains(['/', '\\']) || v.contains("..") {
-                return Err(invalid(
-                    "candidate",
-                    "versions must be registry versions such as \"2\"",
-                ));
-            }
+            validate_version("candidate", v)?;
         }
         let mut candidate = champion.clone();
         candidate.extend(self.candidate);

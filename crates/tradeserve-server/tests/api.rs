@@ -215,12 +215,7 @@ async fn a_failed_risk_check_is_a_403_with_the_full_decision_and_an_event() {
             .contains("restricted")
     );
 
-    h.service
-        .audit_log
-        .as_ref()
-        .unwrap()
-        .shutdown(Duration::from_secs(5))
-        .unwrap();
+    flush(&h);
     let text = std::fs::read_to_string(&h.audit_path).unwrap();
     let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(last["decision_id"], d["decision_id"]);

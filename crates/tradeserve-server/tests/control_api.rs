@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -21,17 +20,6 @@ async fn post(h: &Harness, path: &str, body: &str) -> (StatusCode, Value) {
 
 async fn get(h: &Harness, path: &str) -> (StatusCode, Value) {
     call_with(h, "GET", path, &[], "").await
-}
-
-fn flush(h: &Harness) {
-    // The shadow thread emits its events before the audit log flushes.
-    h.service.shadow.shutdown();
-    h.service
-        .audit_log
-        .as_ref()
-        .unwrap()
-        .shutdown(Duration::from_secs(5))
-        .unwrap();
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use tradeserve_core::stats::{self, ArmSnapshot};
 
 use crate::control::{Actor, Command};
 use crate::error::ApiError;
-use crate::routes::body;
+use crate::routes::change;
 use crate::state::AppState;
 
 fn not_found(id: &str) -> ApiError {
@@ -43,6 +43,7 @@ pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> 
     }
 }
 
+/// Apply a change and answer with the experiment (`id`, or the newest one when created).
 async fn run(
     state: &AppState,
     command: Command,
@@ -50,35 +51,27 @@ async fn run(
     id: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    match state.control.execute(command, actor).await {
-        Ok(view) => {
-            let e = match id {
-                Some(id) => view.experiment(id),
-                // Created: the newest one.
-                None => view.experiments.last(),
-            };
-            match e {
-                Some(e) => (status, Json(e)).into_response(),
-                None => ApiError::internal("experiment missing after the change").into_response(),
-            }
-        }
-        Err(e) => ApiError::from(e).into_response(),
-    }
+    change::apply(state, command, actor, status, |view| {
+        let e = match id {
+            Some(id) => view.experiment(id),
+            None => view.experiments.last(),
+        };
+        e.and_then(|e| serde_json::to_value(e).ok())
+    })
+    .await
 }
 
 pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let who = body::who(request.headers());
-    let spec: ExperimentSpec = match body::json(request.into_body(), state.body_limit).await {
+    let (who, spec): (String, ExperimentSpec) = match change::spec(request, state.body_limit).await
+    {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    let actor = Actor {
-        who,
-        reason: spec
-            .description
-            .clone()
-            .unwrap_or_else(|| "experiment created".into()),
-    };
+    let reason = spec
+        .description
+        .clone()
+        .unwrap_or_else(|| "experiment created".into());
+    let actor = Actor { who, reason };
     run(
         &state,
         Command::CreateExperiment(spec),
@@ -94,11 +87,11 @@ pub async fn update(
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
-    let who = body::who(request.headers());
-    let update: ExperimentUpdate = match body::json(request.into_body(), state.body_limit).await {
-        Ok(u) => u,
-        Err(e) => return e.into_response(),
-    };
+    let (who, update): (String, ExperimentUpdate) =
+        match change::spec(request, state.body_limit).await {
+            Ok(u) => u,
+            Err(e) => return e.into_response(),
+        };
     let actor = Actor {
         who,
         reason: "experiment updated".into(),
@@ -118,8 +111,7 @@ pub async fn stop(
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
-    let (parts, b) = request.into_parts();
-    let actor = match body::actor(&parts.headers, b, state.body_limit, "experiment stopped").await {
+    let actor = match change::actor(request, state.body_limit, "experiment stopped").await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };

@@ -1,6 +1,7 @@
 //! HTTP handlers: each extracts its input, calls one core function, maps the result.
 
 pub mod body;
+pub mod change;
 pub mod experiments;
 pub mod ops;
 pub mod outcomes;

@@ -12,7 +12,7 @@ use tradeserve_core::rollout::{Rollout, RolloutSpec};
 
 use crate::control::{Actor, Command};
 use crate::error::ApiError;
-use crate::routes::body;
+use crate::routes::change;
 use crate::state::AppState;
 
 /// A rollout with this replica's gate evaluation and the current stage's measurements.
@@ -57,6 +57,7 @@ pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> 
     }
 }
 
+/// Apply a change and answer with the rollout (`id`, or the newest one when created).
 async fn run(
     state: &AppState,
     command: Command,
@@ -64,34 +65,26 @@ async fn run(
     id: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    match state.control.execute(command, actor).await {
-        Ok(v) => {
-            let r = match id {
-                Some(id) => v.rollout(id),
-                None => v.rollouts.last(),
-            };
-            match r {
-                Some(r) => (status, Json(view(state, r))).into_response(),
-                None => ApiError::internal("rollout missing after the change").into_response(),
-            }
-        }
-        Err(e) => ApiError::from(e).into_response(),
-    }
+    change::apply(state, command, actor, status, |v| {
+        let r = match id {
+            Some(id) => v.rollout(id),
+            None => v.rollouts.last(),
+        };
+        r.map(|r| view(state, r))
+    })
+    .await
 }
 
 pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let who = body::who(request.headers());
-    let spec: RolloutSpec = match body::json(request.into_body(), state.body_limit).await {
+    let (who, spec): (String, RolloutSpec) = match change::spec(request, state.body_limit).await {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    let actor = Actor {
-        who,
-        reason: spec
-            .description
-            .clone()
-            .unwrap_or_else(|| "rollout created".into()),
-    };
+    let reason = spec
+        .description
+        .clone()
+        .unwrap_or_else(|| "rollout created".into());
+    let actor = Actor { who, reason };
     run(
         &state,
         Command::CreateRollout(spec),
@@ -110,8 +103,7 @@ async fn act(
     make: fn(String) -> Command,
     default: &str,
 ) -> Response {
-    let (parts, b) = request.into_parts();
-    let actor = match body::actor(&parts.headers, b, state.body_limit, default).await {
+    let actor = match change::actor(request, state.body_limit, default).await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
@@ -144,17 +136,12 @@ pub async fn rollback(
 
 /// The kill switch: every experiment and rollout back to control now.
 pub async fn kill_switch(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let (parts, b) = request.into_parts();
-    let actor = match body::actor(&parts.headers, b, state.body_limit, "kill switch").await {
+    let actor = match change::actor(request, state.body_limit, "kill switch").await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
-    match state.control.execute(Command::KillSwitch, &actor).await {
-        Ok(v) => Json(json!({
-            "revision": v.revision,
-            "kill_switch": v.kill_switch,
-        }))
-        .into_response(),
-        Err(e) => ApiError::from(e).into_response(),
-    }
+    change::apply(&state, Command::KillSwitch, &actor, StatusCode::OK, |v| {
+        Some(json!({"revision": v.revision, "kill_switch": v.kill_switch}))
+    })
+    .await
 }

@@ -120,6 +120,17 @@ pub async fn call_with(
     )
 }
 
+/// Stop the shadow thread (it emits its events first), then flush and stop the audit log.
+pub fn flush(h: &Harness) {
+    h.service.shadow.shutdown();
+    h.service
+        .audit_log
+        .as_ref()
+        .unwrap()
+        .shutdown(std::time::Duration::from_secs(5))
+        .unwrap();
+}
+
 /// Every event of the audit log, after the service flushed it.
 pub fn audit_events(h: &Harness) -> Vec<Value> {
     std::fs::read_to_string(&h.audit_path)
