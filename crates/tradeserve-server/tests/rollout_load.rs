@@ -78,55 +78,67 @@ fn assert_no_failures(report: &Report) {
     assert_eq!(report.decisions, report.requests, "{report:?}");
 }
 
-async fn send(client: &reqwest::Client, method: &str, url: String, body: Value) -> (u16, Value) {
-    let req = match method {
-        "GET" => client.get(url),
-        "DELETE" => client.delete(url),
-        "POST" if body.is_null() => client.post(url),
-        "POST" => client.post(url).json(&body),
-        other => panic!("method {other}"),
-    };
-    let res = req.header("x-actor", "test").send().await.unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
+/// A blocking client of one service's API (`X-Actor: test`).
+struct Api {
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    url: String,
 }
 
-async fn decide(client: &reqwest::Client, url: &str) -> Value {
-    let (s, d) = send(
-        client,
-        "POST",
-        format!("{url}/api/v1/predict"),
-        json!({"symbol": "AAPL", "risk_check": false}),
-    )
-    .await;
-    assert_eq!(s, 200, "{d}");
-    d
-}
-
-async fn wait_stage(
-    client: &reqwest::Client,
-    url: &str,
-    id: &str,
-    stage: &str,
-    within: Duration,
-) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let (_, r) = send(
-            client,
-            "GET",
-            format!("{url}/api/v1/rollouts/{id}"),
-            Value::Null,
-        )
-        .await;
-        if r["stage"] == stage {
-            return r;
+impl Api {
+    fn new(url: &str) -> Api {
+        Api {
+            rt: runtime(),
+            client: reqwest::Client::new(),
+            url: url.to_owned(),
         }
-        assert!(
-            Instant::now() < deadline,
-            "rollout never reached {stage}: {r}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    /// `GET`, `DELETE`, or `POST` with a JSON body (none when `body` is null).
+    fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let req = match method {
+            "GET" => self.client.get(url),
+            "DELETE" => self.client.delete(url),
+            "POST" if body.is_null() => self.client.post(url),
+            "POST" => self.client.post(url).json(&body),
+            other => panic!("method {other}"),
+        };
+        self.rt.block_on(async {
+            let res = req.header("x-actor", "test").send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json().await.unwrap_or(Value::Null))
+        })
+    }
+
+    /// One decision (AAPL, no risk check), which must succeed.
+    fn decide(&self) -> Value {
+        let body = json!({"symbol": "AAPL", "risk_check": false});
+        let (s, d) = self.call("POST", "/api/v1/predict", body);
+        assert_eq!(s, 200, "{d}");
+        d
+    }
+
+    /// Poll the rollout until it reaches `stage`.
+    fn wait_stage(&self, id: &str, stage: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (_, r) = self.call("GET", &format!("/api/v1/rollouts/{id}"), Value::Null);
+            if r["stage"] == stage {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rollout never reached {stage}: {r}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Load from a thread of its own; join for the report.
+    fn load_in_background(&self, rate: f64, requests: u64) -> std::thread::JoinHandle<Report> {
+        let config = load(&self.url, rate, requests);
+        std::thread::spawn(move || runtime().block_on(run(config)).unwrap())
     }
 }
 
@@ -149,25 +161,14 @@ fn observed_split_is_within_two_points_over_ten_thousand_decisions() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServiceProcess::start(BIN, &env(dir.path(), &[]));
     let url = server.url();
-    let rt = runtime();
-    let client = reqwest::Client::new();
+    let api = Api::new(&url);
     let spec = json!({"experiment_id": "exp-split", "role": "bull_specialist", "control_model_version": "1",
         "treatment_model_version": "2", "traffic_split": 0.3, "bucketing": "decision"});
-    let (s, e) = rt.block_on(send(
-        &client,
-        "POST",
-        format!("{url}/api/v1/experiments"),
-        spec,
-    ));
+    let (s, e) = api.call("POST", "/api/v1/experiments", spec);
     assert_eq!(s, 201, "{e}");
-    let report = rt.block_on(run(load(&url, 1000.0, 10_000))).unwrap();
+    let report = api.rt.block_on(run(load(&url, 1000.0, 10_000))).unwrap();
     assert_no_failures(&report);
-    let (_, r) = rt.block_on(send(
-        &client,
-        "GET",
-        format!("{url}/api/v1/experiments/exp-split/report"),
-        Value::Null,
-    ));
+    let (_, r) = api.call("GET", "/api/v1/experiments/exp-split/report", Value::Null);
     let n = |arm: &str| r["arms"][arm]["decisions"].as_u64().unwrap();
     assert_eq!(n("control") + n("treatment"), 10_000, "{r}");
     let share = r["observed_treatment_share"].as_f64().unwrap();
@@ -175,21 +176,11 @@ fn observed_split_is_within_two_points_over_ten_thousand_decisions() {
     assert!((share - 0.3).abs() <= 0.02, "share {share}");
 
     // Then units of symbol × day, under load: each unit keeps one arm for all its decisions.
-    let (s, _) = rt.block_on(send(
-        &client,
-        "DELETE",
-        format!("{url}/api/v1/experiments/exp-split"),
-        Value::Null,
-    ));
+    let (s, _) = api.call("DELETE", "/api/v1/experiments/exp-split", Value::Null);
     assert_eq!(s, 200);
     let spec = json!({"experiment_id": "exp-units", "role": "bear_specialist", "control_model_version": "1",
         "treatment_model_version": "2", "traffic_split": 0.5});
-    let (s, e) = rt.block_on(send(
-        &client,
-        "POST",
-        format!("{url}/api/v1/experiments"),
-        spec,
-    ));
+    let (s, e) = api.call("POST", "/api/v1/experiments", spec);
     assert_eq!(s, 201, "{e}");
     let mut timed = load(&url, 1000.0, 4_000);
     // Point-in-time requests spread over the data's trading days.
@@ -199,7 +190,7 @@ fn observed_split_is_within_two_points_over_ten_thousand_decisions() {
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
-    let report = rt.block_on(async {
+    let report = api.rt.block_on(async {
         let mut reports = Vec::new();
         for day in ["2025-10-07", "2025-10-10", "2025-10-15", "2025-10-20"] {
             let mut c = timed.clone();
@@ -272,32 +263,15 @@ fn a_full_rollout_under_load_fails_no_request() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServiceProcess::start(BIN, &env(dir.path(), &[]));
     let url = server.url();
-    let rt = runtime();
-    let client = reqwest::Client::new();
-    let load_url = url.clone();
-    let loader = std::thread::spawn(move || {
-        runtime()
-            .block_on(run(load(&load_url, 400.0, 6_000)))
-            .unwrap()
-    });
+    let api = Api::new(&url);
+    let loader = api.load_in_background(400.0, 6_000);
     std::thread::sleep(Duration::from_millis(300));
     let spec = json!({"rollout_id": "ro-full", "candidate": {"bull_specialist": "2", "bear_specialist": "2",
         "sideways_specialist": "2", "meta_controller": "2"}, "gates": quick_gates()});
-    let (s, r) = rt.block_on(send(
-        &client,
-        "POST",
-        format!("{url}/api/v1/rollouts"),
-        spec,
-    ));
+    let (s, r) = api.call("POST", "/api/v1/rollouts", spec);
     assert_eq!(s, 201, "{r}");
     let started = Instant::now();
-    let done = rt.block_on(wait_stage(
-        &client,
-        &url,
-        "ro-full",
-        "completed",
-        Duration::from_secs(13),
-    ));
+    let done = api.wait_stage("ro-full", "completed", Duration::from_secs(13));
     eprintln!(
         "shadow → completed in {:.1} s under load",
         started.elapsed().as_secs_f64()
@@ -317,12 +291,7 @@ fn a_full_rollout_under_load_fails_no_request() {
             (&json!("gate"), &json!("gate passed"))
         );
     }
-    let (_, m) = rt.block_on(send(
-        &client,
-        "GET",
-        format!("{url}/api/v1/models"),
-        Value::Null,
-    ));
+    let (_, m) = api.call("GET", "/api/v1/models", Value::Null);
     for role in [
         "bull_specialist",
         "bear_specialist",
@@ -341,50 +310,33 @@ fn rollback_under_load_reaches_control_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServiceProcess::start(BIN, &env(dir.path(), &[]));
     let url = server.url();
-    let rt = runtime();
-    let client = reqwest::Client::new();
+    let api = Api::new(&url);
     let spec = json!({"rollout_id": "ro-rb", "candidate": {"bull_specialist": "2"}, "auto_promote": false});
-    let (s, _) = rt.block_on(send(
-        &client,
-        "POST",
-        format!("{url}/api/v1/rollouts"),
-        spec,
-    ));
+    let (s, _) = api.call("POST", "/api/v1/rollouts", spec);
     assert_eq!(s, 201);
     for _ in 0..3 {
-        let (s, _) = rt.block_on(send(
-            &client,
-            "POST",
-            format!("{url}/api/v1/rollouts/ro-rb/promote"),
-            Value::Null,
-        ));
+        let (s, _) = api.call("POST", "/api/v1/rollouts/ro-rb/promote", Value::Null);
         assert_eq!(s, 200);
     }
-    let load_url = url.clone();
-    let loader = std::thread::spawn(move || {
-        runtime()
-            .block_on(run(load(&load_url, 500.0, 3_000)))
-            .unwrap()
-    });
+    let loader = api.load_in_background(500.0, 3_000);
     std::thread::sleep(Duration::from_secs(2));
-    let d = rt.block_on(decide(&client, &url));
+    let d = api.decide();
     assert_eq!(
         d["metadata"]["rollout"]["arm"], "treatment",
         "full stage: {d}"
     );
     let t0 = Instant::now();
-    let (s, _) = rt.block_on(send(
-        &client,
+    let (s, _) = api.call(
         "POST",
-        format!("{url}/api/v1/rollouts/ro-rb/rollback"),
+        "/api/v1/rollouts/ro-rb/rollback",
         json!({"reason": "drill"}),
-    ));
+    );
     assert_eq!(s, 200);
-    let api = t0.elapsed();
+    let answered = t0.elapsed();
     // From the call, how long until decisions are control, checked on the next 50.
     let mut first_control = None;
     while first_control.is_none() {
-        let d = rt.block_on(decide(&client, &url));
+        let d = api.decide();
         if d["metadata"]["rollout"].is_null() {
             first_control = Some(t0.elapsed());
         }
@@ -394,14 +346,14 @@ fn rollback_under_load_reaches_control_within_a_second() {
         );
     }
     for _ in 0..50 {
-        let d = rt.block_on(decide(&client, &url));
+        let d = api.decide();
         assert!(d["metadata"]["rollout"].is_null(), "{d}");
         assert_eq!(d["metadata"]["model_versions"]["bull_specialist"], "1");
     }
     let took = first_control.unwrap();
     eprintln!(
         "one replica: rollback API answered in {:.2} ms; 100% control {:.2} ms after the call",
-        api.as_secs_f64() * 1e3,
+        answered.as_secs_f64() * 1e3,
         took.as_secs_f64() * 1e3
     );
     assert!(took < Duration::from_secs(1), "{took:?}");
@@ -423,25 +375,18 @@ fn two_replicas_sharing_redis_converge_on_a_rollback_within_five_seconds() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = ServiceProcess::start(BIN, &env(da.path(), &redis_env));
     let b = ServiceProcess::start(BIN, &env(db.path(), &redis_env));
-    let (ua, ub) = (a.url(), b.url());
-    let rt = runtime();
-    let client = reqwest::Client::new();
+    let (api_a, api_b) = (Api::new(&a.url()), Api::new(&b.url()));
     let spec = json!({"rollout_id": "ro-shared", "candidate": {"bull_specialist": "2"}, "auto_promote": false});
-    let (s, r) = rt.block_on(send(&client, "POST", format!("{ua}/api/v1/rollouts"), spec));
+    let (s, r) = api_a.call("POST", "/api/v1/rollouts", spec);
     assert_eq!(s, 201, "{r}");
     for _ in 0..3 {
-        let (s, _) = rt.block_on(send(
-            &client,
-            "POST",
-            format!("{ua}/api/v1/rollouts/ro-shared/promote"),
-            Value::Null,
-        ));
+        let (s, _) = api_a.call("POST", "/api/v1/rollouts/ro-shared/promote", Value::Null);
         assert_eq!(s, 200);
     }
     // Replica B picks the change up from Redis (and loads the candidate) by itself.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let d = rt.block_on(decide(&client, &ub));
+        let d = api_b.decide();
         if d["metadata"]["rollout"]["arm"] == "treatment" {
             break;
         }
@@ -451,36 +396,25 @@ fn two_replicas_sharing_redis_converge_on_a_rollback_within_five_seconds() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (_, rb) = rt.block_on(send(
-        &client,
-        "GET",
-        format!("{ub}/api/v1/rollouts/ro-shared"),
-        Value::Null,
-    ));
+    let (_, rb) = api_b.call("GET", "/api/v1/rollouts/ro-shared", Value::Null);
     assert_eq!(rb["stage"], "full");
 
-    let load_b = ub.clone();
-    let loader = std::thread::spawn(move || {
-        runtime()
-            .block_on(run(load(&load_b, 300.0, 1_500)))
-            .unwrap()
-    });
+    let loader = api_b.load_in_background(300.0, 1_500);
     std::thread::sleep(Duration::from_millis(500));
     let t0 = Instant::now();
-    let (s, _) = rt.block_on(send(
-        &client,
+    let (s, _) = api_a.call(
         "POST",
-        format!("{ua}/api/v1/rollback"),
+        "/api/v1/rollback",
         json!({"reason": "kill switch drill"}),
-    ));
+    );
     assert_eq!(s, 200);
     let on_a = {
-        let d = rt.block_on(decide(&client, &ua));
+        let d = api_a.decide();
         assert!(d["metadata"]["rollout"].is_null(), "{d}");
         t0.elapsed()
     };
     let on_b = loop {
-        let d = rt.block_on(decide(&client, &ub));
+        let d = api_b.decide();
         if d["metadata"]["rollout"].is_null() {
             break t0.elapsed();
         }
@@ -491,7 +425,7 @@ fn two_replicas_sharing_redis_converge_on_a_rollback_within_five_seconds() {
         std::thread::sleep(Duration::from_millis(10));
     };
     for _ in 0..30 {
-        let d = rt.block_on(decide(&client, &ub));
+        let d = api_b.decide();
         assert!(d["metadata"]["rollout"].is_null(), "{d}");
     }
     eprintln!(
@@ -538,35 +472,18 @@ fn an_always_hold_candidate_is_rolled_back_by_its_gate_under_load() {
         &env(dir.path(), &[("TRADESERVE_MODELS__DIR", &models_env)]),
     );
     let url = server.url();
-    let rt = runtime();
-    let client = reqwest::Client::new();
-    let load_url = url.clone();
-    let loader = std::thread::spawn(move || {
-        runtime()
-            .block_on(run(load(&load_url, 400.0, 2_400)))
-            .unwrap()
-    });
+    let api = Api::new(&url);
+    let loader = api.load_in_background(400.0, 2_400);
     std::thread::sleep(Duration::from_millis(300));
     let mut gates = quick_gates();
     gates["min_agreement"] = json!(0.6);
     gates["durations"]["shadow"] = json!("30s");
     let spec = json!({"rollout_id": "ro-bad", "candidate": {"bull_specialist": "9", "bear_specialist": "9",
         "sideways_specialist": "9"}, "gates": gates});
-    let (s, r) = rt.block_on(send(
-        &client,
-        "POST",
-        format!("{url}/api/v1/rollouts"),
-        spec,
-    ));
+    let (s, r) = api.call("POST", "/api/v1/rollouts", spec);
     assert_eq!(s, 201, "{r}");
     let t0 = Instant::now();
-    let r = rt.block_on(wait_stage(
-        &client,
-        &url,
-        "ro-bad",
-        "rolled_back",
-        Duration::from_secs(10),
-    ));
+    let r = api.wait_stage("ro-bad", "rolled_back", Duration::from_secs(10));
     eprintln!(
         "always-HOLD candidate rolled back by its gate {:.2} s after the rollout began",
         t0.elapsed().as_secs_f64()
@@ -577,7 +494,7 @@ fn an_always_hold_candidate_is_rolled_back_by_its_gate_under_load() {
     let reason = last["reason"].as_str().unwrap();
     assert!(reason.starts_with("gate failed: agreement"), "{reason}");
     // It never served a decision: shadow only, then control.
-    let d = rt.block_on(decide(&client, &url));
+    let d = api.decide();
     assert!(d["metadata"]["rollout"].is_null());
     assert_no_failures(&loader.join().unwrap());
 }
