@@ -659,3 +659,59 @@ async fn a_restart_resumes_the_stored_experiment() {
     );
     assert_eq!(d["metadata"]["model_versions"]["bull_specialist"], "2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (scripts/test.sh installs it)"]
+async fn a_redis_outage_keeps_the_champion_serving_and_the_kill_switch_working() {
+    let redis = tradeserve_testkit::RedisServer::start();
+    let (port, url) = (redis.port, redis.url());
+    let h = harness_with(move |c| {
+        c.control.store = tradeserve_server::config::StoreKind::Redis;
+        c.control.redis_url = url;
+        c.control.store_timeout = std::time::Duration::from_millis(300);
+    });
+    let (s, _) = post(&h, "/api/v1/experiments", &EXP.replace("0.5", "1.0")).await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    // Redis goes away: decisions keep flowing on the last known state…
+    drop(redis);
+    assert!(h.service.state.control.refresh().await.is_err());
+    let (s, d) = predict(&h, r#"{"symbol":"AAPL","risk_check":false}"#).await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["metadata"]["experiment"]["arm"], "treatment");
+    // …changes that need the shared state are refused, with the reason…
+    let other = EXP.replace("exp-1", "exp-2");
+    let (s, v) = post(&h, "/api/v1/experiments", &other).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_error(&v, "control_store_unavailable");
+    let (_, _, text) = call(&h, "GET", "/metrics", axum::body::Body::empty()).await;
+    assert!(text.contains("tradeserve_control_store_up 0"), "{text}");
+    // …but the kill switch works here at once, and says it is not stored yet.
+    let (s, v) = post(&h, "/api/v1/rollback", r#"{"reason":"redis down"}"#).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["persisted"], false);
+    let (_, d) = predict(&h, r#"{"symbol":"AAPL","risk_check":false}"#).await;
+    assert!(d["metadata"]["experiment"].is_null(), "{d}");
+    assert_eq!(d["metadata"]["model_versions"]["bull_specialist"], "1");
+
+    // Redis is back (empty): the poller stores the kill switch for the other replicas.
+    let _redis = tradeserve_testkit::RedisServer::start_on(port);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while h.service.state.control.refresh().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "store never came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(!h.service.state.control.kill_pending());
+    let store = tradeserve_server::control::redis_store::RedisStore::new(
+        &format!("redis://127.0.0.1:{port}/0"),
+        "tradeserve",
+        std::time::Duration::from_secs(2),
+    )
+    .unwrap();
+    use tradeserve_server::control::store::ControlStore;
+    let stored = store.load().await.unwrap();
+    assert_eq!(stored.kill_switch.unwrap().reason, "redis down");
+}

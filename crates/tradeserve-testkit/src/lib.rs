@@ -288,8 +288,12 @@ impl RedisServer {
     }
 
     pub fn start() -> RedisServer {
+        RedisServer::start_on(free_port())
+    }
+
+    /// A fresh, empty server on `port` (e.g. to restart one after killing it).
+    pub fn start_on(port: u16) -> RedisServer {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let mut process = Managed::spawn(
             "redis",
             tmp.path(),

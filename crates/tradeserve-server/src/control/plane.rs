@@ -65,6 +65,8 @@ pub struct ControlPlane {
     stats: Mutex<HashMap<String, Arc<UnitStats>>>,
     /// The last gate evaluation of each rollout (local to this replica).
     gates: Mutex<HashMap<String, GateReport>>,
+    /// A kill switch applied locally while the store was down, to store when it is back.
+    pending_kill: Mutex<Option<Actor>>,
     started: OffsetDateTime,
 }
 
@@ -94,6 +96,7 @@ impl ControlPlane {
             routing: ArcSwapOption::empty(),
             stats: Mutex::new(HashMap::new()),
             gates: Mutex::new(HashMap::new()),
+            pending_kill: Mutex::new(None),
             started: OffsetDateTime::now_utc(),
         }
     }
@@ -289,6 +292,15 @@ impl ControlPlane {
     /// Re-read the store and serve what another replica (or a restart) wrote. Called by the
     /// poller; returns whether the state changed.
     pub async fn refresh(&self) -> Result<bool, PlaneError> {
+        // A kill switch applied while the store was down is stored first (other replicas
+        // must see it), and nothing stored earlier may undo it meanwhile.
+        let pending = self.pending_kill.lock().clone();
+        if let Some(actor) = pending {
+            self.execute_stored(Command::KillSwitch, &actor).await?;
+            *self.pending_kill.lock() = None;
+            tracing::info!("kill switch applied during the store outage is now stored");
+            return Ok(true);
+        }
         let stored = self.store_call(self.store.load()).await?;
         if stored.revision <= self.view.load().revision {
             return Ok(false);
@@ -317,7 +329,40 @@ impl ControlPlane {
     }
 
     /// Apply a command: load what it needs, store it (compare-and-swap), serve it, audit it.
+    /// The kill switch takes effect on this replica even when the store is down: it is then
+    /// applied locally, reported as not persisted, and retried by the poller until stored.
     pub async fn execute(
+        &self,
+        command: Command,
+        actor: &Actor,
+    ) -> Result<Arc<ControlState>, PlaneError> {
+        let kill = matches!(command, Command::KillSwitch);
+        match self.execute_stored(command, actor).await {
+            Err(PlaneError::Store(e)) if kill => {
+                let _w = self.writer.lock().await;
+                let mut local = (*self.view.load_full()).clone();
+                let events = local.apply(
+                    Command::KillSwitch,
+                    actor,
+                    &self.champion_versions(),
+                    OffsetDateTime::now_utc(),
+                )?;
+                tracing::error!(error = %e, "control store unavailable: kill switch applied on this replica only; retrying until stored");
+                *self.pending_kill.lock() = Some(actor.clone());
+                self.adopt(local);
+                self.publish(events);
+                Ok(self.view.load_full())
+            }
+            other => other,
+        }
+    }
+
+    /// A kill switch applied on this replica but not stored yet.
+    pub fn kill_pending(&self) -> bool {
+        self.pending_kill.lock().is_some()
+    }
+
+    async fn execute_stored(
         &self,
         command: Command,
         actor: &Actor,

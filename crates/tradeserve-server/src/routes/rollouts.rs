@@ -141,7 +141,12 @@ pub async fn kill_switch(State(state): State<Arc<AppState>>, request: Request) -
         Err(e) => return e.into_response(),
     };
     change::apply(&state, Command::KillSwitch, &actor, StatusCode::OK, |v| {
-        Some(json!({"revision": v.revision, "kill_switch": v.kill_switch}))
+        Some(json!({
+            "revision": v.revision,
+            "kill_switch": v.kill_switch,
+            // false: applied on this replica only (the store is down); stored when it is back.
+            "persisted": !state.control.kill_pending(),
+        }))
     })
     .await
 }
