@@ -47,6 +47,22 @@ fn config(url: &str, cache: &std::path::Path, audit: &std::path::Path) -> Config
     c
 }
 
+/// A client of `mlflow`, with version 1 of every role published as the champion.
+async fn champions_v1(mlflow: &MlflowServer) -> MlflowClient {
+    let client = MlflowClient::new(&mlflow.url(), None, Duration::from_secs(10)).unwrap();
+    for role in Role::ALL {
+        publish(
+            &client,
+            &model_dir(role, "1"),
+            &role.registry_name(),
+            Some("champion"),
+        )
+        .await
+        .unwrap();
+    }
+    client
+}
+
 async fn start(config: &Config) -> (Service, tokio::task::JoinHandle<()>) {
     let c = config.clone();
     let service =
@@ -104,17 +120,7 @@ async fn wait_for_version(
 #[ignore = "needs a real MLflow server: run scripts/test.sh"]
 async fn models_follow_the_registry_and_survive_its_outages() {
     let mut mlflow = MlflowServer::start();
-    let client = MlflowClient::new(&mlflow.url(), None, Duration::from_secs(10)).unwrap();
-    for role in Role::ALL {
-        publish(
-            &client,
-            &model_dir(role, "1"),
-            &role.registry_name(),
-            Some("champion"),
-        )
-        .await
-        .unwrap();
-    }
+    let client = champions_v1(&mlflow).await;
     let cache = tempfile::tempdir().unwrap();
     let audit = tempfile::tempdir().unwrap();
     let cfg = config(&mlflow.url(), cache.path(), audit.path());
@@ -326,17 +332,7 @@ fn the_cli_publishes_a_model_folder_and_moves_the_alias() {
 #[ignore = "needs a real MLflow server: run scripts/test.sh"]
 async fn a_completed_rollout_moves_the_champion_alias() {
     let mlflow = MlflowServer::start();
-    let client = MlflowClient::new(&mlflow.url(), None, Duration::from_secs(10)).unwrap();
-    for role in Role::ALL {
-        publish(
-            &client,
-            &model_dir(role, "1"),
-            &role.registry_name(),
-            Some("champion"),
-        )
-        .await
-        .unwrap();
-    }
+    let client = champions_v1(&mlflow).await;
     // Version 2 of one role is registered but not the champion.
     publish(
         &client,
