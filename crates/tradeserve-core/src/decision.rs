@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::experiment::Arm;
+use crate::explain::{EventExplanation, Explanation};
 use crate::risk::{CheckStatus, RiskValidation};
 use crate::routing::{ExperimentRef, RolloutRef};
 use crate::schema::{FEATURE_WIDTH, FEATURES, HIT_RATES};
@@ -87,7 +88,7 @@ pub struct Decision {
     pub risk_validation: Option<RiskValidation>,
     pub metadata: Metadata,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub explanation: Option<serde_json::Value>,
+    pub explanation: Option<Explanation>,
 }
 
 /// The model inputs a decision used, serialized as a map from feature name to value.
@@ -158,6 +159,9 @@ pub struct DecisionEvent {
     pub experiment: Option<ExperimentRef>,
     pub rollout: Option<RolloutRef>,
     pub shadow: Option<ShadowResult>,
+    /// The largest attributions, when the request asked for an explanation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<EventExplanation>,
     pub latency_ms: f64,
     pub client_id: Option<String>,
 }

@@ -11,6 +11,7 @@
 //! - [`model_set`]: the immutable set of five loaded models a request reads once.
 //! - [`decision`]: the response decision and the audit event.
 //! - [`event`]: everything on the events topic: decision and control events.
+//! - [`explain`]: Shapley-value explanations of a decision through the whole ensemble.
 //! - [`experiment`]: A/B experiments and the stable (MurmurHash3) arm assignment.
 //! - [`rollout`]: progressive rollout stages, their state machine and gates.
 //! - [`stats`]: per-arm measurement and the significance tests of reports.
@@ -24,6 +25,7 @@ pub mod blend;
 pub mod decision;
 pub mod event;
 pub mod experiment;
+pub mod explain;
 pub mod model_set;
 pub mod pipeline;
 pub mod ports;

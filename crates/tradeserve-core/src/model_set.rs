@@ -35,6 +35,8 @@ pub struct ModelInfo {
 pub struct LoadedModel {
     pub info: ModelInfo,
     pub model: Arc<dyn InferenceModel>,
+    /// Training means of the inputs, in input order (the explanation baseline).
+    pub input_means: Arc<[f64]>,
 }
 
 impl std::fmt::Debug for LoadedModel {

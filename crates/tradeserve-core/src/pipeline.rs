@@ -18,10 +18,11 @@ use crate::decision::{
     RegimeProbabilities, RiskCheckFlags, StrategyWeights,
 };
 use crate::experiment::Unit;
+use crate::explain::{ExplainConfig, InlineExplainer};
 use crate::model_set::{LoadedModel, ModelSet};
 use crate::ports::{
-    EventSink, FeatureError, FeatureSnapshot, FeatureSource, ModelError, RiskError, RiskLedger,
-    ShadowJob, ShadowRunner,
+    EventSink, ExplainJob, Explainer, FeatureError, FeatureSnapshot, FeatureSource, ModelError,
+    RiskError, RiskLedger, ShadowJob, ShadowRunner,
 };
 use crate::request::{PredictRequest, RequestError, RequestRules, parse_predict_request};
 use crate::risk::{Order, RiskLimits};
@@ -38,6 +39,7 @@ pub struct PipelineConfig {
     pub request: RequestRules,
     /// A decision later than this after arrival is not returned (504).
     pub deadline: Duration,
+    pub explain: ExplainConfig,
 }
 
 impl Default for PipelineConfig {
@@ -47,6 +49,7 @@ impl Default for PipelineConfig {
             risk: RiskLimits::default(),
             request: RequestRules::default(),
             deadline: Duration::from_millis(40),
+            explain: ExplainConfig::default(),
         }
     }
 }
@@ -56,14 +59,16 @@ impl Default for PipelineConfig {
 pub enum PredictError {
     #[error(transparent)]
     Request(#[from] RequestError),
-    #[error("explanations are not available yet")]
-    ExplainUnavailable,
     #[error(transparent)]
     Features(#[from] FeatureError),
     #[error("model {role} failed: {source}")]
     Model { role: Role, source: ModelError },
     #[error(transparent)]
     Risk(#[from] RiskError),
+    #[error("too many explanations in progress; retry, or ask without explain")]
+    ExplainOverloaded,
+    #[error("explanation failed: {0}")]
+    Explain(String),
     #[error("deadline of {deadline:?} exceeded after {elapsed:?}")]
     DeadlineExceeded {
         deadline: Duration,
@@ -78,6 +83,8 @@ pub struct StageTimings {
     pub features: Duration,
     pub inference: Duration,
     pub risk: Duration,
+    /// Zero unless the request asked for an explanation.
+    pub explain: Duration,
 }
 
 /// A decision the risk checks approved (HTTP 200) or rejected (HTTP 403).
@@ -206,6 +213,7 @@ pub struct Pipeline {
     ledger: Arc<dyn RiskLedger>,
     events: Arc<dyn EventSink>,
     shadow: Option<Arc<dyn ShadowRunner>>,
+    explainer: Arc<dyn Explainer>,
     config: PipelineConfig,
 }
 
@@ -221,8 +229,15 @@ impl Pipeline {
             ledger,
             events,
             shadow: None,
+            explainer: Arc::new(InlineExplainer::new(config.explain)),
             config,
         }
+    }
+
+    /// Run explanations through `explainer` (the server uses a bounded blocking pool).
+    pub fn with_explainer(mut self, explainer: Arc<dyn Explainer>) -> Pipeline {
+        self.explainer = explainer;
+        self
     }
 
     /// Run shadow candidates through `runner`.
@@ -263,9 +278,6 @@ impl Pipeline {
         let mut timings = StageTimings::default();
         let request = parse_predict_request(body, now, &self.config.request)
             .map_err(|e| Failed::from(PredictError::from(e)))?;
-        if request.explain {
-            return Err(PredictError::ExplainUnavailable.into());
-        }
         let t = Instant::now();
         timings.parse = t.duration_since(arrival);
         let snapshot = self
@@ -334,6 +346,24 @@ impl Pipeline {
         timings.inference = t3 - t2;
         self.check_deadline(arrival)?;
 
+        // Before the risk check, so that an explanation that cannot run (overload) fails the
+        // request before a position is recorded. It never changes what was decided.
+        let explanation = if request.explain {
+            let job = ExplainJob {
+                models: Arc::clone(models),
+                snapshot: snapshot.clone(),
+                strategy_override: request.strategy_override,
+                action: eval.action,
+            };
+            let e = self.explainer.explain(job).await?;
+            timings.explain = t3.elapsed();
+            self.check_deadline(arrival)?;
+            Some(e)
+        } else {
+            None
+        };
+        let t3 = Instant::now();
+
         let risk_validation = if request.risk_check {
             let order = Order {
                 symbol: request.symbol.as_str(),
@@ -363,6 +393,7 @@ impl Pipeline {
             risk_validation,
             now,
         );
+        decision.explanation = explanation;
         let approved = decision.risk_validation.as_ref().is_none_or(|v| v.approved);
         decision.metadata.latency_ms = arrival.elapsed().as_secs_f64() * 1e3;
         let event = build_event(&decision, request, &snapshot, route, approved, client);
@@ -480,6 +511,7 @@ fn build_event(
         experiment: route.experiment.as_ref().map(|t| t.to_ref()),
         rollout: route.rollout.as_ref().map(|t| t.to_ref()),
         shadow: None,
+        explanation: decision.explanation.as_ref().map(|e| e.for_event()),
         latency_ms: decision.metadata.latency_ms,
         client_id: client.map(str::to_owned),
     }

@@ -92,6 +92,18 @@ pub enum ModelError {
 /// One loaded model: a float32 vector in, three probabilities out (batch 1).
 pub trait InferenceModel: Send + Sync {
     fn predict(&self, input: &[f32]) -> Result<[f32; 3], ModelError>;
+
+    /// Many rows at once (`rows` is `n × width`, row-major), for explanations. Engines that can
+    /// run a batch in one call override this; the default calls [`Self::predict`] per row.
+    fn predict_batch(&self, rows: &[f32], width: usize) -> Result<Vec<[f32; 3]>, ModelError> {
+        if width == 0 || rows.len() % width != 0 {
+            return Err(ModelError::InputWidth {
+                expected: width,
+                got: rows.len(),
+            });
+        }
+        rows.chunks(width).map(|r| self.predict(r)).collect()
+    }
 }
 
 /// Why the risk ledger could not answer.
@@ -141,4 +153,23 @@ pub struct ShadowJob {
 pub trait ShadowRunner: Send + Sync {
     #[allow(clippy::result_large_err)]
     fn submit(&self, job: ShadowJob) -> Result<(), ShadowJob>;
+}
+
+/// One explanation to compute (see [`crate::explain`]).
+#[derive(Debug, Clone)]
+pub struct ExplainJob {
+    pub models: Arc<ModelSet>,
+    pub snapshot: FeatureSnapshot,
+    pub strategy_override: Option<crate::types::Specialist>,
+    pub action: crate::types::Action,
+}
+
+/// Computes explanations. The embedded one runs inline; the server's runs on a bounded pool
+/// of blocking threads, so that a few milliseconds of explanation never hold an async
+/// worker, and answers `ExplainOverloaded` at once when the pool is full.
+pub trait Explainer: Send + Sync {
+    fn explain(
+        &self,
+        job: ExplainJob,
+    ) -> BoxFuture<'_, Result<crate::explain::Explanation, crate::pipeline::PredictError>>;
 }

@@ -1,4 +1,5 @@
-//! Inference cost: one model call, and the whole five-model ensemble for one decision.
+//! Inference cost: one model call, a batch, the whole five-model ensemble for one decision,
+//! and one explanation (`explain: true`).
 //!
 //! `cargo bench -p tradeserve-models --bench inference`
 
@@ -32,6 +33,19 @@ fn bench(c: &mut Criterion) {
         };
         c.bench_function(&format!("ensemble v{version} evaluate"), |b| {
             b.iter(|| evaluate(black_box(&set), black_box(&snapshot), None).unwrap())
+        });
+        let rows: Vec<f32> = (0..256).flat_map(|_| x).collect();
+        c.bench_function(
+            &format!("tract bull_specialist v{version} predict_batch 256"),
+            |b| b.iter(|| m.model.predict_batch(black_box(&rows), 12).unwrap()),
+        );
+        let action = evaluate(&set, &snapshot, None).unwrap().action;
+        let config = tradeserve_core::explain::ExplainConfig::default();
+        c.bench_function(&format!("explain v{version} (64 permutations)"), |b| {
+            b.iter(|| {
+                tradeserve_core::explain::explain(black_box(&set), &snapshot, None, action, &config)
+                    .unwrap()
+            })
         });
     }
 }

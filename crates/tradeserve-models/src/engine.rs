@@ -5,6 +5,9 @@
 //! about as much as running a small MLP, so a model whose ops are all stateless keeps one
 //! state per thread and reuses it; a model with any stateful op (recurrent layers carry
 //! hidden state between calls) gets a fresh state on every call.
+//!
+//! A second plan, pinned to `[BATCH, width]`, runs many rows in one call (explanations):
+//! fewer rows are padded, more are cut into batches. It takes a fresh state per call.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -14,6 +17,9 @@ use tract_onnx::prelude::*;
 use tradeserve_core::ports::{InferenceModel, ModelError};
 
 type Plan = Arc<TypedSimplePlan>;
+
+/// Rows per call of the batched plan.
+pub const BATCH: usize = 64;
 type State = TypedSimpleState;
 
 /// A loaded ONNX model with batch-1 float32 input of a fixed width and 3 float32 outputs.
@@ -22,6 +28,8 @@ pub struct TractModel {
     width: usize,
     /// Per-thread reusable run states; `None` when the graph has stateful ops.
     states: Option<ThreadLocal<RefCell<State>>>,
+    /// The same graph for `[BATCH, width]`.
+    batched: Plan,
 }
 
 /// Why an ONNX graph cannot serve.
@@ -56,6 +64,12 @@ impl TractModel {
                 found: name,
             });
         }
+        let batched = model
+            .clone()
+            .with_input_fact(0, f32::fact([BATCH, width]).into())
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(load)?;
         let typed = model
             .with_input_fact(0, f32::fact([1, width]).into())
             .and_then(|m| m.into_optimized())
@@ -78,6 +92,7 @@ impl TractModel {
             plan,
             width,
             states: stateless.then(ThreadLocal::new),
+            batched,
         })
     }
 
@@ -99,7 +114,41 @@ impl TractModel {
     }
 }
 
+fn first_output(out: &TVec<TValue>) -> Result<Vec<f32>, ModelError> {
+    let infer = |e: TractError| ModelError::Inference(format!("{e:#}"));
+    let values = out
+        .first()
+        .ok_or_else(|| ModelError::Inference("no output".into()))?;
+    let view = values.try_as_plain_ram().map_err(infer)?;
+    Ok(view.as_slice::<f32>().map_err(infer)?.to_vec())
+}
+
 impl InferenceModel for TractModel {
+    fn predict_batch(&self, rows: &[f32], width: usize) -> Result<Vec<[f32; 3]>, ModelError> {
+        if width != self.width || rows.len() % width != 0 {
+            return Err(ModelError::InputWidth {
+                expected: self.width,
+                got: if width == 0 { rows.len() } else { width },
+            });
+        }
+        let infer = |e: TractError| ModelError::Inference(format!("{e:#}"));
+        let n = rows.len() / width;
+        let mut out = Vec::with_capacity(n);
+        let mut buf = vec![0.0f32; BATCH * width];
+        for chunk in rows.chunks(BATCH * width) {
+            let k = chunk.len() / width;
+            buf[..chunk.len()].copy_from_slice(chunk);
+            buf[chunk.len()..].fill(0.0);
+            let tensor = Tensor::from_shape(&[BATCH, width], &buf).map_err(infer)?;
+            let values = first_output(&self.batched.run(tvec!(tensor.into())).map_err(infer)?)?;
+            if values.len() != BATCH * 3 {
+                return Err(ModelError::BadOutput(values));
+            }
+            out.extend(values.chunks(3).take(k).map(|p| [p[0], p[1], p[2]]));
+        }
+        Ok(out)
+    }
+
     fn predict(&self, input: &[f32]) -> Result<[f32; 3], ModelError> {
         if input.len() != self.width {
             return Err(ModelError::InputWidth {

@@ -81,9 +81,19 @@ pub fn golden_max_diff(model: &dyn InferenceModel, golden_json: &[u8]) -> Result
     if golden.inputs.len() != golden.outputs.len() || golden.inputs.is_empty() {
         return Err("inputs and outputs must be non-empty and of equal length".into());
     }
+    // Row by row (the request path) and as one batch (explanations): both must match.
+    let width = golden.inputs[0].len();
+    let rows: Vec<f32> = golden.inputs.iter().flatten().copied().collect();
+    let batch = model
+        .predict_batch(&rows, width)
+        .map_err(|e| format!("batch: {e}"))?;
     let mut worst = 0.0f32;
-    for (x, want) in golden.inputs.iter().zip(&golden.outputs) {
-        let got = model.predict(x).map_err(|e| e.to_string())?;
+    for ((x, want), batched) in golden.inputs.iter().zip(&golden.outputs).zip(&batch) {
+        let single = model.predict(x).map_err(|e| e.to_string())?;
+        for (a, b) in single.iter().zip(batched) {
+            worst = worst.max((a - b).abs());
+        }
+        let got = single;
         if want.len() != 3 {
             return Err(format!(
                 "golden output has {} values, expected 3",
@@ -174,5 +184,6 @@ pub fn load_model_dir(
             loaded_at: OffsetDateTime::now_utc(),
         },
         model: Arc::new(model),
+        input_means: meta.input_means.clone().into(),
     })
 }

@@ -30,6 +30,8 @@ pub struct Config {
     pub risk: RiskLimits,
     pub sizing: SizingPolicy,
     pub control: ControlConfig,
+    /// Explanations (`explain: true`): permutations sampled and their seed.
+    pub explain: tradeserve_core::explain::ExplainConfig,
 }
 
 /// Experiments, rollouts and the kill switch: where their state lives and how often it is
@@ -493,6 +495,12 @@ impl Config {
         }
         self.risk.validate().map_err(ConfigError::Invalid)?;
         self.control.validate().map_err(ConfigError::Invalid)?;
+        if !(1..=256).contains(&self.explain.permutations) {
+            return invalid("explain.permutations must be between 1 and 256".into());
+        }
+        if self.explain.max_in_flight == 0 {
+            return invalid("explain.max_in_flight must be at least 1".into());
+        }
         self.sizing.validate().map_err(ConfigError::Invalid)?;
         if self.models.source == ModelSourceKind::Mlflow {
             self.models

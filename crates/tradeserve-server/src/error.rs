@@ -98,15 +98,13 @@ impl From<PredictError> for ApiError {
                     },
                 }
             }
-            PredictError::ExplainUnavailable => ApiError {
-                status: StatusCode::NOT_IMPLEMENTED,
-                body: ErrorBody {
-                    code: "explain_unavailable",
-                    message: "explanations (explain: true) are not available in this version"
-                        .into(),
-                    field: Some("explain".into()),
-                },
-            },
+            PredictError::ExplainOverloaded => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "explain_overloaded", message)
+            }
+            PredictError::Explain(_) => {
+                tracing::error!(error = %message, "explanation failed");
+                ApiError::internal(message)
+            }
             PredictError::Features(FeatureError::UnknownSymbol(s)) => ApiError {
                 status: StatusCode::NOT_FOUND,
                 body: ErrorBody {

@@ -8,6 +8,7 @@
 //! - [`registry`]: keeping the active model set in step with the MLflow registry.
 //! - [`control`]: experiments, rollouts, the kill switch and the routing snapshot.
 //! - [`shadow`]: running a rollout's candidate off the request path.
+//! - [`explainer`]: explanations on a bounded pool of blocking threads.
 //! - [`outcomes`]: realized returns credited to experiment and rollout arms.
 //! - [`app`]: the router and request-timing middleware; [`routes`]: the handlers.
 //! - [`serve`]: start-up (build the embedded adapters, bind) and graceful shutdown.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod explainer;
 pub mod metrics;
 pub mod outcomes;
 pub mod registry;

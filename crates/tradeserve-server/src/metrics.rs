@@ -51,6 +51,7 @@ pub struct Metrics {
     stage_features: Histogram,
     stage_inference: Histogram,
     stage_risk: Histogram,
+    stage_explain: Histogram,
     pub in_flight: IntGauge,
     pub ready: IntGauge,
     pub model_load_failures: IntCounter,
@@ -288,6 +289,7 @@ impl Metrics {
             stage_features: stages.with_label_values(&["features"]),
             stage_inference: stages.with_label_values(&["inference"]),
             stage_risk: stages.with_label_values(&["risk"]),
+            stage_explain: stages.with_label_values(&["explain"]),
             in_flight,
             ready,
             model_load_failures,
@@ -332,6 +334,9 @@ impl Metrics {
         self.stage_inference
             .observe(timings.inference.as_secs_f64());
         self.stage_risk.observe(timings.risk.as_secs_f64());
+        if !timings.explain.is_zero() {
+            self.stage_explain.observe(timings.explain.as_secs_f64());
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -221,9 +221,13 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
                     .unwrap_or(time::Duration::seconds(5)),
             },
             deadline: config.server.request_deadline,
+            explain: config.explain,
         },
     )
-    .with_shadow(shadow.clone());
+    .with_shadow(shadow.clone())
+    .with_explainer(Arc::new(crate::explainer::BlockingExplainer::new(
+        config.explain,
+    )));
     let state = Arc::new(AppState::new(Parts {
         pipeline,
         control,

@@ -451,6 +451,7 @@ pub fn sample_event(decision_id: uuid::Uuid, symbol: &str) -> tradeserve_core::D
         experiment: None,
         rollout: None,
         shadow: None,
+        explanation: None,
         latency_ms: 0.1,
         client_id: None,
     }
