@@ -62,7 +62,7 @@ pub enum StartError {
     Registry(#[from] tradeserve_models::mlflow::MlflowError),
     #[error("control store: {0}")]
     Store(#[from] StoreError),
-    #[error("shadow thread: {0}")]
+    #[error("cannot start a worker thread: {0}")]
     Shadow(std::io::Error),
 }
 
@@ -225,9 +225,9 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         },
     )
     .with_shadow(shadow.clone())
-    .with_explainer(Arc::new(crate::explainer::BlockingExplainer::new(
-        config.explain,
-    )));
+    .with_explainer(Arc::new(
+        crate::explainer::BlockingExplainer::new(config.explain).map_err(StartError::Shadow)?,
+    ));
     let state = Arc::new(AppState::new(Parts {
         pipeline,
         control,

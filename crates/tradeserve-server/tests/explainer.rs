@@ -28,7 +28,8 @@ async fn beyond_its_bound_an_explanation_is_refused_at_once() {
     let explainer = BlockingExplainer::new(ExplainConfig {
         max_in_flight: 1,
         ..Default::default()
-    });
+    })
+    .unwrap();
     let job = || ExplainJob {
         models: Arc::clone(&set),
         snapshot: snapshot.clone(),
