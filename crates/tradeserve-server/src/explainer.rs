@@ -68,7 +68,11 @@ fn work(rx: &Mutex<Receiver<Task>>, config: &ExplainConfig) {
             Ok(t) => t,
             Err(_) => return,
         };
-        let job = &task.job;
+        let Task {
+            job,
+            reply,
+            _permit: permit,
+        } = task;
         let result = explain::explain(
             &job.models,
             &job.snapshot,
@@ -76,8 +80,10 @@ fn work(rx: &Mutex<Receiver<Task>>, config: &ExplainConfig) {
             job.action,
             config,
         );
+        // Free the slot before answering: the caller may ask again as soon as it hears back.
+        drop(permit);
         // The request may have gone (client closed): nothing to tell.
-        let _ = task.reply.send(result);
+        let _ = reply.send(result);
     }
 }
 
