@@ -3,17 +3,7 @@
 # 2,000/s are slowed by a concurrent 100/s of explanations. Needs `cargo build --release`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out="${OUT:-/tmp/tradeserve-bench}"
-port="${PORT:-18082}"
-mkdir -p "$out"
-rm -f "$out/control.json" "$out/audit.jsonl"
-bin=target/release/tradeserve
-url="http://127.0.0.1:$port"
-TRADESERVE_EVENTS__AUDIT_LOG="$out/audit.jsonl" TRADESERVE_CONTROL__FILE="$out/control.json" \
-  "$bin" serve --listen "127.0.0.1:$port" 2>"$out/server.log" &
-pid=$!
-trap 'kill $pid' EXIT
-sleep 1
+. scripts/bench_server.sh 18082
 show() {
   python3 - "$out/$1.json" "$1" <<'PY'
 import json, sys

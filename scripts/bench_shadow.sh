@@ -4,18 +4,8 @@
 # PAIRS pairs (default 5) on one warm release server. Needs `cargo build --release` first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out="${OUT:-/tmp/tradeserve-bench}"
 pairs="${PAIRS:-5}"
-port="${PORT:-18081}"
-mkdir -p "$out"
-rm -f "$out/control.json" "$out/audit.jsonl"
-bin=target/release/tradeserve
-url="http://127.0.0.1:$port"
-TRADESERVE_EVENTS__AUDIT_LOG="$out/audit.jsonl" TRADESERVE_CONTROL__FILE="$out/control.json" \
-  "$bin" serve --listen "127.0.0.1:$port" 2>"$out/server.log" &
-pid=$!
-trap 'kill $pid' EXIT
-sleep 1
+. scripts/bench_server.sh 18081
 run() {
   "$bin" loadtest --url "$url" --rate 2000 --requests 20000 --warmup 2000 --json-out "$out/$1.json" >/dev/null
   python3 - "$out/$1.json" "$1" <<'PY'
