@@ -5,8 +5,8 @@ use axum::Json;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use crate::control::{Actor, Command, ControlState};
 use crate::error::ApiError;
@@ -34,12 +34,12 @@ pub async fn actor(
 }
 
 /// Apply `command`; answer `status` with what `pick` shows of the new state.
-pub async fn apply(
+pub async fn apply<T: Serialize>(
     state: &AppState,
     command: Command,
     actor: &Actor,
     status: StatusCode,
-    pick: impl FnOnce(&ControlState) -> Option<Value>,
+    pick: impl FnOnce(&ControlState) -> Option<T>,
 ) -> Response {
     match state.control.execute(command, actor).await {
         Ok(view) => match pick(&view) {

@@ -56,7 +56,7 @@ async fn run(
             Some(id) => view.experiment(id),
             None => view.experiments.last(),
         };
-        e.and_then(|e| serde_json::to_value(e).ok())
+        e.cloned()
     })
     .await
 }
