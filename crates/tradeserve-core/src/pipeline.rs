@@ -207,6 +207,18 @@ pub fn evaluate(
     })
 }
 
+/// One request on its way through the pipeline: the parsed body, where it was routed, its
+/// id and clocks, and the caller.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    request: &'a PredictRequest,
+    route: &'a Route,
+    decision_id: Uuid,
+    arrival: Instant,
+    now: OffsetDateTime,
+    client: Option<&'a str>,
+}
+
 /// The decision service: ports plus configuration.
 pub struct Pipeline {
     features: Arc<dyn FeatureSource>,
@@ -294,19 +306,15 @@ impl Pipeline {
             client,
             decision_id,
         });
-        match self
-            .decide(
-                &request,
-                snapshot,
-                &route,
-                decision_id,
-                arrival,
-                now,
-                client,
-                timings,
-            )
-            .await
-        {
+        let call = Call {
+            request: &request,
+            route: &route,
+            decision_id,
+            arrival,
+            now,
+            client,
+        };
+        match self.decide(&call, snapshot, timings).await {
             Ok((outcome, timings, snapshot)) => Ok(Prediction {
                 outcome,
                 timings,
@@ -320,18 +328,19 @@ impl Pipeline {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn decide(
         &self,
-        request: &PredictRequest,
+        call: &Call<'_>,
         snapshot: FeatureSnapshot,
-        route: &Route,
-        decision_id: Uuid,
-        arrival: Instant,
-        now: OffsetDateTime,
-        client: Option<&str>,
         mut timings: StageTimings,
     ) -> Result<(Outcome, StageTimings, FeatureSnapshot), PredictError> {
+        let Call {
+            request,
+            route,
+            arrival,
+            now,
+            ..
+        } = *call;
         self.check_deadline(arrival)?;
         let t2 = Instant::now();
         let models = &route.models;
@@ -382,21 +391,11 @@ impl Pipeline {
         };
         timings.risk = t3.elapsed();
 
-        let mut decision = build_decision(
-            models,
-            decision_id,
-            route,
-            request,
-            &snapshot,
-            &eval,
-            quantity,
-            risk_validation,
-            now,
-        );
+        let mut decision = build_decision(call, &snapshot, &eval, quantity, risk_validation);
         decision.explanation = explanation;
         let approved = decision.risk_validation.as_ref().is_none_or(|v| v.approved);
         decision.metadata.latency_ms = arrival.elapsed().as_secs_f64() * 1e3;
-        let event = build_event(&decision, request, &snapshot, route, approved, client);
+        let event = build_event(&decision, call, &snapshot, approved);
         self.emit(event, route);
         let outcome = if approved {
             Outcome::Approved(decision)
@@ -427,18 +426,21 @@ impl Pipeline {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn build_decision(
-    models: &ModelSet,
-    decision_id: Uuid,
-    route: &Route,
-    request: &PredictRequest,
+    call: &Call<'_>,
     snapshot: &FeatureSnapshot,
     eval: &Evaluation,
     quantity: u64,
     risk_validation: Option<crate::risk::RiskValidation>,
-    now: OffsetDateTime,
 ) -> Decision {
+    let Call {
+        request,
+        route,
+        decision_id,
+        now,
+        ..
+    } = *call;
+    let models = &route.models;
     let dominant = models.specialist(eval.dominant);
     Decision {
         decision_id,
@@ -476,12 +478,16 @@ fn build_decision(
 
 fn build_event(
     decision: &Decision,
-    request: &PredictRequest,
+    call: &Call<'_>,
     snapshot: &FeatureSnapshot,
-    route: &Route,
     approved: bool,
-    client: Option<&str>,
 ) -> DecisionEvent {
+    let Call {
+        request,
+        route,
+        client,
+        ..
+    } = *call;
     DecisionEvent {
         schema_version: EVENT_SCHEMA_VERSION,
         event_type: "trading_decision",

@@ -163,19 +163,14 @@ fn attributions_agree_with_python_shap() {
     let dir = tempfile::tempdir().unwrap();
     let (rows_path, out_path) = (dir.path().join("rows.json"), dir.path().join("ref.json"));
     std::fs::write(&rows_path, serde_json::json!({"rows": rows}).to_string()).unwrap();
-    let out = std::process::Command::new(python)
-        .arg(repo().join("scripts/shap_reference.py"))
-        .args(["--models".as_ref(), repo().join("models").as_os_str()])
-        .args(["--version", "1", "--rows"])
-        .arg(&rows_path)
-        .arg("--out")
-        .arg(&out_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    tradeserve_testkit::run_ok(
+        std::process::Command::new(python)
+            .arg(repo().join("scripts/shap_reference.py"))
+            .args(["--models".as_ref(), repo().join("models").as_os_str()])
+            .args(["--version", "1", "--rows"])
+            .arg(&rows_path)
+            .arg("--out")
+            .arg(&out_path),
     );
     let reference: Value = serde_json::from_slice(&std::fs::read(&out_path).unwrap()).unwrap();
     let mut worst: f64 = 0.0;

@@ -125,23 +125,14 @@ async fn models_published_with_the_python_client_are_served() {
     let server = MlflowServer::start();
     let python = MlflowServer::binary().with_file_name("python");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../training/publish.py");
-    let out = std::process::Command::new(python)
-        .arg(script)
-        .args([
-            "--tracking-uri",
-            &server.url(),
-            "--version",
-            "2",
-            "--alias",
-            "champion",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tradeserve_testkit::run_ok(std::process::Command::new(python).arg(script).args([
+        "--tracking-uri",
+        &server.url(),
+        "--version",
+        "2",
+        "--alias",
+        "champion",
+    ]));
     let client = MlflowClient::new(&server.url(), None, Duration::from_secs(10)).unwrap();
     let cache = tempfile::tempdir().unwrap();
     let registry = MlflowRegistry::new(client, ModelCache::new(cache.path()), specs());

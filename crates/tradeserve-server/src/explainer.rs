@@ -39,7 +39,7 @@ impl BlockingExplainer {
             std::thread::Builder::new()
                 .name(format!("explain-{i}"))
                 .spawn(move || {
-                    lower_priority();
+                    crate::idle::enter("explain");
                     work(&rx, &config);
                 })?;
         }
@@ -47,17 +47,6 @@ impl BlockingExplainer {
             permits: Arc::new(Semaphore::new(threads)),
             tx: Mutex::new(tx),
         })
-    }
-}
-
-fn lower_priority() {
-    use thread_priority::{
-        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
-        set_thread_priority_and_policy, thread_native_id,
-    };
-    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-    if let Err(e) = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle) {
-        tracing::warn!(error = ?e, "cannot lower the explanation threads' priority");
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`control`]: experiments, rollouts, the kill switch and the routing snapshot.
 //! - [`shadow`]: running a rollout's candidate off the request path.
 //! - [`explainer`]: explanations on a bounded pool of blocking threads.
+//! - [`idle`]: idle CPU priority for threads that must not compete with requests.
 //! - [`outcomes`]: realized returns credited to experiment and rollout arms.
 //! - [`app`]: the router and request-timing middleware; [`routes`]: the handlers.
 //! - [`serve`]: start-up (build the embedded adapters, bind) and graceful shutdown.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod explainer;
+pub mod idle;
 pub mod metrics;
 pub mod outcomes;
 pub mod registry;

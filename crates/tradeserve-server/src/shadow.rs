@@ -37,7 +37,7 @@ impl ShadowPool {
         let worker = std::thread::Builder::new()
             .name("shadow".into())
             .spawn(move || {
-                lower_priority();
+                crate::idle::enter("shadow");
                 run(rx, &sizing, events.as_ref(), &m)
             })?;
         Ok(ShadowPool {
@@ -71,20 +71,6 @@ impl ShadowRunner for ShadowPool {
                 Err(job)
             }
         }
-    }
-}
-
-/// Run the shadow thread under `SCHED_IDLE`: it gets a core only when no request thread wants
-/// one, so shadowing never competes with the request path (measured in BENCHMARKS.md). Under
-/// sustained saturation its queue fills and jobs are shed.
-fn lower_priority() {
-    use thread_priority::{
-        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
-        set_thread_priority_and_policy, thread_native_id,
-    };
-    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-    if let Err(e) = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle) {
-        tracing::warn!(error = ?e, "cannot give the shadow thread idle priority; it runs at normal priority");
     }
 }
 

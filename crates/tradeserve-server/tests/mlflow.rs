@@ -285,24 +285,19 @@ fn the_cli_publishes_a_model_folder_and_moves_the_alias() {
     let mlflow = MlflowServer::start();
     let bin = env!("CARGO_BIN_EXE_tradeserve");
     let run = |version: &str| {
-        let out = std::process::Command::new(bin)
-            .args([
-                "models",
-                "publish",
-                "--name",
-                "tradeserve.bear_specialist",
-                "--alias",
-                "champion",
-                "--dir",
-            ])
-            .arg(model_dir(Role::BearSpecialist, version))
-            .env("MLFLOW_TRACKING_URI", mlflow.url())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = tradeserve_testkit::run_ok(
+            std::process::Command::new(bin)
+                .args([
+                    "models",
+                    "publish",
+                    "--name",
+                    "tradeserve.bear_specialist",
+                    "--alias",
+                    "champion",
+                    "--dir",
+                ])
+                .arg(model_dir(Role::BearSpecialist, version))
+                .env("MLFLOW_TRACKING_URI", mlflow.url()),
         );
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };

@@ -108,15 +108,10 @@ fn sigterm_drains_in_flight_requests_and_flushes_every_decision() {
     );
 
     // `tradeserve replay` reproduces every logged decision from its event.
-    let out = Command::new(BIN)
-        .args(["replay", "--audit-log"])
-        .arg(dir.path().join("audit.jsonl"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = tradeserve_testkit::run_ok(
+        Command::new(BIN)
+            .args(["replay", "--audit-log"])
+            .arg(dir.path().join("audit.jsonl")),
     );
     let replay: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(replay["events"].as_u64(), Some(logged));
@@ -151,15 +146,10 @@ fn a_bad_config_fails_at_start_with_the_key_named() {
         "[server]\nlisten = \"127.0.0.1:9\"\n[models.versions]\nbull_specialist = \"2\"\n",
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .args(["check-config", "--config"])
-        .arg(&good)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = tradeserve_testkit::run_ok(
+        Command::new(BIN)
+            .args(["check-config", "--config"])
+            .arg(&good),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("configuration OK"));

@@ -451,20 +451,15 @@ fn an_always_hold_candidate_is_rolled_back_by_its_gate_under_load() {
         .status()
         .unwrap();
     assert!(status.success());
-    let out = std::process::Command::new(tradeserve_testkit::python())
-        .arg(Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../training/degenerate_model.py"
-        )))
-        .arg("--models")
-        .arg(&models)
-        .args(["--version", "9"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    tradeserve_testkit::run_ok(
+        std::process::Command::new(tradeserve_testkit::python())
+            .arg(Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../training/degenerate_model.py"
+            )))
+            .arg("--models")
+            .arg(&models)
+            .args(["--version", "9"]),
     );
     let models_env = models.display().to_string();
     let server = ServiceProcess::start(

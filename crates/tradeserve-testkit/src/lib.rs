@@ -397,6 +397,18 @@ impl Drop for ServiceProcess {
     }
 }
 
+/// Run a command to completion and fail the test, with its stderr, unless it succeeded.
+pub fn run_ok(command: &mut Command) -> std::process::Output {
+    let out = command.output().expect("start the command");
+    assert!(
+        out.status.success(),
+        "{command:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// The Python of the test harness's venv (with `mmh3`, `onnx`, `onnxruntime`):
 /// `TRADESERVE_PYTHON` or the one `scripts/test.sh` builds.
 pub fn python() -> PathBuf {
