@@ -44,7 +44,7 @@ pub struct ExperimentArm {
     pub arm: Arm,
 }
 
-/// `shadow` of an event: what the rollout's candidate decided for the same features.
+/// `shadow` of a [`ShadowEvent`]: what the rollout's candidate decided for the same features.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShadowResult {
     /// `None` when the candidate failed (see `error`).
@@ -158,10 +158,31 @@ pub struct DecisionEvent {
     pub model_versions: Arc<BTreeMap<Role, String>>,
     pub experiment: Option<ExperimentRef>,
     pub rollout: Option<RolloutRef>,
-    pub shadow: Option<ShadowResult>,
     /// The largest attributions, when the request asked for an explanation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explanation: Option<EventExplanation>,
     pub latency_ms: f64,
     pub client_id: Option<String>,
+}
+
+/// Version of the shadow event's schema (`schemas/shadow_event.schema.json`).
+pub const SHADOW_SCHEMA_VERSION: u32 = 1;
+
+/// What a rollout's candidate decided for a shadowed decision, recorded after the response.
+/// The decision's own event was recorded before it was answered; this one annotates it
+/// (joined on `decision_id`), so losing it in a crash loses a comparison, never a decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShadowEvent {
+    pub schema_version: u32,
+    /// Always `shadow_result`.
+    pub event_type: &'static str,
+    /// When the candidate ran.
+    #[serde(with = "time::serde::rfc3339")]
+    pub timestamp: OffsetDateTime,
+    pub decision_id: Uuid,
+    pub symbol: Symbol,
+    /// The action that was returned to the client.
+    pub action: Action,
+    pub rollout: RolloutRef,
+    pub shadow: ShadowResult,
 }

@@ -1,12 +1,13 @@
-//! What goes on the events topic: decision events (DESIGN.md §8) and control events, the
-//! audit trail of every experiment and rollout change (who, when, why). Both are JSON objects
+//! What goes on the events topic: decision events (DESIGN.md §8), shadow results (what a
+//! rollout's candidate decided for a decision, after the response), and control events, the
+//! audit trail of every experiment and rollout change (who, when, why). All are JSON objects
 //! told apart by `event_type`; `schemas/` describes each.
 
 use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::decision::DecisionEvent;
+use crate::decision::{DecisionEvent, ShadowEvent};
 
 /// Version of the control event's schema (`schemas/control_event.schema.json`).
 pub const CONTROL_SCHEMA_VERSION: u32 = 1;
@@ -77,6 +78,7 @@ impl ControlEvent {
 pub enum Event {
     Decision(Box<DecisionEvent>),
     Control(Box<ControlEvent>),
+    Shadow(Box<ShadowEvent>),
 }
 
 impl Event {
@@ -85,14 +87,17 @@ impl Event {
         match self {
             Event::Decision(d) => d.symbol.as_str(),
             Event::Control(c) => &c.subject_id,
+            Event::Shadow(s) => s.symbol.as_str(),
         }
     }
 
-    /// `decision_id` or `event_id`.
+    /// `decision_id` (of a decision or of the decision a shadow result annotates) or
+    /// `event_id`.
     pub fn id(&self) -> Uuid {
         match self {
             Event::Decision(d) => d.decision_id,
             Event::Control(c) => c.event_id,
+            Event::Shadow(s) => s.decision_id,
         }
     }
 }
@@ -100,6 +105,12 @@ impl Event {
 impl From<DecisionEvent> for Event {
     fn from(e: DecisionEvent) -> Event {
         Event::Decision(Box::new(e))
+    }
+}
+
+impl From<ShadowEvent> for Event {
+    fn from(e: ShadowEvent) -> Event {
+        Event::Shadow(Box::new(e))
     }
 }
 
@@ -114,6 +125,7 @@ impl Serialize for Event {
         match self {
             Event::Decision(d) => d.serialize(s),
             Event::Control(c) => c.serialize(s),
+            Event::Shadow(e) => e.serialize(s),
         }
     }
 }

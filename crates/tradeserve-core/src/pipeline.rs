@@ -2,9 +2,10 @@
 //! validate → features → regime detector → meta-controller → specialists → blend → size →
 //! risk → enqueue the event. Ports do the I/O; the caller supplies the routing snapshot it
 //! loaded once for this request, and [`Routing::route`] picks the model set (experiment arm,
-//! rollout stage) once the features are known. In shadow stage the event goes to the
-//! [`ShadowRunner`] instead, which emits it after running the candidate; when the runner is
-//! full the event is emitted at once, without the shadow result.
+//! rollout stage) once the features are known. The decision's event is recorded before the
+//! decision is returned; when it cannot be, the decision is refused (and its risk booking
+//! undone) unless the policy says to serve it unrecorded. In shadow stage the candidate runs
+//! afterwards on the [`ShadowRunner`], which records a separate shadow result.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,8 +22,8 @@ use crate::experiment::Unit;
 use crate::explain::{ExplainConfig, InlineExplainer};
 use crate::model_set::{LoadedModel, ModelSet};
 use crate::ports::{
-    EventSink, ExplainJob, Explainer, FeatureError, FeatureSnapshot, FeatureSource, ModelError,
-    RiskError, RiskLedger, ShadowJob, ShadowRunner,
+    EmitError, EventSink, ExplainJob, Explainer, FeatureError, FeatureSnapshot, FeatureSource,
+    ModelError, RiskError, RiskLedger, ShadowJob, ShadowRunner,
 };
 use crate::request::{PredictRequest, RequestError, RequestRules, parse_predict_request};
 use crate::risk::{Order, RiskLimits};
@@ -40,6 +41,21 @@ pub struct PipelineConfig {
     /// A decision later than this after arrival is not returned (504).
     pub deadline: Duration,
     pub explain: ExplainConfig,
+    /// What to do with a decision whose event cannot be recorded.
+    pub on_event_failure: EventFailurePolicy,
+}
+
+/// What happens to a decision whose event the sink cannot record (disk full, I/O error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventFailurePolicy {
+    /// Refuse it (503 `audit_unavailable`) and undo its risk booking: nothing is answered
+    /// that is not recorded. The default.
+    #[default]
+    Reject,
+    /// Answer it anyway, counted as unrecorded (for desks that prefer an unrecorded answer
+    /// to none).
+    Serve,
 }
 
 impl Default for PipelineConfig {
@@ -50,6 +66,7 @@ impl Default for PipelineConfig {
             request: RequestRules::default(),
             deadline: Duration::from_millis(40),
             explain: ExplainConfig::default(),
+            on_event_failure: EventFailurePolicy::Reject,
         }
     }
 }
@@ -69,6 +86,8 @@ pub enum PredictError {
     ExplainOverloaded,
     #[error("explanation failed: {0}")]
     Explain(String),
+    #[error("the decision could not be recorded, so it is not answered: {0}")]
+    Unrecorded(EmitError),
     #[error("deadline of {deadline:?} exceeded after {elapsed:?}")]
     DeadlineExceeded {
         deadline: Duration,
@@ -116,6 +135,8 @@ pub struct Prediction {
     pub route: Route,
     /// The feature snapshot the decision used (for outcome tracking).
     pub snapshot: FeatureSnapshot,
+    /// Set when the event could not be recorded and the policy is to serve anyway.
+    pub unrecorded: Option<EmitError>,
 }
 
 /// A request that got no decision, with the route it had been given (`None` when it failed
@@ -266,6 +287,11 @@ impl Pipeline {
         &self.features
     }
 
+    /// `Err(reason)` while decisions cannot be recorded.
+    pub fn event_health(&self) -> Result<(), String> {
+        self.events.health()
+    }
+
     fn check_deadline(&self, arrival: Instant) -> Result<(), PredictError> {
         let elapsed = arrival.elapsed();
         if elapsed > self.config.deadline {
@@ -315,11 +341,17 @@ impl Pipeline {
             client,
         };
         match self.decide(&call, snapshot, timings).await {
-            Ok((outcome, timings, snapshot)) => Ok(Prediction {
+            Ok(Decided {
+                outcome,
+                timings,
+                snapshot,
+                unrecorded,
+            }) => Ok(Prediction {
                 outcome,
                 timings,
                 route,
                 snapshot,
+                unrecorded,
             }),
             Err(error) => Err(Failed {
                 error,
@@ -333,7 +365,7 @@ impl Pipeline {
         call: &Call<'_>,
         snapshot: FeatureSnapshot,
         mut timings: StageTimings,
-    ) -> Result<(Outcome, StageTimings, FeatureSnapshot), PredictError> {
+    ) -> Result<Decided, PredictError> {
         let Call {
             request,
             route,
@@ -373,14 +405,14 @@ impl Pipeline {
         };
         let t3 = Instant::now();
 
+        let order = Order {
+            symbol: request.symbol.as_str(),
+            action: eval.action,
+            quantity,
+            price: snapshot.price,
+            day: now.date(),
+        };
         let risk_validation = if request.risk_check {
-            let order = Order {
-                symbol: request.symbol.as_str(),
-                action: eval.action,
-                quantity,
-                price: snapshot.price,
-                day: now.date(),
-            };
             Some(
                 self.ledger
                     .check_and_apply(&order, &self.config.risk)
@@ -396,34 +428,68 @@ impl Pipeline {
         let approved = decision.risk_validation.as_ref().is_none_or(|v| v.approved);
         decision.metadata.latency_ms = arrival.elapsed().as_secs_f64() * 1e3;
         let event = build_event(&decision, call, &snapshot, approved);
-        self.emit(event, route);
+        let shadow = self.shadow_job(&event, route);
+        // Recorded before it is answered: `Ok` means the event is in the kernel (audit log)
+        // or the sink's queue, as the sink promises.
+        let unrecorded = match self.events.emit(event.into()) {
+            Ok(()) => None,
+            Err(e) => match self.config.on_event_failure {
+                EventFailurePolicy::Reject => {
+                    if request.risk_check && approved {
+                        self.ledger.revert(&order).await;
+                    }
+                    return Err(PredictError::Unrecorded(e));
+                }
+                EventFailurePolicy::Serve => Some(e),
+            },
+        };
+        if let (Some(job), Some(runner)) = (shadow, &self.shadow) {
+            // A full runner sheds the job (it counts that); the decision is already recorded.
+            let _ = runner.submit(job);
+        }
         let outcome = if approved {
             Outcome::Approved(decision)
         } else {
             Outcome::Rejected(decision)
         };
-        Ok((outcome, timings, snapshot))
+        Ok(Decided {
+            outcome,
+            timings,
+            snapshot,
+            unrecorded,
+        })
     }
 
-    /// Hand the event to the shadow runner when this decision is shadowed, else to the sink.
-    /// The sink counts and logs what it cannot take; the request never waits for it.
-    fn emit(&self, event: DecisionEvent, route: &Route) {
-        let event = match (&self.shadow, &route.shadow, &route.rollout) {
-            (Some(runner), Some(candidate), Some(tag)) => {
-                let job = ShadowJob {
-                    event,
-                    candidate: Arc::clone(candidate),
-                    stats: Arc::clone(&tag.stats),
-                };
-                match runner.submit(job) {
-                    Ok(()) => return,
-                    Err(job) => job.event,
-                }
-            }
-            _ => event,
+    /// The shadow run of this decision, when its route shadows a candidate.
+    fn shadow_job(&self, event: &DecisionEvent, route: &Route) -> Option<ShadowJob> {
+        let (Some(_), Some(candidate), Some(tag)) = (&self.shadow, &route.shadow, &route.rollout)
+        else {
+            return None;
         };
-        let _ = self.events.emit(event.into());
+        Some(ShadowJob {
+            decision_id: event.decision_id,
+            symbol: event.symbol.clone(),
+            action: event.action,
+            strategy_override: event.strategy_override,
+            snapshot: FeatureSnapshot {
+                as_of: event.features_as_of,
+                price: event.price,
+                features: event.features.features,
+                hit_rates: event.features.hit_rates,
+            },
+            rollout: tag.to_ref(),
+            candidate: Arc::clone(candidate),
+            stats: Arc::clone(&tag.stats),
+        })
     }
+}
+
+/// What [`Pipeline::decide`] hands back.
+struct Decided {
+    outcome: Outcome,
+    timings: StageTimings,
+    snapshot: FeatureSnapshot,
+    unrecorded: Option<EmitError>,
 }
 
 fn build_decision(
@@ -516,7 +582,6 @@ fn build_event(
         model_versions: Arc::clone(&decision.metadata.model_versions),
         experiment: route.experiment.as_ref().map(|t| t.to_ref()),
         rollout: route.rollout.as_ref().map(|t| t.to_ref()),
-        shadow: None,
         explanation: decision.explanation.as_ref().map(|e| e.for_event()),
         latency_ms: decision.metadata.latency_ms,
         client_id: client.map(str::to_owned),

@@ -12,7 +12,6 @@ use time::OffsetDateTime;
 
 use std::sync::Arc;
 
-use crate::decision::DecisionEvent;
 use crate::event::Event;
 use crate::model_set::ModelSet;
 use crate::risk::{Order, RiskLimits, RiskValidation};
@@ -121,6 +120,10 @@ pub trait RiskLedger: Send + Sync {
         order: &'a Order<'a>,
         limits: &'a RiskLimits,
     ) -> BoxFuture<'a, Result<RiskValidation, RiskError>>;
+
+    /// Undo an order `check_and_apply` approved and recorded, because the decision was not
+    /// returned after all (its event could not be recorded).
+    fn revert<'a>(&'a self, order: &'a Order<'a>) -> BoxFuture<'a, ()>;
 }
 
 /// Why an event could not be accepted for delivery.
@@ -130,26 +133,43 @@ pub enum EmitError {
     QueueFull,
     #[error("event sink is shut down")]
     Closed,
+    /// The event could not be written where it must be before the decision is answered
+    /// (audit log or spool): disk full, permissions, I/O error.
+    #[error("cannot record the event: {0}")]
+    Write(std::io::ErrorKind),
 }
 
-/// Where decision events go. `emit` never blocks: it enqueues or fails at once, and the sink
-/// itself counts and logs every event it could not take.
+/// Where decision events go. `emit` never waits on a network or another thread: it appends
+/// (the audit log: one `write(2)`) or enqueues, or fails at once, and the sink itself counts
+/// and logs every event it could not take. `Ok` means the event is recorded as far as this
+/// sink promises before a decision is answered.
 pub trait EventSink: Send + Sync {
     fn emit(&self, event: Event) -> Result<(), EmitError>;
+
+    /// `Err(reason)` while the sink cannot record events (readiness reports it).
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
-/// A decision to re-run on a rollout's candidate after the response (shadow stage).
+/// A decision to re-run on a rollout's candidate after the response (shadow stage). The
+/// decision's own event is already recorded; the runner emits a `shadow_result` event.
 #[derive(Debug)]
 pub struct ShadowJob {
-    /// The decision's event: the runner fills `shadow` and emits it.
-    pub event: DecisionEvent,
+    pub decision_id: uuid::Uuid,
+    pub symbol: crate::types::Symbol,
+    /// The action that was returned.
+    pub action: crate::types::Action,
+    pub strategy_override: Option<crate::types::Specialist>,
+    pub snapshot: FeatureSnapshot,
+    pub rollout: crate::routing::RolloutRef,
     pub candidate: Arc<ModelSet>,
     /// The rollout stage's measurements (the candidate arm records the shadow run).
     pub stats: Arc<UnitStats>,
 }
 
 /// Runs shadow candidates off the request path, bounded. `submit` never blocks: when the
-/// runner is full it hands the job back and the caller emits the event without a shadow.
+/// runner is full it hands the job back (the caller counts it as shed).
 pub trait ShadowRunner: Send + Sync {
     #[allow(clippy::result_large_err)]
     fn submit(&self, job: ShadowJob) -> Result<(), ShadowJob>;

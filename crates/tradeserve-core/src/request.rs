@@ -111,7 +111,7 @@ pub fn parse_json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
         );
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let raw: T = serde_path_to_error::deserialize(&mut de).map_err(classify)?;
+    let raw: T = serde_path_to_error::deserialize(&mut de).map_err(|e| classify(e, body))?;
     de.end().map_err(|e| {
         RequestError::malformed(
             "malformed_json",
@@ -165,10 +165,19 @@ pub fn parse_predict_request(
     })
 }
 
-fn classify(err: serde_path_to_error::Error<serde_json::Error>) -> RequestError {
+fn classify(err: serde_path_to_error::Error<serde_json::Error>, body: &[u8]) -> RequestError {
     let path = err.path().to_string();
     let inner = err.into_inner();
     if !inner.is_data() {
+        // serde_json reports a wrong type for an enum (`"strategy_override": 1`) as a syntax
+        // error; when the body parses as JSON, it is a bad field (422), not bad JSON (400).
+        if path != "." && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+            return RequestError::invalid(
+                "invalid_type",
+                format!("{path}: wrong type for this field"),
+                Some(path),
+            );
+        }
         return RequestError::malformed(
             "malformed_json",
             format!("request body is not valid JSON: {inner}"),
@@ -213,6 +222,54 @@ mod tests {
     fn err(body: &str) -> (RequestErrorKind, &'static str, Option<String>) {
         let e = parse(body).expect_err(body);
         (e.kind, e.code, e.field)
+    }
+
+    #[test]
+    fn a_wrong_type_in_any_field_is_422_naming_the_field() {
+        let cases = [
+            (
+                r#"{"symbol":"AAPL","strategy_override":1}"#,
+                "strategy_override",
+            ),
+            (
+                r#"{"symbol":"AAPL","strategy_override":true}"#,
+                "strategy_override",
+            ),
+            (
+                r#"{"symbol":"AAPL","strategy_override":["bull_specialist"]}"#,
+                "strategy_override",
+            ),
+            (r#"{"symbol":1}"#, "symbol"),
+            (r#"{"symbol":null}"#, "symbol"),
+            (r#"{"symbol":"AAPL","timestamp":5}"#, "timestamp"),
+            (r#"{"symbol":"AAPL","risk_check":"yes"}"#, "risk_check"),
+            (r#"{"symbol":"AAPL","explain":1}"#, "explain"),
+        ];
+        for (body, field) in cases {
+            assert_eq!(
+                err(body),
+                (
+                    RequestErrorKind::Invalid,
+                    "invalid_type",
+                    Some(field.to_owned())
+                ),
+                "{body}"
+            );
+        }
+        // An object for an enum reads as an unknown variant: still 422 on the field.
+        assert_eq!(
+            err(r#"{"symbol":"AAPL","strategy_override":{"a":1}}"#),
+            (
+                RequestErrorKind::Invalid,
+                "invalid_value",
+                Some("strategy_override".to_owned())
+            )
+        );
+        // Bytes that are not JSON stay 400.
+        assert_eq!(
+            err(r#"{"symbol":"AAPL","strategy_override":1"#).0,
+            RequestErrorKind::Malformed
+        );
     }
 
     #[test]

@@ -179,6 +179,17 @@ impl SymbolBook {
         self.day = Some(order.day);
         self.position = self.position.saturating_add(order.signed_quantity());
     }
+
+    /// Undo [`Self::apply`] of the same order.
+    pub fn unapply(&mut self, order: &Order<'_>) {
+        if order.quantity == 0 || order.action == Action::Hold {
+            return;
+        }
+        if self.day == Some(order.day) {
+            self.orders_today = self.orders_today.saturating_sub(1);
+        }
+        self.position = self.position.saturating_sub(order.signed_quantity());
+    }
 }
 
 fn grade(value: f64, limit: f64, warn_fraction: f64) -> CheckStatus {
@@ -321,6 +332,14 @@ impl RiskLedger for InMemoryRiskLedger {
         Box::pin(std::future::ready(Ok(
             self.check_and_apply_now(order, limits)
         )))
+    }
+
+    fn revert<'a>(&'a self, order: &'a Order<'a>) -> BoxFuture<'a, ()> {
+        let mut books = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(book) = books.get_mut(order.symbol) {
+            book.unapply(order);
+        }
+        Box::pin(std::future::ready(()))
     }
 }
 

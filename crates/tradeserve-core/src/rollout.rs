@@ -491,10 +491,12 @@ pub fn evaluate_gates(
         (false, true) => Verdict::Pass,
         (_, false) => Verdict::Wait,
     };
-    let error_rate = if m.candidate_decisions == 0 {
+    // Decisions are those returned to clients; errors are requests that got none.
+    let attempts = m.candidate_decisions + m.candidate_errors;
+    let error_rate = if attempts == 0 {
         0.0
     } else {
-        m.candidate_errors as f64 / m.candidate_decisions as f64
+        m.candidate_errors as f64 / attempts as f64
     };
     checks.push(check(
         "error_rate",

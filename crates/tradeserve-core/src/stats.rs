@@ -195,10 +195,10 @@ impl ArmStats {
         a.inference_us.saturating_record(o.inference_us.max(1));
     }
 
+    /// A request routed to this arm that got no decision back (refused, failed, too late):
+    /// an error, never a decision.
     pub fn record_error(&self) {
-        let mut a = self.inner.lock();
-        a.decisions += 1;
-        a.errors += 1;
+        self.inner.lock().errors += 1;
     }
 
     pub fn record_shadow_agreement(&self, agreed: bool) {
@@ -231,11 +231,11 @@ impl ArmStats {
     pub fn snapshot(&self) -> ArmSnapshot {
         let a = self.inner.lock();
         let q = |h: &Histogram<u64>, q: f64| (!h.is_empty()).then(|| h.value_at_quantile(q) as f64);
-        let returned = a.decisions - a.errors;
+        let returned = a.decisions;
         ArmSnapshot {
             decisions: a.decisions,
             errors: a.errors,
-            error_rate: ratio(a.errors, a.decisions),
+            error_rate: ratio(a.errors, a.decisions + a.errors),
             action_mix: ActionMix {
                 buy: ratio(a.actions[0], returned),
                 sell: ratio(a.actions[1], returned),
@@ -423,7 +423,8 @@ mod tests {
         arm.record_outcome(0.01);
         arm.record_outcome(-0.02);
         let snap = arm.snapshot();
-        assert_eq!(snap.decisions, 5);
+        // Decisions are what clients received; the error is counted apart.
+        assert_eq!(snap.decisions, 4);
         assert_eq!(snap.errors, 1);
         assert!((snap.error_rate - 0.2).abs() < 1e-12);
         assert!((snap.action_mix.buy - 0.5).abs() < 1e-12);

@@ -31,4 +31,8 @@ impl EventSink for FanOut {
         }
         result.and(last.emit(event))
     }
+
+    fn health(&self) -> Result<(), String> {
+        self.sinks.iter().try_for_each(|s| s.health())
+    }
 }

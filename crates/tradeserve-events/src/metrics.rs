@@ -18,6 +18,8 @@ pub struct SinkMetrics {
     pub write_errors: IntCounter,
     /// Events in the queue, not yet written.
     pub backlog: IntGauge,
+    /// 1 while the sink cannot record events (decisions are refused or served unrecorded).
+    pub unavailable: IntGauge,
 }
 
 impl SinkMetrics {
@@ -30,6 +32,7 @@ impl SinkMetrics {
             dropped_closed: IntCounter::new("dropped_closed", "dropped_closed")?,
             write_errors: IntCounter::new("write_errors", "write_errors")?,
             backlog: IntGauge::new("backlog", "backlog")?,
+            unavailable: IntGauge::new("unavailable", "unavailable")?,
         })
     }
 }

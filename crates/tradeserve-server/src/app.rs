@@ -1,5 +1,5 @@
 //! The HTTP router: every route, the JSON 404/405 fallbacks, and the middleware that times
-//! each request and counts its status.
+//! each request (from its headers, or from its body for predictions) and counts its status.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,11 +16,28 @@ use crate::metrics::Route;
 use crate::routes::{experiments, ops, outcomes, predict, rollouts};
 use crate::state::AppState;
 
-/// When the request reached the service, by the monotonic and the wall clock.
+/// When a request's body had been read, by the monotonic and the wall clock: where the
+/// decision deadline and `latency_ms` start.
 #[derive(Debug, Clone, Copy)]
 pub struct Arrival {
     pub instant: Instant,
     pub wall: OffsetDateTime,
+}
+
+impl Arrival {
+    pub fn now() -> Arrival {
+        Arrival {
+            instant: Instant::now(),
+            wall: OffsetDateTime::now_utc(),
+        }
+    }
+
+    /// Mark `response` so the latency histogram measures from this instant, not from the
+    /// headers (a client slow to upload is not server latency).
+    pub fn stamp(self, mut response: Response) -> Response {
+        response.extensions_mut().insert(self);
+        response
+    }
 }
 
 /// Build the router over shared state.
@@ -61,22 +78,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
-    let arrival = Arrival {
-        instant: Instant::now(),
-        wall: OffsetDateTime::now_utc(),
-    };
+async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let headers_in = Instant::now();
     let route = if request.uri().path() == "/api/v1/predict" {
         Route::Predict
     } else {
         Route::Other
     };
-    request.extensions_mut().insert(arrival);
     let response = next.run(request).await;
+    let from = response
+        .extensions()
+        .get::<Arrival>()
+        .map_or(headers_in, |a| a.instant);
     state.metrics.observe_response(
         route,
         response.status().as_u16(),
-        arrival.instant.elapsed().as_secs_f64(),
+        from.elapsed().as_secs_f64(),
     );
     response
 }

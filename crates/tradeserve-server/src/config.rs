@@ -130,9 +130,27 @@ pub struct ServerConfig {
     /// How far in the future a request `timestamp` may be.
     #[serde(with = "humantime_serde")]
     pub max_clock_skew: Duration,
-    /// Longest wait for in-flight requests and the event flush at shutdown.
+    /// Longest wait for in-flight requests and the event flush at shutdown, after the drain
+    /// delay.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// After SIGTERM, how long readiness answers 503 while requests are still served, so
+    /// load balancers stop sending traffic before the listener closes.
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
+    /// Open connections allowed; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// Longest time a client may take to send a request's headers (slowloris); the
+    /// connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Longest time a client may take to send a request's body once its headers arrived;
+    /// answered 408 and the connection closed.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// Async worker threads; 0 = one per CPU core.
     pub worker_threads: usize,
     /// `text` or `json` logs (on stderr).
@@ -148,6 +166,11 @@ impl Default for ServerConfig {
             request_deadline: Duration::from_millis(40),
             max_clock_skew: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
+            drain_delay: Duration::from_secs(5),
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
             worker_threads: 0,
             log_format: LogFormat::Text,
         }
@@ -310,11 +333,18 @@ impl Default for FeaturesConfig {
 pub struct EventsConfig {
     /// `audit_log` (embedded default), `kafka`, or `both`.
     pub sink: SinkKind,
-    /// Append-only JSON-lines audit log.
+    /// `reject` (default): a decision whose event cannot be recorded is answered 503
+    /// `audit_unavailable`; `serve`: answered anyway and counted as unrecorded.
+    pub on_failure: tradeserve_core::pipeline::EventFailurePolicy,
+    /// Append-only JSON-lines audit log (the active file; rotated files sit beside it).
     pub audit_log: PathBuf,
-    /// Events that may wait in memory, per sink.
+    /// The audit log is rotated when its active file reaches this size.
+    pub audit_rotate_bytes: u64,
+    /// Rotated audit log files kept; older ones are deleted (0 keeps all).
+    pub audit_retain_files: usize,
+    /// Events that may wait in memory for the Kafka producer.
     pub queue_capacity: usize,
-    /// Longest time between fsyncs of the audit log.
+    /// Longest time between an audit log write and its fsync (the machine-crash window).
     #[serde(with = "humantime_serde")]
     pub fsync_interval: Duration,
     pub kafka: KafkaConfig,
@@ -324,7 +354,10 @@ impl Default for EventsConfig {
     fn default() -> Self {
         EventsConfig {
             sink: SinkKind::AuditLog,
+            on_failure: tradeserve_core::pipeline::EventFailurePolicy::Reject,
             audit_log: PathBuf::from("var/audit/decisions.jsonl"),
+            audit_rotate_bytes: 256 * 1024 * 1024,
+            audit_retain_files: 40,
             queue_capacity: 65_536,
             fsync_interval: Duration::from_secs(1),
             kafka: KafkaConfig::default(),
@@ -426,6 +459,7 @@ pub enum ConfigError {
 impl Config {
     /// Defaults, then `file`, then the environment, then `listen`.
     pub fn load(file: Option<&Path>, listen: Option<&str>) -> Result<Config, ConfigError> {
+        misspelled_env(std::env::vars().map(|(k, _)| k))?;
         let env = Env::prefixed("TRADESERVE_")
             .filter(|k| k.as_str().contains("__"))
             .split("__");
@@ -493,6 +527,22 @@ impl Config {
         if self.events.fsync_interval.is_zero() {
             return invalid("events.fsync_interval must be > 0".into());
         }
+        if self.events.audit_rotate_bytes < 4096 {
+            return invalid("events.audit_rotate_bytes must be at least 4096".into());
+        }
+        if s.max_connections == 0 {
+            return invalid("server.max_connections must be at least 1".into());
+        }
+        let timeouts = [
+            ("header_read_timeout", s.header_read_timeout),
+            ("body_read_timeout", s.body_read_timeout),
+            ("idle_timeout", s.idle_timeout),
+        ];
+        for (key, t) in timeouts {
+            if t.is_zero() {
+                return invalid(format!("server.{key} must be > 0"));
+            }
+        }
         self.risk.validate().map_err(ConfigError::Invalid)?;
         self.control.validate().map_err(ConfigError::Invalid)?;
         if !(1..=256).contains(&self.explain.permutations) {
@@ -515,6 +565,31 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The sections a `TRADESERVE_<SECTION>__<KEY>` variable can name.
+const SECTIONS: [&str; 8] = [
+    "SERVER", "MODELS", "FEATURES", "EVENTS", "RISK", "SIZING", "CONTROL", "EXPLAIN",
+];
+
+/// Refuse `TRADESERVE_SERVER_REQUEST_DEADLINE` and the like: a section and a key joined by
+/// one underscore would otherwise be ignored without a word.
+fn misspelled_env(names: impl Iterator<Item = String>) -> Result<(), ConfigError> {
+    for name in names {
+        let Some(rest) = name.strip_prefix("TRADESERVE_") else {
+            continue;
+        };
+        if rest.contains("__") {
+            continue;
+        }
+        if let Some(section) = SECTIONS.iter().find(|s| rest.starts_with(&format!("{s}_"))) {
+            let key = &rest[section.len() + 1..];
+            return Err(ConfigError::Invalid(format!(
+                "environment variable {name} is not read: a section and its key are joined by two underscores (TRADESERVE_{section}__{key})"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Resolve a data path: as given when it exists (relative to the working directory),
@@ -600,6 +675,23 @@ mod tests {
             assert_eq!(c.server.request_deadline, Duration::from_millis(25));
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_single_underscore_between_section_and_key_is_refused() {
+        let err = misspelled_env(["TRADESERVE_SERVER_REQUEST_DEADLINE".to_owned()].into_iter())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("TRADESERVE_SERVER__REQUEST_DEADLINE"), "{err}");
+        // The right spelling, the listen shortcut and the test harness's variables pass.
+        let fine = [
+            "TRADESERVE_SERVER__REQUEST_DEADLINE",
+            "TRADESERVE_LISTEN",
+            "TRADESERVE_MLFLOW",
+            "TRADESERVE_CACHE",
+            "PATH",
+        ];
+        misspelled_env(fine.iter().map(|s| s.to_string())).unwrap();
     }
 
     #[test]

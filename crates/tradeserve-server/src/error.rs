@@ -63,6 +63,15 @@ impl ApiError {
         )
     }
 
+    /// The client did not send its whole body in time (the connection is closed after it).
+    pub fn body_timeout(limit: std::time::Duration) -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("request body not received within {limit:?}"),
+        )
+    }
+
     pub fn not_found() -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
     }
@@ -132,11 +141,18 @@ impl From<PredictError> for ApiError {
             PredictError::Risk(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "risk_unavailable", message)
             }
+            PredictError::Unrecorded(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                message,
+            ),
             PredictError::DeadlineExceeded { .. } => {
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded", message)
             }
         };
-        if api.status.is_server_error() && api.status != StatusCode::NOT_IMPLEMENTED {
+        // The sink logs its own failures, rate-limited; a line per refused request would flood.
+        let logged_by_sink = api.body.code == "audit_unavailable";
+        if api.status.is_server_error() && !logged_by_sink {
             tracing::warn!(status = api.status.as_u16(), code = api.body.code, error = %api.body.message, "request failed");
         } else {
             tracing::debug!(status = api.status.as_u16(), code = api.body.code, error = %api.body.message, "request refused");
@@ -158,7 +174,16 @@ pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match serde_json::to_vec(&Envelope { error: &self.body }) {
-            Ok(body) => json_response(self.status, body),
+            Ok(body) => {
+                let mut res = json_response(self.status, body);
+                // The rest of an unread body is still on the wire: close rather than parse it
+                // as the next request.
+                if self.status == StatusCode::REQUEST_TIMEOUT {
+                    res.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                res
+            }
             Err(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "error serialization failed",

@@ -12,6 +12,8 @@
 //! - [`idle`]: idle CPU priority for threads that must not compete with requests.
 //! - [`outcomes`]: realized returns credited to experiment and rollout arms.
 //! - [`app`]: the router and request-timing middleware; [`routes`]: the handlers.
+//! - [`listener`]: connections: the cap, header and idle timeouts, hyper's own errors in the
+//!   error shape, and draining.
 //! - [`serve`]: start-up (build the embedded adapters, bind) and graceful shutdown.
 //! - [`cli`]: the `tradeserve` subcommands.
 
@@ -22,6 +24,7 @@ pub mod control;
 pub mod error;
 pub mod explainer;
 pub mod idle;
+pub mod listener;
 pub mod metrics;
 pub mod outcomes;
 pub mod registry;

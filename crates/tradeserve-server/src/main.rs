@@ -12,8 +12,12 @@ fn main() -> std::process::ExitCode {
     match tradeserve_server::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "tradeserve failed");
-            eprintln!("error: {e:#}");
+            // Once, on stderr: as a log line when logging is set up (text or JSON), else plain.
+            if tracing::dispatcher::has_been_set() {
+                tracing::error!(error = %format!("{e:#}"), "tradeserve failed");
+            } else {
+                eprintln!("error: {e:#}");
+            }
             std::process::ExitCode::FAILURE
         }
     }

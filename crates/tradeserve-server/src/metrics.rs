@@ -60,6 +60,12 @@ pub struct Metrics {
     pub model_reloads_refused: IntCounter,
     pub model_reloads_unavailable: IntCounter,
     pub registry_up: IntGauge,
+    /// Decisions answered although their event could not be recorded (`events.on_failure = "serve"`).
+    pub decisions_unrecorded: IntCounter,
+    /// Open client connections.
+    pub connections_open: IntGauge,
+    /// Connections refused at `server.max_connections` (answered 503 and closed).
+    pub connections_refused: IntCounter,
     /// The audit log's counters (label `sink="audit_log"`).
     pub events: SinkMetrics,
     /// The Kafka sink's counters (label `sink="kafka"`, plus `tradeserve_kafka_*`).
@@ -260,6 +266,19 @@ impl Metrics {
             },
         };
         let control = ControlMetrics::new(&registry)?;
+        let decisions_unrecorded = counter(
+            &registry,
+            "tradeserve_decisions_unrecorded_total",
+            "Decisions answered although their event could not be recorded (events.on_failure = serve)",
+        )?;
+        let connections_open =
+            IntGauge::new("tradeserve_connections_open", "Open client connections")?;
+        registry.register(Box::new(connections_open.clone()))?;
+        let connections_refused = counter(
+            &registry,
+            "tradeserve_connections_refused_total",
+            "Connections refused at server.max_connections (answered 503 and closed)",
+        )?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(responses.clone()))?;
         registry.register(Box::new(decisions.clone()))?;
@@ -298,6 +317,9 @@ impl Metrics {
             model_reloads_refused: reloads.with_label_values(&["refused"]),
             model_reloads_unavailable: reloads.with_label_values(&["unavailable"]),
             registry_up,
+            decisions_unrecorded,
+            connections_open,
+            connections_refused,
             events,
             kafka,
             control,
@@ -361,6 +383,7 @@ struct SinkVecs {
     dropped_closed: IntCounterVec,
     write_errors: IntCounterVec,
     backlog: prometheus::IntGaugeVec,
+    unavailable: prometheus::IntGaugeVec,
 }
 
 impl SinkVecs {
@@ -378,6 +401,14 @@ impl SinkVecs {
             &["sink"],
         )?;
         registry.register(Box::new(backlog.clone()))?;
+        let unavailable = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "tradeserve_events_sink_unavailable",
+                "1 while the sink cannot record decision events (decisions refused with 503 audit_unavailable, or served unrecorded)",
+            ),
+            &["sink"],
+        )?;
+        registry.register(Box::new(unavailable.clone()))?;
         Ok(SinkVecs {
             enqueued: vec(
                 "tradeserve_events_enqueued_total",
@@ -389,7 +420,7 @@ impl SinkVecs {
             )?,
             dropped_queue_full: vec(
                 "tradeserve_events_dropped_queue_full_total",
-                "Decision events refused because the sink queue was full (lost: also logged)",
+                "Decision events refused because the sink queue was full (the decision was refused too, or counted unrecorded)",
             )?,
             dropped_closed: vec(
                 "tradeserve_events_dropped_closed_total",
@@ -400,6 +431,7 @@ impl SinkVecs {
                 "Decision events accepted but not written or spooled (I/O error: lost, also logged)",
             )?,
             backlog,
+            unavailable,
         })
     }
 
@@ -411,6 +443,7 @@ impl SinkVecs {
             dropped_closed: self.dropped_closed.with_label_values(&[sink]),
             write_errors: self.write_errors.with_label_values(&[sink]),
             backlog: self.backlog.with_label_values(&[sink]),
+            unavailable: self.unavailable.with_label_values(&[sink]),
         }
     }
 }

@@ -55,12 +55,17 @@ pub struct ReplayReport {
     /// Control events (experiment and rollout changes) seen and passed over: they carry no
     /// decision to re-run.
     pub control_events: u64,
+    /// Shadow results (a rollout candidate's comparison) seen and passed over.
+    pub shadow_events: u64,
     pub matched: u64,
     pub mismatched: u64,
-    /// Events that could not be replayed (unreadable, or model versions not available).
+    /// Events that could not be replayed (unreadable or torn, or model versions not
+    /// available).
     pub skipped: u64,
     /// The first 100 differences.
     pub mismatches: Vec<Mismatch>,
+    /// Where and why, for the first 100 skipped events (`file:line (byte offset)` for the
+    /// audit log).
     pub skipped_reasons: Vec<String>,
 }
 
@@ -105,6 +110,8 @@ pub struct Replayer {
     sizing: SizingPolicy,
     sets: HashMap<BTreeMap<Role, String>, Arc<ModelSet>>,
     report: ReplayReport,
+    /// Where the event being replayed was read, for skip reasons.
+    location: Option<String>,
 }
 
 impl Replayer {
@@ -114,6 +121,7 @@ impl Replayer {
             sizing,
             sets: HashMap::new(),
             report: ReplayReport::default(),
+            location: None,
         }
     }
 
@@ -171,7 +179,11 @@ impl Replayer {
 
     fn skip(&mut self, reason: String) {
         self.report.skipped += 1;
-        if self.report.skipped_reasons.len() < 20 {
+        if self.report.skipped_reasons.len() < 100 {
+            let reason = match &self.location {
+                Some(at) => format!("{at}: {reason}"),
+                None => reason,
+            };
             self.report.skipped_reasons.push(reason);
         }
     }
@@ -182,10 +194,12 @@ impl Replayer {
         if let Ok(Kind {
             event_type: Some(t),
         }) = serde_json::from_slice::<Kind>(event)
-            && t == "control_change"
         {
-            self.report.control_events += 1;
-            return;
+            match t.as_str() {
+                "control_change" => return self.report.control_events += 1,
+                "shadow_result" => return self.report.shadow_events += 1,
+                _ => {}
+            }
         }
         let recorded: Recorded = match serde_json::from_slice(event) {
             Ok(r) => r,
@@ -297,12 +311,35 @@ impl Replayer {
     }
 }
 
-/// Replay every line of an audit log.
+/// Replay every line of an audit log: its rotated files, oldest first, then the active one.
+/// A skipped line is reported with its file, line number and byte offset; a torn last line
+/// (a crash mid-write, not yet repaired by a restart) is reported as such.
 pub fn replay_audit_log(path: &Path, replayer: &mut Replayer) -> std::io::Result<()> {
-    let text = std::fs::read(path)?;
-    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        replayer.replay(line);
+    let files = tradeserve_events::audit_log::files(path);
+    if files.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no audit log at {}", path.display()),
+        ));
     }
+    for file in files {
+        let text = std::fs::read(&file)?;
+        let mut offset = 0usize;
+        for (n, line) in text.split_inclusive(|b| *b == b'\n').enumerate() {
+            replayer.location = Some(format!("{}:{} (byte {offset})", file.display(), n + 1));
+            if !line.ends_with(b"\n") {
+                replayer.report.events += 1;
+                replayer.skip(format!(
+                    "torn last line ({} bytes without a newline: a crash during a write)",
+                    line.len()
+                ));
+            } else if line.len() > 1 {
+                replayer.replay(&line[..line.len() - 1]);
+            }
+            offset += line.len();
+        }
+    }
+    replayer.location = None;
     Ok(())
 }
 

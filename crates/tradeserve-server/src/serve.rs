@@ -2,8 +2,11 @@
 //!
 //! Start: validate the config, load and verify the model set, load the market replay, open
 //! the audit log, then bind (so a bad config or model never holds a port). Stop: on SIGTERM or
-//! SIGINT readiness turns false, the listener stops accepting, in-flight requests finish
-//! (bounded by `server.shutdown_grace`), then the audit log is drained and fsynced.
+//! SIGINT readiness answers 503 while requests are still served for `server.drain_delay` (load
+//! balancers take the replica out), then the listener closes, keep-alive connections close
+//! after their in-flight request, in-flight requests finish (bounded by
+//! `server.shutdown_grace`), and the event sinks are flushed. Work abandoned when the grace
+//! period expires makes the exit code non-zero.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use tradeserve_models::BundledModels;
 
 use crate::app::router;
 use crate::config::{Config, ModelSourceKind, SinkKind, resolve_path};
+use crate::listener::{ConnLimits, Connections};
 use crate::metrics::Metrics;
 use crate::registry::{self, ReloadError};
 use crate::state::AppState;
@@ -49,11 +53,16 @@ pub enum StartError {
     Events(#[from] tradeserve_events::AuditLogError),
     #[error("events: {0}")]
     Kafka(#[from] tradeserve_events::kafka::KafkaSinkError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: String,
+        #[source]
         source: std::io::Error,
     },
+    #[error(
+        "shutdown grace period of {grace:?} expired with {connections} connection(s) still busy; their requests were abandoned"
+    )]
+    Abandoned { connections: usize, grace: Duration },
     #[error("server: {0}")]
     Serve(std::io::Error),
     #[error("{0} panicked")]
@@ -101,8 +110,10 @@ fn start_sinks(config: &Config, metrics: &Metrics) -> Result<Sinks, StartError> 
         SinkKind::AuditLog | SinkKind::Both => Some(Arc::new(AuditLog::start(
             AuditLogConfig {
                 path: e.audit_log.clone(),
-                queue_capacity: e.queue_capacity,
                 fsync_interval: e.fsync_interval,
+                rotate_bytes: e.audit_rotate_bytes,
+                retain_files: e.audit_retain_files,
+                probe_interval: Duration::from_secs(1),
             },
             metrics.events.clone(),
         )?)),
@@ -222,6 +233,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
             },
             deadline: config.server.request_deadline,
             explain: config.explain,
+            on_event_failure: config.events.on_failure,
         },
     )
     .with_shadow(shadow.clone())
@@ -235,7 +247,10 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         registry,
         metrics,
         max_in_flight: config.server.max_in_flight,
-        body_limit: config.server.body_limit_bytes,
+        body: crate::routes::body::BodyLimits {
+            bytes: config.server.body_limit_bytes,
+            timeout: config.server.body_read_timeout,
+        },
         outcome_window: c.outcome_window,
         derive_outcomes: c.derive_outcomes,
     }));
@@ -345,6 +360,7 @@ pub async fn run(
     let startup_timeout = config.models.mlflow.request_timeout * 3;
     let poller = start_registry(&service.state, startup_timeout).await;
     let control_tasks = start_control(&service.state, &config).await;
+    crate::listener::raise_fd_limit();
     let listener = TcpListener::bind(&config.server.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -356,22 +372,39 @@ pub async fn run(
     tracing::info!(%addr, symbols, startup_ms = started.elapsed().as_secs_f64() * 1e3, "listening");
 
     let state = Arc::clone(&service.state);
-    let draining = Arc::new(tokio::sync::Notify::new());
-    let notify = Arc::clone(&draining);
-    let signal = async move {
+    let drain_delay = config.server.drain_delay;
+    let stop = async move {
         shutdown.await;
         state.start_draining();
-        tracing::info!("shutdown requested: draining in-flight requests");
-        notify.notify_one();
+        tracing::info!(
+            ?drain_delay,
+            "shutdown requested: readiness answers 503; still serving for the drain delay"
+        );
+        tokio::time::sleep(drain_delay).await;
     };
-    let server =
-        axum::serve(listener, router(Arc::clone(&service.state))).with_graceful_shutdown(signal);
+    let s = &config.server;
+    let mut connections = Connections::new(ConnLimits {
+        max_connections: s.max_connections,
+        header_read_timeout: s.header_read_timeout,
+        idle_timeout: s.idle_timeout,
+    });
+    connections
+        .accept_until(
+            listener,
+            router(Arc::clone(&service.state)),
+            &service.state.metrics,
+            stop,
+        )
+        .await;
     let grace = config.server.shutdown_grace;
-    tokio::select! {
-        result = server => result.map_err(StartError::Serve)?,
-        _ = async { draining.notified().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(?grace, "grace period expired with requests still in flight");
-        }
+    tracing::info!(?grace, "listener closed; finishing in-flight requests");
+    let abandoned = connections.drain(grace).await;
+    if abandoned > 0 {
+        tracing::error!(
+            ?grace,
+            connections = abandoned,
+            "grace period expired with requests still in flight; abandoned them"
+        );
     }
     if let Some(p) = poller {
         p.abort();
@@ -407,6 +440,12 @@ pub async fn run(
             Ok(Err(e)) => tracing::error!(error = %e, "audit log did not flush cleanly"),
             Err(e) => tracing::error!(error = %e, "audit log flush task failed"),
         }
+    }
+    if abandoned > 0 {
+        return Err(StartError::Abandoned {
+            connections: abandoned,
+            grace,
+        });
     }
     Ok(())
 }

@@ -1,17 +1,18 @@
 //! Shadow runs: a rollout's candidate re-decides each shadowed request on its own thread, off
-//! the request path, at idle CPU priority. The queue is bounded; when it is full the job is handed back and the
-//! pipeline emits the event without a shadow result (counted as shed), so shadowing can never
-//! slow or block a request, and never loses an event. At shutdown the queue is drained.
+//! the request path, at idle CPU priority, and records a `shadow_result` event (the decision's
+//! own event was recorded before it was answered). The queue is bounded; when it is full the
+//! job is shed (counted), so shadowing can never slow or block a request. At shutdown the
+//! queue is drained.
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tradeserve_core::decision::ShadowResult;
+use tradeserve_core::decision::{SHADOW_SCHEMA_VERSION, ShadowEvent, ShadowResult};
 use tradeserve_core::experiment::Arm;
 use tradeserve_core::pipeline::evaluate;
-use tradeserve_core::ports::{EventSink, FeatureSnapshot, ShadowJob, ShadowRunner};
+use tradeserve_core::ports::{EventSink, ShadowJob, ShadowRunner};
 use tradeserve_core::schema::VOL_15;
 use tradeserve_core::sizing::SizingPolicy;
 use tradeserve_core::stats::Observation;
@@ -92,19 +93,18 @@ fn run(rx: Receiver<ShadowJob>, sizing: &SizingPolicy, events: &dyn EventSink, m
 
 fn shadow_one(job: ShadowJob, sizing: &SizingPolicy, events: &dyn EventSink, m: &ControlMetrics) {
     let ShadowJob {
-        mut event,
+        decision_id,
+        symbol,
+        action,
+        strategy_override,
+        snapshot,
+        rollout,
         candidate,
         stats,
     } = job;
-    let snapshot = FeatureSnapshot {
-        as_of: event.features_as_of,
-        price: event.price,
-        features: event.features.features,
-        hit_rates: event.features.hit_rates,
-    };
     let arm = stats.arm(Arm::Treatment);
     let started = Instant::now();
-    let result = evaluate(&candidate, &snapshot, event.strategy_override);
+    let result = evaluate(&candidate, &snapshot, strategy_override);
     let shadow = match result {
         Ok(eval) => {
             let quantity = sizing.quantity(
@@ -114,7 +114,7 @@ fn shadow_one(job: ShadowJob, sizing: &SizingPolicy, events: &dyn EventSink, m: 
                 snapshot.features[VOL_15],
             );
             let inference_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            let agreed = eval.action == event.action;
+            let agreed = eval.action == action;
             arm.record(&Observation {
                 action: eval.action,
                 confidence: eval.confidence,
@@ -152,7 +152,16 @@ fn shadow_one(job: ShadowJob, sizing: &SizingPolicy, events: &dyn EventSink, m: 
             }
         }
     };
-    event.shadow = Some(shadow);
+    let event = ShadowEvent {
+        schema_version: SHADOW_SCHEMA_VERSION,
+        event_type: "shadow_result",
+        timestamp: time::OffsetDateTime::now_utc(),
+        decision_id,
+        symbol,
+        action,
+        rollout,
+        shadow,
+    };
     // The sink counts and logs what it cannot take.
     let _ = events.emit(event.into());
 }

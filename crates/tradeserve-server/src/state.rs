@@ -12,6 +12,7 @@ use crate::control::ControlPlane;
 use crate::metrics::Metrics;
 use crate::outcomes::OutcomeBook;
 use crate::registry::RegistryManager;
+use crate::routes::body::BodyLimits;
 
 /// Everything a handler may touch.
 pub struct AppState {
@@ -22,7 +23,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Admission control: a permit per in-flight prediction; none left → 429 at once.
     pub admission: Semaphore,
-    pub body_limit: usize,
+    /// Request body size and read-time limits.
+    pub body: BodyLimits,
     /// Symbols the feature source serves (static for the embedded replay).
     pub symbols: Vec<SymbolCoverage>,
     /// The MLflow side of the model set, when models come from the registry.
@@ -42,7 +44,7 @@ pub struct Parts {
     pub registry: Option<Arc<RegistryManager>>,
     pub metrics: Metrics,
     pub max_in_flight: usize,
-    pub body_limit: usize,
+    pub body: BodyLimits,
     pub outcome_window: usize,
     pub derive_outcomes: bool,
 }
@@ -55,7 +57,7 @@ impl AppState {
             control: p.control,
             metrics: p.metrics,
             admission: Semaphore::new(p.max_in_flight),
-            body_limit: p.body_limit,
+            body: p.body,
             symbols,
             registry: p.registry,
             outcomes: OutcomeBook::new(p.outcome_window),
@@ -69,15 +71,22 @@ impl AppState {
         state
     }
 
-    /// Ready = models loaded and not draining.
-    pub fn is_ready(&self) -> Result<(), &'static str> {
+    /// Ready = models loaded, decisions can be recorded, and not draining.
+    pub fn is_ready(&self) -> Result<(), String> {
         if self.draining.load(Ordering::SeqCst) {
-            return Err("draining: the service is shutting down");
+            return Err("draining: the service is shutting down".into());
         }
         if self.control.routing().is_none() {
-            return Err("models are not loaded");
+            return Err("models are not loaded".into());
         }
-        Ok(())
+        self.pipeline
+            .event_health()
+            .map_err(|why| format!("decisions cannot be recorded: {why}"))
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 
     /// Stop reporting ready (shutdown has begun).
@@ -92,7 +101,8 @@ impl AppState {
         self.refresh_ready();
     }
 
-    fn refresh_ready(&self) {
+    /// Bring the `tradeserve_ready` gauge up to date (also done before each scrape).
+    pub fn refresh_ready(&self) {
         self.metrics.ready.set(i64::from(self.is_ready().is_ok()));
     }
 }

@@ -347,8 +347,10 @@ async fn posted_outcomes_are_credited_once() {
     let (s, v) = post(&h, "/api/v1/outcomes", unknown).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_error(&v, "unknown_decision");
+    // Valid JSON whose number does not fit the field: the field is wrong, not the JSON.
     let (s, v) = post(&h, "/api/v1/outcomes", &body.replace("0.004", "1e400")).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["field"], "realized_return");
     let (s, v) = post(&h, "/api/v1/outcomes", &body.replace("0.004", "-50")).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(v["error"]["field"], "realized_return");
@@ -504,26 +506,38 @@ async fn a_manual_rollout_walks_every_stage_and_becomes_champion() {
         + metric(&format!(r#"{shadow}{{result="disagreed"}}"#));
     assert_eq!(runs, 20.0);
     let events = audit_events(&h);
-    let shadowed: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["rollout"]["stage"] == "shadow")
-        .collect();
-    assert_eq!(shadowed.len(), 20);
+    let of_type = |t: &str, stage: &str| -> Vec<&Value> {
+        events
+            .iter()
+            .filter(|e| e["event_type"] == t && e["rollout"]["stage"] == stage)
+            .collect()
+    };
+    // Each shadowed decision: its own event (recorded before it was answered) and one
+    // shadow result joined on decision_id.
+    let decided = of_type("trading_decision", "shadow");
+    let shadowed = of_type("shadow_result", "shadow");
+    assert_eq!((decided.len(), shadowed.len()), (20, 20));
     for e in &shadowed {
+        let d = decided
+            .iter()
+            .find(|d| d["decision_id"] == e["decision_id"])
+            .expect("the shadowed decision's own event");
+        assert_eq!(e["action"], d["action"]);
         let s = &e["shadow"];
         assert_eq!(s["model_versions"]["bull_specialist"], "2", "{e}");
         assert!(["BUY", "SELL", "HOLD"].contains(&s["action"].as_str().unwrap()));
-        assert_eq!(s["agreed"], json!(s["action"] == e["action"]));
+        assert_eq!(s["agreed"], json!(s["action"] == d["action"]));
     }
-    let (decision_schema, control_schema) = (
+    let (decision_schema, control_schema, shadow_schema) = (
         tradeserve_testkit::event_schema(),
         tradeserve_testkit::control_event_schema(),
+        tradeserve_testkit::shadow_event_schema(),
     );
     for e in &events {
-        let schema = if e["event_type"] == "control_change" {
-            &control_schema
-        } else {
-            &decision_schema
+        let schema = match e["event_type"].as_str() {
+            Some("control_change") => &control_schema,
+            Some("shadow_result") => &shadow_schema,
+            _ => &decision_schema,
         };
         let errors: Vec<String> = schema.iter_errors(e).map(|x| x.to_string()).collect();
         assert!(errors.is_empty(), "{errors:?}: {e}");

@@ -26,6 +26,7 @@ fn start(dir: &tempfile::TempDir) -> ServiceProcess {
                 "TRADESERVE_CONTROL__FILE",
                 dir.path().join("control.json").display().to_string(),
             ),
+            ("TRADESERVE_SERVER__DRAIN_DELAY", "700ms".into()),
         ],
     )
 }
@@ -38,6 +39,23 @@ fn sigterm_drains_in_flight_requests_and_flushes_every_decision() {
     let stopper = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(1500));
         kill(pid, Signal::SIGTERM).unwrap();
+    });
+    // A load balancer's view: readiness, and a prediction, every 20 ms on fresh connections.
+    let addr = server.addr.clone();
+    let poller = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let until = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < until {
+            let ready = probe(&addr, b"GET /health/ready HTTP/1.1\r\nhost: t\r\n\r\n");
+            let body = r#"{"symbol":"AAPL"}"#;
+            let predict = format!(
+                "POST /api/v1/predict HTTP/1.1\r\nhost: t\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            seen.push((ready, probe(&addr, predict.as_bytes())));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        seen
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -58,6 +76,27 @@ fn sigterm_drains_in_flight_requests_and_flushes_every_decision() {
         }))
         .unwrap();
     stopper.join().unwrap();
+    let seen = poller.join().unwrap();
+    // Readiness said 503 while predictions were still answered (the drain delay), and only
+    // then did the listener close.
+    let first_503 = seen
+        .iter()
+        .position(|(ready, _)| *ready == Some(503))
+        .expect("readiness never answered 503 during the drain");
+    assert!(
+        seen[..first_503].iter().all(|(r, _)| *r == Some(200)),
+        "{seen:?}"
+    );
+    let served_while_draining = seen[first_503..]
+        .iter()
+        .take_while(|(_, p)| p.is_some())
+        .filter(|(_, p)| *p == Some(200))
+        .count();
+    assert!(served_while_draining >= 5, "{seen:?}");
+    assert!(
+        seen.last().unwrap().0.is_none(),
+        "the listener closed at the end: {seen:?}"
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(s) = server.child.try_wait().unwrap() {
@@ -92,8 +131,10 @@ fn sigterm_drains_in_flight_requests_and_flushes_every_decision() {
         .unwrap()
         .lines()
         .count() as u64;
+    let polled = seen.iter().filter(|(_, p)| *p == Some(200)).count() as u64;
     assert_eq!(
-        logged, report.decisions,
+        logged,
+        report.decisions + polled,
         "every decision a client received is in the audit log"
     );
     let flushed: Vec<Value> = server
@@ -117,6 +158,17 @@ fn sigterm_drains_in_flight_requests_and_flushes_every_decision() {
     assert_eq!(replay["events"].as_u64(), Some(logged));
     assert_eq!(replay["matched"].as_u64(), Some(logged));
     assert_eq!(replay["mismatched"].as_u64(), Some(0));
+}
+
+/// The status of one request on a fresh connection; `None` when it could not connect.
+fn probe(addr: &str, request: &[u8]) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(request).ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
 #[test]

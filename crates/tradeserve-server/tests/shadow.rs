@@ -1,6 +1,7 @@
-//! The shadow runner on its own: every job it accepts ends as one emitted event carrying the
-//! candidate's decision; every job it cannot take is handed back (and counted as shed), so the
-//! caller emits it. Under a burst far beyond its queue, nothing is lost and nothing blocks.
+//! The shadow runner on its own: every job it accepts ends as one `shadow_result` event
+//! carrying the candidate's decision; every job it cannot take is handed back and counted as
+//! shed (the decision's own event was recorded before it was answered, so nothing is lost).
+//! Under a burst far beyond its queue, nothing blocks.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -47,12 +48,27 @@ fn a_burst_beyond_the_queue_is_shed_never_lost() {
             ["AAPL", "MSFT"][i as usize % 2],
         );
         let job = ShadowJob {
-            event,
+            decision_id: event.decision_id,
+            symbol: event.symbol.clone(),
+            action: event.action,
+            strategy_override: None,
+            snapshot: tradeserve_core::ports::FeatureSnapshot {
+                as_of: event.features_as_of,
+                price: event.price,
+                features: event.features.features,
+                hit_rates: event.features.hit_rates,
+            },
+            rollout: tradeserve_core::routing::RolloutRef {
+                id: "r1".into(),
+                stage: tradeserve_core::rollout::Stage::Shadow,
+                arm: Arm::Treatment,
+                bucket: 7,
+            },
             candidate: Arc::clone(&candidate),
             stats: Arc::clone(&stats),
         };
         if let Err(job) = pool.submit(job) {
-            handed_back.push(job.event.decision_id);
+            handed_back.push(job.decision_id);
         }
     }
     // Submitting never waits for the shadow thread.
@@ -75,11 +91,15 @@ fn a_burst_beyond_the_queue_is_shed_never_lost() {
     assert_eq!(candidate_arm.decisions as usize, emitted.len());
     assert_eq!(candidate_arm.shadow_compared as usize, emitted.len());
     for e in emitted.iter() {
-        let Event::Decision(d) = e else {
-            panic!("not a decision event")
+        let Event::Shadow(d) = e else {
+            panic!("not a shadow event")
         };
         assert!(!handed_back.contains(&d.decision_id));
-        let s = d.shadow.as_ref().expect("shadow result");
+        assert_eq!(
+            (d.rollout.id.as_str(), d.event_type),
+            ("r1", "shadow_result")
+        );
+        let s = &d.shadow;
         assert_eq!(
             s.model_versions[&tradeserve_core::Role::BullSpecialist],
             "2"

@@ -462,7 +462,6 @@ pub fn sample_event(decision_id: uuid::Uuid, symbol: &str) -> tradeserve_core::D
         model_versions: Arc::new(BTreeMap::new()),
         experiment: None,
         rollout: None,
-        shadow: None,
         explanation: None,
         latency_ms: 0.1,
         client_id: None,
@@ -481,6 +480,11 @@ fn schema(file: &str) -> jsonschema::Validator {
 /// The published decision-event JSON Schema (`schemas/decision_event.schema.json`), compiled.
 pub fn event_schema() -> jsonschema::Validator {
     schema("decision_event.schema.json")
+}
+
+/// The published shadow-result JSON Schema (`schemas/shadow_event.schema.json`), compiled.
+pub fn shadow_event_schema() -> jsonschema::Validator {
+    schema("shadow_event.schema.json")
 }
 
 /// The published control-event JSON Schema (`schemas/control_event.schema.json`), compiled.

@@ -2,6 +2,8 @@
 //! DESIGN.md §4 (400 not JSON / not an object, 413 too large, 422 a bad field). Also who is
 //! asking and why, for the audit trail of control changes.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
@@ -13,12 +15,25 @@ use tradeserve_core::request::parse_json_object;
 use crate::control::Actor;
 use crate::error::ApiError;
 
-/// The body, up to `limit` bytes.
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
+/// How much of a body is read, and how long its client may take to send it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub bytes: usize,
+    /// From the headers to the last byte of the body; longer is answered 408.
+    pub timeout: Duration,
+}
+
+/// The body, up to `limits.bytes` bytes, sent within `limits.timeout` (else 408: a client that
+/// is slow to send is never charged to the decision deadline, and never holds a permit).
+pub async fn read_body(body: Body, limits: BodyLimits) -> Result<Bytes, ApiError> {
+    let read = Limited::new(body, limits.bytes).collect();
+    let Ok(result) = tokio::time::timeout(limits.timeout, read).await else {
+        return Err(ApiError::body_timeout(limits.timeout));
+    };
+    match result {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::body_too_large(limit))
+            Err(ApiError::body_too_large(limits.bytes))
         }
         Err(e) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -29,7 +44,7 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 }
 
 /// A JSON object body parsed into `T`.
-pub async fn json<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
+pub async fn json<T: DeserializeOwned>(body: Body, limit: BodyLimits) -> Result<T, ApiError> {
     let bytes = read_body(body, limit).await?;
     Ok(parse_json_object(&bytes)?)
 }
@@ -46,7 +61,7 @@ struct Why {
 pub async fn actor(
     headers: &HeaderMap,
     body: Body,
-    limit: usize,
+    limit: BodyLimits,
     default: &str,
 ) -> Result<Actor, ApiError> {
     let bytes = read_body(body, limit).await?;

@@ -16,7 +16,7 @@ use crate::state::AppState;
 /// The JSON body of a create or update, with the `X-Actor` who sent it.
 pub async fn spec<T: DeserializeOwned>(
     request: Request,
-    limit: usize,
+    limit: body::BodyLimits,
 ) -> Result<(String, T), ApiError> {
     let who = body::who(request.headers());
     let spec = body::json(request.into_body(), limit).await?;
@@ -26,7 +26,7 @@ pub async fn spec<T: DeserializeOwned>(
 /// Who and why of an action (`promote`, stop, kill switch…): `X-Actor` and the optional body.
 pub async fn actor(
     request: Request,
-    limit: usize,
+    limit: body::BodyLimits,
     default_reason: &str,
 ) -> Result<Actor, ApiError> {
     let (parts, b) = request.into_parts();

@@ -62,8 +62,7 @@ async fn run(
 }
 
 pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let (who, spec): (String, ExperimentSpec) = match change::spec(request, state.body_limit).await
-    {
+    let (who, spec): (String, ExperimentSpec) = match change::spec(request, state.body).await {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
@@ -87,11 +86,10 @@ pub async fn update(
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
-    let (who, update): (String, ExperimentUpdate) =
-        match change::spec(request, state.body_limit).await {
-            Ok(u) => u,
-            Err(e) => return e.into_response(),
-        };
+    let (who, update): (String, ExperimentUpdate) = match change::spec(request, state.body).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
     let actor = Actor {
         who,
         reason: "experiment updated".into(),
@@ -111,7 +109,7 @@ pub async fn stop(
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
-    let actor = match change::actor(request, state.body_limit, "experiment stopped").await {
+    let actor = match change::actor(request, state.body, "experiment stopped").await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };

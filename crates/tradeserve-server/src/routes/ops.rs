@@ -28,11 +28,12 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
         (Ok(()), Some(r)) => {
             Json(json!({"status": "ready", "registry": r.status()})).into_response()
         }
-        (Err(reason), _) => ApiError::not_ready(reason).into_response(),
+        (Err(reason), _) => ApiError::not_ready(&reason).into_response(),
     }
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state.refresh_ready();
     match state.metrics.render() {
         Ok(text) => {
             let mut res = (StatusCode::OK, text).into_response();

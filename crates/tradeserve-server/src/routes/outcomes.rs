@@ -23,7 +23,7 @@ struct PostedOutcome {
 }
 
 pub async fn post(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let o: PostedOutcome = match body::json(request.into_body(), state.body_limit).await {
+    let o: PostedOutcome = match body::json(request.into_body(), state.body).await {
         Ok(o) => o,
         Err(e) => return e.into_response(),
     };

@@ -1,4 +1,5 @@
-//! `POST /api/v1/predict`.
+//! `POST /api/v1/predict`: read the body (bounded), then admission, the pipeline, and the
+//! answer. The decision's clock starts once the body has been read.
 
 use std::sync::Arc;
 
@@ -6,7 +7,7 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tradeserve_core::pipeline::Prediction;
+use tradeserve_core::pipeline::{Failed, Prediction};
 use tradeserve_core::stats::Observation;
 use tradeserve_core::types::Action;
 use tradeserve_core::{Decision, Outcome};
@@ -34,16 +35,13 @@ impl Drop for InFlight<'_> {
 }
 
 pub async fn predict(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let Some(arrival) = request.extensions().get::<Arrival>().copied() else {
-        return ApiError::internal("request arrival time missing").into_response();
-    };
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > state.body_limit) {
-        return ApiError::body_too_large(state.body_limit).into_response();
+    if declared.is_some_and(|n| n > state.body.bytes) {
+        return ApiError::body_too_large(state.body.bytes).into_response();
     }
     let client = request
         .headers()
@@ -51,19 +49,22 @@ pub async fn predict(State(state): State<Arc<AppState>>, request: Request) -> Re
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_owned);
-    let Ok(_permit) = state.admission.try_acquire() else {
-        return ApiError::overloaded().into_response();
-    };
-    state.metrics.in_flight.inc();
-    let _in_flight = InFlight(&state);
-    let body = match read_body(request.into_body(), state.body_limit).await {
+    // The body first (bounded in size and time): a slow client holds no admission permit
+    // and is never charged to the decision deadline, which starts once the body is here.
+    let body = match read_body(request.into_body(), state.body).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let Some(routing) = state.control.routing() else {
-        return ApiError::not_ready("models are not loaded").into_response();
+    let arrival = Arrival::now();
+    let Ok(_permit) = state.admission.try_acquire() else {
+        return arrival.stamp(ApiError::overloaded().into_response());
     };
-    match state
+    state.metrics.in_flight.inc();
+    let _in_flight = InFlight(&state);
+    let Some(routing) = state.control.routing() else {
+        return arrival.stamp(ApiError::not_ready("models are not loaded").into_response());
+    };
+    let result = state
         .pipeline
         .predict(
             &routing,
@@ -72,15 +73,23 @@ pub async fn predict(State(state): State<Arc<AppState>>, request: Request) -> Re
             arrival.wall,
             client.as_deref(),
         )
-        .await
-    {
+        .await;
+    arrival.stamp(answer(&state, result))
+}
+
+/// The response for a pipeline result; a returned decision is credited to its arms.
+fn answer(state: &AppState, result: Result<Prediction, Failed>) -> Response {
+    match result {
         Ok(prediction) => {
             let decision = prediction.outcome.decision();
             let approved = matches!(prediction.outcome, Outcome::Approved(_));
             state
                 .metrics
                 .observe_decision(decision.action, approved, &prediction.timings);
-            measure(&state, &prediction);
+            if prediction.unrecorded.is_some() {
+                state.metrics.decisions_unrecorded.inc();
+            }
+            measure(state, &prediction);
             let serialized = match &prediction.outcome {
                 Outcome::Approved(d) => serde_json::to_vec(d).map(|b| (StatusCode::OK, b)),
                 Outcome::Rejected(d) => {

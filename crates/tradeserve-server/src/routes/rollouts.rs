@@ -76,7 +76,7 @@ async fn run(
 }
 
 pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let (who, spec): (String, RolloutSpec) = match change::spec(request, state.body_limit).await {
+    let (who, spec): (String, RolloutSpec) = match change::spec(request, state.body).await {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
@@ -103,7 +103,7 @@ async fn act(
     make: fn(String) -> Command,
     default: &str,
 ) -> Response {
-    let actor = match change::actor(request, state.body_limit, default).await {
+    let actor = match change::actor(request, state.body, default).await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
@@ -136,7 +136,7 @@ pub async fn rollback(
 
 /// The kill switch: every experiment and rollout back to control now.
 pub async fn kill_switch(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let actor = match change::actor(request, state.body_limit, "kill switch").await {
+    let actor = match change::actor(request, state.body, "kill switch").await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };

@@ -1,0 +1,402 @@
+//! Connections: accepting them, bounding them, timing them out, and draining them.
+//!
+//! What this owns (and `axum::serve` does not offer):
+//! - **A connection cap** (`server.max_connections`): one more connection is answered 503 in
+//!   the error shape, closed, and counted (`tradeserve_connections_refused_total`).
+//! - **A header timeout and an idle timeout**, told apart: a per-connection watchdog closes a
+//!   connection that has sent part of a request's headers for longer than
+//!   `header_read_timeout` (slowloris), or has sent nothing for `idle_timeout` since its last
+//!   answer. It sleeps until the next deadline, so an idle replica does no work for it. (Hyper's
+//!   own header timeout also runs while a keep-alive connection is idle, so it cannot be both.)
+//! - **Hyper's own error responses** (a request it cannot parse: 400, 431, …) rewritten into
+//!   the error shape, so every response a client sees has the same body.
+//! - **Accept errors** (`EMFILE` at the fd limit) logged, rate-limited, with a pause, instead of
+//!   a silent retry loop; the fd soft limit is raised to the hard limit at start.
+//! - **Drain**: [`Connections::drain`] stops keep-alive on every connection (an in-flight request
+//!   is answered with `Connection: close`; idle connections close at once) and waits for them.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+
+use crate::metrics::Metrics;
+
+/// Limits of each connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// The open connections and the signal that drains them.
+pub struct Connections {
+    tasks: JoinSet<()>,
+    permits: Arc<Semaphore>,
+    drain: watch::Sender<bool>,
+    limits: ConnLimits,
+}
+
+const IDLE: u8 = 0;
+const HEADERS: u8 = 1;
+const BUSY: u8 = 2;
+
+/// Milliseconds since the first call, on the monotonic clock (cheap to keep in an atomic).
+fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Where a connection is in its request cycle, and since when.
+struct Activity {
+    state: AtomicU8,
+    since_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            state: AtomicU8::new(IDLE),
+            since_ms: AtomicU64::new(now_ms()),
+        }
+    }
+
+    fn set(&self, state: u8) {
+        self.since_ms.store(now_ms(), Ordering::Relaxed);
+        self.state.store(state, Ordering::Release);
+    }
+
+    /// Bytes arrived: an idle connection has started sending a request.
+    fn on_read(&self) {
+        if self.state.load(Ordering::Acquire) == IDLE {
+            self.set(HEADERS);
+        }
+    }
+
+    /// When the watchdog must close the connection, if nothing changes (`None` while busy).
+    fn deadline_ms(&self, limits: &ConnLimits) -> Option<u64> {
+        let since = self.since_ms.load(Ordering::Relaxed);
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        match self.state.load(Ordering::Acquire) {
+            IDLE => Some(since.saturating_add(ms(limits.idle_timeout))),
+            HEADERS => Some(since.saturating_add(ms(limits.header_read_timeout))),
+            _ => None,
+        }
+    }
+}
+
+/// Marks a request finished however its future ends.
+struct BusyGuard(Arc<Activity>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.set(IDLE);
+    }
+}
+
+/// Raise the open-files soft limit to the hard limit (logged), so the connection cap, not
+/// the fd limit, is what refuses clients.
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-files limit"),
+            Err(e) => tracing::warn!(soft, hard, error = %e, "cannot raise the open-files limit"),
+        },
+        Ok((soft, _)) => {
+            tracing::debug!(limit = soft, "open-files limit already at its hard limit")
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-files limit"),
+    }
+}
+
+impl Connections {
+    pub fn new(limits: ConnLimits) -> Connections {
+        Connections {
+            tasks: JoinSet::new(),
+            permits: Arc::new(Semaphore::new(limits.max_connections)),
+            drain: watch::Sender::new(false),
+            limits,
+        }
+    }
+
+    /// Accept connections and serve `router` on them until `stop` resolves. Returns with
+    /// the listener closed; the connections keep running until [`Self::drain`].
+    pub async fn accept_until(
+        &mut self,
+        listener: TcpListener,
+        router: Router,
+        metrics: &Metrics,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        let mut accept_errors = 0u64;
+        loop {
+            while self.tasks.try_join_next().is_some() {}
+            let accepted = tokio::select! {
+                () = &mut stop => return,
+                a = listener.accept() => a,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    accept_errors += 1;
+                    if accept_errors.is_power_of_two() {
+                        tracing::error!(error = %e, errors_total = accept_errors, "cannot accept a connection (at the open-files limit?); pausing accepts for 50 ms");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+                metrics.connections_refused.inc();
+                self.tasks.spawn(refuse(stream));
+                continue;
+            };
+            metrics.connections_open.inc();
+            let open = metrics.connections_open.clone();
+            let conn = serve_one(stream, router.clone(), self.limits, self.drain.subscribe());
+            self.tasks.spawn(async move {
+                conn.await;
+                open.dec();
+                drop(permit);
+            });
+        }
+    }
+
+    /// Close every connection after its in-flight request (`Connection: close`) and wait up
+    /// to `grace` for them; returns how many were still open when it expired.
+    pub async fn drain(&mut self, grace: Duration) -> usize {
+        self.drain.send_replace(true);
+        let all_closed = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, all_closed).await.is_ok() {
+            return 0;
+        }
+        let left = self.tasks.len();
+        self.tasks.abort_all();
+        left
+    }
+}
+
+/// Answer a connection over the cap with a 503 and close it (bounded: a client that does
+/// not read is dropped).
+async fn refuse(mut stream: TcpStream) {
+    let body = r#"{"error":{"code":"too_many_connections","message":"the server is at its connection limit; retry shortly"}}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{body}",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+/// Serve one connection until it closes, times out, or is drained.
+async fn serve_one(
+    stream: TcpStream,
+    router: Router,
+    limits: ConnLimits,
+    mut drain: watch::Receiver<bool>,
+) {
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched::new(stream, Arc::clone(&activity)));
+    let busy = Arc::clone(&activity);
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        busy.set(BUSY);
+        let guard = BusyGuard(Arc::clone(&busy));
+        let call = router.clone().oneshot(request.map(axum::body::Body::new));
+        async move {
+            let response = call.await;
+            drop(guard);
+            response
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .keep_alive(true);
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut draining = *drain.borrow();
+    if draining {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        let deadline = activity.deadline_ms(&limits);
+        let wait = match deadline {
+            Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
+            None => limits.idle_timeout,
+        };
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            changed = drain.changed(), if !draining => {
+                draining = true;
+                if changed.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            () = tokio::time::sleep(wait) => {
+                if activity.deadline_ms(&limits).is_some_and(|at| at <= now_ms()) {
+                    let headers = activity.state.load(Ordering::Acquire) == HEADERS;
+                    tracing::debug!(slow_headers = headers, "closing a connection: timed out");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The socket as hyper sees it: reads mark activity; hyper's own error responses (an empty
+/// 4xx/5xx, for a request that never reached the router) are replaced by the error shape.
+struct Watched {
+    stream: TcpStream,
+    activity: Arc<Activity>,
+    /// A rewritten response being written, and the length hyper asked to write.
+    rewrite: Option<(Vec<u8>, usize, usize)>,
+}
+
+impl Watched {
+    fn new(stream: TcpStream, activity: Arc<Activity>) -> Watched {
+        Watched {
+            stream,
+            activity,
+            rewrite: None,
+        }
+    }
+}
+
+/// Hyper's own response to a request it could not parse (`HTTP/1.1 4xx …` with no body),
+/// rebuilt with the error-shape body and `Connection: close`.
+fn error_shape(head: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(head).ok()?;
+    let status: u16 = text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
+    if !(400..600).contains(&status) || !text.contains("content-length: 0\r\n") {
+        return None;
+    }
+    let (code, message) = match status {
+        400 => ("bad_request", "the request could not be parsed as HTTP/1.1"),
+        408 => ("request_timeout", "the request was not received in time"),
+        413 => ("body_too_large", "the request body is too large"),
+        414 => ("uri_too_long", "the request URI is too long"),
+        431 => (
+            "headers_too_large",
+            "the request headers are too large or too many",
+        ),
+        501 => ("not_implemented", "this HTTP feature is not supported"),
+        505 => ("http_version_not_supported", "only HTTP/1.x is served"),
+        _ => ("bad_request", "the request was refused by the HTTP layer"),
+    };
+    let reason = text.get(13..)?.split("\r\n").next().unwrap_or("");
+    let body = format!(r#"{{"error":{{"code":"{code}","message":"{message}"}}}}"#);
+    Some(
+        format!(
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.activity.on_read();
+        }
+        result
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        // Our own responses always carry a body; an empty 4xx/5xx is hyper's.
+        if this.rewrite.is_none()
+            && let Some(shaped) = error_shape(buf)
+        {
+            this.rewrite = Some((shaped, 0, buf.len()));
+        }
+        if let Some((bytes, written, asked)) = &mut this.rewrite {
+            while *written < bytes.len() {
+                match Pin::new(&mut this.stream).poll_write(cx, &bytes[*written..]) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    }
+                    Poll::Ready(Ok(n)) => *written += n,
+                    other => return other,
+                }
+            }
+            let asked = *asked;
+            this.rewrite = None;
+            return Poll::Ready(Ok(asked));
+        }
+        Pin::new(&mut this.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+
+    // Not vectored: hyper then hands each response over as one buffer, which the rewrite
+    // above needs (and a small JSON response is one write either way).
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hyper_error_responses_get_the_error_shape() {
+        let head = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: Mon, 30 Nov 2026 04:00:00 GMT\r\n\r\n";
+        let shaped = String::from_utf8(error_shape(head).unwrap()).unwrap();
+        let (head, body) = shaped.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        assert!(head.contains("content-type: application/json"));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"]["code"], "headers_too_large");
+        // A response of ours (it has a body) is left alone.
+        assert!(error_shape(b"HTTP/1.1 404 Not Found\r\ncontent-length: 12\r\n\r\n").is_none());
+        assert!(error_shape(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
+    }
+}

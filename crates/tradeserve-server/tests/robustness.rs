@@ -1,0 +1,521 @@
+//! The release binary under hostile conditions, over raw sockets: stalled bodies, slowloris
+//! headers, idle and surplus connections, a client that writes headers and body apart,
+//! requests hyper refuses itself, kill -9 under load, a full disk, SIGTERM with work left.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tradeserve_testkit::ServiceProcess;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
+const PREDICT: &str = r#"{"symbol":"AAPL","risk_check":false}"#;
+
+fn start(dir: &tempfile::TempDir, extra: &[(&str, &str)]) -> ServiceProcess {
+    let mut envs = vec![
+        (
+            "TRADESERVE_EVENTS__AUDIT_LOG",
+            dir.path().join("audit.jsonl").display().to_string(),
+        ),
+        (
+            "TRADESERVE_CONTROL__FILE",
+            dir.path().join("control.json").display().to_string(),
+        ),
+    ];
+    envs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    ServiceProcess::start(BIN, &envs)
+}
+
+fn connect(addr: &str) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+fn post_bytes(path: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// One response read from `s`: status, lower-cased head, body.
+fn read_response(s: &mut TcpStream) -> (u16, String, String) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).unwrap();
+        assert!(
+            n > 0,
+            "connection closed before a response: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap().to_ascii_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    (status, head, String::from_utf8(body).unwrap())
+}
+
+fn exchange(s: &mut TcpStream, bytes: &[u8]) -> (u16, String, String) {
+    s.write_all(bytes).unwrap();
+    read_response(s)
+}
+
+/// Whether the server closed `s` (EOF) within `within`.
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut b = [0u8; 512];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn error_code(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body:?}"));
+    v["error"]["code"].as_str().unwrap().to_owned()
+}
+
+fn metric(addr: &str, name: &str) -> f64 {
+    let mut s = connect(addr);
+    let (_, _, text) = exchange(&mut s, b"GET /metrics HTTP/1.1\r\nhost: t\r\n\r\n");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
+#[test]
+fn stalled_bodies_hold_no_permit_and_get_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        &dir,
+        &[
+            ("TRADESERVE_SERVER__MAX_IN_FLIGHT", "4"),
+            ("TRADESERVE_SERVER__BODY_READ_TIMEOUT", "700ms"),
+        ],
+    );
+    // Many more stalled uploads than admission permits: headers and 10 of 100 bytes.
+    let mut stalled: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = connect(&server.addr);
+            s.write_all(b"POST /api/v1/predict HTTP/1.1\r\nhost: t\r\ncontent-length: 100\r\n\r\n{\"symbol\":")
+                .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    // Normal clients are served meanwhile: no 429.
+    let mut s = connect(&server.addr);
+    for _ in 0..20 {
+        let (status, _, body) = exchange(&mut s, &post_bytes("/api/v1/predict", PREDICT));
+        assert_eq!(status, 200, "{body}");
+    }
+    // Each stalled upload is answered 408 in the error shape, and its connection closed.
+    let started = Instant::now();
+    for s in &mut stalled {
+        let (status, head, body) = read_response(s);
+        assert_eq!((status, error_code(&body).as_str()), (408, "body_timeout"));
+        assert!(head.contains("connection: close"), "{head}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(closed_within(&mut stalled[0], Duration::from_secs(2)));
+}
+
+#[test]
+fn the_deadline_starts_when_the_body_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir, &[]);
+    let mut s = connect(&server.addr);
+    s.set_nodelay(false).unwrap();
+    let bytes = post_bytes("/api/v1/predict", PREDICT);
+    let split = bytes.len() - PREDICT.len();
+    for _ in 0..5 {
+        // Headers, then the body 60 ms later: longer than the 40 ms decision deadline.
+        s.write_all(&bytes[..split]).unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+        s.write_all(&bytes[split..]).unwrap();
+        let (status, _, body) = read_response(&mut s);
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let latency = v["metadata"]["latency_ms"].as_f64().unwrap();
+        assert!(latency < 40.0, "latency_ms counts the upload: {latency}");
+    }
+}
+
+#[test]
+fn slow_headers_idle_connections_and_surplus_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        &dir,
+        &[
+            ("TRADESERVE_SERVER__HEADER_READ_TIMEOUT", "400ms"),
+            ("TRADESERVE_SERVER__IDLE_TIMEOUT", "1500ms"),
+            ("TRADESERVE_SERVER__MAX_CONNECTIONS", "30"),
+        ],
+    );
+    // Slowloris: part of a request line, then a byte now and then.
+    let mut slow = connect(&server.addr);
+    slow.write_all(b"POST /api/v1/predict HTTP/1.1\r\nhost")
+        .unwrap();
+    let t = Instant::now();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = slow.write_all(b"x");
+    }
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(2)),
+        "slow headers not cut"
+    );
+    assert!(t.elapsed() < Duration::from_secs(2));
+
+    // A keep-alive connection that answered a request is kept while it is used…
+    let mut used = connect(&server.addr);
+    for _ in 0..3 {
+        assert_eq!(
+            exchange(&mut used, &post_bytes("/api/v1/predict", PREDICT)).0,
+            200
+        );
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    // …and closed once idle for the idle timeout (longer than the header timeout).
+    assert!(!closed_within(&mut used, Duration::from_millis(500)));
+    assert!(closed_within(&mut used, Duration::from_secs(3)));
+
+    // At the cap, one more connection is answered 503 in the error shape, and counted.
+    let held: Vec<TcpStream> = (0..30).map(|_| connect(&server.addr)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = connect(&server.addr);
+    let (status, _, body) = read_response(&mut extra);
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (503, "too_many_connections")
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        metric(&server.addr, "tradeserve_connections_refused_total"),
+        1.0
+    );
+}
+
+#[test]
+fn every_error_the_http_layer_makes_has_the_error_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir, &[]);
+    let cases: [(&[u8], u16, &str); 4] = [
+        (b"NOT HTTP AT ALL\r\n\r\n", 400, "bad_request"),
+        (b"GET /nope HTTP/1.1\r\nhost: t\r\n\r\n", 404, "not_found"),
+        (
+            b"DELETE /api/v1/predict HTTP/1.1\r\nhost: t\r\n\r\n",
+            405,
+            "method_not_allowed",
+        ),
+        (
+            b"POST /api/v1/predict HTTP/1.1\r\nhost: t\r\ncontent-length: 999999\r\n\r\n",
+            413,
+            "body_too_large",
+        ),
+    ];
+    for (bytes, status, code) in cases {
+        let mut s = connect(&server.addr);
+        let (got, head, body) = exchange(&mut s, bytes);
+        assert_eq!((got, error_code(&body).as_str()), (status, code), "{head}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+    }
+    let mut s = connect(&server.addr);
+    let big = format!(
+        "GET /health/live HTTP/1.1\r\nhost: t\r\nx-big: {}\r\n\r\n",
+        "a".repeat(600_000)
+    );
+    let (status, _, body) = exchange(&mut s, big.as_bytes());
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (431, "headers_too_large")
+    );
+    // A wrong type in a valid JSON body is a 422 on the field, never "not JSON".
+    let mut s = connect(&server.addr);
+    let (status, _, body) = exchange(
+        &mut s,
+        &post_bytes(
+            "/api/v1/predict",
+            r#"{"symbol":"AAPL","strategy_override":1}"#,
+        ),
+    );
+    assert_eq!(status, 422, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["field"], "strategy_override");
+}
+
+/// Decision ids from `clients` keep-alive clients sending predictions until the server dies.
+fn hammer(addr: &str, clients: usize) -> Vec<std::thread::JoinHandle<Vec<String>>> {
+    (0..clients)
+        .map(|i| {
+            let addr = addr.to_owned();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let Ok(mut s) = TcpStream::connect(&addr) else {
+                    return got;
+                };
+                let body = format!(r#"{{"symbol":"{}"}}"#, ["AAPL", "MSFT", "NVDA"][i % 3]);
+                let bytes = post_bytes("/api/v1/predict", &body);
+                loop {
+                    if s.write_all(&bytes).is_err() {
+                        return got;
+                    }
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // Read one response (head + content-length body), or stop at EOF.
+                    let complete = loop {
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => break None,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        let text = String::from_utf8_lossy(&buf).into_owned();
+                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                            let len: usize = head
+                                .to_ascii_lowercase()
+                                .lines()
+                                .find_map(|l| {
+                                    l.strip_prefix("content-length: ")
+                                        .map(|v| v.trim().parse().unwrap())
+                                })
+                                .unwrap();
+                            if body.len() >= len {
+                                break Some((head[9..12].to_owned(), body[..len].to_owned()));
+                            }
+                        }
+                    };
+                    let Some((status, body)) = complete else {
+                        return got;
+                    };
+                    if status == "200" || status == "403" {
+                        let v: Value = serde_json::from_str(&body).unwrap();
+                        got.push(v["decision_id"].as_str().unwrap().to_owned());
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+fn logged_ids(path: &std::path::Path) -> HashSet<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event_type"] == "trading_decision")
+        .map(|v| v["decision_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn kill_9_under_load_loses_no_decision_a_client_received() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let mut server = start(&dir, &[]);
+        let clients = hammer(&server.addr, 16);
+        std::thread::sleep(Duration::from_millis(700 + 150 * round));
+        kill(Pid::from_raw(server.child.id() as i32), Signal::SIGKILL).unwrap();
+        server.child.wait().unwrap();
+        let received: Vec<String> = clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect();
+        assert!(
+            received.len() > 200,
+            "round {round}: only {} decisions",
+            received.len()
+        );
+        let logged = logged_ids(&dir.path().join("audit.jsonl"));
+        let missing: Vec<&String> = received.iter().filter(|id| !logged.contains(*id)).collect();
+        assert!(
+            missing.is_empty(),
+            "round {round}: {} of {} received decisions not in the log: {missing:?}",
+            missing.len(),
+            received.len()
+        );
+    }
+}
+
+#[test]
+fn sigterm_with_a_request_still_in_flight_past_the_grace_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(
+        &dir,
+        &[
+            ("TRADESERVE_SERVER__DRAIN_DELAY", "100ms"),
+            ("TRADESERVE_SERVER__SHUTDOWN_GRACE", "300ms"),
+            ("TRADESERVE_SERVER__BODY_READ_TIMEOUT", "30s"),
+        ],
+    );
+    let mut stalled = connect(&server.addr);
+    stalled
+        .write_all(b"POST /api/v1/predict HTTP/1.1\r\nhost: t\r\ncontent-length: 100\r\n\r\n{")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "abandoned work must fail the exit status"
+    );
+    let abandoned = server.logs.try_iter().any(|v| {
+        v["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("abandoned"))
+    });
+    assert!(abandoned);
+}
+
+/// A small tmpfs for the audit log, unmounted when dropped.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(
+            ok,
+            "mounting a tmpfs needs root (scripts/test.sh runs as root)"
+        );
+        SmallDisk(dir)
+    }
+
+    fn grow(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.0.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[test]
+#[ignore = "mounts a tmpfs: needs root; run by scripts/test.sh"]
+fn a_full_disk_fails_closed_and_recovers_with_nothing_lost_or_glued() {
+    let disk = SmallDisk::mount("256k");
+    let dir = tempfile::tempdir().unwrap();
+    let audit = disk.0.path().join("audit.jsonl");
+    let server = start(
+        &dir,
+        &[("TRADESERVE_EVENTS__AUDIT_LOG", audit.to_str().unwrap())],
+    );
+    let mut s = connect(&server.addr);
+    let mut answered = Vec::new();
+    let mut refused = 0;
+    for _ in 0..400 {
+        let (status, _, body) = exchange(&mut s, &post_bytes("/api/v1/predict", PREDICT));
+        match status {
+            200 => {
+                let v: Value = serde_json::from_str(&body).unwrap();
+                answered.push(v["decision_id"].as_str().unwrap().to_owned());
+            }
+            503 => {
+                assert_eq!(error_code(&body), "audit_unavailable");
+                refused += 1;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert!(
+        refused > 0 && answered.len() > 50,
+        "{} answered, {refused} refused",
+        answered.len()
+    );
+    let (status, _, body) = exchange(&mut s, b"GET /health/ready HTTP/1.1\r\nhost: t\r\n\r\n");
+    assert_eq!(status, 503);
+    assert!(body.contains("No space left"), "{body}");
+    assert_eq!(
+        metric(
+            &server.addr,
+            r#"tradeserve_events_sink_unavailable{sink="audit_log"}"#
+        ),
+        1.0
+    );
+    assert!(
+        metric(
+            &server.addr,
+            r#"tradeserve_events_write_errors_total{sink="audit_log"}"#
+        ) >= refused as f64
+    );
+
+    // Room again: ready without a single request, then decisions are recorded again.
+    disk.grow("8m");
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _, _) = exchange(&mut s, b"GET /health/ready HTTP/1.1\r\nhost: t\r\n\r\n");
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < until, "readiness did not come back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..20 {
+        let (status, _, body) = exchange(&mut s, &post_bytes("/api/v1/predict", PREDICT));
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        answered.push(v["decision_id"].as_str().unwrap().to_owned());
+    }
+    // The log holds exactly what clients were answered: whole lines, none glued, none extra.
+    let text = std::fs::read_to_string(&audit).unwrap();
+    assert!(text.ends_with('\n'));
+    let logged: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            v["decision_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(logged, answered);
+    // The error log stayed quiet: a handful of lines, not one per refused request.
+    let errors = server
+        .logs
+        .try_iter()
+        .filter(|v| v["level"] == "ERROR" || v["level"] == "WARN")
+        .count();
+    assert!(
+        errors < 20,
+        "{errors} error/warn lines for {refused} refusals"
+    );
+}
