@@ -305,6 +305,16 @@ impl InMemoryRiskLedger {
         self.kill_switch.store(engaged, Ordering::SeqCst);
     }
 
+    /// Record an order approved before a restart (rebuilding the books from the audit log),
+    /// without checking it again.
+    pub fn restore(&self, order: &Order<'_>) {
+        let mut books = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        books
+            .entry(order.symbol.to_owned())
+            .or_default()
+            .apply(order);
+    }
+
     /// A copy of one symbol's book.
     pub fn book(&self, symbol: &str) -> SymbolBook {
         let books = self.books.lock().unwrap_or_else(|e| e.into_inner());

@@ -10,6 +10,7 @@
 //! - [`shadow`]: running a rollout's candidate off the request path.
 //! - [`explainer`]: explanations on a bounded pool of blocking threads.
 //! - [`idle`]: idle CPU priority for threads that must not compete with requests.
+//! - [`risk_restore`]: rebuilding the risk books from the audit log at start.
 //! - [`outcomes`]: realized returns credited to experiment and rollout arms.
 //! - [`app`]: the router and request-timing middleware; [`routes`]: the handlers.
 //! - [`listener`]: connections: the cap, header and idle timeouts, hyper's own errors in the
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod outcomes;
 pub mod registry;
 pub mod replay;
+pub mod risk_restore;
 pub mod routes;
 pub mod serve;
 pub mod shadow;

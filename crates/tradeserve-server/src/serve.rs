@@ -71,6 +71,12 @@ pub enum StartError {
     Registry(#[from] tradeserve_models::mlflow::MlflowError),
     #[error("control store: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot rebuild the risk books from the audit log {path}")]
+    RiskRestore {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot start a worker thread: {0}")]
     Shadow(std::io::Error),
 }
@@ -190,6 +196,22 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
             )?))
         }
     };
+    // The risk books as they were when the process last stopped (before the audit log
+    // opens and appends).
+    let ledger = Arc::new(InMemoryRiskLedger::new());
+    match config.events.sink {
+        SinkKind::AuditLog | SinkKind::Both => {
+            crate::risk_restore::restore(&ledger, &config.events.audit_log).map_err(|source| {
+                StartError::RiskRestore {
+                    path: config.events.audit_log.clone(),
+                    source,
+                }
+            })?;
+        }
+        SinkKind::Kafka => tracing::warn!(
+            "events.sink = kafka keeps no local record: risk positions and daily order counts start empty"
+        ),
+    }
     let sinks = start_sinks(config, &metrics)?;
     let emitter = sinks.emitter();
     let c = &config.control;
@@ -222,7 +244,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
     );
     let pipeline = Pipeline::new(
         Arc::new(replay),
-        Arc::new(InMemoryRiskLedger::new()),
+        ledger,
         emitter,
         PipelineConfig {
             sizing: config.sizing.clone(),

@@ -519,3 +519,57 @@ fn a_full_disk_fails_closed_and_recovers_with_nothing_lost_or_glued() {
         "{errors} error/warn lines for {refused} refusals"
     );
 }
+
+/// A point-in-time AAPL request whose decision trades (quantity > 0).
+fn trading_request(addr: &str) -> String {
+    let mut s = connect(addr);
+    for day in 7..=17 {
+        for hour in 15..=19 {
+            let ts = format!("2025-10-{day:02}T{hour}:30:00Z");
+            let probe = format!(r#"{{"symbol":"AAPL","timestamp":"{ts}","risk_check":false}}"#);
+            let (_, _, body) = exchange(&mut s, &post_bytes("/api/v1/predict", &probe));
+            let v: Value = serde_json::from_str(&body).unwrap();
+            if v["recommended_quantity"].as_u64().unwrap_or(0) > 0 {
+                return format!(r#"{{"symbol":"AAPL","timestamp":"{ts}"}}"#);
+            }
+        }
+    }
+    panic!("no trading decision in the replay data");
+}
+
+#[test]
+fn risk_limits_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = [("TRADESERVE_RISK__MAX_DAILY_ORDERS", "3")];
+    let mut server = start(&dir, &limits);
+    let body = trading_request(&server.addr);
+    let mut s = connect(&server.addr);
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(exchange(&mut s, &post_bytes("/api/v1/predict", &body)).0);
+    }
+    assert_eq!(statuses, [200, 200, 200, 403]);
+    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGKILL).unwrap();
+    server.child.wait().unwrap();
+
+    // After the crash the day's three orders are still counted: the limit holds.
+    let server = start(&dir, &limits);
+    let mut s = connect(&server.addr);
+    let (status, _, d) = exchange(&mut s, &post_bytes("/api/v1/predict", &body));
+    assert_eq!(status, 403, "{d}");
+    let v: Value = serde_json::from_str(&d).unwrap();
+    assert_eq!(v["risk_validation"]["checks"]["daily_order_count"], "fail");
+    // Rejected decisions and unchecked ones are not orders: still exactly three.
+    let probe = body.replace('}', r#","risk_check":false}"#);
+    assert_eq!(
+        exchange(&mut s, &post_bytes("/api/v1/predict", &probe)).0,
+        200
+    );
+    drop(server);
+    let server = start(&dir, &[("TRADESERVE_RISK__MAX_DAILY_ORDERS", "4")]);
+    let mut s = connect(&server.addr);
+    let statuses: Vec<u16> = (0..2)
+        .map(|_| exchange(&mut s, &post_bytes("/api/v1/predict", &body)).0)
+        .collect();
+    assert_eq!(statuses, [200, 403]);
+}
