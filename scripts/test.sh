@@ -13,6 +13,11 @@ mkdir -p "$cache"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Plain output when the log goes to a file (no ANSI colour codes).
+if [ ! -t 1 ]; then
+  export CARGO_TERM_COLOR=never NO_COLOR=1
+fi
+
 # --- Python environment (training checks) -------------------------------------------------
 venv="$cache/train-venv"
 stamp="$venv/.requirements-$(sha256sum training/requirements.txt | cut -c1-16)"
@@ -27,6 +32,9 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r training/requirements.txt
   touch "$stamp"
 fi
+
+step "bundled market data is reproduced by training/ (bars byte for byte, golden features within 1e-12)"
+"$venv/bin/python" training/train.py --check-data
 
 # --- MLflow (registry tests against a real server) ----------------------------------------
 mlflow_venv="$cache/mlflow-venv"
@@ -59,12 +67,15 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 export TRADESERVE_REDIS="$(command -v redis-server)"
 
-step "bundled market data is reproduced by training/ byte for byte"
-"$venv/bin/python" training/train.py --check-data
 
 # --- Rust ---------------------------------------------------------------------------------
 # Tests that need a real service are #[ignore]d for a bare `cargo test`; here they run.
 step "cargo test (unit, golden, parity, API, process, real-MLflow, real-broker and real-Redis tests)"
-RUST_LIB_BACKTRACE=0 cargo test --workspace --locked -- --include-ignored
-
-step "all tests passed"
+# --no-fail-fast: every test binary runs, and the summary below names each that failed.
+# Tests that mount a small tmpfs (full-disk behaviour) need root, as CI runs.
+if RUST_LIB_BACKTRACE=0 cargo test --workspace --locked --no-fail-fast -- --include-ignored; then
+  step "all tests passed"
+else
+  step "some tests FAILED (see the 'test result: FAILED' lines above)"
+  exit 1
+fi

@@ -226,11 +226,17 @@ pub fn validate_id(field: &'static str, id: &str) -> Result<(), InvalidField> {
     }
 }
 
+/// A split is 0 or at least one bucket of 10,000 (0.0001), at most 1; `-0.0` and
+/// subnormal values like `1e-320` are refused rather than silently meaning "nobody".
 pub fn validate_split(split: f64) -> Result<(), InvalidField> {
-    if split.is_finite() && (0.0..=1.0).contains(&split) {
+    let zero = split == 0.0 && split.is_sign_positive();
+    if zero || (split.is_finite() && (1e-4..=1.0).contains(&split)) {
         Ok(())
     } else {
-        Err(invalid("traffic_split", "must be a number in [0, 1]"))
+        Err(invalid(
+            "traffic_split",
+            "must be 0 or a number in [0.0001, 1] (one bucket is 1/10000)",
+        ))
     }
 }
 
@@ -337,6 +343,17 @@ impl Experiment {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn a_split_is_zero_or_at_least_one_bucket() {
+        for ok in [0.0, 1e-4, 0.3, 1.0] {
+            assert!(validate_split(ok).is_ok(), "{ok}");
+        }
+        for bad in [-0.0, 1e-320, 5e-5, -0.1, 1.0001, f64::NAN, f64::INFINITY] {
+            let e = validate_split(bad).unwrap_err();
+            assert_eq!(e.field, "traffic_split", "{bad}");
+        }
+    }
 
     #[test]
     fn murmur3_matches_reference_vectors() {

@@ -27,6 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the service (embedded defaults when no config is given).
     Serve {
+        /// TOML file of settings (config/tradeserve.example.toml lists every key); the
+        /// environment (TRADESERVE_<SECTION>__<KEY>) overrides it.
         #[arg(long)]
         config: Option<PathBuf>,
         /// Listen address, e.g. 127.0.0.1:8080 (port 0 picks a free port).
@@ -35,6 +37,7 @@ pub enum Command {
     },
     /// Validate the configuration and the models it names, then exit.
     CheckConfig {
+        /// TOML file of settings to check (with the environment applied, as `serve` would).
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -185,6 +188,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig { config } => {
             let config = Config::load(config.as_deref(), None)?;
+            crate::serve::check_writable(&config)?;
             let models = crate::serve::load_models(&config)?;
             let bars = resolve_path(&config.features.bars);
             let replay = tradeserve_features::MarketReplay::load(

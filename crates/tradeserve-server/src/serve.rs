@@ -77,6 +77,12 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{key} = {path}: {why}")]
+    NotWritable {
+        key: &'static str,
+        path: std::path::PathBuf,
+        why: String,
+    },
     #[error("cannot start a worker thread: {0}")]
     Shadow(std::io::Error),
 }
@@ -154,6 +160,61 @@ fn start_sinks(config: &Config, metrics: &Metrics) -> Result<Sinks, StartError> 
     Ok(Sinks { audit_log, kafka })
 }
 
+/// Check that the files the service writes can be written (what `serve` would fail on),
+/// without creating anything: an existing file must open for appending; otherwise its
+/// nearest existing folder must be a writable directory.
+pub fn check_writable(config: &Config) -> Result<(), StartError> {
+    let mut paths = vec![
+        ("control.file", config.control.file.clone()),
+        ("events.audit_log", config.events.audit_log.clone()),
+    ];
+    if config.events.sink != SinkKind::AuditLog {
+        paths.push((
+            "events.kafka.spool_dir",
+            config.events.kafka.spool_dir.join("probe"),
+        ));
+    }
+    for (key, path) in paths {
+        writable(&path).map_err(|why| StartError::NotWritable {
+            key,
+            path: path.clone(),
+            why,
+        })?;
+    }
+    Ok(())
+}
+
+fn writable(path: &std::path::Path) -> Result<(), String> {
+    use nix::unistd::{AccessFlags, access};
+    if path.is_dir() {
+        return Err("is a directory, not a file".into());
+    }
+    if path.exists() {
+        return std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| format!("cannot open for appending: {e}"));
+    }
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        let d = if d.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            d
+        };
+        if d.exists() {
+            if !d.is_dir() {
+                return Err(format!("{} is not a directory", d.display()));
+            }
+            return access(d, AccessFlags::W_OK | AccessFlags::X_OK)
+                .map_err(|e| format!("cannot create files under {}: {e}", d.display()));
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}
+
 /// Load the active model set named by the config.
 pub fn load_models(config: &Config) -> Result<ModelSet, tradeserve_models::ModelLoadError> {
     BundledModels::new(resolve_path(&config.models.dir)).load_set(&config.models.versions)
@@ -168,6 +229,7 @@ pub fn build(config: &Config) -> Result<Service, StartError> {
 
 /// [`build`] with a chosen replay clock (tests pin it to a bar).
 pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, StartError> {
+    check_writable(config)?;
     let metrics = Metrics::new()?;
     // Models and market data load in parallel: they are independent and each takes a while.
     let bars_path = resolve_path(&config.features.bars);

@@ -192,6 +192,27 @@ fn a_bad_config_fails_at_start_with_the_key_named() {
         .unwrap();
     assert!(!out.status.success());
 
+    // A file the service could not write is refused by check-config too, naming the key.
+    let unwritable = dir.path().join("unwritable.toml");
+    std::fs::write(
+        &unwritable,
+        format!(
+            "[events]\naudit_log = {:?}\n",
+            dir.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    for cmd in ["check-config", "serve"] {
+        let out = Command::new(BIN)
+            .args([cmd, "--config"])
+            .arg(&unwritable)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{cmd}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("events.audit_log"), "{cmd}: {stderr}");
+    }
+
     let good = dir.path().join("good.toml");
     std::fs::write(
         &good,
