@@ -57,6 +57,14 @@ fn bench(c: &mut Criterion) {
             None,
         ))
         .unwrap();
+    // What acknowledging after the write costs per decision: serialize the event and append
+    // it with write(2) (page cache), as the request path now does.
+    let audit = service.audit_log.clone().unwrap();
+    let event = tradeserve_testkit::sample_event(uuid::Uuid::now_v7(), "AAPL");
+    c.bench_function("audit log emit (serialize + write(2))", |b| {
+        use tradeserve_core::ports::EventSink;
+        b.iter(|| audit.emit(black_box(event.clone()).into()).unwrap())
+    });
     c.bench_function("serialize decision", |b| {
         b.iter(|| serde_json::to_vec(black_box(prediction.outcome.decision())).unwrap())
     });
