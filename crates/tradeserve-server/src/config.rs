@@ -62,6 +62,10 @@ pub struct ControlConfig {
     pub derive_outcomes: bool,
     /// Recent decisions remembered for `POST /api/v1/outcomes`.
     pub outcome_window: usize,
+    /// A rollout stage whose candidate gets no traffic this long is reported as starved
+    /// (its gate report, `tradeserve_rollout_stage_starved`, a warning).
+    #[serde(with = "humantime_serde")]
+    pub stage_idle_after: Duration,
 }
 
 impl Default for ControlConfig {
@@ -77,6 +81,7 @@ impl Default for ControlConfig {
             shadow_queue: 1024,
             derive_outcomes: true,
             outcome_window: 200_000,
+            stage_idle_after: Duration::from_secs(60),
         }
     }
 }

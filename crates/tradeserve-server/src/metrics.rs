@@ -85,6 +85,8 @@ pub struct ControlMetrics {
     pub shadow_shed: IntCounter,
     /// Stage of the active rollout: 0 none, 1 shadow, 2 canary, 3 partial, 4 full.
     pub rollout_stage: IntGauge,
+    /// 1 while the active rollout's candidate has had no traffic for `control.stage_idle_after`.
+    pub rollout_starved: IntGauge,
     pub experiment_running: IntGauge,
     pub revision: IntGauge,
     pub store_up: IntGauge,
@@ -132,6 +134,10 @@ impl ControlMetrics {
             rollout_stage: gauge(
                 "tradeserve_rollout_stage",
                 "Stage of the active rollout: 0 none, 1 shadow, 2 canary, 3 partial, 4 full",
+            )?,
+            rollout_starved: gauge(
+                "tradeserve_rollout_stage_starved",
+                "1 while the active rollout stage's candidate has received no traffic for control.stage_idle_after",
             )?,
             experiment_running: gauge(
                 "tradeserve_experiment_running",

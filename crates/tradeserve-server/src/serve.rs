@@ -294,7 +294,8 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         catalog,
         Arc::clone(&emitter),
         metrics.control.clone(),
-    );
+    )
+    .with_stage_idle_after(c.stage_idle_after);
     let shadow = Arc::new(
         ShadowPool::start(
             c.shadow_queue,

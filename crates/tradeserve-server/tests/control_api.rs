@@ -729,3 +729,48 @@ async fn a_redis_outage_keeps_the_champion_serving_and_the_kill_switch_working()
     let stored = store.load().await.unwrap();
     assert_eq!(stored.kill_switch.unwrap().reason, "redis down");
 }
+
+#[tokio::test]
+async fn a_stage_whose_candidate_gets_no_traffic_says_so() {
+    let h = harness_with(|c| c.control.stage_idle_after = std::time::Duration::from_millis(200));
+    let state = &h.service.state;
+    let spec = r#"{"rollout_id":"ro-quiet","candidate":{"bull_specialist":"2"},"auto_promote":false,"gates":{"min_decisions":1000}}"#;
+    let (s, v) = post(&h, "/api/v1/rollouts", spec).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let starved = |report: &tradeserve_core::rollout::GateReport| {
+        report.checks.iter().any(|c| c.name == "traffic")
+    };
+    let first = state.control.tick_gates().await.unwrap();
+    assert!(!starved(&first));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let idle = state.control.tick_gates().await.unwrap();
+    assert!(starved(&idle), "{idle:?}");
+    let (_, r) = get(&h, "/api/v1/rollouts/ro-quiet").await;
+    let checks = r["last_gate"]["checks"].as_array().unwrap();
+    let traffic = checks.iter().find(|c| c["name"] == "traffic").unwrap();
+    assert_eq!(traffic["verdict"], "wait");
+    assert!(
+        traffic["detail"].as_str().unwrap().contains("no traffic"),
+        "{traffic}"
+    );
+    assert_eq!(state.metrics.control.rollout_starved.get(), 1);
+
+    // One decision: the shadow candidate runs, and the stage is no longer starved.
+    let (s, _) = post(
+        &h,
+        "/api/v1/predict",
+        r#"{"symbol":"AAPL","risk_check":false}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let report = state.control.tick_gates().await.unwrap();
+        if !starved(&report) && report.inputs.shadow_compared == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "{report:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(state.metrics.control.rollout_starved.get(), 0);
+}

@@ -19,7 +19,7 @@ use tradeserve_core::event::ControlEvent;
 use tradeserve_core::experiment::Arm;
 use tradeserve_core::model_set::ModelSet;
 use tradeserve_core::ports::EventSink;
-use tradeserve_core::rollout::{GateInputs, GateReport, Rollout, Stage, Verdict};
+use tradeserve_core::rollout::{GateCheck, GateInputs, GateReport, Rollout, Stage, Verdict};
 use tradeserve_core::routing::{ExperimentRoute, RolloutRoute, Routing};
 use tradeserve_core::stats::{self, UnitStats};
 use tradeserve_core::types::Role;
@@ -68,6 +68,20 @@ pub struct ControlPlane {
     /// A kill switch applied locally while the store was down, to store when it is back.
     pending_kill: Mutex<Option<Actor>>,
     started: OffsetDateTime,
+    /// Whether the active rollout stage's candidate is getting traffic.
+    traffic: Mutex<Option<StageTraffic>>,
+    /// How long a stage's candidate may see no traffic before it is reported as starved.
+    stage_idle_after: std::time::Duration,
+}
+
+/// The candidate traffic of one rollout stage, as last seen by the gate evaluator.
+struct StageTraffic {
+    rollout_id: String,
+    stage: Stage,
+    /// Candidate decisions, errors and shadow runs at `since`.
+    seen: u64,
+    since: std::time::Instant,
+    warned: bool,
 }
 
 fn experiment_key(id: &str) -> String {
@@ -98,7 +112,60 @@ impl ControlPlane {
             gates: Mutex::new(HashMap::new()),
             pending_kill: Mutex::new(None),
             started: OffsetDateTime::now_utc(),
+            traffic: Mutex::new(None),
+            stage_idle_after: std::time::Duration::from_secs(60),
         }
+    }
+
+    /// Report a rollout stage as starved once its candidate has seen no traffic this long.
+    pub fn with_stage_idle_after(mut self, after: std::time::Duration) -> ControlPlane {
+        self.stage_idle_after = after;
+        self
+    }
+
+    /// Note the candidate traffic of the active stage; when there has been none for
+    /// `stage_idle_after`, say so in the gate report (a `traffic` check), a gauge and one
+    /// warning per stage. A stage can starve when few units hash into a small share (e.g.
+    /// `symbol_date` bucketing with a handful of symbols on some days).
+    fn watch_traffic(&self, r: &Rollout, inputs: &GateInputs, report: &mut GateReport) {
+        let seen = inputs.candidate_decisions + inputs.candidate_errors + inputs.shadow_compared;
+        let mut traffic = self.traffic.lock();
+        let fresh = traffic
+            .as_ref()
+            .is_none_or(|t| t.rollout_id != r.rollout_id || t.stage != r.stage || t.seen != seen);
+        if fresh {
+            *traffic = Some(StageTraffic {
+                rollout_id: r.rollout_id.clone(),
+                stage: r.stage,
+                seen,
+                since: std::time::Instant::now(),
+                warned: false,
+            });
+            self.metrics.rollout_starved.set(0);
+            return;
+        }
+        let Some(t) = traffic.as_mut() else {
+            return;
+        };
+        let idle = t.since.elapsed();
+        if idle < self.stage_idle_after || report.verdict != Verdict::Wait {
+            return;
+        }
+        let detail = format!(
+            "the candidate has received no traffic for {:.0} s in this stage (bucketing {}: too few units may fall in its share)",
+            idle.as_secs_f64(),
+            serde_json::to_value(r.bucketing).unwrap_or_default()
+        );
+        if !t.warned {
+            t.warned = true;
+            tracing::warn!(rollout = %r.rollout_id, stage = r.stage.as_str(), %detail, "rollout stage starved");
+        }
+        self.metrics.rollout_starved.set(1);
+        report.checks.push(GateCheck {
+            name: "traffic".into(),
+            verdict: Verdict::Wait,
+            detail,
+        });
     }
 
     /// The snapshot a request routes by (`None` until models are loaded).
@@ -510,7 +577,9 @@ impl ControlPlane {
     pub async fn tick_gates(&self) -> Option<GateReport> {
         let view = self.view.load_full();
         let r = view.active_rollout()?;
-        let report = r.evaluate(&self.gate_inputs(r), OffsetDateTime::now_utc())?;
+        let inputs = self.gate_inputs(r);
+        let mut report = r.evaluate(&inputs, OffsetDateTime::now_utc())?;
+        self.watch_traffic(r, &inputs, &mut report);
         self.gates
             .lock()
             .insert(r.rollout_id.clone(), report.clone());
