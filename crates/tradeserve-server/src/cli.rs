@@ -188,7 +188,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig { config } => {
             let config = Config::load(config.as_deref(), None)?;
-            crate::serve::check_writable(&config)?;
+            crate::serve::check_paths(&config)?;
             let models = crate::serve::load_models(&config)?;
             let bars = resolve_path(&config.features.bars);
             let replay = tradeserve_features::MarketReplay::load(

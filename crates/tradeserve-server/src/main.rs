@@ -12,13 +12,31 @@ fn main() -> std::process::ExitCode {
     match tradeserve_server::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            let e = describe(&e);
             // Once, on stderr: as a log line when logging is set up (text or JSON), else plain.
             if tracing::dispatcher::has_been_set() {
-                tracing::error!(error = %format!("{e:#}"), "tradeserve failed");
+                tracing::error!(error = %e, "tradeserve failed");
             } else {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {e}");
             }
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes joined by ": ", leaving out a cause its parent already quoted
+/// (many errors print their source in their own message).
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }

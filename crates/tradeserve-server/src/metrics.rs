@@ -350,6 +350,12 @@ impl Metrics {
     }
 
     /// Record a decision and its stage timings.
+    /// Models come from bundled folders: there is no registry, so `tradeserve_model_registry_up`
+    /// is not exported (a constant 0 would read as an alarm).
+    pub fn without_registry(&self) {
+        let _ = self.registry.unregister(Box::new(self.registry_up.clone()));
+    }
+
     pub fn observe_decision(&self, action: Action, approved: bool, timings: &StageTimings) {
         let a = match action {
             Action::Buy => 0,

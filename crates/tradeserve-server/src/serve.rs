@@ -22,7 +22,7 @@ use tradeserve_features::{MarketReplay, ReplayClock};
 use tradeserve_models::BundledModels;
 
 use crate::app::router;
-use crate::config::{Config, ModelSourceKind, SinkKind, resolve_path};
+use crate::config::{Config, ModelSourceKind, SinkKind, require_path, resolve_path};
 use crate::listener::{ConnLimits, Connections};
 use crate::metrics::Metrics;
 use crate::registry::{self, ReloadError};
@@ -77,6 +77,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("{key} = {path}: {why}")]
     NotWritable {
         key: &'static str,
@@ -160,10 +162,27 @@ fn start_sinks(config: &Config, metrics: &Metrics) -> Result<Sinks, StartError> 
     Ok(Sinks { audit_log, kafka })
 }
 
-/// Check that the files the service writes can be written (what `serve` would fail on),
-/// without creating anything: an existing file must open for appending; otherwise its
-/// nearest existing folder must be a writable directory.
-pub fn check_writable(config: &Config) -> Result<(), StartError> {
+/// Check, before anything is loaded, that the data the service reads is where the config says
+/// (naming the key and where it looked) and that the files it writes can be written: an
+/// existing file must open for appending; otherwise its nearest existing folder must be a
+/// writable directory. Nothing is created.
+pub fn check_paths(config: &Config) -> Result<(), StartError> {
+    if config.models.source == ModelSourceKind::Bundled {
+        require_path(
+            "models.dir",
+            &config.models.dir,
+            "the folder of <role>/<version>/ model folders (the repository's models/)",
+        )?;
+    }
+    require_path(
+        "features.bars",
+        &config.features.bars,
+        "the bars CSV the embedded feature source replays (the repository's data/bars.csv)",
+    )?;
+    check_writable(config)
+}
+
+fn check_writable(config: &Config) -> Result<(), StartError> {
     let mut paths = vec![
         ("control.file", config.control.file.clone()),
         ("events.audit_log", config.events.audit_log.clone()),
@@ -229,7 +248,7 @@ pub fn build(config: &Config) -> Result<Service, StartError> {
 
 /// [`build`] with a chosen replay clock (tests pin it to a bar).
 pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, StartError> {
-    check_writable(config)?;
+    check_paths(config)?;
     let metrics = Metrics::new()?;
     // Models and market data load in parallel: they are independent and each takes a while.
     let bars_path = resolve_path(&config.features.bars);
@@ -245,7 +264,10 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
     let models = models.inspect_err(|_| metrics.model_load_failures.inc())?;
     let replay = replay.map_err(|_| StartError::Panic("market data loader"))??;
     let registry = match config.models.source {
-        ModelSourceKind::Bundled => None,
+        ModelSourceKind::Bundled => {
+            metrics.without_registry();
+            None
+        }
         ModelSourceKind::Mlflow => {
             let m = &config.models.mlflow;
             Some(Arc::new(registry::manager(

@@ -213,6 +213,22 @@ fn a_bad_config_fails_at_start_with_the_key_named() {
         assert!(stderr.contains("events.audit_log"), "{cmd}: {stderr}");
     }
 
+    // Data that is not where the config says: the key, where it looked, how to set it — once.
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env("TRADESERVE_MODELS__DIR", "nowhere")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("TRADESERVE_MODELS__DIR"), "{stderr}");
+    assert_eq!(stderr.matches("not found").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&dir.path().join("nowhere").display().to_string()),
+        "{stderr}"
+    );
+
     let good = dir.path().join("good.toml");
     std::fs::write(
         &good,
