@@ -77,6 +77,14 @@ pub enum AuditLogError {
     Thread(String),
 }
 
+/// Where an appended line is: the file generation (see [`AuditLog::retire_to`]) and its
+/// byte range in that file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineAt {
+    pub generation: u64,
+    pub range: std::ops::Range<u64>,
+}
+
 /// A torn last line found (and cut) at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TornTail {
@@ -90,6 +98,8 @@ pub struct TornTail {
 struct Active {
     file: Arc<File>,
     len: u64,
+    /// Files retired by [`AuditLog::retire_to`] so far: tells a line's file apart.
+    generation: u64,
     /// A failed write could not be cut back: refuse until a cut succeeds.
     torn: bool,
 }
@@ -181,6 +191,7 @@ impl AuditLog {
             active: Mutex::new(Active {
                 file,
                 len,
+                generation: 0,
                 torn: false,
             }),
             syncer,
@@ -212,11 +223,20 @@ impl AuditLog {
         &self.config.path
     }
 
-    fn append(&self, line: &[u8]) -> Result<(), EmitError> {
+    /// Append `line`, then call `then` with where it is while still holding the writer lock
+    /// (so whatever `then` hands it to sees lines in file order). `ready` runs first, under
+    /// the lock, and may refuse the line before anything is written.
+    fn append<R>(
+        &self,
+        line: &[u8],
+        ready: impl FnOnce() -> Result<(), EmitError>,
+        then: impl FnOnce(LineAt) -> R,
+    ) -> Result<R, EmitError> {
         let mut active = lock(&self.active);
         if self.closed.load(Ordering::SeqCst) {
             return Err(EmitError::Closed);
         }
+        ready()?;
         if active.torn {
             let len = active.len;
             active
@@ -232,7 +252,12 @@ impl AuditLog {
             }
             return Err(self.failed(&e, "write failed"));
         }
+        let start = active.len;
         active.len += line.len() as u64;
+        let result = then(LineAt {
+            generation: active.generation,
+            range: start..active.len,
+        });
         if active.len >= self.config.rotate_bytes {
             self.rotate(&mut active);
         }
@@ -249,7 +274,67 @@ impl AuditLog {
             let _guard = lock(&self.syncer.state);
             self.syncer.wake.notify_one();
         }
+        Ok(result)
+    }
+
+    /// Serialize `event` as one line, append it, and hand `then` its byte range, the event
+    /// and the line (without its newline) under the writer lock (see [`Self::append`]);
+    /// `ready` may refuse it first.
+    pub fn append_event<R>(
+        &self,
+        event: Event,
+        ready: impl FnOnce() -> Result<(), EmitError>,
+        then: impl FnOnce(LineAt, Event, &[u8]) -> R,
+    ) -> Result<R, EmitError> {
+        let mut line = Vec::with_capacity(2048);
+        if let Err(e) = serde_json::to_writer(&mut line, &event) {
+            return Err(self.failed(&std::io::Error::other(e), "cannot serialize an event"));
+        }
+        line.push(b'\n');
+        let body = line.len() - 1;
+        let result = self.append(&line, ready, |at| then(at, event, &line[..body]));
+        if matches!(result, Err(EmitError::Closed)) {
+            self.metrics.dropped_closed.inc();
+        }
+        result
+    }
+
+    /// Rename the active file to `to` and continue in a new one (the next generation),
+    /// calling `on_retire(retired generation, its length)` under the writer lock so no line
+    /// is appended in between. For a write-ahead log that retires delivered segments.
+    pub fn retire_to(&self, to: &Path, on_retire: impl FnOnce(u64, u64)) -> std::io::Result<()> {
+        let mut active = lock(&self.active);
+        std::fs::rename(&self.config.path, to)?;
+        let file = match open_append(&self.config.path) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = std::fs::rename(to, &self.config.path);
+                return Err(e);
+            }
+        };
+        let old = std::mem::replace(&mut active.file, Arc::new(file));
+        let (generation, len) = (active.generation, active.len);
+        active.generation += 1;
+        active.len = 0;
+        {
+            let mut work = lock(&self.syncer.state);
+            work.retired.push(old);
+            work.current = Arc::clone(&active.file);
+        }
+        self.syncer.dirty.store(true, Ordering::SeqCst);
+        self.syncer.wake.notify_one();
+        on_retire(generation, len);
         Ok(())
+    }
+
+    /// Bytes in the active file.
+    pub fn len(&self) -> u64 {
+        lock(&self.active).len
+    }
+
+    /// Whether the active file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Count, report and log (rate-limited) a failed write.
@@ -300,16 +385,7 @@ impl AuditLog {
 
 impl EventSink for AuditLog {
     fn emit(&self, event: Event) -> Result<(), EmitError> {
-        let mut line = Vec::with_capacity(2048);
-        if let Err(e) = serde_json::to_writer(&mut line, &event) {
-            return Err(self.failed(&std::io::Error::other(e), "cannot serialize an event"));
-        }
-        line.push(b'\n');
-        let result = self.append(&line);
-        if result == Err(EmitError::Closed) {
-            self.metrics.dropped_closed.inc();
-        }
-        result
+        self.append_event(event, || Ok(()), |_, _, _| ())
     }
 
     fn health(&self) -> Result<(), String> {

@@ -1,7 +1,10 @@
 //! The Kafka event sink: every decision to the `trading_decisions` topic, never blocking a
 //! request, never losing an event when the broker goes away.
 //!
-//! `emit` only enqueues (a bounded channel). One delivery thread owns everything else: the
+//! `emit` appends the event to the write-ahead log ([`crate::wal`], one `write(2)`, so a crash
+//! of the process loses nothing that was answered) and enqueues it (a bounded channel), both
+//! under the log's writer lock; without a write-ahead log it only enqueues. One delivery
+//! thread owns everything else: the
 //! librdkafka producer (idempotent, `acks=all`, compressed, small linger, key = symbol) and the
 //! durable [`Spool`]. It runs in one of two modes:
 //!
@@ -19,9 +22,9 @@
 //! rebuilds the producer. Shutdown flushes with a deadline and spools whatever is left.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -34,8 +37,10 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, Pur
 use tradeserve_core::event::Event;
 use tradeserve_core::ports::{EmitError, EventSink};
 
+use crate::audit_log::{AuditLog, AuditLogConfig, LineAt};
 use crate::metrics::SinkMetrics;
 use crate::spool::{Spool, SpoolConfig, SpoolError};
+use crate::wal::{Progress, WalConfig};
 
 /// Settings of the Kafka sink.
 #[derive(Debug, Clone)]
@@ -58,12 +63,17 @@ pub struct KafkaSinkConfig {
     pub probe_interval: Duration,
     /// Create the topic at start when it is missing.
     pub create_topic: bool,
+    /// The write-ahead log every event is appended to before `emit` returns (`None`: events
+    /// wait only in memory until the broker or the spool has them).
+    pub wal: Option<WalConfig>,
 }
 
 /// Counters of the Kafka sink besides the generic ones.
 #[derive(Debug, Clone)]
 pub struct KafkaMetrics {
     pub sink: SinkMetrics,
+    /// The write-ahead log's own counters (label `sink="kafka_wal"`).
+    pub wal: SinkMetrics,
     pub delivered: IntCounter,
     pub spooled: IntCounter,
     pub replayed: IntCounter,
@@ -78,6 +88,7 @@ impl KafkaMetrics {
     pub fn detached() -> Result<KafkaMetrics, prometheus::Error> {
         Ok(KafkaMetrics {
             sink: SinkMetrics::detached()?,
+            wal: SinkMetrics::detached()?,
             delivered: IntCounter::new("delivered", "delivered")?,
             spooled: IntCounter::new("spooled", "spooled")?,
             replayed: IntCounter::new("replayed", "replayed")?,
@@ -99,6 +110,8 @@ pub enum KafkaSinkError {
     Producer(#[from] KafkaError),
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    #[error("kafka write-ahead log: {0}")]
+    Wal(String),
     #[error("kafka sink thread: {0}")]
     Thread(String),
     #[error("cannot create topic {topic}: {reason}")]
@@ -116,12 +129,18 @@ pub struct ShutdownReport {
 
 enum Msg {
     Event(Event),
+    /// An event already serialized and in the write-ahead log at `wal`.
+    Line {
+        key: String,
+        line: Vec<u8>,
+        wal: LineAt,
+    },
     Shutdown(SyncSender<ShutdownReport>),
 }
 
-/// Where a produced record came from.
+/// Where a produced record came from (and, for a direct one, its write-ahead log line).
 enum Origin {
-    Direct(Instant),
+    Direct(Instant, Option<LineAt>),
     Replay,
 }
 
@@ -240,6 +259,10 @@ pub struct KafkaSink {
     metrics: KafkaMetrics,
     refused: AtomicU64,
     worker: Mutex<Option<JoinHandle<()>>>,
+    wal: Option<Arc<AuditLog>>,
+    /// Events in the channel (the write-ahead path checks room before it writes).
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
 }
 
 impl KafkaSink {
@@ -249,7 +272,25 @@ impl KafkaSink {
         config: KafkaSinkConfig,
         metrics: KafkaMetrics,
     ) -> Result<KafkaSink, KafkaSinkError> {
-        let spool = Spool::open(config.spool.clone())?;
+        let mut spool = Spool::open(config.spool.clone())?;
+        let wal = match &config.wal {
+            Some(w) => {
+                crate::wal::recover(w, &mut spool)
+                    .map_err(|e| KafkaSinkError::Wal(e.to_string()))?;
+                let log = AuditLog::start(
+                    AuditLogConfig {
+                        fsync_interval: w.fsync_interval,
+                        rotate_bytes: u64::MAX,
+                        retain_files: 0,
+                        ..AuditLogConfig::new(w.path.clone())
+                    },
+                    metrics.wal.clone(),
+                )
+                .map_err(|e| KafkaSinkError::Wal(e.to_string()))?;
+                Some(Arc::new(log))
+            }
+            None => None,
+        };
         metrics.spool_backlog.set(spool.pending() as i64);
         if config.create_topic {
             // A broker outage must not stop the service from starting: events spool until the
@@ -259,17 +300,27 @@ impl KafkaSink {
             }
         }
         let producer = build_producer(&config)?;
-        let (tx, rx) = sync_channel(config.queue_capacity.max(1));
+        let capacity = config.queue_capacity.max(1);
+        let (tx, rx) = sync_channel(capacity);
         let m = metrics.clone();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let progress = match (&wal, &config.wal) {
+            (Some(log), Some(w)) => Some(Progress::new(Arc::clone(log), w.clone())),
+            _ => None,
+        };
+        let q = Arc::clone(&queued);
         let worker = std::thread::Builder::new()
             .name("kafka-sink".into())
-            .spawn(move || Worker::new(config, producer, spool, m).run(rx))
+            .spawn(move || Worker::new(config, producer, spool, m, progress, q).run(rx))
             .map_err(|e| KafkaSinkError::Thread(e.to_string()))?;
         Ok(KafkaSink {
             tx,
             metrics,
             refused: AtomicU64::new(0),
             worker: Mutex::new(Some(worker)),
+            wal,
+            queued,
+            capacity,
         })
     }
 
@@ -286,12 +337,68 @@ impl KafkaSink {
             h.join()
                 .map_err(|_| KafkaSinkError::Thread("delivery thread panicked".into()))?;
         }
+        if let Some(wal) = &self.wal {
+            wal.shutdown(timeout)
+                .map_err(|e| KafkaSinkError::Wal(e.to_string()))?;
+        }
         Ok(report)
     }
 }
 
+impl KafkaSink {
+    fn refused(&self, why: EmitError) -> EmitError {
+        let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::error!(refused_total = n, reason = %why, "kafka sink refused a decision event");
+        }
+        why
+    }
+
+    /// Write the event to the write-ahead log, then queue it, under the log's writer lock (so
+    /// the delivery thread sees lines in file order). Room in the queue is checked first:
+    /// an event is never written that could not be queued.
+    fn emit_logged(&self, wal: &AuditLog, event: Event) -> Result<(), EmitError> {
+        let room = || {
+            if self.queued.load(Ordering::SeqCst) >= self.capacity {
+                self.metrics.sink.dropped_queue_full.inc();
+                return Err(EmitError::QueueFull);
+            }
+            Ok(())
+        };
+        let queue = |at: LineAt, event: Event, line: &[u8]| {
+            let msg = Msg::Line {
+                key: event.key().to_owned(),
+                line: line.to_vec(),
+                wal: at,
+            };
+            self.queued.fetch_add(1, Ordering::SeqCst);
+            // Room was checked under the same lock and only the delivery thread takes from
+            // the queue, so this cannot find it full; a stopped thread leaves the line in
+            // the log for the next start.
+            if self.tx.try_send(msg).is_err() {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+            }
+        };
+        match wal.append_event(event, room, queue) {
+            Ok(()) => {
+                self.metrics.sink.enqueued.inc();
+                self.metrics.sink.backlog.inc();
+                Ok(())
+            }
+            Err(e) => Err(self.refused(e)),
+        }
+    }
+}
+
 impl EventSink for KafkaSink {
+    fn health(&self) -> Result<(), String> {
+        self.wal.as_ref().map_or(Ok(()), |w| w.health())
+    }
+
     fn emit(&self, event: Event) -> Result<(), EmitError> {
+        if let Some(wal) = &self.wal {
+            return self.emit_logged(wal, event);
+        }
         match self.tx.try_send(Msg::Event(event)) {
             Ok(()) => {
                 self.metrics.sink.enqueued.inc();
@@ -309,11 +416,7 @@ impl EventSink for KafkaSink {
                         EmitError::Closed
                     }
                 };
-                let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-                if n.is_power_of_two() {
-                    tracing::error!(refused_total = n, reason = %why, "kafka sink refused a decision event");
-                }
-                Err(why)
+                Err(self.refused(why))
             }
         }
     }
@@ -328,6 +431,9 @@ struct Worker {
     last_probe: Instant,
     /// Acknowledged deliveries (direct and replayed) by this instance.
     delivered: u64,
+    /// The write-ahead log's done lines and checkpoint.
+    wal: Option<Progress>,
+    queued: Arc<AtomicUsize>,
 }
 
 impl Worker {
@@ -336,6 +442,8 @@ impl Worker {
         producer: SinkProducer,
         spool: Spool,
         metrics: KafkaMetrics,
+        wal: Option<Progress>,
+        queued: Arc<AtomicUsize>,
     ) -> Worker {
         let spooling = !spool.is_empty();
         Worker {
@@ -346,7 +454,29 @@ impl Worker {
             spooling,
             last_probe: Instant::now() - Duration::from_secs(3600),
             delivered: 0,
+            wal,
+            queued,
         }
+    }
+
+    /// A write-ahead log line is delivered or durably spooled.
+    fn done(&mut self, at: Option<LineAt>) {
+        if let (Some(p), Some(at)) = (&mut self.wal, at) {
+            p.done(at);
+        }
+    }
+
+    fn take(&mut self, msg: Msg) -> Option<SyncSender<ShutdownReport>> {
+        match msg {
+            Msg::Event(e) => self.handle(e),
+            Msg::Line { key, line, wal } => {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+                self.metrics.sink.backlog.dec();
+                self.send(key.as_bytes(), &line, Some(wal));
+            }
+            Msg::Shutdown(ack) => return Some(ack),
+        }
+        None
     }
 
     fn run(mut self, rx: Receiver<Msg>) {
@@ -362,17 +492,17 @@ impl Worker {
         }
         loop {
             match rx.recv_timeout(Duration::from_millis(5)) {
-                Ok(Msg::Event(e)) => {
-                    self.handle(e);
+                Ok(msg) => {
+                    if let Some(ack) = self.take(msg) {
+                        return self.stop(ack);
+                    }
                     // Take whatever else is waiting as one batch.
                     while let Ok(msg) = rx.try_recv() {
-                        match msg {
-                            Msg::Event(e) => self.handle(e),
-                            Msg::Shutdown(ack) => return self.stop(ack),
+                        if let Some(ack) = self.take(msg) {
+                            return self.stop(ack);
                         }
                     }
                 }
-                Ok(Msg::Shutdown(ack)) => return self.stop(ack),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     let (tx, _rx) = sync_channel(1);
@@ -387,6 +517,9 @@ impl Worker {
                 self.try_replay();
             }
             self.sync_spool();
+            if let Some(p) = &mut self.wal {
+                p.checkpoint(false);
+            }
         }
     }
 
@@ -400,34 +533,44 @@ impl Worker {
                 return;
             }
         };
-        let key = event.key().as_bytes();
+        self.send(event.key().as_bytes(), &payload, None);
+    }
+
+    /// Produce one record, or spool it while spooling; `wal` is its write-ahead log line.
+    fn send(&mut self, key: &[u8], payload: &[u8], wal: Option<LineAt>) {
         if self.spooling {
-            self.spool_event(key, &payload);
+            self.spool_event(key, payload, wal);
             return;
         }
         let record = BaseRecord::with_opaque_to(
             &self.config.topic,
-            Box::new(Origin::Direct(Instant::now())),
+            Box::new(Origin::Direct(Instant::now(), wal.clone())),
         )
         .key(key)
-        .payload(&payload);
+        .payload(payload);
         if let Err((e, _)) = self.producer.send(record) {
             tracing::warn!(error = %e, "kafka producer queue refused an event; spooling");
             self.spooling = true;
-            self.spool_event(key, &payload);
+            self.spool_event(key, payload, wal);
         }
     }
 
-    fn spool_event(&mut self, key: &[u8], payload: &[u8]) {
+    fn spool_event(&mut self, key: &[u8], payload: &[u8], wal: Option<LineAt>) {
         match self.spool.append(key, payload) {
             Ok(()) => {
                 self.metrics.spooled.inc();
                 self.metrics.spool_backlog.set(self.spool.pending() as i64);
+                self.done(wal);
             }
             Err(e) => {
-                // The one way to lose an event: the disk refused it. Counted and logged.
                 self.metrics.sink.write_errors.inc();
-                tracing::error!(error = %e, "spool append failed: decision event lost");
+                if self.wal.is_some() {
+                    // Still in the write-ahead log: delivered after the next start.
+                    tracing::error!(error = %e, "spool append failed: the event stays in the write-ahead log");
+                } else {
+                    // Without a write-ahead log, the one way to lose an event. Counted and logged.
+                    tracing::error!(error = %e, "spool append failed: decision event lost");
+                }
             }
         }
     }
@@ -454,21 +597,22 @@ impl Worker {
     fn settle_direct(&mut self) {
         for o in self.take_outcomes() {
             match (o.origin, o.error) {
-                (Origin::Direct(sent), None) => {
+                (Origin::Direct(sent, wal), None) => {
                     self.delivered += 1;
                     self.metrics.delivered.inc();
                     self.metrics.sink.written.inc();
                     self.metrics
                         .delivery_seconds
                         .observe(sent.elapsed().as_secs_f64());
+                    self.done(wal);
                 }
-                (Origin::Direct(_), Some(e)) => {
+                (Origin::Direct(_, wal), Some(e)) => {
                     self.metrics.delivery_failures.inc();
                     if !self.spooling {
                         tracing::warn!(error = %e, "kafka delivery failed; spooling until the broker is back");
                     }
                     self.spooling = true;
-                    self.spool_event(&o.key, &o.payload);
+                    self.spool_event(&o.key, &o.payload, wal);
                 }
                 // Replay outcomes are consumed by `try_replay` itself.
                 (Origin::Replay, _) => {}
@@ -565,7 +709,7 @@ impl Worker {
                 match (o.origin, o.error) {
                     (Origin::Replay, None) => ok += 1,
                     (Origin::Replay, Some(_)) => failed = true,
-                    (Origin::Direct(_), _) => {}
+                    (Origin::Direct(..), _) => {}
                 }
             }
             if failed || ok != batch.len() as u64 {
@@ -593,6 +737,9 @@ impl Worker {
         self.producer.poll(Duration::from_millis(100));
         self.settle_direct();
         self.sync_spool();
+        if let Some(p) = &mut self.wal {
+            p.checkpoint(true);
+        }
         let report = ShutdownReport {
             delivered: self.delivered,
             spooled: self.spool.pending(),

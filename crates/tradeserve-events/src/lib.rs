@@ -8,12 +8,15 @@
 //!   that produces to the topic, and spools to disk while the broker cannot take events.
 //! - [`metrics`]: the counters every sink reports (created by the server's metrics module).
 //! - [`spool`]: the durable on-disk spool where events wait while the broker cannot take them.
+//! - [`wal`]: the Kafka sink's write-ahead log: every event is written before its decision is
+//!   answered, and delivered again after a crash if the broker had not confirmed it.
 
 pub mod audit_log;
 pub mod fanout;
 pub mod kafka;
 pub mod metrics;
 pub mod spool;
+pub mod wal;
 
 pub use audit_log::{AuditLog, AuditLogConfig, AuditLogError};
 pub use metrics::SinkMetrics;

@@ -1,5 +1,7 @@
 //! The Kafka sink against librdkafka's mock cluster: delivery, spooling while the broker is
-//! down, in-order replay when it is back, and a spool that survives a restart.
+//! down, in-order replay when it is back, a spool that survives a restart, and the
+//! write-ahead log: what a crash left undelivered is delivered at the next start, and
+//! delivered segments are deleted.
 //! (The real-broker tests run against tansu.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -12,6 +14,7 @@ use tradeserve_core::decision::DecisionEvent;
 use tradeserve_core::ports::EventSink;
 use tradeserve_events::kafka::{KafkaMetrics, KafkaSink, KafkaSinkConfig};
 use tradeserve_events::spool::SpoolConfig;
+use tradeserve_events::wal::WalConfig;
 use tradeserve_testkit::{read_topic, sample_event};
 
 const TOPIC: &str = "trading_decisions";
@@ -38,6 +41,12 @@ fn config(brokers: &str, spool: &std::path::Path) -> KafkaSinkConfig {
         flush_timeout: Duration::from_secs(5),
         probe_interval: Duration::from_millis(200),
         create_topic: false,
+        // Small segments, so the tests also retire and delete delivered files.
+        wal: Some(WalConfig {
+            path: spool.join("wal.jsonl"),
+            fsync_interval: Duration::from_millis(20),
+            segment_bytes: 16 * 1024,
+        }),
     }
 }
 
@@ -180,4 +189,104 @@ fn the_spool_survives_a_restart_and_is_delivered_first() {
     let got = consume_all(&cluster.bootstrap_servers(), 51, Duration::from_secs(30));
     let ids: BTreeSet<u128> = got.iter().map(|(_, id)| *id).collect();
     assert_eq!(ids.len(), 51);
+}
+
+#[test]
+fn what_a_crash_left_in_the_write_ahead_log_is_delivered_at_the_next_start() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 3, 1).unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    // What a process killed mid-run leaves: 30 lines, the first 10 confirmed delivered
+    // (checkpoint), and a torn last line from the write it was killed in.
+    let mut text = String::new();
+    let mut checkpoint = 0;
+    for i in 0..30u64 {
+        text.push_str(
+            &serde_json::to_string(&tradeserve_core::event::Event::from(event(i))).unwrap(),
+        );
+        text.push('\n');
+        if i == 9 {
+            checkpoint = text.len();
+        }
+    }
+    text.push_str(r#"{"schema_version":1,"event_type":"trad"#);
+    std::fs::write(spool.path().join("wal.jsonl"), &text).unwrap();
+    std::fs::write(
+        spool.path().join("wal.checkpoint"),
+        format!(r#"{{"active":{checkpoint},"old":null}}"#),
+    )
+    .unwrap();
+    let metrics = KafkaMetrics::detached().unwrap();
+    let sink = KafkaSink::start(
+        config(&cluster.bootstrap_servers(), spool.path()),
+        metrics.clone(),
+    )
+    .unwrap();
+    wait("the recovered events", Duration::from_secs(30), || {
+        metrics.replayed.get() == 20
+    });
+    sink.emit(event(30).into()).unwrap();
+    sink.shutdown(Duration::from_secs(20)).unwrap();
+    let got = consume_all(&cluster.bootstrap_servers(), 21, Duration::from_secs(30));
+    let ids: BTreeSet<u128> = got.iter().map(|(_, id)| *id).collect();
+    let want: BTreeSet<u128> = (10..31u64)
+        .map(|i| uuid::Uuid::from_u64_pair(7, i).as_u128())
+        .collect();
+    assert_eq!(
+        ids, want,
+        "exactly the lines past the checkpoint, then the new one"
+    );
+}
+
+#[test]
+fn delivered_write_ahead_segments_are_deleted() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 3, 1).unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let metrics = KafkaMetrics::detached().unwrap();
+    let sink = KafkaSink::start(
+        config(&cluster.bootstrap_servers(), spool.path()),
+        metrics.clone(),
+    )
+    .unwrap();
+    // ~1.4 KB an event: 1,000 events are ~90 segments of 16 KiB.
+    for i in 0..1000 {
+        sink.emit(event(i).into()).unwrap();
+        if i % 100 == 0 {
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+    wait("every delivery", Duration::from_secs(30), || {
+        metrics.delivered.get() == 1000
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    sink.shutdown(Duration::from_secs(20)).unwrap();
+    let wal = std::fs::metadata(spool.path().join("wal.jsonl"))
+        .unwrap()
+        .len();
+    assert!(
+        wal < 2 * 16 * 1024 + 4096,
+        "the write-ahead log kept {wal} bytes"
+    );
+    assert!(
+        !spool.path().join("wal.old").exists(),
+        "the retired segment was delivered: deleted"
+    );
+    let checkpoint: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(spool.path().join("wal.checkpoint")).unwrap())
+            .unwrap();
+    assert_eq!(checkpoint["active"].as_u64(), Some(wal), "{checkpoint}");
+    // A restart finds nothing to deliver again.
+    let metrics = KafkaMetrics::detached().unwrap();
+    let sink = KafkaSink::start(
+        config(&cluster.bootstrap_servers(), spool.path()),
+        metrics.clone(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        metrics.replayed.get() + metrics.spool_backlog.get() as u64,
+        0
+    );
+    sink.shutdown(Duration::from_secs(20)).unwrap();
 }

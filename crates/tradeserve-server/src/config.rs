@@ -402,6 +402,11 @@ pub struct KafkaConfig {
     /// How often a spooling sink checks whether the broker is back.
     #[serde(with = "humantime_serde")]
     pub probe_interval: Duration,
+    /// Write every event to a write-ahead log in `spool_dir` before its decision is answered,
+    /// so a crash before the broker acknowledged it loses nothing (delivered after restart).
+    pub wal: bool,
+    /// The write-ahead log starts a new file once this many bytes of it are delivered.
+    pub wal_segment_bytes: u64,
     /// Passed to librdkafka as is: `security.protocol`, `sasl.mechanism`, `sasl.username`,
     /// `ssl.ca.location`, …. These keys contain dots, so they cannot be set through
     /// `TRADESERVE_…` environment variables; keep a file holding a password out of version
@@ -423,6 +428,8 @@ impl Default for KafkaConfig {
             compression: "lz4".into(),
             flush_timeout: Duration::from_secs(5),
             probe_interval: Duration::from_secs(1),
+            wal: true,
+            wal_segment_bytes: 64 * 1024 * 1024,
             client: BTreeMap::new(),
         }
     }
@@ -444,6 +451,9 @@ impl KafkaConfig {
                 "events.kafka.compression {:?} is not one of none, gzip, snappy, lz4, zstd",
                 self.compression
             ));
+        }
+        if self.wal_segment_bytes < 4096 {
+            return Err("events.kafka.wal_segment_bytes must be at least 4096".into());
         }
         if self.spool_segment_bytes < 4096 {
             return Err("events.kafka.spool_segment_bytes must be at least 4096".into());

@@ -223,6 +223,7 @@ impl Metrics {
         let events = sinks.for_sink("audit_log");
         let kafka = KafkaMetrics {
             sink: sinks.for_sink("kafka"),
+            wal: sinks.for_sink("kafka_wal"),
             delivered: counter(
                 &registry,
                 "tradeserve_kafka_delivered_total",

@@ -31,6 +31,7 @@ use tradeserve_core::ports::EventSink;
 use tradeserve_events::fanout::FanOut;
 use tradeserve_events::kafka::{KafkaSink, KafkaSinkConfig};
 use tradeserve_events::spool::SpoolConfig;
+use tradeserve_events::wal::WalConfig;
 
 use crate::config::StoreKind;
 use crate::control::ControlPlane;
@@ -153,6 +154,11 @@ fn start_sinks(config: &Config, metrics: &Metrics) -> Result<Sinks, StartError> 
                     flush_timeout: k.flush_timeout,
                     probe_interval: k.probe_interval,
                     create_topic: k.create_topic,
+                    wal: k.wal.then(|| WalConfig {
+                        path: k.spool_dir.join("wal.jsonl"),
+                        fsync_interval: e.fsync_interval,
+                        segment_bytes: k.wal_segment_bytes,
+                    }),
                 },
                 metrics.kafka.clone(),
             )?))

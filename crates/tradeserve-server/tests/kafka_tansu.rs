@@ -256,3 +256,55 @@ async fn a_service_restarted_during_an_outage_replays_its_spool() {
         returned.len()
     );
 }
+
+#[test]
+#[ignore = "needs the tansu broker: run scripts/test.sh"]
+fn kill_9_of_the_service_in_kafka_mode_loses_no_decision_a_client_received() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let broker = TansuBroker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let envs = [
+        ("TRADESERVE_EVENTS__SINK", "kafka".to_owned()),
+        ("TRADESERVE_EVENTS__KAFKA__BROKERS", broker.bootstrap()),
+        ("TRADESERVE_EVENTS__KAFKA__PARTITIONS", "3".to_owned()),
+        (
+            "TRADESERVE_EVENTS__KAFKA__SPOOL_DIR",
+            dir.path().join("spool").display().to_string(),
+        ),
+        (
+            "TRADESERVE_CONTROL__FILE",
+            dir.path().join("control.json").display().to_string(),
+        ),
+    ];
+    let bin = env!("CARGO_BIN_EXE_tradeserve");
+    let mut received = BTreeSet::new();
+    for round in 0..2 {
+        let mut server = tradeserve_testkit::ServiceProcess::start(bin, &envs);
+        let clients = tradeserve_testkit::hammer(&server.addr, 16);
+        std::thread::sleep(Duration::from_millis(900 + 200 * round));
+        kill(Pid::from_raw(server.child.id() as i32), Signal::SIGKILL).unwrap();
+        server.child.wait().unwrap();
+        let got: Vec<String> = clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect();
+        assert!(
+            got.len() > 100,
+            "round {round}: only {} decisions",
+            got.len()
+        );
+        received.extend(got);
+    }
+    // One more start delivers what the crashes left in the write-ahead log.
+    let _server = tradeserve_testkit::ServiceProcess::start(bin, &envs);
+    let seen = topic_ids(&broker.bootstrap(), &received, Duration::from_secs(90));
+    let missing: Vec<&String> = received.difference(&seen).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} decisions clients received are not on the topic: {:?}",
+        missing.len(),
+        received.len(),
+        &missing[..missing.len().min(5)]
+    );
+}

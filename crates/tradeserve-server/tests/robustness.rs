@@ -264,58 +264,6 @@ fn every_error_the_http_layer_makes_has_the_error_shape() {
     assert_eq!(v["error"]["field"], "strategy_override");
 }
 
-/// Decision ids from `clients` keep-alive clients sending predictions until the server dies.
-fn hammer(addr: &str, clients: usize) -> Vec<std::thread::JoinHandle<Vec<String>>> {
-    (0..clients)
-        .map(|i| {
-            let addr = addr.to_owned();
-            std::thread::spawn(move || {
-                let mut got = Vec::new();
-                let Ok(mut s) = TcpStream::connect(&addr) else {
-                    return got;
-                };
-                let body = format!(r#"{{"symbol":"{}"}}"#, ["AAPL", "MSFT", "NVDA"][i % 3]);
-                let bytes = post_bytes("/api/v1/predict", &body);
-                loop {
-                    if s.write_all(&bytes).is_err() {
-                        return got;
-                    }
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    // Read one response (head + content-length body), or stop at EOF.
-                    let complete = loop {
-                        match s.read(&mut chunk) {
-                            Ok(0) | Err(_) => break None,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                        let text = String::from_utf8_lossy(&buf).into_owned();
-                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                            let len: usize = head
-                                .to_ascii_lowercase()
-                                .lines()
-                                .find_map(|l| {
-                                    l.strip_prefix("content-length: ")
-                                        .map(|v| v.trim().parse().unwrap())
-                                })
-                                .unwrap();
-                            if body.len() >= len {
-                                break Some((head[9..12].to_owned(), body[..len].to_owned()));
-                            }
-                        }
-                    };
-                    let Some((status, body)) = complete else {
-                        return got;
-                    };
-                    if status == "200" || status == "403" {
-                        let v: Value = serde_json::from_str(&body).unwrap();
-                        got.push(v["decision_id"].as_str().unwrap().to_owned());
-                    }
-                }
-            })
-        })
-        .collect()
-}
-
 fn logged_ids(path: &std::path::Path) -> HashSet<String> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -331,7 +279,7 @@ fn kill_9_under_load_loses_no_decision_a_client_received() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..3 {
         let mut server = start(&dir, &[]);
-        let clients = hammer(&server.addr, 16);
+        let clients = tradeserve_testkit::hammer(&server.addr, 16);
         std::thread::sleep(Duration::from_millis(700 + 150 * round));
         kill(Pid::from_raw(server.child.id() as i32), Signal::SIGKILL).unwrap();
         server.child.wait().unwrap();

@@ -550,3 +550,61 @@ pub fn read_topic(
     }
     out
 }
+
+/// Decision ids that `clients` keep-alive clients, each sending predictions back to back over
+/// raw HTTP/1.1, received (200 or 403) until the server went away (for kill -9 tests).
+pub fn hammer(addr: &str, clients: usize) -> Vec<std::thread::JoinHandle<Vec<String>>> {
+    use std::io::{Read, Write};
+    (0..clients)
+        .map(|i| {
+            let addr = addr.to_owned();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let Ok(mut s) = std::net::TcpStream::connect(&addr) else {
+                    return got;
+                };
+                let body = format!(r#"{{"symbol":"{}"}}"#, ["AAPL", "MSFT", "NVDA"][i % 3]);
+                let bytes = format!(
+                    "POST /api/v1/predict HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes();
+                loop {
+                    if s.write_all(&bytes).is_err() {
+                        return got;
+                    }
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // Read one response (head + content-length body), or stop at EOF.
+                    let complete = loop {
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => break None,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        let text = String::from_utf8_lossy(&buf).into_owned();
+                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                            let len: usize = head
+                                .to_ascii_lowercase()
+                                .lines()
+                                .find_map(|l| {
+                                    l.strip_prefix("content-length: ")
+                                        .map(|v| v.trim().parse().expect("content-length"))
+                                })
+                                .expect("a content-length header");
+                            if body.len() >= len {
+                                break Some((head[9..12].to_owned(), body[..len].to_owned()));
+                            }
+                        }
+                    };
+                    let Some((status, body)) = complete else {
+                        return got;
+                    };
+                    if status == "200" || status == "403" {
+                        let v: serde_json::Value = serde_json::from_str(&body).expect("a JSON decision");
+                        got.push(v["decision_id"].as_str().expect("decision_id").to_owned());
+                    }
+                }
+            })
+        })
+        .collect()
+}
