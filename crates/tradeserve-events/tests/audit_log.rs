@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tradeserve_core::decision::DecisionEvent;
@@ -173,53 +173,10 @@ fn rotation_keeps_every_line_in_order_and_retention_prunes_the_oldest() {
     assert!(got.windows(2).all(|w| w[1] == w[0] + 1));
 }
 
-/// A small tmpfs mounted for one test, unmounted when dropped.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(bytes: u64) -> SmallDisk {
-        let dir = tempfile::tempdir().unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
-            .arg("tmpfs")
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "mounting a tmpfs needs root (scripts/test.sh runs as root)"
-        );
-        SmallDisk { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn grow(&self, bytes: u64) {
-        let status = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={bytes}")])
-            .arg(self.dir.path())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 #[test]
 #[ignore = "mounts a tmpfs: needs root; run by scripts/test.sh"]
 fn a_full_disk_refuses_events_leaves_whole_lines_and_recovers_by_itself() {
-    let disk = SmallDisk::mount(64 * 1024);
+    let disk = tradeserve_testkit::SmallDisk::mount("64k");
     let path = disk.path().join("decisions.jsonl");
     let metrics = SinkMetrics::detached().unwrap();
     let log = AuditLog::start(config(path.clone()), metrics.clone()).unwrap();
@@ -244,7 +201,7 @@ fn a_full_disk_refuses_events_leaves_whole_lines_and_recovers_by_itself() {
     assert_eq!(metrics.written.get(), accepted.len() as u64);
 
     // Room again: the syncer's probe notices without any event being written.
-    disk.grow(4 * 1024 * 1024);
+    disk.grow("4m");
     let until = Instant::now() + Duration::from_secs(5);
     while log.health().is_err() {
         assert!(Instant::now() < until, "the log did not notice the room");

@@ -341,50 +341,12 @@ fn sigterm_with_a_request_still_in_flight_past_the_grace_exits_non_zero() {
     assert!(abandoned);
 }
 
-/// A small tmpfs for the audit log, unmounted when dropped.
-struct SmallDisk(tempfile::TempDir);
-
-impl SmallDisk {
-    fn mount(size: &str) -> SmallDisk {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap()
-            .success();
-        assert!(
-            ok,
-            "mounting a tmpfs needs root (scripts/test.sh runs as root)"
-        );
-        SmallDisk(dir)
-    }
-
-    fn grow(&self, size: &str) {
-        let ok = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(self.0.path())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.0.path())
-            .status();
-    }
-}
-
 #[test]
 #[ignore = "mounts a tmpfs: needs root; run by scripts/test.sh"]
 fn a_full_disk_fails_closed_and_recovers_with_nothing_lost_or_glued() {
-    let disk = SmallDisk::mount("256k");
+    let disk = tradeserve_testkit::SmallDisk::mount("256k");
     let dir = tempfile::tempdir().unwrap();
-    let audit = disk.0.path().join("audit.jsonl");
+    let audit = disk.path().join("audit.jsonl");
     let server = start(
         &dir,
         &[("TRADESERVE_EVENTS__AUDIT_LOG", audit.to_str().unwrap())],
