@@ -344,6 +344,9 @@ impl AuditLog {
         *lock(&self.health.reason) =
             format!("audit log {}: {what}: {e}", self.config.path.display());
         if !self.health.failing.swap(true, Ordering::SeqCst) {
+            // Under the syncer's lock, so the wake cannot fall between its check of `failing`
+            // and its wait (it would then wait without a timeout and never probe).
+            let _guard = lock(&self.syncer.state);
             self.syncer.wake.notify_one();
         }
         let n = self.health.failures.fetch_add(1, Ordering::Relaxed) + 1;

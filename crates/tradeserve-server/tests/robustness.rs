@@ -220,7 +220,12 @@ fn slow_headers_idle_connections_and_surplus_connections_are_closed() {
 fn every_error_the_http_layer_makes_has_the_error_shape() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(&dir, &[]);
-    let cases: [(&[u8], u16, &str); 4] = [
+    let cases: [(&[u8], u16, &str); 5] = [
+        (
+            b"GET /api/v1/experiments/%FF HTTP/1.1\r\nhost: t\r\n\r\n",
+            400,
+            "invalid_path",
+        ),
         (b"NOT HTTP AT ALL\r\n\r\n", 400, "bad_request"),
         (b"GET /nope HTTP/1.1\r\nhost: t\r\n\r\n", 404, "not_found"),
         (

@@ -1,6 +1,7 @@
-//! Reading request bodies: the size limit, and strict JSON parsing with the error table of
-//! DESIGN.md §4 (400 not JSON / not an object, 413 too large, 422 a bad field). Also who is
-//! asking and why, for the audit trail of control changes.
+//! Reading requests: bodies (the size and time limits, and strict JSON parsing with the error
+//! table of DESIGN.md §4: 400 not JSON / not an object, 408 too slow, 413 too large, 422 a bad
+//! field), path ids in the error shape, and who is asking and why, for the audit trail of
+//! control changes.
 
 use std::time::Duration;
 
@@ -91,5 +92,27 @@ pub fn who(headers: &HeaderMap) -> String {
         "api".into()
     } else {
         clean
+    }
+}
+
+/// The `{id}` of a path, as a string; a segment that is not UTF-8 after percent-decoding is a
+/// 400 in the error shape (axum's own rejection is plain text).
+pub struct Id(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Id, ApiError> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(id)) => Ok(Id(id)),
+            Err(e) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                format!("invalid path: {}", e.body_text()),
+            )),
+        }
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -12,6 +12,7 @@ use tradeserve_core::stats::{self, ArmSnapshot};
 
 use crate::control::{Actor, Command};
 use crate::error::ApiError;
+use crate::routes::body::Id;
 use crate::routes::change;
 use crate::state::AppState;
 
@@ -36,7 +37,7 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Response {
     Json(json!({ "experiments": state.control.view().experiments })).into_response()
 }
 
-pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+pub async fn get(State(state): State<Arc<AppState>>, Id(id): Id) -> Response {
     match found(&state, &id) {
         Ok(e) => Json(e).into_response(),
         Err(e) => e.into_response(),
@@ -81,11 +82,7 @@ pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Res
     .await
 }
 
-pub async fn update(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    request: Request,
-) -> Response {
+pub async fn update(State(state): State<Arc<AppState>>, Id(id): Id, request: Request) -> Response {
     let (who, update): (String, ExperimentUpdate) = match change::spec(request, state.body).await {
         Ok(u) => u,
         Err(e) => return e.into_response(),
@@ -104,11 +101,7 @@ pub async fn update(
     .await
 }
 
-pub async fn stop(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    request: Request,
-) -> Response {
+pub async fn stop(State(state): State<Arc<AppState>>, Id(id): Id, request: Request) -> Response {
     let actor = match change::actor(request, state.body, "experiment stopped").await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
@@ -146,7 +139,7 @@ fn arm_view(arm: &ArmSnapshot, tracked: &[String]) -> Value {
     v
 }
 
-pub async fn report(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+pub async fn report(State(state): State<Arc<AppState>>, Id(id): Id) -> Response {
     let e = match found(&state, &id) {
         Ok(e) => e,
         Err(e) => return e.into_response(),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -12,6 +12,7 @@ use tradeserve_core::rollout::{Rollout, RolloutSpec};
 
 use crate::control::{Actor, Command};
 use crate::error::ApiError;
+use crate::routes::body::Id;
 use crate::routes::change;
 use crate::state::AppState;
 
@@ -45,7 +46,7 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Response {
     Json(json!({ "rollouts": rollouts })).into_response()
 }
 
-pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+pub async fn get(State(state): State<Arc<AppState>>, Id(id): Id) -> Response {
     match state.control.view().rollout(&id) {
         Some(r) => Json(view(&state, r)).into_response(),
         None => ApiError::new(
@@ -110,25 +111,17 @@ async fn act(
     run(&state, make(id.clone()), &actor, Some(&id), StatusCode::OK).await
 }
 
-pub async fn promote(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    request: Request,
-) -> Response {
+pub async fn promote(State(state): State<Arc<AppState>>, Id(id): Id, request: Request) -> Response {
     act(state, id, request, Command::Promote, "manual promote").await
 }
 
-pub async fn pause(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    request: Request,
-) -> Response {
+pub async fn pause(State(state): State<Arc<AppState>>, Id(id): Id, request: Request) -> Response {
     act(state, id, request, Command::Pause, "manual pause").await
 }
 
 pub async fn rollback(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    Id(id): Id,
     request: Request,
 ) -> Response {
     act(state, id, request, Command::RollBack, "manual rollback").await
