@@ -158,6 +158,30 @@ fn sigterm_drains_in_flight_requests_and_flushes_every_decision() {
     assert_eq!(replay["events"].as_u64(), Some(logged));
     assert_eq!(replay["matched"].as_u64(), Some(logged));
     assert_eq!(replay["mismatched"].as_u64(), Some(0));
+
+    // A torn last line (a crash mid-write) is reported with where it is, not hidden.
+    let path = dir.path().join("audit.jsonl");
+    let whole = std::fs::metadata(&path).unwrap().len();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, br#"{"schema_version":1,"event_type":"trading_dec"#).unwrap();
+    let out = Command::new(BIN)
+        .args(["replay", "--audit-log"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a skipped event fails the replay");
+    let replay: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(replay["matched"].as_u64(), Some(logged));
+    assert_eq!(replay["skipped"].as_u64(), Some(1));
+    let reason = replay["skipped_reasons"][0].as_str().unwrap();
+    assert!(
+        reason.contains(&format!(":{} (byte {whole})", logged + 1))
+            && reason.contains("torn last line"),
+        "{reason}"
+    );
 }
 
 /// The status of one request on a fresh connection; `None` when it could not connect.

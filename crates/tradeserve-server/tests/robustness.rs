@@ -354,10 +354,13 @@ fn a_full_disk_fails_closed_and_recovers_with_nothing_lost_or_glued() {
     let audit = disk.path().join("audit.jsonl");
     let server = start(
         &dir,
-        &[("TRADESERVE_EVENTS__AUDIT_LOG", audit.to_str().unwrap())],
+        &[
+            ("TRADESERVE_EVENTS__AUDIT_LOG", audit.to_str().unwrap()),
+            ("TRADESERVE_RISK__MAX_DAILY_ORDERS", "3"),
+        ],
     );
+    let (trade, mut answered) = trading_request(&server.addr);
     let mut s = connect(&server.addr);
-    let mut answered = Vec::new();
     let mut refused = 0;
     for _ in 0..400 {
         let (status, _, body) = exchange(&mut s, &post_bytes("/api/v1/predict", PREDICT));
@@ -406,6 +409,18 @@ fn a_full_disk_fails_closed_and_recovers_with_nothing_lost_or_glued() {
         assert!(Instant::now() < until, "readiness did not come back");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let (status, _, body) = exchange(&mut s, &post_bytes("/api/v1/predict", &trade));
+        statuses.push(status);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        answered.push(v["decision_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 403],
+        "three orders a day, none used while full"
+    );
     for _ in 0..20 {
         let (status, _, body) = exchange(&mut s, &post_bytes("/api/v1/predict", PREDICT));
         assert_eq!(status, 200, "{body}");
@@ -435,17 +450,20 @@ fn a_full_disk_fails_closed_and_recovers_with_nothing_lost_or_glued() {
     );
 }
 
-/// A point-in-time AAPL request whose decision trades (quantity > 0).
-fn trading_request(addr: &str) -> String {
+/// A point-in-time AAPL request whose decision trades (quantity > 0), and the decision ids
+/// of the unchecked probes that found it.
+fn trading_request(addr: &str) -> (String, Vec<String>) {
     let mut s = connect(addr);
+    let mut probes = Vec::new();
     for day in 7..=17 {
         for hour in 15..=19 {
             let ts = format!("2025-10-{day:02}T{hour}:30:00Z");
             let probe = format!(r#"{{"symbol":"AAPL","timestamp":"{ts}","risk_check":false}}"#);
             let (_, _, body) = exchange(&mut s, &post_bytes("/api/v1/predict", &probe));
             let v: Value = serde_json::from_str(&body).unwrap();
+            probes.push(v["decision_id"].as_str().unwrap().to_owned());
             if v["recommended_quantity"].as_u64().unwrap_or(0) > 0 {
-                return format!(r#"{{"symbol":"AAPL","timestamp":"{ts}"}}"#);
+                return (format!(r#"{{"symbol":"AAPL","timestamp":"{ts}"}}"#), probes);
             }
         }
     }
@@ -457,7 +475,7 @@ fn risk_limits_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let limits = [("TRADESERVE_RISK__MAX_DAILY_ORDERS", "3")];
     let mut server = start(&dir, &limits);
-    let body = trading_request(&server.addr);
+    let (body, _) = trading_request(&server.addr);
     let mut s = connect(&server.addr);
     let mut statuses = Vec::new();
     for _ in 0..4 {
@@ -487,4 +505,32 @@ fn risk_limits_survive_kill_9() {
         .map(|_| exchange(&mut s, &post_bytes("/api/v1/predict", &body)).0)
         .collect();
     assert_eq!(statuses, [200, 403]);
+}
+
+#[test]
+#[ignore = "mounts a tmpfs: needs root; run by scripts/test.sh"]
+fn with_on_failure_serve_a_full_disk_answers_and_counts_unrecorded_decisions() {
+    let disk = tradeserve_testkit::SmallDisk::mount("128k");
+    let dir = tempfile::tempdir().unwrap();
+    let audit = disk.path().join("audit.jsonl");
+    let server = start(
+        &dir,
+        &[
+            ("TRADESERVE_EVENTS__AUDIT_LOG", audit.to_str().unwrap()),
+            ("TRADESERVE_EVENTS__ON_FAILURE", "serve"),
+        ],
+    );
+    let mut s = connect(&server.addr);
+    for _ in 0..300 {
+        let (status, _, body) = exchange(&mut s, &post_bytes("/api/v1/predict", PREDICT));
+        assert_eq!(status, 200, "{body}");
+    }
+    let lines = std::fs::read_to_string(&audit).unwrap().lines().count() as f64;
+    let unrecorded = metric(&server.addr, "tradeserve_decisions_unrecorded_total");
+    assert!(unrecorded > 0.0);
+    assert_eq!(
+        lines + unrecorded,
+        300.0,
+        "every decision recorded or counted"
+    );
 }
