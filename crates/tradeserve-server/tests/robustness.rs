@@ -534,3 +534,38 @@ fn with_on_failure_serve_a_full_disk_answers_and_counts_unrecorded_decisions() {
         "every decision recorded or counted"
     );
 }
+
+#[test]
+fn the_open_files_soft_limit_is_raised_to_the_hard_limit() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // Started with a low soft limit, as many service managers and shells do.
+    let wrapper = dir.path().join("low-limit.sh");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nulimit -Sn 256\nexec {BIN} \"$@\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = ServiceProcess::start(
+        wrapper.to_str().unwrap(),
+        &[
+            (
+                "TRADESERVE_EVENTS__AUDIT_LOG",
+                dir.path().join("audit.jsonl").display().to_string(),
+            ),
+            (
+                "TRADESERVE_CONTROL__FILE",
+                dir.path().join("control.json").display().to_string(),
+            ),
+        ],
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers[0], numbers[1], "{line}");
+    assert_ne!(numbers[0], "256", "{line}");
+}
