@@ -4,13 +4,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde::de::Error as _;
 use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::experiment::Arm;
 use crate::explain::{EventExplanation, Explanation};
+use crate::ports::FeatureSnapshot;
 use crate::risk::{CheckStatus, RiskValidation};
 use crate::routing::{ExperimentRef, RolloutRef};
 use crate::schema::{FEATURE_WIDTH, FEATURES, HIT_RATES};
@@ -20,7 +22,7 @@ use crate::types::{Action, Role, Specialist, Symbol};
 pub const EVENT_SCHEMA_VERSION: u32 = 1;
 
 /// `regime_probabilities` of a response.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RegimeProbabilities {
     pub bull: f64,
     pub bear: f64,
@@ -30,7 +32,7 @@ pub struct RegimeProbabilities {
 }
 
 /// `strategy_weights` of a response.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StrategyWeights {
     pub bull_specialist: f64,
     pub bear_specialist: f64,
@@ -111,31 +113,76 @@ impl Serialize for FeatureValues {
     }
 }
 
-/// Pass (including warn) → true, fail → false, per check name.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RiskCheckFlags(pub Option<RiskValidation>);
+impl<'de> Deserialize<'de> for FeatureValues {
+    /// The map by name; every model input must be there, and nothing else.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<FeatureValues, D::Error> {
+        let map = BTreeMap::<String, f64>::deserialize(d)?;
+        let get = |name: &str| {
+            map.get(name)
+                .copied()
+                .ok_or_else(|| D::Error::custom(format!("feature {name} missing")))
+        };
+        let mut features = [0.0; FEATURE_WIDTH];
+        for (slot, name) in features.iter_mut().zip(FEATURES) {
+            *slot = get(name)?;
+        }
+        let mut hit_rates = [0.0; HIT_RATES.len()];
+        for (slot, name) in hit_rates.iter_mut().zip(HIT_RATES) {
+            *slot = get(name)?;
+        }
+        if map.len() != FEATURE_WIDTH + HIT_RATES.len() {
+            return Err(D::Error::custom(
+                "features hold names that are not model inputs",
+            ));
+        }
+        Ok(FeatureValues {
+            features,
+            hit_rates,
+        })
+    }
+}
 
-impl Serialize for RiskCheckFlags {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match &self.0 {
-            None => s.serialize_none(),
-            Some(v) => {
-                let checks = v.checks.iter();
-                let mut map = s.serialize_map(Some(checks.len()))?;
-                for (name, status) in checks {
-                    map.serialize_entry(name, &(status != CheckStatus::Fail))?;
-                }
-                map.end()
-            }
+/// `risk_checks` of an event: pass (including warn) → true, fail → false, per check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskCheckFlags {
+    pub position_limit: bool,
+    pub concentration: bool,
+    pub order_notional: bool,
+    pub restricted_list: bool,
+    pub daily_order_count: bool,
+    pub kill_switch: bool,
+}
+
+impl From<&RiskValidation> for RiskCheckFlags {
+    fn from(v: &RiskValidation) -> RiskCheckFlags {
+        let ok = |s: CheckStatus| s != CheckStatus::Fail;
+        let c = &v.checks;
+        RiskCheckFlags {
+            position_limit: ok(c.position_limit),
+            concentration: ok(c.concentration),
+            order_notional: ok(c.order_notional),
+            restricted_list: ok(c.restricted_list),
+            daily_order_count: ok(c.daily_order_count),
+            kill_switch: ok(c.kill_switch),
         }
     }
 }
 
-/// One decision on the audit trail (DESIGN.md §8), with everything needed to re-run it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The `event_type` of a decision event: always `trading_decision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum DecisionEventType {
+    #[default]
+    #[serde(rename = "trading_decision")]
+    TradingDecision,
+}
+
+/// One decision on the audit trail (DESIGN.md §8), with everything needed to re-run it; read
+/// back (replay, forensics) by the same type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecisionEvent {
     pub schema_version: u32,
-    pub event_type: &'static str,
+    pub event_type: DecisionEventType,
     #[serde(with = "time::serde::rfc3339")]
     pub timestamp: OffsetDateTime,
     pub decision_id: Uuid,
@@ -152,17 +199,29 @@ pub struct DecisionEvent {
     pub price: f64,
     pub strategy_override: Option<Specialist>,
     /// `null` when the request asked for no risk check.
-    pub risk_checks: RiskCheckFlags,
+    pub risk_checks: Option<RiskCheckFlags>,
     pub risk_warnings: Vec<String>,
     pub approved: bool,
     pub model_versions: Arc<BTreeMap<Role, String>>,
     pub experiment: Option<ExperimentRef>,
     pub rollout: Option<RolloutRef>,
     /// The largest attributions, when the request asked for an explanation.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explanation: Option<EventExplanation>,
     pub latency_ms: f64,
     pub client_id: Option<String>,
+}
+
+impl DecisionEvent {
+    /// The features the decision was made on, as the ensemble takes them.
+    pub fn snapshot(&self) -> FeatureSnapshot {
+        FeatureSnapshot {
+            as_of: self.features_as_of,
+            price: self.price,
+            features: self.features.features,
+            hit_rates: self.features.hit_rates,
+        }
+    }
 }
 
 /// Version of the shadow event's schema (`schemas/shadow_event.schema.json`).

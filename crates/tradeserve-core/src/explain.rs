@@ -244,16 +244,16 @@ impl serde::Serialize for Explanation {
 }
 
 /// One attribution of an event's `explanation.top`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Attribution {
-    pub feature: &'static str,
+    pub feature: std::borrow::Cow<'static, str>,
     pub value: f64,
 }
 
 /// What a decision event carries of an explanation: the largest attributions.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EventExplanation {
-    pub method: &'static str,
+    pub method: std::borrow::Cow<'static, str>,
     pub output: Action,
     pub base_value: f64,
     /// The [`TOP`] largest attributions by magnitude, largest first.
@@ -267,12 +267,15 @@ impl Explanation {
     pub fn for_event(&self) -> EventExplanation {
         let mut all: Vec<Attribution> = player_names()
             .zip(self.values)
-            .map(|(feature, value)| Attribution { feature, value })
+            .map(|(feature, value)| Attribution {
+                feature: feature.into(),
+                value,
+            })
             .collect();
         all.sort_by(|a, b| b.value.abs().total_cmp(&a.value.abs()));
         all.truncate(TOP);
         EventExplanation {
-            method: "shap",
+            method: "shap".into(),
             output: self.output,
             base_value: self.base_value,
             top: all,

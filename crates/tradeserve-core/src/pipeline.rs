@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use crate::blend::{self, Probs};
 use crate::decision::{
-    Decision, DecisionEvent, EVENT_SCHEMA_VERSION, ExperimentArm, FeatureValues, Metadata,
-    RegimeProbabilities, RiskCheckFlags, StrategyWeights,
+    Decision, DecisionEvent, DecisionEventType, EVENT_SCHEMA_VERSION, ExperimentArm, FeatureValues,
+    Metadata, RegimeProbabilities, RiskCheckFlags, StrategyWeights,
 };
 use crate::experiment::Unit;
 use crate::explain::{ExplainConfig, InlineExplainer};
@@ -228,6 +228,31 @@ pub fn evaluate(
     })
 }
 
+/// What the ensemble decided for one snapshot, and the quantity the sizing policy gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sized {
+    pub eval: Evaluation,
+    pub quantity: u64,
+}
+
+/// The decision kernel: run the ensemble on a snapshot and size the result. One function for
+/// the request path, the shadow runner and replay, so all three decide alike.
+pub fn kernel(
+    models: &ModelSet,
+    snapshot: &FeatureSnapshot,
+    strategy_override: Option<Specialist>,
+    sizing: &SizingPolicy,
+) -> Result<Sized, PredictError> {
+    let eval = evaluate(models, snapshot, strategy_override)?;
+    let quantity = sizing.quantity(
+        eval.action,
+        eval.confidence,
+        snapshot.price,
+        snapshot.features[VOL_15],
+    );
+    Ok(Sized { eval, quantity })
+}
+
 /// One request on its way through the pipeline: the parsed body, where it was routed, its
 /// id and clocks, and the caller.
 #[derive(Clone, Copy)]
@@ -376,13 +401,12 @@ impl Pipeline {
         self.check_deadline(arrival)?;
         let t2 = Instant::now();
         let models = &route.models;
-        let eval = evaluate(models, &snapshot, request.strategy_override)?;
-        let quantity = self.config.sizing.quantity(
-            eval.action,
-            eval.confidence,
-            snapshot.price,
-            snapshot.features[VOL_15],
-        );
+        let Sized { eval, quantity } = kernel(
+            models,
+            &snapshot,
+            request.strategy_override,
+            &self.config.sizing,
+        )?;
         let t3 = Instant::now();
         timings.inference = t3 - t2;
         self.check_deadline(arrival)?;
@@ -556,7 +580,7 @@ fn build_event(
     } = *call;
     DecisionEvent {
         schema_version: EVENT_SCHEMA_VERSION,
-        event_type: "trading_decision",
+        event_type: DecisionEventType::TradingDecision,
         timestamp: decision.metadata.timestamp,
         decision_id: decision.decision_id,
         symbol: decision.symbol.clone(),
@@ -572,7 +596,7 @@ fn build_event(
         features_as_of: snapshot.as_of,
         price: snapshot.price,
         strategy_override: request.strategy_override,
-        risk_checks: RiskCheckFlags(decision.risk_validation.clone()),
+        risk_checks: decision.risk_validation.as_ref().map(RiskCheckFlags::from),
         risk_warnings: decision
             .risk_validation
             .as_ref()

@@ -87,7 +87,7 @@ impl Route {
 }
 
 /// `experiment` of an event: id, arm and bucket.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ExperimentRef {
     pub id: String,
     pub arm: Arm,
@@ -95,7 +95,7 @@ pub struct ExperimentRef {
 }
 
 /// `rollout` of an event and a response: id, stage, arm and bucket.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct RolloutRef {
     pub id: String,
     pub stage: Stage,

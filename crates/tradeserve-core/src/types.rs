@@ -125,6 +125,14 @@ impl fmt::Display for Role {
 #[serde(transparent)]
 pub struct Symbol(String);
 
+impl<'de> Deserialize<'de> for Symbol {
+    /// Read back (events), validated like a request's symbol.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Symbol, D::Error> {
+        let s = String::deserialize(d)?;
+        Symbol::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Why a string is not a [`Symbol`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("symbol must be 1-12 characters matching ^[A-Z][A-Z0-9.\\-]*$")]

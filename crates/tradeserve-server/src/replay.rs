@@ -2,9 +2,9 @@
 //!
 //! Each event carries the full model input (features and hit rates by name), the price, the
 //! strategy override and the registry version of every role. Replay loads exactly those
-//! versions (from the bundled model folders, or from the MLflow disk cache), runs the same pure
-//! [`evaluate`] and sizing the service ran, and compares action, quantity, confidence, regime
-//! probabilities and strategy weights. The computation is deterministic, so a match is exact up
+//! versions (from the bundled model folders, or from the MLflow disk cache), runs the same
+//! decision [`kernel`] the service ran on the event read back as a [`DecisionEvent`], and
+//! compares action, quantity, confidence, regime probabilities and strategy weights. The computation is deterministic, so a match is exact up
 //! to 1e-12; anything else means the decision was not what these models say.
 //!
 //! Events come from the audit log (JSON lines) or from the Kafka topic (read from the beginning
@@ -17,13 +17,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 use tradeserve_core::ModelSet;
-use tradeserve_core::pipeline::evaluate;
-use tradeserve_core::ports::FeatureSnapshot;
-use tradeserve_core::schema::{FEATURES, HIT_RATES, VOL_15};
+use tradeserve_core::decision::DecisionEvent;
+use tradeserve_core::pipeline::{Sized, kernel};
 use tradeserve_core::sizing::SizingPolicy;
-use tradeserve_core::types::{Action, Role, Specialist};
+use tradeserve_core::types::Role;
 use tradeserve_models::model_dir::load_model_dir;
 use tradeserve_models::{BundledModels, VersionSelection};
 
@@ -70,38 +68,9 @@ pub struct ReplayReport {
 }
 
 #[derive(Deserialize)]
-struct Probs4 {
-    bull: f64,
-    bear: f64,
-    sideways: f64,
-    entropy: f64,
-}
-
-#[derive(Deserialize)]
-struct Weights {
-    bull_specialist: f64,
-    bear_specialist: f64,
-    sideways_specialist: f64,
-}
-
-#[derive(Deserialize)]
 struct Kind {
     #[serde(default)]
     event_type: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Recorded {
-    decision_id: String,
-    action: Action,
-    quantity: u64,
-    confidence: f64,
-    regime_probs: Probs4,
-    strategy_weights: Weights,
-    features: BTreeMap<String, f64>,
-    price: f64,
-    strategy_override: Option<Specialist>,
-    model_versions: BTreeMap<Role, String>,
 }
 
 /// Re-runs events against the model versions they name.
@@ -201,44 +170,23 @@ impl Replayer {
                 _ => {}
             }
         }
-        let recorded: Recorded = match serde_json::from_slice(event) {
+        let recorded: DecisionEvent = match serde_json::from_slice(event) {
             Ok(r) => r,
             Err(e) => return self.skip(format!("unreadable event: {e}")),
         };
-        let mut features = [0.0; FEATURES.len()];
-        let mut hit_rates = [0.0; HIT_RATES.len()];
-        for (slot, name) in features
-            .iter_mut()
-            .zip(FEATURES)
-            .chain(hit_rates.iter_mut().zip(HIT_RATES))
-        {
-            match recorded.features.get(name) {
-                Some(v) => *slot = *v,
-                None => {
-                    return self.skip(format!("{}: feature {name} missing", recorded.decision_id));
-                }
-            }
-        }
         let models = match self.models(&recorded.model_versions) {
             Ok(m) => m,
             Err(e) => return self.skip(format!("{}: {e}", recorded.decision_id)),
         };
-        let snapshot = FeatureSnapshot {
-            as_of: OffsetDateTime::UNIX_EPOCH,
-            price: recorded.price,
-            features,
-            hit_rates,
-        };
-        let eval = match evaluate(&models, &snapshot, recorded.strategy_override) {
-            Ok(e) => e,
+        let Sized { eval, quantity } = match kernel(
+            &models,
+            &recorded.snapshot(),
+            recorded.strategy_override,
+            &self.sizing,
+        ) {
+            Ok(k) => k,
             Err(e) => return self.skip(format!("{}: {e}", recorded.decision_id)),
         };
-        let quantity = self.sizing.quantity(
-            eval.action,
-            eval.confidence,
-            recorded.price,
-            features[VOL_15],
-        );
         let mut diffs: Vec<(&str, Value, Value)> = Vec::new();
         if eval.action != recorded.action {
             diffs.push(("action", json!(recorded.action), json!(eval.action)));
@@ -297,7 +245,7 @@ impl Replayer {
         for (field, recorded_value, replayed) in diffs {
             if self.report.mismatches.len() < 100 {
                 self.report.mismatches.push(Mismatch {
-                    decision_id: recorded.decision_id.clone(),
+                    decision_id: recorded.decision_id.to_string(),
                     field: field.to_owned(),
                     recorded: recorded_value,
                     replayed,

@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use tradeserve_core::decision::{SHADOW_SCHEMA_VERSION, ShadowEvent, ShadowResult};
 use tradeserve_core::experiment::Arm;
-use tradeserve_core::pipeline::evaluate;
+use tradeserve_core::pipeline::{Sized, kernel};
 use tradeserve_core::ports::{EventSink, ShadowJob, ShadowRunner};
-use tradeserve_core::schema::VOL_15;
 use tradeserve_core::sizing::SizingPolicy;
 use tradeserve_core::stats::Observation;
 
@@ -104,15 +103,9 @@ fn shadow_one(job: ShadowJob, sizing: &SizingPolicy, events: &dyn EventSink, m: 
     } = job;
     let arm = stats.arm(Arm::Treatment);
     let started = Instant::now();
-    let result = evaluate(&candidate, &snapshot, strategy_override);
+    let result = kernel(&candidate, &snapshot, strategy_override, sizing);
     let shadow = match result {
-        Ok(eval) => {
-            let quantity = sizing.quantity(
-                eval.action,
-                eval.confidence,
-                snapshot.price,
-                snapshot.features[VOL_15],
-            );
+        Ok(Sized { eval, quantity }) => {
             let inference_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             let agreed = eval.action == action;
             arm.record(&Observation {

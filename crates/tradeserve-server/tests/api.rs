@@ -434,6 +434,9 @@ async fn every_decision_returned_is_in_the_audit_log() {
         assert_eq!(e["event_type"], "trading_decision");
         assert_eq!(e["schema_version"], 1);
         assert_eq!(keys(&e["features"]).len(), 15);
+        // The event reads back as the type that wrote it, and writes out the same again.
+        let read: tradeserve_core::decision::DecisionEvent = serde_json::from_str(line).unwrap();
+        assert_eq!(serde_json::to_value(&read).unwrap(), e);
         logged.insert(e["decision_id"].as_str().unwrap().to_owned());
     }
     assert_eq!(logged, ids);

@@ -424,14 +424,12 @@ pub fn sample_event(decision_id: uuid::Uuid, symbol: &str) -> tradeserve_core::D
     use std::sync::Arc;
 
     use time::OffsetDateTime;
-    use tradeserve_core::decision::{
-        FeatureValues, RegimeProbabilities, RiskCheckFlags, StrategyWeights,
-    };
+    use tradeserve_core::decision::{FeatureValues, RegimeProbabilities, StrategyWeights};
     use tradeserve_core::types::{Action, Symbol};
 
     tradeserve_core::DecisionEvent {
         schema_version: 1,
-        event_type: "trading_decision",
+        event_type: tradeserve_core::decision::DecisionEventType::TradingDecision,
         timestamp: OffsetDateTime::UNIX_EPOCH,
         decision_id,
         symbol: Symbol::parse(symbol).expect("a valid test symbol"),
@@ -456,7 +454,7 @@ pub fn sample_event(decision_id: uuid::Uuid, symbol: &str) -> tradeserve_core::D
         features_as_of: OffsetDateTime::UNIX_EPOCH,
         price: 100.0,
         strategy_override: None,
-        risk_checks: RiskCheckFlags(None),
+        risk_checks: None,
         risk_warnings: vec![],
         approved: true,
         model_versions: Arc::new(BTreeMap::new()),
