@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use crate::error::ApiError;
 use crate::metrics::Route;
-use crate::routes::{experiments, ops, outcomes, predict, rollouts};
+use crate::routes::{admit, experiments, ops, outcomes, predict, rollouts};
 use crate::state::AppState;
 
 /// When a request's body had been read, by the monotonic and the wall clock: where the
@@ -43,7 +43,13 @@ impl Arrival {
 /// Build the router over shared state.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/api/v1/predict", post(predict::predict))
+        .route(
+            "/api/v1/predict",
+            post(predict::predict).route_layer(middleware::from_fn_with_state(
+                Arc::clone(&state),
+                admit::admit,
+            )),
+        )
         .route("/api/v1/models", get(ops::models))
         .route("/api/v1/models/reload", post(ops::reload))
         .route("/api/v1/symbols", get(ops::symbols))

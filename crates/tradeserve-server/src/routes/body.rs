@@ -3,9 +3,12 @@
 //! field), path ids in the error shape, and who is asking and why, for the audit trail of
 //! control changes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -15,6 +18,7 @@ use tradeserve_core::request::parse_json_object;
 
 use crate::control::Actor;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// How much of a body is read, and how long its client may take to send it.
 #[derive(Debug, Clone, Copy)]
@@ -44,10 +48,18 @@ pub async fn read_body(body: Body, limits: BodyLimits) -> Result<Bytes, ApiError
     }
 }
 
-/// A JSON object body parsed into `T`.
-pub async fn json<T: DeserializeOwned>(body: Body, limit: BodyLimits) -> Result<T, ApiError> {
-    let bytes = read_body(body, limit).await?;
-    Ok(parse_json_object(&bytes)?)
+/// A JSON object body parsed into `T`, within the service's size and time limits, with the
+/// status table's errors (400 not JSON or not an object, 408 too slow, 413 too large, 422 a bad
+/// field).
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let bytes = read_body(request.into_body(), state.body).await?;
+        Ok(JsonBody(parse_json_object(&bytes)?))
+    }
 }
 
 /// The optional body of an action (`promote`, `pause`, `rollback`, stop, kill switch).
@@ -58,23 +70,50 @@ struct Why {
     reason: Option<String>,
 }
 
-/// Who (the `X-Actor` header, `api` when absent) and why (the body's `reason`, or `default`).
-pub async fn actor(
-    headers: &HeaderMap,
-    body: Body,
-    limit: BodyLimits,
-    default: &str,
-) -> Result<Actor, ApiError> {
-    let bytes = read_body(body, limit).await?;
-    let why: Why = if bytes.iter().all(u8::is_ascii_whitespace) {
-        Why::default()
-    } else {
-        parse_json_object(&bytes)?
-    };
-    Ok(Actor {
-        who: who(headers),
-        reason: why.reason.unwrap_or_else(|| default.to_owned()),
-    })
+/// Who asked (the `X-Actor` header, `api` when absent) and, from an optional JSON body
+/// `{"reason": …}`, why: the actor of a control change.
+pub struct Requested {
+    pub who: String,
+    pub reason: Option<String>,
+}
+
+impl Requested {
+    /// The actor, with `default` as the reason when none was given.
+    pub fn actor(self, default: &str) -> Actor {
+        Actor {
+            who: self.who,
+            reason: self.reason.unwrap_or_else(|| default.to_owned()),
+        }
+    }
+}
+
+impl FromRequest<Arc<AppState>> for Requested {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let who = who(request.headers());
+        let bytes = read_body(request.into_body(), state.body).await?;
+        let why: Why = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Why::default()
+        } else {
+            parse_json_object(&bytes)?
+        };
+        Ok(Requested {
+            who,
+            reason: why.reason,
+        })
+    }
+}
+
+/// The `X-Actor` of a request (see [`who`]).
+pub struct Who(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Who {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Who, Self::Rejection> {
+        Ok(Who(who(&parts.headers)))
+    }
 }
 
 /// The `X-Actor` header, cleaned for logs (printable ASCII, at most 64 characters).
@@ -99,13 +138,10 @@ pub fn who(headers: &HeaderMap) -> String {
 /// 400 in the error shape (axum's own rejection is plain text).
 pub struct Id(pub String);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
+impl<S: Send + Sync> FromRequestParts<S> for Id {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Id, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Id, ApiError> {
         match axum::extract::Path::<String>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(id)) => Ok(Id(id)),
             Err(e) => Err(ApiError::new(

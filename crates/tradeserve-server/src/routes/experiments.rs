@@ -3,16 +3,16 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use tradeserve_core::experiment::{Arm, Experiment, ExperimentSpec, ExperimentUpdate};
 use tradeserve_core::stats::{self, ArmSnapshot};
 
 use crate::control::{Actor, Command};
 use crate::error::ApiError;
-use crate::routes::body::Id;
+use crate::routes::body::{Id, JsonBody, Requested, Who};
 use crate::routes::change;
 use crate::state::AppState;
 
@@ -33,15 +33,15 @@ fn found(state: &AppState, id: &str) -> Result<Experiment, ApiError> {
         .ok_or_else(|| not_found(id))
 }
 
-pub async fn list(State(state): State<Arc<AppState>>) -> Response {
-    Json(json!({ "experiments": state.control.view().experiments })).into_response()
+pub async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({ "experiments": state.control.view().experiments }))
 }
 
-pub async fn get(State(state): State<Arc<AppState>>, Id(id): Id) -> Response {
-    match found(&state, &id) {
-        Ok(e) => Json(e).into_response(),
-        Err(e) => e.into_response(),
-    }
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Id(id): Id,
+) -> Result<Json<Experiment>, ApiError> {
+    Ok(Json(found(&state, &id)?))
 }
 
 /// Apply a change and answer with the experiment (`id`, or the newest one when created).
@@ -51,7 +51,7 @@ async fn run(
     actor: &Actor,
     id: Option<&str>,
     status: StatusCode,
-) -> Response {
+) -> Result<impl IntoResponse + use<>, ApiError> {
     change::apply(state, command, actor, status, |view| {
         let e = match id {
             Some(id) => view.experiment(id),
@@ -62,58 +62,42 @@ async fn run(
     .await
 }
 
-pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let (who, spec): (String, ExperimentSpec) = match change::spec(request, state.body).await {
-        Ok(s) => s,
-        Err(e) => return e.into_response(),
-    };
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Who(who): Who,
+    JsonBody(spec): JsonBody<ExperimentSpec>,
+) -> Result<impl IntoResponse, ApiError> {
     let reason = spec
         .description
         .clone()
         .unwrap_or_else(|| "experiment created".into());
     let actor = Actor { who, reason };
-    run(
-        &state,
-        Command::CreateExperiment(spec),
-        &actor,
-        None,
-        StatusCode::CREATED,
-    )
-    .await
+    let command = Command::CreateExperiment(spec);
+    run(&state, command, &actor, None, StatusCode::CREATED).await
 }
 
-pub async fn update(State(state): State<Arc<AppState>>, Id(id): Id, request: Request) -> Response {
-    let (who, update): (String, ExperimentUpdate) = match change::spec(request, state.body).await {
-        Ok(u) => u,
-        Err(e) => return e.into_response(),
-    };
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    Id(id): Id,
+    Who(who): Who,
+    JsonBody(update): JsonBody<ExperimentUpdate>,
+) -> Result<impl IntoResponse, ApiError> {
     let actor = Actor {
         who,
         reason: "experiment updated".into(),
     };
-    run(
-        &state,
-        Command::UpdateExperiment(id.clone(), update),
-        &actor,
-        Some(&id),
-        StatusCode::OK,
-    )
-    .await
+    let command = Command::UpdateExperiment(id.clone(), update);
+    run(&state, command, &actor, Some(&id), StatusCode::OK).await
 }
 
-pub async fn stop(State(state): State<Arc<AppState>>, Id(id): Id, request: Request) -> Response {
-    let actor = match change::actor(request, state.body, "experiment stopped").await {
-        Ok(a) => a,
-        Err(e) => return e.into_response(),
-    };
-    run(
-        &state,
-        Command::StopExperiment(id.clone()),
-        &actor,
-        Some(&id),
-        StatusCode::OK,
-    )
-    .await
+pub async fn stop(
+    State(state): State<Arc<AppState>>,
+    Id(id): Id,
+    requested: Requested,
+) -> Result<impl IntoResponse, ApiError> {
+    let actor = requested.actor("experiment stopped");
+    let command = Command::StopExperiment(id.clone());
+    run(&state, command, &actor, Some(&id), StatusCode::OK).await
 }
 
 /// The metrics an arm shows, as tracked by the experiment.
@@ -139,11 +123,11 @@ fn arm_view(arm: &ArmSnapshot, tracked: &[String]) -> Value {
     v
 }
 
-pub async fn report(State(state): State<Arc<AppState>>, Id(id): Id) -> Response {
-    let e = match found(&state, &id) {
-        Ok(e) => e,
-        Err(e) => return e.into_response(),
-    };
+pub async fn report(
+    State(state): State<Arc<AppState>>,
+    Id(id): Id,
+) -> Result<Json<Value>, ApiError> {
+    let e = found(&state, &id)?;
     let (control, treatment) = match state.control.experiment_stats(&id) {
         Some(s) => (
             s.arm(Arm::Control).snapshot(),
@@ -159,7 +143,7 @@ pub async fn report(State(state): State<Arc<AppState>>, Id(id): Id) -> Response 
     };
     let total = control.decisions + treatment.decisions;
     let comparison = stats::compare(&control, &treatment);
-    Json(json!({
+    Ok(Json(json!({
         "experiment_id": e.experiment_id,
         "status": e.status,
         "role": e.role,
@@ -176,6 +160,5 @@ pub async fn report(State(state): State<Arc<AppState>>, Id(id): Id) -> Response 
             "treatment": arm_view(&treatment, &e.metrics_to_track),
         },
         "comparison": comparison,
-    }))
-    .into_response()
+    })))
 }

@@ -1,5 +1,6 @@
 //! HTTP handlers: each extracts its input, calls one core function, maps the result.
 
+pub mod admit;
 pub mod body;
 pub mod change;
 pub mod experiments;

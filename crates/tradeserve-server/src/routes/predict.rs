@@ -1,11 +1,13 @@
-//! `POST /api/v1/predict`: read the body (bounded), then admission, the pipeline, and the
-//! answer. The decision's clock starts once the body has been read.
+//! `POST /api/v1/predict`: the pipeline and the answer, behind the admission layer
+//! ([`crate::routes::admit`]), which has read the body and started the decision's clock.
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
 use serde::Serialize;
 use tradeserve_core::pipeline::{Failed, Prediction};
 use tradeserve_core::stats::Observation;
@@ -14,7 +16,6 @@ use tradeserve_core::{Decision, Outcome};
 
 use crate::app::Arrival;
 use crate::error::{ApiError, ErrorBody, json_response};
-use crate::routes::body::read_body;
 use crate::state::AppState;
 
 /// A 403 body: the full decision plus the error.
@@ -25,60 +26,30 @@ struct Rejected<'a> {
     error: ErrorBody,
 }
 
-/// Decrements the in-flight gauge however the handler ends.
-struct InFlight<'a>(&'a AppState);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.metrics.in_flight.dec();
-    }
-}
-
-pub async fn predict(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > state.body.bytes) {
-        return ApiError::body_too_large(state.body.bytes).into_response();
-    }
-    let client = request
-        .headers()
+/// Decide for a request the admission layer let in (its body read, its arrival stamped).
+pub async fn predict(
+    State(state): State<Arc<AppState>>,
+    Extension(arrival): Extension<Arrival>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let client = headers
         .get("x-client-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(str::to_owned);
-    // The body first (bounded in size and time): a slow client holds no admission permit
-    // and is never charged to the decision deadline, which starts once the body is here.
-    let body = match read_body(request.into_body(), state.body).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    let arrival = Arrival::now();
-    let Ok(_permit) = state.admission.try_acquire() else {
-        return arrival.stamp(ApiError::overloaded().into_response());
-    };
-    state.metrics.in_flight.inc();
-    let _in_flight = InFlight(&state);
-    let Some(routing) = state.control.routing() else {
-        return arrival.stamp(ApiError::not_ready("models are not loaded").into_response());
-    };
+        .filter(|v| !v.is_empty() && v.len() <= 128);
+    let routing = state
+        .control
+        .routing()
+        .ok_or_else(|| ApiError::not_ready("models are not loaded"))?;
     let result = state
         .pipeline
-        .predict(
-            &routing,
-            &body,
-            arrival.instant,
-            arrival.wall,
-            client.as_deref(),
-        )
+        .predict(&routing, &body, arrival.instant, arrival.wall, client)
         .await;
-    arrival.stamp(answer(&state, result))
+    answer(&state, result)
 }
 
 /// The response for a pipeline result; a returned decision is credited to its arms.
-fn answer(state: &AppState, result: Result<Prediction, Failed>) -> Response {
+fn answer(state: &AppState, result: Result<Prediction, Failed>) -> Result<Response, ApiError> {
     match result {
         Ok(prediction) => {
             let decision = prediction.outcome.decision();
@@ -102,12 +73,9 @@ fn answer(state: &AppState, result: Result<Prediction, Failed>) -> Response {
                         .map(|b| (StatusCode::FORBIDDEN, b))
                 }
             };
-            match serialized {
-                Ok((status, body)) => json_response(status, body),
-                Err(e) => {
-                    ApiError::internal(format!("cannot serialize decision: {e}")).into_response()
-                }
-            }
+            let (status, body) = serialized
+                .map_err(|e| ApiError::internal(format!("cannot serialize decision: {e}")))?;
+            Ok(json_response(status, body))
         }
         Err(failed) => {
             if let Some(route) = &failed.route {
@@ -115,7 +83,7 @@ fn answer(state: &AppState, result: Result<Prediction, Failed>) -> Response {
                     stats.arm(arm).record_error();
                 }
             }
-            ApiError::from(failed.error).into_response()
+            Err(ApiError::from(failed.error))
         }
     }
 }

@@ -3,16 +3,16 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use tradeserve_core::experiment::Arm;
 use tradeserve_core::rollout::{Rollout, RolloutSpec};
 
 use crate::control::{Actor, Command};
 use crate::error::ApiError;
-use crate::routes::body::Id;
+use crate::routes::body::{Id, JsonBody, Requested, Who};
 use crate::routes::change;
 use crate::state::AppState;
 
@@ -40,21 +40,20 @@ fn view(state: &AppState, r: &Rollout) -> Value {
     v
 }
 
-pub async fn list(State(state): State<Arc<AppState>>) -> Response {
+pub async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
     let all = state.control.view();
     let rollouts: Vec<Value> = all.rollouts.iter().map(|r| view(&state, r)).collect();
-    Json(json!({ "rollouts": rollouts })).into_response()
+    Json(json!({ "rollouts": rollouts }))
 }
 
-pub async fn get(State(state): State<Arc<AppState>>, Id(id): Id) -> Response {
+pub async fn get(State(state): State<Arc<AppState>>, Id(id): Id) -> Result<Json<Value>, ApiError> {
     match state.control.view().rollout(&id) {
-        Some(r) => Json(view(&state, r)).into_response(),
-        None => ApiError::new(
+        Some(r) => Ok(Json(view(&state, r))),
+        None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no rollout {id}"),
-        )
-        .into_response(),
+        )),
     }
 }
 
@@ -65,7 +64,7 @@ async fn run(
     actor: &Actor,
     id: Option<&str>,
     status: StatusCode,
-) -> Response {
+) -> Result<impl IntoResponse + use<>, ApiError> {
     change::apply(state, command, actor, status, |v| {
         let r = match id {
             Some(id) => v.rollout(id),
@@ -76,11 +75,11 @@ async fn run(
     .await
 }
 
-pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let (who, spec): (String, RolloutSpec) = match change::spec(request, state.body).await {
-        Ok(s) => s,
-        Err(e) => return e.into_response(),
-    };
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Who(who): Who,
+    JsonBody(spec): JsonBody<RolloutSpec>,
+) -> Result<impl IntoResponse, ApiError> {
     let reason = spec
         .description
         .clone()
@@ -96,43 +95,60 @@ pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Res
     .await
 }
 
-/// `promote`, `pause` or `rollback` of one rollout.
-async fn act(
-    state: Arc<AppState>,
-    id: String,
-    request: Request,
-    make: fn(String) -> Command,
-    default: &str,
-) -> Response {
-    let actor = match change::actor(request, state.body, default).await {
-        Ok(a) => a,
-        Err(e) => return e.into_response(),
-    };
-    run(&state, make(id.clone()), &actor, Some(&id), StatusCode::OK).await
+pub async fn promote(
+    State(state): State<Arc<AppState>>,
+    Id(id): Id,
+    requested: Requested,
+) -> Result<impl IntoResponse, ApiError> {
+    let actor = requested.actor("manual promote");
+    run(
+        &state,
+        Command::Promote(id.clone()),
+        &actor,
+        Some(&id),
+        StatusCode::OK,
+    )
+    .await
 }
 
-pub async fn promote(State(state): State<Arc<AppState>>, Id(id): Id, request: Request) -> Response {
-    act(state, id, request, Command::Promote, "manual promote").await
-}
-
-pub async fn pause(State(state): State<Arc<AppState>>, Id(id): Id, request: Request) -> Response {
-    act(state, id, request, Command::Pause, "manual pause").await
+pub async fn pause(
+    State(state): State<Arc<AppState>>,
+    Id(id): Id,
+    requested: Requested,
+) -> Result<impl IntoResponse, ApiError> {
+    let actor = requested.actor("manual pause");
+    run(
+        &state,
+        Command::Pause(id.clone()),
+        &actor,
+        Some(&id),
+        StatusCode::OK,
+    )
+    .await
 }
 
 pub async fn rollback(
     State(state): State<Arc<AppState>>,
     Id(id): Id,
-    request: Request,
-) -> Response {
-    act(state, id, request, Command::RollBack, "manual rollback").await
+    requested: Requested,
+) -> Result<impl IntoResponse, ApiError> {
+    let actor = requested.actor("manual rollback");
+    run(
+        &state,
+        Command::RollBack(id.clone()),
+        &actor,
+        Some(&id),
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// The kill switch: every experiment and rollout back to control now.
-pub async fn kill_switch(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let actor = match change::actor(request, state.body, "kill switch").await {
-        Ok(a) => a,
-        Err(e) => return e.into_response(),
-    };
+pub async fn kill_switch(
+    State(state): State<Arc<AppState>>,
+    requested: Requested,
+) -> Result<impl IntoResponse, ApiError> {
+    let actor = requested.actor("kill switch");
     change::apply(&state, Command::KillSwitch, &actor, StatusCode::OK, |v| {
         Some(json!({
             "revision": v.revision,

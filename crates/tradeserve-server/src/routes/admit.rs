@@ -1,0 +1,55 @@
+//! Admission of predictions, as a layer in front of the handler: read the body (bounded in
+//! size and time: 413, 408), stamp the arrival (where the decision deadline and `latency_ms`
+//! start), take an admission permit (429 at once when none is left), and count the request in
+//! flight until its answer is ready. A client that is slow to send therefore never holds a
+//! permit and is never charged to the deadline.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::app::Arrival;
+use crate::error::ApiError;
+use crate::routes::body::read_body;
+use crate::state::AppState;
+
+/// Decrements the in-flight gauge however the request ends.
+struct InFlight<'a>(&'a AppState);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.in_flight.dec();
+    }
+}
+
+pub async fn admit(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > state.body.bytes) {
+        return Err(ApiError::body_too_large(state.body.bytes));
+    }
+    let bytes = read_body(body, state.body).await?;
+    let arrival = Arrival::now();
+    let Ok(_permit) = state.admission.try_acquire() else {
+        return Ok(arrival.stamp(ApiError::overloaded().into_response()));
+    };
+    state.metrics.in_flight.inc();
+    let _in_flight = InFlight(&state);
+    parts.extensions.insert(arrival);
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    Ok(arrival.stamp(response))
+}
