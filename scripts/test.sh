@@ -36,6 +36,9 @@ fi
 step "bundled market data is reproduced by training/ (bars byte for byte, golden features within 1e-12)"
 "$venv/bin/python" training/train.py --check-data
 
+step "no import cycles between modules"
+python3 scripts/module_cycles.py
+
 # --- MLflow (registry tests against a real server) ----------------------------------------
 mlflow_venv="$cache/mlflow-venv"
 mlflow_stamp="$mlflow_venv/.requirements-$(sha256sum scripts/requirements-mlflow.txt | cut -c1-16)"

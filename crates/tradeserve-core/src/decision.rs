@@ -12,10 +12,10 @@ use uuid::Uuid;
 
 use crate::experiment::Arm;
 use crate::explain::{EventExplanation, Explanation};
-use crate::ports::FeatureSnapshot;
 use crate::risk::{CheckStatus, RiskValidation};
 use crate::routing::{ExperimentRef, RolloutRef};
 use crate::schema::{FEATURE_WIDTH, FEATURES, HIT_RATES};
+use crate::snapshot::FeatureSnapshot;
 use crate::types::{Action, Role, Specialist, Symbol};
 
 /// Version of the decision event's schema (`schemas/decision_event.schema.json`).

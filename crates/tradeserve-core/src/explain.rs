@@ -15,10 +15,10 @@ use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 
 use crate::blend::{self, Probs};
+use crate::error::{ModelError, PredictError};
 use crate::model_set::{LoadedModel, ModelSet};
-use crate::pipeline::PredictError;
-use crate::ports::{FeatureSnapshot, ModelError};
 use crate::schema::{FEATURE_WIDTH, FEATURES, HIT_RATES, META_WIDTH, RET_15, VOL_15};
+use crate::snapshot::FeatureSnapshot;
 use crate::types::{Action, Specialist};
 
 /// Players: the features, then the hit rates.
@@ -280,33 +280,5 @@ impl Explanation {
             base_value: self.base_value,
             top: all,
         }
-    }
-}
-
-/// Explanations computed on the caller's thread.
-#[derive(Debug, Clone, Copy)]
-pub struct InlineExplainer {
-    config: ExplainConfig,
-}
-
-impl InlineExplainer {
-    pub fn new(config: ExplainConfig) -> InlineExplainer {
-        InlineExplainer { config }
-    }
-}
-
-impl crate::ports::Explainer for InlineExplainer {
-    fn explain(
-        &self,
-        job: crate::ports::ExplainJob,
-    ) -> crate::ports::BoxFuture<'_, Result<Explanation, PredictError>> {
-        let r = explain(
-            &job.models,
-            &job.snapshot,
-            job.strategy_override,
-            job.action,
-            &self.config,
-        );
-        Box::pin(std::future::ready(r))
     }
 }

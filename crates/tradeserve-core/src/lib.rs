@@ -6,8 +6,12 @@
 //! - [`request`]: parsing and validating `POST /api/v1/predict` bodies.
 //! - [`blend`]: entropy, blending specialists by weight, picking the action.
 //! - [`sizing`]: the quantity policy.
-//! - [`risk`]: risk limits, the named checks, and the in-process ledger.
-//! - [`ports`]: traits for the feature source, inference models, risk ledger and event sink.
+//! - [`snapshot`]: the features a decision is made on.
+//! - [`error`]: every error of the domain and its ports.
+//! - [`risk`]: risk limits and the named checks (rules only); [`ledger`]: the in-process
+//!   risk ledger (the embedded adapter).
+//! - [`ports`]: traits for the feature source, risk ledger, event sink, shadow runner and
+//!   explainer (the inference model's trait is in [`model_set`]).
 //! - [`model_set`]: the immutable set of five loaded models a request reads once.
 //! - [`decision`]: the response decision and the audit event.
 //! - [`event`]: everything on the events topic: decision and control events.
@@ -16,16 +20,22 @@
 //! - [`rollout`]: progressive rollout stages, their state machine and gates.
 //! - [`stats`]: per-arm measurement and the significance tests of reports.
 //! - [`routing`]: the snapshot of champion, experiment and rollout a request routes by.
-//! - [`pipeline`]: the hot path that ties them together.
+//! - [`pipeline`]: the hot path that ties them together, and the decision [`pipeline::kernel`]
+//!   it shares with the shadow runner and replay.
+//!
+//! Dependencies between modules point one way: leaf types (`types`, `schema`, `snapshot`,
+//! `error`) ← the rules and records ← `ports` ← the adapters (`ledger`) and `pipeline`.
 //!
 //! Adapters (ONNX engines, market replay, audit log, HTTP) live in other crates and depend on
 //! this one, never the reverse.
 
 pub mod blend;
 pub mod decision;
+pub mod error;
 pub mod event;
 pub mod experiment;
 pub mod explain;
+pub mod ledger;
 pub mod model_set;
 pub mod pipeline;
 pub mod ports;
@@ -35,6 +45,7 @@ pub mod rollout;
 pub mod routing;
 pub mod schema;
 pub mod sizing;
+pub mod snapshot;
 pub mod stats;
 pub mod types;
 

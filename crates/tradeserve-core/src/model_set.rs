@@ -9,8 +9,25 @@ use std::sync::Arc;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::ports::InferenceModel;
+use crate::error::ModelError;
 use crate::types::{Role, Specialist};
+
+/// One loaded model: a float32 vector in, three probabilities out (batch 1).
+pub trait InferenceModel: Send + Sync {
+    fn predict(&self, input: &[f32]) -> Result<[f32; 3], ModelError>;
+
+    /// Many rows at once (`rows` is `n × width`, row-major), for explanations. Engines that can
+    /// run a batch in one call override this; the default calls [`Self::predict`] per row.
+    fn predict_batch(&self, rows: &[f32], width: usize) -> Result<Vec<[f32; 3]>, ModelError> {
+        if width == 0 || rows.len() % width != 0 {
+            return Err(ModelError::InputWidth {
+                expected: width,
+                got: rows.len(),
+            });
+        }
+        rows.chunks(width).map(|r| self.predict(r)).collect()
+    }
+}
 
 /// Where a model came from and what exactly was loaded.
 #[derive(Debug, Clone, PartialEq, Serialize)]

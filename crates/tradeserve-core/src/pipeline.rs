@@ -18,19 +18,20 @@ use crate::decision::{
     Decision, DecisionEvent, DecisionEventType, EVENT_SCHEMA_VERSION, ExperimentArm, FeatureValues,
     Metadata, RegimeProbabilities, RiskCheckFlags, StrategyWeights,
 };
+pub use crate::error::PredictError;
 use crate::experiment::Unit;
-use crate::explain::{ExplainConfig, InlineExplainer};
+use crate::explain::ExplainConfig;
 use crate::model_set::{LoadedModel, ModelSet};
 use crate::ports::{
-    EmitError, EventSink, ExplainJob, Explainer, FeatureError, FeatureSnapshot, FeatureSource,
-    ModelError, RiskError, RiskLedger, ShadowJob, ShadowRunner,
+    EmitError, EventSink, ExplainJob, Explainer, FeatureSnapshot, FeatureSource, ModelError,
+    RiskLedger, ShadowJob, ShadowRunner,
 };
-use crate::request::{PredictRequest, RequestError, RequestRules, parse_predict_request};
+use crate::request::{PredictRequest, RequestRules, parse_predict_request};
 use crate::risk::{Order, RiskLimits};
 use crate::routing::{Route, Routing};
 use crate::schema::{FEATURE_WIDTH, META_WIDTH, RET_15, VOL_15};
 use crate::sizing::SizingPolicy;
-use crate::types::{Action, Role, Specialist};
+use crate::types::{Action, Specialist};
 
 /// Knobs of the pipeline.
 #[derive(Debug, Clone)]
@@ -69,30 +70,6 @@ impl Default for PipelineConfig {
             on_event_failure: EventFailurePolicy::Reject,
         }
     }
-}
-
-/// Why no decision was returned.
-#[derive(Debug, thiserror::Error)]
-pub enum PredictError {
-    #[error(transparent)]
-    Request(#[from] RequestError),
-    #[error(transparent)]
-    Features(#[from] FeatureError),
-    #[error("model {role} failed: {source}")]
-    Model { role: Role, source: ModelError },
-    #[error(transparent)]
-    Risk(#[from] RiskError),
-    #[error("too many explanations in progress; retry, or ask without explain")]
-    ExplainOverloaded,
-    #[error("explanation failed: {0}")]
-    Explain(String),
-    #[error("the decision could not be recorded, so it is not answered: {0}")]
-    Unrecorded(EmitError),
-    #[error("deadline of {deadline:?} exceeded after {elapsed:?}")]
-    DeadlineExceeded {
-        deadline: Duration,
-        elapsed: Duration,
-    },
 }
 
 /// Time spent in each stage of one request.
@@ -609,5 +586,33 @@ fn build_event(
         explanation: decision.explanation.as_ref().map(|e| e.for_event()),
         latency_ms: decision.metadata.latency_ms,
         client_id: client.map(str::to_owned),
+    }
+}
+
+/// Explanations computed on the caller's thread.
+#[derive(Debug, Clone, Copy)]
+pub struct InlineExplainer {
+    config: ExplainConfig,
+}
+
+impl InlineExplainer {
+    pub fn new(config: ExplainConfig) -> InlineExplainer {
+        InlineExplainer { config }
+    }
+}
+
+impl Explainer for InlineExplainer {
+    fn explain(
+        &self,
+        job: ExplainJob,
+    ) -> crate::ports::BoxFuture<'_, Result<crate::explain::Explanation, PredictError>> {
+        let r = crate::explain::explain(
+            &job.models,
+            &job.snapshot,
+            job.strategy_override,
+            job.action,
+            &self.config,
+        );
+        Box::pin(std::future::ready(r))
     }
 }

@@ -1,17 +1,12 @@
-//! Risk limits, the six named checks of DESIGN.md §9, and the embedded in-process ledger.
+//! Risk limits and the six named checks of DESIGN.md §9: the rules, with no state.
 //!
 //! [`evaluate`] is pure: an order, the symbol's book and the limits in, a [`RiskValidation`]
 //! out. A [`RiskLedger`](crate::ports::RiskLedger) does check-and-apply atomically so limits
-//! hold under concurrency; [`InMemoryRiskLedger`] is the single-replica implementation.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+//! hold under concurrency; [`crate::ledger::InMemoryRiskLedger`] is the single-replica one.
 
 use serde::{Deserialize, Serialize};
 use time::Date;
 
-use crate::ports::{BoxFuture, RiskError, RiskLedger};
 use crate::types::Action;
 
 /// Configurable limits. Notional amounts are in USD.
@@ -285,74 +280,6 @@ impl CheckStatus {
     }
 }
 
-/// Positions and order counts held in this process: the embedded default. Limits hold for
-/// one replica; shared state across replicas needs a shared ledger.
-#[derive(Debug, Default)]
-pub struct InMemoryRiskLedger {
-    // A std Mutex: the critical section is a few arithmetic operations, never held across an
-    // `.await`, and one map lock keeps check-and-apply atomic per order.
-    books: Mutex<HashMap<String, SymbolBook>>,
-    kill_switch: AtomicBool,
-}
-
-impl InMemoryRiskLedger {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Halt (true) or resume (false) all trading.
-    pub fn set_kill_switch(&self, engaged: bool) {
-        self.kill_switch.store(engaged, Ordering::SeqCst);
-    }
-
-    /// Record an order approved before a restart (rebuilding the books from the audit log),
-    /// without checking it again.
-    pub fn restore(&self, order: &Order<'_>) {
-        let mut books = self.books.lock().unwrap_or_else(|e| e.into_inner());
-        books
-            .entry(order.symbol.to_owned())
-            .or_default()
-            .apply(order);
-    }
-
-    /// A copy of one symbol's book.
-    pub fn book(&self, symbol: &str) -> SymbolBook {
-        let books = self.books.lock().unwrap_or_else(|e| e.into_inner());
-        books.get(symbol).copied().unwrap_or_default()
-    }
-
-    fn check_and_apply_now(&self, order: &Order<'_>, limits: &RiskLimits) -> RiskValidation {
-        let kill = self.kill_switch.load(Ordering::SeqCst);
-        let mut books = self.books.lock().unwrap_or_else(|e| e.into_inner());
-        let book = books.entry(order.symbol.to_owned()).or_default();
-        let validation = evaluate(order, book, limits, kill);
-        if validation.approved {
-            book.apply(order);
-        }
-        validation
-    }
-}
-
-impl RiskLedger for InMemoryRiskLedger {
-    fn check_and_apply<'a>(
-        &'a self,
-        order: &'a Order<'a>,
-        limits: &'a RiskLimits,
-    ) -> BoxFuture<'a, Result<RiskValidation, RiskError>> {
-        Box::pin(std::future::ready(Ok(
-            self.check_and_apply_now(order, limits)
-        )))
-    }
-
-    fn revert<'a>(&'a self, order: &'a Order<'a>) -> BoxFuture<'a, ()> {
-        let mut books = self.books.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(book) = books.get_mut(order.symbol) {
-            book.unapply(order);
-        }
-        Box::pin(std::future::ready(()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,40 +464,6 @@ mod tests {
             (book.orders_today, book.day, book.position),
             (1, Some(date!(2025 - 10 - 22)), 1)
         );
-    }
-
-    #[test]
-    fn ledger_applies_only_approved_orders() {
-        let ledger = InMemoryRiskLedger::new();
-        let l = limits();
-        for _ in 0..9 {
-            assert!(
-                ledger
-                    .check_and_apply_now(&order(Action::Buy, 100, 10.0), &l)
-                    .approved
-            );
-        }
-        // 1000 shares reached: the next buy would be 1100.
-        assert!(
-            !ledger
-                .check_and_apply_now(&order(Action::Buy, 200, 10.0), &l)
-                .approved
-        );
-        assert_eq!(ledger.book("AAPL").position, 900);
-        assert_eq!(ledger.book("AAPL").orders_today, 9);
-        ledger.set_kill_switch(true);
-        assert!(
-            !ledger
-                .check_and_apply_now(&order(Action::Sell, 100, 10.0), &l)
-                .approved
-        );
-        ledger.set_kill_switch(false);
-        assert!(
-            ledger
-                .check_and_apply_now(&order(Action::Sell, 100, 10.0), &l)
-                .approved
-        );
-        assert_eq!(ledger.book("AAPL").position, 800);
     }
 
     #[test]

@@ -9,36 +9,12 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use time::OffsetDateTime;
 
 use crate::error::ApiError;
 use crate::metrics::Route;
-use crate::routes::{admit, experiments, ops, outcomes, predict, rollouts};
+use crate::routes::admit::{self, Arrival};
+use crate::routes::{experiments, ops, outcomes, predict, rollouts};
 use crate::state::AppState;
-
-/// When a request's body had been read, by the monotonic and the wall clock: where the
-/// decision deadline and `latency_ms` start.
-#[derive(Debug, Clone, Copy)]
-pub struct Arrival {
-    pub instant: Instant,
-    pub wall: OffsetDateTime,
-}
-
-impl Arrival {
-    pub fn now() -> Arrival {
-        Arrival {
-            instant: Instant::now(),
-            wall: OffsetDateTime::now_utc(),
-        }
-    }
-
-    /// Mark `response` so the latency histogram measures from this instant, not from the
-    /// headers (a client slow to upload is not server latency).
-    pub fn stamp(self, mut response: Response) -> Response {
-        response.extensions_mut().insert(self);
-        response
-    }
-}
 
 /// Build the router over shared state.
 pub fn router(state: Arc<AppState>) -> Router {

@@ -23,7 +23,14 @@ use tradeserve_models::mlflow::registry::{RegistryError, Resolution};
 use tradeserve_models::mlflow::{MlflowRegistry, ModelCache};
 
 use crate::metrics::Metrics;
-use crate::state::AppState;
+
+/// What the registry manager keeps up to date: the champion model set being served, and the
+/// metrics it reports to. The service's state implements it; the manager needs nothing else.
+pub trait Serving: Send + Sync {
+    fn champion(&self) -> Option<Arc<ModelSet>>;
+    fn set_champion(&self, set: Arc<ModelSet>);
+    fn metrics(&self) -> &Metrics;
+}
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -130,8 +137,8 @@ impl RegistryManager {
     }
 
     /// Re-resolve the aliases now and swap in a new set if they moved.
-    pub async fn reload(&self, state: &AppState) -> Result<ReloadOutcome, ReloadError> {
-        let metrics = &state.metrics;
+    pub async fn reload(&self, state: &dyn Serving) -> Result<ReloadOutcome, ReloadError> {
+        let metrics = state.metrics();
         let mut current = self.current.lock().await;
         let resolution = match self.registry.resolve().await {
             Ok(r) => r,
@@ -149,7 +156,7 @@ impl RegistryManager {
             }
         };
         self.set_status(metrics, Ok(()));
-        let serving = state.control.champion();
+        let serving = state.champion();
         if serving.is_some() && current.as_ref() == Some(&resolution) {
             metrics.model_reloads_unchanged.inc();
             return Ok(ReloadOutcome::Unchanged {
@@ -192,7 +199,7 @@ impl RegistryManager {
             tracing::warn!(error = %e, "cannot record the resolution in the model cache");
         }
         self.previous.store(serving);
-        state.set_models(Arc::new(set));
+        state.set_champion(Arc::new(set));
         *current = Some(resolution);
         metrics.model_reloads_swapped.inc();
         tracing::info!(?from, ?to, "model set swapped");
@@ -228,22 +235,22 @@ impl RegistryManager {
 /// Re-resolve every `poll_interval`; after a failure retry sooner (1 s, doubling, up to the
 /// interval). Start-up has just resolved, so the first check waits — 1 s when nothing could be
 /// loaded, a full interval otherwise. Runs until the task is aborted at shutdown.
-pub async fn poll(state: Arc<AppState>, manager: Arc<RegistryManager>) {
+pub async fn poll(state: Arc<dyn Serving>, manager: Arc<RegistryManager>) {
     let first_retry = Duration::from_secs(1).min(manager.poll_interval);
     let mut backoff = first_retry;
-    let mut delay = if state.control.champion().is_none() {
+    let mut delay = if state.champion().is_none() {
         first_retry
     } else {
         manager.poll_interval
     };
     loop {
         tokio::time::sleep(delay).await;
-        delay = match manager.reload(&state).await {
+        delay = match manager.reload(state.as_ref()).await {
             Ok(_) => {
                 backoff = first_retry;
                 manager.poll_interval
             }
-            Err(ReloadError::Refused(_)) if state.control.champion().is_none() => {
+            Err(ReloadError::Refused(_)) if state.champion().is_none() => {
                 // Nothing serves: keep asking at the fast rate until the registry offers a
                 // version that loads.
                 first_retry

@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use serde::Deserialize;
 use time::OffsetDateTime;
-use tradeserve_core::risk::{InMemoryRiskLedger, Order};
+use tradeserve_core::ledger::InMemoryRiskLedger;
+use tradeserve_core::risk::Order;
 use tradeserve_core::types::Action;
 
 /// What a rebuild read.

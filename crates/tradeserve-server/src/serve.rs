@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
+use tradeserve_core::ledger::InMemoryRiskLedger;
 use tradeserve_core::pipeline::PipelineConfig;
 use tradeserve_core::request::RequestRules;
-use tradeserve_core::risk::InMemoryRiskLedger;
 use tradeserve_core::{ModelSet, Pipeline};
 use tradeserve_events::{AuditLog, AuditLogConfig};
 use tradeserve_features::{MarketReplay, ReplayClock};
@@ -360,7 +360,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         registry,
         metrics,
         max_in_flight: config.server.max_in_flight,
-        body: crate::routes::body::BodyLimits {
+        body: crate::state::BodyLimits {
             bytes: config.server.body_limit_bytes,
             timeout: config.server.body_read_timeout,
         },
@@ -385,7 +385,7 @@ pub async fn start_registry(
 ) -> Option<tokio::task::JoinHandle<()>> {
     let manager = state.registry.clone()?;
     let started = Instant::now();
-    let first = tokio::time::timeout(startup_timeout, manager.reload(state)).await;
+    let first = tokio::time::timeout(startup_timeout, manager.reload(state.as_ref())).await;
     match first {
         Ok(Ok(outcome)) => {
             tracing::info!(
@@ -405,7 +405,10 @@ pub async fn start_registry(
             from_cache(state, &manager, e).await;
         }
     }
-    let poller = tokio::spawn(registry::poll(Arc::clone(state), manager));
+    let poller = tokio::spawn(registry::poll(
+        Arc::clone(state) as Arc<dyn registry::Serving>,
+        manager,
+    ));
     Some(poller)
 }
 

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tradeserve_core::ModelSet;
@@ -12,7 +13,14 @@ use crate::control::ControlPlane;
 use crate::metrics::Metrics;
 use crate::outcomes::OutcomeBook;
 use crate::registry::RegistryManager;
-use crate::routes::body::BodyLimits;
+
+/// How much of a body is read, and how long its client may take to send it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub bytes: usize,
+    /// From the headers to the last byte of the body; longer is answered 408.
+    pub timeout: Duration,
+}
 
 /// Everything a handler may touch.
 pub struct AppState {
@@ -104,5 +112,19 @@ impl AppState {
     /// Bring the `tradeserve_ready` gauge up to date (also done before each scrape).
     pub fn refresh_ready(&self) {
         self.metrics.ready.set(i64::from(self.is_ready().is_ok()));
+    }
+}
+
+impl crate::registry::Serving for AppState {
+    fn champion(&self) -> Option<Arc<ModelSet>> {
+        self.control.champion()
+    }
+
+    fn set_champion(&self, set: Arc<ModelSet>) {
+        self.set_models(set);
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }

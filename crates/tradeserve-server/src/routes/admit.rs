@@ -5,17 +5,42 @@
 //! permit and is never charged to the deadline.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use time::OffsetDateTime;
 
-use crate::app::Arrival;
 use crate::error::ApiError;
 use crate::routes::body::read_body;
 use crate::state::AppState;
+
+/// When a request's body had been read, by the monotonic and the wall clock: where the
+/// decision deadline and `latency_ms` start.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    pub instant: Instant,
+    pub wall: OffsetDateTime,
+}
+
+impl Arrival {
+    pub fn now() -> Arrival {
+        Arrival {
+            instant: Instant::now(),
+            wall: OffsetDateTime::now_utc(),
+        }
+    }
+
+    /// Mark `response` so the latency histogram measures from this instant, not from the
+    /// headers (a client slow to upload is not server latency).
+    pub fn stamp(self, mut response: Response) -> Response {
+        response.extensions_mut().insert(self);
+        response
+    }
+}
 
 /// Decrements the in-flight gauge however the request ends.
 struct InFlight<'a>(&'a AppState);

@@ -4,7 +4,6 @@
 //! control changes.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -18,15 +17,7 @@ use tradeserve_core::request::parse_json_object;
 
 use crate::control::Actor;
 use crate::error::ApiError;
-use crate::state::AppState;
-
-/// How much of a body is read, and how long its client may take to send it.
-#[derive(Debug, Clone, Copy)]
-pub struct BodyLimits {
-    pub bytes: usize,
-    /// From the headers to the last byte of the body; longer is answered 408.
-    pub timeout: Duration,
-}
+use crate::state::{AppState, BodyLimits};
 
 /// The body, up to `limits.bytes` bytes, sent within `limits.timeout` (else 408: a client that
 /// is slow to send is never charged to the decision deadline, and never holds a permit).

@@ -77,7 +77,7 @@ pub async fn reload(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
     let Some(manager) = state.registry.clone() else {
         return Ok(Json(json!({"status": "unchanged", "source": "bundled"})));
     };
-    let outcome = manager.reload(&state).await.map_err(|e| match e {
+    let outcome = manager.reload(state.as_ref()).await.map_err(|e| match e {
         ReloadError::Unavailable(m) => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable", m)
         }

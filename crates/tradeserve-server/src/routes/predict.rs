@@ -14,8 +14,8 @@ use tradeserve_core::stats::Observation;
 use tradeserve_core::types::Action;
 use tradeserve_core::{Decision, Outcome};
 
-use crate::app::Arrival;
 use crate::error::{ApiError, ErrorBody, json_response};
+use crate::routes::admit::Arrival;
 use crate::state::AppState;
 
 /// A 403 body: the full decision plus the error.

@@ -1,0 +1,74 @@
+//! Every error of the domain and its ports, in one place: why features, a model, the risk
+//! ledger or an event sink failed, and why a request got no decision. The server maps
+//! [`PredictError`] to HTTP statuses in one table.
+
+use std::time::Duration;
+
+use crate::request::RequestError;
+use crate::types::Role;
+
+/// Why features could not be served.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FeatureError {
+    #[error("unknown symbol {0}")]
+    UnknownSymbol(String),
+    #[error("{0}")]
+    NoData(String),
+    #[error("feature source unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why a model call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    #[error("model input has width {got}, expected {expected}")]
+    InputWidth { expected: usize, got: usize },
+    #[error("inference failed: {0}")]
+    Inference(String),
+    #[error("model output is not a probability vector: {0:?}")]
+    BadOutput(Vec<f32>),
+}
+
+/// Why the risk ledger could not answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RiskError {
+    #[error("risk ledger unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why an event could not be accepted for delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EmitError {
+    #[error("event queue is full")]
+    QueueFull,
+    #[error("event sink is shut down")]
+    Closed,
+    /// The event could not be written where it must be before the decision is answered
+    /// (audit log or spool): disk full, permissions, I/O error.
+    #[error("cannot record the event: {0}")]
+    Write(std::io::ErrorKind),
+}
+
+/// Why no decision was returned.
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Features(#[from] FeatureError),
+    #[error("model {role} failed: {source}")]
+    Model { role: Role, source: ModelError },
+    #[error(transparent)]
+    Risk(#[from] RiskError),
+    #[error("too many explanations in progress; retry, or ask without explain")]
+    ExplainOverloaded,
+    #[error("explanation failed: {0}")]
+    Explain(String),
+    #[error("the decision could not be recorded, so it is not answered: {0}")]
+    Unrecorded(EmitError),
+    #[error("deadline of {deadline:?} exceeded after {elapsed:?}")]
+    DeadlineExceeded {
+        deadline: Duration,
+        elapsed: Duration,
+    },
+}

@@ -1,0 +1,145 @@
+//! The in-process risk ledger: the single-replica adapter of the [`RiskLedger`] port, holding
+//! each symbol's book behind one lock so check-and-apply is atomic. The rules themselves are
+//! in [`crate::risk`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::ports::{BoxFuture, RiskError, RiskLedger};
+use crate::risk::{Order, RiskLimits, RiskValidation, SymbolBook, evaluate};
+
+/// Positions and order counts held in this process: the embedded default. Limits hold for
+/// one replica; shared state across replicas needs a shared ledger.
+#[derive(Debug, Default)]
+pub struct InMemoryRiskLedger {
+    // A std Mutex: the critical section is a few arithmetic operations, never held across an
+    // `.await`, and one map lock keeps check-and-apply atomic per order.
+    books: Mutex<HashMap<String, SymbolBook>>,
+    kill_switch: AtomicBool,
+}
+
+impl InMemoryRiskLedger {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Halt (true) or resume (false) all trading.
+    pub fn set_kill_switch(&self, engaged: bool) {
+        self.kill_switch.store(engaged, Ordering::SeqCst);
+    }
+
+    /// Record an order approved before a restart (rebuilding the books from the audit log),
+    /// without checking it again.
+    pub fn restore(&self, order: &Order<'_>) {
+        let mut books = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        books
+            .entry(order.symbol.to_owned())
+            .or_default()
+            .apply(order);
+    }
+
+    /// A copy of one symbol's book.
+    pub fn book(&self, symbol: &str) -> SymbolBook {
+        let books = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        books.get(symbol).copied().unwrap_or_default()
+    }
+
+    fn check_and_apply_now(&self, order: &Order<'_>, limits: &RiskLimits) -> RiskValidation {
+        let kill = self.kill_switch.load(Ordering::SeqCst);
+        let mut books = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        let book = books.entry(order.symbol.to_owned()).or_default();
+        let validation = evaluate(order, book, limits, kill);
+        if validation.approved {
+            book.apply(order);
+        }
+        validation
+    }
+}
+
+impl RiskLedger for InMemoryRiskLedger {
+    fn check_and_apply<'a>(
+        &'a self,
+        order: &'a Order<'a>,
+        limits: &'a RiskLimits,
+    ) -> BoxFuture<'a, Result<RiskValidation, RiskError>> {
+        Box::pin(std::future::ready(Ok(
+            self.check_and_apply_now(order, limits)
+        )))
+    }
+
+    fn revert<'a>(&'a self, order: &'a Order<'a>) -> BoxFuture<'a, ()> {
+        let mut books = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(book) = books.get_mut(order.symbol) {
+            book.unapply(order);
+        }
+        Box::pin(std::future::ready(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Action;
+    use time::Date;
+    use time::macros::date;
+
+    const DAY: Date = date!(2025 - 10 - 21);
+
+    fn order(action: Action, quantity: u64, price: f64) -> Order<'static> {
+        Order {
+            symbol: "AAPL",
+            action,
+            quantity,
+            price,
+            day: DAY,
+        }
+    }
+
+    fn limits() -> RiskLimits {
+        RiskLimits {
+            max_position_shares: 1000,
+            max_position_notional: 100_000.0,
+            max_concentration: 0.10,
+            portfolio_capital: 500_000.0,
+            max_order_notional: 50_000.0,
+            restricted_symbols: vec!["GME".into()],
+            max_daily_orders: 10,
+            warn_fraction: 0.8,
+        }
+    }
+
+    #[test]
+    fn ledger_applies_only_approved_orders() {
+        let ledger = InMemoryRiskLedger::new();
+        let l = limits();
+        for _ in 0..9 {
+            assert!(
+                ledger
+                    .check_and_apply_now(&order(Action::Buy, 100, 10.0), &l)
+                    .approved
+            );
+        }
+        // 1000 shares reached: the next buy would be 1100.
+        assert!(
+            !ledger
+                .check_and_apply_now(&order(Action::Buy, 200, 10.0), &l)
+                .approved
+        );
+        assert_eq!(ledger.book("AAPL").position, 900);
+        assert_eq!(ledger.book("AAPL").orders_today, 9);
+        ledger.set_kill_switch(true);
+        assert!(
+            !ledger
+                .check_and_apply_now(&order(Action::Sell, 100, 10.0), &l)
+                .approved
+        );
+        ledger.set_kill_switch(false);
+        assert!(
+            ledger
+                .check_and_apply_now(&order(Action::Sell, 100, 10.0), &l)
+                .approved
+        );
+        assert_eq!(ledger.book("AAPL").position, 800);
+    }
+}
