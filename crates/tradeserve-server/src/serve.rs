@@ -269,61 +269,12 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
     });
     let models = models.inspect_err(|_| metrics.model_load_failures.inc())?;
     let replay = replay.map_err(|_| StartError::Panic("market data loader"))??;
-    let registry = match config.models.source {
-        ModelSourceKind::Bundled => {
-            metrics.without_registry();
-            None
-        }
-        ModelSourceKind::Mlflow => {
-            let m = &config.models.mlflow;
-            Some(Arc::new(registry::manager(
-                &m.tracking_uri,
-                m.token(),
-                m.request_timeout,
-                &m.cache_dir,
-                m.role_specs(),
-                m.poll_interval,
-            )?))
-        }
-    };
-    // The risk books as they were when the process last stopped (before the audit log
-    // opens and appends).
-    let ledger = Arc::new(InMemoryRiskLedger::new());
-    match config.events.sink {
-        SinkKind::AuditLog | SinkKind::Both => {
-            crate::risk_restore::restore(&ledger, &config.events.audit_log).map_err(|source| {
-                StartError::RiskRestore {
-                    path: config.events.audit_log.clone(),
-                    source,
-                }
-            })?;
-        }
-        SinkKind::Kafka => tracing::warn!(
-            "events.sink = kafka keeps no local record: risk positions and daily order counts start empty"
-        ),
-    }
+    let registry = registry_manager(config, &metrics)?;
+    let ledger = restored_ledger(config)?;
     let sinks = start_sinks(config, &metrics)?;
     let emitter = sinks.emitter();
     let c = &config.control;
-    let store: Arc<dyn ControlStore> = match c.store {
-        StoreKind::File => Arc::new(FileStore::new(c.file.clone())),
-        StoreKind::Redis => Arc::new(RedisStore::new(
-            &c.redis_url,
-            &c.redis_prefix,
-            c.store_timeout,
-        )?),
-    };
-    let catalog = ModelCatalog::new(match &registry {
-        Some(r) => CatalogSource::Mlflow(Arc::clone(r)),
-        None => CatalogSource::Bundled(BundledModels::new(resolve_path(&config.models.dir))),
-    });
-    let control = ControlPlane::new(
-        store,
-        catalog,
-        Arc::clone(&emitter),
-        metrics.control.clone(),
-    )
-    .with_stage_idle_after(c.stage_idle_after);
+    let control = control_plane(config, &registry, Arc::clone(&emitter), &metrics)?;
     let shadow = Arc::new(
         ShadowPool::start(
             c.shadow_queue,
@@ -333,26 +284,11 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         )
         .map_err(StartError::Shadow)?,
     );
-    let pipeline = Pipeline::new(
-        Arc::new(replay),
-        ledger,
-        emitter,
-        PipelineConfig {
-            sizing: config.sizing.clone(),
-            risk: config.risk.clone(),
-            request: RequestRules {
-                max_clock_skew: time::Duration::try_from(config.server.max_clock_skew)
-                    .unwrap_or(time::Duration::seconds(5)),
-            },
-            deadline: config.server.request_deadline,
-            explain: config.explain,
-            on_event_failure: config.events.on_failure,
-        },
-    )
-    .with_shadow(shadow.clone())
-    .with_explainer(Arc::new(
-        crate::explainer::BlockingExplainer::new(config.explain).map_err(StartError::Shadow)?,
-    ));
+    let pipeline = Pipeline::new(Arc::new(replay), ledger, emitter, pipeline_config(config))
+        .with_shadow(shadow.clone())
+        .with_explainer(Arc::new(
+            crate::explainer::BlockingExplainer::new(config.explain).map_err(StartError::Shadow)?,
+        ));
     let state = Arc::new(AppState::new(Parts {
         pipeline,
         control,
@@ -373,6 +309,91 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         kafka: sinks.kafka,
         shadow,
     })
+}
+
+/// The MLflow side of the model set, when models come from the registry.
+fn registry_manager(
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<Option<Arc<registry::RegistryManager>>, StartError> {
+    match config.models.source {
+        ModelSourceKind::Bundled => {
+            metrics.without_registry();
+            Ok(None)
+        }
+        ModelSourceKind::Mlflow => {
+            let m = &config.models.mlflow;
+            Ok(Some(Arc::new(registry::manager(
+                &m.tracking_uri,
+                m.token(),
+                m.request_timeout,
+                &m.cache_dir,
+                m.role_specs(),
+                m.poll_interval,
+            )?)))
+        }
+    }
+}
+
+/// The risk books as they were when the process last stopped, rebuilt from the audit log
+/// before it opens and appends.
+fn restored_ledger(config: &Config) -> Result<Arc<InMemoryRiskLedger>, StartError> {
+    let ledger = Arc::new(InMemoryRiskLedger::new());
+    match config.events.sink {
+        SinkKind::AuditLog | SinkKind::Both => {
+            crate::risk_restore::restore(&ledger, &config.events.audit_log).map_err(|source| {
+                StartError::RiskRestore {
+                    path: config.events.audit_log.clone(),
+                    source,
+                }
+            })?;
+        }
+        SinkKind::Kafka => tracing::warn!(
+            "events.sink = kafka keeps no local record: risk positions and daily order counts start empty"
+        ),
+    }
+    Ok(ledger)
+}
+
+/// The control plane over the configured store and model catalog.
+fn control_plane(
+    config: &Config,
+    registry: &Option<Arc<registry::RegistryManager>>,
+    events: Arc<dyn EventSink>,
+    metrics: &Metrics,
+) -> Result<ControlPlane, StartError> {
+    let c = &config.control;
+    let store: Arc<dyn ControlStore> = match c.store {
+        StoreKind::File => Arc::new(FileStore::new(c.file.clone())),
+        StoreKind::Redis => Arc::new(RedisStore::new(
+            &c.redis_url,
+            &c.redis_prefix,
+            c.store_timeout,
+        )?),
+    };
+    let catalog = ModelCatalog::new(match registry {
+        Some(r) => CatalogSource::Mlflow(Arc::clone(r)),
+        None => CatalogSource::Bundled(BundledModels::new(resolve_path(&config.models.dir))),
+    });
+    Ok(
+        ControlPlane::new(store, catalog, events, metrics.control.clone())
+            .with_stage_idle_after(c.stage_idle_after),
+    )
+}
+
+/// The pipeline's settings from the config.
+fn pipeline_config(config: &Config) -> PipelineConfig {
+    PipelineConfig {
+        sizing: config.sizing.clone(),
+        risk: config.risk.clone(),
+        request: RequestRules {
+            max_clock_skew: time::Duration::try_from(config.server.max_clock_skew)
+                .unwrap_or(time::Duration::seconds(5)),
+        },
+        deadline: config.server.request_deadline,
+        explain: config.explain,
+        on_event_failure: config.events.on_failure,
+    }
 }
 
 /// With models from the registry: load the current set (from MLflow, or from the disk cache
@@ -474,8 +495,13 @@ pub async fn run(
         .await
         .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))??;
     let startup_timeout = config.models.mlflow.request_timeout * 3;
-    let poller = start_registry(&service.state, startup_timeout).await;
-    let control_tasks = start_control(&service.state, &config).await;
+    // Models first (the registry may set the champion), then the control state over them.
+    let mut tasks: Vec<tokio::task::JoinHandle<()>> =
+        start_registry(&service.state, startup_timeout)
+            .await
+            .into_iter()
+            .collect();
+    tasks.extend(start_control(&service.state, &config).await);
     crate::listener::raise_fd_limit();
     let listener = TcpListener::bind(&config.server.listen)
         .await
@@ -486,7 +512,29 @@ pub async fn run(
     let addr = listener.local_addr().map_err(StartError::Serve)?;
     let symbols = service.state.symbols.len();
     tracing::info!(%addr, symbols, startup_ms = started.elapsed().as_secs_f64() * 1e3, "listening");
+    let abandoned = serve_until(&service, listener, &config, shutdown).await;
+    for t in tasks {
+        t.abort();
+    }
+    stop_sinks(&service, config.server.shutdown_grace).await;
+    if abandoned > 0 {
+        return Err(StartError::Abandoned {
+            connections: abandoned,
+            grace: config.server.shutdown_grace,
+        });
+    }
+    Ok(())
+}
 
+/// Serve until `shutdown`, then drain: readiness 503 for the drain delay while still
+/// serving, close the listener, finish in-flight requests within the grace period. Returns
+/// how many connections were still busy when it expired.
+async fn serve_until(
+    service: &Service,
+    listener: TcpListener,
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> usize {
     let state = Arc::clone(&service.state);
     let drain_delay = config.server.drain_delay;
     let stop = async move {
@@ -504,15 +552,11 @@ pub async fn run(
         header_read_timeout: s.header_read_timeout,
         idle_timeout: s.idle_timeout,
     });
+    let app = router(Arc::clone(&service.state));
     connections
-        .accept_until(
-            listener,
-            router(Arc::clone(&service.state)),
-            &service.state.metrics,
-            stop,
-        )
+        .accept_until(listener, app, &service.state.metrics, stop)
         .await;
-    let grace = config.server.shutdown_grace;
+    let grace = s.shutdown_grace;
     tracing::info!(?grace, "listener closed; finishing in-flight requests");
     let abandoned = connections.drain(grace).await;
     if abandoned > 0 {
@@ -522,13 +566,12 @@ pub async fn run(
             "grace period expired with requests still in flight; abandoned them"
         );
     }
-    if let Some(p) = poller {
-        p.abort();
-    }
-    for t in control_tasks {
-        t.abort();
-    }
-    // Shadowed decisions still queued are run and their events emitted before the sinks stop.
+    abandoned
+}
+
+/// Run the shadow jobs still queued (their events go out first), then flush and stop the
+/// event sinks, each bounded by `grace` (at least a second).
+async fn stop_sinks(service: &Service, grace: Duration) {
     let shadow = Arc::clone(&service.shadow);
     if tokio::task::spawn_blocking(move || shadow.shutdown())
         .await
@@ -557,13 +600,6 @@ pub async fn run(
             Err(e) => tracing::error!(error = %e, "audit log flush task failed"),
         }
     }
-    if abandoned > 0 {
-        return Err(StartError::Abandoned {
-            connections: abandoned,
-            grace,
-        });
-    }
-    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT.
