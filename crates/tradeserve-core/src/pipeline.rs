@@ -391,21 +391,13 @@ impl Pipeline {
         // Before the risk check, so that an explanation that cannot run (overload) fails the
         // request before a position is recorded. It never changes what was decided.
         let explanation = if request.explain {
-            let job = ExplainJob {
-                models: Arc::clone(models),
-                snapshot: snapshot.clone(),
-                strategy_override: request.strategy_override,
-                action: eval.action,
-            };
-            let e = self.explainer.explain(job).await?;
+            let e = self.explain(call, &snapshot, eval.action).await?;
             timings.explain = t3.elapsed();
-            self.check_deadline(arrival)?;
             Some(e)
         } else {
             None
         };
         let t3 = Instant::now();
-
         let order = Order {
             symbol: request.symbol.as_str(),
             action: eval.action,
@@ -426,18 +418,54 @@ impl Pipeline {
 
         let mut decision = build_decision(call, &snapshot, &eval, quantity, risk_validation);
         decision.explanation = explanation;
-        let approved = decision.risk_validation.as_ref().is_none_or(|v| v.approved);
         decision.metadata.latency_ms = arrival.elapsed().as_secs_f64() * 1e3;
-        let event = build_event(&decision, call, &snapshot, approved);
-        let shadow = self.shadow_job(&event, route);
-        // Recorded before it is answered: `Ok` means the event is in the kernel (audit log)
-        // or the sink's queue, as the sink promises.
+        let (outcome, unrecorded) = self.record(call, &snapshot, decision, &order).await?;
+        Ok(Decided {
+            outcome,
+            timings,
+            snapshot,
+            unrecorded,
+        })
+    }
+
+    /// The explanation of the chosen action (on the explainer's threads), within the deadline.
+    async fn explain(
+        &self,
+        call: &Call<'_>,
+        snapshot: &FeatureSnapshot,
+        action: Action,
+    ) -> Result<crate::explain::Explanation, PredictError> {
+        let job = ExplainJob {
+            models: Arc::clone(&call.route.models),
+            snapshot: snapshot.clone(),
+            strategy_override: call.request.strategy_override,
+            action,
+        };
+        let e = self.explainer.explain(job).await?;
+        self.check_deadline(call.arrival)?;
+        Ok(e)
+    }
+
+    /// Record the decision's event before it is answered: `Ok` from the sink means the event
+    /// is in the kernel (audit log, write-ahead log). When it cannot be recorded the decision
+    /// is refused and its risk booking undone, unless the policy is to serve it unrecorded.
+    /// Then hand the decision to the shadow runner when its route shadows a candidate.
+    async fn record(
+        &self,
+        call: &Call<'_>,
+        snapshot: &FeatureSnapshot,
+        decision: Decision,
+        order: &Order<'_>,
+    ) -> Result<(Outcome, Option<EmitError>), PredictError> {
+        let approved = decision.risk_validation.as_ref().is_none_or(|v| v.approved);
+        let event = build_event(&decision, call, snapshot, approved);
+        let shadow = self.shadow_job(&event, call.route);
         let unrecorded = match self.events.emit(event.into()) {
             Ok(()) => None,
             Err(e) => match self.config.on_event_failure {
                 EventFailurePolicy::Reject => {
-                    if request.risk_check && approved {
-                        self.ledger.revert(&order).await;
+                    if call.request.risk_check && approved {
+                        self.ledger.revert(order).await;
                     }
                     return Err(PredictError::Unrecorded(e));
                 }
@@ -453,12 +481,7 @@ impl Pipeline {
         } else {
             Outcome::Rejected(decision)
         };
-        Ok(Decided {
-            outcome,
-            timings,
-            snapshot,
-            unrecorded,
-        })
+        Ok((outcome, unrecorded))
     }
 
     /// The shadow run of this decision, when its route shadows a candidate.

@@ -311,7 +311,19 @@ impl KafkaSink {
         let q = Arc::clone(&queued);
         let worker = std::thread::Builder::new()
             .name("kafka-sink".into())
-            .spawn(move || Worker::new(config, producer, spool, m, progress, q).run(rx))
+            .spawn(move || {
+                Worker::new(
+                    config,
+                    producer,
+                    spool,
+                    m,
+                    Intake {
+                        wal: progress,
+                        queued: q,
+                    },
+                )
+                .run(rx)
+            })
             .map_err(|e| KafkaSinkError::Thread(e.to_string()))?;
         Ok(KafkaSink {
             tx,
@@ -422,6 +434,13 @@ impl EventSink for KafkaSink {
     }
 }
 
+/// What the delivery thread shares with `emit`: the write-ahead log's progress (when there
+/// is one) and the count of queued events.
+struct Intake {
+    wal: Option<Progress>,
+    queued: Arc<AtomicUsize>,
+}
+
 struct Worker {
     config: KafkaSinkConfig,
     producer: SinkProducer,
@@ -442,9 +461,9 @@ impl Worker {
         producer: SinkProducer,
         spool: Spool,
         metrics: KafkaMetrics,
-        wal: Option<Progress>,
-        queued: Arc<AtomicUsize>,
+        intake: Intake,
     ) -> Worker {
+        let Intake { wal, queued } = intake;
         let spooling = !spool.is_empty();
         Worker {
             config,
