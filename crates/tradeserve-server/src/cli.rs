@@ -177,49 +177,8 @@ fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config, listen } => {
-            let config = match Config::load(config.as_deref(), listen.as_deref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    init_logging(LogFormat::Text);
-                    return Err(e.into());
-                }
-            };
-            init_logging(config.server.log_format);
-            let rt = runtime(config.server.worker_threads)?;
-            rt.block_on(crate::serve::run(config, crate::serve::shutdown_signal()))?;
-            Ok(())
-        }
-        Command::CheckConfig { config } => {
-            let config = Config::load(config.as_deref(), None)?;
-            crate::serve::check_paths(&config)?;
-            let models = crate::serve::load_models(&config)?;
-            let bars = resolve_path(&config.features.bars);
-            let replay = tradeserve_features::MarketReplay::load(
-                &bars,
-                tradeserve_features::ReplayClock::Fixed(0),
-            )?;
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "configuration OK")?;
-            for m in models.models() {
-                writeln!(
-                    out,
-                    "  {:<20} {} v{} sha256 {}",
-                    m.info.role.as_str(),
-                    m.info.name,
-                    m.info.version,
-                    m.info.sha256
-                )?;
-            }
-            writeln!(
-                out,
-                "  market data: {} ({} symbols)",
-                bars.display(),
-                replay.symbol_count()
-            )?;
-            writeln!(out, "  listen: {}", config.server.listen)?;
-            Ok(())
-        }
+        Command::Serve { config, listen } => serve(config, listen),
+        Command::CheckConfig { config } => check_config(config),
         Command::Models(ModelsCommand::Publish {
             dir,
             name,
@@ -238,73 +197,122 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 "alias": published.alias,
                 "tracking_uri": tracking_uri,
             });
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
-            Ok(())
+            print_json(&report)
         }
-        Command::Replay(args) => {
-            let config = Config::load(args.config.as_deref(), None)?;
-            let store = match &args.mlflow_cache {
-                Some(dir) => ModelStore::MlflowCache(dir.clone()),
-                None => ModelStore::Bundled(resolve_path(&args.models)),
-            };
-            let mut replayer = Replayer::new(store, config.sizing.clone());
-            match (&args.audit_log, &args.kafka_brokers) {
-                (Some(path), _) => replay::replay_audit_log(path, &mut replayer)?,
-                (None, Some(brokers)) => replay::replay_kafka(
-                    brokers,
-                    &args.topic,
-                    &config.events.kafka.client,
-                    &mut replayer,
-                )?,
-                (None, None) => anyhow::bail!("give --audit-log FILE or --kafka-brokers HOSTS"),
-            }
-            let report = replayer.finish();
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
-            if report.mismatched > 0 || report.skipped > 0 {
-                anyhow::bail!(
-                    "{} mismatched and {} skipped of {} events",
-                    report.mismatched,
-                    report.skipped,
-                    report.events
-                );
-            }
-            Ok(())
-        }
-        Command::Loadtest(args) => {
-            let extra = match &args.extra {
-                Some(text) => Some(serde_json::from_str::<
-                    serde_json::Map<String, serde_json::Value>,
-                >(text)?),
-                None => None,
-            };
-            let load = LoadConfig {
-                url: args.url.clone(),
-                rate: args.rate,
-                requests: args.requests,
-                warmup: args.warmup,
-                connections: args.connections,
-                symbols: args
-                    .symbols
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect(),
-                extra,
-                timeout: args.timeout,
-                path: args.path.clone(),
-            };
-            let rt = runtime(args.threads)?;
-            let report: Report = rt.block_on(tradeserve_loadgen::run(load))?;
-            let json = serde_json::to_string_pretty(&report)?;
-            if let Some(path) = &args.json_out {
-                std::fs::write(path, &json)?;
-            }
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{json}")?;
-            Ok(())
-        }
+        Command::Replay(args) => replay_events(&args),
+        Command::Loadtest(args) => loadtest(&args),
     }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", serde_json::to_string_pretty(value)?)?;
+    Ok(())
+}
+
+/// `tradeserve serve`: configuration errors are logged as text, before the configured format
+/// is known.
+fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
+    let config = match Config::load(config.as_deref(), listen.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            init_logging(LogFormat::Text);
+            return Err(e.into());
+        }
+    };
+    init_logging(config.server.log_format);
+    let rt = runtime(config.server.worker_threads)?;
+    rt.block_on(crate::serve::run(config, crate::serve::shutdown_signal()))?;
+    Ok(())
+}
+
+/// `tradeserve check-config`: what `serve` checks before it binds, then a summary.
+fn check_config(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Config::load(config.as_deref(), None)?;
+    crate::serve::check_paths(&config)?;
+    let models = crate::serve::load_models(&config)?;
+    let bars = resolve_path(&config.features.bars);
+    let replay =
+        tradeserve_features::MarketReplay::load(&bars, tradeserve_features::ReplayClock::Fixed(0))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "configuration OK")?;
+    for m in models.models() {
+        let i = &m.info;
+        let role = i.role.as_str();
+        writeln!(
+            out,
+            "  {role:<20} {} v{} sha256 {}",
+            i.name, i.version, i.sha256
+        )?;
+    }
+    let symbols = replay.symbol_count();
+    writeln!(out, "  market data: {} ({symbols} symbols)", bars.display())?;
+    writeln!(out, "  listen: {}", config.server.listen)?;
+    Ok(())
+}
+
+/// `tradeserve replay`: fails (exit 1) on any mismatch or skipped event.
+fn replay_events(args: &ReplayArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref(), None)?;
+    let store = match &args.mlflow_cache {
+        Some(dir) => ModelStore::MlflowCache(dir.clone()),
+        None => ModelStore::Bundled(resolve_path(&args.models)),
+    };
+    let mut replayer = Replayer::new(store, config.sizing.clone());
+    match (&args.audit_log, &args.kafka_brokers) {
+        (Some(path), _) => replay::replay_audit_log(path, &mut replayer)?,
+        (None, Some(brokers)) => {
+            let client = &config.events.kafka.client;
+            replay::replay_kafka(brokers, &args.topic, client, &mut replayer)?
+        }
+        (None, None) => anyhow::bail!("give --audit-log FILE or --kafka-brokers HOSTS"),
+    }
+    let report = replayer.finish();
+    print_json(&report)?;
+    if report.mismatched > 0 || report.skipped > 0 {
+        anyhow::bail!(
+            "{} mismatched and {} skipped of {} events",
+            report.mismatched,
+            report.skipped,
+            report.events
+        );
+    }
+    Ok(())
+}
+
+/// `tradeserve loadtest`: the report on stdout (and in `--json-out`).
+fn loadtest(args: &LoadtestArgs) -> anyhow::Result<()> {
+    let extra = match &args.extra {
+        Some(text) => Some(serde_json::from_str::<
+            serde_json::Map<String, serde_json::Value>,
+        >(text)?),
+        None => None,
+    };
+    let symbols = args
+        .symbols
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    let load = LoadConfig {
+        url: args.url.clone(),
+        rate: args.rate,
+        requests: args.requests,
+        warmup: args.warmup,
+        connections: args.connections,
+        symbols,
+        extra,
+        timeout: args.timeout,
+        path: args.path.clone(),
+    };
+    let rt = runtime(args.threads)?;
+    let report: Report = rt.block_on(tradeserve_loadgen::run(load))?;
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, &json)?;
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{json}")?;
+    Ok(())
 }
