@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tradeserve_core::ModelSet;
 use tradeserve_core::decision::DecisionEvent;
-use tradeserve_core::pipeline::{Sized, kernel};
+use tradeserve_core::pipeline::{Evaluation, Sized, kernel};
 use tradeserve_core::sizing::SizingPolicy;
 use tradeserve_core::types::Role;
 use tradeserve_models::model_dir::load_model_dir;
@@ -187,56 +187,7 @@ impl Replayer {
             Ok(k) => k,
             Err(e) => return self.skip(format!("{}: {e}", recorded.decision_id)),
         };
-        let mut diffs: Vec<(&str, Value, Value)> = Vec::new();
-        if eval.action != recorded.action {
-            diffs.push(("action", json!(recorded.action), json!(eval.action)));
-        }
-        if quantity != recorded.quantity {
-            diffs.push(("quantity", json!(recorded.quantity), json!(quantity)));
-        }
-        let numbers = [
-            ("confidence", recorded.confidence, eval.confidence),
-            (
-                "regime_probs.bull",
-                recorded.regime_probs.bull,
-                eval.regime[0],
-            ),
-            (
-                "regime_probs.bear",
-                recorded.regime_probs.bear,
-                eval.regime[1],
-            ),
-            (
-                "regime_probs.sideways",
-                recorded.regime_probs.sideways,
-                eval.regime[2],
-            ),
-            (
-                "regime_probs.entropy",
-                recorded.regime_probs.entropy,
-                eval.entropy,
-            ),
-            (
-                "strategy_weights.bull_specialist",
-                recorded.strategy_weights.bull_specialist,
-                eval.weights[0],
-            ),
-            (
-                "strategy_weights.bear_specialist",
-                recorded.strategy_weights.bear_specialist,
-                eval.weights[1],
-            ),
-            (
-                "strategy_weights.sideways_specialist",
-                recorded.strategy_weights.sideways_specialist,
-                eval.weights[2],
-            ),
-        ];
-        for (field, a, b) in numbers {
-            if (a - b).abs() > TOLERANCE || a.is_nan() != b.is_nan() {
-                diffs.push((field, json!(a), json!(b)));
-            }
-        }
+        let diffs = differences(&recorded, &eval, quantity);
         if diffs.is_empty() {
             self.report.matched += 1;
             return;
@@ -257,6 +208,66 @@ impl Replayer {
     pub fn finish(self) -> ReplayReport {
         self.report
     }
+}
+
+/// Every field where the replayed decision differs from the recorded one (numbers beyond
+/// [`TOLERANCE`]): name, recorded value, replayed value.
+fn differences(
+    recorded: &DecisionEvent,
+    eval: &Evaluation,
+    quantity: u64,
+) -> Vec<(&'static str, Value, Value)> {
+    let mut diffs: Vec<(&str, Value, Value)> = Vec::new();
+    if eval.action != recorded.action {
+        diffs.push(("action", json!(recorded.action), json!(eval.action)));
+    }
+    if quantity != recorded.quantity {
+        diffs.push(("quantity", json!(recorded.quantity), json!(quantity)));
+    }
+    let numbers = [
+        ("confidence", recorded.confidence, eval.confidence),
+        (
+            "regime_probs.bull",
+            recorded.regime_probs.bull,
+            eval.regime[0],
+        ),
+        (
+            "regime_probs.bear",
+            recorded.regime_probs.bear,
+            eval.regime[1],
+        ),
+        (
+            "regime_probs.sideways",
+            recorded.regime_probs.sideways,
+            eval.regime[2],
+        ),
+        (
+            "regime_probs.entropy",
+            recorded.regime_probs.entropy,
+            eval.entropy,
+        ),
+        (
+            "strategy_weights.bull_specialist",
+            recorded.strategy_weights.bull_specialist,
+            eval.weights[0],
+        ),
+        (
+            "strategy_weights.bear_specialist",
+            recorded.strategy_weights.bear_specialist,
+            eval.weights[1],
+        ),
+        (
+            "strategy_weights.sideways_specialist",
+            recorded.strategy_weights.sideways_specialist,
+            eval.weights[2],
+        ),
+    ];
+    for (field, a, b) in numbers {
+        if (a - b).abs() > TOLERANCE || a.is_nan() != b.is_nan() {
+            diffs.push((field, json!(a), json!(b)));
+        }
+    }
+    diffs
 }
 
 /// Replay every line of an audit log: its rotated files, oldest first, then the active one.
