@@ -466,120 +466,32 @@ pub fn evaluate_gates(
     m: &GateInputs,
     now: OffsetDateTime,
 ) -> GateReport {
-    let mut checks = Vec::new();
-    let elapsed = (now - entered).max(time::Duration::ZERO);
+    let elapsed = Duration::try_from((now - entered).max(time::Duration::ZERO)).unwrap_or_default();
     let needed = gates.durations.of(stage);
-    let elapsed_std = Duration::try_from(elapsed).unwrap_or_default();
-    checks.push(check(
-        "duration",
-        if elapsed_std >= needed {
-            Verdict::Pass
-        } else {
-            Verdict::Wait
-        },
-        format!("{elapsed_std:.1?} of {needed:?}"),
-    ));
     let enough = m.candidate_decisions >= gates.min_decisions;
-    checks.push(check(
-        "min_decisions",
-        if enough { Verdict::Pass } else { Verdict::Wait },
-        format!("{} of {}", m.candidate_decisions, gates.min_decisions),
-    ));
-    // Quality checks judge only with enough data, but fail at once when they can.
-    let judge = |bad: bool| match (bad, enough) {
-        (true, true) => Verdict::Fail,
-        (false, true) => Verdict::Pass,
-        (_, false) => Verdict::Wait,
-    };
-    // Decisions are those returned to clients; errors are requests that got none.
-    let attempts = m.candidate_decisions + m.candidate_errors;
-    let error_rate = if attempts == 0 {
-        0.0
-    } else {
-        m.candidate_errors as f64 / attempts as f64
-    };
-    checks.push(check(
-        "error_rate",
-        judge(error_rate > gates.max_error_rate),
-        format!("{error_rate:.5} (max {})", gates.max_error_rate),
-    ));
-    match (m.control_latency_p99_us, m.candidate_latency_p99_us) {
-        // In shadow the candidate serves no request: its latency is judged from canary on.
-        _ if stage == Stage::Shadow => checks.push(check(
-            "latency_p99",
-            Verdict::Pass,
-            "not judged in shadow (the candidate serves no request); judged from canary on".into(),
-        )),
-        (Some(c), Some(t)) => {
-            let limit = c * (1.0 + gates.max_latency_increase);
-            checks.push(check(
-                "latency_p99",
-                judge(t > limit),
-                format!("candidate {t:.1} µs, control {c:.1} µs, limit {limit:.1} µs"),
-            ));
-        }
-        _ => checks.push(check(
-            "latency_p99",
-            Verdict::Wait,
-            "no latency data on one arm yet".into(),
-        )),
-    }
+    let mut checks = vec![
+        check(
+            "duration",
+            if elapsed >= needed {
+                Verdict::Pass
+            } else {
+                Verdict::Wait
+            },
+            format!("{elapsed:.1?} of {needed:?}"),
+        ),
+        check(
+            "min_decisions",
+            if enough { Verdict::Pass } else { Verdict::Wait },
+            format!("{} of {}", m.candidate_decisions, gates.min_decisions),
+        ),
+        error_rate_check(gates, m, enough),
+        latency_check(stage, gates, m, enough),
+    ];
     if stage == Stage::Shadow {
-        let agreement = if m.shadow_compared == 0 {
-            None
-        } else {
-            Some(m.shadow_agreed as f64 / m.shadow_compared as f64)
-        };
-        match agreement {
-            Some(a) => checks.push(check(
-                "agreement",
-                judge(a < gates.min_agreement),
-                format!("{a:.4} (min {})", gates.min_agreement),
-            )),
-            None => checks.push(check(
-                "agreement",
-                Verdict::Wait,
-                "no shadow comparisons yet".into(),
-            )),
-        }
+        checks.push(agreement_check(gates, m, enough));
     }
     if gates.outcome_alpha > 0.0 {
-        let have =
-            m.control_outcomes >= gates.min_outcomes && m.candidate_outcomes >= gates.min_outcomes;
-        let verdict = match (
-            have,
-            m.control_mean_return,
-            m.candidate_mean_return,
-            m.welch_p_value,
-        ) {
-            (true, Some(c), Some(t), Some(p)) => {
-                if t < c && p < gates.outcome_alpha {
-                    Verdict::Fail
-                } else {
-                    Verdict::Pass
-                }
-            }
-            // Outcomes arrive late or not at all (HOLD-only arms): they never block promotion.
-            _ => Verdict::Pass,
-        };
-        checks.push(check(
-            "outcomes",
-            verdict,
-            match (
-                m.control_mean_return,
-                m.candidate_mean_return,
-                m.welch_p_value,
-            ) {
-                (Some(c), Some(t), Some(p)) => format!(
-                    "mean return candidate {t:.6} vs control {c:.6}, p = {p:.4} (alpha {})",
-                    gates.outcome_alpha
-                ),
-                _ => format!(
-                    "{} / {} outcomes (need {} per arm)",
-                    m.candidate_outcomes, m.control_outcomes, gates.min_outcomes
-                ),
-            },
-        ));
+        checks.push(outcomes_check(gates, m));
     }
     let verdict = if checks.iter().any(|c| c.verdict == Verdict::Fail) {
         Verdict::Fail
@@ -595,6 +507,97 @@ pub fn evaluate_gates(
         at: now,
         inputs: *m,
     }
+}
+
+/// Quality checks judge only with enough data, but fail at once when they can.
+fn judge(bad: bool, enough: bool) -> Verdict {
+    match (bad, enough) {
+        (true, true) => Verdict::Fail,
+        (false, true) => Verdict::Pass,
+        (_, false) => Verdict::Wait,
+    }
+}
+
+fn error_rate_check(gates: &Gates, m: &GateInputs, enough: bool) -> GateCheck {
+    // Decisions are those returned to clients; errors are requests that got none.
+    let attempts = m.candidate_decisions + m.candidate_errors;
+    let error_rate = if attempts == 0 {
+        0.0
+    } else {
+        m.candidate_errors as f64 / attempts as f64
+    };
+    check(
+        "error_rate",
+        judge(error_rate > gates.max_error_rate, enough),
+        format!("{error_rate:.5} (max {})", gates.max_error_rate),
+    )
+}
+
+fn latency_check(stage: Stage, gates: &Gates, m: &GateInputs, enough: bool) -> GateCheck {
+    match (m.control_latency_p99_us, m.candidate_latency_p99_us) {
+        // In shadow the candidate serves no request: its latency is judged from canary on.
+        _ if stage == Stage::Shadow => check(
+            "latency_p99",
+            Verdict::Pass,
+            "not judged in shadow (the candidate serves no request); judged from canary on".into(),
+        ),
+        (Some(c), Some(t)) => {
+            let limit = c * (1.0 + gates.max_latency_increase);
+            check(
+                "latency_p99",
+                judge(t > limit, enough),
+                format!("candidate {t:.1} µs, control {c:.1} µs, limit {limit:.1} µs"),
+            )
+        }
+        _ => check(
+            "latency_p99",
+            Verdict::Wait,
+            "no latency data on one arm yet".into(),
+        ),
+    }
+}
+
+fn agreement_check(gates: &Gates, m: &GateInputs, enough: bool) -> GateCheck {
+    if m.shadow_compared == 0 {
+        return check(
+            "agreement",
+            Verdict::Wait,
+            "no shadow comparisons yet".into(),
+        );
+    }
+    let a = m.shadow_agreed as f64 / m.shadow_compared as f64;
+    check(
+        "agreement",
+        judge(a < gates.min_agreement, enough),
+        format!("{a:.4} (min {})", gates.min_agreement),
+    )
+}
+
+/// Outcomes arrive late or not at all (HOLD-only arms): they never block promotion, and fail
+/// only a candidate significantly worse than control.
+fn outcomes_check(gates: &Gates, m: &GateInputs) -> GateCheck {
+    let have =
+        m.control_outcomes >= gates.min_outcomes && m.candidate_outcomes >= gates.min_outcomes;
+    let means = (
+        m.control_mean_return,
+        m.candidate_mean_return,
+        m.welch_p_value,
+    );
+    let verdict = match (have, means) {
+        (true, (Some(c), Some(t), Some(p))) if t < c && p < gates.outcome_alpha => Verdict::Fail,
+        _ => Verdict::Pass,
+    };
+    let detail = match means {
+        (Some(c), Some(t), Some(p)) => format!(
+            "mean return candidate {t:.6} vs control {c:.6}, p = {p:.4} (alpha {})",
+            gates.outcome_alpha
+        ),
+        _ => format!(
+            "{} / {} outcomes (need {} per arm)",
+            m.candidate_outcomes, m.control_outcomes, gates.min_outcomes
+        ),
+    };
+    check("outcomes", verdict, detail)
 }
 
 #[cfg(test)]
