@@ -304,16 +304,26 @@ impl AuditLog {
     /// is appended in between. For a write-ahead log that retires delivered segments.
     pub fn retire_to(&self, to: &Path, on_retire: impl FnOnce(u64, u64)) -> std::io::Result<()> {
         let mut active = lock(&self.active);
-        std::fs::rename(&self.config.path, to)?;
-        let file = match open_append(&self.config.path) {
+        let (generation, len) = (active.generation, active.len);
+        self.move_to(&mut active, to)?;
+        on_retire(generation, len);
+        Ok(())
+    }
+
+    /// Rename the active file to `to` and continue in a new one (the next generation); the
+    /// syncer fsyncs the old one once more. On failure the active file keeps its name.
+    fn move_to(&self, active: &mut Active, to: &Path) -> std::io::Result<()> {
+        let path = &self.config.path;
+        std::fs::rename(path, to)?;
+        let file = match open_append(path) {
             Ok(f) => f,
             Err(e) => {
-                let _ = std::fs::rename(to, &self.config.path);
+                // Put the name back so writers and readers keep finding the active file.
+                let _ = std::fs::rename(to, path);
                 return Err(e);
             }
         };
         let old = std::mem::replace(&mut active.file, Arc::new(file));
-        let (generation, len) = (active.generation, active.len);
         active.generation += 1;
         active.len = 0;
         {
@@ -323,7 +333,6 @@ impl AuditLog {
         }
         self.syncer.dirty.store(true, Ordering::SeqCst);
         self.syncer.wake.notify_one();
-        on_retire(generation, len);
         Ok(())
     }
 
@@ -360,27 +369,11 @@ impl AuditLog {
     /// Retire the active file under a rotated name and open a new one. A failure keeps the
     /// current file (logged; retried at the next append).
     fn rotate(&self, active: &mut Active) {
-        let path = &self.config.path;
-        let rotated = rotated_name(path);
-        if let Err(e) = std::fs::rename(path, &rotated) {
-            tracing::error!(path = %path.display(), error = %e, "audit log rotation failed; still appending");
-            return;
-        }
-        match open_append(path) {
-            Ok(file) => {
-                let old = std::mem::replace(&mut active.file, Arc::new(file));
-                active.len = 0;
-                let mut work = lock(&self.syncer.state);
-                work.retired.push(old);
-                work.current = Arc::clone(&active.file);
-                self.syncer.dirty.store(true, Ordering::SeqCst);
-                self.syncer.wake.notify_one();
-                tracing::info!(rotated = %rotated.display(), "audit log rotated");
-            }
+        let rotated = rotated_name(&self.config.path);
+        match self.move_to(active, &rotated) {
+            Ok(()) => tracing::info!(rotated = %rotated.display(), "audit log rotated"),
             Err(e) => {
-                // Put the name back so readers keep finding the active file.
-                let _ = std::fs::rename(&rotated, path);
-                tracing::error!(path = %path.display(), error = %e, "cannot open a new audit log file; still appending");
+                tracing::error!(path = %self.config.path.display(), error = %e, "audit log rotation failed; still appending")
             }
         }
     }
