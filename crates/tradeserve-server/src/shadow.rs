@@ -91,23 +91,38 @@ fn run(rx: Receiver<ShadowJob>, sizing: &SizingPolicy, events: &dyn EventSink, m
 }
 
 fn shadow_one(job: ShadowJob, sizing: &SizingPolicy, events: &dyn EventSink, m: &ControlMetrics) {
+    let shadow = run_candidate(&job, sizing, m);
     let ShadowJob {
         decision_id,
         symbol,
         action,
-        strategy_override,
-        snapshot,
         rollout,
-        candidate,
-        stats,
+        ..
     } = job;
-    let arm = stats.arm(Arm::Treatment);
+    let event = ShadowEvent {
+        schema_version: SHADOW_SCHEMA_VERSION,
+        event_type: "shadow_result",
+        timestamp: time::OffsetDateTime::now_utc(),
+        decision_id,
+        symbol,
+        action,
+        rollout,
+        shadow,
+    };
+    // The sink counts and logs what it cannot take.
+    let _ = events.emit(event.into());
+}
+
+/// Re-decide the job on its candidate, credit the candidate arm, and say how it compares.
+fn run_candidate(job: &ShadowJob, sizing: &SizingPolicy, m: &ControlMetrics) -> ShadowResult {
+    let arm = job.stats.arm(Arm::Treatment);
     let started = Instant::now();
-    let result = kernel(&candidate, &snapshot, strategy_override, sizing);
-    let shadow = match result {
+    let result = kernel(&job.candidate, &job.snapshot, job.strategy_override, sizing);
+    let inference_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let model_versions = Arc::clone(job.candidate.versions());
+    match result {
         Ok(Sized { eval, quantity }) => {
-            let inference_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            let agreed = eval.action == action;
+            let agreed = eval.action == job.action;
             arm.record(&Observation {
                 action: eval.action,
                 confidence: eval.confidence,
@@ -126,7 +141,7 @@ fn shadow_one(job: ShadowJob, sizing: &SizingPolicy, events: &dyn EventSink, m: 
                 confidence: Some(eval.confidence),
                 quantity: Some(quantity),
                 agreed,
-                model_versions: Arc::clone(candidate.versions()),
+                model_versions,
                 inference_us,
                 error: None,
             }
@@ -139,22 +154,10 @@ fn shadow_one(job: ShadowJob, sizing: &SizingPolicy, events: &dyn EventSink, m: 
                 confidence: None,
                 quantity: None,
                 agreed: false,
-                model_versions: Arc::clone(candidate.versions()),
-                inference_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                model_versions,
+                inference_us,
                 error: Some(e.to_string()),
             }
         }
-    };
-    let event = ShadowEvent {
-        schema_version: SHADOW_SCHEMA_VERSION,
-        event_type: "shadow_result",
-        timestamp: time::OffsetDateTime::now_utc(),
-        decision_id,
-        symbol,
-        action,
-        rollout,
-        shadow,
-    };
-    // The sink counts and logs what it cannot take.
-    let _ = events.emit(event.into());
+    }
 }
