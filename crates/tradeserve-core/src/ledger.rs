@@ -80,34 +80,8 @@ impl RiskLedger for InMemoryRiskLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::risk::fixtures::{limits, order};
     use crate::types::Action;
-    use time::Date;
-    use time::macros::date;
-
-    const DAY: Date = date!(2025 - 10 - 21);
-
-    fn order(action: Action, quantity: u64, price: f64) -> Order<'static> {
-        Order {
-            symbol: "AAPL",
-            action,
-            quantity,
-            price,
-            day: DAY,
-        }
-    }
-
-    fn limits() -> RiskLimits {
-        RiskLimits {
-            max_position_shares: 1000,
-            max_position_notional: 100_000.0,
-            max_concentration: 0.10,
-            portfolio_capital: 500_000.0,
-            max_order_notional: 50_000.0,
-            restricted_symbols: vec!["GME".into()],
-            max_daily_orders: 10,
-            warn_fraction: 0.8,
-        }
-    }
 
     #[test]
     fn ledger_applies_only_approved_orders() {

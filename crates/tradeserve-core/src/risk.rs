@@ -280,14 +280,15 @@ impl CheckStatus {
     }
 }
 
+/// Orders and limits the risk and ledger tests share.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
     use time::macros::date;
 
-    const DAY: Date = date!(2025 - 10 - 21);
+    pub const DAY: Date = date!(2025 - 10 - 21);
 
-    fn order(action: Action, quantity: u64, price: f64) -> Order<'static> {
+    pub fn order(action: Action, quantity: u64, price: f64) -> Order<'static> {
         Order {
             symbol: "AAPL",
             action,
@@ -297,7 +298,7 @@ mod tests {
         }
     }
 
-    fn limits() -> RiskLimits {
+    pub fn limits() -> RiskLimits {
         RiskLimits {
             max_position_shares: 1000,
             max_position_notional: 100_000.0,
@@ -309,6 +310,13 @@ mod tests {
             warn_fraction: 0.8,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{DAY, limits, order};
+    use super::*;
+    use time::macros::date;
 
     #[test]
     fn hold_passes_everything_even_with_the_kill_switch() {

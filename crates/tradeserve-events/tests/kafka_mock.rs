@@ -50,6 +50,27 @@ fn config(brokers: &str, spool: &std::path::Path) -> KafkaSinkConfig {
     }
 }
 
+/// A mock cluster with the topic, and an empty spool folder.
+fn cluster() -> (
+    MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    tempfile::TempDir,
+) {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 3, 1).unwrap();
+    (cluster, tempfile::tempdir().unwrap())
+}
+
+/// A sink on `cluster` spooling (and logging ahead) into `spool`, with its metrics.
+fn start_sink<C: rdkafka::ClientContext>(
+    cluster: &MockCluster<'static, C>,
+    spool: &std::path::Path,
+) -> (KafkaSink, KafkaMetrics) {
+    let metrics = KafkaMetrics::detached().unwrap();
+    let sink =
+        KafkaSink::start(config(&cluster.bootstrap_servers(), spool), metrics.clone()).unwrap();
+    (sink, metrics)
+}
+
 /// Every (key, decision_id) on the topic, in partition order, read until `expect` distinct
 /// decisions were seen (delivery is at least once: a replay may repeat some).
 fn consume_all(brokers: &str, expect: usize, within: Duration) -> Vec<(String, u128)> {
@@ -76,15 +97,8 @@ fn wait(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn every_event_reaches_the_topic_keyed_by_symbol() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic(TOPIC, 3, 1).unwrap();
-    let spool = tempfile::tempdir().unwrap();
-    let metrics = KafkaMetrics::detached().unwrap();
-    let sink = KafkaSink::start(
-        config(&cluster.bootstrap_servers(), spool.path()),
-        metrics.clone(),
-    )
-    .unwrap();
+    let (cluster, spool) = cluster();
+    let (sink, metrics) = start_sink(&cluster, spool.path());
     for i in 0..500 {
         sink.emit(event(i).into()).unwrap();
     }
@@ -115,15 +129,8 @@ fn every_event_reaches_the_topic_keyed_by_symbol() {
 
 #[test]
 fn events_spool_while_the_broker_is_down_and_replay_in_order_when_it_is_back() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic(TOPIC, 3, 1).unwrap();
-    let spool = tempfile::tempdir().unwrap();
-    let metrics = KafkaMetrics::detached().unwrap();
-    let sink = KafkaSink::start(
-        config(&cluster.bootstrap_servers(), spool.path()),
-        metrics.clone(),
-    )
-    .unwrap();
+    let (cluster, spool) = cluster();
+    let (sink, metrics) = start_sink(&cluster, spool.path());
     for i in 0..100 {
         sink.emit(event(i).into()).unwrap();
     }
@@ -155,16 +162,9 @@ fn events_spool_while_the_broker_is_down_and_replay_in_order_when_it_is_back() {
 
 #[test]
 fn the_spool_survives_a_restart_and_is_delivered_first() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic(TOPIC, 3, 1).unwrap();
-    let spool = tempfile::tempdir().unwrap();
+    let (cluster, spool) = cluster();
     cluster.broker_down(1).unwrap();
-    let metrics = KafkaMetrics::detached().unwrap();
-    let sink = KafkaSink::start(
-        config(&cluster.bootstrap_servers(), spool.path()),
-        metrics.clone(),
-    )
-    .unwrap();
+    let (sink, _) = start_sink(&cluster, spool.path());
     for i in 0..50 {
         sink.emit(event(i).into()).unwrap();
     }
@@ -172,12 +172,7 @@ fn the_spool_survives_a_restart_and_is_delivered_first() {
     let report = sink.shutdown(Duration::from_secs(30)).unwrap();
     assert_eq!(report.spooled, 50, "{report:?}");
     cluster.broker_up(1).unwrap();
-    let metrics = KafkaMetrics::detached().unwrap();
-    let sink = KafkaSink::start(
-        config(&cluster.bootstrap_servers(), spool.path()),
-        metrics.clone(),
-    )
-    .unwrap();
+    let (sink, metrics) = start_sink(&cluster, spool.path());
     wait(
         "the old spool to be replayed",
         Duration::from_secs(30),
@@ -193,9 +188,7 @@ fn the_spool_survives_a_restart_and_is_delivered_first() {
 
 #[test]
 fn what_a_crash_left_in_the_write_ahead_log_is_delivered_at_the_next_start() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic(TOPIC, 3, 1).unwrap();
-    let spool = tempfile::tempdir().unwrap();
+    let (cluster, spool) = cluster();
     // What a process killed mid-run leaves: 30 lines, the first 10 confirmed delivered
     // (checkpoint), and a torn last line from the write it was killed in.
     let mut text = String::new();
@@ -216,12 +209,7 @@ fn what_a_crash_left_in_the_write_ahead_log_is_delivered_at_the_next_start() {
         format!(r#"{{"active":{checkpoint},"old":null}}"#),
     )
     .unwrap();
-    let metrics = KafkaMetrics::detached().unwrap();
-    let sink = KafkaSink::start(
-        config(&cluster.bootstrap_servers(), spool.path()),
-        metrics.clone(),
-    )
-    .unwrap();
+    let (sink, metrics) = start_sink(&cluster, spool.path());
     wait("the recovered events", Duration::from_secs(30), || {
         metrics.replayed.get() == 20
     });
@@ -240,15 +228,8 @@ fn what_a_crash_left_in_the_write_ahead_log_is_delivered_at_the_next_start() {
 
 #[test]
 fn delivered_write_ahead_segments_are_deleted() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic(TOPIC, 3, 1).unwrap();
-    let spool = tempfile::tempdir().unwrap();
-    let metrics = KafkaMetrics::detached().unwrap();
-    let sink = KafkaSink::start(
-        config(&cluster.bootstrap_servers(), spool.path()),
-        metrics.clone(),
-    )
-    .unwrap();
+    let (cluster, spool) = cluster();
+    let (sink, metrics) = start_sink(&cluster, spool.path());
     // ~1.4 KB an event: 1,000 events are ~90 segments of 16 KiB.
     for i in 0..1000 {
         sink.emit(event(i).into()).unwrap();
@@ -277,12 +258,7 @@ fn delivered_write_ahead_segments_are_deleted() {
             .unwrap();
     assert_eq!(checkpoint["active"].as_u64(), Some(wal), "{checkpoint}");
     // A restart finds nothing to deliver again.
-    let metrics = KafkaMetrics::detached().unwrap();
-    let sink = KafkaSink::start(
-        config(&cluster.bootstrap_servers(), spool.path()),
-        metrics.clone(),
-    )
-    .unwrap();
+    let (sink, metrics) = start_sink(&cluster, spool.path());
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         metrics.replayed.get() + metrics.spool_backlog.get() as u64,
