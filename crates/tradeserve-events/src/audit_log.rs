@@ -203,24 +203,29 @@ impl AuditLog {
         })
     }
 
-    /// Fsync and stop the syncer; returns lines written in this process's lifetime. Blocks:
-    /// call it from a blocking context at shutdown. Later events are refused (`Closed`).
-    pub fn shutdown(&self, _timeout: Duration) -> Result<u64, AuditLogError> {
+    /// Fsync and stop the syncer; returns lines written in this process's lifetime. Blocks
+    /// up to `timeout` for the last fsync (a stuck disk must not hang the shutdown): call it
+    /// from a blocking context. Later events are refused (`Closed`).
+    pub fn shutdown(&self, timeout: Duration) -> Result<u64, AuditLogError> {
         self.closed.store(true, Ordering::SeqCst);
         // Take the writer lock so no append is in progress past this point.
         drop(lock(&self.active));
         lock(&self.syncer.state).stop = true;
         self.syncer.wake.notify_one();
         if let Some(h) = lock(&self.thread).take() {
+            let deadline = std::time::Instant::now() + timeout;
+            while !h.is_finished() {
+                if std::time::Instant::now() >= deadline {
+                    return Err(AuditLogError::Thread(format!(
+                        "the last fsync did not finish within {timeout:?}"
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
             h.join()
                 .map_err(|_| AuditLogError::Thread("syncer panicked".into()))?;
         }
         Ok(self.written.load(Ordering::SeqCst))
-    }
-
-    /// The path of the active file.
-    pub fn path(&self) -> &Path {
-        &self.config.path
     }
 
     /// Append `line`, then call `then` with where it is while still holding the writer lock
@@ -334,16 +339,6 @@ impl AuditLog {
         self.syncer.dirty.store(true, Ordering::SeqCst);
         self.syncer.wake.notify_one();
         Ok(())
-    }
-
-    /// Bytes in the active file.
-    pub fn len(&self) -> u64 {
-        lock(&self.active).len
-    }
-
-    /// Whether the active file is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Count, report and log (rate-limited) a failed write.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::mocking::MockCluster;
 use tradeserve_core::decision::DecisionEvent;
-use tradeserve_core::ports::EventSink;
+use tradeserve_core::ports::{EmitError, EventSink};
 use tradeserve_events::kafka::{KafkaMetrics, KafkaSink, KafkaSinkConfig};
 use tradeserve_events::spool::SpoolConfig;
 use tradeserve_events::wal::WalConfig;
@@ -265,4 +265,51 @@ fn delivered_write_ahead_segments_are_deleted() {
         0
     );
     sink.shutdown(Duration::from_secs(20)).unwrap();
+}
+
+#[test]
+#[ignore = "mounts a tmpfs: needs root; run by scripts/test.sh"]
+fn a_full_disk_under_the_write_ahead_log_refuses_events_and_recovers() {
+    let disk = tradeserve_testkit::SmallDisk::mount("96k");
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 3, 1).unwrap();
+    let mut config = config(&cluster.bootstrap_servers(), disk.path());
+    // Segments larger than the disk: the log cannot make room by retiring files.
+    if let Some(w) = config.wal.as_mut() {
+        w.segment_bytes = 1 << 20;
+    }
+    let metrics = KafkaMetrics::detached().unwrap();
+    let sink = KafkaSink::start(config, metrics.clone()).unwrap();
+    let mut accepted = BTreeSet::new();
+    let mut refused = 0;
+    for i in 0..200u64 {
+        match sink.emit(event(i).into()) {
+            Ok(()) => {
+                accepted.insert(uuid::Uuid::from_u64_pair(7, i).as_u128());
+            }
+            Err(EmitError::Write(kind)) => {
+                assert_eq!(kind, std::io::ErrorKind::StorageFull);
+                refused += 1;
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert!(refused > 0 && !accepted.is_empty(), "{refused} refused");
+    assert!(sink.health().unwrap_err().contains("No space left"));
+    assert_eq!(metrics.wal.unavailable.get(), 1);
+    disk.grow("8m");
+    wait("the log to find room", Duration::from_secs(5), || {
+        sink.health().is_ok()
+    });
+    sink.emit(event(1000).into()).unwrap();
+    accepted.insert(uuid::Uuid::from_u64_pair(7, 1000).as_u128());
+    sink.shutdown(Duration::from_secs(20)).unwrap();
+    // Exactly what was accepted reached the topic; nothing refused did.
+    let got = consume_all(
+        &cluster.bootstrap_servers(),
+        accepted.len(),
+        Duration::from_secs(30),
+    );
+    let ids: BTreeSet<u128> = got.iter().map(|(_, id)| *id).collect();
+    assert_eq!(ids, accepted);
 }

@@ -1,8 +1,10 @@
 //! Connections: accepting them, bounding them, timing them out, and draining them.
 //!
 //! What this owns (and `axum::serve` does not offer):
-//! - **A connection cap** (`server.max_connections`): one more connection is answered 503 in
-//!   the error shape, closed, and counted (`tradeserve_connections_refused_total`).
+//! - **A connection cap** (`server.max_connections`, lowered to fit under the open-files
+//!   limit): one more connection is answered 503 in the error shape, closed, and counted
+//!   (`tradeserve_connections_refused_total`); at most 64 refusals are answered at once, the
+//!   rest are closed without an answer.
 //! - **A header timeout and an idle timeout**, told apart: a per-connection watchdog closes a
 //!   connection that has sent part of a request's headers for longer than
 //!   `header_read_timeout` (slowloris), or has sent nothing for `idle_timeout` since its last
@@ -46,6 +48,8 @@ pub struct ConnLimits {
 pub struct Connections {
     tasks: JoinSet<()>,
     permits: Arc<Semaphore>,
+    /// Refusals in progress (see [`MAX_REFUSING`]).
+    refusing: Arc<Semaphore>,
     drain: watch::Sender<bool>,
     limits: ConnLimits,
 }
@@ -108,20 +112,59 @@ impl Drop for BusyGuard {
     }
 }
 
-/// Raise the open-files soft limit to the hard limit (logged), so the connection cap, not
-/// the fd limit, is what refuses clients.
-pub fn raise_fd_limit() {
+/// Files the service keeps open besides client connections (logs, models, sockets to MLflow,
+/// the broker and Redis, refusals in progress), kept free under the open-files limit.
+const RESERVED_FDS: u64 = 256;
+
+/// Connections being refused at once (each for at most a second); beyond this a connection
+/// over the cap is closed without an answer, so a flood cannot use up the open-files limit.
+const MAX_REFUSING: usize = 64;
+
+/// Raise the open-files soft limit to the hard limit (logged), and return the limit in force
+/// (`None` when it cannot be read).
+pub fn raise_fd_limit() -> Option<u64> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     match getrlimit(Resource::RLIMIT_NOFILE) {
         Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-files limit"),
-            Err(e) => tracing::warn!(soft, hard, error = %e, "cannot raise the open-files limit"),
+            Ok(()) => {
+                tracing::info!(from = soft, to = hard, "raised the open-files limit");
+                Some(hard)
+            }
+            Err(e) => {
+                tracing::warn!(soft, hard, error = %e, "cannot raise the open-files limit");
+                Some(soft)
+            }
         },
         Ok((soft, _)) => {
-            tracing::debug!(limit = soft, "open-files limit already at its hard limit")
+            tracing::debug!(limit = soft, "open-files limit already at its hard limit");
+            Some(soft)
         }
-        Err(e) => tracing::warn!(error = %e, "cannot read the open-files limit"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-files limit");
+            None
+        }
     }
+}
+
+/// The connection cap that holds under the open-files limit: `wanted`, or less (logged) when
+/// the limit leaves no room for it, so the cap and not the fd limit refuses clients.
+pub fn connection_cap(wanted: usize, fd_limit: Option<u64>) -> usize {
+    let Some(limit) = fd_limit else {
+        return wanted;
+    };
+    let room = usize::try_from(limit.saturating_sub(RESERVED_FDS))
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if wanted > room {
+        tracing::warn!(
+            wanted,
+            open_files_limit = limit,
+            cap = room,
+            "server.max_connections is above what the open-files limit allows; capping it"
+        );
+        return room;
+    }
+    wanted
 }
 
 impl Connections {
@@ -129,6 +172,7 @@ impl Connections {
         Connections {
             tasks: JoinSet::new(),
             permits: Arc::new(Semaphore::new(limits.max_connections)),
+            refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
             drain: watch::Sender::new(false),
             limits,
         }
@@ -165,7 +209,13 @@ impl Connections {
             let _ = stream.set_nodelay(true);
             let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
                 metrics.connections_refused.inc();
-                self.tasks.spawn(refuse(stream));
+                // Answered while few refusals are in flight; otherwise just closed.
+                if let Ok(refusing) = Arc::clone(&self.refusing).try_acquire_owned() {
+                    self.tasks.spawn(async move {
+                        refuse(stream).await;
+                        drop(refusing);
+                    });
+                }
                 continue;
             };
             metrics.connections_open.inc();
@@ -384,6 +434,17 @@ impl AsyncWrite for Watched {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_connection_cap_stays_under_the_open_files_limit() {
+        assert_eq!(connection_cap(10_000, Some(20_000)), 10_000);
+        assert_eq!(
+            connection_cap(10_000, Some(1024)),
+            1024 - RESERVED_FDS as usize
+        );
+        assert_eq!(connection_cap(10_000, Some(100)), 1);
+        assert_eq!(connection_cap(10_000, None), 10_000);
+    }
 
     #[test]
     fn hyper_error_responses_get_the_error_shape() {

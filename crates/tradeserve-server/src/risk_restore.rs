@@ -27,7 +27,9 @@ pub struct Restored {
     pub unreadable: u64,
 }
 
-/// Only the fields a risk book needs (absent from control and shadow events).
+/// Only the fields a risk book needs (absent from control and shadow events): a projection
+/// rather than the whole `DecisionEvent`, so a start does not parse every feature map of the
+/// retained log.
 #[derive(Deserialize)]
 struct Line {
     event_type: String,

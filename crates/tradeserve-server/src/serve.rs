@@ -23,7 +23,7 @@ use tradeserve_models::BundledModels;
 
 use crate::app::router;
 use crate::config::{Config, ModelSourceKind, SinkKind, require_path, resolve_path};
-use crate::listener::{ConnLimits, Connections};
+use crate::listener::{ConnLimits, Connections, connection_cap};
 use crate::metrics::Metrics;
 use crate::registry::{self, ReloadError};
 use crate::state::AppState;
@@ -502,7 +502,7 @@ pub async fn run(
             .into_iter()
             .collect();
     tasks.extend(start_control(&service.state, &config).await);
-    crate::listener::raise_fd_limit();
+    let fd_limit = crate::listener::raise_fd_limit();
     let listener = TcpListener::bind(&config.server.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -512,7 +512,8 @@ pub async fn run(
     let addr = listener.local_addr().map_err(StartError::Serve)?;
     let symbols = service.state.symbols.len();
     tracing::info!(%addr, symbols, startup_ms = started.elapsed().as_secs_f64() * 1e3, "listening");
-    let abandoned = serve_until(&service, listener, &config, shutdown).await;
+    let max_connections = connection_cap(config.server.max_connections, fd_limit);
+    let abandoned = serve_until(&service, listener, &config, max_connections, shutdown).await;
     for t in tasks {
         t.abort();
     }
@@ -533,6 +534,7 @@ async fn serve_until(
     service: &Service,
     listener: TcpListener,
     config: &Config,
+    max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> usize {
     let state = Arc::clone(&service.state);
@@ -548,7 +550,7 @@ async fn serve_until(
     };
     let s = &config.server;
     let mut connections = Connections::new(ConnLimits {
-        max_connections: s.max_connections,
+        max_connections,
         header_read_timeout: s.header_read_timeout,
         idle_timeout: s.idle_timeout,
     });

@@ -95,20 +95,24 @@ pub async fn create(
     .await
 }
 
+/// `promote`, `pause` or `rollback` of one rollout, by whoever asked.
+async fn act(
+    state: &AppState,
+    id: String,
+    requested: Requested,
+    make: fn(String) -> Command,
+    default_reason: &str,
+) -> Result<impl IntoResponse + use<>, ApiError> {
+    let actor = requested.actor(default_reason);
+    run(state, make(id.clone()), &actor, Some(&id), StatusCode::OK).await
+}
+
 pub async fn promote(
     State(state): State<Arc<AppState>>,
     Id(id): Id,
     requested: Requested,
 ) -> Result<impl IntoResponse, ApiError> {
-    let actor = requested.actor("manual promote");
-    run(
-        &state,
-        Command::Promote(id.clone()),
-        &actor,
-        Some(&id),
-        StatusCode::OK,
-    )
-    .await
+    act(&state, id, requested, Command::Promote, "manual promote").await
 }
 
 pub async fn pause(
@@ -116,15 +120,7 @@ pub async fn pause(
     Id(id): Id,
     requested: Requested,
 ) -> Result<impl IntoResponse, ApiError> {
-    let actor = requested.actor("manual pause");
-    run(
-        &state,
-        Command::Pause(id.clone()),
-        &actor,
-        Some(&id),
-        StatusCode::OK,
-    )
-    .await
+    act(&state, id, requested, Command::Pause, "manual pause").await
 }
 
 pub async fn rollback(
@@ -132,15 +128,7 @@ pub async fn rollback(
     Id(id): Id,
     requested: Requested,
 ) -> Result<impl IntoResponse, ApiError> {
-    let actor = requested.actor("manual rollback");
-    run(
-        &state,
-        Command::RollBack(id.clone()),
-        &actor,
-        Some(&id),
-        StatusCode::OK,
-    )
-    .await
+    act(&state, id, requested, Command::RollBack, "manual rollback").await
 }
 
 /// The kill switch: every experiment and rollout back to control now.
