@@ -14,10 +14,13 @@
 //!   explainer (the inference model's trait is in [`model_set`]).
 //! - [`model_set`]: the immutable set of five loaded models a request reads once.
 //! - [`decision`]: the response decision and the audit event.
-//! - [`event`]: everything on the events topic: decision and control events.
+//! - [`event`]: everything on the events topic: decision, shadow and control events.
 //! - [`explain`]: Shapley-value explanations of a decision through the whole ensemble.
 //! - [`experiment`]: A/B experiments and the stable (MurmurHash3) arm assignment.
 //! - [`rollout`]: progressive rollout stages, their state machine and gates.
+//! - [`control`]: the control state, one module per command that changes it, the typed
+//!   control event, and the [`control::ArmRecorder`] port arms and outcomes are credited
+//!   through.
 //! - [`stats`]: per-arm measurement and the significance tests of reports.
 //! - [`routing`]: the snapshot of champion, experiment and rollout a request routes by.
 //! - [`pipeline`]: the hot path that ties them together, and the decision [`pipeline::kernel`]
@@ -30,6 +33,7 @@
 //! this one, never the reverse.
 
 pub mod blend;
+pub mod control;
 pub mod decision;
 pub mod error;
 pub mod event;

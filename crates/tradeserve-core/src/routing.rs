@@ -15,6 +15,32 @@ use crate::model_set::ModelSet;
 use crate::rollout::Stage;
 use crate::stats::UnitStats;
 
+/// What a decision is measured in: the running experiment or the active rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitKind {
+    Experiment,
+    Rollout,
+}
+
+impl UnitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitKind::Experiment => "experiment",
+            UnitKind::Rollout => "rollout",
+        }
+    }
+}
+
+/// One arm a decision is measured in.
+#[derive(Debug, Clone, Copy)]
+pub struct ArmRef<'a> {
+    pub kind: UnitKind,
+    pub id: &'a Arc<str>,
+    pub arm: Arm,
+    pub stats: &'a Arc<UnitStats>,
+}
+
 /// The running experiment, ready to route.
 #[derive(Debug, Clone)]
 pub struct ExperimentRoute {
@@ -78,10 +104,20 @@ pub struct Route {
 }
 
 impl Route {
-    /// The arms this decision is measured in.
-    pub fn arms(&self) -> impl Iterator<Item = (&Arc<UnitStats>, Arm)> {
-        let e = self.experiment.as_ref().map(|t| (&t.stats, t.arm));
-        let r = self.rollout.as_ref().map(|t| (&t.stats, t.arm));
+    /// The arms this decision is measured in (none, one or two).
+    pub fn arms(&self) -> impl Iterator<Item = ArmRef<'_>> {
+        let e = self.experiment.as_ref().map(|t| ArmRef {
+            kind: UnitKind::Experiment,
+            id: &t.id,
+            arm: t.arm,
+            stats: &t.stats,
+        });
+        let r = self.rollout.as_ref().map(|t| ArmRef {
+            kind: UnitKind::Rollout,
+            id: &t.id,
+            arm: t.arm,
+            stats: &t.stats,
+        });
         e.into_iter().chain(r)
     }
 }

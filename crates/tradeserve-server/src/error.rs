@@ -203,8 +203,8 @@ impl From<crate::control::PlaneError> for ApiError {
     fn from(e: crate::control::PlaneError) -> ApiError {
         use crate::control::PlaneError;
         use crate::control::catalog::CatalogError;
-        use crate::control::state::CommandError;
         use crate::control::store::StoreError;
+        use tradeserve_core::control::CommandError;
         let message = e.to_string();
         match e {
             PlaneError::Command(CommandError::Invalid(f)) => ApiError {
@@ -254,9 +254,9 @@ impl From<crate::control::PlaneError> for ApiError {
     }
 }
 
-impl From<crate::outcomes::OutcomeError> for ApiError {
-    fn from(e: crate::outcomes::OutcomeError) -> ApiError {
-        use crate::outcomes::OutcomeError;
+impl From<tradeserve_core::control::OutcomeError> for ApiError {
+    fn from(e: tradeserve_core::control::OutcomeError) -> ApiError {
+        use tradeserve_core::control::OutcomeError;
         let message = e.to_string();
         match e {
             OutcomeError::Unknown(_) => {

@@ -19,6 +19,7 @@
 //! - [`cli`]: the `tradeserve` subcommands.
 
 pub mod app;
+pub mod arms;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -7,7 +7,9 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
 };
+use tradeserve_core::experiment::Arm;
 use tradeserve_core::pipeline::StageTimings;
+use tradeserve_core::routing::UnitKind;
 use tradeserve_core::types::Action;
 use tradeserve_events::SinkMetrics;
 use tradeserve_events::kafka::KafkaMetrics;
@@ -77,8 +79,8 @@ pub struct Metrics {
 /// Series of the control plane (experiments, rollouts, shadow, kill switch).
 #[derive(Clone)]
 pub struct ControlMetrics {
-    /// `[kind][arm]`: kind 0 = experiment, 1 = rollout; arm 0 = control, 1 = treatment.
-    pub arm_decisions: [[IntCounter; 2]; 2],
+    /// `[kind][arm]`: by [`ControlMetrics::arm_decided`].
+    arm_decisions: [[IntCounter; 2]; 2],
     pub shadow_agreed: IntCounter,
     pub shadow_disagreed: IntCounter,
     pub shadow_errors: IntCounter,
@@ -155,7 +157,16 @@ impl ControlMetrics {
         })
     }
 
-    /// Count one change (subjects and actions are a closed set, see `control::state`).
+    /// Count one change (subjects and actions are closed sets: `tradeserve_core::control::event`).
+    /// Count a decision in an experiment's or rollout's arm.
+    pub fn arm_decided(&self, kind: UnitKind, arm: Arm) {
+        let k = match kind {
+            UnitKind::Experiment => 0,
+            UnitKind::Rollout => 1,
+        };
+        self.arm_decisions[k][arm.index()].inc();
+    }
+
     pub fn changed(&self, subject: &str, action: &str) {
         self.transitions.with_label_values(&[subject, action]).inc();
     }

@@ -1,4 +1,5 @@
-//! Outcomes of experiment and rollout decisions: the realized return of each decision that
+//! Outcomes of experiment and rollout decisions (the in-memory side of the
+//! [`tradeserve_core::control::ArmRecorder`] port): the realized return of each decision that
 //! opened a position (an approved BUY or SELL), credited to the arms it was measured in.
 //!
 //! Outcomes come from `POST /api/v1/outcomes` or, in the embedded default, are derived from the
@@ -10,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use serde::Serialize;
+use tradeserve_core::control::{Credit, OutcomeError};
 use tradeserve_core::experiment::Arm;
 use tradeserve_core::routing::Route;
 use tradeserve_core::stats::UnitStats;
@@ -22,25 +23,6 @@ struct Tracked {
     recorded: bool,
 }
 
-/// Where an outcome was credited.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Credit {
-    pub kind: &'static str,
-    pub id: String,
-    pub arm: Arm,
-}
-
-/// Why a posted outcome was not recorded.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum OutcomeError {
-    #[error(
-        "decision {0} is not awaiting an outcome (unknown, too old, not in an experiment or rollout, or HOLD / rejected)"
-    )]
-    Unknown(Uuid),
-    #[error("decision {0} already has an outcome")]
-    AlreadyRecorded(Uuid),
-}
-
 /// Recent decisions that may still receive an outcome.
 pub struct OutcomeBook {
     capacity: usize,
@@ -48,30 +30,17 @@ pub struct OutcomeBook {
 }
 
 fn credits(route: &Route) -> Vec<(Arc<UnitStats>, Arm, Credit)> {
-    let mut out = Vec::with_capacity(2);
-    if let Some(t) = &route.experiment {
-        out.push((
-            Arc::clone(&t.stats),
-            t.arm,
-            Credit {
-                kind: "experiment",
-                id: t.id.to_string(),
-                arm: t.arm,
-            },
-        ));
-    }
-    if let Some(t) = &route.rollout {
-        out.push((
-            Arc::clone(&t.stats),
-            t.arm,
-            Credit {
-                kind: "rollout",
-                id: t.id.to_string(),
-                arm: t.arm,
-            },
-        ));
-    }
-    out
+    route
+        .arms()
+        .map(|a| {
+            let credit = Credit {
+                kind: a.kind,
+                id: a.id.to_string(),
+                arm: a.arm,
+            };
+            (Arc::clone(a.stats), a.arm, credit)
+        })
+        .collect()
 }
 
 impl OutcomeBook {

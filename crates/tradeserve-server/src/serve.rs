@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
+use tradeserve_core::control::ArmRecorder;
 use tradeserve_core::ledger::InMemoryRiskLedger;
 use tradeserve_core::pipeline::PipelineConfig;
 use tradeserve_core::request::RequestRules;
@@ -22,12 +23,13 @@ use tradeserve_features::{MarketReplay, ReplayClock};
 use tradeserve_models::BundledModels;
 
 use crate::app::router;
+use crate::arms::ArmBook;
 use crate::config::{Config, ModelSourceKind, SinkKind, require_path, resolve_path};
 use crate::listener::{ConnLimits, Connections, connection_cap};
 use crate::metrics::Metrics;
 use crate::registry::{self, ReloadError};
 use crate::state::AppState;
-use tradeserve_core::ports::EventSink;
+use tradeserve_core::ports::{EventSink, FeatureSource};
 use tradeserve_events::fanout::FanOut;
 use tradeserve_events::kafka::{KafkaSink, KafkaSinkConfig};
 use tradeserve_events::spool::SpoolConfig;
@@ -275,16 +277,23 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
     let emitter = sinks.emitter();
     let c = &config.control;
     let control = control_plane(config, &registry, Arc::clone(&emitter), &metrics)?;
+    let features: Arc<dyn FeatureSource> = Arc::new(replay);
+    let arms: Arc<dyn ArmRecorder> = Arc::new(ArmBook::new(
+        metrics.control.clone(),
+        c.outcome_window,
+        c.derive_outcomes.then(|| Arc::clone(&features)),
+    ));
     let shadow = Arc::new(
         ShadowPool::start(
             c.shadow_queue,
             config.sizing.clone(),
             Arc::clone(&emitter),
+            Arc::clone(&arms),
             metrics.control.clone(),
         )
         .map_err(StartError::Shadow)?,
     );
-    let pipeline = Pipeline::new(Arc::new(replay), ledger, emitter, pipeline_config(config))
+    let pipeline = Pipeline::new(features, ledger, emitter, pipeline_config(config))
         .with_shadow(shadow.clone())
         .with_explainer(Arc::new(
             crate::explainer::BlockingExplainer::new(config.explain).map_err(StartError::Shadow)?,
@@ -300,8 +309,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
             bytes: config.server.body_limit_bytes,
             timeout: config.server.body_read_timeout,
         },
-        outcome_window: c.outcome_window,
-        derive_outcomes: c.derive_outcomes,
+        arms,
     }));
     Ok(Service {
         state,

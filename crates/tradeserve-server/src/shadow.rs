@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use tradeserve_core::control::{ArmRecorder, ShadowRun};
 use tradeserve_core::decision::{SHADOW_SCHEMA_VERSION, ShadowEvent, ShadowResult};
-use tradeserve_core::experiment::Arm;
 use tradeserve_core::pipeline::{Sized, kernel};
 use tradeserve_core::ports::{EventSink, ShadowJob, ShadowRunner};
 use tradeserve_core::sizing::SizingPolicy;
@@ -26,19 +26,26 @@ pub struct ShadowPool {
 }
 
 impl ShadowPool {
+    /// Start the shadow thread: it runs each job's candidate, credits the run to the
+    /// candidate's arm through `arms` and emits the `shadow_result` event to `events`.
     pub fn start(
         capacity: usize,
         sizing: SizingPolicy,
         events: Arc<dyn EventSink>,
+        arms: Arc<dyn ArmRecorder>,
         metrics: ControlMetrics,
     ) -> std::io::Result<ShadowPool> {
         let (tx, rx) = sync_channel(capacity.max(1));
-        let m = metrics.clone();
+        let worker = Worker {
+            sizing,
+            events,
+            arms,
+        };
         let worker = std::thread::Builder::new()
             .name("shadow".into())
             .spawn(move || {
                 crate::idle::enter("shadow");
-                run(rx, &sizing, events.as_ref(), &m)
+                worker.run(rx)
             })?;
         Ok(ShadowPool {
             tx: Mutex::new(Some(tx)),
@@ -79,43 +86,51 @@ impl ShadowRunner for ShadowPool {
 /// futex wake), and the shadow thread takes a core ~200 times a second, not 2,000.
 const BATCH_INTERVAL: Duration = Duration::from_millis(5);
 
-fn run(rx: Receiver<ShadowJob>, sizing: &SizingPolicy, events: &dyn EventSink, m: &ControlMetrics) {
-    // Blocks for the first job of a batch; ends when the pool is shut down and drained.
-    while let Ok(first) = rx.recv() {
-        shadow_one(first, sizing, events, m);
-        while let Ok(job) = rx.try_recv() {
-            shadow_one(job, sizing, events, m);
+/// What the shadow thread runs with.
+struct Worker {
+    sizing: SizingPolicy,
+    events: Arc<dyn EventSink>,
+    arms: Arc<dyn ArmRecorder>,
+}
+
+impl Worker {
+    fn run(&self, rx: Receiver<ShadowJob>) {
+        // Blocks for the first job of a batch; ends when the pool is shut down and drained.
+        while let Ok(first) = rx.recv() {
+            self.shadow_one(first);
+            while let Ok(job) = rx.try_recv() {
+                self.shadow_one(job);
+            }
+            std::thread::sleep(BATCH_INTERVAL);
         }
-        std::thread::sleep(BATCH_INTERVAL);
+    }
+
+    fn shadow_one(&self, job: ShadowJob) {
+        let shadow = run_candidate(&job, &self.sizing, self.arms.as_ref());
+        let ShadowJob {
+            decision_id,
+            symbol,
+            action,
+            rollout,
+            ..
+        } = job;
+        let event = ShadowEvent {
+            schema_version: SHADOW_SCHEMA_VERSION,
+            event_type: "shadow_result",
+            timestamp: time::OffsetDateTime::now_utc(),
+            decision_id,
+            symbol,
+            action,
+            rollout,
+            shadow,
+        };
+        // The sink counts and logs what it cannot take.
+        let _ = self.events.emit(event.into());
     }
 }
 
-fn shadow_one(job: ShadowJob, sizing: &SizingPolicy, events: &dyn EventSink, m: &ControlMetrics) {
-    let shadow = run_candidate(&job, sizing, m);
-    let ShadowJob {
-        decision_id,
-        symbol,
-        action,
-        rollout,
-        ..
-    } = job;
-    let event = ShadowEvent {
-        schema_version: SHADOW_SCHEMA_VERSION,
-        event_type: "shadow_result",
-        timestamp: time::OffsetDateTime::now_utc(),
-        decision_id,
-        symbol,
-        action,
-        rollout,
-        shadow,
-    };
-    // The sink counts and logs what it cannot take.
-    let _ = events.emit(event.into());
-}
-
 /// Re-decide the job on its candidate, credit the candidate arm, and say how it compares.
-fn run_candidate(job: &ShadowJob, sizing: &SizingPolicy, m: &ControlMetrics) -> ShadowResult {
-    let arm = job.stats.arm(Arm::Treatment);
+fn run_candidate(job: &ShadowJob, sizing: &SizingPolicy, arms: &dyn ArmRecorder) -> ShadowResult {
     let started = Instant::now();
     let result = kernel(&job.candidate, &job.snapshot, job.strategy_override, sizing);
     let inference_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -123,19 +138,20 @@ fn run_candidate(job: &ShadowJob, sizing: &SizingPolicy, m: &ControlMetrics) -> 
     match result {
         Ok(Sized { eval, quantity }) => {
             let agreed = eval.action == job.action;
-            arm.record(&Observation {
+            let observation = Observation {
                 action: eval.action,
                 confidence: eval.confidence,
                 approved: None,
                 latency_us: None,
                 inference_us,
-            });
-            arm.record_shadow_agreement(agreed);
-            if agreed {
-                m.shadow_agreed.inc();
-            } else {
-                m.shadow_disagreed.inc();
-            }
+            };
+            arms.shadowed(
+                &job.stats,
+                ShadowRun::Decided {
+                    observation: &observation,
+                    agreed,
+                },
+            );
             ShadowResult {
                 action: Some(eval.action),
                 confidence: Some(eval.confidence),
@@ -147,8 +163,7 @@ fn run_candidate(job: &ShadowJob, sizing: &SizingPolicy, m: &ControlMetrics) -> 
             }
         }
         Err(e) => {
-            arm.record_error();
-            m.shadow_errors.inc();
+            arms.shadowed(&job.stats, ShadowRun::Failed);
             ShadowResult {
                 action: None,
                 confidence: None,

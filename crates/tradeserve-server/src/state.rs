@@ -7,11 +7,11 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tradeserve_core::ModelSet;
 use tradeserve_core::Pipeline;
+use tradeserve_core::control::ArmRecorder;
 use tradeserve_core::ports::SymbolCoverage;
 
 use crate::control::ControlPlane;
 use crate::metrics::Metrics;
-use crate::outcomes::OutcomeBook;
 use crate::registry::RegistryManager;
 
 /// How much of a body is read, and how long its client may take to send it.
@@ -37,10 +37,8 @@ pub struct AppState {
     pub symbols: Vec<SymbolCoverage>,
     /// The MLflow side of the model set, when models come from the registry.
     pub registry: Option<Arc<RegistryManager>>,
-    /// Recent experiment and rollout decisions awaiting an outcome.
-    pub outcomes: OutcomeBook,
-    /// Derive outcomes from the feature source at decision time.
-    pub derive_outcomes: bool,
+    /// Where decisions, failures and outcomes are credited to experiment and rollout arms.
+    pub arms: Arc<dyn ArmRecorder>,
     draining: AtomicBool,
 }
 
@@ -53,8 +51,7 @@ pub struct Parts {
     pub metrics: Metrics,
     pub max_in_flight: usize,
     pub body: BodyLimits,
-    pub outcome_window: usize,
-    pub derive_outcomes: bool,
+    pub arms: Arc<dyn ArmRecorder>,
 }
 
 impl AppState {
@@ -68,8 +65,7 @@ impl AppState {
             body: p.body,
             symbols,
             registry: p.registry,
-            outcomes: OutcomeBook::new(p.outcome_window),
-            derive_outcomes: p.derive_outcomes,
+            arms: p.arms,
             draining: AtomicBool::new(false),
         };
         if let Some(m) = p.models {

@@ -13,6 +13,7 @@ use tradeserve_core::experiment::Arm;
 use tradeserve_core::ports::{EmitError, EventSink, ShadowJob, ShadowRunner};
 use tradeserve_core::stats::UnitStats;
 use tradeserve_models::{BundledModels, VersionSelection};
+use tradeserve_server::arms::ArmBook;
 use tradeserve_server::metrics::Metrics;
 use tradeserve_server::shadow::ShadowPool;
 
@@ -36,6 +37,7 @@ fn a_burst_beyond_the_queue_is_shed_never_lost() {
         8,
         tradeserve_core::sizing::SizingPolicy::default(),
         sink.clone(),
+        Arc::new(ArmBook::new(metrics.control.clone(), 16, None)),
         metrics.control.clone(),
     )
     .unwrap();
@@ -87,6 +89,13 @@ fn a_burst_beyond_the_queue_is_shed_never_lost() {
         "every job emitted or handed back"
     );
     assert_eq!(metrics.control.shadow_shed.get() as usize, shed);
+    let m = &metrics.control;
+    assert_eq!(
+        (m.shadow_agreed.get() + m.shadow_disagreed.get()) as usize,
+        emitted.len(),
+        "every run counted as agreed or disagreed"
+    );
+    assert_eq!(m.shadow_errors.get(), 0);
     let candidate_arm = stats.arm(Arm::Treatment).snapshot();
     assert_eq!(candidate_arm.decisions as usize, emitted.len());
     assert_eq!(candidate_arm.shadow_compared as usize, emitted.len());

@@ -1,6 +1,8 @@
 //! The control plane of experiments, rollouts and the kill switch (DESIGN.md §6–7).
 //!
-//! - [`state`]: the stored state and the commands that change it (pure).
+//! The state, its commands and their events are the domain's
+//! ([`tradeserve_core::control`]); this module keeps the orchestration:
+//!
 //! - [`store`]: where it lives (a file; [`redis_store`] for many replicas).
 //! - [`catalog`]: the model versions it may route to, loaded before a change is stored.
 //! - [`plane`]: the writer, the routing snapshot, and the gates.
@@ -9,9 +11,8 @@
 pub mod catalog;
 pub mod plane;
 pub mod redis_store;
-pub mod state;
 pub mod store;
 pub mod tasks;
 
 pub use plane::{ControlPlane, PlaneError};
-pub use state::{Actor, Command, CommandError, ControlState};
+pub use tradeserve_core::control::{Actor, Command, CommandError, ControlState};

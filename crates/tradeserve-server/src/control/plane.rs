@@ -15,7 +15,8 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 use time::OffsetDateTime;
-use tradeserve_core::event::ControlEvent;
+use tradeserve_core::control::commands::{Gate, KillSwitch};
+use tradeserve_core::control::{Context, ControlEvent};
 use tradeserve_core::experiment::Arm;
 use tradeserve_core::model_set::ModelSet;
 use tradeserve_core::ports::EventSink;
@@ -25,8 +26,8 @@ use tradeserve_core::stats::{self, UnitStats};
 use tradeserve_core::types::Role;
 
 use crate::control::catalog::{CatalogError, CatalogSource, ModelCatalog};
-use crate::control::state::{Actor, Command, CommandError, ControlState};
 use crate::control::store::{ControlStore, StoreError};
+use crate::control::{Actor, Command, CommandError, ControlState};
 use crate::metrics::ControlMetrics;
 
 /// Why a control command did not take effect.
@@ -363,7 +364,7 @@ impl ControlPlane {
         // must see it), and nothing stored earlier may undo it meanwhile.
         let pending = self.pending_kill.lock().clone();
         if let Some(actor) = pending {
-            self.execute_stored(Command::KillSwitch, &actor).await?;
+            self.execute_stored(KillSwitch.into(), &actor).await?;
             *self.pending_kill.lock() = None;
             tracing::info!("kill switch applied during the store outage is now stored");
             return Ok(true);
@@ -403,17 +404,12 @@ impl ControlPlane {
         command: Command,
         actor: &Actor,
     ) -> Result<Arc<ControlState>, PlaneError> {
-        let kill = matches!(command, Command::KillSwitch);
+        let kill = command.is_kill_switch();
         match self.execute_stored(command, actor).await {
             Err(PlaneError::Store(e)) if kill => {
                 let _w = self.writer.lock().await;
                 let mut local = (*self.view.load_full()).clone();
-                let events = local.apply(
-                    Command::KillSwitch,
-                    actor,
-                    &self.champion_versions(),
-                    OffsetDateTime::now_utc(),
-                )?;
+                let events = self.apply(&mut local, KillSwitch.into(), actor)?;
                 tracing::error!(error = %e, "control store unavailable: kill switch applied on this replica only; retrying until stored");
                 *self.pending_kill.lock() = Some(actor.clone());
                 self.adopt(local);
@@ -441,23 +437,14 @@ impl ControlPlane {
         // (a new experiment's version from MLflow) must not hold up a rollback or the kill
         // switch. Inside the lock the versions are then already loaded.
         let mut preview = (*self.view.load_full()).clone();
-        if preview
-            .apply(
-                command.clone(),
-                actor,
-                &self.champion_versions(),
-                OffsetDateTime::now_utc(),
-            )
-            .is_ok()
-        {
+        if self.apply(&mut preview, command.clone(), actor).is_ok() {
             self.load_models(&preview).await?;
         }
         let _w = self.writer.lock().await;
         for _ in 0..ATTEMPTS {
             let current = self.store_call(self.store.load()).await?;
             let mut next = current.clone();
-            let now = OffsetDateTime::now_utc();
-            let events = next.apply(command.clone(), actor, &self.champion_versions(), now)?;
+            let events = self.apply(&mut next, command.clone(), actor)?;
             self.load_models(&next).await?;
             if self
                 .store_call(self.store.compare_and_swap(current.revision, &next))
@@ -465,8 +452,7 @@ impl ControlPlane {
             {
                 let completed = events
                     .iter()
-                    .find(|e| e.action == "completed")
-                    .and_then(|e| next.rollout(&e.subject_id))
+                    .find_map(ControlEvent::completed_rollout)
                     .map(|r| r.candidate.clone());
                 self.adopt(next);
                 self.publish(events);
@@ -516,20 +502,32 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Apply `command` to `state` as `actor`, now, on the champion serving now.
+    fn apply(
+        &self,
+        state: &mut ControlState,
+        command: Command,
+        actor: &Actor,
+    ) -> Result<Vec<ControlEvent>, CommandError> {
+        let champion = self.champion_versions();
+        let ctx = Context {
+            actor,
+            champion: &champion,
+            now: OffsetDateTime::now_utc(),
+        };
+        state.apply(command, &ctx)
+    }
+
     fn publish(&self, events: Vec<ControlEvent>) {
         for e in events {
-            let subject = match e.subject {
-                tradeserve_core::event::Subject::Experiment => "experiment",
-                tradeserve_core::event::Subject::Rollout => "rollout",
-                tradeserve_core::event::Subject::KillSwitch => "kill_switch",
-            };
-            self.metrics.changed(subject, &e.action);
+            let subject = e.subject.as_str();
+            self.metrics.changed(subject, e.action.as_str());
             tracing::info!(
                 subject,
                 id = %e.subject_id,
-                action = %e.action,
-                from = e.from.as_deref().unwrap_or("-"),
-                to = e.to.as_deref().unwrap_or("-"),
+                action = e.action.as_str(),
+                from = e.from.map_or("-", |s| s.as_str()),
+                to = e.to.map_or("-", |s| s.as_str()),
                 actor = %e.actor,
                 reason = %e.reason,
                 "control change"
@@ -594,7 +592,14 @@ impl ControlPlane {
                 reason: String::new(),
             };
             match self
-                .execute(Command::Gate(r.rollout_id.clone(), report.clone()), &gate)
+                .execute(
+                    Gate {
+                        id: r.rollout_id.clone(),
+                        report: report.clone(),
+                    }
+                    .into(),
+                    &gate,
+                )
                 .await
             {
                 Ok(_) => {}

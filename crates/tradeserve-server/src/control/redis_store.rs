@@ -7,8 +7,8 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use tradeserve_core::ports::BoxFuture;
 
-use crate::control::state::ControlState;
 use crate::control::store::{ControlStore, StoreError};
+use tradeserve_core::control::ControlState;
 
 const CAS: &str = r"
 local cur = redis.call('GET', KEYS[1])

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use tradeserve_core::ports::BoxFuture;
 
-use crate::control::state::ControlState;
+use tradeserve_core::control::ControlState;
 
 /// Why the store could not answer.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

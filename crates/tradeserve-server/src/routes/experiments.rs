@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
+use tradeserve_core::control::commands::{CreateExperiment, StopExperiment, UpdateExperiment};
 use tradeserve_core::experiment::{Arm, Experiment, ExperimentSpec, ExperimentUpdate};
 use tradeserve_core::stats::{self, ArmSnapshot};
 
@@ -72,7 +73,7 @@ pub async fn create(
         .clone()
         .unwrap_or_else(|| "experiment created".into());
     let actor = Actor { who, reason };
-    let command = Command::CreateExperiment(spec);
+    let command = CreateExperiment(spec).into();
     run(&state, command, &actor, None, StatusCode::CREATED).await
 }
 
@@ -86,7 +87,11 @@ pub async fn update(
         who,
         reason: "experiment updated".into(),
     };
-    let command = Command::UpdateExperiment(id.clone(), update);
+    let command = UpdateExperiment {
+        id: id.clone(),
+        update,
+    }
+    .into();
     run(&state, command, &actor, Some(&id), StatusCode::OK).await
 }
 
@@ -96,7 +101,7 @@ pub async fn stop(
     requested: Requested,
 ) -> Result<impl IntoResponse, ApiError> {
     let actor = requested.actor("experiment stopped");
-    let command = Command::StopExperiment(id.clone());
+    let command = StopExperiment { id: id.clone() }.into();
     run(&state, command, &actor, Some(&id), StatusCode::OK).await
 }
 

@@ -36,7 +36,7 @@ pub async fn post(
             },
         });
     }
-    let credited = state.outcomes.post(o.decision_id, o.realized_return)?;
+    let credited = state.arms.outcome(o.decision_id, o.realized_return)?;
     Ok(Json(
         json!({"decision_id": o.decision_id, "credited": credited}),
     ))

@@ -10,8 +10,6 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde::Serialize;
 use tradeserve_core::pipeline::{Failed, Prediction};
-use tradeserve_core::stats::Observation;
-use tradeserve_core::types::Action;
 use tradeserve_core::{Decision, Outcome};
 
 use crate::error::{ApiError, ErrorBody, json_response};
@@ -60,7 +58,7 @@ fn answer(state: &AppState, result: Result<Prediction, Failed>) -> Result<Respon
             if prediction.unrecorded.is_some() {
                 state.metrics.decisions_unrecorded.inc();
             }
-            measure(state, &prediction);
+            state.arms.decided(&prediction);
             let serialized = match &prediction.outcome {
                 Outcome::Approved(d) => serde_json::to_vec(d).map(|b| (StatusCode::OK, b)),
                 Outcome::Rejected(d) => {
@@ -79,52 +77,9 @@ fn answer(state: &AppState, result: Result<Prediction, Failed>) -> Result<Respon
         }
         Err(failed) => {
             if let Some(route) = &failed.route {
-                for (stats, arm) in route.arms() {
-                    stats.arm(arm).record_error();
-                }
+                state.arms.failed(route);
             }
             Err(ApiError::from(failed.error))
         }
     }
-}
-
-/// Credit a decision to its experiment and rollout arms (a few uncontended locks, no await).
-fn measure(state: &AppState, p: &Prediction) {
-    let route = &p.route;
-    if route.experiment.is_none() && route.rollout.is_none() {
-        return;
-    }
-    let d = p.outcome.decision();
-    let approved = d.risk_validation.as_ref().map(|v| v.approved);
-    let obs = Observation {
-        action: d.action,
-        confidence: d.confidence,
-        approved,
-        latency_us: Some((d.metadata.latency_ms * 1e3) as u64),
-        inference_us: u64::try_from(p.timings.inference.as_micros()).unwrap_or(u64::MAX),
-    };
-    let m = &state.metrics.control;
-    if let Some(t) = &route.experiment {
-        t.stats.arm(t.arm).record(&obs);
-        m.arm_decisions[0][t.arm.index()].inc();
-    }
-    if let Some(t) = &route.rollout {
-        t.stats.arm(t.arm).record(&obs);
-        m.arm_decisions[1][t.arm.index()].inc();
-    }
-    let derived = if state.derive_outcomes && d.action != Action::Hold {
-        state
-            .pipeline
-            .feature_source()
-            .next_bar_return(d.symbol.as_str(), p.snapshot.as_of)
-    } else {
-        None
-    };
-    state.outcomes.track(
-        d.decision_id,
-        route,
-        d.action,
-        approved.unwrap_or(true),
-        derived,
-    );
 }

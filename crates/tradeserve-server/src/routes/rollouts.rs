@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
+use tradeserve_core::control::commands::{CreateRollout, KillSwitch, Pause, Promote, RollBack};
 use tradeserve_core::experiment::Arm;
 use tradeserve_core::rollout::{Rollout, RolloutSpec};
 
@@ -87,7 +88,7 @@ pub async fn create(
     let actor = Actor { who, reason };
     run(
         &state,
-        Command::CreateRollout(spec),
+        CreateRollout(spec).into(),
         &actor,
         None,
         StatusCode::CREATED,
@@ -112,7 +113,14 @@ pub async fn promote(
     Id(id): Id,
     requested: Requested,
 ) -> Result<impl IntoResponse, ApiError> {
-    act(&state, id, requested, Command::Promote, "manual promote").await
+    act(
+        &state,
+        id,
+        requested,
+        |id| Promote { id }.into(),
+        "manual promote",
+    )
+    .await
 }
 
 pub async fn pause(
@@ -120,7 +128,14 @@ pub async fn pause(
     Id(id): Id,
     requested: Requested,
 ) -> Result<impl IntoResponse, ApiError> {
-    act(&state, id, requested, Command::Pause, "manual pause").await
+    act(
+        &state,
+        id,
+        requested,
+        |id| Pause { id }.into(),
+        "manual pause",
+    )
+    .await
 }
 
 pub async fn rollback(
@@ -128,7 +143,14 @@ pub async fn rollback(
     Id(id): Id,
     requested: Requested,
 ) -> Result<impl IntoResponse, ApiError> {
-    act(&state, id, requested, Command::RollBack, "manual rollback").await
+    act(
+        &state,
+        id,
+        requested,
+        |id| RollBack { id }.into(),
+        "manual rollback",
+    )
+    .await
 }
 
 /// The kill switch: every experiment and rollout back to control now.
@@ -137,7 +159,7 @@ pub async fn kill_switch(
     requested: Requested,
 ) -> Result<impl IntoResponse, ApiError> {
     let actor = requested.actor("kill switch");
-    change::apply(&state, Command::KillSwitch, &actor, StatusCode::OK, |v| {
+    change::apply(&state, KillSwitch.into(), &actor, StatusCode::OK, |v| {
         Some(json!({
             "revision": v.revision,
             "kill_switch": v.kill_switch,
