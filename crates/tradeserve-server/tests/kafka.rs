@@ -58,9 +58,16 @@ async fn the_topic_holds_exactly_the_decisions_clients_received() {
             .oneshot(req)
             .await
             .unwrap();
-        assert!(res.status() == StatusCode::OK || res.status() == StatusCode::FORBIDDEN);
-        let v: Value =
-            serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        let status = res.status();
+        assert!(status == StatusCode::OK || status == StatusCode::FORBIDDEN);
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        tradeserve_testkit::openapi::assert_documented(
+            "POST",
+            "/api/v1/predict",
+            status.as_u16(),
+            &bytes,
+        );
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
         returned.insert(v["decision_id"].as_str().unwrap().to_owned());
     }
     let kafka = service.kafka.clone().unwrap();

@@ -62,8 +62,10 @@ async fn decide(state: &Arc<AppState>, i: usize) -> String {
         "{}",
         res.status()
     );
-    let v: Value =
-        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let status = res.status().as_u16();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    tradeserve_testkit::openapi::assert_documented("POST", "/api/v1/predict", status, &bytes);
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
     v["decision_id"].as_str().unwrap().to_owned()
 }
 

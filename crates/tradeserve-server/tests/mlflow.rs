@@ -85,6 +85,7 @@ async fn call(state: &Arc<AppState>, method: &str, path: &str, body: &str) -> (S
     let res = router(Arc::clone(state)).oneshot(req).await.unwrap();
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    tradeserve_testkit::openapi::assert_documented(method, path, status.as_u16(), &bytes);
     (
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),

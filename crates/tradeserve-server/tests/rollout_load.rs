@@ -107,7 +107,12 @@ impl Api {
         self.rt.block_on(async {
             let res = req.header("x-actor", "test").send().await.unwrap();
             let status = res.status().as_u16();
-            (status, res.json().await.unwrap_or(Value::Null))
+            let bytes = res.bytes().await.unwrap();
+            tradeserve_testkit::openapi::assert_documented(method, path, status, &bytes);
+            (
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            )
         })
     }
 

@@ -7,6 +7,8 @@
 
 #![allow(clippy::expect_used, clippy::panic)]
 
+pub mod openapi;
+
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! Helpers shared by the router-level test files: a service on the embedded defaults with
-//! its files in a temporary folder, one-shot requests, and shape assertions.
+//! its files in a temporary folder, one-shot requests (every response held to `openapi.json`),
+//! and shape assertions.
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
@@ -62,6 +63,7 @@ pub async fn call(
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    tradeserve_testkit::openapi::assert_documented(method, path, status.as_u16(), &bytes);
     let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let text = String::from_utf8_lossy(&bytes).into_owned();
     if status != StatusCode::OK || path != "/metrics" {
@@ -114,6 +116,7 @@ pub async fn call_with(
         .unwrap();
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    tradeserve_testkit::openapi::assert_documented(method, path, status.as_u16(), &bytes);
     (
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
