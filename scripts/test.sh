@@ -36,8 +36,9 @@ fi
 step "bundled market data is reproduced by training/ (bars byte for byte, golden features within 1e-12)"
 "$venv/bin/python" training/train.py --check-data
 
-step "no import cycles between modules"
+step "no import cycles between modules; no function over 65 lines or 5 parameters"
 python3 scripts/module_cycles.py
+python3 scripts/fn_sizes.py
 
 # --- MLflow (registry tests against a real server) ----------------------------------------
 mlflow_venv="$cache/mlflow-venv"

@@ -213,51 +213,20 @@ pub fn evaluate(
             checks,
         };
     }
+    size_checks(order, book, limits, &mut checks, &mut warnings);
     let w = limits.warn_fraction;
-    let after = book
-        .position
-        .saturating_add(order.signed_quantity())
-        .unsigned_abs();
-    let after_notional = after as f64 * order.price;
-    let order_notional = order.quantity as f64 * order.price;
-
-    let shares = grade(after as f64, limits.max_position_shares as f64, w);
-    let notional = grade(after_notional, limits.max_position_notional, w);
-    checks.position_limit = shares.max_severity(notional);
-    if checks.position_limit != CheckStatus::Pass {
-        warnings.push(format!(
-            "position_limit: {after} shares (${after_notional:.0}) after the order, limits {} shares / ${:.0}",
-            limits.max_position_shares, limits.max_position_notional
-        ));
-    }
-    let share = after_notional / limits.portfolio_capital;
-    checks.concentration = grade(share, limits.max_concentration, w);
-    if checks.concentration != CheckStatus::Pass {
-        warnings.push(format!(
-            "concentration: {:.1}% of capital after the order, limit {:.1}%",
-            share * 100.0,
-            limits.max_concentration * 100.0
-        ));
-    }
-    checks.order_notional = grade(order_notional, limits.max_order_notional, w);
-    if checks.order_notional != CheckStatus::Pass {
-        warnings.push(format!(
-            "order_notional: ${order_notional:.0}, limit ${:.0}",
-            limits.max_order_notional
-        ));
-    }
     if limits.restricted_symbols.iter().any(|s| s == order.symbol) {
         checks.restricted_list = CheckStatus::Fail;
         warnings.push(format!("restricted_list: {} is restricted", order.symbol));
     }
     let orders = book.orders_on(order.day) + 1;
-    checks.daily_order_count = grade(orders as f64, limits.max_daily_orders as f64, w);
-    if checks.daily_order_count != CheckStatus::Pass {
-        warnings.push(format!(
+    let daily = grade(orders as f64, limits.max_daily_orders as f64, w);
+    checks.daily_order_count = noted(daily, &mut warnings, || {
+        format!(
             "daily_order_count: order {orders} of {} today",
             limits.max_daily_orders
-        ));
-    }
+        )
+    });
     if kill_switch {
         checks.kill_switch = CheckStatus::Fail;
         warnings.push("kill_switch: trading is halted".to_owned());
@@ -268,6 +237,59 @@ pub fn evaluate(
         warnings,
         checks,
     }
+}
+
+/// The checks on the order's size: the position after it (shares and notional), its share of
+/// capital, and the order's own notional.
+fn size_checks(
+    order: &Order<'_>,
+    book: &SymbolBook,
+    limits: &RiskLimits,
+    checks: &mut Checks,
+    warnings: &mut Vec<String>,
+) {
+    let w = limits.warn_fraction;
+    let after = book
+        .position
+        .saturating_add(order.signed_quantity())
+        .unsigned_abs();
+    let after_notional = after as f64 * order.price;
+    let order_notional = order.quantity as f64 * order.price;
+    let shares = grade(after as f64, limits.max_position_shares as f64, w);
+    let notional = grade(after_notional, limits.max_position_notional, w);
+    checks.position_limit = noted(shares.max_severity(notional), warnings, || {
+        format!(
+            "position_limit: {after} shares (${after_notional:.0}) after the order, limits {} shares / ${:.0}",
+            limits.max_position_shares, limits.max_position_notional
+        )
+    });
+    let share = after_notional / limits.portfolio_capital;
+    checks.concentration = noted(grade(share, limits.max_concentration, w), warnings, || {
+        format!(
+            "concentration: {:.1}% of capital after the order, limit {:.1}%",
+            share * 100.0,
+            limits.max_concentration * 100.0
+        )
+    });
+    let graded = grade(order_notional, limits.max_order_notional, w);
+    checks.order_notional = noted(graded, warnings, || {
+        format!(
+            "order_notional: ${order_notional:.0}, limit ${:.0}",
+            limits.max_order_notional
+        )
+    });
+}
+
+/// `status`, with its warning noted unless it passes.
+fn noted(
+    status: CheckStatus,
+    warnings: &mut Vec<String>,
+    why: impl FnOnce() -> String,
+) -> CheckStatus {
+    if status != CheckStatus::Pass {
+        warnings.push(why());
+    }
+    status
 }
 
 impl CheckStatus {

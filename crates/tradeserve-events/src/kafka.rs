@@ -265,6 +265,26 @@ pub struct KafkaSink {
     capacity: usize,
 }
 
+/// Recover the write-ahead log's undelivered lines into `spool`, then open it for appending.
+fn open_wal(
+    w: &WalConfig,
+    spool: &mut Spool,
+    metrics: &KafkaMetrics,
+) -> Result<Arc<AuditLog>, KafkaSinkError> {
+    crate::wal::recover(w, spool).map_err(|e| KafkaSinkError::Wal(e.to_string()))?;
+    let log = AuditLog::start(
+        AuditLogConfig {
+            fsync_interval: w.fsync_interval,
+            rotate_bytes: u64::MAX,
+            retain_files: 0,
+            ..AuditLogConfig::new(w.path.clone())
+        },
+        metrics.wal.clone(),
+    )
+    .map_err(|e| KafkaSinkError::Wal(e.to_string()))?;
+    Ok(Arc::new(log))
+}
+
 impl KafkaSink {
     /// Open the spool, build the producer, start the delivery thread. Events left in the
     /// spool by an earlier process are delivered first.
@@ -274,21 +294,7 @@ impl KafkaSink {
     ) -> Result<KafkaSink, KafkaSinkError> {
         let mut spool = Spool::open(config.spool.clone())?;
         let wal = match &config.wal {
-            Some(w) => {
-                crate::wal::recover(w, &mut spool)
-                    .map_err(|e| KafkaSinkError::Wal(e.to_string()))?;
-                let log = AuditLog::start(
-                    AuditLogConfig {
-                        fsync_interval: w.fsync_interval,
-                        rotate_bytes: u64::MAX,
-                        retain_files: 0,
-                        ..AuditLogConfig::new(w.path.clone())
-                    },
-                    metrics.wal.clone(),
-                )
-                .map_err(|e| KafkaSinkError::Wal(e.to_string()))?;
-                Some(Arc::new(log))
-            }
+            Some(w) => Some(open_wal(w, &mut spool, &metrics)?),
             None => None,
         };
         metrics.spool_backlog.set(spool.pending() as i64);

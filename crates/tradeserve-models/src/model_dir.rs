@@ -111,6 +111,34 @@ pub fn golden_max_diff(model: &dyn InferenceModel, golden_json: &[u8]) -> Result
     Ok(worst)
 }
 
+/// Check the model against the golden vectors at `golden_path` (which also warms it up), or,
+/// without them, run it once so the first request does not pay for it.
+fn verify_golden(
+    model: &TractModel,
+    golden_path: &Path,
+    width: usize,
+) -> Result<(), ModelLoadError> {
+    let failed = |message| ModelLoadError::Golden {
+        path: golden_path.to_path_buf(),
+        message,
+    };
+    if !golden_path.exists() {
+        let warm = vec![0.0f32; width];
+        return model
+            .predict(&warm)
+            .map(drop)
+            .map_err(|e| failed(e.to_string()));
+    }
+    let golden = read(golden_path.to_path_buf())?;
+    let worst = golden_max_diff(model, &golden).map_err(failed)?;
+    if worst > GOLDEN_TOLERANCE {
+        return Err(failed(format!(
+            "max difference {worst:e} exceeds {GOLDEN_TOLERANCE:e}"
+        )));
+    }
+    Ok(())
+}
+
 /// Load, verify and warm up the model in `dir` for `role`. `source` is recorded as its origin.
 pub fn load_model_dir(
     dir: &Path,
@@ -151,28 +179,7 @@ pub fn load_model_dir(
             source,
         }
     })?;
-
-    let golden_path = dir.join("golden.json");
-    if golden_path.exists() {
-        let golden = read(golden_path.clone())?;
-        let worst = golden_max_diff(&model, &golden).map_err(|message| ModelLoadError::Golden {
-            path: golden_path.clone(),
-            message,
-        })?;
-        if worst > GOLDEN_TOLERANCE {
-            return Err(ModelLoadError::Golden {
-                path: golden_path,
-                message: format!("max difference {worst:e} exceeds {GOLDEN_TOLERANCE:e}"),
-            });
-        }
-    } else {
-        // No golden vectors: still run once so the first request does not pay for it.
-        let warm = vec![0.0f32; columns.len()];
-        model.predict(&warm).map_err(|e| ModelLoadError::Golden {
-            path: golden_path,
-            message: e.to_string(),
-        })?;
-    }
+    verify_golden(&model, &dir.join("golden.json"), columns.len())?;
     Ok(LoadedModel {
         info: ModelInfo {
             role,

@@ -471,6 +471,38 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+impl ServerConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.listen.parse::<SocketAddr>().is_err() {
+            return Err(format!(
+                "server.listen {:?} is not an IP:PORT address",
+                self.listen
+            ));
+        }
+        if self.body_limit_bytes < 64 {
+            return Err("server.body_limit_bytes must be at least 64".into());
+        }
+        if self.max_in_flight == 0 {
+            return Err("server.max_in_flight must be at least 1".into());
+        }
+        if self.max_connections == 0 {
+            return Err("server.max_connections must be at least 1".into());
+        }
+        let timeouts = [
+            ("request_deadline", self.request_deadline),
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ];
+        for (key, t) in timeouts {
+            if t.is_zero() {
+                return Err(format!("server.{key} must be > 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Defaults, then `file`, then the environment, then `listen`.
     pub fn load(file: Option<&Path>, listen: Option<&str>) -> Result<Config, ConfigError> {
@@ -514,22 +546,7 @@ impl Config {
     /// Check every value; the message names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        let s = &self.server;
-        if s.listen.parse::<SocketAddr>().is_err() {
-            return invalid(format!(
-                "server.listen {:?} is not an IP:PORT address",
-                s.listen
-            ));
-        }
-        if s.body_limit_bytes < 64 {
-            return invalid("server.body_limit_bytes must be at least 64".into());
-        }
-        if s.max_in_flight == 0 {
-            return invalid("server.max_in_flight must be at least 1".into());
-        }
-        if s.request_deadline.is_zero() {
-            return invalid("server.request_deadline must be > 0".into());
-        }
+        self.server.validate().map_err(ConfigError::Invalid)?;
         if !(self.features.replay_speed.is_finite() && self.features.replay_speed >= 0.0) {
             return invalid("features.replay_speed must be a finite number >= 0".into());
         }
@@ -544,19 +561,6 @@ impl Config {
         }
         if self.events.audit_rotate_bytes < 4096 {
             return invalid("events.audit_rotate_bytes must be at least 4096".into());
-        }
-        if s.max_connections == 0 {
-            return invalid("server.max_connections must be at least 1".into());
-        }
-        let timeouts = [
-            ("header_read_timeout", s.header_read_timeout),
-            ("body_read_timeout", s.body_read_timeout),
-            ("idle_timeout", s.idle_timeout),
-        ];
-        for (key, t) in timeouts {
-            if t.is_zero() {
-                return invalid(format!("server.{key} must be > 0"));
-            }
         }
         self.risk.validate().map_err(ConfigError::Invalid)?;
         self.control.validate().map_err(ConfigError::Invalid)?;

@@ -150,14 +150,21 @@ impl From<PredictError> for ApiError {
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded", message)
             }
         };
-        // The sink logs its own failures, rate-limited; a line per refused request would flood.
-        let logged_by_sink = api.body.code == "audit_unavailable";
-        if api.status.is_server_error() && !logged_by_sink {
-            tracing::warn!(status = api.status.as_u16(), code = api.body.code, error = %api.body.message, "request failed");
-        } else {
-            tracing::debug!(status = api.status.as_u16(), code = api.body.code, error = %api.body.message, "request refused");
-        }
+        api.log();
         api
+    }
+}
+
+impl ApiError {
+    /// Server errors at warn, refusals at debug. The sink logs its own failures, rate-limited;
+    /// a line per refused request would flood.
+    fn log(&self) {
+        let (status, code, error) = (self.status.as_u16(), self.body.code, &self.body.message);
+        if self.status.is_server_error() && code != "audit_unavailable" {
+            tracing::warn!(status, code, %error, "request failed");
+        } else {
+            tracing::debug!(status, code, %error, "request refused");
+        }
     }
 }
 

@@ -6,12 +6,14 @@
 //! - [`state`]: what handlers share (pipeline, active model set, admission control).
 //! - [`replay`]: re-running recorded decisions from their events (forensics).
 //! - [`registry`]: keeping the active model set in step with the MLflow registry.
-//! - [`control`]: experiments, rollouts, the kill switch and the routing snapshot.
+//! - [`control`]: the control plane's orchestration (the rules are `tradeserve_core::control`):
+//!   store compare-and-swap, model catalog, routing snapshot, events, poller and gates.
 //! - [`shadow`]: running a rollout's candidate off the request path.
 //! - [`explainer`]: explanations on a bounded pool of blocking threads.
 //! - [`idle`]: idle CPU priority for threads that must not compete with requests.
 //! - [`risk_restore`]: rebuilding the risk books from the audit log at start.
-//! - [`outcomes`]: realized returns credited to experiment and rollout arms.
+//! - [`arms`]: the arm recorder: decisions, failures, shadow runs and outcomes credited to
+//!   experiment and rollout arms; [`outcomes`]: the window of decisions awaiting an outcome.
 //! - [`app`]: the router and request-timing middleware; [`routes`]: the handlers.
 //! - [`listener`]: connections: the cap, header and idle timeouts, hyper's own errors in the
 //!   error shape, and draining.

@@ -9,6 +9,7 @@ use prometheus::{
 };
 use tradeserve_core::experiment::Arm;
 use tradeserve_core::pipeline::StageTimings;
+use tradeserve_core::rollout::Stage;
 use tradeserve_core::routing::UnitKind;
 use tradeserve_core::types::Action;
 use tradeserve_events::SinkMetrics;
@@ -158,6 +159,18 @@ impl ControlMetrics {
     }
 
     /// Count one change (subjects and actions are closed sets: `tradeserve_core::control::event`).
+    /// What the published routing snapshot routes: an experiment or not, the rollout's stage.
+    pub fn routed(&self, experiment: bool, rollout: Option<Stage>) {
+        self.experiment_running.set(i64::from(experiment));
+        self.rollout_stage.set(match rollout {
+            Some(Stage::Shadow) => 1,
+            Some(Stage::Canary) => 2,
+            Some(Stage::Partial) => 3,
+            Some(Stage::Full) => 4,
+            _ => 0,
+        });
+    }
+
     /// Count a decision in an experiment's or rollout's arm.
     pub fn arm_decided(&self, kind: UnitKind, arm: Arm) {
         let k = match kind {

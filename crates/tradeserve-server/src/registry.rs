@@ -136,26 +136,33 @@ impl RegistryManager {
         *self.current.lock().await = Some(resolution);
     }
 
+    /// Where the aliases point now; the registry's status and counters say how it went.
+    async fn resolve(&self, metrics: &Metrics) -> Result<Resolution, ReloadError> {
+        match self.registry.resolve().await {
+            Ok(r) => {
+                self.set_status(metrics, Ok(()));
+                Ok(r)
+            }
+            Err(e) if e.is_transient() => {
+                let message = e.to_string();
+                self.set_status(metrics, Err(message.clone()));
+                metrics.model_reloads_unavailable.inc();
+                Err(ReloadError::Unavailable(message))
+            }
+            Err(e) => {
+                // MLflow answered, but an alias or version is missing: a refusal, not an outage.
+                self.set_status(metrics, Ok(()));
+                metrics.model_reloads_refused.inc();
+                Err(ReloadError::Refused(e.to_string()))
+            }
+        }
+    }
+
     /// Re-resolve the aliases now and swap in a new set if they moved.
     pub async fn reload(&self, state: &dyn Serving) -> Result<ReloadOutcome, ReloadError> {
         let metrics = state.metrics();
         let mut current = self.current.lock().await;
-        let resolution = match self.registry.resolve().await {
-            Ok(r) => r,
-            Err(e) => {
-                let message = e.to_string();
-                if e.is_transient() {
-                    self.set_status(metrics, Err(message.clone()));
-                    metrics.model_reloads_unavailable.inc();
-                    return Err(ReloadError::Unavailable(message));
-                }
-                // MLflow answered, but an alias or version is missing: a refusal, not an outage.
-                self.set_status(metrics, Ok(()));
-                metrics.model_reloads_refused.inc();
-                return Err(ReloadError::Refused(message));
-            }
-        };
-        self.set_status(metrics, Ok(()));
+        let resolution = self.resolve(metrics).await?;
         let serving = state.champion();
         if serving.is_some() && current.as_ref() == Some(&resolution) {
             metrics.model_reloads_unchanged.inc();
@@ -269,18 +276,17 @@ pub async fn poll(state: Arc<dyn Serving>, manager: Arc<RegistryManager>) {
     }
 }
 
-/// Build the registry side from config pieces.
+/// Build the registry side from the `[models.mlflow]` config.
 pub fn manager(
-    tracking_uri: &str,
-    token: Option<String>,
-    timeout: Duration,
-    cache_dir: &std::path::Path,
-    specs: Vec<tradeserve_models::RoleSpec>,
-    poll_interval: Duration,
+    m: &crate::config::MlflowConfig,
 ) -> Result<RegistryManager, tradeserve_models::mlflow::MlflowError> {
-    let client = tradeserve_models::mlflow::MlflowClient::new(tracking_uri, token, timeout)?;
+    let client = tradeserve_models::mlflow::MlflowClient::new(
+        &m.tracking_uri,
+        m.token(),
+        m.request_timeout,
+    )?;
     Ok(RegistryManager::new(
-        MlflowRegistry::new(client, ModelCache::new(cache_dir), specs),
-        poll_interval,
+        MlflowRegistry::new(client, ModelCache::new(&m.cache_dir), m.role_specs()),
+        m.poll_interval,
     ))
 }

@@ -329,17 +329,7 @@ fn registry_manager(
             metrics.without_registry();
             Ok(None)
         }
-        ModelSourceKind::Mlflow => {
-            let m = &config.models.mlflow;
-            Ok(Some(Arc::new(registry::manager(
-                &m.tracking_uri,
-                m.token(),
-                m.request_timeout,
-                &m.cache_dir,
-                m.role_specs(),
-                m.poll_interval,
-            )?)))
-        }
+        ModelSourceKind::Mlflow => Ok(Some(Arc::new(registry::manager(&config.models.mlflow)?))),
     }
 }
 

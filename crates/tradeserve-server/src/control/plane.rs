@@ -280,17 +280,7 @@ impl ControlPlane {
             route
         });
         self.metrics
-            .experiment_running
-            .set(i64::from(experiment.is_some()));
-        self.metrics
-            .rollout_stage
-            .set(match rollout.as_ref().map(|r| r.stage) {
-                Some(Stage::Shadow) => 1,
-                Some(Stage::Canary) => 2,
-                Some(Stage::Partial) => 3,
-                Some(Stage::Full) => 4,
-                _ => 0,
-            });
+            .routed(experiment.is_some(), rollout.as_ref().map(|r| r.stage));
         self.routing.store(Some(Arc::new(Routing {
             champion,
             experiment,
