@@ -84,6 +84,18 @@ impl ApiError {
         )
     }
 
+    /// 422 `invalid_value` naming the field.
+    pub fn invalid_value(field: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: ErrorBody {
+                code: "invalid_value",
+                message: message.into(),
+                field: Some(field.to_owned()),
+            },
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
     }

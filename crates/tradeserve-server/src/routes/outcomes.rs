@@ -4,12 +4,11 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::routes::body::JsonBody;
 use crate::state::AppState;
 
@@ -27,14 +26,10 @@ pub async fn post(
     JsonBody(o): JsonBody<PostedOutcome>,
 ) -> Result<Json<Value>, ApiError> {
     if !o.realized_return.is_finite() || o.realized_return.abs() > 10.0 {
-        return Err(ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            body: ErrorBody {
-                code: "invalid_value",
-                message: "realized_return must be a finite fraction with |r| <= 10".into(),
-                field: Some("realized_return".into()),
-            },
-        });
+        return Err(ApiError::invalid_value(
+            "realized_return",
+            "realized_return must be a finite fraction with |r| <= 10",
+        ));
     }
     let credited = state.arms.outcome(o.decision_id, o.realized_return)?;
     Ok(Json(
