@@ -209,35 +209,16 @@ mod tests {
         assert!(check("GET", "/api/v1/nowhere", 200, error).is_err());
         check("PATCH", "/api/v1/rollouts/r-1", 405, error).unwrap();
         assert!(check("PATCH", "/api/v1/rollouts/r-1", 404, error).is_err());
-        // A missing required field, a wrong type, an undocumented field.
-        assert!(
-            check(
-                "GET",
-                "/api/v1/rollouts/r-1",
-                404,
-                br#"{"error":{"code":"x"}}"#
-            )
-            .is_err()
-        );
-        assert!(
-            check(
-                "GET",
-                "/api/v1/rollouts/r-1",
-                404,
-                br#"{"error":{"code":1,"message":"m"}}"#
-            )
-            .is_err()
-        );
-        assert!(
-            check(
-                "GET",
-                "/api/v1/rollouts/r-1",
-                404,
-                br#"{"error":{"code":"x","message":"m"},"extra":1}"#
-            )
-            .is_err()
-        );
-        assert!(check("GET", "/api/v1/rollouts/r-1", 404, b"not json").is_err());
+        // A missing required field, a wrong type, an undocumented field, not JSON.
+        let bad: [&[u8]; 4] = [
+            br#"{"error":{"code":"x"}}"#,
+            br#"{"error":{"code":1,"message":"m"}}"#,
+            br#"{"error":{"code":"x","message":"m"},"extra":1}"#,
+            b"not json",
+        ];
+        for body in bad {
+            assert!(check("GET", "/api/v1/rollouts/r-1", 404, body).is_err());
+        }
     }
 
     #[test]

@@ -6,10 +6,13 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::control::context::Actor;
+use crate::control::context::{Actor, CommandError};
 use crate::control::state::KillRecord;
 use crate::experiment::{Experiment, ExperimentStatus};
 use crate::rollout::{GateReport, Rollout, Stage};
+
+/// What applying a command gives: the events of the change, or why it was refused.
+pub type Applied = Result<Vec<ControlEvent>, CommandError>;
 
 /// Version of the control event's schema.
 pub const CONTROL_SCHEMA_VERSION: u32 = 1;

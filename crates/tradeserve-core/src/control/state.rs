@@ -69,6 +69,17 @@ impl ControlState {
             })
     }
 
+    /// The experiment `id` while it runs: 404 when there is none, 409 when it has stopped.
+    pub fn running_experiment_mut(&mut self, id: &str) -> Result<&mut Experiment, CommandError> {
+        let e = self.experiment_mut(id)?;
+        if !e.is_running() {
+            return Err(CommandError::Conflict(format!(
+                "experiment {id} is stopped already"
+            )));
+        }
+        Ok(e)
+    }
+
     /// The rollout `id`, or 404.
     pub fn rollout_mut(&mut self, id: &str) -> Result<&mut Rollout, CommandError> {
         self.rollouts

@@ -1,7 +1,7 @@
 //! Create an experiment: one running at a time, ids unique.
 
 use crate::control::context::{CommandError, Context};
-use crate::control::event::{ControlAction, ControlEvent, Record};
+use crate::control::event::{Applied, ControlAction, Record};
 use crate::control::state::ControlState;
 use crate::experiment::ExperimentSpec;
 
@@ -9,11 +9,7 @@ use crate::experiment::ExperimentSpec;
 pub struct CreateExperiment(pub ExperimentSpec);
 
 impl CreateExperiment {
-    pub fn apply(
-        self,
-        state: &mut ControlState,
-        ctx: &Context<'_>,
-    ) -> Result<Vec<ControlEvent>, CommandError> {
+    pub fn apply(self, state: &mut ControlState, ctx: &Context<'_>) -> Applied {
         let e = self.0.into_experiment(ctx.now)?;
         if state.experiment(&e.experiment_id).is_some() {
             return Err(CommandError::Conflict(format!(

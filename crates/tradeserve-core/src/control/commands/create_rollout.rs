@@ -1,7 +1,7 @@
 //! Create a rollout: its candidate frozen against the serving champion, one active at a time.
 
 use crate::control::context::{CommandError, Context};
-use crate::control::event::{ControlAction, ControlEvent, Record};
+use crate::control::event::{Applied, ControlAction, Record};
 use crate::control::state::ControlState;
 use crate::rollout::RolloutSpec;
 
@@ -9,11 +9,7 @@ use crate::rollout::RolloutSpec;
 pub struct CreateRollout(pub RolloutSpec);
 
 impl CreateRollout {
-    pub fn apply(
-        self,
-        state: &mut ControlState,
-        ctx: &Context<'_>,
-    ) -> Result<Vec<ControlEvent>, CommandError> {
+    pub fn apply(self, state: &mut ControlState, ctx: &Context<'_>) -> Applied {
         let r = self.0.into_rollout(ctx.champion, ctx.who(), ctx.now)?;
         if state.rollout(&r.rollout_id).is_some() {
             return Err(CommandError::Conflict(format!(

@@ -5,7 +5,7 @@
 use crate::control::commands::promote::Promote;
 use crate::control::commands::roll_back::RollBack;
 use crate::control::context::{CommandError, Context};
-use crate::control::event::{ControlEvent, Record};
+use crate::control::event::{Applied, ControlEvent, Record};
 use crate::control::state::ControlState;
 use crate::rollout::{GateReport, Verdict};
 
@@ -16,11 +16,7 @@ pub struct Gate {
 }
 
 impl Gate {
-    pub fn apply(
-        self,
-        state: &mut ControlState,
-        ctx: &Context<'_>,
-    ) -> Result<Vec<ControlEvent>, CommandError> {
+    pub fn apply(self, state: &mut ControlState, ctx: &Context<'_>) -> Applied {
         let Gate { id, report } = self;
         let r = state.rollout_mut(&id)?;
         if r.stage != report.stage {

@@ -1,8 +1,8 @@
 //! The kill switch: stop every running experiment and roll back every active rollout at
 //! once, with one event per record changed and one for the switch.
 
-use crate::control::context::{CommandError, Context};
-use crate::control::event::{ControlAction, ControlEvent, Record, Status};
+use crate::control::context::Context;
+use crate::control::event::{Applied, ControlAction, Record, Status};
 use crate::control::state::{ControlState, KillRecord, stop};
 use crate::experiment::ExperimentStatus;
 
@@ -10,11 +10,7 @@ use crate::experiment::ExperimentStatus;
 pub struct KillSwitch;
 
 impl KillSwitch {
-    pub fn apply(
-        self,
-        state: &mut ControlState,
-        ctx: &Context<'_>,
-    ) -> Result<Vec<ControlEvent>, CommandError> {
+    pub fn apply(self, state: &mut ControlState, ctx: &Context<'_>) -> Applied {
         let killer = ctx.actor.because(format!("kill switch: {}", ctx.why()));
         let mut events = Vec::new();
         for e in state.experiments.iter_mut().filter(|e| e.is_running()) {

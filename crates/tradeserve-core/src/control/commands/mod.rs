@@ -24,7 +24,7 @@ pub use stop_experiment::StopExperiment;
 pub use update_experiment::UpdateExperiment;
 
 use crate::control::context::{CommandError, Context};
-use crate::control::event::ControlEvent;
+use crate::control::event::{Applied, ControlEvent};
 use crate::control::state::ControlState;
 
 /// A change to the control state.
@@ -44,11 +44,7 @@ pub enum Command {
 
 impl Command {
     /// Apply to `state` without bumping its revision (see [`ControlState::apply`]).
-    fn apply_to(
-        self,
-        state: &mut ControlState,
-        ctx: &Context<'_>,
-    ) -> Result<Vec<ControlEvent>, CommandError> {
+    fn apply_to(self, state: &mut ControlState, ctx: &Context<'_>) -> Applied {
         match self {
             Command::CreateExperiment(c) => c.apply(state, ctx),
             Command::UpdateExperiment(c) => c.apply(state, ctx),

@@ -1,7 +1,7 @@
 //! Pause a rollout at its stage: no automatic promotion (failing gates still roll back).
 
-use crate::control::context::{CommandError, Context};
-use crate::control::event::{ControlAction, ControlEvent, Record, Status};
+use crate::control::context::Context;
+use crate::control::event::{Applied, ControlAction, Record, Status};
 use crate::control::state::ControlState;
 
 #[derive(Debug, Clone)]
@@ -10,11 +10,7 @@ pub struct Pause {
 }
 
 impl Pause {
-    pub fn apply(
-        self,
-        state: &mut ControlState,
-        ctx: &Context<'_>,
-    ) -> Result<Vec<ControlEvent>, CommandError> {
+    pub fn apply(self, state: &mut ControlState, ctx: &Context<'_>) -> Applied {
         let r = state.rollout_mut(&self.id)?;
         r.pause(ctx.who(), ctx.why(), ctx.now)?;
         let from = Some(Status::Rollout(r.stage));

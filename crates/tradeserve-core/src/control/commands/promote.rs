@@ -1,8 +1,8 @@
 //! Promote a rollout to its next stage; past `full` it completes and its candidate becomes
 //! the champion.
 
-use crate::control::context::{CommandError, Context};
-use crate::control::event::{ControlAction, ControlEvent, Record, Status};
+use crate::control::context::Context;
+use crate::control::event::{Applied, ControlAction, Record, Status};
 use crate::control::state::ControlState;
 use crate::rollout::Stage;
 
@@ -12,11 +12,7 @@ pub struct Promote {
 }
 
 impl Promote {
-    pub fn apply(
-        self,
-        state: &mut ControlState,
-        ctx: &Context<'_>,
-    ) -> Result<Vec<ControlEvent>, CommandError> {
+    pub fn apply(self, state: &mut ControlState, ctx: &Context<'_>) -> Applied {
         let r = state.rollout_mut(&self.id)?;
         let from = Some(Status::Rollout(r.stage));
         let to = r.promote(ctx.who(), ctx.why(), ctx.now)?;

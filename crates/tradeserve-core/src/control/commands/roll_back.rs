@@ -1,7 +1,7 @@
 //! Roll a rollout back: all traffic to the champion at once.
 
-use crate::control::context::{CommandError, Context};
-use crate::control::event::{ControlAction, ControlEvent, Record, Status};
+use crate::control::context::Context;
+use crate::control::event::{Applied, ControlAction, Record, Status};
 use crate::control::state::ControlState;
 
 #[derive(Debug, Clone)]
@@ -10,11 +10,7 @@ pub struct RollBack {
 }
 
 impl RollBack {
-    pub fn apply(
-        self,
-        state: &mut ControlState,
-        ctx: &Context<'_>,
-    ) -> Result<Vec<ControlEvent>, CommandError> {
+    pub fn apply(self, state: &mut ControlState, ctx: &Context<'_>) -> Applied {
         let r = state.rollout_mut(&self.id)?;
         let from = Some(Status::Rollout(r.stage));
         r.roll_back(ctx.who(), ctx.why(), ctx.now)?;

@@ -1,7 +1,7 @@
 //! Stop a running experiment (all its traffic back to the champion).
 
-use crate::control::context::{CommandError, Context};
-use crate::control::event::{ControlAction, ControlEvent, Record, Status};
+use crate::control::context::Context;
+use crate::control::event::{Applied, ControlAction, Record, Status};
 use crate::control::state::{ControlState, stop};
 use crate::experiment::ExperimentStatus;
 
@@ -11,18 +11,8 @@ pub struct StopExperiment {
 }
 
 impl StopExperiment {
-    pub fn apply(
-        self,
-        state: &mut ControlState,
-        ctx: &Context<'_>,
-    ) -> Result<Vec<ControlEvent>, CommandError> {
-        let e = state.experiment_mut(&self.id)?;
-        if !e.is_running() {
-            return Err(CommandError::Conflict(format!(
-                "experiment {} is stopped already",
-                self.id
-            )));
-        }
+    pub fn apply(self, state: &mut ControlState, ctx: &Context<'_>) -> Applied {
+        let e = state.running_experiment_mut(&self.id)?;
         stop(e, ctx.why(), ctx.now);
         Ok(vec![Record::experiment(e).event(
             ControlAction::Stopped,

@@ -1,7 +1,7 @@
 //! Update a running experiment's split or description.
 
-use crate::control::context::{CommandError, Context};
-use crate::control::event::{ControlAction, ControlEvent, Record, Status};
+use crate::control::context::Context;
+use crate::control::event::{Applied, ControlAction, Record, Status};
 use crate::control::state::ControlState;
 use crate::experiment::ExperimentUpdate;
 
@@ -12,18 +12,8 @@ pub struct UpdateExperiment {
 }
 
 impl UpdateExperiment {
-    pub fn apply(
-        self,
-        state: &mut ControlState,
-        ctx: &Context<'_>,
-    ) -> Result<Vec<ControlEvent>, CommandError> {
-        let e = state.experiment_mut(&self.id)?;
-        if !e.is_running() {
-            return Err(CommandError::Conflict(format!(
-                "experiment {} is stopped",
-                self.id
-            )));
-        }
+    pub fn apply(self, state: &mut ControlState, ctx: &Context<'_>) -> Applied {
+        let e = state.running_experiment_mut(&self.id)?;
         e.update(self.update, ctx.now)?;
         let from = Some(Status::Experiment(e.status));
         Ok(vec![Record::experiment(e).event(
