@@ -52,6 +52,18 @@ if [ ! -f "$mlflow_stamp" ]; then
 fi
 export TRADESERVE_MLFLOW="$mlflow_venv/bin/mlflow"
 
+# --- KServe (a real Open Inference Protocol server for the remote-backend tests) -----------
+kserve_venv="$cache/kserve-venv"
+kserve_stamp="$kserve_venv/.requirements-$(sha256sum scripts/requirements-kserve.txt | cut -c1-16)"
+if [ ! -f "$kserve_stamp" ]; then
+  step "installing KServe's model server in $kserve_venv (once; about a minute)"
+  rm -rf "$kserve_venv"
+  python3 -m venv "$kserve_venv"
+  "$kserve_venv/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-kserve.txt
+  touch "$kserve_stamp"
+fi
+export TRADESERVE_KSERVE_PYTHON="$kserve_venv/bin/python"
+
 # --- tansu (a real Kafka-protocol broker for the event tests) ------------------------------
 # No Kafka broker is packaged for this machine; tansu builds from crates.io (15-20 min once).
 tansu_version=0.6.0

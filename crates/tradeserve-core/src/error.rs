@@ -27,6 +27,12 @@ pub enum ModelError {
     Inference(String),
     #[error("model output is not a probability vector: {0:?}")]
     BadOutput(Vec<f32>),
+    /// A remote backend did not answer: refused, failed, or answered nonsense (HTTP 503).
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    /// A remote backend was still working when the request's deadline came (HTTP 504).
+    #[error("backend still working at the request deadline")]
+    Deadline,
 }
 
 /// Why the risk ledger could not answer.

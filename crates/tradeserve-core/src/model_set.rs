@@ -4,7 +4,10 @@
 //! set, so a swap never mixes versions within one decision.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -29,6 +32,32 @@ pub trait InferenceModel: Send + Sync {
     }
 }
 
+/// A call to a remote backend in flight.
+pub type RemoteCall = Pin<Box<dyn Future<Output = Result<[f32; 3], ModelError>> + Send>>;
+
+/// A model served by another process (an Open Inference Protocol server, TorchServe, TF
+/// Serving): called over the network, so asynchronously and within a deadline. The role's
+/// verified in-process copy of the same version stays loaded beside it (what explanations,
+/// shadow runs and replay run).
+pub trait RemoteModel: Send + Sync {
+    /// One row; gives up with [`ModelError::Deadline`] at `deadline`.
+    fn infer(&self, input: Vec<f32>, deadline: Instant) -> RemoteCall;
+
+    /// Where it is served, for `/health/ready` and `GET /api/v1/models`.
+    fn backend(&self) -> &BackendInfo;
+}
+
+/// Which backend serves a role.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackendInfo {
+    /// `kserve_v2`, ...
+    pub kind: &'static str,
+    /// The call's URL.
+    pub endpoint: String,
+    /// The model's name on the server.
+    pub model: String,
+}
+
 /// Where a model came from and what exactly was loaded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelInfo {
@@ -51,7 +80,10 @@ pub struct ModelInfo {
 #[derive(Clone)]
 pub struct LoadedModel {
     pub info: ModelInfo,
+    /// The in-process engine (always loaded and verified).
     pub model: Arc<dyn InferenceModel>,
+    /// Set when the role is served by a remote backend: the request path calls it instead.
+    pub remote: Option<Arc<dyn RemoteModel>>,
     /// Training means of the inputs, in input order (the explanation baseline).
     pub input_means: Arc<[f64]>,
 }
@@ -60,6 +92,7 @@ impl std::fmt::Debug for LoadedModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadedModel")
             .field("info", &self.info)
+            .field("remote", &self.remote.as_ref().map(|r| r.backend()))
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +135,11 @@ impl ModelSet {
     /// Registry version of each role.
     pub fn versions(&self) -> &Arc<BTreeMap<Role, String>> {
         &self.versions
+    }
+
+    /// Whether any role is served by a remote backend.
+    pub fn has_remote(&self) -> bool {
+        self.models().iter().any(|m| m.remote.is_some())
     }
 
     /// Every model with its role, in [`Role::ALL`] order.

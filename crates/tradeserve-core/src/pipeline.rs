@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::blend::{self, Probs};
 use crate::decision::{
     Decision, DecisionEvent, DecisionEventType, EVENT_SCHEMA_VERSION, ExperimentArm, FeatureValues,
     Metadata, RegimeProbabilities, RiskCheckFlags, StrategyWeights,
@@ -21,17 +20,17 @@ use crate::decision::{
 pub use crate::error::PredictError;
 use crate::experiment::Unit;
 use crate::explain::ExplainConfig;
-use crate::model_set::{LoadedModel, ModelSet};
+pub use crate::kernel::{Evaluation, Fetched, Sized, evaluate, evaluate_with, kernel, kernel_with};
 use crate::ports::{
-    EmitError, EventSink, ExplainJob, Explainer, FeatureSnapshot, FeatureSource, ModelError,
-    RiskLedger, ShadowJob, ShadowRunner,
+    EmitError, EventSink, ExplainJob, Explainer, FeatureSnapshot, FeatureSource, RiskLedger,
+    ShadowJob, ShadowRunner,
 };
+use crate::remote;
 use crate::request::{PredictRequest, RequestRules, parse_predict_request};
 use crate::risk::{Order, RiskLimits};
 use crate::routing::{Route, Routing};
-use crate::schema::{FEATURE_WIDTH, META_WIDTH, RET_15, VOL_15};
 use crate::sizing::SizingPolicy;
-use crate::types::{Action, Specialist};
+use crate::types::Action;
 
 /// Knobs of the pipeline.
 #[derive(Debug, Clone)]
@@ -129,105 +128,6 @@ impl From<PredictError> for Failed {
     fn from(error: PredictError) -> Failed {
         Failed { error, route: None }
     }
-}
-
-/// Everything the ensemble computed for one feature snapshot. Pure function of the
-/// snapshot, the model set and the override: what replay re-runs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Evaluation {
-    pub regime: Probs,
-    pub entropy: f64,
-    pub weights: Probs,
-    pub specialists: [Probs; 3],
-    pub blended: Probs,
-    pub action: Action,
-    pub confidence: f64,
-    pub dominant: Specialist,
-}
-
-fn run(model: &LoadedModel, input: &[f32]) -> Result<Probs, PredictError> {
-    let raw = model
-        .model
-        .predict(input)
-        .map_err(|source| PredictError::Model {
-            role: model.info.role,
-            source,
-        })?;
-    blend::normalize(raw).ok_or(PredictError::Model {
-        role: model.info.role,
-        source: ModelError::BadOutput(raw.to_vec()),
-    })
-}
-
-/// Run the ensemble on one feature snapshot.
-pub fn evaluate(
-    models: &ModelSet,
-    snapshot: &FeatureSnapshot,
-    strategy_override: Option<Specialist>,
-) -> Result<Evaluation, PredictError> {
-    let x: [f32; FEATURE_WIDTH] = snapshot.features.map(|v| v as f32);
-    let regime = run(&models.regime_detector, &x)?;
-    let entropy = blend::normalized_entropy(&regime);
-    let weights = match strategy_override {
-        Some(s) => {
-            let mut w = [0.0; 3];
-            w[s.index()] = 1.0;
-            w
-        }
-        None => {
-            let h = &snapshot.hit_rates;
-            let f = &snapshot.features;
-            let meta: [f32; META_WIDTH] = [
-                regime[0], regime[1], regime[2], entropy, h[0], h[1], h[2], f[VOL_15], f[RET_15],
-            ]
-            .map(|v| v as f32);
-            run(&models.meta_controller, &meta)?
-        }
-    };
-    let mut specialists = [[0.0, 0.0, 1.0]; 3];
-    for s in Specialist::ALL {
-        if weights[s.index()] > 0.0 {
-            specialists[s.index()] = run(models.specialist(s), &x)?;
-        }
-    }
-    let blended = blend::blend(&weights, &specialists);
-    let (action, confidence) = blend::choose(&blended);
-    let dominant = Specialist::ALL[blend::argmax(&weights)];
-    Ok(Evaluation {
-        regime,
-        entropy,
-        weights,
-        specialists,
-        blended,
-        action,
-        confidence,
-        dominant,
-    })
-}
-
-/// What the ensemble decided for one snapshot, and the quantity the sizing policy gives it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sized {
-    pub eval: Evaluation,
-    pub quantity: u64,
-}
-
-/// The decision kernel: run the ensemble on a snapshot and size the result. One function for
-/// the request path, the shadow runner and replay, so all three decide alike.
-pub fn kernel(
-    models: &ModelSet,
-    snapshot: &FeatureSnapshot,
-    strategy_override: Option<Specialist>,
-    sizing: &SizingPolicy,
-) -> Result<Sized, PredictError> {
-    let eval = evaluate(models, snapshot, strategy_override)?;
-    let quantity = sizing.quantity(
-        eval.action,
-        eval.confidence,
-        snapshot.price,
-        snapshot.features[VOL_15],
-    );
-    Ok(Sized { eval, quantity })
 }
 
 /// One request on its way through the pipeline: the parsed body, where it was routed, its
@@ -370,20 +270,13 @@ impl Pipeline {
     ) -> Result<Decided, PredictError> {
         let Call {
             request,
-            route,
             arrival,
             now,
             ..
         } = *call;
         self.check_deadline(arrival)?;
         let t2 = Instant::now();
-        let models = &route.models;
-        let Sized { eval, quantity } = kernel(
-            models,
-            &snapshot,
-            request.strategy_override,
-            &self.config.sizing,
-        )?;
+        let Sized { eval, quantity } = self.infer(call, &snapshot).await?;
         let t3 = Instant::now();
         timings.inference = t3 - t2;
         self.check_deadline(arrival)?;
@@ -426,6 +319,20 @@ impl Pipeline {
             snapshot,
             unrecorded,
         })
+    }
+
+    /// The ensemble on the route's model set: its remote roles called first (when it has
+    /// any), then the kernel.
+    async fn infer(
+        &self,
+        call: &Call<'_>,
+        snapshot: &FeatureSnapshot,
+    ) -> Result<Sized, PredictError> {
+        let models = &call.route.models;
+        let wanted = call.request.strategy_override;
+        let deadline = call.arrival + self.config.deadline;
+        let fetched = remote::fetch(models, snapshot, wanted, deadline).await?;
+        kernel_with(models, snapshot, wanted, &self.config.sizing, &fetched)
     }
 
     /// The explanation of the chosen action (on the explainer's threads), within the deadline.

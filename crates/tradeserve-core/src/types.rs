@@ -104,6 +104,11 @@ impl Role {
         }
     }
 
+    /// Position in [`Role::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The registry name of the role's model (`tradeserve.<role>`).
     pub fn registry_name(self) -> String {
         format!("tradeserve.{}", self.as_str())

@@ -5,12 +5,15 @@
 //! - [`model_dir`]: loading and verifying one model folder (digest, signature, golden vectors).
 //! - [`bundled`]: the embedded model source: `models/<role>/<version>/` folders in the repo.
 //! - [`mlflow`]: the MLflow Model Registry as a source: client, disk cache, resolution, publish.
+//! - [`remote`]: roles served by another process (Open Inference Protocol servers), behind the
+//!   core's `RemoteModel` port.
 
 pub mod bundled;
 pub mod engine;
 pub mod mlflow;
 pub mod mlmodel;
 pub mod model_dir;
+pub mod remote;
 
 pub use bundled::{BundledModels, VersionSelection};
 pub use mlflow::RoleSpec;

@@ -191,6 +191,7 @@ pub fn load_model_dir(
             loaded_at: OffsetDateTime::now_utc(),
         },
         model: Arc::new(model),
+        remote: None,
         input_means: meta.input_means.clone().into(),
     })
 }

@@ -201,6 +201,10 @@ pub struct ModelsConfig {
     pub versions: VersionSelection,
     /// The MLflow registry (mlflow source).
     pub mlflow: MlflowConfig,
+    /// What serves each role: `in_process` (default) or `kserve_v2`.
+    pub backends: tradeserve_models::remote::Backends,
+    /// The Open Inference Protocol server of the `kserve_v2` roles.
+    pub kserve_v2: tradeserve_models::remote::KserveV2Config,
 }
 
 impl Default for ModelsConfig {
@@ -210,6 +214,8 @@ impl Default for ModelsConfig {
             dir: PathBuf::from("models"),
             versions: VersionSelection::default(),
             mlflow: MlflowConfig::default(),
+            backends: Default::default(),
+            kserve_v2: Default::default(),
         }
     }
 }
@@ -471,6 +477,21 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+impl ModelsConfig {
+    fn validate_backends(&self) -> Result<(), String> {
+        if !self.backends.any_remote() {
+            return Ok(());
+        }
+        if self.source == ModelSourceKind::Mlflow {
+            return Err(
+                "models.backends: remote backends serve bundled models so far; with models.source = \"mlflow\" every role must be in_process"
+                    .into(),
+            );
+        }
+        self.kserve_v2.validate()
+    }
+}
+
 impl ServerConfig {
     fn validate(&self) -> Result<(), String> {
         if self.listen.parse::<SocketAddr>().is_err() {
@@ -577,6 +598,9 @@ impl Config {
                 .validate()
                 .map_err(ConfigError::Invalid)?;
         }
+        self.models
+            .validate_backends()
+            .map_err(ConfigError::Invalid)?;
         for role in tradeserve_core::Role::ALL {
             if self.models.versions.get(role).trim().is_empty() {
                 return invalid(format!("models.versions.{role} must not be empty"));
@@ -766,6 +790,22 @@ mod tests {
                 "roles.trend",
             ),
             ("[models]\nsource = \"s3\"\n", "source"),
+            (
+                "[models.backends]\nbull_specialist = \"torchserve\"\n",
+                "bull_specialist",
+            ),
+            (
+                "[models.backends]\nbull_specialist = \"kserve_v2\"\n[models.kserve_v2]\nurl = \"ftp://x\"\n",
+                "models.kserve_v2.url",
+            ),
+            (
+                "[models]\nsource = \"mlflow\"\n[models.backends]\nbear_specialist = \"kserve_v2\"\n",
+                "models.backends",
+            ),
+            (
+                "[models.backends]\nbull_specialist = \"kserve_v2\"\n[models.kserve_v2]\nmax_in_flight = 0\n",
+                "max_in_flight",
+            ),
         ];
         for (text, key) in cases {
             let path = dir.path().join("c.toml");

@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tradeserve_core::PredictError;
+use tradeserve_core::error::ModelError;
 use tradeserve_core::ports::FeatureError;
 use tradeserve_core::request::RequestErrorKind;
 
@@ -147,9 +148,7 @@ impl From<PredictError> for ApiError {
                 "features_unavailable",
                 message,
             ),
-            PredictError::Model { .. } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_failure", message)
-            }
+            PredictError::Model { role, source } => model_error(role, source, message),
             PredictError::Risk(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "risk_unavailable", message)
             }
@@ -164,6 +163,24 @@ impl From<PredictError> for ApiError {
         };
         api.log();
         api
+    }
+}
+
+/// A model that gave no output: a remote backend down (503 `backend_unavailable`) or past the
+/// deadline (504), or a model that failed (503 `model_failure`).
+fn model_error(role: tradeserve_core::Role, source: ModelError, message: String) -> ApiError {
+    match source {
+        ModelError::Unavailable(why) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backend_unavailable",
+            format!("the backend serving {role} is unavailable: {why}"),
+        ),
+        ModelError::Deadline => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "deadline_exceeded",
+            format!("the backend serving {role} did not answer within the request deadline"),
+        ),
+        _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_failure", message),
     }
 }
 

@@ -10,6 +10,8 @@
 //!   store compare-and-swap, model catalog, routing snapshot, events, poller and gates.
 //! - [`shadow`]: running a rollout's candidate off the request path.
 //! - [`explainer`]: explanations on a bounded pool of blocking threads.
+//! - [`backends`]: remote model backends attached to the roles that name them, verified
+//!   with golden vectors before the service listens.
 //! - [`idle`]: idle CPU priority for threads that must not compete with requests.
 //! - [`risk_restore`]: rebuilding the risk books from the audit log at start.
 //! - [`arms`]: the arm recorder: decisions, failures, shadow runs and outcomes credited to
@@ -22,6 +24,7 @@
 
 pub mod app;
 pub mod arms;
+pub mod backends;
 pub mod cli;
 pub mod config;
 pub mod control;

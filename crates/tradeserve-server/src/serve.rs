@@ -82,6 +82,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error("model backend: {0}")]
+    Backend(#[from] crate::backends::BackendError),
     #[error("{key} = {path}: {why}")]
     NotWritable {
         key: &'static str,
@@ -247,6 +249,12 @@ pub fn load_models(config: &Config) -> Result<ModelSet, tradeserve_models::Model
     BundledModels::new(resolve_path(&config.models.dir)).load_set(&config.models.versions)
 }
 
+/// The bundled champion with its remote roles' backends attached.
+fn load_champion(config: &Config) -> Result<Arc<ModelSet>, StartError> {
+    let set = load_models(config)?;
+    Ok(Arc::new(crate::backends::attach(set, &config.models)?))
+}
+
 /// Build every embedded adapter and the shared state, replaying market data on the live
 /// clock. Blocking (file I/O, model compilation): call before serving or from a blocking
 /// thread.
@@ -264,7 +272,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         let replay = s.spawn(|| MarketReplay::load(&bars_path, clock));
         // From the registry, models load after start-up (async, see `start_registry`).
         let models = match config.models.source {
-            ModelSourceKind::Bundled => load_models(config).map(|m| Some(Arc::new(m))),
+            ModelSourceKind::Bundled => load_champion(config).map(Some),
             ModelSourceKind::Mlflow => Ok(None),
         };
         (models, replay.join())
@@ -492,6 +500,7 @@ pub async fn run(
     let service = tokio::task::spawn_blocking(move || build(&cfg))
         .await
         .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))??;
+    crate::backends::verify_champion(service.state.control.champion(), &config.models).await?;
     let startup_timeout = config.models.mlflow.request_timeout * 3;
     // Models first (the registry may set the champion), then the control state over them.
     let mut tasks: Vec<tokio::task::JoinHandle<()>> =

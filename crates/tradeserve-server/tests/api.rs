@@ -556,9 +556,11 @@ async fn models_symbols_and_openapi() {
                 "alias",
                 "source",
                 "sha256",
-                "loaded_at"
+                "loaded_at",
+                "backend"
             ])
         );
+        assert_eq!(m["backend"], serde_json::json!({"kind": "in_process"}));
         assert_eq!(m["name"], format!("tradeserve.{role}"));
         assert_eq!(m["version"], "1");
         assert!(m["alias"].is_null());

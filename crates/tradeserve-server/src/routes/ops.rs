@@ -7,8 +7,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
-use tradeserve_core::ModelInfo;
+use tradeserve_core::{LoadedModel, ModelInfo};
 
 use crate::error::{ApiError, json_response};
 use crate::registry::ReloadError;
@@ -55,10 +56,10 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
         .control
         .champion()
         .ok_or_else(|| ApiError::not_ready("models are not loaded"))?;
-    let models: BTreeMap<&str, &ModelInfo> = set
+    let models: BTreeMap<&str, Served<'_>> = set
         .models()
         .iter()
-        .map(|m| (m.info.role.as_str(), &m.info))
+        .map(|m| (m.info.role.as_str(), Served::of(m)))
         .collect();
     Ok(Json(match &state.registry {
         None => json!({ "source": "bundled", "models": models }),
@@ -70,6 +71,27 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
             "models": models,
         }),
     }))
+}
+
+/// A role as `GET /api/v1/models` shows it: what was loaded and what serves it.
+#[derive(Serialize)]
+struct Served<'a> {
+    #[serde(flatten)]
+    info: &'a ModelInfo,
+    backend: Value,
+}
+
+impl<'a> Served<'a> {
+    fn of(m: &'a LoadedModel) -> Served<'a> {
+        let backend = match &m.remote {
+            Some(r) => serde_json::to_value(r.backend()).unwrap_or(Value::Null),
+            None => json!({"kind": "in_process"}),
+        };
+        Served {
+            info: &m.info,
+            backend,
+        }
+    }
 }
 
 /// `POST /api/v1/models/reload`: re-resolve the registry aliases now.

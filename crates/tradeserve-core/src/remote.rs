@@ -1,0 +1,241 @@
+//! Remote roles on the request path. Before the kernel runs, every role of the model set that
+//! a remote backend serves is called, within the request's deadline: the regime detector and
+//! the specialists the decision needs all at once (their input is the features alone), then
+//! the meta-controller (its input needs the regime). The kernel then uses these outputs in
+//! place of the in-process engines ([`Fetched`]). A set with no remote role costs nothing here.
+
+use std::time::Instant;
+
+use futures_util::future::join_all;
+
+use crate::blend;
+use crate::error::{ModelError, PredictError};
+use crate::kernel::{Fetched, meta_input, normalized, run};
+use crate::model_set::{LoadedModel, ModelSet};
+use crate::schema::FEATURE_WIDTH;
+use crate::snapshot::FeatureSnapshot;
+use crate::types::Specialist;
+
+/// Call the remote roles `models` needs for this snapshot; `deadline` bounds every call.
+pub async fn fetch(
+    models: &ModelSet,
+    snapshot: &FeatureSnapshot,
+    strategy_override: Option<Specialist>,
+    deadline: Instant,
+) -> Result<Fetched, PredictError> {
+    let mut fetched = Fetched::NONE;
+    if !models.has_remote() {
+        return Ok(fetched);
+    }
+    let x: [f32; FEATURE_WIDTH] = snapshot.features.map(|v| v as f32);
+    // The regime detector and the specialists take the features: call them together.
+    let needed = Specialist::ALL
+        .into_iter()
+        .filter(|s| strategy_override.is_none_or(|o| o == *s))
+        .map(|s| models.specialist(s));
+    let first: Vec<&LoadedModel> = std::iter::once(&models.regime_detector)
+        .chain(needed)
+        .filter(|m| m.remote.is_some())
+        .collect();
+    let calls = first.iter().map(|m| call(m, x.to_vec(), deadline));
+    for (m, output) in first.iter().zip(join_all(calls).await) {
+        fetched.set(m.info.role, output?);
+    }
+    // The meta-controller's input needs the regime (fetched above, or run here in process).
+    if strategy_override.is_none() && models.meta_controller.remote.is_some() {
+        let regime = run(&models.regime_detector, &x, &fetched)?;
+        let entropy = blend::normalized_entropy(&regime);
+        let input = meta_input(&regime, entropy, snapshot).to_vec();
+        let meta = &models.meta_controller;
+        fetched.set(meta.info.role, call(meta, input, deadline).await?);
+    }
+    Ok(fetched)
+}
+
+/// One remote call; its output must be a probability vector.
+async fn call(
+    model: &LoadedModel,
+    input: Vec<f32>,
+    deadline: Instant,
+) -> Result<[f32; 3], PredictError> {
+    let role = model.info.role;
+    let Some(remote) = &model.remote else {
+        return Err(PredictError::Model {
+            role,
+            source: ModelError::Unavailable("no remote backend".into()),
+        });
+    };
+    let raw = remote
+        .infer(input, deadline)
+        .await
+        .map_err(|source| PredictError::Model { role, source })?;
+    normalized(role, raw)?;
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::kernel::evaluate_with;
+    use crate::model_set::{BackendInfo, InferenceModel, ModelInfo, RemoteCall, RemoteModel};
+    use crate::types::Role;
+
+    /// Always the same output, in process.
+    struct Fixed([f32; 3]);
+
+    impl InferenceModel for Fixed {
+        fn predict(&self, _: &[f32]) -> Result<[f32; 3], ModelError> {
+            Ok(self.0)
+        }
+    }
+
+    /// A remote model that records its inputs and answers `answer`.
+    struct Recorded {
+        answer: Result<[f32; 3], ModelError>,
+        inputs: Mutex<Vec<Vec<f32>>>,
+        info: BackendInfo,
+    }
+
+    impl RemoteModel for Recorded {
+        fn infer(&self, input: Vec<f32>, _: Instant) -> RemoteCall {
+            self.inputs.lock().unwrap().push(input);
+            let answer = self.answer.clone();
+            Box::pin(async move { answer })
+        }
+
+        fn backend(&self) -> &BackendInfo {
+            &self.info
+        }
+    }
+
+    fn recorded(answer: Result<[f32; 3], ModelError>) -> Arc<Recorded> {
+        Arc::new(Recorded {
+            answer,
+            inputs: Mutex::new(Vec::new()),
+            info: BackendInfo {
+                kind: "test",
+                endpoint: "test://".into(),
+                model: "m".into(),
+            },
+        })
+    }
+
+    fn loaded(role: Role, remote: Option<Arc<Recorded>>) -> LoadedModel {
+        LoadedModel {
+            info: ModelInfo {
+                role,
+                name: role.registry_name(),
+                version: "1".into(),
+                alias: None,
+                source: "test".into(),
+                sha256: String::new(),
+                loaded_at: datetime!(2025-01-01 0:00 UTC),
+            },
+            model: Arc::new(Fixed([0.2, 0.3, 0.5])),
+            remote: remote.map(|r| r as Arc<dyn RemoteModel>),
+            input_means: Arc::from(vec![0.0; 12]),
+        }
+    }
+
+    fn snapshot() -> FeatureSnapshot {
+        FeatureSnapshot {
+            as_of: datetime!(2025-01-01 0:00 UTC),
+            price: 100.0,
+            features: [0.01; FEATURE_WIDTH],
+            hit_rates: [0.5; 3],
+        }
+    }
+
+    /// Poll a future whose remote calls are all ready at once.
+    fn ready<T>(f: impl std::future::Future<Output = T>) -> T {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("a test remote call is never pending"),
+        }
+    }
+
+    #[test]
+    fn remote_roles_are_fetched_and_used_in_place_of_their_engines() {
+        let (meta, bull) = (
+            recorded(Ok([0.6, 0.3, 0.1])),
+            recorded(Ok([0.9, 0.05, 0.05])),
+        );
+        let set = ModelSet::new(
+            loaded(Role::RegimeDetector, None),
+            loaded(Role::MetaController, Some(meta.clone())),
+            [
+                loaded(Role::BullSpecialist, Some(bull.clone())),
+                loaded(Role::BearSpecialist, None),
+                loaded(Role::SidewaysSpecialist, None),
+            ],
+        );
+        let s = snapshot();
+        let deadline = Instant::now() + std::time::Duration::from_secs(1);
+        let fetched = ready(fetch(&set, &s, None, deadline)).unwrap();
+        assert_eq!(fetched.get(Role::BullSpecialist), Some([0.9, 0.05, 0.05]));
+        assert_eq!(fetched.get(Role::MetaController), Some([0.6, 0.3, 0.1]));
+        assert_eq!(fetched.get(Role::RegimeDetector), None);
+        // The meta-controller got the regime the in-process detector gave, then its entropy.
+        let meta_in = meta.inputs.lock().unwrap()[0].clone();
+        assert_eq!(meta_in.len(), crate::schema::META_WIDTH);
+        assert_eq!(&meta_in[..3], &[0.2, 0.3, 0.5]);
+        assert_eq!(bull.inputs.lock().unwrap()[0], vec![0.01f32; FEATURE_WIDTH]);
+        let eval = evaluate_with(&set, &s, None, &fetched).unwrap();
+        assert!((eval.weights[0] - 0.6).abs() < 1e-6);
+        assert!((eval.specialists[0][0] - 0.9).abs() < 1e-6);
+        assert!(
+            (eval.specialists[1][2] - 0.5).abs() < 1e-6,
+            "bear ran in process"
+        );
+    }
+
+    #[test]
+    fn an_override_calls_only_its_specialist_and_an_error_names_the_role() {
+        let bull = recorded(Err(ModelError::Unavailable("refused".into())));
+        let meta = recorded(Ok([0.6, 0.3, 0.1]));
+        let set = ModelSet::new(
+            loaded(Role::RegimeDetector, None),
+            loaded(Role::MetaController, Some(meta.clone())),
+            [
+                loaded(Role::BullSpecialist, Some(bull.clone())),
+                loaded(Role::BearSpecialist, None),
+                loaded(Role::SidewaysSpecialist, None),
+            ],
+        );
+        let deadline = Instant::now() + std::time::Duration::from_secs(1);
+        let fetched = ready(fetch(&set, &snapshot(), Some(Specialist::Bear), deadline)).unwrap();
+        assert_eq!(fetched, Fetched::NONE);
+        assert!(bull.inputs.lock().unwrap().is_empty());
+        assert!(
+            meta.inputs.lock().unwrap().is_empty(),
+            "an override skips the meta-controller"
+        );
+        match ready(fetch(&set, &snapshot(), None, deadline)) {
+            Err(PredictError::Model {
+                role: Role::BullSpecialist,
+                source: ModelError::Unavailable(_),
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        // A set with no remote role fetches nothing.
+        let local = ModelSet::new(
+            loaded(Role::RegimeDetector, None),
+            loaded(Role::MetaController, None),
+            [
+                loaded(Role::BullSpecialist, None),
+                loaded(Role::BearSpecialist, None),
+                loaded(Role::SidewaysSpecialist, None),
+            ],
+        );
+        assert_eq!(
+            ready(fetch(&local, &snapshot(), None, deadline)).unwrap(),
+            Fetched::NONE
+        );
+    }
+}

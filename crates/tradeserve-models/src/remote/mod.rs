@@ -1,0 +1,105 @@
+//! Remote model backends behind the core's `RemoteModel` port: which backend serves each role
+//! ([`Backends`], `[models.backends]`), the Open Inference Protocol client ([`kserve_v2`]), and
+//! the check that a remote role answers the golden vectors as the in-process engine does
+//! ([`verify_golden`]).
+
+pub mod kserve_v2;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tradeserve_core::model_set::RemoteModel;
+use tradeserve_core::types::Role;
+
+pub use kserve_v2::{KserveV2, KserveV2Config};
+
+/// Largest difference between a remote backend's outputs and the golden ones. Inputs and
+/// outputs cross the wire as float32 values printed in JSON (exact both ways), so what remains
+/// is the engine's own arithmetic: ONNX Runtime on the server against the ONNX Runtime that
+/// wrote the golden file, the same bound as for the in-process engine.
+pub const REMOTE_TOLERANCE: f32 = crate::model_dir::GOLDEN_TOLERANCE;
+
+/// What serves a role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// The tract engine in this process (the default).
+    #[default]
+    InProcess,
+    /// An Open Inference Protocol (KServe v2) REST server: KServe, MLServer, Triton.
+    KserveV2,
+}
+
+/// Backend per role; a missing role is `in_process`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backends {
+    pub regime_detector: BackendKind,
+    pub meta_controller: BackendKind,
+    pub bull_specialist: BackendKind,
+    pub bear_specialist: BackendKind,
+    pub sideways_specialist: BackendKind,
+}
+
+impl Backends {
+    pub fn of(&self, role: Role) -> BackendKind {
+        match role {
+            Role::RegimeDetector => self.regime_detector,
+            Role::MetaController => self.meta_controller,
+            Role::BullSpecialist => self.bull_specialist,
+            Role::BearSpecialist => self.bear_specialist,
+            Role::SidewaysSpecialist => self.sideways_specialist,
+        }
+    }
+
+    /// Whether any role is served remotely.
+    pub fn any_remote(&self) -> bool {
+        Role::ALL
+            .iter()
+            .any(|r| self.of(*r) != BackendKind::InProcess)
+    }
+}
+
+/// Send the golden vectors in `golden_path` through `model` (the remote path, one row per
+/// call like a request) and return the largest difference from the golden outputs. `Err`
+/// says why a row got no answer or the file is unusable.
+pub async fn verify_golden(
+    model: &dyn RemoteModel,
+    golden_path: &Path,
+    timeout: Duration,
+) -> Result<f32, String> {
+    #[derive(Deserialize)]
+    struct Golden {
+        inputs: Vec<Vec<f32>>,
+        outputs: Vec<Vec<f32>>,
+    }
+    let text = tokio::fs::read(golden_path)
+        .await
+        .map_err(|e| format!("{}: {e}", golden_path.display()))?;
+    let golden: Golden = serde_json::from_slice(&text).map_err(|e| e.to_string())?;
+    if golden.inputs.is_empty() || golden.inputs.len() != golden.outputs.len() {
+        return Err("golden inputs and outputs must be non-empty and of equal length".into());
+    }
+    let mut worst = 0.0f32;
+    for (x, want) in golden.inputs.into_iter().zip(golden.outputs) {
+        let got = model
+            .infer(x, Instant::now() + timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        if want.len() != 3 {
+            return Err(format!(
+                "golden output has {} values, expected 3",
+                want.len()
+            ));
+        }
+        for (a, b) in got.iter().zip(&want) {
+            let d = (a - b).abs();
+            if d.is_nan() {
+                return Err("the backend answered NaN".into());
+            }
+            worst = worst.max(d);
+        }
+    }
+    Ok(worst)
+}

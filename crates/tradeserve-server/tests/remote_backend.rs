@@ -1,0 +1,200 @@
+//! The specialists served by a real Open Inference Protocol server — KServe's Python model
+//! server running `serving/kserve/onnx_server.py`, started on a free loopback port and stopped
+//! by its process group — through the `tradeserve` binary: the same decisions as in process,
+//! the backend shown by `GET /api/v1/models`, a killed server answered with counted 503s
+//! naming the role (never later than the deadline) and recovery when it is back, without
+//! restarting TradeServe; and a server whose model does not answer its golden vectors stops
+//! the start.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tradeserve_testkit::{KserveServer, ServiceProcess};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
+const SPECIALISTS: [&str; 3] = ["BULL_SPECIALIST", "BEAR_SPECIALIST", "SIDEWAYS_SPECIALIST"];
+
+fn models() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"))
+        .canonicalize()
+        .unwrap()
+}
+
+/// The service's files in `dir`; the specialists on `kserve` when given.
+fn envs(dir: &Path, kserve: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut envs = vec![
+        (
+            "TRADESERVE_EVENTS__AUDIT_LOG",
+            dir.join("audit.jsonl").display().to_string(),
+        ),
+        (
+            "TRADESERVE_CONTROL__FILE",
+            dir.join("control.json").display().to_string(),
+        ),
+        ("TRADESERVE_SERVER__REQUEST_DEADLINE", "500ms".into()),
+        ("TRADESERVE_MODELS__DIR", models().display().to_string()),
+    ];
+    if let Some(url) = kserve {
+        envs.push(("TRADESERVE_MODELS__KSERVE_V2__URL", url.to_owned()));
+        envs.push((
+            "TRADESERVE_MODELS__KSERVE_V2__MODEL",
+            "{role}-{version}".into(),
+        ));
+        envs.push(("TRADESERVE_MODELS__KSERVE_V2__VERSIONED", "false".into()));
+        for role in SPECIALISTS {
+            let key = match role {
+                "BULL_SPECIALIST" => "TRADESERVE_MODELS__BACKENDS__BULL_SPECIALIST",
+                "BEAR_SPECIALIST" => "TRADESERVE_MODELS__BACKENDS__BEAR_SPECIALIST",
+                _ => "TRADESERVE_MODELS__BACKENDS__SIDEWAYS_SPECIALIST",
+            };
+            envs.push((key, "kserve_v2".into()));
+        }
+    }
+    envs
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
+    let res = client
+        .post(format!("{url}/api/v1/predict"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let bytes = res.bytes().await.unwrap();
+    tradeserve_testkit::openapi::assert_documented("POST", "/api/v1/predict", status, &bytes);
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Requests at fixed timestamps (the same features in every process), no risk check.
+fn requests() -> Vec<Value> {
+    let mut out = Vec::new();
+    for minute in 0..10 {
+        for symbol in ["AAPL", "MSFT", "NVDA", "SPY"] {
+            let ts = format!("2025-10-14T15:{minute:02}:00Z");
+            out.push(json!({"symbol": symbol, "timestamp": ts, "risk_check": false}));
+        }
+    }
+    out.push(
+        json!({"symbol": "AAPL", "timestamp": "2025-10-14T15:00:00Z",
+                    "risk_check": false, "strategy_override": "bear_specialist"}),
+    );
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KServe (scripts/test.sh installs it)"]
+async fn specialists_on_a_model_server_decide_as_in_process_and_survive_its_outage() {
+    let mut kserve = KserveServer::start(&models());
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let local = ServiceProcess::start(BIN, &envs(a.path(), None));
+    let remote = ServiceProcess::start(BIN, &envs(b.path(), Some(&kserve.url())));
+    let client = reqwest::Client::new();
+
+    for body in requests() {
+        let (s1, here) = post(&client, &local.url(), &body).await;
+        let (s2, there) = post(&client, &remote.url(), &body).await;
+        assert_eq!((s1, s2), (200, 200), "{here} {there}");
+        assert_eq!(here["action"], there["action"], "{body}");
+        assert_eq!(
+            here["recommended_quantity"], there["recommended_quantity"],
+            "{body}"
+        );
+        let (c1, c2) = (
+            here["confidence"].as_f64().unwrap(),
+            there["confidence"].as_f64().unwrap(),
+        );
+        assert!((c1 - c2).abs() <= 1e-5, "{body}: {c1} vs {c2}");
+        assert_eq!(
+            here["metadata"]["model_versions"],
+            there["metadata"]["model_versions"]
+        );
+    }
+
+    let models_view: Value = client
+        .get(format!("{}/api/v1/models", remote.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let m = &models_view["models"];
+    assert_eq!(
+        m["regime_detector"]["backend"],
+        json!({"kind": "in_process"})
+    );
+    assert_eq!(m["bull_specialist"]["backend"]["kind"], "kserve_v2");
+    assert_eq!(
+        m["bull_specialist"]["backend"]["model"],
+        "bull_specialist-1"
+    );
+    assert_eq!(
+        m["bear_specialist"]["backend"]["endpoint"],
+        format!("{}/v2/models/bear_specialist-1/infer", kserve.url())
+    );
+
+    // The model server dies: every decision is a 503 naming a remote role, answered before
+    // the deadline; the service itself stays up.
+    let port = kserve.port();
+    kserve.kill();
+    for body in requests().iter().take(8) {
+        let started = Instant::now();
+        let (s, v) = post(&client, &remote.url(), body).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(500 + 250),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(s, 503, "{v}");
+        assert_eq!(v["error"]["code"], "backend_unavailable", "{v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains("specialist"), "{message}");
+    }
+    let live = client
+        .get(format!("{}/health/live", remote.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status().as_u16(), 200);
+
+    // Back on the same port: decisions resume without restarting TradeServe.
+    let _kserve = KserveServer::start_on(&models(), port);
+    let (s, v) = post(&client, &remote.url(), &requests()[0]).await;
+    assert_eq!(s, 200, "{v}");
+}
+
+#[test]
+#[ignore = "needs KServe (scripts/test.sh installs it)"]
+fn a_model_server_with_the_wrong_model_stops_the_start() {
+    // bull_specialist v1 on the server is really v2's model: its golden vectors disagree.
+    let served = tempfile::tempdir().unwrap();
+    let bull = served.path().join("bull_specialist/1");
+    std::fs::create_dir_all(&bull).unwrap();
+    std::fs::copy(
+        models().join("bull_specialist/2/model.onnx"),
+        bull.join("model.onnx"),
+    )
+    .unwrap();
+    let kserve = KserveServer::start(served.path());
+    let dir = tempfile::tempdir().unwrap();
+    let mut envs = envs(dir.path(), Some(&kserve.url()));
+    envs.retain(|(k, _)| !k.contains("BEAR") && !k.contains("SIDEWAYS"));
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bull_specialist v1") && stderr.contains("golden vectors"),
+        "{stderr}"
+    );
+}
