@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use tradeserve_core::ModelSet;
 use tradeserve_core::model_set::LoadedModel;
-use tradeserve_models::remote::{BackendKind, KserveV2, REMOTE_TOLERANCE, verify_golden};
+use tradeserve_models::remote::{
+    BackendKind, KserveV2, REMOTE_TOLERANCE, TfServing, verify_golden,
+};
 
 use crate::config::ModelsConfig;
 
@@ -32,15 +34,22 @@ pub fn attach(set: ModelSet, config: &ModelsConfig) -> Result<ModelSet, BackendE
     if !config.backends.any_remote() {
         return Ok(set);
     }
-    let kserve = KserveV2::new(config.kserve_v2.clone()).map_err(|e| BackendError::Client {
-        kind: "kserve_v2",
-        why: e.to_string(),
-    })?;
+    fn client(kind: &'static str) -> impl Fn(String) -> BackendError {
+        move |why| BackendError::Client { kind, why }
+    }
+    let kserve = KserveV2::new(config.kserve_v2.clone())
+        .map_err(|e| e.to_string())
+        .map_err(client("kserve_v2"))?;
+    let tfserving = TfServing::new(config.tfserving.clone())
+        .map_err(|e| e.to_string())
+        .map_err(client("tfserving"))?;
     let with_backend = |m: &LoadedModel| -> LoadedModel {
         let mut m = m.clone();
-        m.remote = match config.backends.of(m.info.role) {
+        let (role, version) = (m.info.role, m.info.version.as_str());
+        m.remote = match config.backends.of(role) {
             BackendKind::InProcess => None,
-            BackendKind::KserveV2 => Some(kserve.model(m.info.role, &m.info.version)),
+            BackendKind::KserveV2 => Some(kserve.model(role, version)),
+            BackendKind::Tfserving => Some(tfserving.model(role, version)),
         };
         m
     };

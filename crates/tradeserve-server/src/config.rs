@@ -18,6 +18,7 @@ use tradeserve_core::risk::RiskLimits;
 use tradeserve_core::sizing::SizingPolicy;
 use tradeserve_core::types::Role;
 use tradeserve_models::VersionSelection;
+use tradeserve_models::remote::BackendKind;
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -201,10 +202,12 @@ pub struct ModelsConfig {
     pub versions: VersionSelection,
     /// The MLflow registry (mlflow source).
     pub mlflow: MlflowConfig,
-    /// What serves each role: `in_process` (default) or `kserve_v2`.
+    /// What serves each role: `in_process` (default), `kserve_v2` or `tfserving`.
     pub backends: tradeserve_models::remote::Backends,
     /// The Open Inference Protocol server of the `kserve_v2` roles.
     pub kserve_v2: tradeserve_models::remote::KserveV2Config,
+    /// The TF Serving REST server of the `tfserving` roles.
+    pub tfserving: tradeserve_models::remote::TfServingConfig,
 }
 
 impl Default for ModelsConfig {
@@ -216,6 +219,7 @@ impl Default for ModelsConfig {
             mlflow: MlflowConfig::default(),
             backends: Default::default(),
             kserve_v2: Default::default(),
+            tfserving: Default::default(),
         }
     }
 }
@@ -488,7 +492,14 @@ impl ModelsConfig {
                     .into(),
             );
         }
-        self.kserve_v2.validate()
+        let uses = |kind| Role::ALL.iter().any(|r| self.backends.of(*r) == kind);
+        if uses(BackendKind::KserveV2) {
+            self.kserve_v2.validate()?;
+        }
+        if uses(BackendKind::Tfserving) {
+            self.tfserving.validate()?;
+        }
+        Ok(())
     }
 }
 

@@ -23,8 +23,13 @@ fn models() -> PathBuf {
         .unwrap()
 }
 
-/// The service's files in `dir`; the specialists on `kserve` when given.
+/// The service's files in `dir`; the specialists on `kserve` when given, through its Open
+/// Inference Protocol (`kind` = `kserve_v2`) or its TF Serving-style v1 protocol (`tfserving`).
 fn envs(dir: &Path, kserve: Option<&str>) -> Vec<(&'static str, String)> {
+    envs_for(dir, kserve, "kserve_v2")
+}
+
+fn envs_for(dir: &Path, kserve: Option<&str>, kind: &str) -> Vec<(&'static str, String)> {
     let mut envs = vec![
         (
             "TRADESERVE_EVENTS__AUDIT_LOG",
@@ -38,19 +43,28 @@ fn envs(dir: &Path, kserve: Option<&str>) -> Vec<(&'static str, String)> {
         ("TRADESERVE_MODELS__DIR", models().display().to_string()),
     ];
     if let Some(url) = kserve {
-        envs.push(("TRADESERVE_MODELS__KSERVE_V2__URL", url.to_owned()));
-        envs.push((
-            "TRADESERVE_MODELS__KSERVE_V2__MODEL",
-            "{role}-{version}".into(),
-        ));
-        envs.push(("TRADESERVE_MODELS__KSERVE_V2__VERSIONED", "false".into()));
+        let [url_key, model_key, versioned_key] = match kind {
+            "kserve_v2" => [
+                "TRADESERVE_MODELS__KSERVE_V2__URL",
+                "TRADESERVE_MODELS__KSERVE_V2__MODEL",
+                "TRADESERVE_MODELS__KSERVE_V2__VERSIONED",
+            ],
+            _ => [
+                "TRADESERVE_MODELS__TFSERVING__URL",
+                "TRADESERVE_MODELS__TFSERVING__MODEL",
+                "TRADESERVE_MODELS__TFSERVING__VERSIONED",
+            ],
+        };
+        envs.push((url_key, url.to_owned()));
+        envs.push((model_key, "{role}-{version}".into()));
+        envs.push((versioned_key, "false".into()));
         for role in SPECIALISTS {
             let key = match role {
                 "BULL_SPECIALIST" => "TRADESERVE_MODELS__BACKENDS__BULL_SPECIALIST",
                 "BEAR_SPECIALIST" => "TRADESERVE_MODELS__BACKENDS__BEAR_SPECIALIST",
                 _ => "TRADESERVE_MODELS__BACKENDS__SIDEWAYS_SPECIALIST",
             };
-            envs.push((key, "kserve_v2".into()));
+            envs.push((key, kind.to_owned()));
         }
     }
     envs
@@ -90,11 +104,23 @@ fn requests() -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs KServe (scripts/test.sh installs it)"]
-async fn specialists_on_a_model_server_decide_as_in_process_and_survive_its_outage() {
+async fn specialists_on_an_open_inference_protocol_server_decide_as_in_process() {
+    same_decisions_and_outage("kserve_v2").await;
+}
+
+/// TF Serving's REST predict API, spoken by KServe's v1 protocol (not TF Serving itself,
+/// which does not install on this machine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KServe (scripts/test.sh installs it)"]
+async fn specialists_on_kserve_v1_through_the_tf_serving_client_decide_as_in_process() {
+    same_decisions_and_outage("tfserving").await;
+}
+
+async fn same_decisions_and_outage(kind: &str) {
     let mut kserve = KserveServer::start(&models());
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let local = ServiceProcess::start(BIN, &envs(a.path(), None));
-    let remote = ServiceProcess::start(BIN, &envs(b.path(), Some(&kserve.url())));
+    let remote = ServiceProcess::start(BIN, &envs_for(b.path(), Some(&kserve.url()), kind));
     let client = reqwest::Client::new();
 
     for body in requests() {
@@ -130,15 +156,16 @@ async fn specialists_on_a_model_server_decide_as_in_process_and_survive_its_outa
         m["regime_detector"]["backend"],
         json!({"kind": "in_process"})
     );
-    assert_eq!(m["bull_specialist"]["backend"]["kind"], "kserve_v2");
+    assert_eq!(m["bull_specialist"]["backend"]["kind"], kind);
     assert_eq!(
         m["bull_specialist"]["backend"]["model"],
         "bull_specialist-1"
     );
-    assert_eq!(
-        m["bear_specialist"]["backend"]["endpoint"],
-        format!("{}/v2/models/bear_specialist-1/infer", kserve.url())
-    );
+    let endpoint = match kind {
+        "kserve_v2" => format!("{}/v2/models/bear_specialist-1/infer", kserve.url()),
+        _ => format!("{}/v1/models/bear_specialist-1:predict", kserve.url()),
+    };
+    assert_eq!(m["bear_specialist"]["backend"]["endpoint"], endpoint);
 
     // The model server dies: every decision is a 503 naming a remote role, answered before
     // the deadline; the service itself stays up.

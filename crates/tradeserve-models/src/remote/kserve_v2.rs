@@ -3,17 +3,16 @@
 //! `[1, width]`, answered with an FP32 tensor of three probabilities. Served by KServe's model
 //! server, MLServer, Triton and TorchServe.
 //!
-//! One pooled keep-alive client per backend; every call is bounded by the request's
-//! remaining deadline (waiting for a slot included) and by `max_in_flight` calls at once.
+//! The client, its in-flight bound and the deadline are [`crate::remote::http`]'s.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
-use tradeserve_core::error::ModelError;
 use tradeserve_core::model_set::{BackendInfo, RemoteCall, RemoteModel};
 use tradeserve_core::types::Role;
+
+use crate::remote::http::{HttpBackend, three};
 
 /// `[models.kserve_v2]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,49 +50,34 @@ impl Default for KserveV2Config {
 
 impl KserveV2Config {
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(format!(
-                "models.kserve_v2.url {:?} must start with http:// or https://",
-                self.url
-            ));
+        if self.input.is_empty() {
+            return Err("models.kserve_v2.input must not be empty".into());
         }
-        if self.model.is_empty() || self.input.is_empty() {
-            return Err("models.kserve_v2.model and .input must not be empty".into());
-        }
-        if self.max_in_flight == 0 {
-            return Err("models.kserve_v2.max_in_flight must be at least 1".into());
-        }
-        Ok(())
+        super::validate_common(
+            "models.kserve_v2",
+            &self.url,
+            &self.model,
+            self.max_in_flight,
+        )
     }
 
     /// The model's name on the server for one role's version.
     pub fn model_name(&self, role: Role, version: &str) -> String {
-        self.model
-            .replace("{role}", role.as_str())
-            .replace("{name}", &role.registry_name())
-            .replace("{version}", version)
+        super::model_name(&self.model, role, version)
     }
 }
 
-/// One Open Inference Protocol server: its client and its in-flight bound.
+/// One Open Inference Protocol server.
 #[derive(Clone)]
 pub struct KserveV2 {
-    client: reqwest::Client,
+    http: HttpBackend,
     config: Arc<KserveV2Config>,
-    slots: Arc<Semaphore>,
 }
 
 impl KserveV2 {
     pub fn new(config: KserveV2Config) -> Result<KserveV2, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .no_proxy()
-            .build()?;
         Ok(KserveV2 {
-            client,
-            slots: Arc::new(Semaphore::new(config.max_in_flight)),
+            http: HttpBackend::new(config.max_in_flight, config.connect_timeout)?,
             config: Arc::new(config),
         })
     }
@@ -123,16 +107,16 @@ struct KserveV2Model {
 }
 
 #[derive(Serialize)]
-struct InferRequest<'a> {
-    inputs: [Tensor<'a>; 1],
+struct InferRequest {
+    inputs: [Tensor; 1],
 }
 
 #[derive(Serialize)]
-struct Tensor<'a> {
-    name: &'a str,
+struct Tensor {
+    name: String,
     shape: [usize; 2],
     datatype: &'static str,
-    data: &'a [f32],
+    data: Vec<f32>,
 }
 
 #[derive(Deserialize)]
@@ -147,59 +131,24 @@ struct Output {
 
 impl RemoteModel for KserveV2Model {
     fn infer(&self, input: Vec<f32>, deadline: Instant) -> RemoteCall {
-        let server = self.server.clone();
+        let http = self.server.http.clone();
         let endpoint = self.info.endpoint.clone();
+        let body = InferRequest {
+            inputs: [Tensor {
+                name: self.server.config.input.clone(),
+                shape: [1, input.len()],
+                datatype: "FP32",
+                data: input,
+            }],
+        };
         Box::pin(async move {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(ModelError::Deadline);
-            }
-            tokio::time::timeout(remaining, call(&server, &endpoint, &input))
-                .await
-                .map_err(|_| ModelError::Deadline)?
+            let answer: InferResponse = http.post(&endpoint, &body, deadline).await?;
+            let first = answer.outputs.into_iter().next().map(|o| o.data);
+            three(first.as_deref().unwrap_or_default())
         })
     }
 
     fn backend(&self) -> &BackendInfo {
         &self.info
-    }
-}
-
-async fn call(server: &KserveV2, endpoint: &str, input: &[f32]) -> Result<[f32; 3], ModelError> {
-    let unavailable = |e: String| ModelError::Unavailable(e);
-    let _slot = server
-        .slots
-        .acquire()
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    let body = InferRequest {
-        inputs: [Tensor {
-            name: &server.config.input,
-            shape: [1, input.len()],
-            datatype: "FP32",
-            data: input,
-        }],
-    };
-    let response = server
-        .client
-        .post(endpoint)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| unavailable(format!("{endpoint}: {e}")))?;
-    let status = response.status();
-    if !status.is_success() {
-        let text = response.text().await.unwrap_or_default();
-        let text: String = text.chars().take(200).collect();
-        return Err(unavailable(format!("{endpoint}: HTTP {status}: {text}")));
-    }
-    let answer: InferResponse = response
-        .json()
-        .await
-        .map_err(|e| unavailable(format!("{endpoint}: unreadable answer: {e}")))?;
-    let data = answer.outputs.into_iter().next().map(|o| o.data);
-    match data.as_deref() {
-        Some(&[a, b, c]) => Ok([a, b, c]),
-        other => Err(ModelError::BadOutput(other.unwrap_or_default().to_vec())),
     }
 }

@@ -1,9 +1,12 @@
 //! Remote model backends behind the core's `RemoteModel` port: which backend serves each role
-//! ([`Backends`], `[models.backends]`), the Open Inference Protocol client ([`kserve_v2`]), and
+//! ([`Backends`], `[models.backends]`), the Open Inference Protocol client ([`kserve_v2`]), TF
+//! Serving's REST predict client ([`tfserving`]), what HTTP backends share ([`http`]), and
 //! the check that a remote role answers the golden vectors as the in-process engine does
 //! ([`verify_golden`]).
 
+pub mod http;
 pub mod kserve_v2;
+pub mod tfserving;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,6 +16,7 @@ use tradeserve_core::model_set::RemoteModel;
 use tradeserve_core::types::Role;
 
 pub use kserve_v2::{KserveV2, KserveV2Config};
+pub use tfserving::{TfServing, TfServingConfig, TfServingForm};
 
 /// Largest difference between a remote backend's outputs and the golden ones. Inputs and
 /// outputs cross the wire as float32 values printed in JSON (exact both ways), so what remains
@@ -29,6 +33,8 @@ pub enum BackendKind {
     InProcess,
     /// An Open Inference Protocol (KServe v2) REST server: KServe, MLServer, Triton.
     KserveV2,
+    /// TF Serving's REST predict API (and servers that speak it, such as KServe's v1).
+    Tfserving,
 }
 
 /// Backend per role; a missing role is `in_process`.
@@ -59,6 +65,35 @@ impl Backends {
             .iter()
             .any(|r| self.of(*r) != BackendKind::InProcess)
     }
+}
+
+/// `template` with `{role}`, `{name}` (the registry name) and `{version}` replaced.
+pub fn model_name(template: &str, role: Role, version: &str) -> String {
+    template
+        .replace("{role}", role.as_str())
+        .replace("{name}", &role.registry_name())
+        .replace("{version}", version)
+}
+
+/// The checks every HTTP backend's settings share; `section` names them in the message.
+fn validate_common(
+    section: &str,
+    url: &str,
+    model: &str,
+    max_in_flight: usize,
+) -> Result<(), String> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!(
+            "{section}.url {url:?} must start with http:// or https://"
+        ));
+    }
+    if model.is_empty() {
+        return Err(format!("{section}.model must not be empty"));
+    }
+    if max_in_flight == 0 {
+        return Err(format!("{section}.max_in_flight must be at least 1"));
+    }
+    Ok(())
 }
 
 /// Send the golden vectors in `golden_path` through `model` (the remote path, one row per

@@ -1,0 +1,91 @@
+//! What every HTTP model backend shares: one pooled keep-alive client, at most
+//! `max_in_flight` calls at once (more wait for a slot), and every call — the wait included —
+//! bounded by the request's deadline. Refusals, error statuses and unreadable answers are
+//! [`ModelError::Unavailable`] naming the endpoint; the deadline is [`ModelError::Deadline`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+use tradeserve_core::error::ModelError;
+
+/// One server's client and its in-flight bound.
+#[derive(Clone)]
+pub struct HttpBackend {
+    client: reqwest::Client,
+    slots: Arc<Semaphore>,
+}
+
+impl HttpBackend {
+    pub fn new(
+        max_in_flight: usize,
+        connect_timeout: Duration,
+    ) -> Result<HttpBackend, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .no_proxy()
+            .build()?;
+        Ok(HttpBackend {
+            client,
+            slots: Arc::new(Semaphore::new(max_in_flight.max(1))),
+        })
+    }
+
+    /// POST `body` as JSON to `endpoint` and read the JSON answer, by `deadline`.
+    pub async fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        body: &B,
+        deadline: Instant,
+    ) -> Result<R, ModelError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(ModelError::Deadline);
+        }
+        tokio::time::timeout(remaining, self.exchange(endpoint, body))
+            .await
+            .map_err(|_| ModelError::Deadline)?
+    }
+
+    async fn exchange<B: Serialize, R: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        body: &B,
+    ) -> Result<R, ModelError> {
+        let unavailable = |why: String| ModelError::Unavailable(format!("{endpoint}: {why}"));
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let response = self
+            .client
+            .post(endpoint)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            let text: String = text.chars().take(200).collect();
+            return Err(unavailable(format!("HTTP {status}: {text}")));
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| unavailable(format!("unreadable answer: {e}")))
+    }
+}
+
+/// A three-probability output from the values a server returned.
+pub fn three(values: &[f32]) -> Result<[f32; 3], ModelError> {
+    match values {
+        &[a, b, c] => Ok([a, b, c]),
+        other => Err(ModelError::BadOutput(other.to_vec())),
+    }
+}

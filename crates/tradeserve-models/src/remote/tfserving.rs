@@ -1,0 +1,150 @@
+//! TF Serving's REST predict API: `POST {url}/v1/models/{model}[/versions/{version}]:predict`
+//! with `{"instances": [[...]]}` (row form, answered with `predictions`) or `{"inputs":
+//! [[...]]}` (columnar form, answered with `outputs`). The tests run it against KServe's model
+//! server, whose v1 protocol is this API (no TF Serving build installs on this machine);
+//! KServe has no `/versions/{version}` path, so there the version goes in the model name
+//! (`versioned = false`).
+//!
+//! The client, its in-flight bound and the deadline are [`crate::remote::http`]'s.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tradeserve_core::model_set::{BackendInfo, RemoteCall, RemoteModel};
+use tradeserve_core::types::Role;
+
+use crate::remote::http::{HttpBackend, three};
+
+/// How the request body is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TfServingForm {
+    /// `{"instances": [[x0, x1, ...]]}` → `{"predictions": [[p0, p1, p2]]}`.
+    Instances,
+    /// `{"inputs": [[x0, x1, ...]]}` → `{"outputs": [[p0, p1, p2]]}`.
+    Inputs,
+}
+
+/// `[models.tfserving]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TfServingConfig {
+    /// Base URL of the REST API, e.g. `http://127.0.0.1:8501`.
+    pub url: String,
+    /// The model's name on the server: `{role}`, `{name}` and `{version}` are replaced.
+    pub model: String,
+    /// `true`: `/v1/models/{model}/versions/{version}:predict` (TF Serving); `false`:
+    /// `/v1/models/{model}:predict`, the version in `model` (KServe's v1 protocol).
+    pub versioned: bool,
+    pub form: TfServingForm,
+    /// Calls in flight at once to this server; more wait for a slot within their deadline.
+    pub max_in_flight: usize,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for TfServingConfig {
+    fn default() -> Self {
+        TfServingConfig {
+            url: "http://127.0.0.1:8501".into(),
+            model: "{role}".into(),
+            versioned: true,
+            form: TfServingForm::Instances,
+            max_in_flight: 64,
+            connect_timeout: Duration::from_millis(250),
+        }
+    }
+}
+
+impl TfServingConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        super::validate_common(
+            "models.tfserving",
+            &self.url,
+            &self.model,
+            self.max_in_flight,
+        )
+    }
+}
+
+/// One TF Serving REST server.
+#[derive(Clone)]
+pub struct TfServing {
+    http: HttpBackend,
+    config: Arc<TfServingConfig>,
+}
+
+impl TfServing {
+    pub fn new(config: TfServingConfig) -> Result<TfServing, reqwest::Error> {
+        Ok(TfServing {
+            http: HttpBackend::new(config.max_in_flight, config.connect_timeout)?,
+            config: Arc::new(config),
+        })
+    }
+
+    /// The handle of one role's version on this server.
+    pub fn model(&self, role: Role, version: &str) -> Arc<dyn RemoteModel> {
+        let name = super::model_name(&self.config.model, role, version);
+        let base = self.config.url.trim_end_matches('/');
+        let endpoint = match self.config.versioned {
+            true => format!("{base}/v1/models/{name}/versions/{version}:predict"),
+            false => format!("{base}/v1/models/{name}:predict"),
+        };
+        Arc::new(TfServingModel {
+            http: self.http.clone(),
+            form: self.config.form,
+            info: BackendInfo {
+                kind: "tfserving",
+                endpoint,
+                model: name,
+            },
+        })
+    }
+}
+
+struct TfServingModel {
+    http: HttpBackend,
+    form: TfServingForm,
+    info: BackendInfo,
+}
+
+#[derive(Serialize)]
+struct Rows {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instances: Option<[Vec<f32>; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inputs: Option<[Vec<f32>; 1]>,
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    predictions: Option<Vec<Vec<f32>>>,
+    outputs: Option<Vec<Vec<f32>>>,
+}
+
+impl RemoteModel for TfServingModel {
+    fn infer(&self, input: Vec<f32>, deadline: Instant) -> RemoteCall {
+        let http = self.http.clone();
+        let endpoint = self.info.endpoint.clone();
+        let body = match self.form {
+            TfServingForm::Instances => Rows {
+                instances: Some([input]),
+                inputs: None,
+            },
+            TfServingForm::Inputs => Rows {
+                instances: None,
+                inputs: Some([input]),
+            },
+        };
+        Box::pin(async move {
+            let answer: Answer = http.post(&endpoint, &body, deadline).await?;
+            let rows = answer.predictions.or(answer.outputs).unwrap_or_default();
+            three(rows.first().map(Vec::as_slice).unwrap_or_default())
+        })
+    }
+
+    fn backend(&self) -> &BackendInfo {
+        &self.info
+    }
+}
