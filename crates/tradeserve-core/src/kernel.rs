@@ -10,7 +10,7 @@ use crate::model_set::{LoadedModel, ModelSet};
 use crate::schema::{FEATURE_WIDTH, META_WIDTH, RET_15, VOL_15};
 use crate::sizing::SizingPolicy;
 use crate::snapshot::FeatureSnapshot;
-use crate::types::{Action, Role, Specialist};
+use crate::types::{Action, Role, RoleSet, Specialist};
 
 /// Everything the ensemble computed for one feature snapshot. Pure function of the
 /// snapshot, the model set and the override: what replay re-runs.
@@ -33,10 +33,15 @@ pub struct Evaluation {
 pub struct Fetched {
     /// Raw outputs, indexed by [`Role::index`].
     outputs: [Option<[f32; 3]>; 5],
+    /// Remote roles whose backend failed, run by their in-process copy instead.
+    pub fell_back: RoleSet,
 }
 
 impl Fetched {
-    pub const NONE: Fetched = Fetched { outputs: [None; 5] };
+    pub const NONE: Fetched = Fetched {
+        outputs: [None; 5],
+        fell_back: RoleSet::EMPTY,
+    };
 
     pub fn set(&mut self, role: Role, output: [f32; 3]) {
         self.outputs[role.index()] = Some(output);

@@ -45,6 +45,23 @@ pub trait RemoteModel: Send + Sync {
 
     /// Where it is served, for `/health/ready` and `GET /api/v1/models`.
     fn backend(&self) -> &BackendInfo;
+
+    /// Whether calls go through (a circuit breaker says; a bare client always does).
+    fn state(&self) -> BackendState {
+        BackendState::Closed {
+            consecutive_failures: 0,
+        }
+    }
+}
+
+/// A remote backend's circuit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "circuit", rename_all = "snake_case")]
+pub enum BackendState {
+    /// Calls go through.
+    Closed { consecutive_failures: u32 },
+    /// Calls fail at once until the next probe.
+    Open { consecutive_failures: u32 },
 }
 
 /// Which backend serves a role.

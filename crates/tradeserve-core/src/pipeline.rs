@@ -30,7 +30,7 @@ use crate::request::{PredictRequest, RequestRules, parse_predict_request};
 use crate::risk::{Order, RiskLimits};
 use crate::routing::{Route, Routing};
 use crate::sizing::SizingPolicy;
-use crate::types::Action;
+use crate::types::{Action, RoleSet};
 
 /// Knobs of the pipeline.
 #[derive(Debug, Clone)]
@@ -43,6 +43,8 @@ pub struct PipelineConfig {
     pub explain: ExplainConfig,
     /// What to do with a decision whose event cannot be recorded.
     pub on_event_failure: EventFailurePolicy,
+    /// What a remote role's failure leads to.
+    pub backend_fallback: remote::Fallback,
 }
 
 /// What happens to a decision whose event the sink cannot record (disk full, I/O error).
@@ -67,6 +69,7 @@ impl Default for PipelineConfig {
             deadline: Duration::from_millis(40),
             explain: ExplainConfig::default(),
             on_event_failure: EventFailurePolicy::Reject,
+            backend_fallback: remote::Fallback::None,
         }
     }
 }
@@ -113,6 +116,8 @@ pub struct Prediction {
     pub snapshot: FeatureSnapshot,
     /// Set when the event could not be recorded and the policy is to serve anyway.
     pub unrecorded: Option<EmitError>,
+    /// Remote roles whose backend failed, answered by their in-process copy.
+    pub fell_back: RoleSet,
 }
 
 /// A request that got no decision, with the route it had been given (`None` when it failed
@@ -248,12 +253,14 @@ impl Pipeline {
                 timings,
                 snapshot,
                 unrecorded,
+                fell_back,
             }) => Ok(Prediction {
                 outcome,
                 timings,
                 route,
                 snapshot,
                 unrecorded,
+                fell_back,
             }),
             Err(error) => Err(Failed {
                 error,
@@ -276,7 +283,7 @@ impl Pipeline {
         } = *call;
         self.check_deadline(arrival)?;
         let t2 = Instant::now();
-        let Sized { eval, quantity } = self.infer(call, &snapshot).await?;
+        let (Sized { eval, quantity }, fell_back) = self.infer(call, &snapshot).await?;
         let t3 = Instant::now();
         timings.inference = t3 - t2;
         self.check_deadline(arrival)?;
@@ -318,6 +325,7 @@ impl Pipeline {
             timings,
             snapshot,
             unrecorded,
+            fell_back,
         })
     }
 
@@ -327,12 +335,14 @@ impl Pipeline {
         &self,
         call: &Call<'_>,
         snapshot: &FeatureSnapshot,
-    ) -> Result<Sized, PredictError> {
+    ) -> Result<(Sized, RoleSet), PredictError> {
         let models = &call.route.models;
         let wanted = call.request.strategy_override;
         let deadline = call.arrival + self.config.deadline;
-        let fetched = remote::fetch(models, snapshot, wanted, deadline).await?;
-        kernel_with(models, snapshot, wanted, &self.config.sizing, &fetched)
+        let fallback = self.config.backend_fallback;
+        let fetched = remote::fetch(models, snapshot, wanted, deadline, fallback).await?;
+        let sized = kernel_with(models, snapshot, wanted, &self.config.sizing, &fetched)?;
+        Ok((sized, fetched.fell_back))
     }
 
     /// The explanation of the chosen action (on the explainer's threads), within the deadline.
@@ -421,6 +431,7 @@ struct Decided {
     timings: StageTimings,
     snapshot: FeatureSnapshot,
     unrecorded: Option<EmitError>,
+    fell_back: RoleSet,
 }
 
 fn build_decision(

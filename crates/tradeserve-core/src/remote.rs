@@ -16,12 +16,24 @@ use crate::schema::FEATURE_WIDTH;
 use crate::snapshot::FeatureSnapshot;
 use crate::types::Specialist;
 
+/// What a remote role's failure leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fallback {
+    /// The request fails: 503 `backend_unavailable` naming the role (504 at the deadline).
+    #[default]
+    None,
+    /// The role's in-process copy of the same version answers instead (counted).
+    InProcess,
+}
+
 /// Call the remote roles `models` needs for this snapshot; `deadline` bounds every call.
 pub async fn fetch(
     models: &ModelSet,
     snapshot: &FeatureSnapshot,
     strategy_override: Option<Specialist>,
     deadline: Instant,
+    fallback: Fallback,
 ) -> Result<Fetched, PredictError> {
     let mut fetched = Fetched::NONE;
     if !models.has_remote() {
@@ -39,7 +51,7 @@ pub async fn fetch(
         .collect();
     let calls = first.iter().map(|m| call(m, x.to_vec(), deadline));
     for (m, output) in first.iter().zip(join_all(calls).await) {
-        fetched.set(m.info.role, output?);
+        take(&mut fetched, m, output, fallback)?;
     }
     // The meta-controller's input needs the regime (fetched above, or run here in process).
     if strategy_override.is_none() && models.meta_controller.remote.is_some() {
@@ -47,9 +59,29 @@ pub async fn fetch(
         let entropy = blend::normalized_entropy(&regime);
         let input = meta_input(&regime, entropy, snapshot).to_vec();
         let meta = &models.meta_controller;
-        fetched.set(meta.info.role, call(meta, input, deadline).await?);
+        let output = call(meta, input, deadline).await;
+        take(&mut fetched, meta, output, fallback)?;
     }
     Ok(fetched)
+}
+
+/// Keep a remote output; on a backend failure, fall back to the in-process copy when the
+/// policy allows it.
+fn take(
+    fetched: &mut Fetched,
+    model: &LoadedModel,
+    output: Result<[f32; 3], PredictError>,
+    fallback: Fallback,
+) -> Result<(), PredictError> {
+    match output {
+        Ok(raw) => fetched.set(model.info.role, raw),
+        Err(PredictError::Model {
+            source: ModelError::Unavailable(_) | ModelError::Deadline,
+            ..
+        }) if fallback == Fallback::InProcess => fetched.fell_back.insert(model.info.role),
+        Err(e) => return Err(e),
+    }
+    Ok(())
 }
 
 /// One remote call; its output must be a probability vector.
@@ -177,7 +209,7 @@ mod tests {
         );
         let s = snapshot();
         let deadline = Instant::now() + std::time::Duration::from_secs(1);
-        let fetched = ready(fetch(&set, &s, None, deadline)).unwrap();
+        let fetched = ready(fetch(&set, &s, None, deadline, Fallback::None)).unwrap();
         assert_eq!(fetched.get(Role::BullSpecialist), Some([0.9, 0.05, 0.05]));
         assert_eq!(fetched.get(Role::MetaController), Some([0.6, 0.3, 0.1]));
         assert_eq!(fetched.get(Role::RegimeDetector), None);
@@ -209,20 +241,44 @@ mod tests {
             ],
         );
         let deadline = Instant::now() + std::time::Duration::from_secs(1);
-        let fetched = ready(fetch(&set, &snapshot(), Some(Specialist::Bear), deadline)).unwrap();
+        let fetched = ready(fetch(
+            &set,
+            &snapshot(),
+            Some(Specialist::Bear),
+            deadline,
+            Fallback::None,
+        ))
+        .unwrap();
         assert_eq!(fetched, Fetched::NONE);
         assert!(bull.inputs.lock().unwrap().is_empty());
         assert!(
             meta.inputs.lock().unwrap().is_empty(),
             "an override skips the meta-controller"
         );
-        match ready(fetch(&set, &snapshot(), None, deadline)) {
+        match ready(fetch(&set, &snapshot(), None, deadline, Fallback::None)) {
             Err(PredictError::Model {
                 role: Role::BullSpecialist,
                 source: ModelError::Unavailable(_),
             }) => {}
             other => panic!("{other:?}"),
         }
+        // With the in-process fallback the failed role runs here, and says so.
+        let fetched = ready(fetch(
+            &set,
+            &snapshot(),
+            None,
+            deadline,
+            Fallback::InProcess,
+        ))
+        .unwrap();
+        assert_eq!(fetched.get(Role::BullSpecialist), None);
+        assert!(fetched.fell_back.contains(Role::BullSpecialist));
+        assert_eq!(fetched.fell_back.iter().count(), 1);
+        let eval = evaluate_with(&set, &snapshot(), None, &fetched).unwrap();
+        assert!(
+            (eval.specialists[0][2] - 0.5).abs() < 1e-6,
+            "bull ran in process"
+        );
         // A set with no remote role fetches nothing.
         let local = ModelSet::new(
             loaded(Role::RegimeDetector, None),
@@ -234,7 +290,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            ready(fetch(&local, &snapshot(), None, deadline)).unwrap(),
+            ready(fetch(&local, &snapshot(), None, deadline, Fallback::None)).unwrap(),
             Fetched::NONE
         );
     }

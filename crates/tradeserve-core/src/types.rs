@@ -119,6 +119,30 @@ impl Role {
     }
 }
 
+/// A set of roles (one bit each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RoleSet(u8);
+
+impl RoleSet {
+    pub const EMPTY: RoleSet = RoleSet(0);
+
+    pub fn insert(&mut self, role: Role) {
+        self.0 |= 1 << role.index();
+    }
+
+    pub fn contains(self, role: Role) -> bool {
+        self.0 & (1 << role.index()) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Role> {
+        Role::ALL.into_iter().filter(move |r| self.contains(*r))
+    }
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tradeserve_core::ModelSet;
 use tradeserve_core::model_set::LoadedModel;
 use tradeserve_models::remote::{
-    BackendKind, KserveV2, REMOTE_TOLERANCE, TfServing, verify_golden,
+    BackendKind, Breaker, BreakerConfig, KserveV2, REMOTE_TOLERANCE, TfServing, verify_golden,
 };
 
 use crate::config::ModelsConfig;
@@ -43,14 +43,22 @@ pub fn attach(set: ModelSet, config: &ModelsConfig) -> Result<ModelSet, BackendE
     let tfserving = TfServing::new(config.tfserving.clone())
         .map_err(|e| e.to_string())
         .map_err(client("tfserving"))?;
+    let breaker = BreakerConfig {
+        failures: config.remote.circuit_failures,
+        open_for: config.remote.circuit_open_for,
+    };
     let with_backend = |m: &LoadedModel| -> LoadedModel {
         let mut m = m.clone();
         let (role, version) = (m.info.role, m.info.version.as_str());
-        m.remote = match config.backends.of(role) {
+        let remote = match config.backends.of(role) {
             BackendKind::InProcess => None,
             BackendKind::KserveV2 => Some(kserve.model(role, version)),
             BackendKind::Tfserving => Some(tfserving.model(role, version)),
         };
+        m.remote = remote.map(|r| {
+            Arc::new(Breaker::new(r, breaker.clone()))
+                as Arc<dyn tradeserve_core::model_set::RemoteModel>
+        });
         m
     };
     Ok(ModelSet::new(

@@ -208,6 +208,32 @@ pub struct ModelsConfig {
     pub kserve_v2: tradeserve_models::remote::KserveV2Config,
     /// The TF Serving REST server of the `tfserving` roles.
     pub tfserving: tradeserve_models::remote::TfServingConfig,
+    /// What every remote role shares: the fallback and the circuit breaker.
+    pub remote: RemoteConfig,
+}
+
+/// `[models.remote]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteConfig {
+    /// A remote role's failure: `none` (503 `backend_unavailable`) or `in_process` (its
+    /// in-process copy of the same version answers, counted).
+    pub fallback: tradeserve_core::remote::Fallback,
+    /// Consecutive failures that open a remote role's circuit (calls then fail at once).
+    pub circuit_failures: u32,
+    /// How long the circuit stays open before one probe call (doubling on failed probes).
+    #[serde(with = "humantime_serde")]
+    pub circuit_open_for: Duration,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        RemoteConfig {
+            fallback: Default::default(),
+            circuit_failures: 5,
+            circuit_open_for: Duration::from_secs(1),
+        }
+    }
 }
 
 impl Default for ModelsConfig {
@@ -220,6 +246,7 @@ impl Default for ModelsConfig {
             backends: Default::default(),
             kserve_v2: Default::default(),
             tfserving: Default::default(),
+            remote: Default::default(),
         }
     }
 }
@@ -498,6 +525,11 @@ impl ModelsConfig {
         }
         if uses(BackendKind::Tfserving) {
             self.tfserving.validate()?;
+        }
+        if self.remote.circuit_failures == 0 || self.remote.circuit_open_for.is_zero() {
+            return Err(
+                "models.remote.circuit_failures and circuit_open_for must be greater than 0".into(),
+            );
         }
         Ok(())
     }

@@ -4,14 +4,14 @@
 //! per-request handles are resolved once at start, so recording is a few atomic adds.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tradeserve_core::experiment::Arm;
 use tradeserve_core::pipeline::StageTimings;
 use tradeserve_core::rollout::Stage;
 use tradeserve_core::routing::UnitKind;
-use tradeserve_core::types::Action;
+use tradeserve_core::types::{Action, Role};
 use tradeserve_events::SinkMetrics;
 use tradeserve_events::kafka::KafkaMetrics;
 
@@ -75,6 +75,77 @@ pub struct Metrics {
     pub kafka: KafkaMetrics,
     /// Experiments, rollouts and shadow runs.
     pub control: ControlMetrics,
+    /// Remote model backends.
+    pub backends: BackendMetrics,
+}
+
+/// Series of the remote model backends, by role (every role's series exists from the start).
+#[derive(Clone)]
+pub struct BackendMetrics {
+    /// Decisions whose role was answered by its in-process copy after its backend failed.
+    fallbacks: IntCounterVec,
+    /// Failed calls that failed the request (no fallback): unavailable or past the deadline.
+    failures: IntCounterVec,
+    /// 1 while the role's circuit is open (calls fail at once until a probe succeeds).
+    circuit_open: IntGaugeVec,
+}
+
+impl BackendMetrics {
+    fn new(registry: &Registry) -> Result<BackendMetrics, prometheus::Error> {
+        let fallbacks = IntCounterVec::new(
+            Opts::new(
+                "tradeserve_backend_fallbacks_total",
+                "Decisions whose role was answered by its in-process copy after its remote backend failed",
+            ),
+            &["role"],
+        )?;
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "tradeserve_backend_failures_total",
+                "Requests failed by a remote backend, by role and reason (unavailable, deadline)",
+            ),
+            &["role", "reason"],
+        )?;
+        let circuit_open = IntGaugeVec::new(
+            Opts::new(
+                "tradeserve_backend_circuit_open",
+                "1 while the role's remote backend circuit is open",
+            ),
+            &["role"],
+        )?;
+        registry.register(Box::new(fallbacks.clone()))?;
+        registry.register(Box::new(failures.clone()))?;
+        registry.register(Box::new(circuit_open.clone()))?;
+        for role in Role::ALL {
+            fallbacks.with_label_values(&[role.as_str()]);
+            circuit_open.with_label_values(&[role.as_str()]);
+            for reason in ["unavailable", "deadline"] {
+                failures.with_label_values(&[role.as_str(), reason]);
+            }
+        }
+        Ok(BackendMetrics {
+            fallbacks,
+            failures,
+            circuit_open,
+        })
+    }
+
+    pub fn fell_back(&self, role: Role) {
+        self.fallbacks.with_label_values(&[role.as_str()]).inc();
+    }
+
+    /// `reason`: `unavailable` or `deadline`.
+    pub fn failed(&self, role: Role, reason: &str) {
+        self.failures
+            .with_label_values(&[role.as_str(), reason])
+            .inc();
+    }
+
+    pub fn set_circuit(&self, role: Role, open: bool) {
+        self.circuit_open
+            .with_label_values(&[role.as_str()])
+            .set(i64::from(open));
+    }
 }
 
 /// Series of the control plane (experiments, rollouts, shadow, kill switch).
@@ -297,6 +368,7 @@ impl Metrics {
             },
         };
         let control = ControlMetrics::new(&registry)?;
+        let backends = BackendMetrics::new(&registry)?;
         let decisions_unrecorded = counter(
             &registry,
             "tradeserve_decisions_unrecorded_total",
@@ -354,6 +426,7 @@ impl Metrics {
             events,
             kafka,
             control,
+            backends,
             registry,
         })
     }

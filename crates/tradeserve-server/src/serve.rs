@@ -399,6 +399,7 @@ fn pipeline_config(config: &Config) -> PipelineConfig {
         deadline: config.server.request_deadline,
         explain: config.explain,
         on_event_failure: config.events.on_failure,
+        backend_fallback: config.models.remote.fallback,
     }
 }
 

@@ -8,6 +8,7 @@ use tokio::sync::Semaphore;
 use tradeserve_core::ModelSet;
 use tradeserve_core::Pipeline;
 use tradeserve_core::control::ArmRecorder;
+use tradeserve_core::model_set::BackendState;
 use tradeserve_core::ports::SymbolCoverage;
 
 use crate::control::ControlPlane;
@@ -105,9 +106,39 @@ impl AppState {
         self.refresh_ready();
     }
 
-    /// Bring the `tradeserve_ready` gauge up to date (also done before each scrape).
+    /// Bring the `tradeserve_ready` gauge and the backends' circuit gauges up to date (also
+    /// done before each scrape).
     pub fn refresh_ready(&self) {
         self.metrics.ready.set(i64::from(self.is_ready().is_ok()));
+        if let Some(set) = self.control.champion() {
+            for m in set.models() {
+                let open = m
+                    .remote
+                    .as_ref()
+                    .is_some_and(|r| matches!(r.state(), BackendState::Open { .. }));
+                self.metrics.backends.set_circuit(m.info.role, open);
+            }
+        }
+    }
+
+    /// Each remote role of the champion: its backend, version and circuit (empty when every
+    /// role runs in process).
+    pub fn backends(&self) -> serde_json::Map<String, serde_json::Value> {
+        let Some(set) = self.control.champion() else {
+            return serde_json::Map::new();
+        };
+        set.models()
+            .iter()
+            .filter_map(|m| {
+                let r = m.remote.as_ref()?;
+                let view = serde_json::json!({
+                    "backend": r.backend(),
+                    "version": m.info.version,
+                    "state": r.state(),
+                });
+                Some((m.info.role.as_str().to_owned(), view))
+            })
+            .collect()
     }
 }
 

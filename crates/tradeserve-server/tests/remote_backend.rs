@@ -102,6 +102,102 @@ fn requests() -> Vec<Value> {
     out
 }
 
+/// With `models.remote.fallback = "in_process"` a dead model server costs no decision: the
+/// in-process copies answer (counted), the circuits open (shown by `/health/ready` and the
+/// gauge), and when the server is back a probe closes them and the remote path serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KServe (scripts/test.sh installs it)"]
+async fn with_the_in_process_fallback_an_outage_fails_no_request() {
+    let mut kserve = KserveServer::start(&models());
+    let dir = tempfile::tempdir().unwrap();
+    let mut envs = envs(dir.path(), Some(&kserve.url()));
+    envs.push(("TRADESERVE_MODELS__REMOTE__FALLBACK", "in_process".into()));
+    envs.push(("TRADESERVE_MODELS__REMOTE__CIRCUIT_FAILURES", "3".into()));
+    envs.push((
+        "TRADESERVE_MODELS__REMOTE__CIRCUIT_OPEN_FOR",
+        "300ms".into(),
+    ));
+    let service = ServiceProcess::start(BIN, &envs);
+    let client = reqwest::Client::new();
+    let metric = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(-1.0)
+    };
+    let scrape = || async {
+        let r = client
+            .get(format!("{}/metrics", service.url()))
+            .send()
+            .await
+            .unwrap();
+        r.text().await.unwrap()
+    };
+    let ready = || async {
+        let r = client
+            .get(format!("{}/health/ready", service.url()))
+            .send()
+            .await
+            .unwrap();
+        let (status, bytes) = (r.status().as_u16(), r.bytes().await.unwrap());
+        tradeserve_testkit::openapi::assert_documented("GET", "/health/ready", status, &bytes);
+        serde_json::from_slice::<Value>(&bytes).unwrap()
+    };
+    let bull = r#"tradeserve_backend_fallbacks_total{role="bull_specialist"}"#;
+    let open = r#"tradeserve_backend_circuit_open{role="bull_specialist"}"#;
+    for body in requests().iter().take(4) {
+        assert_eq!(post(&client, &service.url(), body).await.0, 200);
+    }
+    assert_eq!(metric(&scrape().await, bull), 0.0);
+    assert_eq!(
+        ready().await["backends"]["bull_specialist"]["state"]["circuit"],
+        "closed"
+    );
+
+    let port = kserve.port();
+    kserve.kill();
+    let n = 12;
+    for body in requests().iter().take(n) {
+        let (s, v) = post(&client, &service.url(), body).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let text = scrape().await;
+    assert_eq!(
+        metric(&text, bull),
+        n as f64,
+        "every decision fell back once"
+    );
+    assert_eq!(metric(&text, open), 1.0);
+    let r = ready().await;
+    assert_eq!(r["status"], "ready");
+    assert_eq!(
+        r["backends"]["bull_specialist"]["state"]["circuit"], "open",
+        "{r}"
+    );
+
+    // The server comes back: after the open period a probe closes the circuit.
+    let _kserve = KserveServer::start_on(&models(), port);
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        post(&client, &service.url(), &requests()[0]).await;
+        let r = ready().await;
+        if r["backends"]["bull_specialist"]["state"]["circuit"] == "closed" {
+            break;
+        }
+        assert!(Instant::now() < until, "the circuit never closed: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = metric(&scrape().await, bull);
+    for body in requests().iter().take(4) {
+        assert_eq!(post(&client, &service.url(), body).await.0, 200);
+    }
+    assert_eq!(
+        metric(&scrape().await, bull),
+        before,
+        "served remotely again"
+    );
+    assert_eq!(metric(&scrape().await, open), 0.0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs KServe (scripts/test.sh installs it)"]
 async fn specialists_on_an_open_inference_protocol_server_decide_as_in_process() {
@@ -191,10 +287,19 @@ async fn same_decisions_and_outage(kind: &str) {
         .unwrap();
     assert_eq!(live.status().as_u16(), 200);
 
-    // Back on the same port: decisions resume without restarting TradeServe.
+    // Back on the same port: decisions resume without restarting TradeServe, at the latest
+    // once the circuits' open period has passed and a probe went through.
     let _kserve = KserveServer::start_on(&models(), port);
-    let (s, v) = post(&client, &remote.url(), &requests()[0]).await;
-    assert_eq!(s, 200, "{v}");
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, v) = post(&client, &remote.url(), &requests()[0]).await;
+        if s == 200 {
+            break;
+        }
+        assert_eq!(v["error"]["code"], "backend_unavailable", "{v}");
+        assert!(Instant::now() < until, "decisions did not resume: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! Remote model backends behind the core's `RemoteModel` port: which backend serves each role
 //! ([`Backends`], `[models.backends]`), the Open Inference Protocol client ([`kserve_v2`]), TF
-//! Serving's REST predict client ([`tfserving`]), what HTTP backends share ([`http`]), and
+//! Serving's REST predict client ([`tfserving`]), what HTTP backends share ([`http`]), the
+//! circuit breaker every remote role goes through ([`breaker`]), and
 //! the check that a remote role answers the golden vectors as the in-process engine does
 //! ([`verify_golden`]).
 
+pub mod breaker;
 pub mod http;
 pub mod kserve_v2;
 pub mod tfserving;
@@ -15,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tradeserve_core::model_set::RemoteModel;
 use tradeserve_core::types::Role;
 
+pub use breaker::{Breaker, BreakerConfig};
 pub use kserve_v2::{KserveV2, KserveV2Config};
 pub use tfserving::{TfServing, TfServingConfig, TfServingForm};
 

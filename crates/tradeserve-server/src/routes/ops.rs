@@ -26,11 +26,17 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
     state
         .is_ready()
         .map_err(|reason| ApiError::not_ready(&reason))?;
-    Ok(Json(match &state.registry {
-        None => json!({"status": "ready"}),
-        // Serving, but say when the registry is unreachable (models may be stale).
-        Some(r) => json!({"status": "ready", "registry": r.status()}),
-    }))
+    let mut body = json!({"status": "ready"});
+    // Serving, but say when the registry is unreachable (models may be stale) and how the
+    // remote backends are doing.
+    if let Some(r) = &state.registry {
+        body["registry"] = json!(r.status());
+    }
+    let backends = state.backends();
+    if !backends.is_empty() {
+        body["backends"] = Value::Object(backends);
+    }
+    Ok(Json(body))
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {

@@ -9,7 +9,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use serde::Serialize;
-use tradeserve_core::pipeline::{Failed, Prediction};
+use tradeserve_core::error::ModelError;
+use tradeserve_core::pipeline::{Failed, PredictError, Prediction};
 use tradeserve_core::{Decision, Outcome};
 
 use crate::error::{ApiError, ErrorBody, json_response};
@@ -58,6 +59,9 @@ fn answer(state: &AppState, result: Result<Prediction, Failed>) -> Result<Respon
             if prediction.unrecorded.is_some() {
                 state.metrics.decisions_unrecorded.inc();
             }
+            for role in prediction.fell_back.iter() {
+                state.metrics.backends.fell_back(role);
+            }
             state.arms.decided(&prediction);
             let serialized = match &prediction.outcome {
                 Outcome::Approved(d) => serde_json::to_vec(d).map(|b| (StatusCode::OK, b)),
@@ -78,6 +82,15 @@ fn answer(state: &AppState, result: Result<Prediction, Failed>) -> Result<Respon
         Err(failed) => {
             if let Some(route) = &failed.route {
                 state.arms.failed(route);
+            }
+            if let PredictError::Model { role, source } = &failed.error {
+                match source {
+                    ModelError::Unavailable(_) => {
+                        state.metrics.backends.failed(*role, "unavailable")
+                    }
+                    ModelError::Deadline => state.metrics.backends.failed(*role, "deadline"),
+                    _ => {}
+                }
             }
             Err(ApiError::from(failed.error))
         }

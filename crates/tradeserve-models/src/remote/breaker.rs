@@ -1,0 +1,215 @@
+//! A circuit breaker around a remote model: after `failures` consecutive failed calls (refused,
+//! error status, past the deadline) the circuit opens and calls fail at once, without touching
+//! the network, for `open_for`; then one call is let through as a probe — its success closes
+//! the circuit, its failure opens it again for twice as long (at most 16 × `open_for`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tradeserve_core::error::ModelError;
+use tradeserve_core::model_set::{BackendInfo, BackendState, RemoteCall, RemoteModel};
+
+/// When the circuit opens and for how long.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open the circuit.
+    pub failures: u32,
+    /// How long it stays open before a probe.
+    pub open_for: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failures: 5,
+            open_for: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    consecutive: u32,
+    /// Open until this instant.
+    open_until: Option<Instant>,
+    /// How long the last opening lasted (doubles on a failed probe).
+    open_for: Duration,
+    /// A probe is in flight: other calls still fail fast.
+    probing: bool,
+}
+
+/// See the module docs.
+pub struct Breaker {
+    inner: Arc<dyn RemoteModel>,
+    config: BreakerConfig,
+    state: Arc<Mutex<State>>,
+}
+
+impl Breaker {
+    pub fn new(inner: Arc<dyn RemoteModel>, config: BreakerConfig) -> Breaker {
+        Breaker {
+            inner,
+            config,
+            state: Arc::new(Mutex::new(State::default())),
+        }
+    }
+
+    /// `Some(why)` when this call must fail without being made; otherwise the call may go
+    /// (and is the probe when the circuit was open).
+    fn admit(&self, now: Instant) -> Option<String> {
+        let mut s = self.state.lock();
+        let until = s.open_until?;
+        if now < until || s.probing {
+            let wait = until.saturating_duration_since(now);
+            return Some(format!(
+                "circuit open after {} consecutive failures; next probe in {} ms",
+                self.config.failures.max(1),
+                wait.as_millis()
+            ));
+        }
+        s.probing = true;
+        None
+    }
+}
+
+fn settle(state: &Mutex<State>, config: &BreakerConfig, ok: bool) {
+    let mut s = state.lock();
+    let was_probe = std::mem::take(&mut s.probing);
+    if ok {
+        *s = State::default();
+        return;
+    }
+    s.consecutive = s.consecutive.saturating_add(1);
+    if was_probe || s.consecutive >= config.failures.max(1) {
+        let base = config.open_for;
+        s.open_for = match was_probe {
+            true => (s.open_for * 2).min(base * 16).max(base),
+            false => base,
+        };
+        s.open_until = Some(Instant::now() + s.open_for);
+    }
+}
+
+impl RemoteModel for Breaker {
+    fn infer(&self, input: Vec<f32>, deadline: Instant) -> RemoteCall {
+        if let Some(why) = self.admit(Instant::now()) {
+            return Box::pin(async move { Err(ModelError::Unavailable(why)) });
+        }
+        let call = self.inner.infer(input, deadline);
+        let (state, config) = (Arc::clone(&self.state), self.config.clone());
+        Box::pin(async move {
+            let result = call.await;
+            let failed = matches!(
+                result,
+                Err(ModelError::Unavailable(_) | ModelError::Deadline)
+            );
+            settle(&state, &config, !failed);
+            result
+        })
+    }
+
+    fn backend(&self) -> &BackendInfo {
+        self.inner.backend()
+    }
+
+    fn state(&self) -> BackendState {
+        let s = self.state.lock();
+        match s.open_until {
+            Some(_) => BackendState::Open {
+                consecutive_failures: s.consecutive,
+            },
+            None => BackendState::Closed {
+                consecutive_failures: s.consecutive,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    use super::*;
+
+    /// Fails while `down`, counting the calls that reached it.
+    struct Flaky {
+        down: AtomicBool,
+        calls: AtomicU32,
+        info: BackendInfo,
+    }
+
+    impl RemoteModel for Flaky {
+        fn infer(&self, _: Vec<f32>, _: Instant) -> RemoteCall {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let down = self.down.load(Ordering::SeqCst);
+            Box::pin(async move {
+                match down {
+                    true => Err(ModelError::Unavailable("refused".into())),
+                    false => Ok([0.2, 0.3, 0.5]),
+                }
+            })
+        }
+
+        fn backend(&self) -> &BackendInfo {
+            &self.info
+        }
+    }
+
+    #[tokio::test]
+    async fn opens_after_consecutive_failures_and_a_probe_closes_it() {
+        let flaky = Arc::new(Flaky {
+            down: AtomicBool::new(true),
+            calls: AtomicU32::new(0),
+            info: BackendInfo {
+                kind: "test",
+                endpoint: "test://".into(),
+                model: "m".into(),
+            },
+        });
+        let open_for = Duration::from_millis(100);
+        let breaker = Breaker::new(
+            flaky.clone(),
+            BreakerConfig {
+                failures: 3,
+                open_for,
+            },
+        );
+        let call = || breaker.infer(vec![0.0], Instant::now() + Duration::from_secs(1));
+        for _ in 0..3 {
+            assert!(call().await.is_err());
+        }
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
+        assert!(matches!(
+            breaker.state(),
+            BackendState::Open {
+                consecutive_failures: 3
+            }
+        ));
+        // Open: refused without a call.
+        match call().await {
+            Err(ModelError::Unavailable(why)) => assert!(why.contains("circuit open"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
+        // A failed probe opens it again, for twice as long.
+        tokio::time::sleep(open_for + Duration::from_millis(20)).await;
+        assert!(call().await.is_err());
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 4);
+        assert_eq!(breaker.state.lock().open_for, open_for * 2);
+        assert!(call().await.is_err(), "open again: refused without a call");
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 4);
+        // The backend is back: the next probe closes the circuit.
+        flaky.down.store(false, Ordering::SeqCst);
+        tokio::time::sleep(open_for * 2).await;
+        assert_eq!(call().await, Ok([0.2, 0.3, 0.5]));
+        assert!(matches!(
+            breaker.state(),
+            BackendState::Closed {
+                consecutive_failures: 0
+            }
+        ));
+        assert_eq!(call().await, Ok([0.2, 0.3, 0.5]));
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 6);
+    }
+}
