@@ -64,6 +64,22 @@ if [ ! -f "$kserve_stamp" ]; then
 fi
 export TRADESERVE_KSERVE_PYTHON="$kserve_venv/bin/python"
 
+# --- TorchServe (its inference and management APIs, for the remote-backend tests) ---------
+if ! command -v java >/dev/null 2>&1; then
+  step "installing Java 17 for TorchServe (Debian package)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless
+fi
+torchserve_venv="$cache/torchserve-venv"
+torchserve_stamp="$torchserve_venv/.requirements-$(sha256sum scripts/requirements-torchserve.txt | cut -c1-16)"
+if [ ! -f "$torchserve_stamp" ]; then
+  step "installing TorchServe in $torchserve_venv (once; under a minute)"
+  rm -rf "$torchserve_venv"
+  python3 -m venv "$torchserve_venv"
+  "$torchserve_venv/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-torchserve.txt
+  touch "$torchserve_stamp"
+fi
+export TRADESERVE_TORCHSERVE_VENV="$torchserve_venv"
+
 # --- tansu (a real Kafka-protocol broker for the event tests) ------------------------------
 # No Kafka broker is packaged for this machine; tansu builds from crates.io (15-20 min once).
 tansu_version=0.6.0

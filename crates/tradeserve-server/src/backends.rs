@@ -10,7 +10,8 @@ use std::time::Duration;
 use tradeserve_core::ModelSet;
 use tradeserve_core::model_set::LoadedModel;
 use tradeserve_models::remote::{
-    BackendKind, Breaker, BreakerConfig, KserveV2, REMOTE_TOLERANCE, TfServing, verify_golden,
+    BackendKind, Breaker, BreakerConfig, KserveV2, REMOTE_TOLERANCE, TfServing, TorchServe,
+    verify_golden,
 };
 
 use crate::config::ModelsConfig;
@@ -43,6 +44,9 @@ pub fn attach(set: ModelSet, config: &ModelsConfig) -> Result<ModelSet, BackendE
     let tfserving = TfServing::new(config.tfserving.clone())
         .map_err(|e| e.to_string())
         .map_err(client("tfserving"))?;
+    let torchserve = TorchServe::new(config.torchserve.clone())
+        .map_err(|e| e.to_string())
+        .map_err(client("torchserve"))?;
     let breaker = BreakerConfig {
         failures: config.remote.circuit_failures,
         open_for: config.remote.circuit_open_for,
@@ -54,6 +58,7 @@ pub fn attach(set: ModelSet, config: &ModelsConfig) -> Result<ModelSet, BackendE
             BackendKind::InProcess => None,
             BackendKind::KserveV2 => Some(kserve.model(role, version)),
             BackendKind::Tfserving => Some(tfserving.model(role, version)),
+            BackendKind::Torchserve => Some(torchserve.model(role, version)),
         };
         m.remote = remote.map(|r| {
             Arc::new(Breaker::new(r, breaker.clone()))

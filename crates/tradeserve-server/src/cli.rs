@@ -1,4 +1,5 @@
-//! The `tradeserve` command line: `serve`, `check-config`, `loadtest`.
+//! The `tradeserve` command line: `serve`, `check-config`, `loadtest`, `replay`, `models
+//! publish`, `torchserve package`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -48,6 +49,45 @@ pub enum Command {
     /// Work with the MLflow Model Registry.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Serve models from TorchServe.
+    #[command(subcommand)]
+    Torchserve(TorchserveCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TorchserveCommand {
+    /// Package one model folder (MLflow layout) as a TorchServe model archive (.mar) with the
+    /// project's handler (ONNX Runtime, golden vectors checked at load). The folder is
+    /// verified first: a model that fails its checks is not packaged.
+    Package(PackageArgs),
+}
+
+/// Arguments of `tradeserve torchserve package`.
+#[derive(Debug, Args)]
+pub struct PackageArgs {
+    /// The model folder, e.g. models/bull_specialist/1 (`<role>/<version>` names the role and
+    /// version unless given).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The role, when the folder's parent is not named after it.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// The version, when the folder is not named after it.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// The archive's model name (default: the role, matching models.torchserve.model).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where the .mar goes (TorchServe's model store).
+    #[arg(long)]
+    pub export_path: PathBuf,
+    /// torch-model-archiver to run.
+    #[arg(
+        long,
+        env = "TRADESERVE_TORCH_MODEL_ARCHIVER",
+        default_value = "torch-model-archiver"
+    )]
+    pub archiver: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,9 +239,45 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             });
             print_json(&report)
         }
+        Command::Torchserve(TorchserveCommand::Package(args)) => package_mar(&args),
         Command::Replay(args) => replay_events(&args),
         Command::Loadtest(args) => loadtest(&args),
     }
+}
+
+/// `tradeserve torchserve package`: prints the archive's path, name and version.
+fn package_mar(args: &PackageArgs) -> anyhow::Result<()> {
+    use tradeserve_models::remote::package::{PackageSpec, package};
+    let named = |p: Option<&std::path::Path>| {
+        p.and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+    };
+    let version = args
+        .version
+        .clone()
+        .or_else(|| named(Some(&args.model)))
+        .ok_or_else(|| anyhow::anyhow!("--version is needed: the folder names none"))?;
+    let role_name = args
+        .role
+        .clone()
+        .or_else(|| named(args.model.parent()))
+        .unwrap_or_default();
+    let role = tradeserve_core::Role::parse(&role_name).ok_or_else(|| {
+        anyhow::anyhow!("{role_name:?} is not a role: give --role (regime_detector, meta_controller, bull_specialist, bear_specialist, sideways_specialist)")
+    })?;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| role.as_str().to_owned());
+    let mar = package(&PackageSpec {
+        model_dir: &args.model,
+        role,
+        name: &name,
+        version: &version,
+        export_path: &args.export_path,
+        archiver: &args.archiver,
+    })?;
+    print_json(&serde_json::json!({"mar": mar, "name": name, "version": version, "role": role}))
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {

@@ -202,12 +202,14 @@ pub struct ModelsConfig {
     pub versions: VersionSelection,
     /// The MLflow registry (mlflow source).
     pub mlflow: MlflowConfig,
-    /// What serves each role: `in_process` (default), `kserve_v2` or `tfserving`.
+    /// What serves each role: `in_process` (default), `kserve_v2`, `tfserving` or `torchserve`.
     pub backends: tradeserve_models::remote::Backends,
     /// The Open Inference Protocol server of the `kserve_v2` roles.
     pub kserve_v2: tradeserve_models::remote::KserveV2Config,
     /// The TF Serving REST server of the `tfserving` roles.
     pub tfserving: tradeserve_models::remote::TfServingConfig,
+    /// The TorchServe of the `torchserve` roles.
+    pub torchserve: tradeserve_models::remote::TorchServeConfig,
     /// What every remote role shares: the fallback and the circuit breaker.
     pub remote: RemoteConfig,
 }
@@ -246,6 +248,7 @@ impl Default for ModelsConfig {
             backends: Default::default(),
             kserve_v2: Default::default(),
             tfserving: Default::default(),
+            torchserve: Default::default(),
             remote: Default::default(),
         }
     }
@@ -525,6 +528,9 @@ impl ModelsConfig {
         }
         if uses(BackendKind::Tfserving) {
             self.tfserving.validate()?;
+        }
+        if uses(BackendKind::Torchserve) {
+            self.torchserve.validate()?;
         }
         if self.remote.circuit_failures == 0 || self.remote.circuit_open_for.is_zero() {
             return Err(
@@ -834,7 +840,7 @@ mod tests {
             ),
             ("[models]\nsource = \"s3\"\n", "source"),
             (
-                "[models.backends]\nbull_specialist = \"torchserve\"\n",
+                "[models.backends]\nbull_specialist = \"triton\"\n",
                 "bull_specialist",
             ),
             (

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tradeserve_testkit::{KserveServer, ServiceProcess};
+use tradeserve_testkit::{KserveServer, ServiceProcess, TorchServeServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
 const SPECIALISTS: [&str; 3] = ["BULL_SPECIALIST", "BEAR_SPECIALIST", "SIDEWAYS_SPECIALIST"];
@@ -219,25 +219,7 @@ async fn same_decisions_and_outage(kind: &str) {
     let remote = ServiceProcess::start(BIN, &envs_for(b.path(), Some(&kserve.url()), kind));
     let client = reqwest::Client::new();
 
-    for body in requests() {
-        let (s1, here) = post(&client, &local.url(), &body).await;
-        let (s2, there) = post(&client, &remote.url(), &body).await;
-        assert_eq!((s1, s2), (200, 200), "{here} {there}");
-        assert_eq!(here["action"], there["action"], "{body}");
-        assert_eq!(
-            here["recommended_quantity"], there["recommended_quantity"],
-            "{body}"
-        );
-        let (c1, c2) = (
-            here["confidence"].as_f64().unwrap(),
-            there["confidence"].as_f64().unwrap(),
-        );
-        assert!((c1 - c2).abs() <= 1e-5, "{body}: {c1} vs {c2}");
-        assert_eq!(
-            here["metadata"]["model_versions"],
-            there["metadata"]["model_versions"]
-        );
-    }
+    same_decisions(&client, &local, &remote).await;
 
     let models_view: Value = client
         .get(format!("{}/api/v1/models", remote.url()))
@@ -267,25 +249,7 @@ async fn same_decisions_and_outage(kind: &str) {
     // the deadline; the service itself stays up.
     let port = kserve.port();
     kserve.kill();
-    for body in requests().iter().take(8) {
-        let started = Instant::now();
-        let (s, v) = post(&client, &remote.url(), body).await;
-        assert!(
-            started.elapsed() < Duration::from_millis(500 + 250),
-            "{:?}",
-            started.elapsed()
-        );
-        assert_eq!(s, 503, "{v}");
-        assert_eq!(v["error"]["code"], "backend_unavailable", "{v}");
-        let message = v["error"]["message"].as_str().unwrap();
-        assert!(message.contains("specialist"), "{message}");
-    }
-    let live = client
-        .get(format!("{}/health/live", remote.url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(live.status().as_u16(), 200);
+    unavailable(&client, &remote).await;
 
     // Back on the same port: decisions resume without restarting TradeServe, at the latest
     // once the circuits' open period has passed and a probe went through.
@@ -329,4 +293,133 @@ fn a_model_server_with_the_wrong_model_stops_the_start() {
         stderr.contains("bull_specialist v1") && stderr.contains("golden vectors"),
         "{stderr}"
     );
+}
+
+/// Every request decided alike in process (`local`) and with remote roles (`remote`).
+async fn same_decisions(client: &reqwest::Client, local: &ServiceProcess, remote: &ServiceProcess) {
+    for body in requests() {
+        let (s1, here) = post(client, &local.url(), &body).await;
+        let (s2, there) = post(client, &remote.url(), &body).await;
+        assert_eq!((s1, s2), (200, 200), "{here} {there}");
+        assert_eq!(here["action"], there["action"], "{body}");
+        assert_eq!(
+            here["recommended_quantity"], there["recommended_quantity"],
+            "{body}"
+        );
+        let (c1, c2) = (
+            here["confidence"].as_f64().unwrap(),
+            there["confidence"].as_f64().unwrap(),
+        );
+        assert!((c1 - c2).abs() <= 1e-5, "{body}: {c1} vs {c2}");
+        assert_eq!(
+            here["metadata"]["model_versions"],
+            there["metadata"]["model_versions"]
+        );
+    }
+}
+
+/// With the model server down: 503 `backend_unavailable` naming a specialist, before the
+/// deadline, and the service itself alive.
+async fn unavailable(client: &reqwest::Client, remote: &ServiceProcess) {
+    for body in requests().iter().take(8) {
+        let started = Instant::now();
+        let (s, v) = post(client, &remote.url(), body).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(500 + 250),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(s, 503, "{v}");
+        assert_eq!(v["error"]["code"], "backend_unavailable", "{v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains("specialist"), "{message}");
+    }
+    let live = client
+        .get(format!("{}/health/live", remote.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status().as_u16(), 200);
+}
+
+/// TorchServe for real: the three specialists packaged by `tradeserve torchserve package`,
+/// registered through its management API, called through its inference API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs TorchServe (scripts/test.sh installs it)"]
+async fn specialists_on_torchserve_decide_as_in_process_and_recover_after_its_restart() {
+    let mut ts = TorchServeServer::start();
+    let register = |ts: &TorchServeServer| {
+        for role in ["bull_specialist", "bear_specialist", "sideways_specialist"] {
+            let out = std::process::Command::new(BIN)
+                .args(["torchserve", "package", "--model"])
+                .arg(models().join(role).join("1"))
+                .arg("--export-path")
+                .arg(ts.store())
+                .arg("--archiver")
+                .arg(TorchServeServer::archiver())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(printed["name"], role);
+            assert_eq!(printed["version"], "1");
+            ts.register(&format!("{role}.mar"), 1).unwrap();
+        }
+    };
+    register(&ts);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let local = ServiceProcess::start(BIN, &envs(a.path(), None));
+    let mut envs = envs(b.path(), None);
+    envs.push((
+        "TRADESERVE_MODELS__TORCHSERVE__INFERENCE_URL",
+        ts.inference_url(),
+    ));
+    envs.push((
+        "TRADESERVE_MODELS__TORCHSERVE__MANAGEMENT_URL",
+        ts.management_url(),
+    ));
+    for key in [
+        "TRADESERVE_MODELS__BACKENDS__BULL_SPECIALIST",
+        "TRADESERVE_MODELS__BACKENDS__BEAR_SPECIALIST",
+        "TRADESERVE_MODELS__BACKENDS__SIDEWAYS_SPECIALIST",
+    ] {
+        envs.push((key, "torchserve".into()));
+    }
+    let remote = ServiceProcess::start(BIN, &envs);
+    let client = reqwest::Client::new();
+    same_decisions(&client, &local, &remote).await;
+    let view: Value = client
+        .get(format!("{}/api/v1/models", remote.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        view["models"]["bear_specialist"]["backend"]["endpoint"],
+        format!("{}/predictions/bear_specialist/1", ts.inference_url())
+    );
+
+    // Killed (Java and its workers): 503s; restarted on the same ports and registered again
+    // (a model store is not a registry): decisions resume without restarting TradeServe.
+    let (inference, management) = (ts.inference_port, ts.management_port);
+    ts.kill();
+    drop(ts);
+    unavailable(&client, &remote).await;
+    let ts = TorchServeServer::start_on(inference, management, tradeserve_testkit::free_port());
+    register(&ts);
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, v) = post(&client, &remote.url(), &requests()[0]).await;
+        if s == 200 {
+            break;
+        }
+        assert!(Instant::now() < until, "decisions did not resume: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

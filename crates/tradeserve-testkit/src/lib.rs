@@ -8,6 +8,9 @@
 #![allow(clippy::expect_used, clippy::panic)]
 
 pub mod openapi;
+pub mod torchserve;
+
+pub use torchserve::TorchServeServer;
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt as _;
@@ -33,7 +36,7 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
-fn http_ok(port: u16, path: &str) -> bool {
+pub(crate) fn http_ok(port: u16, path: &str) -> bool {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return false;
@@ -49,14 +52,14 @@ fn http_ok(port: u16, path: &str) -> bool {
 
 /// A child process in its own process group, with its output in `<dir>/<name>.log`. The whole
 /// group is killed (SIGKILL) and reaped when it is dropped.
-struct Managed {
+pub(crate) struct Managed {
     child: Option<Child>,
     name: &'static str,
     dir: PathBuf,
 }
 
 impl Managed {
-    fn spawn(name: &'static str, dir: &Path, command: &mut Command) -> Managed {
+    pub(crate) fn spawn(name: &'static str, dir: &Path, command: &mut Command) -> Managed {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -78,7 +81,7 @@ impl Managed {
     }
 
     /// Wait until `ready()`; fail if the process exits first or `within` passes.
-    fn wait_until(&mut self, within: Duration, ready: impl Fn() -> bool) {
+    pub(crate) fn wait_until(&mut self, within: Duration, ready: impl Fn() -> bool) {
         let deadline = Instant::now() + within;
         while !ready() {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
@@ -97,7 +100,7 @@ impl Managed {
         }
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
             let _ = child.wait();

@@ -1,6 +1,7 @@
 //! Remote model backends behind the core's `RemoteModel` port: which backend serves each role
 //! ([`Backends`], `[models.backends]`), the Open Inference Protocol client ([`kserve_v2`]), TF
-//! Serving's REST predict client ([`tfserving`]), what HTTP backends share ([`http`]), the
+//! Serving's REST predict client ([`tfserving`]), TorchServe's ([`torchserve`]) and its model
+//! archives ([`package`]), what HTTP backends share ([`http`]), the
 //! circuit breaker every remote role goes through ([`breaker`]), and
 //! the check that a remote role answers the golden vectors as the in-process engine does
 //! ([`verify_golden`]).
@@ -8,7 +9,9 @@
 pub mod breaker;
 pub mod http;
 pub mod kserve_v2;
+pub mod package;
 pub mod tfserving;
+pub mod torchserve;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -20,6 +23,7 @@ use tradeserve_core::types::Role;
 pub use breaker::{Breaker, BreakerConfig};
 pub use kserve_v2::{KserveV2, KserveV2Config};
 pub use tfserving::{TfServing, TfServingConfig, TfServingForm};
+pub use torchserve::{TorchServe, TorchServeConfig};
 
 /// Largest difference between a remote backend's outputs and the golden ones. Inputs and
 /// outputs cross the wire as float32 values printed in JSON (exact both ways), so what remains
@@ -38,6 +42,8 @@ pub enum BackendKind {
     KserveV2,
     /// TF Serving's REST predict API (and servers that speak it, such as KServe's v1).
     Tfserving,
+    /// TorchServe's inference API, with the project's handler.
+    Torchserve,
 }
 
 /// Backend per role; a missing role is `in_process`.
