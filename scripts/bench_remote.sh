@@ -2,7 +2,9 @@
 # Remote model backends against in process (docs/BENCHMARKS.md, issue 12): the same release
 # binary serving every role in process, then with the three specialists on KServe's Python
 # model server (serving/kserve/onnx_server.py) through the Open Inference Protocol
-# (kserve_v2) and through TF Serving's REST API (tfserving, KServe's v1 protocol). Each run
+# (kserve_v2) and through TF Serving's REST API (tfserving, KServe's v1 protocol), then on
+# TorchServe 0.12 (torchserve: packaged by `tradeserve torchserve package`, one worker per
+# model, TS_BATCH_SIZE server-side batching, default 1). KINDS picks among them. Each run
 # is a fresh TradeServe at RATES (default 100 500) for SECONDS each after 2 s of warm-up,
 # risk_check off, request_deadline 1 s (so slowness shows as latency, not as 504s); it
 # prints client p50/p95/p99, the statuses, and the model server's CPU per decision (from
@@ -10,29 +12,66 @@
 #   BIN=target/release/tradeserve RATES="100 500" SECONDS_EACH=20 scripts/bench_remote.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$PWD
 bin="${BIN:-target/release/tradeserve}"
 rates="${RATES:-100 500}"
 secs="${SECONDS_EACH:-20}"
 python="${TRADESERVE_KSERVE_PYTHON:-$HOME/.cache/tradeserve/kserve-venv/bin/python}"
+ts_venv="${TRADESERVE_TORCHSERVE_VENV:-$HOME/.cache/tradeserve/torchserve-venv}"
+kinds="${KINDS:-in_process kserve_v2 tfserving torchserve}"
+ts_batch="${TS_BATCH_SIZE:-1}"
 out="${OUT:-/tmp/tradeserve-bench-remote}"
 port="${PORT:-18087}"
 ks_port="${KSERVE_PORT:-18088}"
+ts_port="${TS_PORT:-18090}"  # inference; management, metrics and gRPC on the next four
 url="http://127.0.0.1:$port"
 mkdir -p "$out"
 
 "$python" serving/kserve/onnx_server.py --models "$PWD/models" --host 127.0.0.1 \
   --http_port "$ks_port" --enable_grpc false >"$out/kserve.log" 2>&1 &
 ks_pid=$!
-trap 'kill $ks_pid 2>/dev/null || true; kill ${server_pid:-} 2>/dev/null || true' EXIT
+trap 'kill $ks_pid 2>/dev/null || true; kill ${server_pid:-} 2>/dev/null || true; [ -n "${ts_pid:-}" ] && kill -KILL -- -"$ts_pid" 2>/dev/null || true' EXIT
 for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$ks_port/v2/health/ready" >/dev/null && break; sleep 0.1; done
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+start_torchserve() { # own process group, so that Java and its workers stop together
+  mkdir -p "$out/ts/store"
+  cat >"$out/ts/config.properties" <<CFG
+inference_address=http://127.0.0.1:$ts_port
+management_address=http://127.0.0.1:$((ts_port + 1))
+metrics_address=http://127.0.0.1:$((ts_port + 2))
+grpc_inference_port=$((ts_port + 3))
+grpc_management_port=$((ts_port + 4))
+model_store=$out/ts/store
+default_workers_per_model=1
+disable_token_authorization=true
+enable_model_api=true
+install_py_dep_per_model=false
+vmargs=-Xmx256m -XX:+UseSerialGC -XX:-UseContainerSupport
+CFG
+  PATH="$ts_venv/bin:$PATH" PYTHONPATH="$repo/serving/torchserve" \
+    LOG_LOCATION="$out/ts/logs" METRICS_LOCATION="$out/ts/logs" \
+    setsid "$ts_venv/bin/torchserve" --start --ncs --foreground --ts-config "$out/ts/config.properties" \
+    >"$out/ts/torchserve.log" 2>&1 &
+  ts_pid=$!
+  for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$ts_port/ping" >/dev/null && break; sleep 0.1; done
+  for role in bull_specialist bear_specialist sideways_specialist; do
+    "$bin" torchserve package --model "models/$role/1" --export-path "$out/ts/store" \
+      --archiver "$ts_venv/bin/torch-model-archiver" >/dev/null
+    curl -sf -X POST "http://127.0.0.1:$((ts_port + 1))/models?url=$role.mar&initial_workers=1&synchronous=true&batch_size=$ts_batch&max_batch_delay=2" >/dev/null
+  done
+  sleep 1
+  ts_server=$(pgrep -P "$ts_pid" -f ModelServer)
+}
 
 serve() { # kind: in_process | kserve_v2 | tfserving
   rm -rf "$out/run" && mkdir -p "$out/run"
   local envs=(TRADESERVE_EVENTS__AUDIT_LOG="$out/run/audit.jsonl" TRADESERVE_CONTROL__FILE="$out/run/control.json"
               TRADESERVE_SERVER__REQUEST_DEADLINE=1s)
-  if [ "$1" != in_process ]; then
+  if [ "$1" = torchserve ]; then
+    envs+=(TRADESERVE_MODELS__TORCHSERVE__INFERENCE_URL="http://127.0.0.1:$ts_port"
+           TRADESERVE_MODELS__TORCHSERVE__MANAGEMENT_URL="http://127.0.0.1:$((ts_port + 1))")
+    for role in BULL BEAR SIDEWAYS; do envs+=(TRADESERVE_MODELS__BACKENDS__"$role"_SPECIALIST=torchserve); done
+  elif [ "$1" != in_process ]; then
     local section; section=$(echo "$1" | tr a-z A-Z)
     envs+=(TRADESERVE_MODELS__"$section"__URL="http://127.0.0.1:$ks_port"
            TRADESERVE_MODELS__"$section"__MODEL='{role}-{version}' TRADESERVE_MODELS__"$section"__VERSIONED=false)
@@ -45,14 +84,25 @@ serve() { # kind: in_process | kserve_v2 | tfserving
 }
 stop() { kill "$server_pid"; wait "$server_pid" || true; }
 
-for kind in in_process kserve_v2 tfserving; do
+# CPU of a process and its children that have exited (the TorchServe workers are children).
+tree_ticks() {
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1"); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+
+for kind in $kinds; do
+  [ "$kind" = torchserve ] && start_torchserve
   serve "$kind"
   for rate in $rates; do
     n=$((rate * secs)); warm=$((rate * 2))
-    before=$(cpu_ticks "$ks_pid")
+    if [ "$kind" = torchserve ]; then model_pid=$ts_server; else model_pid=$ks_pid; fi
+    before=$(tree_ticks "$model_pid")
     "$bin" loadtest --url "$url" --rate "$rate" --requests "$n" --warmup "$warm" \
       --extra '{"risk_check": false}' --timeout 5s --json-out "$out/$kind-$rate.json" >/dev/null
-    after=$(cpu_ticks "$ks_pid")
+    after=$(tree_ticks "$model_pid")
     python3 - "$out/$kind-$rate.json" "$kind" "$rate" "$((after - before))" "$((n + warm))" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); c = r["latency_ms"]
