@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Run TradeServe's whole test suite, installing what it needs first.
 #
-# Idempotent: the Python virtual environments (training checks, MLflow) and the tansu broker
-# are cached under
-# ~/.cache/tradeserve (override with TRADESERVE_CACHE) and rebuilt only when their pinned
-# requirements change.
+# Idempotent: the Python virtual environments (training checks, MLflow, KServe, TorchServe) and
+# the tansu broker are cached under ~/.cache/tradeserve (override with TRADESERVE_CACHE) and
+# rebuilt only when their pinned requirements change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,45 +39,35 @@ step "no import cycles between modules; no function over 65 lines or 5 parameter
 python3 scripts/module_cycles.py
 python3 scripts/fn_sizes.py
 
+# A venv at $1 holding the pinned requirements $2 ($3 says what), rebuilt when they change.
+pinned_venv() {
+  local venv=$1 requirements=$2 what=$3
+  local stamp
+  stamp="$venv/.requirements-$(sha256sum "$requirements" | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    step "installing $what in $venv (once; about a minute)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+    touch "$stamp"
+  fi
+}
+
 # --- MLflow (registry tests against a real server) ----------------------------------------
-mlflow_venv="$cache/mlflow-venv"
-mlflow_stamp="$mlflow_venv/.requirements-$(sha256sum scripts/requirements-mlflow.txt | cut -c1-16)"
-if [ ! -f "$mlflow_stamp" ]; then
-  step "installing MLflow in $mlflow_venv (once; about a minute)"
-  rm -rf "$mlflow_venv"
-  python3 -m venv "$mlflow_venv"
-  "$mlflow_venv/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-mlflow.txt
-  touch "$mlflow_stamp"
-fi
-export TRADESERVE_MLFLOW="$mlflow_venv/bin/mlflow"
+pinned_venv "$cache/mlflow-venv" scripts/requirements-mlflow.txt MLflow
+export TRADESERVE_MLFLOW="$cache/mlflow-venv/bin/mlflow"
 
 # --- KServe (a real Open Inference Protocol server for the remote-backend tests) -----------
-kserve_venv="$cache/kserve-venv"
-kserve_stamp="$kserve_venv/.requirements-$(sha256sum scripts/requirements-kserve.txt | cut -c1-16)"
-if [ ! -f "$kserve_stamp" ]; then
-  step "installing KServe's model server in $kserve_venv (once; about a minute)"
-  rm -rf "$kserve_venv"
-  python3 -m venv "$kserve_venv"
-  "$kserve_venv/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-kserve.txt
-  touch "$kserve_stamp"
-fi
-export TRADESERVE_KSERVE_PYTHON="$kserve_venv/bin/python"
+pinned_venv "$cache/kserve-venv" scripts/requirements-kserve.txt "KServe's model server"
+export TRADESERVE_KSERVE_PYTHON="$cache/kserve-venv/bin/python"
 
 # --- TorchServe (its inference and management APIs, for the remote-backend tests) ---------
 if ! command -v java >/dev/null 2>&1; then
   step "installing Java 17 for TorchServe (Debian package)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless
 fi
-torchserve_venv="$cache/torchserve-venv"
-torchserve_stamp="$torchserve_venv/.requirements-$(sha256sum scripts/requirements-torchserve.txt | cut -c1-16)"
-if [ ! -f "$torchserve_stamp" ]; then
-  step "installing TorchServe in $torchserve_venv (once; under a minute)"
-  rm -rf "$torchserve_venv"
-  python3 -m venv "$torchserve_venv"
-  "$torchserve_venv/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-torchserve.txt
-  touch "$torchserve_stamp"
-fi
-export TRADESERVE_TORCHSERVE_VENV="$torchserve_venv"
+pinned_venv "$cache/torchserve-venv" scripts/requirements-torchserve.txt TorchServe
+export TRADESERVE_TORCHSERVE_VENV="$cache/torchserve-venv"
 
 # --- tansu (a real Kafka-protocol broker for the event tests) ------------------------------
 # No Kafka broker is packaged for this machine; tansu builds from crates.io (15-20 min once).

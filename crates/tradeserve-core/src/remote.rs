@@ -173,6 +173,19 @@ mod tests {
         }
     }
 
+    /// Every role in process but the meta-controller and the bull specialist, when given.
+    fn set_with(meta: Option<Arc<Recorded>>, bull: Option<Arc<Recorded>>) -> ModelSet {
+        ModelSet::new(
+            loaded(Role::RegimeDetector, None),
+            loaded(Role::MetaController, meta),
+            [
+                loaded(Role::BullSpecialist, bull),
+                loaded(Role::BearSpecialist, None),
+                loaded(Role::SidewaysSpecialist, None),
+            ],
+        )
+    }
+
     fn snapshot() -> FeatureSnapshot {
         FeatureSnapshot {
             as_of: datetime!(2025-01-01 0:00 UTC),
@@ -198,15 +211,7 @@ mod tests {
             recorded(Ok([0.6, 0.3, 0.1])),
             recorded(Ok([0.9, 0.05, 0.05])),
         );
-        let set = ModelSet::new(
-            loaded(Role::RegimeDetector, None),
-            loaded(Role::MetaController, Some(meta.clone())),
-            [
-                loaded(Role::BullSpecialist, Some(bull.clone())),
-                loaded(Role::BearSpecialist, None),
-                loaded(Role::SidewaysSpecialist, None),
-            ],
-        );
+        let set = set_with(Some(meta.clone()), Some(bull.clone()));
         let s = snapshot();
         let deadline = Instant::now() + std::time::Duration::from_secs(1);
         let fetched = ready(fetch(&set, &s, None, deadline, Fallback::None)).unwrap();
@@ -231,15 +236,7 @@ mod tests {
     fn an_override_calls_only_its_specialist_and_an_error_names_the_role() {
         let bull = recorded(Err(ModelError::Unavailable("refused".into())));
         let meta = recorded(Ok([0.6, 0.3, 0.1]));
-        let set = ModelSet::new(
-            loaded(Role::RegimeDetector, None),
-            loaded(Role::MetaController, Some(meta.clone())),
-            [
-                loaded(Role::BullSpecialist, Some(bull.clone())),
-                loaded(Role::BearSpecialist, None),
-                loaded(Role::SidewaysSpecialist, None),
-            ],
-        );
+        let set = set_with(Some(meta.clone()), Some(bull.clone()));
         let deadline = Instant::now() + std::time::Duration::from_secs(1);
         let fetched = ready(fetch(
             &set,
@@ -280,15 +277,7 @@ mod tests {
             "bull ran in process"
         );
         // A set with no remote role fetches nothing.
-        let local = ModelSet::new(
-            loaded(Role::RegimeDetector, None),
-            loaded(Role::MetaController, None),
-            [
-                loaded(Role::BullSpecialist, None),
-                loaded(Role::BearSpecialist, None),
-                loaded(Role::SidewaysSpecialist, None),
-            ],
-        );
+        let local = set_with(None, None);
         assert_eq!(
             ready(fetch(&local, &snapshot(), None, deadline, Fallback::None)).unwrap(),
             Fetched::NONE

@@ -86,6 +86,19 @@ async fn post(client: &reqwest::Client, url: &str, body: &Value) -> (u16, Value)
     )
 }
 
+/// `GET path` of `service`, held to the API document.
+async fn get(client: &reqwest::Client, service: &ServiceProcess, path: &str) -> Value {
+    let res = client
+        .get(format!("{}{path}", service.url()))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let bytes = res.bytes().await.unwrap();
+    tradeserve_testkit::openapi::assert_documented("GET", path, status, &bytes);
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 /// Requests at fixed timestamps (the same features in every process), no risk check.
 fn requests() -> Vec<Value> {
     let mut out = Vec::new();
@@ -221,14 +234,7 @@ async fn same_decisions_and_outage(kind: &str) {
 
     same_decisions(&client, &local, &remote).await;
 
-    let models_view: Value = client
-        .get(format!("{}/api/v1/models", remote.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models_view = get(&client, &remote, "/api/v1/models").await;
     let m = &models_view["models"];
     assert_eq!(
         m["regime_detector"]["backend"],
@@ -392,14 +398,7 @@ async fn specialists_on_torchserve_decide_as_in_process_and_recover_after_its_re
     let remote = ServiceProcess::start(BIN, &envs);
     let client = reqwest::Client::new();
     same_decisions(&client, &local, &remote).await;
-    let view: Value = client
-        .get(format!("{}/api/v1/models", remote.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = get(&client, &remote, "/api/v1/models").await;
     assert_eq!(
         view["models"]["bear_specialist"]["backend"]["endpoint"],
         format!("{}/predictions/bear_specialist/1", ts.inference_url())
