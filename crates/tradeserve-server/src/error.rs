@@ -185,11 +185,13 @@ fn model_error(role: tradeserve_core::Role, source: ModelError, message: String)
 }
 
 impl ApiError {
-    /// Server errors at warn, refusals at debug. The sink logs its own failures, rate-limited;
-    /// a line per refused request would flood.
+    /// Server errors at warn, refusals at debug. The event sink and the remote backends'
+    /// circuit breakers log their own failures once per change; a line per refused request
+    /// would flood the log during an outage.
     fn log(&self) {
         let (status, code, error) = (self.status.as_u16(), self.body.code, &self.body.message);
-        if self.status.is_server_error() && code != "audit_unavailable" {
+        let logged_elsewhere = matches!(code, "audit_unavailable" | "backend_unavailable");
+        if self.status.is_server_error() && !logged_elsewhere {
             tracing::warn!(status, code, %error, "request failed");
         } else {
             tracing::debug!(status, code, %error, "request refused");

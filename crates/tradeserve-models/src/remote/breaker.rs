@@ -1,7 +1,9 @@
 //! A circuit breaker around a remote model: after `failures` consecutive failed calls (refused,
 //! error status, past the deadline) the circuit opens and calls fail at once, without touching
 //! the network, for `open_for`; then one call is let through as a probe — its success closes
-//! the circuit, its failure opens it again for twice as long (at most 16 × `open_for`).
+//! the circuit, its failure opens it again for twice as long (at most 16 × `open_for`). Opening
+//! and closing are logged once each (a request failed by an open circuit is not logged: an
+//! outage at thousands of requests a second would flood the log).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,22 +75,39 @@ impl Breaker {
     }
 }
 
-fn settle(state: &Mutex<State>, config: &BreakerConfig, ok: bool) {
+/// What a settled call did to the circuit (logged once per change, not per call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    None,
+    Opened,
+    Closed,
+}
+
+fn settle(state: &Mutex<State>, config: &BreakerConfig, ok: bool) -> Change {
     let mut s = state.lock();
     let was_probe = std::mem::take(&mut s.probing);
+    let was_open = s.open_until.is_some();
     if ok {
         *s = State::default();
-        return;
+        return if was_open {
+            Change::Closed
+        } else {
+            Change::None
+        };
     }
     s.consecutive = s.consecutive.saturating_add(1);
-    if was_probe || s.consecutive >= config.failures.max(1) {
+    if was_probe || (!was_open && s.consecutive >= config.failures.max(1)) {
         let base = config.open_for;
         s.open_for = match was_probe {
             true => (s.open_for * 2).min(base * 16).max(base),
             false => base,
         };
         s.open_until = Some(Instant::now() + s.open_for);
+        if !was_open {
+            return Change::Opened;
+        }
     }
+    Change::None
 }
 
 impl RemoteModel for Breaker {
@@ -98,13 +117,26 @@ impl RemoteModel for Breaker {
         }
         let call = self.inner.infer(input, deadline);
         let (state, config) = (Arc::clone(&self.state), self.config.clone());
+        let inner = Arc::clone(&self.inner);
         Box::pin(async move {
             let result = call.await;
             let failed = matches!(
                 result,
                 Err(ModelError::Unavailable(_) | ModelError::Deadline)
             );
-            settle(&state, &config, !failed);
+            let endpoint = || inner.backend().endpoint.clone();
+            match settle(&state, &config, !failed) {
+                Change::Opened => tracing::warn!(
+                    endpoint = %endpoint(),
+                    failures = config.failures,
+                    error = %result.as_ref().err().map(ToString::to_string).unwrap_or_default(),
+                    "remote backend circuit opened: calls fail at once until a probe succeeds"
+                ),
+                Change::Closed => {
+                    tracing::info!(endpoint = %endpoint(), "remote backend circuit closed")
+                }
+                Change::None => {}
+            }
             result
         })
     }
@@ -211,5 +243,22 @@ mod tests {
         ));
         assert_eq!(call().await, Ok([0.2, 0.3, 0.5]));
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 6);
+    }
+
+    #[test]
+    fn opening_and_closing_are_each_reported_once() {
+        let state = Mutex::new(State::default());
+        let config = BreakerConfig {
+            failures: 2,
+            open_for: Duration::from_secs(60),
+        };
+        assert_eq!(settle(&state, &config, false), Change::None);
+        assert_eq!(settle(&state, &config, false), Change::Opened);
+        let until = state.lock().open_until;
+        // Calls that were in flight when it opened fail too: no second report, no new period.
+        assert_eq!(settle(&state, &config, false), Change::None);
+        assert_eq!(state.lock().open_until, until);
+        assert_eq!(settle(&state, &config, true), Change::Closed);
+        assert_eq!(settle(&state, &config, true), Change::None);
     }
 }

@@ -99,13 +99,13 @@ pub async fn create(
 /// `promote`, `pause` or `rollback` of one rollout, by whoever asked.
 async fn act(
     state: &AppState,
-    id: String,
+    id: &str,
     requested: Requested,
-    make: fn(String) -> Command,
+    command: Command,
     default_reason: &str,
 ) -> Result<impl IntoResponse + use<>, ApiError> {
     let actor = requested.actor(default_reason);
-    run(state, make(id.clone()), &actor, Some(&id), StatusCode::OK).await
+    run(state, command, &actor, Some(id), StatusCode::OK).await
 }
 
 pub async fn promote(
@@ -113,14 +113,8 @@ pub async fn promote(
     Id(id): Id,
     requested: Requested,
 ) -> Result<impl IntoResponse, ApiError> {
-    act(
-        &state,
-        id,
-        requested,
-        |id| Promote { id }.into(),
-        "manual promote",
-    )
-    .await
+    let command = Promote { id: id.clone() }.into();
+    act(&state, &id, requested, command, "manual promote").await
 }
 
 pub async fn pause(
@@ -128,14 +122,8 @@ pub async fn pause(
     Id(id): Id,
     requested: Requested,
 ) -> Result<impl IntoResponse, ApiError> {
-    act(
-        &state,
-        id,
-        requested,
-        |id| Pause { id }.into(),
-        "manual pause",
-    )
-    .await
+    let command = Pause { id: id.clone() }.into();
+    act(&state, &id, requested, command, "manual pause").await
 }
 
 pub async fn rollback(
@@ -143,14 +131,8 @@ pub async fn rollback(
     Id(id): Id,
     requested: Requested,
 ) -> Result<impl IntoResponse, ApiError> {
-    act(
-        &state,
-        id,
-        requested,
-        |id| RollBack { id }.into(),
-        "manual rollback",
-    )
-    .await
+    let command = RollBack { id: id.clone() }.into();
+    act(&state, &id, requested, command, "manual rollback").await
 }
 
 /// The kill switch: every experiment and rollout back to control now.
