@@ -1,120 +1,250 @@
-//! Remote backends at start-up: every role `[models.backends]` names as remote gets the handle
-//! of the same version on its server, beside the in-process copy loaded and verified as
-//! always; before the service listens, each remote role answers the version's golden vectors
-//! through the remote path, or the service does not start.
+//! Remote backends for the versions the service routes to. Every loaded model keeps its
+//! verified in-process copy; when `[models.backends]` names a remote backend for its role and
+//! version, [`RemoteBackends::provide`] makes the version servable there (TorchServe: registered
+//! already, or packaged into its model store and registered through the management API), sends
+//! the version's golden vectors **through the inference path**, and only then attaches the
+//! handle (behind a circuit breaker). A version that fails is refused like a broken model: the
+//! champion at start-up (the service does not start), a registry swap (the old set keeps
+//! serving), an experiment or rollout (refused at the API).
+//!
+//! It also remembers which TorchServe versions it registered itself, for the steward
+//! ([`crate::steward`]) to unregister once nothing routes to them.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tradeserve_core::ModelSet;
-use tradeserve_core::model_set::LoadedModel;
+use tradeserve_core::model_set::{LoadedModel, RemoteModel};
+use tradeserve_core::types::Role;
+use tradeserve_models::mlflow::ModelCache;
+use tradeserve_models::remote::torchserve::{EnsureError, Ensured};
 use tradeserve_models::remote::{
-    BackendKind, Breaker, BreakerConfig, KserveV2, REMOTE_TOLERANCE, TfServing, TorchServe,
-    verify_golden,
+    BackendKind, Backends, Breaker, BreakerConfig, GoldenError, KserveV2, REMOTE_TOLERANCE,
+    TfServing, TorchServe, verify_golden,
 };
 
-use crate::config::ModelsConfig;
+use crate::config::{ModelSourceKind, ModelsConfig};
 
-/// Why a remote backend cannot serve.
+/// Why a version cannot be served by its remote backend.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("cannot build the HTTP client of {kind}: {why}")]
     Client { kind: &'static str, why: String },
-    #[error("{role} v{version} on {endpoint} does not answer its golden vectors: {why}")]
+    #[error("{role} v{version} cannot be served from TorchServe: {source}")]
+    TorchServe {
+        role: Role,
+        version: String,
+        source: EnsureError,
+    },
+    #[error("{role} v{version} on {endpoint} does not answer its golden vectors: {source}")]
     Verification {
-        role: String,
+        role: Role,
         version: String,
         endpoint: String,
-        why: String,
+        source: GoldenError,
+    },
+    #[error(
+        "{role} v{version} on {endpoint} does not answer its golden vectors: it differs from them by {worst:e} (> {REMOTE_TOLERANCE:e})"
+    )]
+    Mismatch {
+        role: Role,
+        version: String,
+        endpoint: String,
+        worst: f32,
     },
 }
 
-/// `set` with each remote role's handle attached (no I/O: calls start with requests).
-pub fn attach(set: ModelSet, config: &ModelsConfig) -> Result<ModelSet, BackendError> {
-    if !config.backends.any_remote() {
-        return Ok(set);
+impl BackendError {
+    /// The server did not answer: worth retrying later, unlike a version that is wrong.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            BackendError::TorchServe { source, .. } => matches!(
+                source,
+                EnsureError::Management(
+                    tradeserve_models::remote::torchserve_mgmt::ManagementError::Unreachable { .. }
+                )
+            ),
+            BackendError::Verification { source, .. } => source.is_transient(),
+            BackendError::Client { .. } | BackendError::Mismatch { .. } => false,
+        }
     }
-    fn client(kind: &'static str) -> impl Fn(String) -> BackendError {
-        move |why| BackendError::Client { kind, why }
-    }
-    let kserve = KserveV2::new(config.kserve_v2.clone())
-        .map_err(|e| e.to_string())
-        .map_err(client("kserve_v2"))?;
-    let tfserving = TfServing::new(config.tfserving.clone())
-        .map_err(|e| e.to_string())
-        .map_err(client("tfserving"))?;
-    let torchserve = TorchServe::new(config.torchserve.clone())
-        .map_err(|e| e.to_string())
-        .map_err(client("torchserve"))?;
-    let breaker = BreakerConfig {
-        failures: config.remote.circuit_failures,
-        open_for: config.remote.circuit_open_for,
-    };
-    let with_backend = |m: &LoadedModel| -> LoadedModel {
-        let mut m = m.clone();
-        let (role, version) = (m.info.role, m.info.version.as_str());
-        let remote = match config.backends.of(role) {
-            BackendKind::InProcess => None,
-            BackendKind::KserveV2 => Some(kserve.model(role, version)),
-            BackendKind::Tfserving => Some(tfserving.model(role, version)),
-            BackendKind::Torchserve => Some(torchserve.model(role, version)),
-        };
-        m.remote = remote.map(|r| {
-            Arc::new(Breaker::new(r, breaker.clone()))
-                as Arc<dyn tradeserve_core::model_set::RemoteModel>
-        });
-        m
-    };
-    Ok(ModelSet::new(
-        with_backend(&set.regime_detector),
-        with_backend(&set.meta_controller),
-        set.specialists.each_ref().map(with_backend),
-    ))
 }
 
-/// Send each remote role's golden vectors (`<models_dir>/<role>/<version>/golden.json`)
-/// through its backend; every answer must be within [`REMOTE_TOLERANCE`].
-pub async fn verify(
-    set: &ModelSet,
-    models_dir: &Path,
-    timeout: Duration,
-) -> Result<(), BackendError> {
-    for m in set.models() {
-        let Some(remote) = &m.remote else {
-            continue;
+/// Where a version's model folder is (golden vectors, and what TorchServe archives are built
+/// from).
+#[derive(Clone)]
+enum Folders {
+    Bundled(PathBuf),
+    Cache(ModelCache),
+}
+
+/// A TorchServe version TradeServe registered.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub role: Role,
+    pub name: String,
+    pub version: String,
+}
+
+/// The configured remote backends; see the module docs.
+pub struct RemoteBackends {
+    kinds: Backends,
+    kserve: KserveV2,
+    tfserving: TfServing,
+    torchserve: TorchServe,
+    breaker: BreakerConfig,
+    folders: Folders,
+    verify_timeout: Duration,
+    /// TorchServe versions TradeServe registered, by (name, version).
+    registered: Mutex<HashMap<(String, String), Registered>>,
+}
+
+impl RemoteBackends {
+    /// `None` when every role is in process.
+    pub fn new(config: &ModelsConfig) -> Result<Option<Arc<RemoteBackends>>, BackendError> {
+        if !config.backends.any_remote() {
+            return Ok(None);
+        }
+        fn client<E: std::fmt::Display>(kind: &'static str) -> impl Fn(E) -> BackendError {
+            move |e| BackendError::Client {
+                kind,
+                why: e.to_string(),
+            }
+        }
+        let folders = match config.source {
+            ModelSourceKind::Bundled => Folders::Bundled(crate::config::resolve_path(&config.dir)),
+            ModelSourceKind::Mlflow => Folders::Cache(ModelCache::new(&config.mlflow.cache_dir)),
         };
-        let (role, version) = (m.info.role.as_str(), m.info.version.as_str());
-        let golden = models_dir.join(role).join(version).join("golden.json");
-        let fail = |why: String| BackendError::Verification {
-            role: role.to_owned(),
-            version: version.to_owned(),
-            endpoint: remote.backend().endpoint.clone(),
-            why,
+        Ok(Some(Arc::new(RemoteBackends {
+            kinds: config.backends.clone(),
+            kserve: KserveV2::new(config.kserve_v2.clone()).map_err(client("kserve_v2"))?,
+            tfserving: TfServing::new(config.tfserving.clone()).map_err(client("tfserving"))?,
+            torchserve: TorchServe::new(config.torchserve.clone()).map_err(client("torchserve"))?,
+            breaker: BreakerConfig {
+                failures: config.remote.circuit_failures,
+                open_for: config.remote.circuit_open_for,
+            },
+            folders,
+            verify_timeout: Duration::from_secs(5),
+            registered: Mutex::new(HashMap::new()),
+        })))
+    }
+
+    pub fn torchserve(&self) -> &TorchServe {
+        &self.torchserve
+    }
+
+    /// What serves `version` of `role`.
+    pub fn kind(&self, role: Role, version: &str) -> BackendKind {
+        self.kinds.of(role, version)
+    }
+
+    /// Whether some role or version is served by `kind`.
+    pub fn uses(&self, kind: BackendKind) -> bool {
+        self.kinds.kinds().any(|k| k == kind)
+    }
+
+    /// The TorchServe versions TradeServe registered.
+    pub fn registered(&self) -> Vec<Registered> {
+        self.registered.lock().values().cloned().collect()
+    }
+
+    /// Forget a version the steward unregistered.
+    pub fn forget(&self, name: &str, version: &str) {
+        self.registered
+            .lock()
+            .remove(&(name.to_owned(), version.to_owned()));
+    }
+
+    fn folder(&self, m: &LoadedModel) -> PathBuf {
+        match &self.folders {
+            Folders::Bundled(root) => root.join(m.info.role.as_str()).join(&m.info.version),
+            Folders::Cache(cache) => cache.dir(&m.info.name, &m.info.version),
+        }
+    }
+
+    /// `m` with its remote handle attached, once the version is on its server and answers
+    /// its golden vectors there; `m` unchanged when its version is served in process.
+    pub async fn provide(&self, mut m: LoadedModel) -> Result<LoadedModel, BackendError> {
+        let (role, version) = (m.info.role, m.info.version.clone());
+        let remote = match self.kind(role, &version) {
+            BackendKind::InProcess => {
+                m.remote = None;
+                return Ok(m);
+            }
+            BackendKind::KserveV2 => self.kserve.model(role, &version),
+            BackendKind::Tfserving => self.tfserving.model(role, &version),
+            BackendKind::Torchserve => {
+                let folder = self.folder(&m);
+                let ensured = self
+                    .torchserve
+                    .ensure(role, &version, &folder)
+                    .await
+                    .map_err(|source| BackendError::TorchServe {
+                        role,
+                        version: version.clone(),
+                        source,
+                    })?;
+                if ensured == Ensured::Registered {
+                    let name = self.torchserve.name(role, &version);
+                    tracing::info!(%role, %version, model = %name, "registered on TorchServe");
+                    self.registered.lock().insert(
+                        (name.clone(), version.clone()),
+                        Registered {
+                            role,
+                            name,
+                            version: version.clone(),
+                        },
+                    );
+                }
+                self.torchserve.model(role, &version)
+            }
         };
-        let worst = verify_golden(remote.as_ref(), &golden, timeout)
+        self.verify(&m, remote.as_ref()).await?;
+        m.remote = Some(Arc::new(Breaker::new(remote, self.breaker.clone())));
+        Ok(m)
+    }
+
+    /// Every model of `set` through [`Self::provide`].
+    pub async fn provide_set(&self, set: ModelSet) -> Result<ModelSet, BackendError> {
+        let [r, m, bull, bear, side] = set.models().map(Clone::clone);
+        Ok(ModelSet::new(
+            self.provide(r).await?,
+            self.provide(m).await?,
+            [
+                self.provide(bull).await?,
+                self.provide(bear).await?,
+                self.provide(side).await?,
+            ],
+        ))
+    }
+
+    /// The golden vectors of `m`'s folder through `remote`, within [`REMOTE_TOLERANCE`].
+    async fn verify(&self, m: &LoadedModel, remote: &dyn RemoteModel) -> Result<(), BackendError> {
+        let (role, version) = (m.info.role, m.info.version.clone());
+        let endpoint = remote.backend().endpoint.clone();
+        let golden = self.folder(m).join("golden.json");
+        let started = Instant::now();
+        let worst = verify_golden(remote, &golden, self.verify_timeout)
             .await
-            .map_err(fail)?;
+            .map_err(|source| BackendError::Verification {
+                role,
+                version: version.clone(),
+                endpoint: endpoint.clone(),
+                source,
+            })?;
         if worst > REMOTE_TOLERANCE {
-            return Err(fail(format!(
-                "max difference {worst:e} exceeds {REMOTE_TOLERANCE:e}"
-            )));
+            return Err(BackendError::Mismatch {
+                role,
+                version,
+                endpoint,
+                worst,
+            });
         }
-        tracing::info!(role, version, endpoint = %remote.backend().endpoint, max_diff = worst, "remote backend verified");
-    }
-    Ok(())
-}
-
-/// Verify the champion's remote roles, if it has any.
-pub async fn verify_champion(
-    champion: Option<Arc<ModelSet>>,
-    config: &ModelsConfig,
-) -> Result<(), BackendError> {
-    match champion {
-        Some(set) if set.has_remote() => {
-            let dir = crate::config::resolve_path(&config.dir);
-            verify(&set, &dir, Duration::from_secs(5)).await
-        }
-        _ => Ok(()),
+        tracing::info!(%role, %version, %endpoint, max_diff = worst, ms = started.elapsed().as_secs_f64() * 1e3, "remote backend verified");
+        Ok(())
     }
 }

@@ -516,13 +516,7 @@ impl ModelsConfig {
         if !self.backends.any_remote() {
             return Ok(());
         }
-        if self.source == ModelSourceKind::Mlflow {
-            return Err(
-                "models.backends: remote backends serve bundled models so far; with models.source = \"mlflow\" every role must be in_process"
-                    .into(),
-            );
-        }
-        let uses = |kind| Role::ALL.iter().any(|r| self.backends.of(*r) == kind);
+        let uses = |kind| self.backends.kinds().any(|k| k == kind);
         if uses(BackendKind::KserveV2) {
             self.kserve_v2.validate()?;
         }
@@ -786,7 +780,21 @@ mod tests {
             jail.set_env("TRADESERVE_RISK__RESTRICTED_SYMBOLS", r#"["GME"]"#);
             jail.set_env("TRADESERVE_MODELS__VERSIONS__BULL_SPECIALIST", "2");
             jail.set_env("TRADESERVE_SERVER__REQUEST_DEADLINE", "25ms");
+            jail.set_env("TRADESERVE_MODELS__BACKENDS__BULL_SPECIALIST", "torchserve");
+            jail.set_env(
+                "TRADESERVE_MODELS__BACKENDS__VERSIONS__BULL_SPECIALIST__1",
+                "in_process",
+            );
             let c = Config::load(Some(Path::new("c.toml")), None).map_err(|e| e.to_string())?;
+            use tradeserve_models::remote::BackendKind;
+            assert_eq!(
+                c.models.backends.of(Role::BullSpecialist, "1"),
+                BackendKind::InProcess
+            );
+            assert_eq!(
+                c.models.backends.of(Role::BullSpecialist, "2"),
+                BackendKind::Torchserve
+            );
             assert_eq!(c.server.max_in_flight, 20);
             assert_eq!(c.sizing.lot_size, 100);
             assert_eq!(c.server.listen, "127.0.0.1:9999");
@@ -848,8 +856,12 @@ mod tests {
                 "models.kserve_v2.url",
             ),
             (
-                "[models]\nsource = \"mlflow\"\n[models.backends]\nbear_specialist = \"kserve_v2\"\n",
-                "models.backends",
+                "[models.backends.versions.bull_specialist]\n\"2\" = \"triton\"\n",
+                "triton",
+            ),
+            (
+                "[models.backends]\nbear_specialist = \"torchserve\"\n[models.torchserve]\nbatch_size = 0\n",
+                "batch_size",
             ),
             (
                 "[models.backends]\nbull_specialist = \"kserve_v2\"\n[models.kserve_v2]\nmax_in_flight = 0\n",

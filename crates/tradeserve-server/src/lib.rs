@@ -10,8 +10,11 @@
 //!   store compare-and-swap, model catalog, routing snapshot, events, poller and gates.
 //! - [`shadow`]: running a rollout's candidate off the request path.
 //! - [`explainer`]: explanations on a bounded pool of blocking threads.
-//! - [`backends`]: remote model backends attached to the roles that name them, verified
-//!   with golden vectors before the service listens.
+//! - [`backends`]: remote model backends for the roles and versions that name them: made
+//!   servable there (TorchServe registration) and verified with golden vectors through the
+//!   inference path before any request is routed to them.
+//! - [`steward`]: TorchServe's versions kept in step: status, re-registration after a
+//!   restart, default version, unregistering what nothing routes to.
 //! - [`idle`]: idle CPU priority for threads that must not compete with requests.
 //! - [`risk_restore`]: rebuilding the risk books from the audit log at start.
 //! - [`arms`]: the arm recorder: decisions, failures, shadow runs and outcomes credited to
@@ -41,3 +44,4 @@ pub mod routes;
 pub mod serve;
 pub mod shadow;
 pub mod state;
+pub mod steward;

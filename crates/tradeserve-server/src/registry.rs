@@ -22,6 +22,7 @@ use tradeserve_core::types::Role;
 use tradeserve_models::mlflow::registry::{RegistryError, Resolution};
 use tradeserve_models::mlflow::{MlflowRegistry, ModelCache};
 
+use crate::backends::{BackendError, RemoteBackends};
 use crate::metrics::Metrics;
 
 /// What the registry manager keeps up to date: the champion model set being served, and the
@@ -74,6 +75,8 @@ pub struct RegistryManager {
     pub previous: ArcSwapOption<ModelSet>,
     status: Mutex<RegistryStatus>,
     pub poll_interval: Duration,
+    /// Remote backends for the roles and versions configured remote.
+    remote: Option<Arc<RemoteBackends>>,
 }
 
 impl RegistryManager {
@@ -85,6 +88,21 @@ impl RegistryManager {
             previous: ArcSwapOption::empty(),
             status: Mutex::new(RegistryStatus::default()),
             poll_interval,
+            remote: None,
+        }
+    }
+
+    /// Serve the roles and versions `remote` is configured for from their remote backends.
+    pub fn with_remote(mut self, remote: Option<Arc<RemoteBackends>>) -> RegistryManager {
+        self.remote = remote;
+        self
+    }
+
+    /// `set` with its remote roles provided (on their servers and verified there).
+    pub async fn provide(&self, set: ModelSet) -> Result<ModelSet, BackendError> {
+        match &self.remote {
+            Some(remote) => remote.provide_set(set).await,
+            None => Ok(set),
         }
     }
 
@@ -189,6 +207,13 @@ impl RegistryManager {
                 metrics.model_reloads_unavailable.inc();
                 return Err(ReloadError::Unavailable(message));
             }
+            Err(Failure::NotServable(message)) => {
+                // A model server that does not answer (yet): refused now, tried again at the
+                // next poll rather than remembered.
+                tracing::warn!(error = %message, versions = ?resolution.versions(), "new model set not servable by its remote backend yet; the current set keeps serving");
+                metrics.model_reloads_refused.inc();
+                return Err(ReloadError::Refused(message));
+            }
             Err(Failure::Refused(message)) => {
                 tracing::error!(error = %message, versions = ?resolution.versions(), "new model set refused; the current set keeps serving");
                 metrics.model_reloads_refused.inc();
@@ -215,8 +240,12 @@ impl RegistryManager {
 }
 
 enum Failure {
+    /// MLflow did not answer.
     Transient(String),
+    /// The version is broken: remembered, not retried until the aliases move.
     Refused(String),
+    /// Its remote backend did not answer: retried at the next poll.
+    NotServable(String),
 }
 
 impl RegistryManager {
@@ -232,10 +261,17 @@ impl RegistryManager {
         self.registry.fetch(resolution).await.map_err(classify)?;
         let registry = self.registry.clone();
         let r = resolution.clone();
-        match tokio::task::spawn_blocking(move || registry.load_set(&r)).await {
-            Ok(loaded) => loaded.map_err(classify),
-            Err(e) => Err(Failure::Refused(format!("model loading task failed: {e}"))),
-        }
+        let set = match tokio::task::spawn_blocking(move || registry.load_set(&r)).await {
+            Ok(loaded) => loaded.map_err(classify)?,
+            Err(e) => return Err(Failure::Refused(format!("model loading task failed: {e}"))),
+        };
+        self.provide(set).await.map_err(|e| {
+            if e.is_transient() {
+                Failure::NotServable(e.to_string())
+            } else {
+                Failure::Refused(e.to_string())
+            }
+        })
     }
 }
 

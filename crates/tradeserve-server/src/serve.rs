@@ -24,6 +24,7 @@ use tradeserve_models::BundledModels;
 
 use crate::app::router;
 use crate::arms::ArmBook;
+use crate::backends::{BackendError, RemoteBackends};
 use crate::config::{Config, ModelSourceKind, SinkKind, require_path, resolve_path};
 use crate::listener::{ConnLimits, Connections, connection_cap};
 use crate::metrics::Metrics;
@@ -83,7 +84,7 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error("model backend: {0}")]
-    Backend(#[from] crate::backends::BackendError),
+    Backend(#[from] BackendError),
     #[error("{key} = {path}: {why}")]
     NotWritable {
         key: &'static str,
@@ -249,10 +250,21 @@ pub fn load_models(config: &Config) -> Result<ModelSet, tradeserve_models::Model
     BundledModels::new(resolve_path(&config.models.dir)).load_set(&config.models.versions)
 }
 
-/// The bundled champion with its remote roles' backends attached.
+/// The bundled champion, in process (its remote roles are provided before listening: see
+/// [`provide_champion`]).
 fn load_champion(config: &Config) -> Result<Arc<ModelSet>, StartError> {
-    let set = load_models(config)?;
-    Ok(Arc::new(crate::backends::attach(set, &config.models)?))
+    Ok(Arc::new(load_models(config)?))
+}
+
+/// Before listening: the champion's remote roles on their servers, verified there; a version
+/// that cannot be served stops the start.
+async fn provide_champion(state: &AppState) -> Result<(), StartError> {
+    let (Some(remote), Some(set)) = (&state.remote, state.control.champion()) else {
+        return Ok(());
+    };
+    let provided = remote.provide_set((*set).clone()).await?;
+    state.set_models(Arc::new(provided));
+    Ok(())
 }
 
 /// Build every embedded adapter and the shared state, replaying market data on the live
@@ -279,12 +291,13 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
     });
     let models = models.inspect_err(|_| metrics.model_load_failures.inc())?;
     let replay = replay.map_err(|_| StartError::Panic("market data loader"))??;
-    let registry = registry_manager(config, &metrics)?;
+    let remote = RemoteBackends::new(&config.models)?;
+    let registry = registry_manager(config, &metrics, &remote)?;
     let ledger = restored_ledger(config)?;
     let sinks = start_sinks(config, &metrics)?;
     let emitter = sinks.emitter();
     let c = &config.control;
-    let control = control_plane(config, &registry, Arc::clone(&emitter), &metrics)?;
+    let control = control_plane(config, &registry, &remote, Arc::clone(&emitter), &metrics)?;
     let features: Arc<dyn FeatureSource> = Arc::new(replay);
     let arms: Arc<dyn ArmRecorder> = Arc::new(ArmBook::new(
         metrics.control.clone(),
@@ -311,6 +324,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         control,
         models,
         registry,
+        remote,
         metrics,
         max_in_flight: config.server.max_in_flight,
         body: crate::state::BodyLimits {
@@ -331,13 +345,16 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
 fn registry_manager(
     config: &Config,
     metrics: &Metrics,
+    remote: &Option<Arc<RemoteBackends>>,
 ) -> Result<Option<Arc<registry::RegistryManager>>, StartError> {
     match config.models.source {
         ModelSourceKind::Bundled => {
             metrics.without_registry();
             Ok(None)
         }
-        ModelSourceKind::Mlflow => Ok(Some(Arc::new(registry::manager(&config.models.mlflow)?))),
+        ModelSourceKind::Mlflow => Ok(Some(Arc::new(
+            registry::manager(&config.models.mlflow)?.with_remote(remote.clone()),
+        ))),
     }
 }
 
@@ -365,6 +382,7 @@ fn restored_ledger(config: &Config) -> Result<Arc<InMemoryRiskLedger>, StartErro
 fn control_plane(
     config: &Config,
     registry: &Option<Arc<registry::RegistryManager>>,
+    remote: &Option<Arc<RemoteBackends>>,
     events: Arc<dyn EventSink>,
     metrics: &Metrics,
 ) -> Result<ControlPlane, StartError> {
@@ -377,10 +395,13 @@ fn control_plane(
             c.store_timeout,
         )?),
     };
-    let catalog = ModelCatalog::new(match registry {
-        Some(r) => CatalogSource::Mlflow(Arc::clone(r)),
-        None => CatalogSource::Bundled(BundledModels::new(resolve_path(&config.models.dir))),
-    });
+    let catalog = ModelCatalog::new(
+        match registry {
+            Some(r) => CatalogSource::Mlflow(Arc::clone(r)),
+            None => CatalogSource::Bundled(BundledModels::new(resolve_path(&config.models.dir))),
+        },
+        remote.clone(),
+    );
     Ok(
         ControlPlane::new(store, catalog, events, metrics.control.clone())
             .with_stage_idle_after(c.stage_idle_after),
@@ -446,13 +467,23 @@ async fn from_cache(
     why: ReloadError,
 ) {
     let m = Arc::clone(manager);
-    match tokio::task::spawn_blocking(move || m.load_from_cache()).await {
-        Ok(Some((resolution, set))) => {
+    let cached = match tokio::task::spawn_blocking(move || m.load_from_cache()).await {
+        Ok(Some((resolution, set))) => match manager.provide(set).await {
+            Ok(set) => Some((resolution, set)),
+            Err(e) => {
+                tracing::error!(error = %e, "the cached models' remote backends cannot serve them");
+                None
+            }
+        },
+        _ => None,
+    };
+    match cached {
+        Some((resolution, set)) => {
             tracing::warn!(versions = ?resolution.versions(), reason = %why, "serving the last known models from the disk cache");
             state.set_models(Arc::new(set));
             manager.adopt(resolution).await;
         }
-        _ => {
+        None => {
             tracing::error!(reason = %why, "no usable model cache: not ready until the registry answers")
         }
     }
@@ -491,6 +522,20 @@ pub async fn start_control(
     ]
 }
 
+/// The TorchServe steward, when a role or version is served by TorchServe.
+pub fn start_steward(state: &Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
+    let remote = state.remote.clone()?;
+    if !remote.uses(tradeserve_models::remote::BackendKind::Torchserve) {
+        return None;
+    }
+    let routed = Arc::clone(state);
+    Some(tokio::spawn(crate::steward::run(
+        move || routed.routed(),
+        remote,
+        Arc::clone(&state.steward),
+    )))
+}
+
 /// Run until `shutdown` resolves, then drain and stop.
 pub async fn run(
     config: Config,
@@ -501,7 +546,7 @@ pub async fn run(
     let service = tokio::task::spawn_blocking(move || build(&cfg))
         .await
         .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))??;
-    crate::backends::verify_champion(service.state.control.champion(), &config.models).await?;
+    provide_champion(&service.state).await?;
     let startup_timeout = config.models.mlflow.request_timeout * 3;
     // Models first (the registry may set the champion), then the control state over them.
     let mut tasks: Vec<tokio::task::JoinHandle<()>> =
@@ -510,6 +555,7 @@ pub async fn run(
             .into_iter()
             .collect();
     tasks.extend(start_control(&service.state, &config).await);
+    tasks.extend(start_steward(&service.state));
     let fd_limit = crate::listener::raise_fd_limit();
     let listener = TcpListener::bind(&config.server.listen)
         .await

@@ -11,9 +11,11 @@ use tradeserve_core::control::ArmRecorder;
 use tradeserve_core::model_set::BackendState;
 use tradeserve_core::ports::SymbolCoverage;
 
+use crate::backends::RemoteBackends;
 use crate::control::ControlPlane;
 use crate::metrics::Metrics;
 use crate::registry::RegistryManager;
+use crate::steward::{Routed, Steward};
 
 /// How much of a body is read, and how long its client may take to send it.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +42,10 @@ pub struct AppState {
     pub registry: Option<Arc<RegistryManager>>,
     /// Where decisions, failures and outcomes are credited to experiment and rollout arms.
     pub arms: Arc<dyn ArmRecorder>,
+    /// The remote model backends, when any role or version is served remotely.
+    pub remote: Option<Arc<RemoteBackends>>,
+    /// What the TorchServe steward last learned (empty without TorchServe roles).
+    pub steward: Arc<Steward>,
     draining: AtomicBool,
 }
 
@@ -49,6 +55,7 @@ pub struct Parts {
     pub control: ControlPlane,
     pub models: Option<Arc<ModelSet>>,
     pub registry: Option<Arc<RegistryManager>>,
+    pub remote: Option<Arc<RemoteBackends>>,
     pub metrics: Metrics,
     pub max_in_flight: usize,
     pub body: BodyLimits,
@@ -67,6 +74,8 @@ impl AppState {
             symbols,
             registry: p.registry,
             arms: p.arms,
+            remote: p.remote,
+            steward: Arc::default(),
             draining: AtomicBool::new(false),
         };
         if let Some(m) = p.models {
@@ -130,15 +139,48 @@ impl AppState {
         set.models()
             .iter()
             .filter_map(|m| {
-                let r = m.remote.as_ref()?;
-                let view = serde_json::json!({
-                    "backend": r.backend(),
+                let mut view = serde_json::json!({
+                    "backend": m.remote.as_ref()?.backend(),
                     "version": m.info.version,
-                    "state": r.state(),
                 });
+                for (k, v) in self.backend_health(m)? {
+                    view[k] = v;
+                }
                 Some((m.info.role.as_str().to_owned(), view))
             })
             .collect()
+    }
+
+    /// The sets requests may be routed to now, for the TorchServe steward.
+    pub fn routed(&self) -> Routed {
+        let mut routed = Routed::default();
+        if let Some(routing) = self.control.routing() {
+            routed.champion = Some(Arc::clone(&routing.champion));
+            if let Some(e) = &routing.experiment {
+                routed.others.extend(e.sets.iter().cloned());
+            }
+            if let Some(r) = &routing.rollout {
+                routed.others.push(Arc::clone(&r.candidate));
+            }
+        }
+        if let Some(previous) = self.registry.as_ref().and_then(|r| r.previous.load_full()) {
+            routed.others.push(previous);
+        }
+        routed
+    }
+
+    /// A remote model's health: its circuit and, on TorchServe, the management API's last
+    /// word on the version (`None` in process).
+    pub fn backend_health(
+        &self,
+        m: &tradeserve_core::LoadedModel,
+    ) -> Option<Vec<(&'static str, serde_json::Value)>> {
+        let r = m.remote.as_ref()?;
+        let mut health = vec![("state", serde_json::json!(r.state()))];
+        if let Some(status) = self.steward.status(&r.backend().model, &m.info.version) {
+            health.push(("model_status", serde_json::json!(status)));
+        }
+        Some(health)
     }
 }
 

@@ -379,3 +379,103 @@ async fn a_completed_rollout_moves_the_champion_alias() {
     assert_eq!(served_version(state, Role::BearSpecialist).await, "1");
     poller.abort();
 }
+
+/// Copy `from` (a folder) to `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// Registry versions of a role served by a model server (KServe's Open Inference Protocol):
+/// the champion starts there; an alias move swaps to the new version only once that version
+/// answers its golden vectors through the server; a version whose server copy answers
+/// differently is refused (502 on manual reload) and the old set keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs real MLflow and KServe servers: run scripts/test.sh"]
+async fn registry_versions_on_a_model_server_are_verified_before_the_swap() {
+    let mlflow = MlflowServer::start();
+    let client = champions_v1(&mlflow).await;
+    // The model server's folder: bull v1 and v2 as published, and under the name of bull v3 a
+    // different model (bear v1's) — a deployment mistake the golden vectors must catch.
+    let served = tempfile::tempdir().unwrap();
+    for version in ["1", "2"] {
+        copy_dir(
+            &model_dir(Role::BullSpecialist, version),
+            &served.path().join("bull_specialist").join(version),
+        );
+    }
+    copy_dir(
+        &model_dir(Role::BearSpecialist, "1"),
+        &served.path().join("bull_specialist/3"),
+    );
+    let kserve = tradeserve_testkit::KserveServer::start(served.path());
+    let (cache, audit) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut cfg = config(&mlflow.url(), cache.path(), audit.path());
+    cfg.models.backends.bull_specialist = tradeserve_models::remote::BackendKind::KserveV2;
+    cfg.models.kserve_v2.url = kserve.url();
+    cfg.models.kserve_v2.model = "{role}-{version}".into();
+    cfg.models.kserve_v2.versioned = false;
+
+    let (service, poller) = start(&cfg).await;
+    let state = Arc::clone(&service.state);
+    let backend = |v: &Value| v["models"]["bull_specialist"]["backend"]["model"].clone();
+    let (_, v) = call(&state, "GET", "/api/v1/models", "").await;
+    assert_eq!(backend(&v), "bull_specialist-1", "{v}");
+    let (s, d) = call(
+        &state,
+        "POST",
+        "/api/v1/predict",
+        r#"{"symbol":"AAPL","risk_check":false}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+
+    // v2 published as the champion: served from the model server once verified there.
+    publish(
+        &client,
+        &model_dir(Role::BullSpecialist, "2"),
+        "tradeserve.bull_specialist",
+        Some("champion"),
+    )
+    .await
+    .unwrap();
+    wait_for_version(&state, Role::BullSpecialist, "2", POLL * 10).await;
+    let (_, v) = call(&state, "GET", "/api/v1/models", "").await;
+    assert_eq!(backend(&v), "bull_specialist-2", "{v}");
+    assert_eq!(
+        v["models"]["bull_specialist"]["backend"]["state"]["circuit"],
+        "closed"
+    );
+
+    // v3 (bull v1's folder, so it loads and verifies in process) meets bear's model on the
+    // server: refused, v2 keeps serving.
+    publish(
+        &client,
+        &model_dir(Role::BullSpecialist, "1"),
+        "tradeserve.bull_specialist",
+        Some("champion"),
+    )
+    .await
+    .unwrap();
+    let (s, v) = call(&state, "POST", "/api/v1/models/reload", "").await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
+    assert_eq!(v["error"]["code"], "model_refused");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("bull_specialist v3") && message.contains("differs"),
+        "{message}"
+    );
+    assert_eq!(served_version(&state, Role::BullSpecialist).await, "2");
+    let (s, _) = call(
+        &state,
+        "POST",
+        "/api/v1/predict",
+        r#"{"symbol":"AAPL","risk_check":false}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    poller.abort();
+}

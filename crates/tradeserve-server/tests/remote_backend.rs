@@ -422,3 +422,230 @@ async fn specialists_on_torchserve_decide_as_in_process_and_recover_after_its_re
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The TorchServe lifecycle TradeServe drives through the management API, against a real
+/// TorchServe whose model store TradeServe may write: bear v1 (the champion) and bull v2 (an
+/// experiment's treatment) are packaged and registered by TradeServe itself and verified
+/// through the inference API before any request reaches them; bull v1 (control) stays in
+/// process. The A/B split routes each client to its arm, the treatment decides exactly as
+/// bull v2 does in process, and the report counts both arms. Health shows the management
+/// API's status; stopping the experiment unregisters bull v2 after the grace period; a
+/// TorchServe restarted with an empty registry gets bear v1 back without anyone registering
+/// it by hand and without restarting TradeServe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs TorchServe (scripts/test.sh installs it)"]
+async fn torchserve_versions_are_registered_verified_routed_and_unregistered_by_tradeserve() {
+    let store = tempfile::tempdir().unwrap();
+    let ports = [0; 3].map(|_| tradeserve_testkit::free_port());
+    let ts = TorchServeServer::start_with(ports[0], ports[1], ports[2], Some(store.path()));
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let mut envs = envs(a.path(), None);
+    envs.extend([
+        (
+            "TRADESERVE_MODELS__TORCHSERVE__INFERENCE_URL",
+            ts.inference_url(),
+        ),
+        (
+            "TRADESERVE_MODELS__TORCHSERVE__MANAGEMENT_URL",
+            ts.management_url(),
+        ),
+        (
+            "TRADESERVE_MODELS__TORCHSERVE__MODEL_STORE",
+            store.path().display().to_string(),
+        ),
+        (
+            "TRADESERVE_MODELS__TORCHSERVE__ARCHIVER",
+            TorchServeServer::archiver().display().to_string(),
+        ),
+        (
+            "TRADESERVE_MODELS__TORCHSERVE__STATUS_INTERVAL",
+            "200ms".into(),
+        ),
+        (
+            "TRADESERVE_MODELS__TORCHSERVE__UNREGISTER_AFTER",
+            "1s".into(),
+        ),
+        (
+            "TRADESERVE_MODELS__BACKENDS__BULL_SPECIALIST",
+            "torchserve".into(),
+        ),
+        (
+            "TRADESERVE_MODELS__BACKENDS__BEAR_SPECIALIST",
+            "torchserve".into(),
+        ),
+        (
+            "TRADESERVE_MODELS__BACKENDS__VERSIONS__BULL_SPECIALIST__1",
+            "in_process".into(),
+        ),
+        ("TRADESERVE_CONTROL__POLL_INTERVAL", "100ms".into()),
+    ]);
+    let service = ServiceProcess::start(BIN, &envs);
+    let v1 = ServiceProcess::start(BIN, &self::envs(b.path(), None));
+    let mut v2_envs = self::envs(c.path(), None);
+    v2_envs.push(("TRADESERVE_MODELS__VERSIONS__BULL_SPECIALIST", "2".into()));
+    let v2 = ServiceProcess::start(BIN, &v2_envs);
+    let client = reqwest::Client::new();
+    let registered =
+        |name: &str, version: &str| ts.management("GET", &format!("/models/{name}/{version}")).0;
+    assert_eq!(
+        registered("bear_specialist", "1"),
+        200,
+        "the champion's TorchServe role is registered at start"
+    );
+    assert_eq!(
+        registered("bull_specialist", "1"),
+        404,
+        "bull v1 is in process"
+    );
+
+    let exp = json!({"experiment_id": "ts-ab", "role": "bull_specialist", "control_model_version": "1",
+        "treatment_model_version": "2", "traffic_split": 0.5, "salt": "s1", "bucketing": "client"});
+    let res = client
+        .post(format!("{}/api/v1/experiments", service.url()))
+        .header("x-actor", "alice")
+        .json(&exp)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201, "{}", res.text().await.unwrap());
+    assert_eq!(
+        registered("bull_specialist", "2"),
+        200,
+        "the treatment was registered before the experiment was stored"
+    );
+
+    let mut arms = std::collections::BTreeMap::<String, u64>::new();
+    for (i, body) in requests().into_iter().take(40).enumerate() {
+        let user = format!("client-{i}");
+        let decide = |url: String| {
+            let client = client.clone();
+            let (body, user) = (body.clone(), user.clone());
+            async move {
+                let r = client
+                    .post(format!("{url}/api/v1/predict"))
+                    .header("x-client-id", user)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            }
+        };
+        let (s, d) = decide(service.url()).await;
+        assert_eq!(s, 200, "{d}");
+        let arm = d["metadata"]["experiment"]["arm"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let bucket = tradeserve_core::experiment::bucket("s1", &user);
+        let want = if f64::from(bucket) < 5_000.0 {
+            "treatment"
+        } else {
+            "control"
+        };
+        assert_eq!(arm, want, "{user}");
+        let reference = if arm == "treatment" { &v2 } else { &v1 };
+        let (_, r) = decide(reference.url()).await;
+        assert_eq!(
+            d["metadata"]["model_versions"],
+            r["metadata"]["model_versions"]
+        );
+        assert_eq!(d["action"], r["action"], "{body}");
+        let (c1, c2) = (
+            d["confidence"].as_f64().unwrap(),
+            r["confidence"].as_f64().unwrap(),
+        );
+        assert!((c1 - c2).abs() <= 1e-5, "{arm} {body}: {c1} vs {c2}");
+        *arms.entry(arm).or_default() += 1;
+    }
+    assert!(arms.len() == 2, "both arms served: {arms:?}");
+    let report = get(&client, &service, "/api/v1/experiments/ts-ab/report").await;
+    for (arm, n) in &arms {
+        assert_eq!(
+            report["arms"][arm]["decisions"].as_u64(),
+            Some(*n),
+            "{report}"
+        );
+        assert_eq!(report["arms"][arm]["errors"].as_u64(), Some(0), "{report}");
+    }
+
+    // TorchServe's own count: the treatment's decisions (and the golden check) reached it.
+    let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", ports[2]))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let served: f64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("ts_inference_requests_total")
+                && l.contains("bull_specialist")
+                && l.contains("model_version=\"2\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        served >= arms["treatment"] as f64,
+        "TorchServe served {served} bull v2 calls: {text}"
+    );
+
+    // Health: the champion's TorchServe role, as the management API describes it.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = get(&client, &service, "/health/ready").await;
+        let status = &ready["backends"]["bear_specialist"]["model_status"];
+        if status["status"] == "registered" {
+            assert_eq!(status["ready_workers"], 1, "{ready}");
+            break;
+        }
+        assert!(Instant::now() < until, "no model status: {ready}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let models = get(&client, &service, "/api/v1/models").await;
+    assert_eq!(
+        models["models"]["bear_specialist"]["backend"]["model_status"]["status"],
+        "registered"
+    );
+    assert_eq!(
+        models["models"]["bull_specialist"]["backend"]["kind"],
+        "in_process"
+    );
+
+    // The experiment stops: nothing routes to bull v2, which is unregistered after the grace
+    // period; bear v1 (the champion) stays.
+    let res = client
+        .delete(format!("{}/api/v1/experiments/ts-ab", service.url()))
+        .header("x-actor", "alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200, "{}", res.text().await.unwrap());
+    let until = Instant::now() + Duration::from_secs(20);
+    while registered("bull_specialist", "2") != 404 {
+        assert!(Instant::now() < until, "bull v2 was never unregistered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(registered("bear_specialist", "1"), 200);
+
+    // TorchServe restarts with nothing registered: the steward registers bear v1 again and
+    // decisions resume, TradeServe untouched.
+    let mut ts = ts;
+    ts.kill();
+    drop(ts);
+    let ts = TorchServeServer::start_with(ports[0], ports[1], ports[2], Some(store.path()));
+    assert_eq!(ts.management("GET", "/models/bear_specialist/1").0, 404);
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (s, v) = post(&client, &service.url(), &requests()[0]).await;
+        if s == 200 && ts.management("GET", "/models/bear_specialist/1").0 == 200 {
+            break;
+        }
+        assert!(Instant::now() < until, "decisions did not resume: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

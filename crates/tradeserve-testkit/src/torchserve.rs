@@ -21,7 +21,9 @@ pub struct TorchServeServer {
     process: Managed,
     pub inference_port: u16,
     pub management_port: u16,
-    dir: tempfile::TempDir,
+    /// Config, logs and (unless the test owns it) the model store; removed when dropped.
+    _dir: tempfile::TempDir,
+    store: PathBuf,
     _lock: Flock<File>,
 }
 
@@ -53,6 +55,17 @@ impl TorchServeServer {
 
     /// Start on given inference, management and metrics ports (a restart keeps its URLs).
     pub fn start_on(inference: u16, management: u16, metrics: u16) -> TorchServeServer {
+        TorchServeServer::start_with(inference, management, metrics, None)
+    }
+
+    /// Start on given ports with `store` as the model store (one the test owns, so it
+    /// outlives a killed server), or a fresh one in the server's own folder.
+    pub fn start_with(
+        inference: u16,
+        management: u16,
+        metrics: u16,
+        store: Option<&Path>,
+    ) -> TorchServeServer {
         let venv = TorchServeServer::venv();
         let bin = venv.join("bin/torchserve");
         assert!(
@@ -65,7 +78,8 @@ impl TorchServeServer {
             .map_err(|(_, e)| e)
             .expect("lock TorchServe for this test");
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("store")).expect("model store");
+        let store = store.map_or_else(|| dir.path().join("store"), Path::to_path_buf);
+        std::fs::create_dir_all(&store).expect("model store");
         let config = format!(
             "inference_address=http://127.0.0.1:{inference}\n\
              management_address=http://127.0.0.1:{management}\n\
@@ -77,7 +91,7 @@ impl TorchServeServer {
              vmargs=-Xmx256m -XX:+UseSerialGC -XX:-UseContainerSupport\n",
             free_port(),
             free_port(),
-            dir.path().join("store").display()
+            store.display()
         );
         std::fs::write(dir.path().join("config.properties"), config).expect("config");
         let path = format!(
@@ -106,7 +120,8 @@ impl TorchServeServer {
             process,
             inference_port: inference,
             management_port: management,
-            dir,
+            _dir: dir,
+            store,
             _lock: lock,
         }
     }
@@ -121,7 +136,7 @@ impl TorchServeServer {
 
     /// Its model store (`.mar` files to register).
     pub fn store(&self) -> PathBuf {
-        self.dir.path().join("store")
+        self.store.clone()
     }
 
     /// Register `<store>/<mar>` with one worker and wait until it is READY. `Err` carries

@@ -1,7 +1,7 @@
 //! Remote model backends behind the core's `RemoteModel` port: which backend serves each role
 //! ([`Backends`], `[models.backends]`), the Open Inference Protocol client ([`kserve_v2`]), TF
 //! Serving's REST predict client ([`tfserving`]), TorchServe's ([`torchserve`]) and its model
-//! archives ([`package`]), what HTTP backends share ([`http`]), the
+//! archives ([`package`]) and management API ([`torchserve_mgmt`]), what HTTP backends share ([`http`]), the
 //! circuit breaker every remote role goes through ([`breaker`]), and
 //! the check that a remote role answers the golden vectors as the in-process engine does
 //! ([`verify_golden`]).
@@ -12,7 +12,9 @@ pub mod kserve_v2;
 pub mod package;
 pub mod tfserving;
 pub mod torchserve;
+pub mod torchserve_mgmt;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -46,8 +48,11 @@ pub enum BackendKind {
     Torchserve,
 }
 
-/// Backend per role; a missing role is `in_process`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// Backend per role; a missing role is `in_process`. `versions` overrides it for single
+/// versions — `[models.backends.versions.bull_specialist] "1" = "in_process"` keeps v1 in
+/// process while the role's other versions are remote (an A/B test of moving a model to a
+/// model server).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Backends {
     pub regime_detector: BackendKind,
@@ -55,10 +60,12 @@ pub struct Backends {
     pub bull_specialist: BackendKind,
     pub bear_specialist: BackendKind,
     pub sideways_specialist: BackendKind,
+    pub versions: BTreeMap<Role, BTreeMap<String, BackendKind>>,
 }
 
 impl Backends {
-    pub fn of(&self, role: Role) -> BackendKind {
+    /// The role's backend for versions without an override.
+    pub fn of_role(&self, role: Role) -> BackendKind {
         match role {
             Role::RegimeDetector => self.regime_detector,
             Role::MetaController => self.meta_controller,
@@ -68,11 +75,26 @@ impl Backends {
         }
     }
 
-    /// Whether any role is served remotely.
-    pub fn any_remote(&self) -> bool {
+    /// What serves `version` of `role`.
+    pub fn of(&self, role: Role, version: &str) -> BackendKind {
+        self.versions
+            .get(&role)
+            .and_then(|v| v.get(version))
+            .copied()
+            .unwrap_or_else(|| self.of_role(role))
+    }
+
+    /// Every backend some role or version is configured with.
+    pub fn kinds(&self) -> impl Iterator<Item = BackendKind> + '_ {
         Role::ALL
             .iter()
-            .any(|r| self.of(*r) != BackendKind::InProcess)
+            .map(|r| self.of_role(*r))
+            .chain(self.versions.values().flat_map(|v| v.values().copied()))
+    }
+
+    /// Whether anything is served remotely.
+    pub fn any_remote(&self) -> bool {
+        self.kinds().any(|k| k != BackendKind::InProcess)
     }
 }
 
@@ -105,6 +127,29 @@ fn validate_common(
     Ok(())
 }
 
+/// Why a remote model failed its golden vectors.
+#[derive(Debug, thiserror::Error)]
+pub enum GoldenError {
+    #[error("golden vectors unusable: {0}")]
+    File(String),
+    #[error("no answer: {0}")]
+    Unanswered(tradeserve_core::error::ModelError),
+    #[error("{0}")]
+    Wrong(String),
+}
+
+impl GoldenError {
+    /// The server did not answer (down, refusing, too slow): worth retrying, unlike a wrong
+    /// answer.
+    pub fn is_transient(&self) -> bool {
+        use tradeserve_core::error::ModelError;
+        matches!(
+            self,
+            GoldenError::Unanswered(ModelError::Unavailable(_) | ModelError::Deadline)
+        )
+    }
+}
+
 /// Send the golden vectors in `golden_path` through `model` (the remote path, one row per
 /// call like a request) and return the largest difference from the golden outputs. `Err`
 /// says why a row got no answer or the file is unusable.
@@ -112,7 +157,7 @@ pub async fn verify_golden(
     model: &dyn RemoteModel,
     golden_path: &Path,
     timeout: Duration,
-) -> Result<f32, String> {
+) -> Result<f32, GoldenError> {
     #[derive(Deserialize)]
     struct Golden {
         inputs: Vec<Vec<f32>>,
@@ -120,27 +165,30 @@ pub async fn verify_golden(
     }
     let text = tokio::fs::read(golden_path)
         .await
-        .map_err(|e| format!("{}: {e}", golden_path.display()))?;
-    let golden: Golden = serde_json::from_slice(&text).map_err(|e| e.to_string())?;
+        .map_err(|e| GoldenError::File(format!("{}: {e}", golden_path.display())))?;
+    let golden: Golden =
+        serde_json::from_slice(&text).map_err(|e| GoldenError::File(e.to_string()))?;
     if golden.inputs.is_empty() || golden.inputs.len() != golden.outputs.len() {
-        return Err("golden inputs and outputs must be non-empty and of equal length".into());
+        return Err(GoldenError::File(
+            "golden inputs and outputs must be non-empty and of equal length".into(),
+        ));
     }
     let mut worst = 0.0f32;
     for (x, want) in golden.inputs.into_iter().zip(golden.outputs) {
         let got = model
             .infer(x, Instant::now() + timeout)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(GoldenError::Unanswered)?;
         if want.len() != 3 {
-            return Err(format!(
+            return Err(GoldenError::File(format!(
                 "golden output has {} values, expected 3",
                 want.len()
-            ));
+            )));
         }
         for (a, b) in got.iter().zip(&want) {
             let d = (a - b).abs();
             if d.is_nan() {
-                return Err("the backend answered NaN".into());
+                return Err(GoldenError::Wrong("the backend answered NaN".into()));
             }
             worst = worst.max(d);
         }

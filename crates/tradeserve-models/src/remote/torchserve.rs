@@ -3,8 +3,12 @@
 //! `serving/torchserve/handler.py`) and its management API's model status, which says whether
 //! a version has a READY worker (TorchServe's `/ping` stays Healthy while a worker crash-loops).
 //!
-//! The client, its in-flight bound and the deadline are [`crate::remote::http`]'s.
+//! The client, its in-flight bound and the deadline are [`crate::remote::http`]'s; the
+//! management calls are [`crate::remote::torchserve_mgmt`]'s. [`TorchServe::ensure`] makes a
+//! version servable: registered already, or packaged into TorchServe's model store (when
+//! TradeServe can write it) and registered through the management API.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +17,8 @@ use tradeserve_core::model_set::{BackendInfo, RemoteCall, RemoteModel};
 use tradeserve_core::types::Role;
 
 use crate::remote::http::{HttpBackend, three};
+use crate::remote::package::{PackageSpec, package};
+use crate::remote::torchserve_mgmt::{Management, ManagementError, Registration};
 
 /// `[models.torchserve]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +35,31 @@ pub struct TorchServeConfig {
     pub max_in_flight: usize,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// TorchServe's model store, when TradeServe can write to it (same host or a shared
+    /// volume): a version a role needs that TorchServe does not have is then packaged there
+    /// and registered through the management API. Unset, such a version is refused.
+    pub model_store: Option<PathBuf>,
+    /// `torch-model-archiver`, for packaging into `model_store`.
+    pub archiver: PathBuf,
+    /// Workers per version TradeServe registers.
+    pub initial_workers: u32,
+    /// TorchServe's server-side batching for the versions TradeServe registers: up to
+    /// `batch_size` concurrent calls are answered by one handler call, waiting at most
+    /// `max_batch_delay` for the batch to fill.
+    pub batch_size: u32,
+    #[serde(with = "humantime_serde")]
+    pub max_batch_delay: Duration,
+    /// How long a registration (workers starting) may take.
+    #[serde(with = "humantime_serde")]
+    pub register_timeout: Duration,
+    /// How often the steward reads each version's status, sets the champion's version as the
+    /// default and re-registers what a restarted TorchServe lost.
+    #[serde(with = "humantime_serde")]
+    pub status_interval: Duration,
+    /// A version TradeServe registered is unregistered once nothing has routed to it for
+    /// this long.
+    #[serde(with = "humantime_serde")]
+    pub unregister_after: Duration,
 }
 
 impl Default for TorchServeConfig {
@@ -39,6 +70,14 @@ impl Default for TorchServeConfig {
             model: "{role}".into(),
             max_in_flight: 64,
             connect_timeout: Duration::from_millis(250),
+            model_store: None,
+            archiver: "torch-model-archiver".into(),
+            initial_workers: 1,
+            batch_size: 8,
+            max_batch_delay: Duration::from_millis(2),
+            register_timeout: Duration::from_secs(120),
+            status_interval: Duration::from_secs(5),
+            unregister_after: Duration::from_secs(300),
         }
     }
 }
@@ -51,7 +90,16 @@ impl TorchServeConfig {
             &self.model,
             self.max_in_flight,
         )?;
-        super::validate_common("models.torchserve", &self.management_url, &self.model, 1)
+        super::validate_common("models.torchserve", &self.management_url, &self.model, 1)?;
+        if self.initial_workers == 0 || self.batch_size == 0 {
+            return Err(
+                "models.torchserve.initial_workers and batch_size must be at least 1".into(),
+            );
+        }
+        if self.status_interval.is_zero() {
+            return Err("models.torchserve.status_interval must be positive".into());
+        }
+        Ok(())
     }
 }
 
@@ -59,15 +107,148 @@ impl TorchServeConfig {
 #[derive(Clone)]
 pub struct TorchServe {
     http: HttpBackend,
+    management: Management,
     config: Arc<TorchServeConfig>,
+}
+
+/// What [`TorchServe::ensure`] found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ensured {
+    /// Registered already, with a READY worker (by an operator, or by TradeServe earlier).
+    Present,
+    /// Packaged into the model store and registered now, by TradeServe.
+    Registered,
+}
+
+/// Why a version cannot be served from TorchServe.
+#[derive(Debug, thiserror::Error)]
+pub enum EnsureError {
+    #[error(transparent)]
+    Management(#[from] ManagementError),
+    #[error("{name} v{version} is registered but has no READY worker ({workers} workers)")]
+    NotReady {
+        name: String,
+        version: String,
+        workers: usize,
+    },
+    #[error(
+        "{name} v{version} is not registered on TorchServe, and models.torchserve.model_store \
+         is not set so TradeServe cannot register it: register its archive \
+         (tradeserve torchserve package) or set model_store"
+    )]
+    NotRegistered { name: String, version: String },
+    #[error("cannot package {name} v{version}: {why}")]
+    Package {
+        name: String,
+        version: String,
+        why: String,
+    },
 }
 
 impl TorchServe {
     pub fn new(config: TorchServeConfig) -> Result<TorchServe, reqwest::Error> {
         Ok(TorchServe {
             http: HttpBackend::new(config.max_in_flight, config.connect_timeout)?,
+            management: Management::new(
+                &config.management_url,
+                Duration::from_secs(10),
+                config.register_timeout,
+            )?,
             config: Arc::new(config),
         })
+    }
+
+    pub fn config(&self) -> &TorchServeConfig {
+        &self.config
+    }
+
+    pub fn management(&self) -> &Management {
+        &self.management
+    }
+
+    /// The role's model name on this server for `version`.
+    pub fn name(&self, role: Role, version: &str) -> String {
+        super::model_name(&self.config.model, role, version)
+    }
+
+    /// Make `version` of `role` servable: already registered with a READY worker, or
+    /// packaged from `folder` (a verified model folder) into the model store and registered.
+    /// Verification through the inference API is the caller's next step.
+    pub async fn ensure(
+        &self,
+        role: Role,
+        version: &str,
+        folder: &Path,
+    ) -> Result<Ensured, EnsureError> {
+        let name = self.name(role, version);
+        match self.management.status(&name, version).await? {
+            Some(s) if s.is_ready() => return Ok(Ensured::Present),
+            Some(s) => {
+                return Err(EnsureError::NotReady {
+                    name,
+                    version: version.to_owned(),
+                    workers: s.workers,
+                });
+            }
+            None => {}
+        }
+        let Some(store) = self.config.model_store.clone() else {
+            return Err(EnsureError::NotRegistered {
+                name,
+                version: version.to_owned(),
+            });
+        };
+        let archive = self
+            .package_into(&store, role, &name, version, folder)
+            .await?;
+        let how = Registration {
+            initial_workers: self.config.initial_workers,
+            batch_size: self.config.batch_size,
+            max_batch_delay: self.config.max_batch_delay,
+        };
+        self.management.register(&archive, &name, how).await?;
+        Ok(Ensured::Registered)
+    }
+
+    /// Package `folder` as `<store>/<name>-v<version>.mar` (built aside, then renamed in, so
+    /// TorchServe never reads half an archive); returns the archive's file name.
+    async fn package_into(
+        &self,
+        store: &Path,
+        role: Role,
+        name: &str,
+        version: &str,
+        folder: &Path,
+    ) -> Result<String, EnsureError> {
+        let archive = format!("{name}-v{version}.mar");
+        let fail = |why: String| EnsureError::Package {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            why,
+        };
+        let (store, folder) = (store.to_path_buf(), folder.to_path_buf());
+        let (name_owned, version_owned) = (name.to_owned(), version.to_owned());
+        let archiver = self.config.archiver.clone();
+        let target = store.join(&archive);
+        tokio::task::spawn_blocking(move || {
+            let aside = store.join(format!(".tradeserve-{}", uuid::Uuid::now_v7()));
+            let built = package(&PackageSpec {
+                model_dir: &folder,
+                role,
+                name: &name_owned,
+                version: &version_owned,
+                export_path: &aside,
+                archiver: &archiver,
+            })
+            .map_err(|e| e.to_string())
+            .and_then(|mar| std::fs::rename(mar, &target).map_err(|e| e.to_string()));
+            let _ = std::fs::remove_dir_all(&aside);
+            built
+        })
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(fail)?;
+        Ok(archive)
     }
 
     /// The handle of one role's version on this server.

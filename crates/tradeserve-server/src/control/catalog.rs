@@ -13,6 +13,7 @@ use tradeserve_core::model_set::{LoadedModel, ModelSet};
 use tradeserve_core::types::{Role, Specialist};
 use tradeserve_models::BundledModels;
 
+use crate::backends::RemoteBackends;
 use crate::registry::RegistryManager;
 
 /// Where versions come from.
@@ -37,13 +38,15 @@ pub enum CatalogError {
 /// Loaded models by role and version.
 pub struct ModelCatalog {
     source: CatalogSource,
+    remote: Option<Arc<RemoteBackends>>,
     loaded: Mutex<HashMap<(Role, String), LoadedModel>>,
 }
 
 impl ModelCatalog {
-    pub fn new(source: CatalogSource) -> ModelCatalog {
+    pub fn new(source: CatalogSource, remote: Option<Arc<RemoteBackends>>) -> ModelCatalog {
         ModelCatalog {
             source,
+            remote,
             loaded: Mutex::new(HashMap::new()),
         }
     }
@@ -52,13 +55,12 @@ impl ModelCatalog {
         &self.source
     }
 
-    /// Keep every model of `set` (the champion) for reuse.
+    /// Keep every model of `set` (the champion) for reuse; the champion's copy of a version
+    /// (with its remote backend, when it has one) replaces any other.
     pub fn remember(&self, set: &ModelSet) {
         let mut loaded = self.loaded.lock();
         for m in set.models() {
-            loaded
-                .entry((m.info.role, m.info.version.clone()))
-                .or_insert_with(|| m.clone());
+            loaded.insert((m.info.role, m.info.version.clone()), m.clone());
         }
     }
 
@@ -96,11 +98,35 @@ impl ModelCatalog {
             }
             CatalogSource::Mlflow(manager) => load_from_mlflow(manager, &missing).await?,
         };
+        let models = self.provide(models).await?;
         let mut loaded = self.loaded.lock();
         for m in models {
             loaded.insert((m.info.role, m.info.version.clone()), m);
         }
         Ok(())
+    }
+
+    /// Each of `models` on its remote backend, when its role and version are served remotely.
+    async fn provide(&self, models: Vec<LoadedModel>) -> Result<Vec<LoadedModel>, CatalogError> {
+        let Some(remote) = &self.remote else {
+            return Ok(models);
+        };
+        let mut provided = Vec::with_capacity(models.len());
+        for m in models {
+            let (role, version) = (m.info.role, m.info.version.clone());
+            provided.push(remote.provide(m).await.map_err(|e| {
+                if e.is_transient() {
+                    CatalogError::Unavailable(e.to_string())
+                } else {
+                    CatalogError::Unknown {
+                        role,
+                        version,
+                        why: e.to_string(),
+                    }
+                }
+            })?);
+        }
+        Ok(provided)
     }
 
     /// `base` with the roles of `versions` replaced; `None` if one is not loaded.

@@ -65,7 +65,7 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
     let models: BTreeMap<&str, Served<'_>> = set
         .models()
         .iter()
-        .map(|m| (m.info.role.as_str(), Served::of(m)))
+        .map(|m| (m.info.role.as_str(), Served::of(m, &state)))
         .collect();
     Ok(Json(match &state.registry {
         None => json!({ "source": "bundled", "models": models }),
@@ -88,9 +88,15 @@ struct Served<'a> {
 }
 
 impl<'a> Served<'a> {
-    fn of(m: &'a LoadedModel) -> Served<'a> {
+    fn of(m: &'a LoadedModel, state: &AppState) -> Served<'a> {
         let backend = match &m.remote {
-            Some(r) => serde_json::to_value(r.backend()).unwrap_or(Value::Null),
+            Some(r) => {
+                let mut backend = serde_json::to_value(r.backend()).unwrap_or(Value::Null);
+                for (k, v) in state.backend_health(m).unwrap_or_default() {
+                    backend[k] = v;
+                }
+                backend
+            }
             None => json!({"kind": "in_process"}),
         };
         Served {
