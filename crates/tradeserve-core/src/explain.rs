@@ -86,10 +86,49 @@ fn model_error(model: &LoadedModel, source: ModelError) -> PredictError {
     }
 }
 
-fn run_batch(model: &LoadedModel, rows: &[f32], width: usize) -> Result<Vec<Probs>, PredictError> {
-    let raw = model
-        .model
-        .predict_batch(rows, width)
+/// Runs one model over a batch of rows (`n × width`, row-major): in process, or through the
+/// role's remote backend as one batched call (the server's explainer).
+pub trait BatchRunner {
+    fn run(
+        &self,
+        model: &LoadedModel,
+        rows: &[f32],
+        width: usize,
+    ) -> Result<Vec<[f32; 3]>, ModelError>;
+}
+
+/// The in-process engines (the embedded explainer uses them for remote roles too: the
+/// in-process copy is the same verified version).
+pub struct InProcess;
+
+impl BatchRunner for InProcess {
+    fn run(
+        &self,
+        model: &LoadedModel,
+        rows: &[f32],
+        width: usize,
+    ) -> Result<Vec<[f32; 3]>, ModelError> {
+        model.model.predict_batch(rows, width)
+    }
+}
+
+/// What is explained: the blended probability of `action` for `snapshot` on `models`.
+#[derive(Clone, Copy)]
+pub struct Question<'a> {
+    pub models: &'a ModelSet,
+    pub snapshot: &'a FeatureSnapshot,
+    pub strategy_override: Option<Specialist>,
+    pub action: Action,
+}
+
+fn run_batch(
+    model: &LoadedModel,
+    rows: &[f32],
+    width: usize,
+    runner: &dyn BatchRunner,
+) -> Result<Vec<Probs>, PredictError> {
+    let raw = runner
+        .run(model, rows, width)
         .map_err(|e| model_error(model, e))?;
     raw.into_iter()
         .map(|r| {
@@ -106,11 +145,22 @@ pub fn blended_batch(
     strategy_override: Option<Specialist>,
     action: Action,
 ) -> Result<Vec<f64>, PredictError> {
+    blended_batch_with(models, rows, strategy_override, action, &InProcess)
+}
+
+/// [`blended_batch`] with each model's batch run by `runner`.
+pub fn blended_batch_with(
+    models: &ModelSet,
+    rows: &[[f64; PLAYERS]],
+    strategy_override: Option<Specialist>,
+    action: Action,
+    runner: &dyn BatchRunner,
+) -> Result<Vec<f64>, PredictError> {
     let x: Vec<f32> = rows
         .iter()
         .flat_map(|r| r[..FEATURE_WIDTH].iter().map(|v| *v as f32))
         .collect();
-    let regime = run_batch(&models.regime_detector, &x, FEATURE_WIDTH)?;
+    let regime = run_batch(&models.regime_detector, &x, FEATURE_WIDTH, runner)?;
     let weights: Vec<Probs> = match strategy_override {
         Some(s) => {
             let mut w = [0.0; 3];
@@ -137,7 +187,7 @@ pub fn blended_batch(
                     .map(|v| v as f32)
                 })
                 .collect();
-            run_batch(&models.meta_controller, &meta, META_WIDTH)?
+            run_batch(&models.meta_controller, &meta, META_WIDTH, runner)?
         }
     };
     let mut specialists: Vec<[Probs; 3]> = vec![[[0.0, 0.0, 1.0]; 3]; rows.len()];
@@ -145,7 +195,7 @@ pub fn blended_batch(
         if weights.iter().all(|w| w[s.index()] <= 0.0) {
             continue;
         }
-        let out = run_batch(models.specialist(s), &x, FEATURE_WIDTH)?;
+        let out = run_batch(models.specialist(s), &x, FEATURE_WIDTH, runner)?;
         for (row, p) in specialists.iter_mut().zip(out) {
             row[s.index()] = p;
         }
@@ -162,7 +212,7 @@ pub fn blended_batch(
         .collect())
 }
 
-/// Explain the blended probability of `action` for `snapshot`.
+/// Explain the blended probability of `action` for `snapshot`, in process.
 pub fn explain(
     models: &ModelSet,
     snapshot: &FeatureSnapshot,
@@ -170,6 +220,22 @@ pub fn explain(
     action: Action,
     config: &ExplainConfig,
 ) -> Result<Explanation, PredictError> {
+    let q = Question {
+        models,
+        snapshot,
+        strategy_override,
+        action,
+    };
+    explain_with(&q, config, &InProcess)
+}
+
+/// [`explain`], each model's coalitions run by `runner` as one batch.
+pub fn explain_with(
+    q: &Question<'_>,
+    config: &ExplainConfig,
+    runner: &dyn BatchRunner,
+) -> Result<Explanation, PredictError> {
+    let (models, snapshot, action) = (q.models, q.snapshot, q.action);
     let base = baseline(models).ok_or_else(|| PredictError::Model {
         role: models.regime_detector.info.role,
         source: ModelError::Inference(
@@ -199,7 +265,7 @@ pub fn explain(
             rows.push(row);
         }
     }
-    let f = blended_batch(models, &rows, strategy_override, action)?;
+    let f = blended_batch_with(models, &rows, q.strategy_override, action, runner)?;
     let (f_base, f_x) = (f[0], f[1]);
     let mut values = [0.0; PLAYERS];
     for (k, pass) in passes.iter().enumerate() {

@@ -35,13 +35,32 @@ pub trait InferenceModel: Send + Sync {
 /// A call to a remote backend in flight.
 pub type RemoteCall = Pin<Box<dyn Future<Output = Result<[f32; 3], ModelError>> + Send>>;
 
+/// A batched call to a remote backend in flight: one answer per row, in order.
+pub type RemoteRows = Pin<Box<dyn Future<Output = Result<Vec<[f32; 3]>, ModelError>> + Send>>;
+
 /// A model served by another process (an Open Inference Protocol server, TorchServe, TF
 /// Serving): called over the network, so asynchronously and within a deadline. The role's
 /// verified in-process copy of the same version stays loaded beside it (what explanations,
 /// shadow runs and replay run).
 pub trait RemoteModel: Send + Sync {
-    /// One row; gives up with [`ModelError::Deadline`] at `deadline`.
-    fn infer(&self, input: Vec<f32>, deadline: Instant) -> RemoteCall;
+    /// `rows` (`n × width`, row-major) in one call — a batch tensor or a list of instances,
+    /// as the server's protocol has it; exactly one answer per row, or an error. Gives up
+    /// with [`ModelError::Deadline`] at `deadline`.
+    fn infer_rows(&self, rows: Vec<f32>, width: usize, deadline: Instant) -> RemoteRows;
+
+    /// One row (a request's call).
+    fn infer(&self, input: Vec<f32>, deadline: Instant) -> RemoteCall {
+        let width = input.len();
+        let call = self.infer_rows(input, width, deadline);
+        Box::pin(async move {
+            match call.await?.as_slice() {
+                [one] => Ok(*one),
+                more => Err(ModelError::BadOutput(
+                    more.iter().flatten().copied().collect(),
+                )),
+            }
+        })
+    }
 
     /// Where it is served, for `/health/ready` and `GET /api/v1/models`.
     fn backend(&self) -> &BackendInfo;

@@ -357,6 +357,8 @@ impl Pipeline {
             snapshot: snapshot.clone(),
             strategy_override: call.request.strategy_override,
             action,
+            deadline: call.arrival + self.config.deadline,
+            fallback: self.config.backend_fallback,
         };
         let e = self.explainer.explain(job).await?;
         self.check_deadline(call.arrival)?;

@@ -100,6 +100,10 @@ pub struct ExplainJob {
     pub snapshot: FeatureSnapshot,
     pub strategy_override: Option<crate::types::Specialist>,
     pub action: crate::types::Action,
+    /// The request's deadline: what bounds the batched calls to remote roles.
+    pub deadline: std::time::Instant,
+    /// What a remote role's failure does (as on the decision's own path).
+    pub fallback: crate::remote::Fallback,
 }
 
 /// Computes explanations. The embedded one runs inline; the server's runs on a bounded pool

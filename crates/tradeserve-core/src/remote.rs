@@ -113,7 +113,7 @@ mod tests {
 
     use super::*;
     use crate::kernel::evaluate_with;
-    use crate::model_set::{BackendInfo, InferenceModel, ModelInfo, RemoteCall, RemoteModel};
+    use crate::model_set::{BackendInfo, InferenceModel, ModelInfo, RemoteModel, RemoteRows};
     use crate::types::Role;
 
     /// Always the same output, in process.
@@ -133,9 +133,9 @@ mod tests {
     }
 
     impl RemoteModel for Recorded {
-        fn infer(&self, input: Vec<f32>, _: Instant) -> RemoteCall {
+        fn infer_rows(&self, input: Vec<f32>, _: usize, _: Instant) -> RemoteRows {
             self.inputs.lock().unwrap().push(input);
-            let answer = self.answer.clone();
+            let answer = self.answer.clone().map(|a| vec![a]);
             Box::pin(async move { answer })
         }
 

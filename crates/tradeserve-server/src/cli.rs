@@ -140,6 +140,11 @@ pub struct ReplayArgs {
     /// The service's config (for its sizing policy); defaults otherwise.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Re-run the roles the config's `[models.backends]` serves remotely through those
+    /// backends (each version verified there first; nothing is registered on TorchServe),
+    /// comparing within 1e-5 instead of 1e-12.
+    #[arg(long)]
+    pub remote: bool,
 }
 
 /// Arguments of `tradeserve loadtest`.
@@ -334,7 +339,10 @@ fn replay_events(args: &ReplayArgs) -> anyhow::Result<()> {
         Some(dir) => ModelStore::MlflowCache(dir.clone()),
         None => ModelStore::Bundled(resolve_path(&args.models)),
     };
-    let mut replayer = Replayer::new(store, config.sizing.clone());
+    let mut replayer = Replayer::new(store.clone(), config.sizing.clone());
+    if args.remote {
+        replayer = replayer.through(remote_backends(&config, &store)?);
+    }
     match (&args.audit_log, &args.kafka_brokers) {
         (Some(path), _) => replay::replay_audit_log(path, &mut replayer)?,
         (None, Some(brokers)) => {
@@ -354,6 +362,28 @@ fn replay_events(args: &ReplayArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The config's remote backends over replay's model store, registering nothing.
+fn remote_backends(config: &Config, store: &ModelStore) -> anyhow::Result<replay::Through> {
+    let mut models = config.models.clone();
+    models.torchserve.model_store = None;
+    match store {
+        ModelStore::Bundled(dir) => {
+            models.source = crate::config::ModelSourceKind::Bundled;
+            models.dir = dir.clone();
+        }
+        ModelStore::MlflowCache(dir) => {
+            models.source = crate::config::ModelSourceKind::Mlflow;
+            models.mlflow.cache_dir = dir.clone();
+        }
+    }
+    let backends = crate::backends::RemoteBackends::new(&models)?
+        .ok_or_else(|| anyhow::anyhow!("--remote: the config serves every role in process"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(replay::Through { backends, runtime })
 }
 
 /// `tradeserve loadtest`: the report on stdout (and in `--json-out`).

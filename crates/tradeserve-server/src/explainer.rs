@@ -5,14 +5,24 @@
 //! under `SCHED_IDLE` it is preempted at once (0.18 → 0.19 ms; BENCHMARKS.md). At most
 //! `explain.max_in_flight` run or wait at once; a request beyond that is answered 429
 //! (`explain_overloaded`) at once, before its risk check, rather than queueing.
+//!
+//! A role served by a remote backend gets all of an explanation's coalitions as one batched
+//! call (a `[n, width]` tensor, or `n` instances), within the request's deadline; with
+//! `models.remote.fallback = "in_process"` a failed call is answered by the in-process copy.
 
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 
+use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tradeserve_core::PredictError;
-use tradeserve_core::explain::{self, ExplainConfig, Explanation};
+use tradeserve_core::error::ModelError;
+use tradeserve_core::explain::{
+    self, BatchRunner, ExplainConfig, Explanation, InProcess, Question,
+};
+use tradeserve_core::model_set::LoadedModel;
 use tradeserve_core::ports::{BoxFuture, ExplainJob, Explainer};
+use tradeserve_core::remote::Fallback;
 
 type Reply = oneshot::Sender<Result<Explanation, PredictError>>;
 
@@ -29,18 +39,21 @@ pub struct BlockingExplainer {
 }
 
 impl BlockingExplainer {
-    /// Start `config.max_in_flight` explanation threads.
+    /// Start `config.max_in_flight` explanation threads. Remote roles are called through
+    /// the runtime this is built in (without one, their in-process copies answer).
     pub fn new(config: ExplainConfig) -> std::io::Result<BlockingExplainer> {
+        let runtime = Handle::try_current().ok();
         let (tx, rx) = channel::<Task>();
         let rx = Arc::new(Mutex::new(rx));
         let threads = config.max_in_flight.max(1);
         for i in 0..threads {
             let rx = Arc::clone(&rx);
+            let runtime = runtime.clone();
             std::thread::Builder::new()
                 .name(format!("explain-{i}"))
                 .spawn(move || {
                     crate::idle::enter("explain");
-                    work(&rx, &config);
+                    work(&rx, &config, runtime.as_ref());
                 })?;
         }
         Ok(BlockingExplainer {
@@ -50,7 +63,39 @@ impl BlockingExplainer {
     }
 }
 
-fn work(rx: &Mutex<Receiver<Task>>, config: &ExplainConfig) {
+/// Batches of remote roles through their backends (one call per model), the others in
+/// process.
+struct Remote<'a> {
+    runtime: &'a Handle,
+    deadline: std::time::Instant,
+    fallback: Fallback,
+}
+
+impl BatchRunner for Remote<'_> {
+    fn run(
+        &self,
+        model: &LoadedModel,
+        rows: &[f32],
+        width: usize,
+    ) -> Result<Vec<[f32; 3]>, ModelError> {
+        let Some(remote) = &model.remote else {
+            return InProcess.run(model, rows, width);
+        };
+        let answer = self
+            .runtime
+            .block_on(remote.infer_rows(rows.to_vec(), width, self.deadline));
+        match answer {
+            Err(ModelError::Unavailable(_) | ModelError::Deadline)
+                if self.fallback == Fallback::InProcess =>
+            {
+                InProcess.run(model, rows, width)
+            }
+            other => other,
+        }
+    }
+}
+
+fn work(rx: &Mutex<Receiver<Task>>, config: &ExplainConfig, runtime: Option<&Handle>) {
     loop {
         // The lock is held only while taking one task off the queue.
         let task = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
@@ -62,13 +107,23 @@ fn work(rx: &Mutex<Receiver<Task>>, config: &ExplainConfig) {
             reply,
             _permit: permit,
         } = task;
-        let result = explain::explain(
-            &job.models,
-            &job.snapshot,
-            job.strategy_override,
-            job.action,
-            config,
-        );
+        let q = Question {
+            models: &job.models,
+            snapshot: &job.snapshot,
+            strategy_override: job.strategy_override,
+            action: job.action,
+        };
+        let result = match runtime {
+            Some(runtime) if job.models.has_remote() => {
+                let remote = Remote {
+                    runtime,
+                    deadline: job.deadline,
+                    fallback: job.fallback,
+                };
+                explain::explain_with(&q, config, &remote)
+            }
+            _ => explain::explain_with(&q, config, &InProcess),
+        };
         // Free the slot before answering: the caller may ask again as soon as it hears back.
         drop(permit);
         // The request may have gone (client closed): nothing to tell.

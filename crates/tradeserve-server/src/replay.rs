@@ -3,30 +3,49 @@
 //! Each event carries the full model input (features and hit rates by name), the price, the
 //! strategy override and the registry version of every role. Replay loads exactly those
 //! versions (from the bundled model folders, or from the MLflow disk cache), runs the same
-//! decision [`kernel`] the service ran on the event read back as a [`DecisionEvent`], and
+//! decision kernel ([`kernel_with`]) the service ran on the event read back as a [`DecisionEvent`], and
 //! compares action, quantity, confidence, regime probabilities and strategy weights. The computation is deterministic, so a match is exact up
 //! to 1e-12; anything else means the decision was not what these models say.
 //!
 //! Events come from the audit log (JSON lines) or from the Kafka topic (read from the beginning
 //! up to the high watermark of every partition).
+//!
+//! With [`Replayer::through`], the roles the config serves remotely are re-run through their
+//! backends (each version verified there with its golden vectors first; nothing is registered
+//! on TorchServe), and numbers compare within [`REMOTE_TOLERANCE`] instead: the server's
+//! engine (ONNX Runtime) is not the in-process one, and float32 values cross the wire.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tradeserve_core::ModelSet;
 use tradeserve_core::decision::DecisionEvent;
-use tradeserve_core::pipeline::{Evaluation, Sized, kernel};
+use tradeserve_core::pipeline::{Evaluation, Fetched, Sized, kernel_with};
+use tradeserve_core::remote::{Fallback, fetch};
 use tradeserve_core::sizing::SizingPolicy;
 use tradeserve_core::types::Role;
 use tradeserve_models::model_dir::load_model_dir;
 use tradeserve_models::{BundledModels, VersionSelection};
 
+use crate::backends::RemoteBackends;
+
 /// Largest difference between a recorded and a replayed number that still counts as equal.
 pub const TOLERANCE: f64 = 1e-12;
+
+/// [`TOLERANCE`] when the replay goes through remote backends: the golden-vector bound of a
+/// model's outputs (`tradeserve_models::remote::REMOTE_TOLERANCE`), which the blend carries
+/// through to every compared number without amplifying it beyond this.
+pub const REMOTE_TOLERANCE: f64 = 1e-5;
+
+/// The remote backends a replay goes through, and the runtime their calls run on.
+pub struct Through {
+    pub backends: Arc<RemoteBackends>,
+    pub runtime: tokio::runtime::Runtime,
+}
 
 /// Where replay finds model versions.
 #[derive(Debug, Clone)]
@@ -47,7 +66,7 @@ pub struct Mismatch {
 }
 
 /// The outcome of a replay.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReplayReport {
     pub events: u64,
     /// Control events (experiment and rollout changes) seen and passed over: they carry no
@@ -60,6 +79,10 @@ pub struct ReplayReport {
     /// Events that could not be replayed (unreadable or torn, or model versions not
     /// available).
     pub skipped: u64,
+    /// `in_process`, or `remote` when the configured remote backends answered.
+    pub through: &'static str,
+    /// Largest difference that still counts as equal.
+    pub tolerance: f64,
     /// The first 100 differences.
     pub mismatches: Vec<Mismatch>,
     /// Where and why, for the first 100 skipped events (`file:line (byte offset)` for the
@@ -81,6 +104,7 @@ pub struct Replayer {
     report: ReplayReport,
     /// Where the event being replayed was read, for skip reasons.
     location: Option<String>,
+    through: Option<Through>,
 }
 
 impl Replayer {
@@ -89,9 +113,66 @@ impl Replayer {
             store,
             sizing,
             sets: HashMap::new(),
-            report: ReplayReport::default(),
+            report: ReplayReport {
+                events: 0,
+                control_events: 0,
+                shadow_events: 0,
+                matched: 0,
+                mismatched: 0,
+                skipped: 0,
+                through: "in_process",
+                tolerance: TOLERANCE,
+                mismatches: Vec::new(),
+                skipped_reasons: Vec::new(),
+            },
             location: None,
+            through: None,
         }
+    }
+
+    /// Re-run the remote roles through `through`'s backends.
+    pub fn through(mut self, through: Through) -> Replayer {
+        self.report.through = "remote";
+        self.report.tolerance = REMOTE_TOLERANCE;
+        self.through = Some(through);
+        self
+    }
+
+    /// `set` with its remote roles provided, when replaying through remote backends.
+    fn provide(&self, set: ModelSet) -> Result<ModelSet, String> {
+        match &self.through {
+            Some(t) => t
+                .runtime
+                .block_on(t.backends.provide_set(set))
+                .map_err(|e| e.to_string()),
+            None => Ok(set),
+        }
+    }
+
+    /// The decision `models` make for `recorded`, remote roles through their backends.
+    fn decide(&self, models: &ModelSet, recorded: &DecisionEvent) -> Result<Sized, String> {
+        let snapshot = recorded.snapshot();
+        let fetched = match &self.through {
+            Some(t) if models.has_remote() => t
+                .runtime
+                .block_on(fetch(
+                    models,
+                    &snapshot,
+                    recorded.strategy_override,
+                    Instant::now() + Duration::from_secs(5),
+                    Fallback::None,
+                ))
+                .map_err(|e| e.to_string())?,
+            _ => Fetched::NONE,
+        };
+        kernel_with(
+            models,
+            &snapshot,
+            recorded.strategy_override,
+            &self.sizing,
+            &fetched,
+        )
+        .map_err(|e| e.to_string())
     }
 
     fn models(&mut self, versions: &BTreeMap<Role, String>) -> Result<Arc<ModelSet>, String> {
@@ -141,7 +222,7 @@ impl Replayer {
                 )
             }
         };
-        let set = Arc::new(set);
+        let set = Arc::new(self.provide(set)?);
         self.sets.insert(versions.clone(), Arc::clone(&set));
         Ok(set)
     }
@@ -178,16 +259,11 @@ impl Replayer {
             Ok(m) => m,
             Err(e) => return self.skip(format!("{}: {e}", recorded.decision_id)),
         };
-        let Sized { eval, quantity } = match kernel(
-            &models,
-            &recorded.snapshot(),
-            recorded.strategy_override,
-            &self.sizing,
-        ) {
+        let Sized { eval, quantity } = match self.decide(&models, &recorded) {
             Ok(k) => k,
             Err(e) => return self.skip(format!("{}: {e}", recorded.decision_id)),
         };
-        let diffs = differences(&recorded, &eval, quantity);
+        let diffs = differences(&recorded, &eval, quantity, self.report.tolerance);
         if diffs.is_empty() {
             self.report.matched += 1;
             return;
@@ -216,6 +292,7 @@ fn differences(
     recorded: &DecisionEvent,
     eval: &Evaluation,
     quantity: u64,
+    tolerance: f64,
 ) -> Vec<(&'static str, Value, Value)> {
     let mut diffs: Vec<(&str, Value, Value)> = Vec::new();
     if eval.action != recorded.action {
@@ -263,7 +340,7 @@ fn differences(
         ),
     ];
     for (field, a, b) in numbers {
-        if (a - b).abs() > TOLERANCE || a.is_nan() != b.is_nan() {
+        if (a - b).abs() > tolerance || a.is_nan() != b.is_nan() {
             diffs.push((field, json!(a), json!(b)));
         }
     }

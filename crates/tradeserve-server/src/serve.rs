@@ -41,7 +41,7 @@ use crate::control::ControlPlane;
 use crate::control::catalog::{CatalogSource, ModelCatalog};
 use crate::control::redis_store::RedisStore;
 use crate::control::store::{ControlStore, FileStore, StoreError};
-use crate::shadow::ShadowPool;
+use crate::shadow::{ShadowConfig, ShadowPool};
 use crate::state::Parts;
 
 /// Why the service could not start.
@@ -304,16 +304,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         c.outcome_window,
         c.derive_outcomes.then(|| Arc::clone(&features)),
     ));
-    let shadow = Arc::new(
-        ShadowPool::start(
-            c.shadow_queue,
-            config.sizing.clone(),
-            Arc::clone(&emitter),
-            Arc::clone(&arms),
-            metrics.control.clone(),
-        )
-        .map_err(StartError::Shadow)?,
-    );
+    let shadow = shadow_pool(config, &emitter, &arms, &metrics)?;
     let pipeline = Pipeline::new(features, ledger, emitter, pipeline_config(config))
         .with_shadow(shadow.clone())
         .with_explainer(Arc::new(
@@ -339,6 +330,28 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         kafka: sinks.kafka,
         shadow,
     })
+}
+
+/// The shadow runner: rollout candidates re-decide off the request path.
+fn shadow_pool(
+    config: &Config,
+    events: &Arc<dyn EventSink>,
+    arms: &Arc<dyn ArmRecorder>,
+    metrics: &Metrics,
+) -> Result<Arc<ShadowPool>, StartError> {
+    let pool = ShadowPool::start(
+        ShadowConfig {
+            capacity: config.control.shadow_queue,
+            sizing: config.sizing.clone(),
+            remote_deadline: config.server.request_deadline,
+            fallback: config.models.remote.fallback,
+        },
+        Arc::clone(events),
+        Arc::clone(arms),
+        metrics.control.clone(),
+    )
+    .map_err(StartError::Shadow)?;
+    Ok(Arc::new(pool))
 }
 
 /// The MLflow side of the model set, when models come from the registry.

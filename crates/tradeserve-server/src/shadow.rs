@@ -3,20 +3,38 @@
 //! own event was recorded before it was answered). The queue is bounded; when it is full the
 //! job is shed (counted), so shadowing can never slow or block a request. At shutdown the
 //! queue is drained.
+//!
+//! A candidate whose roles are served remotely runs on its backends (the calls a promoted
+//! candidate would make, within `server.request_deadline` each), through the runtime the pool
+//! was started in; without one, its in-process copies answer.
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use tokio::runtime::Handle;
 use tradeserve_core::control::{ArmRecorder, ShadowRun};
 use tradeserve_core::decision::{SHADOW_SCHEMA_VERSION, ShadowEvent, ShadowResult};
-use tradeserve_core::pipeline::{Sized, kernel};
+use tradeserve_core::pipeline::{Fetched, PredictError, Sized, kernel_with};
 use tradeserve_core::ports::{EventSink, ShadowJob, ShadowRunner};
+use tradeserve_core::remote::{Fallback, fetch};
 use tradeserve_core::sizing::SizingPolicy;
 use tradeserve_core::stats::Observation;
 
 use crate::metrics::ControlMetrics;
+
+/// How shadow runs are made.
+#[derive(Debug, Clone)]
+pub struct ShadowConfig {
+    /// Jobs waiting at most; more are shed.
+    pub capacity: usize,
+    pub sizing: SizingPolicy,
+    /// Each remote call's time limit (the service's request deadline).
+    pub remote_deadline: Duration,
+    /// What a remote role's failure does, as on the request path.
+    pub fallback: Fallback,
+}
 
 /// The shadow thread and its queue.
 pub struct ShadowPool {
@@ -29,17 +47,21 @@ impl ShadowPool {
     /// Start the shadow thread: it runs each job's candidate, credits the run to the
     /// candidate's arm through `arms` and emits the `shadow_result` event to `events`.
     pub fn start(
-        capacity: usize,
-        sizing: SizingPolicy,
+        config: ShadowConfig,
         events: Arc<dyn EventSink>,
         arms: Arc<dyn ArmRecorder>,
         metrics: ControlMetrics,
     ) -> std::io::Result<ShadowPool> {
-        let (tx, rx) = sync_channel(capacity.max(1));
+        let (tx, rx) = sync_channel(config.capacity.max(1));
         let worker = Worker {
-            sizing,
+            sizing: config.sizing,
             events,
             arms,
+            remote: Handle::try_current().ok().map(|runtime| RemoteCalls {
+                runtime,
+                deadline: config.remote_deadline,
+                fallback: config.fallback,
+            }),
         };
         let worker = std::thread::Builder::new()
             .name("shadow".into())
@@ -91,6 +113,28 @@ struct Worker {
     sizing: SizingPolicy,
     events: Arc<dyn EventSink>,
     arms: Arc<dyn ArmRecorder>,
+    /// How remote roles are called (`None`: no runtime, in-process copies).
+    remote: Option<RemoteCalls>,
+}
+
+/// The runtime remote calls run on, each call's deadline and what a failure does.
+struct RemoteCalls {
+    runtime: Handle,
+    deadline: Duration,
+    fallback: Fallback,
+}
+
+impl RemoteCalls {
+    /// The candidate's remote roles' outputs for `job`.
+    fn fetch(&self, job: &ShadowJob) -> Result<Fetched, PredictError> {
+        self.runtime.block_on(fetch(
+            &job.candidate,
+            &job.snapshot,
+            job.strategy_override,
+            Instant::now() + self.deadline,
+            self.fallback,
+        ))
+    }
 }
 
 impl Worker {
@@ -106,7 +150,7 @@ impl Worker {
     }
 
     fn shadow_one(&self, job: ShadowJob) {
-        let shadow = run_candidate(&job, &self.sizing, self.arms.as_ref());
+        let shadow = run_candidate(&job, self);
         let ShadowJob {
             decision_id,
             symbol,
@@ -129,10 +173,24 @@ impl Worker {
     }
 }
 
-/// Re-decide the job on its candidate, credit the candidate arm, and say how it compares.
-fn run_candidate(job: &ShadowJob, sizing: &SizingPolicy, arms: &dyn ArmRecorder) -> ShadowResult {
+/// Re-decide the job on its candidate (its remote roles on their backends), credit the
+/// candidate arm, and say how it compares.
+fn run_candidate(job: &ShadowJob, worker: &Worker) -> ShadowResult {
+    let (sizing, arms) = (&worker.sizing, worker.arms.as_ref());
     let started = Instant::now();
-    let result = kernel(&job.candidate, &job.snapshot, job.strategy_override, sizing);
+    let fetched = match &worker.remote {
+        Some(remote) if job.candidate.has_remote() => remote.fetch(job),
+        _ => Ok(Fetched::NONE),
+    };
+    let result = fetched.and_then(|fetched| {
+        kernel_with(
+            &job.candidate,
+            &job.snapshot,
+            job.strategy_override,
+            sizing,
+            &fetched,
+        )
+    });
     let inference_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let model_versions = Arc::clone(job.candidate.versions());
     match result {

@@ -229,10 +229,14 @@ async fn same_decisions_and_outage(kind: &str) {
     let mut kserve = KserveServer::start(&models());
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let local = ServiceProcess::start(BIN, &envs(a.path(), None));
-    let remote = ServiceProcess::start(BIN, &envs_for(b.path(), Some(&kserve.url()), kind));
+    let remote_envs = envs_for(b.path(), Some(&kserve.url()), kind);
+    let remote = ServiceProcess::start(BIN, &remote_envs);
     let client = reqwest::Client::new();
 
     same_decisions(&client, &local, &remote).await;
+    same_explanations(&client, &local, &remote).await;
+    // The in-process service's decisions, replayed through the model server: no mismatch.
+    replay_through(&a.path().join("audit.jsonl"), &remote_envs, 47);
 
     let models_view = get(&client, &remote, "/api/v1/models").await;
     let m = &models_view["models"];
@@ -324,6 +328,52 @@ async fn same_decisions(client: &reqwest::Client, local: &ServiceProcess, remote
     }
 }
 
+/// `tradeserve replay --remote` of `audit` with the backends `envs` configure: every decision
+/// re-run through them, `decisions` matched within the remote tolerance, none skipped.
+fn replay_through(audit: &Path, envs: &[(&'static str, String)], decisions: u64) {
+    let out = std::process::Command::new(BIN)
+        .arg("replay")
+        .arg("--audit-log")
+        .arg(audit)
+        .arg("--models")
+        .arg(models())
+        .arg("--remote")
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["through"], "remote");
+    assert_eq!(report["tolerance"], 1e-5);
+    assert_eq!(report["matched"], decisions, "{report}");
+    assert_eq!(report["mismatched"], 0, "{report}");
+    assert_eq!(report["skipped"], 0, "{report}");
+}
+
+/// Explanations through the remote roles (one batched call per model) equal the in-process
+/// ones within float32 arithmetic.
+async fn same_explanations(
+    client: &reqwest::Client,
+    local: &ServiceProcess,
+    remote: &ServiceProcess,
+) {
+    for mut body in requests().into_iter().step_by(7) {
+        body["explain"] = json!(true);
+        let (s1, here) = post(client, &local.url(), &body).await;
+        let (s2, there) = post(client, &remote.url(), &body).await;
+        assert_eq!((s1, s2), (200, 200), "{here} {there}");
+        let (a, b) = (&here["explanation"], &there["explanation"]);
+        assert_eq!(a["output"], b["output"]);
+        let values = a["values"].as_object().unwrap();
+        assert_eq!(values.len(), 15);
+        for (feature, v) in values {
+            let (x, y) = (v.as_f64().unwrap(), b["values"][feature].as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-5, "{feature}: {x} vs {y}");
+        }
+    }
+}
+
 /// With the model server down: 503 `backend_unavailable` naming a specialist, before the
 /// deadline, and the service itself alive.
 async fn unavailable(client: &reqwest::Client, remote: &ServiceProcess) {
@@ -398,6 +448,7 @@ async fn specialists_on_torchserve_decide_as_in_process_and_recover_after_its_re
     let remote = ServiceProcess::start(BIN, &envs);
     let client = reqwest::Client::new();
     same_decisions(&client, &local, &remote).await;
+    replay_through(&a.path().join("audit.jsonl"), &envs, 41);
     let view = get(&client, &remote, "/api/v1/models").await;
     assert_eq!(
         view["models"]["bear_specialist"]["backend"]["endpoint"],

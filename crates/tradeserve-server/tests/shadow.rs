@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tradeserve_core::ModelSet;
 use tradeserve_core::event::Event;
 use tradeserve_core::experiment::Arm;
 use tradeserve_core::ports::{EmitError, EventSink, ShadowJob, ShadowRunner};
@@ -15,7 +16,7 @@ use tradeserve_core::stats::UnitStats;
 use tradeserve_models::{BundledModels, VersionSelection};
 use tradeserve_server::arms::ArmBook;
 use tradeserve_server::metrics::Metrics;
-use tradeserve_server::shadow::ShadowPool;
+use tradeserve_server::shadow::{ShadowConfig, ShadowPool};
 
 #[derive(Default)]
 struct Collect(Mutex<Vec<Event>>);
@@ -27,6 +28,32 @@ impl EventSink for Collect {
     }
 }
 
+/// The `i`th job of a burst: a sample decision, shadowed on `candidate`.
+fn job_for(i: u32, candidate: &Arc<ModelSet>, stats: &Arc<UnitStats>) -> ShadowJob {
+    let event =
+        tradeserve_testkit::sample_event(uuid::Uuid::now_v7(), ["AAPL", "MSFT"][i as usize % 2]);
+    ShadowJob {
+        decision_id: event.decision_id,
+        symbol: event.symbol.clone(),
+        action: event.action,
+        strategy_override: None,
+        snapshot: tradeserve_core::ports::FeatureSnapshot {
+            as_of: event.features_as_of,
+            price: event.price,
+            features: event.features.features,
+            hit_rates: event.features.hit_rates,
+        },
+        rollout: tradeserve_core::routing::RolloutRef {
+            id: "r1".into(),
+            stage: tradeserve_core::rollout::Stage::Shadow,
+            arm: Arm::Treatment,
+            bucket: 7,
+        },
+        candidate: Arc::clone(candidate),
+        stats: Arc::clone(stats),
+    }
+}
+
 #[test]
 fn a_burst_beyond_the_queue_is_shed_never_lost() {
     let models = BundledModels::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"));
@@ -34,8 +61,12 @@ fn a_burst_beyond_the_queue_is_shed_never_lost() {
     let sink = Arc::new(Collect::default());
     let metrics = Metrics::new().unwrap();
     let pool = ShadowPool::start(
-        8,
-        tradeserve_core::sizing::SizingPolicy::default(),
+        ShadowConfig {
+            capacity: 8,
+            sizing: tradeserve_core::sizing::SizingPolicy::default(),
+            remote_deadline: std::time::Duration::from_millis(40),
+            fallback: Default::default(),
+        },
         sink.clone(),
         Arc::new(ArmBook::new(metrics.control.clone(), 16, None)),
         metrics.control.clone(),
@@ -45,30 +76,7 @@ fn a_burst_beyond_the_queue_is_shed_never_lost() {
     let started = Instant::now();
     let mut handed_back = Vec::new();
     for i in 0..2_000u32 {
-        let event = tradeserve_testkit::sample_event(
-            uuid::Uuid::now_v7(),
-            ["AAPL", "MSFT"][i as usize % 2],
-        );
-        let job = ShadowJob {
-            decision_id: event.decision_id,
-            symbol: event.symbol.clone(),
-            action: event.action,
-            strategy_override: None,
-            snapshot: tradeserve_core::ports::FeatureSnapshot {
-                as_of: event.features_as_of,
-                price: event.price,
-                features: event.features.features,
-                hit_rates: event.features.hit_rates,
-            },
-            rollout: tradeserve_core::routing::RolloutRef {
-                id: "r1".into(),
-                stage: tradeserve_core::rollout::Stage::Shadow,
-                arm: Arm::Treatment,
-                bucket: 7,
-            },
-            candidate: Arc::clone(&candidate),
-            stats: Arc::clone(&stats),
-        };
+        let job = job_for(i, &candidate, &stats);
         if let Err(job) = pool.submit(job) {
             handed_back.push(job.decision_id);
         }
@@ -116,4 +124,62 @@ fn a_burst_beyond_the_queue_is_shed_never_lost() {
         assert!(s.error.is_none());
         assert_eq!(s.agreed, s.action == Some(d.action));
     }
+}
+
+/// A candidate whose specialists are served remotely is shadowed on its backends (one call
+/// per specialist per job, with the in-process engine's answers); a dead backend makes the
+/// shadow run an error, counted, never a lost event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_candidate_is_shadowed_on_its_backends() {
+    let models = BundledModels::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"));
+    let local = models.load_set(&VersionSelection::all("2")).unwrap();
+    let (remote, mirrors) = tradeserve_testkit::mirror::specialists_on_mirrors(&local);
+    let candidate = Arc::new(remote);
+    let sink = Arc::new(Collect::default());
+    let metrics = Metrics::new().unwrap();
+    let pool = ShadowPool::start(
+        ShadowConfig {
+            capacity: 64,
+            sizing: tradeserve_core::sizing::SizingPolicy::default(),
+            remote_deadline: Duration::from_secs(1),
+            fallback: Default::default(),
+        },
+        sink.clone(),
+        Arc::new(ArmBook::new(metrics.control.clone(), 16, None)),
+        metrics.control.clone(),
+    )
+    .unwrap();
+    let stats = Arc::new(UnitStats::new());
+    for i in 0..4 {
+        pool.submit(job_for(i, &candidate, &stats)).ok().unwrap();
+    }
+    let until = Instant::now() + Duration::from_secs(10);
+    while sink.0.lock().unwrap().len() < 4 {
+        assert!(Instant::now() < until);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    mirrors[1]
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    pool.submit(job_for(4, &candidate, &stats)).ok().unwrap();
+    tokio::task::spawn_blocking(move || pool.shutdown())
+        .await
+        .unwrap();
+    let emitted = sink.0.lock().unwrap();
+    assert_eq!(emitted.len(), 5);
+    for m in &mirrors {
+        assert!(m.calls().iter().all(|rows| *rows == 1));
+    }
+    assert_eq!(mirrors[0].calls().len(), 5);
+    let results: Vec<_> = emitted
+        .iter()
+        .map(|e| match e {
+            Event::Shadow(d) => d.shadow.error.clone(),
+            _ => panic!("not a shadow event"),
+        })
+        .collect();
+    assert!(results[..4].iter().all(Option::is_none), "{results:?}");
+    let error = results[4].clone().unwrap();
+    assert!(error.contains("bear_specialist"), "{error}");
+    assert_eq!(metrics.control.shadow_errors.get(), 1);
 }

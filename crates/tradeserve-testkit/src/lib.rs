@@ -7,6 +7,7 @@
 
 #![allow(clippy::expect_used, clippy::panic)]
 
+pub mod mirror;
 pub mod openapi;
 pub mod torchserve;
 

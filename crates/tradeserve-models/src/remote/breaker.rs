@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tradeserve_core::error::ModelError;
-use tradeserve_core::model_set::{BackendInfo, BackendState, RemoteCall, RemoteModel};
+use tradeserve_core::model_set::{BackendInfo, BackendState, RemoteModel, RemoteRows};
 
 /// When the circuit opens and for how long.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,11 +111,11 @@ fn settle(state: &Mutex<State>, config: &BreakerConfig, ok: bool) -> Change {
 }
 
 impl RemoteModel for Breaker {
-    fn infer(&self, input: Vec<f32>, deadline: Instant) -> RemoteCall {
+    fn infer_rows(&self, rows: Vec<f32>, width: usize, deadline: Instant) -> RemoteRows {
         if let Some(why) = self.admit(Instant::now()) {
             return Box::pin(async move { Err(ModelError::Unavailable(why)) });
         }
-        let call = self.inner.infer(input, deadline);
+        let call = self.inner.infer_rows(rows, width, deadline);
         let (state, config) = (Arc::clone(&self.state), self.config.clone());
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
@@ -172,13 +172,13 @@ mod tests {
     }
 
     impl RemoteModel for Flaky {
-        fn infer(&self, _: Vec<f32>, _: Instant) -> RemoteCall {
+        fn infer_rows(&self, _: Vec<f32>, _: usize, _: Instant) -> RemoteRows {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let down = self.down.load(Ordering::SeqCst);
             Box::pin(async move {
                 match down {
                     true => Err(ModelError::Unavailable("refused".into())),
-                    false => Ok([0.2, 0.3, 0.5]),
+                    false => Ok(vec![[0.2, 0.3, 0.5]]),
                 }
             })
         }

@@ -89,3 +89,29 @@ pub fn three(values: &[f32]) -> Result<[f32; 3], ModelError> {
         other => Err(ModelError::BadOutput(other.to_vec())),
     }
 }
+
+/// `n` answers of three probabilities from the rows a server returned.
+pub fn rows_of_three(rows: &[Vec<f32>], n: usize) -> Result<Vec<[f32; 3]>, ModelError> {
+    if rows.len() != n {
+        return Err(ModelError::BadOutput(
+            rows.iter().flatten().copied().collect(),
+        ));
+    }
+    rows.iter().map(|r| three(r)).collect()
+}
+
+/// `rows` (`n × width`, row-major) as `n` rows; `None` when it is not a whole number of rows.
+pub fn split_rows(rows: &[f32], width: usize) -> Option<Vec<Vec<f32>>> {
+    if width == 0 || rows.is_empty() || rows.len() % width != 0 {
+        return None;
+    }
+    Some(rows.chunks(width).map(<[f32]>::to_vec).collect())
+}
+
+/// The error for rows that are not `n × width`.
+pub fn bad_rows(rows: &[f32], width: usize) -> ModelError {
+    ModelError::InputWidth {
+        expected: width,
+        got: rows.len(),
+    }
+}

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tradeserve_core::model_set::{BackendInfo, RemoteCall, RemoteModel};
+use tradeserve_core::error::ModelError;
+use tradeserve_core::model_set::{BackendInfo, RemoteModel, RemoteRows};
 use tradeserve_core::types::Role;
 
-use crate::remote::http::{HttpBackend, three};
+use crate::remote::http::{HttpBackend, bad_rows, three};
 
 /// `[models.kserve_v2]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,21 +131,30 @@ struct Output {
 }
 
 impl RemoteModel for KserveV2Model {
-    fn infer(&self, input: Vec<f32>, deadline: Instant) -> RemoteCall {
+    fn infer_rows(&self, rows: Vec<f32>, width: usize, deadline: Instant) -> RemoteRows {
+        if width == 0 || rows.is_empty() || rows.len() % width != 0 {
+            let e = bad_rows(&rows, width);
+            return Box::pin(async move { Err(e) });
+        }
+        let n = rows.len() / width;
         let http = self.server.http.clone();
         let endpoint = self.info.endpoint.clone();
         let body = InferRequest {
             inputs: [Tensor {
                 name: self.server.config.input.clone(),
-                shape: [1, input.len()],
+                shape: [n, width],
                 datatype: "FP32",
-                data: input,
+                data: rows,
             }],
         };
         Box::pin(async move {
             let answer: InferResponse = http.post(&endpoint, &body, deadline).await?;
-            let first = answer.outputs.into_iter().next().map(|o| o.data);
-            three(first.as_deref().unwrap_or_default())
+            let flat = answer.outputs.into_iter().next().map(|o| o.data);
+            let flat = flat.unwrap_or_default();
+            if flat.len() != n * 3 {
+                return Err(ModelError::BadOutput(flat));
+            }
+            flat.chunks(3).map(three).collect()
         })
     }
 

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tradeserve_core::model_set::{BackendInfo, RemoteCall, RemoteModel};
+use tradeserve_core::model_set::{BackendInfo, RemoteModel, RemoteRows};
 use tradeserve_core::types::Role;
 
-use crate::remote::http::{HttpBackend, three};
+use crate::remote::http::{HttpBackend, bad_rows, rows_of_three, split_rows};
 
 /// How the request body is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,9 +112,9 @@ struct TfServingModel {
 #[derive(Serialize)]
 struct Rows {
     #[serde(skip_serializing_if = "Option::is_none")]
-    instances: Option<[Vec<f32>; 1]>,
+    instances: Option<Vec<Vec<f32>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    inputs: Option<[Vec<f32>; 1]>,
+    inputs: Option<Vec<Vec<f32>>>,
 }
 
 #[derive(Deserialize)]
@@ -124,23 +124,28 @@ struct Answer {
 }
 
 impl RemoteModel for TfServingModel {
-    fn infer(&self, input: Vec<f32>, deadline: Instant) -> RemoteCall {
+    fn infer_rows(&self, rows: Vec<f32>, width: usize, deadline: Instant) -> RemoteRows {
+        let Some(rows) = split_rows(&rows, width) else {
+            let e = bad_rows(&rows, width);
+            return Box::pin(async move { Err(e) });
+        };
+        let n = rows.len();
         let http = self.http.clone();
         let endpoint = self.info.endpoint.clone();
         let body = match self.form {
             TfServingForm::Instances => Rows {
-                instances: Some([input]),
+                instances: Some(rows),
                 inputs: None,
             },
             TfServingForm::Inputs => Rows {
                 instances: None,
-                inputs: Some([input]),
+                inputs: Some(rows),
             },
         };
         Box::pin(async move {
             let answer: Answer = http.post(&endpoint, &body, deadline).await?;
             let rows = answer.predictions.or(answer.outputs).unwrap_or_default();
-            three(rows.first().map(Vec::as_slice).unwrap_or_default())
+            rows_of_three(&rows, n)
         })
     }
 

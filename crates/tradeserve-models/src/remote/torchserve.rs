@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tradeserve_core::model_set::{BackendInfo, RemoteCall, RemoteModel};
+use tradeserve_core::model_set::{BackendInfo, RemoteModel, RemoteRows};
 use tradeserve_core::types::Role;
 
-use crate::remote::http::{HttpBackend, three};
+use crate::remote::http::{HttpBackend, bad_rows, rows_of_three, split_rows};
 use crate::remote::package::{PackageSpec, package};
 use crate::remote::torchserve_mgmt::{Management, ManagementError, Registration};
 
@@ -273,17 +273,22 @@ struct TorchServeModel {
 
 #[derive(Serialize)]
 struct Rows {
-    data: [Vec<f32>; 1],
+    data: Vec<Vec<f32>>,
 }
 
 impl RemoteModel for TorchServeModel {
-    fn infer(&self, input: Vec<f32>, deadline: Instant) -> RemoteCall {
+    fn infer_rows(&self, rows: Vec<f32>, width: usize, deadline: Instant) -> RemoteRows {
+        let Some(data) = split_rows(&rows, width) else {
+            let e = bad_rows(&rows, width);
+            return Box::pin(async move { Err(e) });
+        };
+        let n = data.len();
         let http = self.http.clone();
         let endpoint = self.info.endpoint.clone();
-        let body = Rows { data: [input] };
+        let body = Rows { data };
         Box::pin(async move {
             let rows: Vec<Vec<f32>> = http.post(&endpoint, &body, deadline).await?;
-            three(rows.first().map(Vec::as_slice).unwrap_or_default())
+            rows_of_three(&rows, n)
         })
     }
 
