@@ -1,0 +1,134 @@
+//! What the load tests on the running binary share: one test at a time, the open-loop load
+//! generator from a thread of its own, a blocking API client holding every answer to
+//! `openapi.json`, and quick rollout gates.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tradeserve_loadgen::{LoadConfig, Report, run};
+
+/// The load tests run one at a time: two debug-build services under load on two cores would
+/// measure each other.
+pub static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub const SYMBOLS: [&str; 8] = ["AAPL", "MSFT", "NVDA", "SPY", "TSLA", "AMZN", "META", "QQQ"];
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+pub fn load(url: &str, rate: f64, requests: u64) -> LoadConfig {
+    LoadConfig {
+        url: url.to_owned(),
+        rate,
+        requests,
+        warmup: 0,
+        connections: 16,
+        symbols: SYMBOLS.iter().map(|s| (*s).to_owned()).collect(),
+        extra: None,
+        timeout: Duration::from_secs(5),
+        path: "/api/v1/predict".into(),
+    }
+}
+
+/// Every request got a decision (200 or 403): nothing failed.
+pub fn assert_no_failures(report: &Report) {
+    let failed: u64 = report
+        .statuses
+        .iter()
+        .filter(|(s, _)| *s != "200" && *s != "403")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(failed, 0, "statuses {:?}", report.statuses);
+    assert_eq!(report.decisions, report.requests, "{report:?}");
+}
+
+/// A blocking client of one service's API (`X-Actor: test`).
+pub struct Api {
+    pub rt: tokio::runtime::Runtime,
+    pub client: reqwest::Client,
+    pub url: String,
+}
+
+impl Api {
+    pub fn new(url: &str) -> Api {
+        Api {
+            rt: runtime(),
+            client: reqwest::Client::new(),
+            url: url.to_owned(),
+        }
+    }
+
+    /// `GET`, `DELETE`, or `POST` with a JSON body (none when `body` is null).
+    pub fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let req = match method {
+            "GET" => self.client.get(url),
+            "DELETE" => self.client.delete(url),
+            "POST" if body.is_null() => self.client.post(url),
+            "POST" => self.client.post(url).json(&body),
+            other => panic!("method {other}"),
+        };
+        self.rt.block_on(async {
+            let res = req.header("x-actor", "test").send().await.unwrap();
+            let status = res.status().as_u16();
+            let bytes = res.bytes().await.unwrap();
+            tradeserve_testkit::openapi::assert_documented(method, path, status, &bytes);
+            (
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            )
+        })
+    }
+
+    /// One decision (AAPL, no risk check), which must succeed.
+    pub fn decide(&self) -> Value {
+        let body = json!({"symbol": "AAPL", "risk_check": false});
+        let (s, d) = self.call("POST", "/api/v1/predict", body);
+        assert_eq!(s, 200, "{d}");
+        d
+    }
+
+    /// Poll the rollout until it reaches `stage`.
+    pub fn wait_stage(&self, id: &str, stage: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (_, r) = self.call("GET", &format!("/api/v1/rollouts/{id}"), Value::Null);
+            if r["stage"] == stage {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rollout never reached {stage}: {r}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Load from a thread of its own; join for the report.
+    pub fn load_in_background(&self, rate: f64, requests: u64) -> std::thread::JoinHandle<Report> {
+        let config = load(&self.url, rate, requests);
+        std::thread::spawn(move || runtime().block_on(run(config)).unwrap())
+    }
+}
+
+/// Gates that pass on a healthy candidate in a debug build within about a second a stage.
+pub fn quick_gates() -> Value {
+    json!({
+        "min_decisions": 100,
+        "durations": {"shadow": "1s", "canary": "1s", "partial": "1s", "full": "1s"},
+        "max_latency_increase": 20.0,
+        "max_error_rate": 0.0,
+        "min_agreement": 0.0,
+        "outcome_alpha": 0.0
+    })
+}
