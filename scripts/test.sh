@@ -61,6 +61,10 @@ export TRADESERVE_MLFLOW="$cache/mlflow-venv/bin/mlflow"
 pinned_venv "$cache/kserve-venv" scripts/requirements-kserve.txt "KServe's model server"
 export TRADESERVE_KSERVE_PYTHON="$cache/kserve-venv/bin/python"
 
+# --- TensorFlow (CPU) for the TF Serving SavedModel export and its test ---------------------
+pinned_venv "$cache/tfexport-venv" scripts/requirements-tfexport.txt "TensorFlow for the SavedModel export"
+export TRADESERVE_TFEXPORT_PYTHON="$cache/tfexport-venv/bin/python"
+
 # --- TorchServe (its inference and management APIs, for the remote-backend tests) ---------
 if ! command -v java >/dev/null 2>&1; then
   step "installing Java 17 for TorchServe (Debian package)"

@@ -22,8 +22,8 @@ use tradeserve_core::types::Role;
 use tradeserve_models::mlflow::ModelCache;
 use tradeserve_models::remote::torchserve::{EnsureError, Ensured};
 use tradeserve_models::remote::{
-    BackendKind, Backends, Breaker, BreakerConfig, GoldenError, KserveV2, REMOTE_TOLERANCE,
-    TfServing, TorchServe, verify_golden,
+    BackendKind, Backends, BatchConfig, Batcher, Breaker, BreakerConfig, GoldenError, KserveV2,
+    ModelStatus, REMOTE_TOLERANCE, TfServing, TorchServe, verify_golden,
 };
 
 use crate::config::{ModelSourceKind, ModelsConfig};
@@ -96,6 +96,8 @@ pub struct RemoteBackends {
     tfserving: TfServing,
     torchserve: TorchServe,
     breaker: BreakerConfig,
+    /// `None`: every request calls alone.
+    batching: Option<BatchConfig>,
     folders: Folders,
     verify_timeout: Duration,
     /// TorchServe versions TradeServe registered, by (name, version).
@@ -127,6 +129,10 @@ impl RemoteBackends {
                 failures: config.remote.circuit_failures,
                 open_for: config.remote.circuit_open_for,
             },
+            batching: (config.remote.batch_max_rows > 1).then_some(BatchConfig {
+                max_rows: config.remote.batch_max_rows,
+                in_flight: config.remote.batch_in_flight,
+            }),
             folders,
             verify_timeout: Duration::from_secs(5),
             registered: Mutex::new(HashMap::new()),
@@ -140,6 +146,28 @@ impl RemoteBackends {
     /// What serves `version` of `role`.
     pub fn kind(&self, role: Role, version: &str) -> BackendKind {
         self.kinds.of(role, version)
+    }
+
+    /// What `version` of `role`'s server says about it now.
+    pub async fn status(&self, role: Role, version: &str) -> ModelStatus {
+        match self.kind(role, version) {
+            BackendKind::InProcess => ModelStatus::Ready,
+            BackendKind::KserveV2 => self.kserve.status(role, version).await,
+            BackendKind::Tfserving => self.tfserving.status(role, version).await,
+            BackendKind::Torchserve => {
+                let name = self.torchserve.name(role, version);
+                match self.torchserve.management().status(&name, version).await {
+                    Ok(Some(s)) => ModelStatus::Registered {
+                        ready_workers: s.ready_workers,
+                        workers: s.workers,
+                    },
+                    Ok(None) => ModelStatus::Missing,
+                    Err(e) => ModelStatus::Unreachable {
+                        error: e.to_string(),
+                    },
+                }
+            }
+        }
     }
 
     /// Whether some role or version is served by `kind`.
@@ -202,6 +230,10 @@ impl RemoteBackends {
                 }
                 self.torchserve.model(role, &version)
             }
+        };
+        let remote = match self.batching {
+            Some(batching) => Arc::new(Batcher::new(remote, batching)) as Arc<dyn RemoteModel>,
+            None => remote,
         };
         self.verify(&m, remote.as_ref()).await?;
         m.remote = Some(Arc::new(Breaker::new(remote, self.breaker.clone())));

@@ -1,5 +1,5 @@
 //! The `tradeserve` command line: `serve`, `check-config`, `loadtest`, `replay`, `models
-//! publish`, `torchserve package`.
+//! publish`, `torchserve package`, `tfserving export`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -52,6 +52,17 @@ pub enum Command {
     /// Serve models from TorchServe.
     #[command(subcommand)]
     Torchserve(TorchserveCommand),
+    /// TF Serving: export a model version as a SavedModel under a model base path.
+    #[command(subcommand)]
+    Tfserving(TfservingCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TfservingCommand {
+    /// Export one model folder (or registry version) as `<base>/<name>/<version>/`: a
+    /// SavedModel (signature serving_default: features → probabilities) verified with the
+    /// golden vectors through TensorFlow before it is renamed into place.
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,22 +73,44 @@ pub enum TorchserveCommand {
     Package(PackageArgs),
 }
 
-/// Arguments of `tradeserve torchserve package`.
+/// The model a packaging command works on: a folder, or a registry version.
 #[derive(Debug, Args)]
-pub struct PackageArgs {
+pub struct ModelSourceArgs {
     /// The model folder, e.g. models/bull_specialist/1 (`<role>/<version>` names the role and
-    /// version unless given).
+    /// version unless given), or a registry version: `models:/<name>@<alias>` or
+    /// `models:/<name>/<version>` (downloaded into --cache-dir; `tradeserve.<role>` names the
+    /// role unless given).
     #[arg(long)]
-    pub model: PathBuf,
-    /// The role, when the folder's parent is not named after it.
+    pub model: String,
+    /// The role, when the folder's parent (or the registered name) does not name it.
     #[arg(long)]
     pub role: Option<String>,
     /// The version, when the folder is not named after it.
     #[arg(long)]
     pub version: Option<String>,
-    /// The archive's model name (default: the role, matching models.torchserve.model).
+    /// The model's name on the server (default: the role, matching the `{role}` default).
     #[arg(long)]
     pub name: Option<String>,
+    /// MLflow tracking server, for a `models:/` URI.
+    #[arg(
+        long,
+        env = "MLFLOW_TRACKING_URI",
+        default_value = "http://127.0.0.1:5000"
+    )]
+    pub tracking_uri: String,
+    /// Environment variable holding a bearer token, if the server needs one.
+    #[arg(long, default_value = "MLFLOW_TRACKING_TOKEN")]
+    pub token_env: String,
+    /// Where a `models:/` version is downloaded (the service's models.mlflow.cache_dir).
+    #[arg(long, default_value = "var/model-cache")]
+    pub cache_dir: PathBuf,
+}
+
+/// Arguments of `tradeserve torchserve package`.
+#[derive(Debug, Args)]
+pub struct PackageArgs {
+    #[command(flatten)]
+    pub source: ModelSourceArgs,
     /// Where the .mar goes (TorchServe's model store).
     #[arg(long)]
     pub export_path: PathBuf,
@@ -88,6 +121,20 @@ pub struct PackageArgs {
         default_value = "torch-model-archiver"
     )]
     pub archiver: PathBuf,
+}
+
+/// Arguments of `tradeserve tfserving export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub source: ModelSourceArgs,
+    /// TF Serving's model base path: the version goes to `<base>/<name>/<version>/`.
+    #[arg(long)]
+    pub base: PathBuf,
+    /// A Python with TensorFlow and ONNX (scripts/test.sh installs one:
+    /// ~/.cache/tradeserve/tfexport-venv/bin/python).
+    #[arg(long, env = "TRADESERVE_TFEXPORT_PYTHON", default_value = "python3")]
+    pub python: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,14 +292,60 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             print_json(&report)
         }
         Command::Torchserve(TorchserveCommand::Package(args)) => package_mar(&args),
+        Command::Tfserving(TfservingCommand::Export(args)) => export_savedmodel(&args),
         Command::Replay(args) => replay_events(&args),
         Command::Loadtest(args) => loadtest(&args),
     }
 }
 
-/// `tradeserve torchserve package`: prints the archive's path, name and version.
+/// A model to package: its folder, role, version, name on the server and provenance.
+struct Source {
+    folder: PathBuf,
+    role: tradeserve_core::Role,
+    version: String,
+    name: String,
+    source: String,
+}
+
+/// `tradeserve torchserve package`: prints the archive's path, name, version and source.
 fn package_mar(args: &PackageArgs) -> anyhow::Result<()> {
     use tradeserve_models::remote::package::{PackageSpec, package};
+    let s = model_source(&args.source)?;
+    let mar = package(&PackageSpec {
+        model_dir: &s.folder,
+        role: s.role,
+        name: &s.name,
+        version: &s.version,
+        export_path: &args.export_path,
+        archiver: &args.archiver,
+    })?;
+    print_json(
+        &serde_json::json!({"mar": mar, "name": s.name, "version": s.version,
+        "role": s.role, "source": s.source}),
+    )
+}
+
+/// `tradeserve tfserving export`: prints the version's path and its golden check.
+fn export_savedmodel(args: &ExportArgs) -> anyhow::Result<()> {
+    use tradeserve_models::remote::savedmodel::{ExportSpec, export};
+    let s = model_source(&args.source)?;
+    let exported = export(&ExportSpec {
+        model_dir: &s.folder,
+        role: s.role,
+        name: &s.name,
+        version: &s.version,
+        base: &args.base,
+        python: &args.python,
+    })?;
+    print_json(
+        &serde_json::json!({"path": exported.path, "name": s.name, "version": s.version,
+        "role": s.role, "source": s.source, "max_diff": exported.max_diff, "rows": exported.rows}),
+    )
+}
+
+/// The folder, role, version and name `args` describe (a registry version is downloaded).
+fn model_source(args: &ModelSourceArgs) -> anyhow::Result<Source> {
+    let (folder, source, registry) = fetch_source(args)?;
     let named = |p: Option<&std::path::Path>| {
         p.and_then(|p| p.file_name())
             .map(|n| n.to_string_lossy().into_owned())
@@ -260,12 +353,17 @@ fn package_mar(args: &PackageArgs) -> anyhow::Result<()> {
     let version = args
         .version
         .clone()
-        .or_else(|| named(Some(&args.model)))
+        .or_else(|| registry.as_ref().map(|r| r.version.clone()))
+        .or_else(|| named(Some(&folder)))
         .ok_or_else(|| anyhow::anyhow!("--version is needed: the folder names none"))?;
     let role_name = args
         .role
         .clone()
-        .or_else(|| named(args.model.parent()))
+        .or_else(|| {
+            let name = &registry.as_ref()?.name;
+            Some(name.strip_prefix("tradeserve.").unwrap_or(name).to_owned())
+        })
+        .or_else(|| named(folder.parent()))
         .unwrap_or_default();
     let role = tradeserve_core::Role::parse(&role_name).ok_or_else(|| {
         anyhow::anyhow!("{role_name:?} is not a role: give --role (regime_detector, meta_controller, bull_specialist, bear_specialist, sideways_specialist)")
@@ -274,15 +372,42 @@ fn package_mar(args: &PackageArgs) -> anyhow::Result<()> {
         .name
         .clone()
         .unwrap_or_else(|| role.as_str().to_owned());
-    let mar = package(&PackageSpec {
-        model_dir: &args.model,
+    Ok(Source {
+        folder,
         role,
-        name: &name,
-        version: &version,
-        export_path: &args.export_path,
-        archiver: &args.archiver,
-    })?;
-    print_json(&serde_json::json!({"mar": mar, "name": name, "version": version, "role": role}))
+        version,
+        name,
+        source,
+    })
+}
+
+/// The folder: `--model` itself, or the registry version it names, downloaded.
+fn fetch_source(
+    args: &ModelSourceArgs,
+) -> anyhow::Result<(
+    PathBuf,
+    String,
+    Option<tradeserve_models::mlflow::uri::Fetched>,
+)> {
+    use tradeserve_models::mlflow::uri::{ModelUri, fetch};
+    let Some(uri) = ModelUri::parse(&args.model) else {
+        if args.model.starts_with("models:/") {
+            anyhow::bail!(
+                "{:?}: expected models:/<name>@<alias> or models:/<name>/<version>",
+                args.model
+            );
+        }
+        let folder = PathBuf::from(&args.model);
+        return Ok((folder.clone(), format!("file://{}", folder.display()), None));
+    };
+    let token = std::env::var(&args.token_env)
+        .ok()
+        .filter(|t| !t.is_empty());
+    let client = MlflowClient::new(&args.tracking_uri, token, Duration::from_secs(30))?;
+    let cache = tradeserve_models::mlflow::ModelCache::new(&args.cache_dir);
+    let fetched = runtime(1)?.block_on(fetch(&client, &cache, &uri))?;
+    let source = format!("models:/{}/{}", fetched.name, fetched.version);
+    Ok((fetched.folder.clone(), source, Some(fetched)))
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {

@@ -226,6 +226,17 @@ pub struct RemoteConfig {
     /// How long the circuit stays open before one probe call (doubling on failed probes).
     #[serde(with = "humantime_serde")]
     pub circuit_open_for: Duration,
+    /// Micro-batching: concurrent decisions needing the same remote model share one call of
+    /// up to this many rows (1: every request calls alone). Batches form from what queued
+    /// while `batch_in_flight` calls were busy, with no timer: no added latency at low load.
+    pub batch_max_rows: usize,
+    /// Calls per remote model on the wire at once when batching.
+    pub batch_in_flight: usize,
+    /// How often the steward reads each routed remote version's status from its server (and,
+    /// on TorchServe, sets the default version, re-registers what a restart lost and
+    /// unregisters what nothing routes to).
+    #[serde(with = "humantime_serde")]
+    pub status_interval: Duration,
 }
 
 impl Default for RemoteConfig {
@@ -234,6 +245,9 @@ impl Default for RemoteConfig {
             fallback: Default::default(),
             circuit_failures: 5,
             circuit_open_for: Duration::from_secs(1),
+            batch_max_rows: 1,
+            batch_in_flight: 4,
+            status_interval: Duration::from_secs(5),
         }
     }
 }
@@ -525,6 +539,14 @@ impl ModelsConfig {
         }
         if uses(BackendKind::Torchserve) {
             self.torchserve.validate()?;
+        }
+        if self.remote.status_interval.is_zero() {
+            return Err("models.remote.status_interval must be positive".into());
+        }
+        if self.remote.batch_max_rows == 0 || self.remote.batch_in_flight == 0 {
+            return Err(
+                "models.remote.batch_max_rows and batch_in_flight must be at least 1".into(),
+            );
         }
         if self.remote.circuit_failures == 0 || self.remote.circuit_open_for.is_zero() {
             return Err(

@@ -535,17 +535,18 @@ pub async fn start_control(
     ]
 }
 
-/// The TorchServe steward, when a role or version is served by TorchServe.
-pub fn start_steward(state: &Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
+/// The backend steward, when a role or version is served remotely.
+pub fn start_steward(
+    state: &Arc<AppState>,
+    config: &Config,
+) -> Option<tokio::task::JoinHandle<()>> {
     let remote = state.remote.clone()?;
-    if !remote.uses(tradeserve_models::remote::BackendKind::Torchserve) {
-        return None;
-    }
     let routed = Arc::clone(state);
     Some(tokio::spawn(crate::steward::run(
         move || routed.routed(),
         remote,
         Arc::clone(&state.steward),
+        config.models.remote.status_interval,
     )))
 }
 
@@ -568,7 +569,7 @@ pub async fn run(
             .into_iter()
             .collect();
     tasks.extend(start_control(&service.state, &config).await);
-    tasks.extend(start_steward(&service.state));
+    tasks.extend(start_steward(&service.state, &config));
     let fd_limit = crate::listener::raise_fd_limit();
     let listener = TcpListener::bind(&config.server.listen)
         .await

@@ -177,7 +177,7 @@ impl AppState {
     ) -> Option<Vec<(&'static str, serde_json::Value)>> {
         let r = m.remote.as_ref()?;
         let mut health = vec![("state", serde_json::json!(r.state()))];
-        if let Some(status) = self.steward.status(&r.backend().model, &m.info.version) {
+        if let Some(status) = self.steward.status(&r.backend().endpoint) {
             health.push(("model_status", serde_json::json!(status)));
         }
         Some(health)

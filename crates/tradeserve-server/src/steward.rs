@@ -1,10 +1,11 @@
-//! The TorchServe steward: every `models.torchserve.status_interval` it walks the versions the
+//! The backend steward: every `models.remote.status_interval` it walks the versions the
 //! service routes to (champion, the set kept for rollback, experiment arms, rollout candidate)
-//! that are served by TorchServe, and
-//! - reads each one's status from the management API (READY workers: the health `/ping`
-//!   does not give), kept for `/health/ready` and `GET /api/v1/models`;
-//! - registers again, and verifies through the inference API, a version a restarted
-//!   TorchServe no longer has (when TradeServe can write its model store);
+//! that are served remotely, and
+//! - reads each one's status from its server — TorchServe's management API (READY workers:
+//!   the health `/ping` does not give), the Open Inference Protocol's model-ready endpoint,
+//!   TF Serving's model status — kept for `/health/ready` and `GET /api/v1/models`;
+//! - on TorchServe, registers again, and verifies through the inference API, a version a
+//!   restarted TorchServe no longer has (when TradeServe can write its model store);
 //! - makes the champion's version TorchServe's default for its model name;
 //! - unregisters a version TradeServe registered once nothing has routed to it for
 //!   `unregister_after` (versions an operator registered are never touched).
@@ -16,40 +17,18 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tradeserve_core::ModelSet;
 use tradeserve_core::model_set::LoadedModel;
 use tradeserve_core::types::Role;
-use tradeserve_models::remote::BackendKind;
+use tradeserve_models::remote::{BackendKind, ModelStatus};
 
 use crate::backends::RemoteBackends;
-
-/// What the management API last said about one version.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum ModelStatus {
-    /// Registered; `ready_workers` of `workers` answer.
-    Registered {
-        ready_workers: usize,
-        workers: usize,
-    },
-    /// TorchServe does not have the version.
-    Missing,
-    /// The management API did not answer.
-    Unreachable { error: String },
-}
-
-impl ModelStatus {
-    pub fn is_ready(&self) -> bool {
-        matches!(self, ModelStatus::Registered { ready_workers, .. } if *ready_workers > 0)
-    }
-}
 
 /// The steward's memory between sweeps.
 #[derive(Default)]
 pub struct Steward {
-    /// Status by (model name, version).
-    status: parking_lot::Mutex<HashMap<(String, String), ModelStatus>>,
+    /// Status by endpoint (one model version on one server).
+    status: parking_lot::Mutex<HashMap<String, ModelStatus>>,
     /// The version last made default, by model name.
     defaults: parking_lot::Mutex<HashMap<String, String>>,
     /// When a version TradeServe registered was first seen unreferenced.
@@ -57,12 +36,9 @@ pub struct Steward {
 }
 
 impl Steward {
-    /// The last status of `name` v`version` (`None` before the first sweep).
-    pub fn status(&self, name: &str, version: &str) -> Option<ModelStatus> {
-        self.status
-            .lock()
-            .get(&(name.to_owned(), version.to_owned()))
-            .cloned()
+    /// The last status of the version served at `endpoint` (`None` before the first sweep).
+    pub fn status(&self, endpoint: &str) -> Option<ModelStatus> {
+        self.status.lock().get(endpoint).cloned()
     }
 }
 
@@ -87,14 +63,14 @@ impl Routed {
     }
 }
 
-/// Sweep every `status_interval` until the task is aborted at shutdown; `routed` says what
-/// the service routes to at each sweep.
+/// Sweep every `interval` until the task is aborted at shutdown; `routed` says what the
+/// service routes to at each sweep.
 pub async fn run(
     routed: impl Fn() -> Routed + Send + 'static,
     remote: Arc<RemoteBackends>,
     steward: Arc<Steward>,
+    interval: Duration,
 ) {
-    let interval = remote.torchserve().config().status_interval;
     loop {
         sweep(&routed(), &remote, &steward).await;
         tokio::time::sleep(interval).await;
@@ -106,41 +82,36 @@ pub async fn sweep(routed: &Routed, remote: &RemoteBackends, steward: &Steward) 
     let models: Vec<LoadedModel> = routed
         .models()
         .into_iter()
-        .filter(|m| remote.kind(m.info.role, &m.info.version) == BackendKind::Torchserve)
+        .filter(|m| m.remote.is_some())
         .collect();
     let ts = remote.torchserve();
     let mut live = HashSet::new();
     for m in &models {
-        let name = ts.name(m.info.role, &m.info.version);
-        live.insert((name.clone(), m.info.version.clone()));
-        let mut status = check(remote, &name, &m.info.version).await;
-        if status == ModelStatus::Missing && ts.config().model_store.is_some() {
-            status = restore(remote, m, &name).await;
-            // A restarted TorchServe has no default either.
-            steward.defaults.lock().remove(&name);
+        let (role, version) = (m.info.role, m.info.version.as_str());
+        let kind = remote.kind(role, version);
+        let mut status = remote.status(role, version).await;
+        if kind == BackendKind::Torchserve {
+            let name = ts.name(role, version);
+            live.insert((name.clone(), version.to_owned()));
+            if status == ModelStatus::Missing && ts.config().model_store.is_some() {
+                status = restore(remote, m, &name).await;
+                // A restarted TorchServe has no default either.
+                steward.defaults.lock().remove(&name);
+            }
         }
+        let endpoint = m.remote.as_ref().map(|r| r.backend().endpoint.clone());
         steward
             .status
             .lock()
-            .insert((name, m.info.version.clone()), status);
+            .insert(endpoint.unwrap_or_default(), status);
+    }
+    if !remote.uses(BackendKind::Torchserve) {
+        return;
     }
     if let Some(champion) = &routed.champion {
         set_defaults(remote, steward, champion).await;
     }
     unregister_stale(remote, steward, &live).await;
-}
-
-async fn check(remote: &RemoteBackends, name: &str, version: &str) -> ModelStatus {
-    match remote.torchserve().management().status(name, version).await {
-        Ok(Some(s)) => ModelStatus::Registered {
-            ready_workers: s.ready_workers,
-            workers: s.workers,
-        },
-        Ok(None) => ModelStatus::Missing,
-        Err(e) => ModelStatus::Unreachable {
-            error: e.to_string(),
-        },
-    }
 }
 
 /// Register a version TorchServe lost (a restart: its model store is not a registry) and
@@ -150,7 +121,7 @@ async fn restore(remote: &RemoteBackends, m: &LoadedModel, name: &str) -> ModelS
     match remote.provide(m.clone()).await {
         Ok(_) => {
             tracing::info!(%role, version, model = name, "TorchServe had lost the version: registered and verified again");
-            check(remote, name, version).await
+            remote.status(role, version).await
         }
         Err(e) => {
             tracing::warn!(%role, version, error = %e, "TorchServe lost the version and it cannot be registered again yet");
@@ -219,7 +190,6 @@ async fn unregister_stale(
                 tracing::info!(role = %r.role, version = %r.version, model = %r.name, "unregistered from TorchServe: nothing routes to it");
                 remote.forget(&r.name, &r.version);
                 steward.unreferenced_since.lock().remove(&key);
-                steward.status.lock().remove(&key);
                 if steward.defaults.lock().get(&r.name) == Some(&r.version) {
                     steward.defaults.lock().remove(&r.name);
                 }

@@ -314,6 +314,56 @@ fn the_cli_publishes_a_model_folder_and_moves_the_alias() {
         .block_on(client.version_by_alias("tradeserve.bear_specialist", "champion"))
         .unwrap();
     assert_eq!(v.version, "2");
+    // The champion, packaged for TorchServe straight from the registry (downloaded into the
+    // cache, verified, archived as version 2 of the role its name says).
+    let (store, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let out = tradeserve_testkit::run_ok(
+        std::process::Command::new(bin)
+            .args([
+                "torchserve",
+                "package",
+                "--model",
+                "models:/tradeserve.bear_specialist@champion",
+            ])
+            .arg("--export-path")
+            .arg(store.path())
+            .arg("--cache-dir")
+            .arg(cache.path())
+            .arg("--archiver")
+            .arg(tradeserve_testkit::TorchServeServer::archiver())
+            .env("MLFLOW_TRACKING_URI", mlflow.url()),
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["version"], "2", "{printed}");
+    assert_eq!(printed["role"], "bear_specialist");
+    assert_eq!(printed["source"], "models:/tradeserve.bear_specialist/2");
+    assert!(store.path().join("bear_specialist.mar").is_file());
+    assert!(
+        cache
+            .path()
+            .join("tradeserve.bear_specialist/2/model.onnx")
+            .is_file()
+    );
+    let out = std::process::Command::new(bin)
+        .args([
+            "torchserve",
+            "package",
+            "--model",
+            "models:/tradeserve.bear_specialist@nope",
+        ])
+        .arg("--export-path")
+        .arg(store.path())
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .env("MLFLOW_TRACKING_URI", mlflow.url())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nope"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Not a model folder: a clear error and a failing exit status.
     let out = std::process::Command::new(bin)
         .args(["models", "publish", "--name", "x", "--dir", "/tmp"])

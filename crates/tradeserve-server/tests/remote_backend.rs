@@ -58,6 +58,7 @@ fn envs_for(dir: &Path, kserve: Option<&str>, kind: &str) -> Vec<(&'static str, 
         envs.push((url_key, url.to_owned()));
         envs.push((model_key, "{role}-{version}".into()));
         envs.push((versioned_key, "false".into()));
+        envs.push(("TRADESERVE_MODELS__REMOTE__STATUS_INTERVAL", "200ms".into()));
         for role in SPECIALISTS {
             let key = match role {
                 "BULL_SPECIALIST" => "TRADESERVE_MODELS__BACKENDS__BULL_SPECIALIST",
@@ -255,11 +256,15 @@ async fn same_decisions_and_outage(kind: &str) {
     };
     assert_eq!(m["bear_specialist"]["backend"]["endpoint"], endpoint);
 
+    // Health from the server's own status endpoint (model ready / model status).
+    wait_for_status(&client, &remote, "ready").await;
+
     // The model server dies: every decision is a 503 naming a remote role, answered before
-    // the deadline; the service itself stays up.
+    // the deadline; the service itself stays up, and its health says what it sees.
     let port = kserve.port();
     kserve.kill();
     unavailable(&client, &remote).await;
+    wait_for_status(&client, &remote, "unreachable").await;
 
     // Back on the same port: decisions resume without restarting TradeServe, at the latest
     // once the circuits' open period has passed and a probe went through.
@@ -325,6 +330,19 @@ async fn same_decisions(client: &reqwest::Client, local: &ServiceProcess, remote
             here["metadata"]["model_versions"],
             there["metadata"]["model_versions"]
         );
+    }
+}
+
+/// Wait until `/health/ready` shows the bull specialist's model status as `status`.
+async fn wait_for_status(client: &reqwest::Client, service: &ServiceProcess, status: &str) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = get(client, service, "/health/ready").await;
+        if ready["backends"]["bull_specialist"]["model_status"]["status"] == status {
+            return;
+        }
+        assert!(Instant::now() < until, "never {status}: {ready}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -512,10 +530,7 @@ async fn torchserve_versions_are_registered_verified_routed_and_unregistered_by_
             "TRADESERVE_MODELS__TORCHSERVE__ARCHIVER",
             TorchServeServer::archiver().display().to_string(),
         ),
-        (
-            "TRADESERVE_MODELS__TORCHSERVE__STATUS_INTERVAL",
-            "200ms".into(),
-        ),
+        ("TRADESERVE_MODELS__REMOTE__STATUS_INTERVAL", "200ms".into()),
         (
             "TRADESERVE_MODELS__TORCHSERVE__UNREGISTER_AFTER",
             "1s".into(),

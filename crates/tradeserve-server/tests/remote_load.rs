@@ -151,10 +151,7 @@ impl Server {
                         store.path().display().to_string(),
                     ),
                     ("TRADESERVE_MODELS__TORCHSERVE__ARCHIVER", archiver),
-                    (
-                        "TRADESERVE_MODELS__TORCHSERVE__STATUS_INTERVAL",
-                        "500ms".into(),
-                    ),
+                    ("TRADESERVE_MODELS__REMOTE__STATUS_INTERVAL", "500ms".into()),
                 ]);
             }
         }

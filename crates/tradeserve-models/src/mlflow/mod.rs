@@ -7,12 +7,15 @@
 //!   down.
 //! - [`registry`]: resolving every role's alias and fetching a whole model set.
 //! - [`publish`]: registering a model folder as a new version (and moving an alias).
+//! - [`uri`]: one version named by `models:/<name>@<alias>` or `models:/<name>/<version>`,
+//!   downloaded into the cache.
 
 pub mod cache;
 pub mod client;
 pub mod location;
 pub mod publish;
 pub mod registry;
+pub mod uri;
 
 pub use cache::ModelCache;
 pub use client::{MlflowClient, MlflowError};

@@ -82,6 +82,28 @@ impl HttpBackend {
     }
 }
 
+impl HttpBackend {
+    /// `GET url` for a status endpoint (not bounded by a request's deadline, not counted
+    /// against the in-flight bound): the status code and the body as JSON (`Null` when it is
+    /// not JSON); `Err` when the server did not answer within `timeout`.
+    pub async fn status(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<(u16, serde_json::Value), String> {
+        let response = self
+            .client
+            .get(url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        Ok((status, body))
+    }
+}
+
 /// A three-probability output from the values a server returned.
 pub fn three(values: &[f32]) -> Result<[f32; 3], ModelError> {
     match values {

@@ -14,6 +14,7 @@ use tradeserve_core::model_set::{BackendInfo, RemoteModel, RemoteRows};
 use tradeserve_core::types::Role;
 
 use crate::remote::http::{HttpBackend, bad_rows, three};
+use crate::remote::{ModelStatus, STATUS_TIMEOUT};
 
 /// `[models.kserve_v2]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +82,27 @@ impl KserveV2 {
             http: HttpBackend::new(config.max_in_flight, config.connect_timeout)?,
             config: Arc::new(config),
         })
+    }
+
+    /// The version's readiness: `GET /v2/models/{model}[/versions/{v}]/ready` (200 and not
+    /// `"ready": false` is ready; 404 is missing).
+    pub async fn status(&self, role: Role, version: &str) -> ModelStatus {
+        let name = self.config.model_name(role, version);
+        let base = self.config.url.trim_end_matches('/');
+        let url = match self.config.versioned {
+            true => format!("{base}/v2/models/{name}/versions/{version}/ready"),
+            false => format!("{base}/v2/models/{name}/ready"),
+        };
+        match self.http.status(&url, STATUS_TIMEOUT).await {
+            Ok((200, body)) if body.get("ready") != Some(&serde_json::Value::Bool(false)) => {
+                ModelStatus::Ready
+            }
+            Ok((404, _)) => ModelStatus::Missing,
+            Ok((code, body)) => ModelStatus::NotReady {
+                detail: format!("HTTP {code}: {body}"),
+            },
+            Err(error) => ModelStatus::Unreachable { error },
+        }
     }
 
     /// The handle of one role's version on this server.

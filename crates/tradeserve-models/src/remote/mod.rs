@@ -1,15 +1,18 @@
 //! Remote model backends behind the core's `RemoteModel` port: which backend serves each role
-//! ([`Backends`], `[models.backends]`), the Open Inference Protocol client ([`kserve_v2`]), TF
-//! Serving's REST predict client ([`tfserving`]), TorchServe's ([`torchserve`]) and its model
-//! archives ([`package`]) and management API ([`torchserve_mgmt`]), what HTTP backends share ([`http`]), the
-//! circuit breaker every remote role goes through ([`breaker`]), and
-//! the check that a remote role answers the golden vectors as the in-process engine does
-//! ([`verify_golden`]).
+//! and version ([`Backends`], `[models.backends]`), the Open Inference Protocol client
+//! ([`kserve_v2`]), TF Serving's REST predict client ([`tfserving`]) and SavedModel export
+//! ([`savedmodel`]), TorchServe's client ([`torchserve`]), model archives ([`package`]) and
+//! management API ([`torchserve_mgmt`]), what HTTP backends share ([`http`]), the circuit
+//! breaker every remote role goes through ([`breaker`]), micro-batching of concurrent requests
+//! ([`batcher`]), and the check that a remote role answers the golden vectors as the
+//! in-process engine does ([`verify_golden`]).
 
+pub mod batcher;
 pub mod breaker;
 pub mod http;
 pub mod kserve_v2;
 pub mod package;
+pub mod savedmodel;
 pub mod tfserving;
 pub mod torchserve;
 pub mod torchserve_mgmt;
@@ -22,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tradeserve_core::model_set::RemoteModel;
 use tradeserve_core::types::Role;
 
+pub use batcher::{BatchConfig, Batcher};
 pub use breaker::{Breaker, BreakerConfig};
 pub use kserve_v2::{KserveV2, KserveV2Config};
 pub use tfserving::{TfServing, TfServingConfig, TfServingForm};
@@ -125,6 +129,40 @@ fn validate_common(
         return Err(format!("{section}.max_in_flight must be at least 1"));
     }
     Ok(())
+}
+
+/// How long a status endpoint may take to answer.
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a model server last said about one version, as the steward reads it (TorchServe's
+/// management API, the Open Inference Protocol's model-ready endpoint, TF Serving's model
+/// status) — for `/health/ready` and `GET /api/v1/models`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ModelStatus {
+    /// TorchServe: registered; `ready_workers` of `workers` answer.
+    Registered {
+        ready_workers: usize,
+        workers: usize,
+    },
+    /// The server says the version is ready.
+    Ready,
+    /// The server knows the version but says it is not ready.
+    NotReady { detail: String },
+    /// The server does not have the version.
+    Missing,
+    /// The server did not answer.
+    Unreachable { error: String },
+}
+
+impl ModelStatus {
+    pub fn is_ready(&self) -> bool {
+        match self {
+            ModelStatus::Registered { ready_workers, .. } => *ready_workers > 0,
+            ModelStatus::Ready => true,
+            _ => false,
+        }
+    }
 }
 
 /// Why a remote model failed its golden vectors.

@@ -15,6 +15,7 @@ use tradeserve_core::model_set::{BackendInfo, RemoteModel, RemoteRows};
 use tradeserve_core::types::Role;
 
 use crate::remote::http::{HttpBackend, bad_rows, rows_of_three, split_rows};
+use crate::remote::{ModelStatus, STATUS_TIMEOUT};
 
 /// How the request body is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +84,26 @@ impl TfServing {
         })
     }
 
+    /// The version's status: `GET /v1/models/{model}[/versions/{v}]` — TF Serving's
+    /// `model_version_status` (ready when the version is `AVAILABLE`), or a `"ready"` flag as
+    /// KServe's v1 protocol answers; 404 is missing.
+    pub async fn status(&self, role: Role, version: &str) -> ModelStatus {
+        let name = super::model_name(&self.config.model, role, version);
+        let base = self.config.url.trim_end_matches('/');
+        let url = match self.config.versioned {
+            true => format!("{base}/v1/models/{name}/versions/{version}"),
+            false => format!("{base}/v1/models/{name}"),
+        };
+        match self.http.status(&url, STATUS_TIMEOUT).await {
+            Ok((200, body)) => status_of(&body, version),
+            Ok((404, _)) => ModelStatus::Missing,
+            Ok((code, body)) => ModelStatus::NotReady {
+                detail: format!("HTTP {code}: {body}"),
+            },
+            Err(error) => ModelStatus::Unreachable { error },
+        }
+    }
+
     /// The handle of one role's version on this server.
     pub fn model(&self, role: Role, version: &str) -> Arc<dyn RemoteModel> {
         let name = super::model_name(&self.config.model, role, version);
@@ -100,6 +121,42 @@ impl TfServing {
                 model: name,
             },
         })
+    }
+}
+
+/// A status body: TF Serving's `model_version_status` for `version` (or its only entry), or
+/// KServe's `ready` flag.
+fn status_of(body: &serde_json::Value, version: &str) -> ModelStatus {
+    if let Some(ready) = body.get("ready").and_then(serde_json::Value::as_bool) {
+        return match ready {
+            true => ModelStatus::Ready,
+            false => ModelStatus::NotReady {
+                detail: "ready: false".into(),
+            },
+        };
+    }
+    let entries = body
+        .get("model_version_status")
+        .and_then(serde_json::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let entry = entries
+        .iter()
+        .find(|e| e.get("version").and_then(serde_json::Value::as_str) == Some(version))
+        .or(if entries.len() == 1 {
+            entries.first()
+        } else {
+            None
+        });
+    match entry
+        .and_then(|e| e.get("state"))
+        .and_then(serde_json::Value::as_str)
+    {
+        Some("AVAILABLE") => ModelStatus::Ready,
+        Some(state) => ModelStatus::NotReady {
+            detail: format!("state {state}"),
+        },
+        None => ModelStatus::Missing,
     }
 }
 
@@ -151,5 +208,32 @@ impl RemoteModel for TfServingModel {
 
     fn backend(&self) -> &BackendInfo {
         &self.info
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn tf_serving_and_kserve_v1_status_bodies_are_read() {
+        let tf = json!({"model_version_status": [
+            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK"}},
+            {"version": "2", "state": "LOADING", "status": {"error_code": "OK"}}]});
+        assert_eq!(status_of(&tf, "1"), ModelStatus::Ready);
+        assert_eq!(
+            status_of(&tf, "2"),
+            ModelStatus::NotReady {
+                detail: "state LOADING".into()
+            }
+        );
+        assert_eq!(status_of(&tf, "3"), ModelStatus::Missing);
+        assert_eq!(
+            status_of(&json!({"name": "m", "ready": true}), "1"),
+            ModelStatus::Ready
+        );
+        assert!(!status_of(&json!({"name": "m", "ready": false}), "1").is_ready());
     }
 }

@@ -52,10 +52,6 @@ pub struct TorchServeConfig {
     /// How long a registration (workers starting) may take.
     #[serde(with = "humantime_serde")]
     pub register_timeout: Duration,
-    /// How often the steward reads each version's status, sets the champion's version as the
-    /// default and re-registers what a restarted TorchServe lost.
-    #[serde(with = "humantime_serde")]
-    pub status_interval: Duration,
     /// A version TradeServe registered is unregistered once nothing has routed to it for
     /// this long.
     #[serde(with = "humantime_serde")]
@@ -76,7 +72,6 @@ impl Default for TorchServeConfig {
             batch_size: 8,
             max_batch_delay: Duration::from_millis(2),
             register_timeout: Duration::from_secs(120),
-            status_interval: Duration::from_secs(5),
             unregister_after: Duration::from_secs(300),
         }
     }
@@ -95,9 +90,6 @@ impl TorchServeConfig {
             return Err(
                 "models.torchserve.initial_workers and batch_size must be at least 1".into(),
             );
-        }
-        if self.status_interval.is_zero() {
-            return Err("models.torchserve.status_interval must be positive".into());
         }
         Ok(())
     }
