@@ -9,8 +9,8 @@
 # risk_check off, request_deadline 1 s (so slowness shows as latency, not as 504s); it
 # prints client p50/p95/p99, the statuses, and the model server's CPU per decision (from
 # /proc/<pid>/stat). The load generator is the binary's own, on the same 2 cores.
-# BATCH_ROWS > 1 turns on TradeServe's own micro-batching (models.remote.batch_max_rows,
-# BATCH_IN_FLIGHT calls per model at once, default 4).
+# BATCH_ROWS is TradeServe's own micro-batching (models.remote.batch_max_rows, default 16;
+# 1 turns it off), BATCH_IN_FLIGHT calls per model at once (default 4).
 #   BIN=target/release/tradeserve RATES="100 500" SECONDS_EACH=20 scripts/bench_remote.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +22,7 @@ python="${TRADESERVE_KSERVE_PYTHON:-$HOME/.cache/tradeserve/kserve-venv/bin/pyth
 ts_venv="${TRADESERVE_TORCHSERVE_VENV:-$HOME/.cache/tradeserve/torchserve-venv}"
 kinds="${KINDS:-in_process kserve_v2 tfserving torchserve}"
 ts_batch="${TS_BATCH_SIZE:-1}"
-batch_rows="${BATCH_ROWS:-1}"
+batch_rows="${BATCH_ROWS:-16}"
 batch_in_flight="${BATCH_IN_FLIGHT:-4}"
 out="${OUT:-/tmp/tradeserve-bench-remote}"
 port="${PORT:-18087}"
