@@ -12,18 +12,23 @@ use tradeserve_core::ports::{ExplainJob, Explainer, FeatureSnapshot};
 use tradeserve_models::{BundledModels, VersionSelection};
 use tradeserve_server::explainer::BlockingExplainer;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn beyond_its_bound_an_explanation_is_refused_at_once() {
-    let models = BundledModels::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"));
-    let set = Arc::new(models.load_set(&VersionSelection::default()).unwrap());
-    let snapshot = FeatureSnapshot {
+/// One fixed point in feature space.
+fn snapshot() -> FeatureSnapshot {
+    FeatureSnapshot {
         as_of: OffsetDateTime::UNIX_EPOCH,
         price: 100.0,
         features: [
             0.0005, 0.001, 0.002, 0.004, 0.0008, 0.0009, 0.9, 0.55, 0.001, 0.002, 0.0015, 0.3,
         ],
         hit_rates: [0.5, 0.4, 0.6],
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_its_bound_an_explanation_is_refused_at_once() {
+    let models = BundledModels::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"));
+    let set = Arc::new(models.load_set(&VersionSelection::default()).unwrap());
+    let snapshot = snapshot();
     let action = evaluate(&set, &snapshot, None).unwrap().action;
     let explainer = BlockingExplainer::new(ExplainConfig {
         max_in_flight: 1,
@@ -64,14 +69,7 @@ async fn remote_roles_get_one_batched_call_per_explanation() {
     let local = models.load_set(&VersionSelection::default()).unwrap();
     let (remote, mirrors) = tradeserve_testkit::mirror::specialists_on_mirrors(&local);
     let (local, remote) = (Arc::new(local), Arc::new(remote));
-    let snapshot = FeatureSnapshot {
-        as_of: OffsetDateTime::UNIX_EPOCH,
-        price: 100.0,
-        features: [
-            0.0005, 0.001, 0.002, 0.004, 0.0008, 0.0009, 0.9, 0.55, 0.001, 0.002, 0.0015, 0.3,
-        ],
-        hit_rates: [0.5, 0.4, 0.6],
-    };
+    let snapshot = snapshot();
     let action = evaluate(&local, &snapshot, None).unwrap().action;
     let config = ExplainConfig::default();
     let explainer = BlockingExplainer::new(config).unwrap();

@@ -49,17 +49,19 @@ impl Server {
     fn start(kind: &str) -> Server {
         match kind {
             "torchserve" => {
-                let store = tempfile::tempdir().unwrap();
-                let ports = [0; 3].map(|_| free_port());
-                let server =
-                    TorchServeServer::start_with(ports[0], ports[1], ports[2], Some(store.path()));
-                Server::Torch {
-                    server,
-                    ports,
-                    store,
-                }
+                Server::torch([0; 3].map(|_| free_port()), tempfile::tempdir().unwrap())
             }
             _ => Server::Kserve(KserveServer::start(&models())),
+        }
+    }
+
+    /// TorchServe on `ports` (inference, management, metrics) with `store` as its model store.
+    fn torch(ports: [u16; 3], store: tempfile::TempDir) -> Server {
+        let server = TorchServeServer::start_with(ports[0], ports[1], ports[2], Some(store.path()));
+        Server::Torch {
+            server,
+            ports,
+            store,
         }
     }
 
@@ -85,13 +87,7 @@ impl Server {
                 store,
             } => {
                 drop(server);
-                let server =
-                    TorchServeServer::start_with(ports[0], ports[1], ports[2], Some(store.path()));
-                Server::Torch {
-                    server,
-                    ports,
-                    store,
-                }
+                Server::torch(ports, store)
             }
         }
     }

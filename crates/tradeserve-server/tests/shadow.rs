@@ -28,6 +28,22 @@ impl EventSink for Collect {
     }
 }
 
+/// A shadow pool of `capacity` emitting to `sink`, counting in `metrics`.
+fn pool(capacity: usize, sink: &Arc<Collect>, metrics: &Metrics) -> ShadowPool {
+    ShadowPool::start(
+        ShadowConfig {
+            capacity,
+            sizing: tradeserve_core::sizing::SizingPolicy::default(),
+            remote_deadline: Duration::from_secs(1),
+            fallback: Default::default(),
+        },
+        Arc::clone(sink) as Arc<dyn EventSink>,
+        Arc::new(ArmBook::new(metrics.control.clone(), 16, None)),
+        metrics.control.clone(),
+    )
+    .unwrap()
+}
+
 /// The `i`th job of a burst: a sample decision, shadowed on `candidate`.
 fn job_for(i: u32, candidate: &Arc<ModelSet>, stats: &Arc<UnitStats>) -> ShadowJob {
     let event =
@@ -60,18 +76,7 @@ fn a_burst_beyond_the_queue_is_shed_never_lost() {
     let candidate = Arc::new(models.load_set(&VersionSelection::all("2")).unwrap());
     let sink = Arc::new(Collect::default());
     let metrics = Metrics::new().unwrap();
-    let pool = ShadowPool::start(
-        ShadowConfig {
-            capacity: 8,
-            sizing: tradeserve_core::sizing::SizingPolicy::default(),
-            remote_deadline: std::time::Duration::from_millis(40),
-            fallback: Default::default(),
-        },
-        sink.clone(),
-        Arc::new(ArmBook::new(metrics.control.clone(), 16, None)),
-        metrics.control.clone(),
-    )
-    .unwrap();
+    let pool = pool(8, &sink, &metrics);
     let stats = Arc::new(UnitStats::new());
     let started = Instant::now();
     let mut handed_back = Vec::new();
@@ -137,18 +142,7 @@ async fn a_remote_candidate_is_shadowed_on_its_backends() {
     let candidate = Arc::new(remote);
     let sink = Arc::new(Collect::default());
     let metrics = Metrics::new().unwrap();
-    let pool = ShadowPool::start(
-        ShadowConfig {
-            capacity: 64,
-            sizing: tradeserve_core::sizing::SizingPolicy::default(),
-            remote_deadline: Duration::from_secs(1),
-            fallback: Default::default(),
-        },
-        sink.clone(),
-        Arc::new(ArmBook::new(metrics.control.clone(), 16, None)),
-        metrics.control.clone(),
-    )
-    .unwrap();
+    let pool = pool(64, &sink, &metrics);
     let stats = Arc::new(UnitStats::new());
     for i in 0..4 {
         pool.submit(job_for(i, &candidate, &stats)).ok().unwrap();
