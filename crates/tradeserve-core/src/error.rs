@@ -16,6 +16,13 @@ pub enum FeatureError {
     NoData(String),
     #[error("feature source unavailable: {0}")]
     Unavailable(String),
+    /// The symbol's newest bar is older than the configured maximum: no decision on it.
+    #[error("features of {symbol} are stale: the newest bar ended {age:?} ago (max {max:?})")]
+    Stale {
+        symbol: String,
+        age: std::time::Duration,
+        max: std::time::Duration,
+    },
 }
 
 /// Why a model call failed.

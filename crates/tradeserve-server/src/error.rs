@@ -148,6 +148,9 @@ impl From<PredictError> for ApiError {
                 "features_unavailable",
                 message,
             ),
+            PredictError::Features(FeatureError::Stale { .. }) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stale_features", message)
+            }
             PredictError::Model { role, source } => model_error(role, source, message),
             PredictError::Risk(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "risk_unavailable", message)

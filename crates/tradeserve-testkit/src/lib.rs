@@ -571,6 +571,11 @@ pub fn control_event_schema() -> jsonschema::Validator {
     schema("control_event.schema.json")
 }
 
+/// The published live-bar JSON Schema (`schemas/bar.schema.json`), compiled.
+pub fn bar_schema() -> jsonschema::Validator {
+    schema("bar.schema.json")
+}
+
 /// One record read back from a topic: its key and its JSON value.
 pub struct TopicRecord {
     pub key: Vec<u8>,
