@@ -204,6 +204,11 @@ async fn bad_bars_are_counted_by_reason_and_change_nothing() {
         assert_eq!(live.ingest(bar), Err(*reason));
     }
     assert_eq!(live.ingest_json(b"{not json"), Err(Rejection::Malformed));
+    let ahead = Bar {
+        end: newest.end + time::Duration::minutes(2),
+        ..next.clone()
+    };
+    assert_eq!(live.ingest(&ahead), Err(Rejection::Future));
     // A duplicate (same symbol and end) changes nothing, whatever its values.
     let dup = Bar {
         volume: newest.volume + 1.0,
@@ -217,6 +222,7 @@ async fn bad_bars_are_counted_by_reason_and_change_nothing() {
         assert_eq!(rejected[reason], 1, "{reason:?}");
     }
     assert_eq!(rejected[&Rejection::Malformed], 1);
+    assert_eq!(rejected[&Rejection::Future], 1);
     // The symbol is unharmed: the next good bar applies.
     assert_eq!(live.ingest(&next), Ok(Ingested::Appended));
 }

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use crate::error::ApiError;
 use crate::metrics::Route;
 use crate::routes::admit::{self, Arrival};
-use crate::routes::{experiments, ops, outcomes, predict, rollouts};
+use crate::routes::{bars, experiments, ops, outcomes, predict, rollouts};
 use crate::state::AppState;
 
 /// Build the router over shared state.
@@ -29,6 +29,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/models", get(ops::models))
         .route("/api/v1/models/reload", post(ops::reload))
         .route("/api/v1/symbols", get(ops::symbols))
+        .route("/api/v1/bars", post(bars::post))
         .route(
             "/api/v1/experiments",
             get(experiments::list).post(experiments::create),

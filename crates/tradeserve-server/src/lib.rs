@@ -1,7 +1,8 @@
 //! TradeServe's HTTP service and command line.
 //!
 //! - [`config`]: defaults, TOML file, environment overrides, validation.
-//! - [`metrics`]: every Prometheus metric, named in one place.
+//! - [`metrics`]: every Prometheus metric, named in one place ([`feed_metrics`]: the live
+//!   feed's).
 //! - [`error`]: the one mapping from errors to HTTP status and stable codes.
 //! - [`state`]: what handlers share (pipeline, active model set, admission control).
 //! - [`replay`]: re-running recorded decisions from their events (forensics).
@@ -33,6 +34,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod explainer;
+pub mod feed_metrics;
 pub mod idle;
 pub mod listener;
 pub mod metrics;

@@ -15,6 +15,8 @@ use tradeserve_core::types::{Action, Role};
 use tradeserve_events::SinkMetrics;
 use tradeserve_events::kafka::KafkaMetrics;
 
+pub use crate::feed_metrics::FeedMetrics;
+
 /// Latency buckets in seconds: fine below a millisecond, coarse up to a second.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.000_025, 0.000_05, 0.000_075, 0.000_1, 0.000_15, 0.000_2, 0.000_3, 0.000_5, 0.000_75, 0.001,
@@ -77,6 +79,8 @@ pub struct Metrics {
     pub control: ControlMetrics,
     /// Remote model backends.
     pub backends: BackendMetrics,
+    /// The live feed (`features.source = "live"`).
+    pub feed: FeedMetrics,
 }
 
 /// Series of the remote model backends, by role (every role's series exists from the start).
@@ -369,6 +373,7 @@ impl Metrics {
         };
         let control = ControlMetrics::new(&registry)?;
         let backends = BackendMetrics::new(&registry)?;
+        let feed = FeedMetrics::new(&registry)?;
         let decisions_unrecorded = counter(
             &registry,
             "tradeserve_decisions_unrecorded_total",
@@ -427,6 +432,7 @@ impl Metrics {
             kafka,
             control,
             backends,
+            feed,
             registry,
         })
     }

@@ -19,13 +19,16 @@ use tradeserve_core::pipeline::PipelineConfig;
 use tradeserve_core::request::RequestRules;
 use tradeserve_core::{ModelSet, Pipeline};
 use tradeserve_events::{AuditLog, AuditLogConfig};
+use tradeserve_features::live::LiveFeatures;
 use tradeserve_features::{MarketReplay, ReplayClock};
 use tradeserve_models::BundledModels;
 
 use crate::app::router;
 use crate::arms::ArmBook;
 use crate::backends::{BackendError, RemoteBackends};
-use crate::config::{Config, ModelSourceKind, SinkKind, require_path, resolve_path};
+use crate::config::{
+    Config, FeatureSourceKind, ModelSourceKind, SinkKind, require_path, resolve_path,
+};
 use crate::listener::{ConnLimits, Connections, connection_cap};
 use crate::metrics::Metrics;
 use crate::registry::{self, ReloadError};
@@ -281,7 +284,10 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
     // Models and market data load in parallel: they are independent and each takes a while.
     let bars_path = resolve_path(&config.features.bars);
     let (models, replay) = std::thread::scope(|s| {
-        let replay = s.spawn(|| MarketReplay::load(&bars_path, clock));
+        let replay = s.spawn(|| match config.features.source {
+            FeatureSourceKind::Replay => MarketReplay::load(&bars_path, clock).map(Some),
+            FeatureSourceKind::Live => Ok(None),
+        });
         // From the registry, models load after start-up (async, see `start_registry`).
         let models = match config.models.source {
             ModelSourceKind::Bundled => load_champion(config).map(Some),
@@ -298,7 +304,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
     let emitter = sinks.emitter();
     let c = &config.control;
     let control = control_plane(config, &registry, &remote, Arc::clone(&emitter), &metrics)?;
-    let features: Arc<dyn FeatureSource> = Arc::new(replay);
+    let (features, live) = feature_source(config, replay);
     let arms: Arc<dyn ArmRecorder> = Arc::new(ArmBook::new(
         metrics.control.clone(),
         c.outcome_window,
@@ -316,6 +322,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         models,
         registry,
         remote,
+        live,
         metrics,
         max_in_flight: config.server.max_in_flight,
         body: crate::state::BodyLimits {
@@ -330,6 +337,21 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         kafka: sinks.kafka,
         shadow,
     })
+}
+
+/// The feature source requests read: the loaded replay, or the live source (kept apart too,
+/// for the bars endpoint and the feed's status).
+fn feature_source(
+    config: &Config,
+    replay: Option<MarketReplay>,
+) -> (Arc<dyn FeatureSource>, Option<Arc<LiveFeatures>>) {
+    match replay {
+        Some(replay) => (Arc::new(replay), None),
+        None => {
+            let live = Arc::new(LiveFeatures::new(config.features.live.live_config()));
+            (Arc::clone(&live) as Arc<dyn FeatureSource>, Some(live))
+        }
+    }
 }
 
 /// The shadow runner: rollout candidates re-decide off the request path.

@@ -11,6 +11,8 @@ use tradeserve_core::control::ArmRecorder;
 use tradeserve_core::model_set::BackendState;
 use tradeserve_core::ports::SymbolCoverage;
 
+use tradeserve_features::live::LiveFeatures;
+
 use crate::backends::RemoteBackends;
 use crate::control::ControlPlane;
 use crate::metrics::Metrics;
@@ -44,6 +46,8 @@ pub struct AppState {
     pub arms: Arc<dyn ArmRecorder>,
     /// The remote model backends, when any role or version is served remotely.
     pub remote: Option<Arc<RemoteBackends>>,
+    /// The live feature source (`features.source = "live"`): where posted bars go.
+    pub live: Option<Arc<LiveFeatures>>,
     /// What the TorchServe steward last learned (empty without TorchServe roles).
     pub steward: Arc<Steward>,
     draining: AtomicBool,
@@ -56,6 +60,7 @@ pub struct Parts {
     pub models: Option<Arc<ModelSet>>,
     pub registry: Option<Arc<RegistryManager>>,
     pub remote: Option<Arc<RemoteBackends>>,
+    pub live: Option<Arc<LiveFeatures>>,
     pub metrics: Metrics,
     pub max_in_flight: usize,
     pub body: BodyLimits,
@@ -75,6 +80,7 @@ impl AppState {
             registry: p.registry,
             arms: p.arms,
             remote: p.remote,
+            live: p.live,
             steward: Arc::default(),
             draining: AtomicBool::new(false),
         };
@@ -119,6 +125,9 @@ impl AppState {
     /// done before each scrape).
     pub fn refresh_ready(&self) {
         self.metrics.ready.set(i64::from(self.is_ready().is_ok()));
+        if let Some(live) = &self.live {
+            self.metrics.feed.refresh(live);
+        }
         if let Some(set) = self.control.champion() {
             for m in set.models() {
                 let open = m

@@ -591,6 +591,7 @@ async fn models_symbols_and_openapi() {
             "/api/v1/models",
             "/api/v1/models/reload",
             "/api/v1/symbols",
+            "/api/v1/bars",
             "/health/live",
             "/health/ready",
             "/metrics",

@@ -44,10 +44,12 @@ pub enum Rejection {
     /// Older than the newest bar of its symbol by more than the reorder window (or than
     /// the bars kept to recompute from).
     Late,
+    /// Ending more than a minute after this service's clock: a feed with a wrong clock.
+    Future,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 9] = [
+    pub const ALL: [Rejection; 10] = [
         Rejection::Malformed,
         Rejection::InvalidSymbol,
         Rejection::UnknownSymbol,
@@ -57,6 +59,7 @@ impl Rejection {
         Rejection::OutsideRange,
         Rejection::NegativeVolume,
         Rejection::Late,
+        Rejection::Future,
     ];
 
     /// The reason as metrics and logs name it.
@@ -71,6 +74,7 @@ impl Rejection {
             Rejection::OutsideRange => "outside_range",
             Rejection::NegativeVolume => "negative_volume",
             Rejection::Late => "late",
+            Rejection::Future => "future",
         }
     }
 }

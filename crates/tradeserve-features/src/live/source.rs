@@ -112,15 +112,21 @@ impl LiveFeatures {
     pub fn ingest_json(&self, bytes: &[u8]) -> Result<Ingested, Rejection> {
         match Bar::from_json(bytes) {
             Ok(bar) => self.ingest(&bar),
-            Err(r) => {
-                self.rejected[r as usize].fetch_add(1, Ordering::Relaxed);
-                Err(r)
-            }
+            Err(r) => self.reject(r),
         }
+    }
+
+    /// Count a bar rejected before it could be read (`Err(reason)`, for `?`).
+    pub fn reject(&self, reason: Rejection) -> Result<Ingested, Rejection> {
+        self.rejected[reason as usize].fetch_add(1, Ordering::Relaxed);
+        Err(reason)
     }
 
     fn apply(&self, bar: &Bar) -> Result<Ingested, Rejection> {
         bar.check(self.config.universe.as_ref())?;
+        if bar.end > (self.clock)() + time::Duration::minutes(1) {
+            return Err(Rejection::Future);
+        }
         let series = self.series(&bar.symbol);
         let raw = RawBar {
             ts: bar.end.unix_timestamp(),

@@ -1,6 +1,7 @@
 //! HTTP handlers: each extracts its input, calls one core function, maps the result.
 
 pub mod admit;
+pub mod bars;
 pub mod body;
 pub mod change;
 pub mod experiments;

@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
+use tradeserve_core::ports::FeatureSource;
 use tradeserve_core::{LoadedModel, ModelInfo};
 
 use crate::error::{ApiError, json_response};
@@ -35,6 +36,12 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
     let backends = state.backends();
     if !backends.is_empty() {
         body["backends"] = Value::Object(backends);
+    }
+    if let Some(live) = &state.live {
+        let status = live.status();
+        let count = |s: &str| status.iter().filter(|x| x.status == s).count();
+        body["feed"] = json!({"symbols": status.len(), "live": count("live"),
+            "warming_up": count("warming_up"), "stale": count("stale")});
     }
     Ok(Json(body))
 }
@@ -122,6 +129,29 @@ pub async fn reload(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
     })?))
 }
 
+/// The symbols served: the replay's coverage, or the live feed's state per symbol (newest
+/// bar, its age, bars held, status) with the coverage of its retained history.
 pub async fn symbols(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({ "symbols": state.symbols }))
+    let Some(live) = &state.live else {
+        return Json(json!({ "source": "replay", "symbols": state.symbols }));
+    };
+    let coverage: BTreeMap<String, _> = live
+        .coverage()
+        .into_iter()
+        .map(|c| (c.symbol.clone(), c))
+        .collect();
+    let symbols: Vec<Value> = live
+        .status()
+        .into_iter()
+        .map(|s| {
+            let mut v = json!(s);
+            if let Some(c) = coverage.get(&s.symbol) {
+                let c = json!(c);
+                v["from"] = c["from"].clone();
+                v["to"] = c["to"].clone();
+            }
+            v
+        })
+        .collect();
+    Json(json!({ "source": "live", "symbols": symbols }))
 }
