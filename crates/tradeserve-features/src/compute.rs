@@ -2,7 +2,7 @@
 //!
 //! Every feature of bar `t` uses bars `0..=t` only, in f64. A bar has features once it has
 //! [`WARMUP`] earlier bars. The parity test (`tests/parity.rs`) holds this file and the
-//! Python within 1e-6 on golden rows; change both or neither.
+//! Python within 1e-9 on golden rows; change both or neither.
 
 use tradeserve_core::schema::{FEATURE_WIDTH, HIT_RATES};
 

@@ -1,5 +1,5 @@
 //! Training/serving parity: the Rust features equal the Python features on the golden rows
-//! written by `training/train.py`, within 1e-6.
+//! written by `training/train.py`, within 1e-9 (measured: 9e-16; the bound leaves room for another libm's last bit).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -64,7 +64,7 @@ fn rust_features_match_python_on_golden_rows() {
             let d = (g - w).abs();
             worst = worst.max(d);
             assert!(
-                d <= 1e-6,
+                d <= 1e-9,
                 "{symbol} @ {ts}: {} rust {g} python {w}",
                 FEATURES[i]
             );

@@ -193,6 +193,13 @@ mod tests {
     }
 
     #[test]
+    fn a_retained_bar_costs_136_bytes() {
+        // docs/BENCHMARKS.md states the memory per symbol from this.
+        assert_eq!(std::mem::size_of::<Point>(), 136);
+        assert_eq!(std::mem::size_of::<RawBar>(), 40);
+    }
+
+    #[test]
     fn incremental_features_equal_the_batch_computation_exactly() {
         let all = bars(400);
         let mut s = Series::new(8, 1_000);
