@@ -205,17 +205,35 @@ fn client_config(config: &KafkaSinkConfig) -> ClientConfig {
 
 /// Create the topic if it does not exist (an existing topic is left as it is).
 fn ensure_topic(config: &KafkaSinkConfig) -> Result<(), KafkaSinkError> {
+    let topic = TopicSpec {
+        name: &config.topic,
+        partitions: config.partitions,
+        replication: config.replication,
+    };
+    create_topic(client_config(config), &topic)
+}
+
+/// A topic to create.
+pub struct TopicSpec<'a> {
+    pub name: &'a str,
+    pub partitions: i32,
+    pub replication: i32,
+}
+
+/// Create `topic` through the brokers `client` names, unless it exists (an existing topic is
+/// left as it is).
+pub fn create_topic(client: ClientConfig, topic: &TopicSpec<'_>) -> Result<(), KafkaSinkError> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     let topic_err = |reason: String| KafkaSinkError::Topic {
-        topic: config.topic.clone(),
+        topic: topic.name.to_owned(),
         reason,
     };
-    let admin: AdminClient<DefaultClientContext> = client_config(config).create()?;
-    let topic = NewTopic::new(
-        &config.topic,
-        config.partitions,
-        TopicReplication::Fixed(config.replication),
+    let admin: AdminClient<DefaultClientContext> = client.create()?;
+    let new = NewTopic::new(
+        topic.name,
+        topic.partitions,
+        TopicReplication::Fixed(topic.replication),
     );
     let options = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(5)))
@@ -224,7 +242,7 @@ fn ensure_topic(config: &KafkaSinkConfig) -> Result<(), KafkaSinkError> {
         .enable_all()
         .build()
         .map_err(|e| topic_err(e.to_string()))?;
-    let results = rt.block_on(admin.create_topics([&topic], &options))?;
+    let results = rt.block_on(admin.create_topics([&new], &options))?;
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

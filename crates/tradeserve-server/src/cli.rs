@@ -49,12 +49,46 @@ pub enum Command {
     /// Work with the MLflow Model Registry.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Market data: publish a bars CSV into the topic the live feed reads.
+    #[command(subcommand)]
+    Market(MarketCommand),
     /// Serve models from TorchServe.
     #[command(subcommand)]
     Torchserve(TorchserveCommand),
     /// TF Serving: export a model version as a SavedModel under a model base path.
     #[command(subcommand)]
     Tfserving(TfservingCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MarketCommand {
+    /// Publish a bars CSV (as data/bars.csv) into the market data topic, one JSON bar per
+    /// record keyed by symbol, in time order, on a clock `--speed` times real time (0: as fast
+    /// as possible). Prints what was published.
+    Publish(MarketPublishArgs),
+}
+
+/// Arguments of `tradeserve market publish`.
+#[derive(Debug, Args)]
+pub struct MarketPublishArgs {
+    #[arg(long, default_value = "data/bars.csv")]
+    pub csv: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    #[arg(long, default_value = "market.bars.1m")]
+    pub topic: String,
+    /// Times real time (60: an hour of bars a minute); 0: as fast as possible.
+    #[arg(long, default_value_t = 0.0)]
+    pub speed: f64,
+    /// Only these symbols (comma-separated; default all).
+    #[arg(long, value_delimiter = ',')]
+    pub symbols: Vec<String>,
+    /// Move every bar so that the last one ends now (decisions on them are then fresh).
+    #[arg(long)]
+    pub shift_to_now: bool,
+    /// Partitions of the topic when it is created.
+    #[arg(long, default_value_t = 3)]
+    pub partitions: i32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -293,6 +327,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Torchserve(TorchserveCommand::Package(args)) => package_mar(&args),
         Command::Tfserving(TfservingCommand::Export(args)) => export_savedmodel(&args),
+        Command::Market(MarketCommand::Publish(a)) => {
+            let published = crate::market_publish::publish(&crate::market_publish::Publish {
+                csv: resolve_path(&a.csv),
+                brokers: a.brokers,
+                topic: a.topic,
+                speed: a.speed,
+                symbols: a.symbols.into_iter().collect(),
+                shift_to_now: a.shift_to_now,
+                partitions: a.partitions,
+            })?;
+            print_json(&published)
+        }
         Command::Replay(args) => replay_events(&args),
         Command::Loadtest(args) => loadtest(&args),
     }

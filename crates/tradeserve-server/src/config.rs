@@ -419,6 +419,8 @@ pub struct LiveFeaturesConfig {
     pub reorder_window: Duration,
     /// Symbols accepted (empty: any valid symbol).
     pub universe: Vec<String>,
+    /// The Kafka topic of bars (`[features.live.kafka]`; no brokers: `POST /api/v1/bars` only).
+    pub kafka: crate::feed_kafka::KafkaFeedConfig,
 }
 
 impl Default for LiveFeaturesConfig {
@@ -429,6 +431,7 @@ impl Default for LiveFeaturesConfig {
             retain_bars: d.retain_bars,
             reorder_window: d.reorder_window,
             universe: Vec::new(),
+            kafka: Default::default(),
         }
     }
 }

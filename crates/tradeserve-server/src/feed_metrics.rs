@@ -6,12 +6,15 @@
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tradeserve_features::live::{LiveFeatures, Rejection};
 
+use crate::feed_kafka::FeedState;
+
 /// See the module docs.
 #[derive(Clone)]
 pub struct FeedMetrics {
     bars: IntCounterVec,
     symbols: IntGaugeVec,
     oldest_age: IntGauge,
+    lag: IntGauge,
 }
 
 const STATUSES: [&str; 3] = ["live", "warming_up", "stale"];
@@ -36,6 +39,11 @@ impl FeedMetrics {
             "tradeserve_feed_oldest_bar_age_seconds",
             "Seconds since the newest bar of the stalest symbol of the live feed ended",
         )?;
+        let lag = IntGauge::new(
+            "tradeserve_feed_lag_records",
+            "Records of the market data topic not read yet (the Kafka feed)",
+        )?;
+        registry.register(Box::new(lag.clone()))?;
         registry.register(Box::new(bars.clone()))?;
         registry.register(Box::new(symbols.clone()))?;
         registry.register(Box::new(oldest_age.clone()))?;
@@ -43,11 +51,17 @@ impl FeedMetrics {
             bars,
             symbols,
             oldest_age,
+            lag,
         })
     }
 
-    /// Bring the series up to date with `live`'s counts and symbols.
-    pub fn refresh(&self, live: &LiveFeatures) {
+    /// Bring the series up to date with `live`'s counts and symbols (and the Kafka
+    /// consumer's lag, when there is one).
+    pub fn refresh(&self, live: &LiveFeatures, feed: Option<&FeedState>) {
+        if let Some(feed) = feed {
+            self.lag
+                .set(feed.lag.load(std::sync::atomic::Ordering::Relaxed));
+        }
         let (accepted, duplicates, rejected) = live.counts();
         let set = |result: &str, total: u64| {
             let c = self.bars.with_label_values(&[result]);

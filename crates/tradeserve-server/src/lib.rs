@@ -1,6 +1,7 @@
 //! TradeServe's HTTP service and command line.
 //!
 //! - [`config`]: defaults, TOML file, environment overrides, validation.
+//! - [`feed_kafka`]: the live feed's Kafka consumer (every replica reads the whole topic).
 //! - [`metrics`]: every Prometheus metric, named in one place ([`feed_metrics`]: the live
 //!   feed's).
 //! - [`error`]: the one mapping from errors to HTTP status and stable codes.
@@ -24,7 +25,8 @@
 //! - [`listener`]: connections: the cap, header and idle timeouts, hyper's own errors in the
 //!   error shape, and draining.
 //! - [`serve`]: start-up (build the embedded adapters, bind) and graceful shutdown.
-//! - [`cli`]: the `tradeserve` subcommands.
+//! - [`cli`]: the `tradeserve` subcommands ([`market_publish`]: a bars CSV into the market
+//!   data topic).
 
 pub mod app;
 pub mod arms;
@@ -34,9 +36,11 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod explainer;
+pub mod feed_kafka;
 pub mod feed_metrics;
 pub mod idle;
 pub mod listener;
+pub mod market_publish;
 pub mod metrics;
 pub mod outcomes;
 pub mod registry;

@@ -29,6 +29,7 @@ use crate::backends::{BackendError, RemoteBackends};
 use crate::config::{
     Config, FeatureSourceKind, ModelSourceKind, SinkKind, require_path, resolve_path,
 };
+use crate::feed_kafka::KafkaFeed;
 use crate::listener::{ConnLimits, Connections, connection_cap};
 use crate::metrics::Metrics;
 use crate::registry::{self, ReloadError};
@@ -104,6 +105,8 @@ pub struct Service {
     pub audit_log: Option<Arc<AuditLog>>,
     pub kafka: Option<Arc<KafkaSink>>,
     pub shadow: Arc<ShadowPool>,
+    /// The live feed's Kafka consumer (`features.live.kafka.brokers`), stopped when dropped.
+    pub market_feed: Option<KafkaFeed>,
 }
 
 struct Sinks {
@@ -305,6 +308,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
     let c = &config.control;
     let control = control_plane(config, &registry, &remote, Arc::clone(&emitter), &metrics)?;
     let (features, live) = feature_source(config, replay);
+    let market_feed = market_feed(config, &live)?;
     let arms: Arc<dyn ArmRecorder> = Arc::new(ArmBook::new(
         metrics.control.clone(),
         c.outcome_window,
@@ -322,6 +326,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         models,
         registry,
         remote,
+        feed: market_feed.as_ref().map(|f| Arc::clone(&f.state)),
         live,
         metrics,
         max_in_flight: config.server.max_in_flight,
@@ -336,6 +341,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         audit_log: sinks.audit_log,
         kafka: sinks.kafka,
         shadow,
+        market_feed,
     })
 }
 
@@ -351,6 +357,20 @@ fn feature_source(
             let live = Arc::new(LiveFeatures::new(config.features.live.live_config()));
             (Arc::clone(&live) as Arc<dyn FeatureSource>, Some(live))
         }
+    }
+}
+
+/// The Kafka consumer of the live feed, when the live source names brokers.
+fn market_feed(
+    config: &Config,
+    live: &Option<Arc<LiveFeatures>>,
+) -> Result<Option<KafkaFeed>, StartError> {
+    let kafka = &config.features.live.kafka;
+    match live {
+        Some(live) if !kafka.brokers.is_empty() => Ok(Some(
+            KafkaFeed::start(kafka.clone(), Arc::clone(live)).map_err(StartError::Serve)?,
+        )),
+        _ => Ok(None),
     }
 }
 

@@ -15,6 +15,7 @@ use tradeserve_features::live::LiveFeatures;
 
 use crate::backends::RemoteBackends;
 use crate::control::ControlPlane;
+use crate::feed_kafka::FeedState;
 use crate::metrics::Metrics;
 use crate::registry::RegistryManager;
 use crate::steward::{Routed, Steward};
@@ -48,6 +49,8 @@ pub struct AppState {
     pub remote: Option<Arc<RemoteBackends>>,
     /// The live feature source (`features.source = "live"`): where posted bars go.
     pub live: Option<Arc<LiveFeatures>>,
+    /// The live feed's Kafka consumer's progress (not ready until its backfill caught up).
+    pub feed: Option<Arc<FeedState>>,
     /// What the TorchServe steward last learned (empty without TorchServe roles).
     pub steward: Arc<Steward>,
     draining: AtomicBool,
@@ -61,6 +64,7 @@ pub struct Parts {
     pub registry: Option<Arc<RegistryManager>>,
     pub remote: Option<Arc<RemoteBackends>>,
     pub live: Option<Arc<LiveFeatures>>,
+    pub feed: Option<Arc<FeedState>>,
     pub metrics: Metrics,
     pub max_in_flight: usize,
     pub body: BodyLimits,
@@ -81,6 +85,7 @@ impl AppState {
             arms: p.arms,
             remote: p.remote,
             live: p.live,
+            feed: p.feed,
             steward: Arc::default(),
             draining: AtomicBool::new(false),
         };
@@ -98,6 +103,14 @@ impl AppState {
         }
         if self.control.routing().is_none() {
             return Err("models are not loaded".into());
+        }
+        if let Some(feed) = &self.feed
+            && !feed.caught_up.load(Ordering::SeqCst)
+        {
+            return Err(format!(
+                "market data backfill in progress ({} records read)",
+                feed.records.load(Ordering::Relaxed)
+            ));
         }
         self.pipeline
             .event_health()
@@ -126,7 +139,7 @@ impl AppState {
     pub fn refresh_ready(&self) {
         self.metrics.ready.set(i64::from(self.is_ready().is_ok()));
         if let Some(live) = &self.live {
-            self.metrics.feed.refresh(live);
+            self.metrics.feed.refresh(live, self.feed.as_deref());
         }
         if let Some(set) = self.control.champion() {
             for m in set.models() {
