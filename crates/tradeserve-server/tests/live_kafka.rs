@@ -266,3 +266,80 @@ async fn replicas_read_the_whole_topic_and_decide_as_the_replay() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// `n` bundled bars of `symbol` from `from`, as topic records.
+fn bars_of(symbol: &str, from: usize, n: usize) -> Vec<String> {
+    let all = tradeserve_features::load_bars_csv(Path::new(&repo("data/bars.csv"))).unwrap();
+    let b = &all[symbol];
+    let rfc = &time::format_description::well_known::Rfc3339;
+    (from..(from + n).min(b.len()))
+        .map(|i| {
+            let end = time::OffsetDateTime::from_unix_timestamp(b.ts[i]).unwrap();
+            json!({"symbol": symbol, "end": end.format(rfc).unwrap(), "open": b.close[i],
+                "high": b.high[i], "low": b.low[i], "close": b.close[i], "volume": b.volume[i]})
+            .to_string()
+        })
+        .collect()
+}
+
+/// A replica stopped mid-stream and started again backfills to the same state as one that
+/// never stopped: the same answers at every checked time, its newest bar included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the tansu broker (scripts/test.sh builds it)"]
+async fn a_replica_restarted_mid_stream_decides_as_one_that_never_stopped() {
+    let broker = TansuBroker::start();
+    let brokers = broker.bootstrap();
+    // The topic exists before the first bar (publish creates it: here, with no rows).
+    publish(&brokers, "NONE", false);
+    let records = bars_of("NVDA", 0, 3_000);
+    let send = |range: std::ops::Range<usize>| {
+        let batch: Vec<(&str, &str)> = records[range]
+            .iter()
+            .map(|r| ("NVDA", r.as_str()))
+            .collect();
+        produce(&brokers, &batch);
+    };
+    send(0..1_500);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let steady = ServiceProcess::start(BIN, &envs(a.path(), Some(&brokers)));
+    let restarted = ServiceProcess::start(BIN, &envs(b.path(), Some(&brokers)));
+    let client = reqwest::Client::new();
+    wait_ready(&client, &steady).await;
+    wait_ready(&client, &restarted).await;
+    drop(restarted);
+    send(1_500..3_000);
+    let restarted = ServiceProcess::start(BIN, &envs(b.path(), Some(&brokers)));
+    wait_ready(&client, &restarted).await;
+    // The steady replica has read the second half too.
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, s) = get(&client, &steady, "/api/v1/symbols").await;
+        let (_, r) = get(&client, &restarted, "/api/v1/symbols").await;
+        if s["symbols"][0]["newest_bar"] == r["symbols"][0]["newest_bar"] {
+            assert_eq!(s["symbols"][0]["bars"], r["symbols"][0]["bars"]);
+            break;
+        }
+        assert!(Instant::now() < until, "{s} vs {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rfc = &time::format_description::well_known::Rfc3339;
+    let (_, r) = get(&client, &restarted, "/api/v1/symbols").await;
+    let held = &r["symbols"][0];
+    let from = time::OffsetDateTime::parse(held["from"].as_str().unwrap(), rfc).unwrap();
+    let to = time::OffsetDateTime::parse(held["to"].as_str().unwrap(), rfc).unwrap();
+    let mut at = from;
+    let mut compared = 0;
+    while at <= to + time::Duration::minutes(1) {
+        let body =
+            json!({"symbol": "NVDA", "timestamp": at.format(rfc).unwrap(), "risk_check": false});
+        let (s1, one) = decide(&client, &steady, &body).await;
+        let (s2, two) = decide(&client, &restarted, &body).await;
+        assert_eq!((s1, s2), (200, 200), "{one} {two}");
+        for field in ["action", "confidence", "recommended_quantity"] {
+            assert_eq!(one[field], two[field], "{at} {field}");
+        }
+        compared += 1;
+        at += time::Duration::minutes(61);
+    }
+    assert!(compared >= 20, "{compared}");
+}
