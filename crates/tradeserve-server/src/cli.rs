@@ -80,6 +80,9 @@ pub struct MarketPublishArgs {
     /// Times real time (60: an hour of bars a minute); 0: as fast as possible.
     #[arg(long, default_value_t = 0.0)]
     pub speed: f64,
+    /// A steady number of bars a second instead of --speed (nights and weekends take no time).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
     /// Only these symbols (comma-separated; default all).
     #[arg(long, value_delimiter = ',')]
     pub symbols: Vec<String>,
@@ -333,6 +336,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 brokers: a.brokers,
                 topic: a.topic,
                 speed: a.speed,
+                rate: a.rate,
                 symbols: a.symbols.into_iter().collect(),
                 shift_to_now: a.shift_to_now,
                 partitions: a.partitions,

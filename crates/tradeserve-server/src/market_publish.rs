@@ -1,7 +1,7 @@
 //! `tradeserve market publish`: a bars CSV (`symbol,ts,open,high,low,close,volume,…`, as
 //! `data/bars.csv`) into the market data topic, one JSON bar per record keyed by symbol, in
-//! time order — on a clock `speed` times faster than real time, or as fast as possible
-//! (`speed` 0). `shift_to_now` moves every bar so that the last one ends now (a demo's
+//! time order — on a clock `speed` times faster than real time, at a steady `rate` of bars a
+//! second, or as fast as possible. `shift_to_now` moves every bar so that the last one ends now (a demo's
 //! decisions are then fresh). The topic is created when missing.
 
 use std::collections::BTreeSet;
@@ -23,6 +23,8 @@ pub struct Publish {
     pub topic: String,
     /// Times real time (60: an hour of bars a minute); 0: as fast as possible.
     pub speed: f64,
+    /// Bars a second at a steady pace instead (nights and weekends take no time); 0: off.
+    pub rate: f64,
     /// Only these symbols (empty: all).
     pub symbols: BTreeSet<String>,
     pub shift_to_now: bool,
@@ -95,12 +97,16 @@ pub fn publish(p: &Publish) -> anyhow::Result<Published> {
         last_end: None,
         seconds: 0.0,
     };
-    for row in &rows {
-        if p.speed > 0.0 {
-            let due = Duration::from_secs_f64((row.ts - first_ts) as f64 / p.speed);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
+    for (i, row) in rows.iter().enumerate() {
+        let due = match (p.rate > 0.0, p.speed > 0.0) {
+            (true, _) => Some(i as f64 / p.rate),
+            (false, true) => Some((row.ts - first_ts) as f64 / p.speed),
+            _ => None,
+        };
+        if let Some(wait) =
+            due.and_then(|d| Duration::from_secs_f64(d).checked_sub(started.elapsed()))
+        {
+            std::thread::sleep(wait);
         }
         let bar = Bar {
             symbol: row.symbol.clone(),
