@@ -142,7 +142,8 @@ impl MarketReplay {
     }
 }
 
-fn fmt_ts(ts: i64) -> String {
+/// A bar time as RFC 3339 (the number itself if it is out of range).
+pub(crate) fn fmt_ts(ts: i64) -> String {
     OffsetDateTime::from_unix_timestamp(ts)
         .ok()
         .and_then(|t| {

@@ -54,6 +54,8 @@ pub struct FeedState {
     pub lag: AtomicI64,
     /// Records read (bars, good or bad).
     pub records: AtomicI64,
+    /// The broker is failing (logged once when it starts, once when it ends).
+    pub failing: AtomicBool,
 }
 
 /// The consumer thread; stopped when dropped.
@@ -123,7 +125,7 @@ fn consume(config: &KafkaFeedConfig, live: &LiveFeatures, state: &FeedState, sto
                 };
                 match follow(&consumer, &feed, behind, at) {
                     Some(at) => {
-                        tracing::info!(topic = %config.topic, "market data feed: reconnecting after a broker outage");
+                        tracing::debug!(topic = %config.topic, "market data feed: rebuilding the consumer");
                         resume = Some(at);
                     }
                     None => return,
@@ -252,6 +254,9 @@ fn follow(
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 failing_since = None;
+                if state.failing.swap(false, Ordering::SeqCst) {
+                    tracing::info!(topic = %config.topic, "market data feed: receiving bars again");
+                }
                 state.records.fetch_add(1, Ordering::Relaxed);
                 let _ = live.ingest_json(m.payload().unwrap_or_default());
                 at.insert(m.partition(), m.offset() + 1);
@@ -263,7 +268,9 @@ fn follow(
                 }
             }
             Some(Err(e)) if failing_since.is_none() => {
-                tracing::warn!(error = %e, "market data feed: consumer error; bars may go stale until the broker is back");
+                if !state.failing.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(error = %e, "market data feed: consumer error; bars may go stale until the broker is back");
+                }
                 failing_since = Some(Instant::now());
             }
             Some(Err(_)) | None => {}

@@ -17,6 +17,7 @@ use tradeserve_core::ports::{
 
 use crate::live::bar::{Bar, Rejection};
 use crate::live::series::{Applied, Point, RawBar, Series};
+use crate::replay::fmt_ts;
 
 /// `[features.live]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -269,16 +270,6 @@ fn snapshot(p: &Point) -> Result<FeatureSnapshot, FeatureError> {
         features: p.features.features,
         hit_rates: p.features.hit_rates,
     })
-}
-
-fn fmt_ts(ts: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(ts)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ts.to_string())
 }
 
 impl FeatureSource for LiveFeatures {
