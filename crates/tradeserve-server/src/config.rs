@@ -419,6 +419,9 @@ pub struct LiveFeaturesConfig {
     pub reorder_window: Duration,
     /// Symbols accepted (empty: any valid symbol).
     pub universe: Vec<String>,
+    /// Largest `POST /api/v1/bars` body (the service's `server.body_limit_bytes`, 16 KiB, is
+    /// sized for decisions: about 120 bars). 1 MiB is about 8,000 bars.
+    pub post_limit_bytes: usize,
     /// The Kafka topic of bars (`[features.live.kafka]`; no brokers: `POST /api/v1/bars` only).
     pub kafka: crate::feed_kafka::KafkaFeedConfig,
 }
@@ -431,6 +434,7 @@ impl Default for LiveFeaturesConfig {
             retain_bars: d.retain_bars,
             reorder_window: d.reorder_window,
             universe: Vec::new(),
+            post_limit_bytes: 1024 * 1024,
             kafka: Default::default(),
         }
     }
@@ -448,8 +452,11 @@ impl LiveFeaturesConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.max_bar_age.is_zero() || self.retain_bars == 0 {
-            return Err("features.live.max_bar_age and retain_bars must be positive".into());
+        if self.max_bar_age.is_zero() || self.retain_bars == 0 || self.post_limit_bytes < 1024 {
+            return Err(
+                "features.live.max_bar_age and retain_bars must be positive, post_limit_bytes at least 1024"
+                    .into(),
+            );
         }
         match self
             .universe

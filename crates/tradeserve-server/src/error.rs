@@ -270,6 +270,17 @@ impl From<crate::control::PlaneError> for ApiError {
                     field: None,
                 },
             },
+            PlaneError::Models(CatalogError::BackendUnavailable(_)) => {
+                tracing::warn!(error = %message, "model server unavailable for a control change");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "backend_unavailable",
+                    message,
+                )
+            }
+            PlaneError::Models(CatalogError::BackendRefused(_)) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "model_refused", message)
+            }
             PlaneError::Models(CatalogError::Unavailable(_)) => {
                 tracing::warn!(error = %message, "model registry unavailable for a control change");
                 ApiError::new(

@@ -330,6 +330,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         live,
         metrics,
         max_in_flight: config.server.max_in_flight,
+        bars_bytes: config.features.live.post_limit_bytes,
         body: crate::state::BodyLimits {
             bytes: config.server.body_limit_bytes,
             timeout: config.server.body_read_timeout,

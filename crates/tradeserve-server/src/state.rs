@@ -39,6 +39,8 @@ pub struct AppState {
     pub admission: Semaphore,
     /// Request body size and read-time limits.
     pub body: BodyLimits,
+    /// The same for `POST /api/v1/bars` (a batch of bars is larger than a decision request).
+    pub bars_body: BodyLimits,
     /// Symbols the feature source serves (static for the embedded replay).
     pub symbols: Vec<SymbolCoverage>,
     /// The MLflow side of the model set, when models come from the registry.
@@ -68,6 +70,8 @@ pub struct Parts {
     pub metrics: Metrics,
     pub max_in_flight: usize,
     pub body: BodyLimits,
+    /// Largest `POST /api/v1/bars` body (its read time limit is `body`'s).
+    pub bars_bytes: usize,
     pub arms: Arc<dyn ArmRecorder>,
 }
 
@@ -80,6 +84,10 @@ impl AppState {
             metrics: p.metrics,
             admission: Semaphore::new(p.max_in_flight),
             body: p.body,
+            bars_body: BodyLimits {
+                bytes: p.bars_bytes,
+                timeout: p.body.timeout,
+            },
             symbols,
             registry: p.registry,
             arms: p.arms,

@@ -163,3 +163,20 @@ async fn a_replaying_service_refuses_posted_bars() {
     let (_, symbols, _) = call(&h, "GET", "/api/v1/symbols", Body::empty()).await;
     assert_eq!(symbols["source"], "replay");
 }
+
+/// A batch of bars has its own body limit (`features.live.post_limit_bytes`, 1 MiB), not the
+/// decisions' 16 KiB: 1,000 bars in one request are taken; a body over the limit is 413.
+#[tokio::test]
+async fn a_batch_of_a_thousand_bars_is_taken_and_one_over_the_limit_refused() {
+    let h = live();
+    let bars = bundled("NVDA", 1_000);
+    let body = json!({ "bars": bars }).to_string();
+    assert!(body.len() > 16 * 1024, "{} bytes", body.len());
+    let (s, v) = post_bars(&h, &bars).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["appended"], 1_000);
+    let big = "x".repeat(1024 * 1024);
+    let body = json!({ "bars": [big] }).to_string();
+    let (s, v, _) = call(&h, "POST", "/api/v1/bars", Body::from(body)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+}

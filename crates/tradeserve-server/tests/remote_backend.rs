@@ -715,3 +715,80 @@ async fn torchserve_versions_are_registered_verified_routed_and_unregistered_by_
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// An experiment naming a version whose model server cannot serve it is refused at the API
+/// with what is wrong, at once, and the champion keeps deciding: the server not answering is
+/// 503 `backend_unavailable` (try again); a server copy that answers its golden vectors wrongly
+/// is 422 `model_refused`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KServe (scripts/test.sh installs it)"]
+async fn an_experiment_on_a_version_its_server_cannot_serve_is_refused_with_the_reason() {
+    // bull v2 on this server is really bear v1's model; bull v1 stays in process.
+    let served = tempfile::tempdir().unwrap();
+    let v2 = served.path().join("bull_specialist/2");
+    std::fs::create_dir_all(&v2).unwrap();
+    std::fs::copy(
+        models().join("bear_specialist/1/model.onnx"),
+        v2.join("model.onnx"),
+    )
+    .unwrap();
+    let kserve = KserveServer::start(served.path());
+    let client = reqwest::Client::new();
+    let exp = json!({"experiment_id": "e", "role": "bull_specialist", "control_model_version": "1",
+        "treatment_model_version": "2", "traffic_split": 0.5});
+    for (url, status, code) in [
+        (
+            format!("http://127.0.0.1:{}", tradeserve_testkit::free_port()),
+            503,
+            "backend_unavailable",
+        ),
+        (kserve.url(), 422, "model_refused"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut envs = envs(dir.path(), None);
+        envs.extend([
+            (
+                "TRADESERVE_MODELS__BACKENDS__BULL_SPECIALIST",
+                "kserve_v2".to_owned(),
+            ),
+            (
+                "TRADESERVE_MODELS__BACKENDS__VERSIONS__BULL_SPECIALIST__1",
+                "in_process".to_owned(),
+            ),
+            ("TRADESERVE_MODELS__KSERVE_V2__URL", url),
+            (
+                "TRADESERVE_MODELS__KSERVE_V2__MODEL",
+                "{role}-{version}".to_owned(),
+            ),
+            (
+                "TRADESERVE_MODELS__KSERVE_V2__VERSIONED",
+                "false".to_owned(),
+            ),
+        ]);
+        let service = ServiceProcess::start(BIN, &envs);
+        let started = Instant::now();
+        let res = client
+            .post(format!("{}/api/v1/experiments", service.url()))
+            .header("x-actor", "alice")
+            .json(&exp)
+            .send()
+            .await
+            .unwrap();
+        let answered = started.elapsed();
+        let s = res.status().as_u16();
+        let bytes = res.bytes().await.unwrap();
+        tradeserve_testkit::openapi::assert_documented("POST", "/api/v1/experiments", s, &bytes);
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!((s, &v["error"]["code"]), (status, &json!(code)), "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("bull_specialist v2"),
+            "{v}"
+        );
+        assert!(answered < Duration::from_secs(5), "{answered:?}");
+        let (s, d) = post(&client, &service.url(), &requests()[0]).await;
+        assert_eq!(s, 200, "the champion keeps deciding: {d}");
+    }
+}

@@ -25,6 +25,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
 const RATE: f64 = 500.0;
 /// The request deadline of these services.
 const DEADLINE: Duration = Duration::from_millis(1000);
+/// What the load generator's own queueing may add to a response's time on the two cores it
+/// shares with a debug-build service and a model server.
+const CLIENT_ALLOWANCE_MS: f64 = 500.0;
 
 mod load_common;
 use load_common::{Api, assert_no_failures, quick_gates, serial};
@@ -167,12 +170,19 @@ fn assert_outage_answered(report: &Report) -> u64 {
         .sum();
     assert_eq!(other, 0, "statuses {:?}", report.statuses);
     assert_eq!(report.responses, report.requests, "{report:?}");
-    // Client-side latency counts from the scheduled send, so it includes the client's own
-    // queueing on two shared cores; the server's own figure is the deadline's business.
-    let slowest = report.server_latency_ms.max;
+    // The server's own figure (`metadata.latency_ms`) exists only on decisions, not on the
+    // 503s; the client's covers every response. It counts from the scheduled send, so it
+    // includes the client's own queueing on the two shared cores: bounded by the deadline plus
+    // that allowance.
+    let decided = report.server_latency_ms.max;
     assert!(
-        slowest <= DEADLINE.as_secs_f64() * 1e3 + 50.0,
-        "a response after the deadline: {slowest} ms"
+        decided <= DEADLINE.as_secs_f64() * 1e3 + 50.0,
+        "a decision after the deadline: {decided} ms"
+    );
+    let slowest = report.latency_ms.max;
+    assert!(
+        slowest <= DEADLINE.as_secs_f64() * 1e3 + CLIENT_ALLOWANCE_MS,
+        "a response {slowest} ms after its scheduled send (deadline {DEADLINE:?})"
     );
     unavailable
 }
@@ -244,9 +254,11 @@ fn under_load(kind: &str) {
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!(
-        "{kind}: kill -9 under {RATE}/s: statuses {:?}, server max {:.1} ms (deadline {} ms); \
-         decisions again {:.1} s after the kill",
+        "{kind}: kill -9 under {RATE}/s: statuses {:?}, client p99 {:.1} max {:.1} ms, server max \
+         {:.1} ms (deadline {} ms); decisions again {:.1} s after the kill",
         report.statuses,
+        report.latency_ms.p99,
+        report.latency_ms.max,
         report.server_latency_ms.max,
         DEADLINE.as_millis(),
         killed.elapsed().as_secs_f64()

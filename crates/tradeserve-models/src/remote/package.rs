@@ -68,21 +68,29 @@ pub fn package(spec: &PackageSpec<'_>) -> Result<PathBuf, PackageError> {
     if golden.is_file() {
         command.arg("--extra-files").arg(&golden);
     }
-    let failed = |why: String| PackageError::Archiver {
+    let out = run_tool(&mut command);
+    let _ = std::fs::remove_dir_all(&work);
+    out.map_err(|why| PackageError::Archiver {
         path: spec.archiver.to_path_buf(),
         why,
-    };
-    let out = command.output().map_err(|e| failed(e.to_string()));
-    let _ = std::fs::remove_dir_all(&work);
-    let out = out?;
-    if !out.status.success() {
-        return Err(failed(format!(
-            "{}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
+    })?;
     Ok(spec.export_path.join(format!("{}.mar", spec.name)))
+}
+
+/// Run a packaging tool to its end: its output, or why it failed (it could not start, or its
+/// exit status with the last line it wrote to stderr).
+pub(crate) fn run_tool(command: &mut Command) -> Result<std::process::Output, String> {
+    let out = command.output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        return Ok(out);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+    Err(format!(
+        "{}: {}",
+        out.status,
+        last.unwrap_or_default().trim()
+    ))
 }
 
 /// A fresh private folder for the handler copy.

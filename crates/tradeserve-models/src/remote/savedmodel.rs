@@ -12,6 +12,7 @@ use serde::Deserialize;
 use tradeserve_core::types::Role;
 
 use crate::model_dir::{ModelLoadError, load_model_dir};
+use crate::remote::package::run_tool;
 
 /// The exporter, as shipped in `serving/tfserving/export.py`.
 pub const EXPORTER: &str = include_str!("../../../../serving/tfserving/export.py");
@@ -61,28 +62,20 @@ pub fn export(spec: &ExportSpec<'_>) -> Result<Exported, ExportError> {
     let script =
         std::env::temp_dir().join(format!("tradeserve-export-{}.py", uuid::Uuid::now_v7()));
     std::fs::write(&script, EXPORTER)?;
-    let out = Command::new(spec.python)
-        .arg(&script)
-        .arg(spec.model_dir)
-        .arg(spec.base)
-        .arg(spec.name)
-        .arg(spec.version)
-        .output();
+    let out = run_tool(
+        Command::new(spec.python)
+            .arg(&script)
+            .arg(spec.model_dir)
+            .arg(spec.base)
+            .arg(spec.name)
+            .arg(spec.version),
+    );
     let _ = std::fs::remove_file(&script);
     let failed = |why: String| ExportError::Exporter {
         python: spec.python.to_path_buf(),
         why,
     };
-    let out = out.map_err(|e| failed(e.to_string()))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
-        return Err(failed(format!(
-            "{}: {}",
-            out.status,
-            last.unwrap_or_default().trim()
-        )));
-    }
+    let out = out.map_err(failed)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().rev().find(|l| l.starts_with('{'));
     serde_json::from_str(line.unwrap_or_default())

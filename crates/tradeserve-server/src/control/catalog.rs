@@ -33,6 +33,13 @@ pub enum CatalogError {
     },
     #[error("model registry unavailable: {0}")]
     Unavailable(String),
+    /// The version's remote backend did not answer (down, refusing, too slow): try again.
+    #[error("model server unavailable: {0}")]
+    BackendUnavailable(String),
+    /// The version's remote backend cannot serve it correctly (it is not there and cannot be
+    /// registered, or it answers its golden vectors wrongly).
+    #[error("model refused: {0}")]
+    BackendRefused(String),
 }
 
 /// Loaded models by role and version.
@@ -113,16 +120,11 @@ impl ModelCatalog {
         };
         let mut provided = Vec::with_capacity(models.len());
         for m in models {
-            let (role, version) = (m.info.role, m.info.version.clone());
             provided.push(remote.provide(m).await.map_err(|e| {
                 if e.is_transient() {
-                    CatalogError::Unavailable(e.to_string())
+                    CatalogError::BackendUnavailable(e.to_string())
                 } else {
-                    CatalogError::Unknown {
-                        role,
-                        version,
-                        why: e.to_string(),
-                    }
+                    CatalogError::BackendRefused(e.to_string())
                 }
             })?);
         }
