@@ -210,6 +210,9 @@ pub struct DecisionEvent {
     pub explanation: Option<EventExplanation>,
     pub latency_ms: f64,
     pub client_id: Option<String>,
+    /// The API key id that asked (absent without authentication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 impl DecisionEvent {

@@ -12,8 +12,16 @@ use crate::types::Role;
 pub enum FeatureError {
     #[error("unknown symbol {0}")]
     UnknownSymbol(String),
+    /// No features at that `timestamp` (before the retained history, or outside the replay).
     #[error("{0}")]
     NoData(String),
+    /// The live symbol has fewer bars than the longest feature window.
+    #[error("{symbol} is warming up: {bars} of the {needed} bars the longest feature window needs")]
+    WarmingUp {
+        symbol: String,
+        bars: usize,
+        needed: usize,
+    },
     #[error("feature source unavailable: {0}")]
     Unavailable(String),
     /// The symbol's newest bar is older than the configured maximum: no decision on it.

@@ -144,7 +144,16 @@ struct Call<'a> {
     decision_id: Uuid,
     arrival: Instant,
     now: OffsetDateTime,
-    client: Option<&'a str>,
+    who: Requester<'a>,
+}
+
+/// Who asked for a decision.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Requester<'a> {
+    /// The caller's own id (`X-Client-Id`), for client bucketing.
+    pub client: Option<&'a str>,
+    /// The authenticated API key's id (`None` without authentication): the event's `actor`.
+    pub actor: Option<&'a str>,
 }
 
 /// The decision service: ports plus configuration.
@@ -211,14 +220,14 @@ impl Pipeline {
     }
 
     /// Decide for one request body. `arrival` is when the request reached the server, `now`
-    /// the wall clock at that moment, `client` the caller's id (for client bucketing).
+    /// the wall clock at that moment, `who` the caller.
     pub async fn predict(
         &self,
         routing: &Routing,
         body: &[u8],
         arrival: Instant,
         now: OffsetDateTime,
-        client: Option<&str>,
+        who: Requester<'_>,
     ) -> Result<Prediction, Failed> {
         let mut timings = StageTimings::default();
         let request = parse_predict_request(body, now, &self.config.request)
@@ -236,7 +245,7 @@ impl Pipeline {
         let route = routing.route(&Unit {
             symbol: request.symbol.as_str(),
             at: request.timestamp.unwrap_or(now),
-            client,
+            client: who.client,
             decision_id,
         });
         let call = Call {
@@ -245,7 +254,7 @@ impl Pipeline {
             decision_id,
             arrival,
             now,
-            client,
+            who,
         };
         match self.decide(&call, snapshot, timings).await {
             Ok(Decided {
@@ -495,7 +504,7 @@ fn build_event(
     let Call {
         request,
         route,
-        client,
+        who,
         ..
     } = *call;
     DecisionEvent {
@@ -528,7 +537,8 @@ fn build_event(
         rollout: route.rollout.as_ref().map(|t| t.to_ref()),
         explanation: decision.explanation.as_ref().map(|e| e.for_event()),
         latency_ms: decision.metadata.latency_ms,
-        client_id: client.map(str::to_owned),
+        client_id: who.client.map(str::to_owned),
+        actor: who.actor.map(str::to_owned),
     }
 }
 

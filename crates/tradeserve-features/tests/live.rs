@@ -107,11 +107,16 @@ async fn stale_features_are_refused_with_their_age_and_fresh_ones_served() {
     for bar in &bars[..59] {
         live.ingest(bar).unwrap();
     }
-    // Fewer bars than the longest window: no features yet.
-    assert!(matches!(
-        live.features("AAPL", None).await,
-        Err(FeatureError::NoData(m)) if m.contains("warming up")
-    ));
+    // Fewer bars than the longest window: no features yet, at any time.
+    for at in [None, Some(bars[58].end)] {
+        match live.features("AAPL", at).await {
+            Err(e @ FeatureError::WarmingUp { .. }) => assert_eq!(
+                e.to_string(),
+                "AAPL is warming up: 59 of the 61 bars the longest feature window needs"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
     for bar in &bars[59..] {
         live.ingest(bar).unwrap();
     }

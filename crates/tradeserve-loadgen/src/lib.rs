@@ -39,6 +39,8 @@ pub struct LoadConfig {
     /// Request path; `/api/v1/predict` for decisions. Any other path is fetched with GET
     /// (e.g. `/health/live` measures the bare HTTP round trip).
     pub path: String,
+    /// Headers added to every request (e.g. `Authorization`).
+    pub headers: Vec<(String, String)>,
 }
 
 /// Why a load test could not run.
@@ -71,6 +73,17 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
     }
     let target = worker::Target::parse(&config.url)?;
     let bodies = worker::bodies(&config.symbols, config.extra.as_ref())?;
+    let headers = config
+        .headers
+        .iter()
+        .map(|(n, v)| {
+            let name = hyper::header::HeaderName::from_bytes(n.as_bytes())
+                .map_err(|e| LoadError::Invalid(format!("header name {n:?}: {e}")))?;
+            let value = hyper::header::HeaderValue::from_str(v)
+                .map_err(|e| LoadError::Invalid(format!("header {n}: {e}")))?;
+            Ok((name, value))
+        })
+        .collect::<Result<Vec<_>, LoadError>>()?;
     // Fail fast when nothing listens, rather than reporting 100% errors.
     tokio::net::TcpStream::connect(&target.addr)
         .await
@@ -90,6 +103,7 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         timeout: config.timeout,
         warmup: config.warmup,
         path: config.path.clone(),
+        headers,
     });
     let mut tasks = Vec::with_capacity(config.connections);
     for _ in 0..config.connections {

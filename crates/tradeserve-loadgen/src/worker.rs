@@ -44,6 +44,7 @@ pub struct Shared {
     pub timeout: Duration,
     pub warmup: u64,
     pub path: String,
+    pub headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
 }
 
 /// One request body per symbol.
@@ -97,11 +98,15 @@ async fn send(
 ) -> Result<(u16, Option<f64>), String> {
     sender.ready().await.map_err(|e| e.to_string())?;
     let predict = shared.path == PREDICT;
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(if predict { Method::POST } else { Method::GET })
         .uri(shared.path.as_str())
         .header(hyper::header::HOST, shared.target.host.as_str())
-        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    for (name, value) in &shared.headers {
+        request = request.header(name, value);
+    }
+    let request = request
         .body(Full::new(if predict { body } else { Bytes::new() }))
         .map_err(|e| e.to_string())?;
     let response = sender

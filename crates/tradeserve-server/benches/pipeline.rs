@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use time::OffsetDateTime;
+use tradeserve_core::pipeline::Requester;
 use tradeserve_features::ReplayClock;
 use tradeserve_server::config::Config;
 use tradeserve_server::serve::build_with_clock;
@@ -41,7 +42,7 @@ fn bench(c: &mut Criterion) {
                         black_box(body),
                         Instant::now(),
                         OffsetDateTime::now_utc(),
-                        None,
+                        Requester::default(),
                     )
                     .await
                     .unwrap()
@@ -54,7 +55,7 @@ fn bench(c: &mut Criterion) {
             br#"{"symbol":"AAPL"}"#,
             Instant::now(),
             OffsetDateTime::now_utc(),
-            None,
+            Requester::default(),
         ))
         .unwrap();
     // What acknowledging after the write costs per decision: serialize the event and append

@@ -61,12 +61,7 @@ impl BackendError {
     /// The server did not answer: worth retrying later, unlike a version that is wrong.
     pub fn is_transient(&self) -> bool {
         match self {
-            BackendError::TorchServe { source, .. } => matches!(
-                source,
-                EnsureError::Management(
-                    tradeserve_models::remote::torchserve_mgmt::ManagementError::Unreachable { .. }
-                )
-            ),
+            BackendError::TorchServe { source, .. } => source.is_transient(),
             BackendError::Verification { source, .. } => source.is_transient(),
             BackendError::Client { .. } | BackendError::Mismatch { .. } => false,
         }

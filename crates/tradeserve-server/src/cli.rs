@@ -58,6 +58,36 @@ pub enum Command {
     /// TF Serving: export a model version as a SavedModel under a model base path.
     #[command(subcommand)]
     Tfserving(TfservingCommand),
+    /// API keys.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Make a new API key: prints the key (shown once, stored nowhere) and the `[[auth.keys]]`
+    /// entry — its salted hash, roles and quota — for the configuration or the keys file.
+    NewKey(NewKeyArgs),
+}
+
+/// Arguments of `tradeserve auth new-key`.
+#[derive(Debug, Args)]
+pub struct NewKeyArgs {
+    /// The key's id: the actor of what it does (A-Z, a-z, 0-9, `_`, `-`).
+    #[arg(long)]
+    pub id: String,
+    /// viewer, trader or operator (repeat, or comma-separated).
+    #[arg(long = "role", value_delimiter = ',', required = true)]
+    pub roles: Vec<crate::auth::ApiRole>,
+    /// Requests a minute this key may make (none: no per-key limit).
+    #[arg(long)]
+    pub rate_per_minute: Option<u32>,
+    /// Requests at once above the rate (default ten seconds' worth).
+    #[arg(long, requires = "rate_per_minute")]
+    pub burst: Option<u32>,
+    /// Print `{"id", "key", "hash", "roles", …}` as JSON instead.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,6 +298,10 @@ pub struct LoadtestArgs {
     /// (`/health/live` measures the bare HTTP round trip).
     #[arg(long, default_value = "/api/v1/predict")]
     pub path: String,
+    /// A header sent with every request, `"Name: value"` (repeatable), e.g.
+    /// `--header "Authorization: Bearer $KEY"`.
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
     /// Write the JSON report here as well as to stdout.
     #[arg(long)]
     pub json_out: Option<PathBuf>,
@@ -345,7 +379,32 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Replay(args) => replay_events(&args),
         Command::Loadtest(args) => loadtest(&args),
+        Command::Auth(AuthCommand::NewKey(a)) => new_key(&a),
     }
+}
+
+fn new_key(a: &NewKeyArgs) -> anyhow::Result<()> {
+    let (key, hash) = crate::auth::key::generate(&a.id)?;
+    let entry = crate::auth::KeyConfig {
+        id: a.id.clone(),
+        hash: hash.to_string(),
+        roles: a.roles.clone(),
+        rate_per_minute: a.rate_per_minute,
+        burst: a.burst,
+    };
+    if a.json {
+        let mut v = serde_json::to_value(&entry)?;
+        v["key"] = serde_json::Value::String(key);
+        return print_json(&v);
+    }
+    let toml = crate::auth::config::keys_toml(std::slice::from_ref(&entry), "auth.keys")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "# The API key of {}: give it to its holder; it is stored nowhere and cannot be shown again.\n{key}\n\n# Its entry for the configuration ([auth]), or for auth.keys_file as [[keys]]:\n{toml}",
+        a.id
+    )?;
+    Ok(())
 }
 
 /// A model to package: its folder, role, version, name on the server and provenance.
@@ -586,6 +645,15 @@ fn loadtest(args: &LoadtestArgs) -> anyhow::Result<()> {
         extra,
         timeout: args.timeout,
         path: args.path.clone(),
+        headers: args
+            .headers
+            .iter()
+            .map(|h| {
+                h.split_once(':')
+                    .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+                    .ok_or_else(|| anyhow::anyhow!("--header {h:?}: expected \"Name: value\""))
+            })
+            .collect::<anyhow::Result<_>>()?,
     };
     let rt = runtime(args.threads)?;
     let report: Report = rt.block_on(tradeserve_loadgen::run(load))?;

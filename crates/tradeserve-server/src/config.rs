@@ -33,6 +33,9 @@ pub struct Config {
     pub control: ControlConfig,
     /// Explanations (`explain: true`): permutations sampled and their seed.
     pub explain: tradeserve_core::explain::ExplainConfig,
+    /// API keys, roles and quotas; none: authentication off (loopback only, unless
+    /// `auth.allow_insecure`).
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// Experiments, rollouts and the kill switch: where their state lives and how often it is
@@ -718,6 +721,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         self.server.validate().map_err(ConfigError::Invalid)?;
+        self.auth.validate().map_err(ConfigError::Invalid)?;
+        if let Ok(addr) = self.server.listen.parse::<SocketAddr>() {
+            crate::auth::check_exposure(&self.auth, addr).map_err(ConfigError::Invalid)?;
+        }
         if !(self.features.replay_speed.is_finite() && self.features.replay_speed >= 0.0) {
             return invalid("features.replay_speed must be a finite number >= 0".into());
         }

@@ -143,6 +143,14 @@ impl From<PredictError> for ApiError {
                     field: Some("timestamp".into()),
                 },
             },
+            PredictError::Features(FeatureError::WarmingUp { .. }) => ApiError {
+                status: StatusCode::NOT_FOUND,
+                body: ErrorBody {
+                    code: "no_features",
+                    message,
+                    field: Some("symbol".into()),
+                },
+            },
             PredictError::Features(FeatureError::Unavailable(_)) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "features_unavailable",

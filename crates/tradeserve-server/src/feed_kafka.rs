@@ -5,7 +5,9 @@
 //! to the end offsets it saw at start before the service says it is ready; then it follows the
 //! topic. Each record is one bar (`schemas/bar.schema.json`); a bad one is counted by reason
 //! and skipped — the consumer never stops on a record. A broker outage lets the symbols go
-//! stale (503 `stale_features`) until it is back.
+//! stale (503 `stale_features`) until it is back. The thread runs under `SCHED_IDLE`
+//! (inherited by the librdkafka threads it starts), so ingest never delays a decision
+//! (docs/BENCHMARKS.md).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -73,7 +75,10 @@ impl KafkaFeed {
         let (s, st) = (Arc::clone(&state), Arc::clone(&stop));
         let thread = std::thread::Builder::new()
             .name("market-feed".into())
-            .spawn(move || consume(&config, &live, &s, &st))?;
+            .spawn(move || {
+                crate::idle::enter("market-feed");
+                consume(&config, &live, &s, &st)
+            })?;
         Ok(KafkaFeed {
             state,
             stop,

@@ -30,6 +30,7 @@
 
 pub mod app;
 pub mod arms;
+pub mod auth;
 pub mod backends;
 pub mod cli;
 pub mod config;

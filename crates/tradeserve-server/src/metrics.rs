@@ -15,6 +15,7 @@ use tradeserve_core::types::{Action, Role};
 use tradeserve_events::SinkMetrics;
 use tradeserve_events::kafka::KafkaMetrics;
 
+pub use crate::auth::AuthMetrics;
 pub use crate::feed_metrics::FeedMetrics;
 
 /// Latency buckets in seconds: fine below a millisecond, coarse up to a second.
@@ -81,6 +82,8 @@ pub struct Metrics {
     pub backends: BackendMetrics,
     /// The live feed (`features.source = "live"`).
     pub feed: FeedMetrics,
+    /// Requests refused by authentication and quotas.
+    pub auth: AuthMetrics,
 }
 
 /// Series of the remote model backends, by role (every role's series exists from the start).
@@ -374,6 +377,7 @@ impl Metrics {
         let control = ControlMetrics::new(&registry)?;
         let backends = BackendMetrics::new(&registry)?;
         let feed = FeedMetrics::new(&registry)?;
+        let auth = AuthMetrics::new(&registry)?;
         let decisions_unrecorded = counter(
             &registry,
             "tradeserve_decisions_unrecorded_total",
@@ -433,6 +437,7 @@ impl Metrics {
             control,
             backends,
             feed,
+            auth,
             registry,
         })
     }

@@ -25,6 +25,7 @@ use tradeserve_models::BundledModels;
 
 use crate::app::router;
 use crate::arms::ArmBook;
+use crate::auth::Auth;
 use crate::backends::{BackendError, RemoteBackends};
 use crate::config::{
     Config, FeatureSourceKind, ModelSourceKind, SinkKind, require_path, resolve_path,
@@ -61,6 +62,8 @@ pub enum StartError {
     Events(#[from] tradeserve_events::AuditLogError),
     #[error("events: {0}")]
     Kafka(#[from] tradeserve_events::kafka::KafkaSinkError),
+    #[error("auth: {0}")]
+    Auth(String),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: String,
@@ -320,7 +323,12 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         .with_explainer(Arc::new(
             crate::explainer::BlockingExplainer::new(config.explain).map_err(StartError::Shadow)?,
         ));
+    let auth = Auth::new(&config.auth, metrics.auth.clone()).map_err(StartError::Auth)?;
+    if let Some(a) = &auth {
+        tracing::info!(keys = ?a.ids(), protect_ops = config.auth.protect_ops, "API keys required");
+    }
     let state = Arc::new(AppState::new(Parts {
+        auth,
         pipeline,
         control,
         models,

@@ -13,6 +13,7 @@ use tradeserve_core::ports::SymbolCoverage;
 
 use tradeserve_features::live::LiveFeatures;
 
+use crate::auth::Auth;
 use crate::backends::RemoteBackends;
 use crate::control::ControlPlane;
 use crate::feed_kafka::FeedState;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub feed: Option<Arc<FeedState>>,
     /// What the TorchServe steward last learned (empty without TorchServe roles).
     pub steward: Arc<Steward>,
+    /// The API keys (`None`: authentication off).
+    pub auth: Option<Arc<Auth>>,
     draining: AtomicBool,
 }
 
@@ -73,6 +76,7 @@ pub struct Parts {
     /// Largest `POST /api/v1/bars` body (its read time limit is `body`'s).
     pub bars_bytes: usize,
     pub arms: Arc<dyn ArmRecorder>,
+    pub auth: Option<Arc<Auth>>,
 }
 
 impl AppState {
@@ -95,6 +99,7 @@ impl AppState {
             live: p.live,
             feed: p.feed,
             steward: Arc::default(),
+            auth: p.auth,
             draining: AtomicBool::new(false),
         };
         if let Some(m) = p.models {

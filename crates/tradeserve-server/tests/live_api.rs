@@ -129,10 +129,27 @@ async fn fresh_bars_serve_bad_ones_are_counted_and_the_feed_is_visible() {
     );
     let (s, d) = predict(&h, r#"{"symbol":"FRESH","risk_check":false}"#).await;
     assert_eq!(s, StatusCode::OK, "{d}");
+    // A symbol with fewer bars than the longest window says so, and names the symbol.
+    let (s, _) = post_bars(&h, &bundled("AAPL", 20)).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = predict(&h, r#"{"symbol":"AAPL","risk_check":false}"#).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(
+        v,
+        json!({"error": {"code": "no_features", "field": "symbol",
+            "message": "AAPL is warming up: 20 of the 61 bars the longest feature window needs"}})
+    );
 
     let (_, symbols, _) = call(&h, "GET", "/api/v1/symbols", Body::empty()).await;
     assert_eq!(symbols["source"], "live");
-    let fresh = &symbols["symbols"][0];
+    assert_eq!(
+        (
+            &symbols["symbols"][0]["symbol"],
+            &symbols["symbols"][0]["status"]
+        ),
+        (&json!("AAPL"), &json!("warming_up"))
+    );
+    let fresh = &symbols["symbols"][1];
     assert_eq!(
         (&fresh["symbol"], &fresh["status"]),
         (&json!("FRESH"), &json!("live"))
@@ -141,11 +158,11 @@ async fn fresh_bars_serve_bad_ones_are_counted_and_the_feed_is_visible() {
     let (_, ready, _) = call(&h, "GET", "/health/ready", Body::empty()).await;
     assert_eq!(
         ready["feed"],
-        json!({"symbols": 1, "live": 1, "warming_up": 0, "stale": 0})
+        json!({"symbols": 2, "live": 1, "warming_up": 1, "stale": 0})
     );
     let (_, _, text) = call(&h, "GET", "/metrics", Body::empty()).await;
     for series in [
-        format!("tradeserve_bars_total{{result=\"applied\"}} {good}"),
+        format!("tradeserve_bars_total{{result=\"applied\"}} {}", good + 20),
         "tradeserve_bars_total{result=\"duplicate\"} 1".to_owned(),
         "tradeserve_bars_total{result=\"malformed\"} 1".to_owned(),
         "tradeserve_feed_symbols{status=\"live\"} 1".to_owned(),

@@ -73,6 +73,7 @@ fn sigterm_drains_in_flight_requests_and_flushes_every_decision() {
             extra: None,
             timeout: Duration::from_secs(5),
             path: "/api/v1/predict".into(),
+            headers: Vec::new(),
         }))
         .unwrap();
     stopper.join().unwrap();
@@ -267,4 +268,88 @@ fn a_bad_config_fails_at_start_with_the_key_named() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("configuration OK"));
     assert!(stdout.contains("tradeserve.bull_specialist v2"), "{stdout}");
+}
+
+/// A key made by `tradeserve auth new-key` opens the service it is configured on, over real
+/// HTTP; a non-loopback address without keys is refused at start.
+#[test]
+fn a_new_key_from_the_cli_opens_the_service_and_an_open_public_address_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tradeserve_testkit::run_ok(Command::new(BIN).args([
+        "auth",
+        "new-key",
+        "--id",
+        "desk-9",
+        "--role",
+        "trader,viewer",
+        "--rate-per-minute",
+        "600",
+        "--json",
+    ]));
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = made["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("desk-9.") && key.len() == 7 + 64, "{key}");
+    assert_eq!(made["roles"], serde_json::json!(["trader", "viewer"]));
+    // The text form prints a [[auth.keys]] entry to paste; as [[keys]] it is a keys file.
+    let text = tradeserve_testkit::run_ok(
+        Command::new(BIN).args(["auth", "new-key", "--id", "desk-9", "--role", "trader"]),
+    );
+    let text = String::from_utf8(text.stdout).unwrap();
+    let entry = &text[text.find("[[auth.keys]]").unwrap()..];
+    assert!(entry.contains("id = \"desk-9\"") && entry.contains("roles = [\"trader\"]"));
+    let keys_file = dir.path().join("keys.toml");
+    std::fs::write(
+        &keys_file,
+        format!(
+            "[[keys]]\nid = \"desk-9\"\nhash = {:?}\nroles = [\"trader\", \"viewer\"]\nrate_per_minute = 600\n",
+            made["hash"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let server = ServiceProcess::start(
+        BIN,
+        &[
+            (
+                "TRADESERVE_AUTH__KEYS_FILE",
+                keys_file.display().to_string(),
+            ),
+            (
+                "TRADESERVE_EVENTS__AUDIT_LOG",
+                dir.path().join("audit.jsonl").display().to_string(),
+            ),
+            (
+                "TRADESERVE_CONTROL__FILE",
+                dir.path().join("control.json").display().to_string(),
+            ),
+        ],
+    );
+    let body = r#"{"symbol":"AAPL","risk_check":false}"#;
+    let request = |auth: &str| {
+        format!(
+            "POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    assert_eq!(probe(&server.addr, request("").as_bytes()), Some(401));
+    assert_eq!(
+        probe(
+            &server.addr,
+            request(&format!("Authorization: Bearer {key}\r\n")).as_bytes()
+        ),
+        Some(200)
+    );
+    drop(server);
+
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no API key is configured")
+            && stderr.contains("TRADESERVE_AUTH__ALLOW_INSECURE"),
+        "{stderr}"
+    );
 }

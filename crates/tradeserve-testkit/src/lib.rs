@@ -544,6 +544,7 @@ pub fn sample_event(decision_id: uuid::Uuid, symbol: &str) -> tradeserve_core::D
         explanation: None,
         latency_ms: 0.1,
         client_id: None,
+        actor: None,
     }
 }
 

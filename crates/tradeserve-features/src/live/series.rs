@@ -77,6 +77,11 @@ impl Series {
         self.raw.back().map(|b| b.ts)
     }
 
+    /// Bars held for the feature window (at most [`WARMUP`] + 1 + `slack`).
+    pub fn bars(&self) -> usize {
+        self.raw.len()
+    }
+
     /// The retained features, oldest first.
     pub fn history(&self) -> &VecDeque<Point> {
         &self.history

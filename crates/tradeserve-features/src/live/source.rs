@@ -15,6 +15,7 @@ use tradeserve_core::ports::{
     BoxFuture, FeatureError, FeatureSnapshot, FeatureSource, SymbolCoverage,
 };
 
+use crate::compute::WARMUP;
 use crate::live::bar::{Bar, Rejection};
 use crate::live::series::{Applied, Point, RawBar, Series};
 use crate::replay::fmt_ts;
@@ -218,28 +219,32 @@ impl LiveFeatures {
             .ok_or_else(|| FeatureError::UnknownSymbol(symbol.to_owned()))?;
         let point = {
             let s = series.lock();
+            let h = s.history();
+            if h.is_empty() {
+                return Err(FeatureError::WarmingUp {
+                    symbol: symbol.to_owned(),
+                    bars: s.bars(),
+                    needed: WARMUP + 1,
+                });
+            }
             match as_of {
-                None => s.history().back().copied(),
+                None => h.back().copied(),
                 Some(t) => {
                     let t = t.unix_timestamp();
-                    let h = s.history();
                     let i = h.partition_point(|p| p.ts <= t);
                     if i == 0 {
                         let from = h.front().map(|p| p.ts);
                         return Err(FeatureError::NoData(format!(
                             "no features for {symbol} as of that timestamp: retained history starts at {}",
-                            from.map(fmt_ts).unwrap_or_else(|| "no bar yet".into())
+                            from.map(fmt_ts).unwrap_or_default()
                         )));
                     }
                     h.get(i - 1).copied()
                 }
             }
         };
-        let point = point.ok_or_else(|| {
-            FeatureError::NoData(format!(
-                "{symbol} is warming up: fewer bars than the longest feature window"
-            ))
-        })?;
+        let point =
+            point.ok_or_else(|| FeatureError::Unavailable(format!("{symbol} has no features")))?;
         if as_of.is_none() {
             self.check_fresh(symbol, &point)?;
         }

@@ -17,7 +17,7 @@ use tradeserve_core::model_set::{BackendInfo, RemoteModel, RemoteRows};
 use tradeserve_core::types::Role;
 
 use crate::remote::http::{HttpBackend, bad_rows, rows_of_three, split_rows};
-use crate::remote::package::{PackageSpec, package};
+use crate::remote::package::{PackageError, PackageSpec, package};
 use crate::remote::torchserve_mgmt::{Management, ManagementError, Registration};
 
 /// `[models.torchserve]`.
@@ -134,7 +134,21 @@ pub enum EnsureError {
         name: String,
         version: String,
         why: String,
+        /// Not the model's fault (a full disk, the archiver failing): retried at the next
+        /// poll. A model that does not verify is not.
+        transient: bool,
     },
+}
+
+impl EnsureError {
+    /// Worth retrying later: the server or the machine failed, not the version.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            EnsureError::Management(ManagementError::Unreachable { .. }) => true,
+            EnsureError::Package { transient, .. } => *transient,
+            _ => false,
+        }
+    }
 }
 
 impl TorchServe {
@@ -213,10 +227,11 @@ impl TorchServe {
         folder: &Path,
     ) -> Result<String, EnsureError> {
         let archive = format!("{name}-v{version}.mar");
-        let fail = |why: String| EnsureError::Package {
+        let fail = |(why, transient): (String, bool)| EnsureError::Package {
             name: name.to_owned(),
             version: version.to_owned(),
             why,
+            transient,
         };
         let (store, folder) = (store.to_path_buf(), folder.to_path_buf());
         let (name_owned, version_owned) = (name.to_owned(), version.to_owned());
@@ -232,13 +247,13 @@ impl TorchServe {
                 export_path: &aside,
                 archiver: &archiver,
             })
-            .map_err(|e| e.to_string())
-            .and_then(|mar| std::fs::rename(mar, &target).map_err(|e| e.to_string()));
+            .map_err(|e| (e.to_string(), !matches!(e, PackageError::Model(_))))
+            .and_then(|mar| std::fs::rename(mar, &target).map_err(|e| (e.to_string(), true)));
             let _ = std::fs::remove_dir_all(&aside);
             built
         })
         .await
-        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail((e.to_string(), true)))?
         .map_err(fail)?;
         Ok(archive)
     }
@@ -286,5 +301,94 @@ impl RemoteModel for TorchServeModel {
 
     fn backend(&self) -> &BackendInfo {
         &self.info
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn bundled(role: Role) -> PathBuf {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"))
+            .join(role.as_str())
+            .join("1")
+    }
+
+    fn client() -> TorchServe {
+        TorchServe::new(TorchServeConfig {
+            archiver: PathBuf::from("/nonexistent/torch-model-archiver"),
+            ..TorchServeConfig::default()
+        })
+        .unwrap()
+    }
+
+    /// A store that cannot be written (a full disk, a missing mount) is the machine's fault:
+    /// retried at the next poll, not remembered as a broken version.
+    #[tokio::test]
+    async fn a_store_that_cannot_be_written_is_transient() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = tmp.path().join("store");
+        std::fs::write(&store, b"a file where the store should be").unwrap();
+        let role = Role::BullSpecialist;
+        let err = client()
+            .package_into(&store, role, "bull_specialist", "1", &bundled(role))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EnsureError::Package {
+                    transient: true,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.is_transient());
+    }
+
+    /// The archiver failing is retried too (it fails on a full disk as well).
+    #[tokio::test]
+    async fn an_archiver_that_fails_is_transient() {
+        let store = tempfile::tempdir().unwrap();
+        let role = Role::BearSpecialist;
+        let err = client()
+            .package_into(store.path(), role, "bear_specialist", "1", &bundled(role))
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "{err}");
+        assert!(err.to_string().contains("torch-model-archiver"), "{err}");
+        assert_eq!(std::fs::read_dir(store.path()).unwrap().count(), 0);
+    }
+
+    /// A version that does not verify is refused for good.
+    #[tokio::test]
+    async fn a_model_that_does_not_verify_is_not_transient() {
+        let tmp = tempfile::tempdir().unwrap();
+        let broken = tmp.path().join("bull_specialist/1");
+        tradeserve_testkit::corrupt_model_copy(&bundled(Role::BullSpecialist), &broken);
+        let err = client()
+            .package_into(
+                tmp.path(),
+                Role::BullSpecialist,
+                "bull_specialist",
+                "1",
+                &broken,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EnsureError::Package {
+                    transient: false,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(!err.is_transient());
     }
 }

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{Extensions, HeaderMap, StatusCode};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tradeserve_core::request::parse_json_object;
 
+use crate::auth::Caller;
 use crate::control::Actor;
 use crate::error::ApiError;
 use crate::state::{AppState, BodyLimits};
@@ -61,7 +62,7 @@ struct Why {
     reason: Option<String>,
 }
 
-/// Who asked (the `X-Actor` header, `api` when absent) and, from an optional JSON body
+/// Who asked (see [`who`]) and, from an optional JSON body
 /// `{"reason": …}`, why: the actor of a control change.
 pub struct Requested {
     pub who: String,
@@ -82,7 +83,7 @@ impl FromRequest<Arc<AppState>> for Requested {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        let who = who(request.headers());
+        let who = who(request.headers(), request.extensions());
         let bytes = read_body(request.into_body(), state.body).await?;
         let why: Why = if bytes.iter().all(u8::is_ascii_whitespace) {
             Why::default()
@@ -96,19 +97,24 @@ impl FromRequest<Arc<AppState>> for Requested {
     }
 }
 
-/// The `X-Actor` of a request (see [`who`]).
+/// Who made a request (see [`who`]).
 pub struct Who(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Who {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Who, Self::Rejection> {
-        Ok(Who(who(&parts.headers)))
+        Ok(Who(who(&parts.headers, &parts.extensions)))
     }
 }
 
-/// The `X-Actor` header, cleaned for logs (printable ASCII, at most 64 characters).
-pub fn who(headers: &HeaderMap) -> String {
+/// Who made a request: the id of its API key when authentication is on (an `X-Actor` header
+/// is then ignored: a key cannot act as someone else); without keys the `X-Actor` header,
+/// cleaned for logs (printable ASCII, at most 64 characters), `api` when absent.
+pub fn who(headers: &HeaderMap, extensions: &Extensions) -> String {
+    if let Some(caller) = extensions.get::<Caller>() {
+        return caller.id.to_string();
+    }
     let raw = headers
         .get("x-actor")
         .and_then(|v| v.to_str().ok())

@@ -10,9 +10,10 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde::Serialize;
 use tradeserve_core::error::ModelError;
-use tradeserve_core::pipeline::{Failed, PredictError, Prediction};
+use tradeserve_core::pipeline::{Failed, PredictError, Prediction, Requester};
 use tradeserve_core::{Decision, Outcome};
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody, json_response};
 use crate::routes::admit::Arrival;
 use crate::state::AppState;
@@ -29,6 +30,7 @@ struct Rejected<'a> {
 pub async fn predict(
     State(state): State<Arc<AppState>>,
     Extension(arrival): Extension<Arrival>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -42,7 +44,16 @@ pub async fn predict(
         .ok_or_else(|| ApiError::not_ready("models are not loaded"))?;
     let result = state
         .pipeline
-        .predict(&routing, &body, arrival.instant, arrival.wall, client)
+        .predict(
+            &routing,
+            &body,
+            arrival.instant,
+            arrival.wall,
+            Requester {
+                client,
+                actor: caller.as_ref().map(|c| &*c.0.id),
+            },
+        )
         .await;
     answer(&state, result)
 }

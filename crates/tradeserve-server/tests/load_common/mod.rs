@@ -37,6 +37,7 @@ pub fn load(url: &str, rate: f64, requests: u64) -> LoadConfig {
         extra: None,
         timeout: Duration::from_secs(5),
         path: "/api/v1/predict".into(),
+        headers: Vec::new(),
     }
 }
 
