@@ -36,6 +36,7 @@ use std::time::Duration;
 use tradeserve_core::event::Event;
 use tradeserve_core::ports::{EmitError, EventSink};
 
+use crate::chain::{Chain, ChainKey};
 use crate::metrics::SinkMetrics;
 
 /// Settings of the audit log.
@@ -50,6 +51,8 @@ pub struct AuditLogConfig {
     pub retain_files: usize,
     /// While failing, how often the syncer checks whether writing can resume.
     pub probe_interval: Duration,
+    /// Chain the lines (each carries the hash of the one before: [`crate::chain`]).
+    pub chain: Option<ChainKey>,
 }
 
 impl AuditLogConfig {
@@ -61,6 +64,7 @@ impl AuditLogConfig {
             rotate_bytes: 256 * 1024 * 1024,
             retain_files: 40,
             probe_interval: Duration::from_secs(1),
+            chain: None,
         }
     }
 }
@@ -102,6 +106,8 @@ struct Active {
     generation: u64,
     /// A failed write could not be cut back: refuse until a cut succeeds.
     torn: bool,
+    /// The hash chain's head, when lines are chained.
+    chain: Option<Chain>,
 }
 
 /// What the syncer works on; guarded by `Syncer::state`.
@@ -161,6 +167,10 @@ impl AuditLog {
                 "audit log ended in a torn line (a crash during a write); cut it at this offset"
             );
         }
+        let chain = match &config.chain {
+            Some(key) => Some(Chain::resume(key.clone(), &config.path).map_err(open_err)?),
+            None => None,
+        };
         let file = Arc::new(open_append(&config.path).map_err(open_err)?);
         let len = file.metadata().map_err(open_err)?.len();
         let syncer = Arc::new(Syncer {
@@ -193,6 +203,7 @@ impl AuditLog {
                 len,
                 generation: 0,
                 torn: false,
+                chain,
             }),
             syncer,
             health,
@@ -209,7 +220,12 @@ impl AuditLog {
     pub fn shutdown(&self, timeout: Duration) -> Result<u64, AuditLogError> {
         self.closed.store(true, Ordering::SeqCst);
         // Take the writer lock so no append is in progress past this point.
-        drop(lock(&self.active));
+        let active = lock(&self.active);
+        if let Some(chain) = &active.chain {
+            // Kept elsewhere (the service's log), it shows a log cut short at its end.
+            tracing::info!(path = %self.config.path.display(), head = %chain.head(), "audit log closed; its hash chain ends here");
+        }
+        drop(active);
         lock(&self.syncer.state).stop = true;
         self.syncer.wake.notify_one();
         if let Some(h) = lock(&self.thread).take() {
@@ -250,12 +266,21 @@ impl AuditLog {
                 .map_err(|e| self.failed(&e, "cannot cut a torn line"))?;
             active.torn = false;
         }
+        // Chained: the line gets the hash of the one before it, under this lock (file order).
+        let sealed = active
+            .chain
+            .as_ref()
+            .map(|c| c.seal(line.strip_suffix(b"\n").unwrap_or(line)));
+        let line = sealed.as_ref().map_or(line, |(l, _)| l.as_slice());
         if let Err((e, partial)) = write_all(&active.file, line) {
             if partial > 0 {
                 let len = active.len;
                 active.torn = active.file.set_len(len).is_err();
             }
             return Err(self.failed(&e, "write failed"));
+        }
+        if let (Some(chain), Some((_, head))) = (active.chain.as_mut(), sealed.as_ref()) {
+            chain.advance(*head);
         }
         let start = active.len;
         active.len += line.len() as u64;

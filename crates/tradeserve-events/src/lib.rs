@@ -3,6 +3,8 @@
 //! - [`audit_log`]: the embedded [`EventSink`](tradeserve_core::ports::EventSink): one JSON
 //!   line per decision in an append-only file, written by a dedicated thread behind a bounded
 //!   queue, so a request only ever enqueues.
+//! - [`chain`]: the audit log's hash chain (each line carries the previous line's hash) and
+//!   its verification.
 //! - [`fanout`]: one event to several sinks.
 //! - [`kafka`]: the Kafka [`EventSink`](tradeserve_core::ports::EventSink): a delivery thread
 //!   that produces to the topic, and spools to disk while the broker cannot take events.
@@ -12,6 +14,7 @@
 //!   answered, and delivered again after a crash if the broker had not confirmed it.
 
 pub mod audit_log;
+pub mod chain;
 pub mod fanout;
 pub mod kafka;
 pub mod metrics;

@@ -62,10 +62,24 @@ fn bench(c: &mut Criterion) {
     // it with write(2) (page cache), as the request path now does.
     let audit = service.audit_log.clone().unwrap();
     let event = tradeserve_testkit::sample_event(uuid::Uuid::now_v7(), "AAPL");
-    c.bench_function("audit log emit (serialize + write(2))", |b| {
+    c.bench_function("audit log emit (serialize + chain + write(2))", |b| {
         use tradeserve_core::ports::EventSink;
         b.iter(|| audit.emit(black_box(event.clone()).into()).unwrap())
     });
+    // The same without the hash chain (events.audit_chain = false), back to back.
+    let dir = tempfile::tempdir().unwrap();
+    let unchained = tradeserve_events::AuditLog::start(
+        tradeserve_events::AuditLogConfig::new(dir.path().join("unchained.jsonl")),
+        tradeserve_events::SinkMetrics::detached().unwrap(),
+    )
+    .unwrap();
+    c.bench_function("audit log emit, unchained (serialize + write(2))", |b| {
+        use tradeserve_core::ports::EventSink;
+        b.iter(|| unchained.emit(black_box(event.clone()).into()).unwrap())
+    });
+    unchained
+        .shutdown(std::time::Duration::from_secs(5))
+        .unwrap();
     c.bench_function("serialize decision", |b| {
         b.iter(|| serde_json::to_vec(black_box(prediction.outcome.decision())).unwrap())
     });

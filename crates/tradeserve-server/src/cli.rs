@@ -1,5 +1,6 @@
 //! The `tradeserve` command line: `serve`, `check-config`, `loadtest`, `replay`, `models
-//! publish`, `torchserve package`, `tfserving export`.
+//! publish`, `torchserve package`, `tfserving export`, `market publish`, `auth new-key`, `audit
+//! verify`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -61,6 +62,28 @@ pub enum Command {
     /// API keys.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log's hash chain, rotated files first: prints where the chain begins,
+    /// its head, and every edited, deleted, inserted or moved line (file and line number);
+    /// exits 1 when it finds any.
+    Verify(VerifyArgs),
+}
+
+/// Arguments of `tradeserve audit verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The configuration whose `events.audit_log` and `events.audit_chain_key_file` to use.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The audit log's active file (default: the configuration's).
+    #[arg(long)]
+    pub audit_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -380,6 +403,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(args) => replay_events(&args),
         Command::Loadtest(args) => loadtest(&args),
         Command::Auth(AuthCommand::NewKey(a)) => new_key(&a),
+        Command::Audit(AuditCommand::Verify(a)) => verify_audit(&a),
     }
 }
 
@@ -563,6 +587,34 @@ fn check_config(config: Option<PathBuf>) -> anyhow::Result<()> {
     let symbols = replay.symbol_count();
     writeln!(out, "  market data: {} ({symbols} symbols)", bars.display())?;
     writeln!(out, "  listen: {}", config.server.listen)?;
+    Ok(())
+}
+
+/// `tradeserve audit verify`: fails (exit 1) on any problem.
+fn verify_audit(args: &VerifyArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref(), None)?;
+    let path = args
+        .audit_log
+        .clone()
+        .unwrap_or_else(|| resolve_path(&config.events.audit_log));
+    let key = config
+        .events
+        .chain_key()
+        .map_err(anyhow::Error::msg)?
+        .unwrap_or(tradeserve_events::chain::ChainKey::Sha256);
+    if tradeserve_events::audit_log::files(&path).is_empty() {
+        anyhow::bail!("no audit log at {}", path.display());
+    }
+    let verified = tradeserve_events::chain::verify(&path, &key)?;
+    print_json(&verified)?;
+    if !verified.ok() {
+        anyhow::bail!(
+            "{} problem(s) in {} lines of {}",
+            verified.problems.len(),
+            verified.lines,
+            path.display()
+        );
+    }
     Ok(())
 }
 

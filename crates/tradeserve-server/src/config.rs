@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tradeserve_core::risk::RiskLimits;
 use tradeserve_core::sizing::SizingPolicy;
 use tradeserve_core::types::Role;
+use tradeserve_events::chain::ChainKey;
 use tradeserve_models::VersionSelection;
 use tradeserve_models::remote::BackendKind;
 
@@ -489,6 +490,11 @@ pub struct EventsConfig {
     pub audit_rotate_bytes: u64,
     /// Rotated audit log files kept; older ones are deleted (0 keeps all).
     pub audit_retain_files: usize,
+    /// Each audit log line carries the hash of the one before (`tradeserve audit verify`).
+    pub audit_chain: bool,
+    /// A file holding a secret (at least 16 bytes): the chain's links are then HMAC-SHA256
+    /// with it, so only its holders could rewrite the log consistently.
+    pub audit_chain_key_file: Option<PathBuf>,
     /// Events that may wait in memory for the Kafka producer.
     pub queue_capacity: usize,
     /// Longest time between an audit log write and its fsync (the machine-crash window).
@@ -505,10 +511,34 @@ impl Default for EventsConfig {
             audit_log: PathBuf::from("var/audit/decisions.jsonl"),
             audit_rotate_bytes: 256 * 1024 * 1024,
             audit_retain_files: 40,
+            audit_chain: true,
+            audit_chain_key_file: None,
             queue_capacity: 65_536,
             fsync_interval: Duration::from_secs(1),
             kafka: KafkaConfig::default(),
         }
+    }
+}
+
+impl EventsConfig {
+    /// How the audit log's lines are chained (`None`: not chained).
+    pub fn chain_key(&self) -> Result<Option<ChainKey>, String> {
+        if !self.audit_chain {
+            return Ok(None);
+        }
+        let Some(path) = &self.audit_chain_key_file else {
+            return Ok(Some(ChainKey::Sha256));
+        };
+        let key = std::fs::read(path)
+            .map_err(|e| format!("events.audit_chain_key_file {}: {e}", path.display()))?;
+        let key = key.trim_ascii().to_vec();
+        if key.len() < 16 {
+            return Err(format!(
+                "events.audit_chain_key_file {}: the key must be at least 16 bytes",
+                path.display()
+            ));
+        }
+        Ok(Some(ChainKey::Hmac(key)))
     }
 }
 
@@ -740,6 +770,9 @@ impl Config {
         }
         if self.events.fsync_interval.is_zero() {
             return invalid("events.fsync_interval must be > 0".into());
+        }
+        if self.events.audit_chain {
+            self.events.chain_key().map_err(ConfigError::Invalid)?;
         }
         if self.events.audit_rotate_bytes < 4096 {
             return invalid("events.audit_rotate_bytes must be at least 4096".into());

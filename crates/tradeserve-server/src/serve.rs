@@ -143,6 +143,9 @@ fn start_sinks(config: &Config, metrics: &Metrics) -> Result<Sinks, StartError> 
                 rotate_bytes: e.audit_rotate_bytes,
                 retain_files: e.audit_retain_files,
                 probe_interval: Duration::from_secs(1),
+                chain: e
+                    .chain_key()
+                    .map_err(|m| StartError::Config(crate::config::ConfigError::Invalid(m)))?,
             },
             metrics.events.clone(),
         )?)),

@@ -353,3 +353,58 @@ fn a_new_key_from_the_cli_opens_the_service_and_an_open_public_address_is_refuse
         "{stderr}"
     );
 }
+
+/// The audit log of a real run (killed with SIGKILL, restarted) verifies with `tradeserve audit
+/// verify`; an edited symbol makes it exit 1 naming the line after the edit.
+#[test]
+fn the_audit_log_of_a_killed_and_restarted_service_verifies_and_an_edit_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let body = r#"{"symbol":"AAPL","risk_check":false}"#;
+    let request = format!(
+        "POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    for _ in 0..2 {
+        let server = start(&dir);
+        for _ in 0..10 {
+            assert_eq!(probe(&server.addr, request.as_bytes()), Some(200));
+        }
+        drop(server); // SIGKILL: no clean shutdown
+    }
+    let verify = |path: &std::path::Path| {
+        Command::new(BIN)
+            .args(["audit", "verify", "--audit-log"])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&audit);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{report}");
+    assert_eq!(
+        (&report["lines"], &report["begins"], &report["problems"]),
+        (
+            &serde_json::json!(20),
+            &serde_json::json!("genesis"),
+            &serde_json::json!([])
+        )
+    );
+    // Line 7 now says MSFT where it said AAPL.
+    let mut lines: Vec<String> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(lines[6].contains("\"AAPL\""));
+    lines[6] = lines[6].replacen("\"AAPL\"", "\"MSFT\"", 1);
+    std::fs::write(&audit, lines.join("\n") + "\n").unwrap();
+    let out = verify(&audit);
+    assert!(!out.status.success());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["problems"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["problems"][0]["line"], 8, "{report}");
+    assert_eq!(report["problems"][0]["kind"], "broken_link");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("1 problem(s) in 20 lines"), "{stderr}");
+}

@@ -1,0 +1,323 @@
+//! The audit log's hash chain: every line carries `"prev_hash"`, the hash of the line before
+//! it (`sha256:<hex>`, or `hmac-sha256:<hex>` when a key is configured), the previous file's
+//! last line for the first line of a rotated file, and 64 zeros for the first line ever. An
+//! edit, a deletion, an insertion or a reordering breaks a link at the line after it, which
+//! [`verify`] reports with the file and line. Without a key the chain shows tampering by
+//! anyone who does not recompute it; with a key (kept away from the log's host), only a key
+//! holder could.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// The field every chained line ends with.
+pub const FIELD: &str = "prev_hash";
+
+/// How links are made: plain SHA-256, or HMAC-SHA256 with a secret key.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ChainKey {
+    Sha256,
+    Hmac(Vec<u8>),
+}
+
+impl fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.algorithm())
+    }
+}
+
+impl ChainKey {
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            ChainKey::Sha256 => "sha256",
+            ChainKey::Hmac(_) => "hmac-sha256",
+        }
+    }
+
+    /// The link to `line` (its bytes without the newline).
+    pub fn hash(&self, line: &[u8]) -> [u8; 32] {
+        match self {
+            ChainKey::Sha256 => Sha256::digest(line).into(),
+            ChainKey::Hmac(key) => match <Hmac<Sha256> as Mac>::new_from_slice(key) {
+                Ok(mut mac) => {
+                    mac.update(line);
+                    mac.finalize().into_bytes().into()
+                }
+                // HMAC takes keys of any length; this arm is never taken.
+                Err(_) => Sha256::digest(line).into(),
+            },
+        }
+    }
+}
+
+/// The chain's state while appending: the hash of the last line written.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    key: ChainKey,
+    head: [u8; 32],
+}
+
+impl Chain {
+    /// Continue after the last line of the log at `path` (its newest non-empty file), or from
+    /// the genesis link when it has none.
+    pub fn resume(key: ChainKey, path: &Path) -> std::io::Result<Chain> {
+        let mut head = [0u8; 32];
+        for file in crate::audit_log::files(path).iter().rev() {
+            if let Some(line) = last_line(file)? {
+                head = key.hash(&line);
+                break;
+            }
+        }
+        Ok(Chain { key, head })
+    }
+
+    /// `line` (a JSON object, no newline) with its `prev_hash` added, newline included, and
+    /// the head the chain moves to once it is written.
+    pub fn seal(&self, line: &[u8]) -> (Vec<u8>, [u8; 32]) {
+        let link = format!(
+            "\"{FIELD}\":\"{}:{}\"}}\n",
+            self.key.algorithm(),
+            hex::encode(self.head)
+        );
+        let mut out = Vec::with_capacity(line.len() + link.len() + 1);
+        let body = line.strip_suffix(b"}").unwrap_or(line);
+        out.extend_from_slice(body);
+        if body.iter().rev().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            out.push(b',');
+        }
+        out.extend_from_slice(link.as_bytes());
+        let head = self.key.hash(&out[..out.len() - 1]);
+        (out, head)
+    }
+
+    /// The hash of the last line, as a `prev_hash` names it.
+    pub fn head(&self) -> String {
+        format!("{}:{}", self.key.algorithm(), hex::encode(self.head))
+    }
+
+    /// The line was written: it is the new head.
+    pub fn advance(&mut self, head: [u8; 32]) {
+        self.head = head;
+    }
+}
+
+/// The last whole line of `path` (without its newline), if it has one.
+fn last_line(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    // Lines are a few KB; read back far enough to hold the last one whole.
+    let mut back = 64 * 1024u64;
+    loop {
+        let start = len.saturating_sub(back);
+        file.seek(SeekFrom::Start(start))?;
+        let mut tail = Vec::new();
+        file.read_to_end(&mut tail)?;
+        let Some(end) = tail.iter().rposition(|&b| b == b'\n') else {
+            return Ok(None);
+        };
+        let body = &tail[..end];
+        match body.iter().rposition(|&b| b == b'\n') {
+            Some(i) => return Ok(Some(body[i + 1..].to_vec())),
+            None if start == 0 => return Ok(Some(body.to_vec())),
+            None => back *= 4,
+        }
+    }
+}
+
+/// One thing [`verify`] found wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub file: PathBuf,
+    /// 1-based line number in `file`.
+    pub line: u64,
+    pub kind: ProblemKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// `prev_hash` names no line in the log: the line before was edited or deleted, or this
+    /// one was inserted, moved or edited.
+    BrokenLink,
+    /// `prev_hash` names an earlier line, not the one before: lines were inserted or moved
+    /// in between.
+    Skipped,
+    /// A line without `prev_hash` after the chain began.
+    Unchained,
+    /// Not a JSON object.
+    NotJson,
+    /// The last line has no newline: a crash during a write (cut at the next start).
+    TornTail,
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verified {
+    pub files: Vec<PathBuf>,
+    pub lines: u64,
+    /// Lines before the chain began (written before it existed).
+    pub unchained_before: u64,
+    /// Where the chain begins: `genesis`, or the line (file:line) whose predecessor is not in
+    /// the log any more (rotated out by retention, or removed).
+    pub begins: String,
+    /// The hash of the last line: compare with a copy kept elsewhere to see a cut-off end.
+    pub head: String,
+    pub problems: Vec<Problem>,
+}
+
+impl Verified {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Where a line was seen, by its hash.
+type Seen = HashMap<[u8; 32], (usize, u64)>;
+
+/// Check every link of the log at `path` (rotated files first) with `key`.
+pub fn verify(path: &Path, key: &ChainKey) -> std::io::Result<Verified> {
+    let files = crate::audit_log::files(path);
+    let mut out = Verified {
+        files: files.clone(),
+        lines: 0,
+        unchained_before: 0,
+        begins: String::new(),
+        head: String::new(),
+        problems: Vec::new(),
+    };
+    let mut seen: Seen = HashMap::new();
+    let mut head: Option<[u8; 32]> = None;
+    let mut started = false;
+    let last_file = files.len().saturating_sub(1);
+    for (fi, file) in files.iter().enumerate() {
+        let mut reader = BufReader::new(std::fs::File::open(file)?);
+        let mut n = 0u64;
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            if reader.read_until(b'\n', &mut raw)? == 0 {
+                break;
+            }
+            n += 1;
+            let problem = |kind, message: String| Problem {
+                file: file.clone(),
+                line: n,
+                kind,
+                message,
+            };
+            let Some(line) = raw.strip_suffix(b"\n") else {
+                let message = if fi == last_file {
+                    "the last line has no newline: a write cut short by a crash (the service cuts it at its next start)".to_owned()
+                } else {
+                    "a rotated file ends without a newline".to_owned()
+                };
+                out.problems.push(problem(ProblemKind::TornTail, message));
+                break;
+            };
+            out.lines += 1;
+            let hash = key.hash(line);
+            let prev = match link_of(line) {
+                Ok(p) => p,
+                Err(why) => {
+                    out.problems.push(problem(ProblemKind::NotJson, why));
+                    head = Some(hash);
+                    continue;
+                }
+            };
+            match prev {
+                None if !started => out.unchained_before += 1,
+                None => out.problems.push(problem(
+                    ProblemKind::Unchained,
+                    format!("no {FIELD}: inserted or edited after the chain began"),
+                )),
+                Some((alg, _)) if alg != key.algorithm() => {
+                    out.problems.push(problem(
+                        ProblemKind::BrokenLink,
+                        format!(
+                            "{FIELD} is {alg}, this check uses {}: verify with the key the service used",
+                            key.algorithm()
+                        ),
+                    ));
+                    started = true;
+                }
+                Some((_, prev)) => {
+                    if !started {
+                        started = true;
+                        out.begins = if prev == [0; 32] && head.is_none() {
+                            "genesis".into()
+                        } else if Some(prev) == head {
+                            format!(
+                                "{}:{n} (after {} unchained lines)",
+                                file.display(),
+                                out.unchained_before
+                            )
+                        } else {
+                            format!(
+                                "{}:{n}, whose predecessor is not in the log (rotated out, or removed)",
+                                file.display()
+                            )
+                        };
+                    } else if Some(prev) != head {
+                        out.problems
+                            .push(broken(&files, &seen, prev, file.clone(), n));
+                    }
+                }
+            }
+            seen.insert(hash, (fi, n));
+            head = Some(hash);
+        }
+    }
+    out.head = head.map_or_else(String::new, |h| {
+        format!("{}:{}", key.algorithm(), hex::encode(h))
+    });
+    Ok(out)
+}
+
+/// The problem of a line whose `prev_hash` is not the line before's hash.
+fn broken(files: &[PathBuf], seen: &Seen, prev: [u8; 32], file: PathBuf, line: u64) -> Problem {
+    match seen.get(&prev) {
+        Some((fi, at)) => Problem {
+            message: format!(
+                "follows {}:{at}, not the line before it: the lines between were inserted or moved there",
+                files[*fi].display()
+            ),
+            file,
+            line,
+            kind: ProblemKind::Skipped,
+        },
+        None => Problem {
+            message: "its prev_hash matches no line before it: the line before was edited or deleted, or this line was inserted, moved or edited".into(),
+            file,
+            line,
+            kind: ProblemKind::BrokenLink,
+        },
+    }
+}
+
+/// A line's `prev_hash` (algorithm, hash), `None` when it has none.
+fn link_of(line: &[u8]) -> Result<Option<(String, [u8; 32])>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(line).map_err(|e| format!("not JSON: {e}"))?;
+    let obj = v.as_object().ok_or("not a JSON object")?;
+    let Some(field) = obj.get(FIELD) else {
+        return Ok(None);
+    };
+    let text = field.as_str().ok_or(format!("{FIELD} is not a string"))?;
+    let (alg, hex_hash) = text
+        .split_once(':')
+        .ok_or(format!("{FIELD} is not <algorithm>:<hex>"))?;
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(hex_hash, &mut hash)
+        .map_err(|_| format!("{FIELD} is not 64 hex digits"))?;
+    Ok(Some((alg.to_owned(), hash)))
+}
