@@ -168,7 +168,7 @@ impl AuditLog {
             );
         }
         let chain = match &config.chain {
-            Some(key) => Some(Chain::resume(key.clone(), &config.path).map_err(open_err)?),
+            Some(key) => Some(Chain::resume(key.clone(), &files(&config.path)).map_err(open_err)?),
             None => None,
         };
         let file = Arc::new(open_append(&config.path).map_err(open_err)?);

@@ -63,11 +63,11 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Continue after the last line of the log at `path` (its newest non-empty file), or from
-    /// the genesis link when it has none.
-    pub fn resume(key: ChainKey, path: &Path) -> std::io::Result<Chain> {
+    /// Continue after the last line of a log whose `files` (oldest first) are given: its
+    /// newest non-empty file's; from the genesis link when it has none.
+    pub fn resume(key: ChainKey, files: &[PathBuf]) -> std::io::Result<Chain> {
         let mut head = [0u8; 32];
-        for file in crate::audit_log::files(path).iter().rev() {
+        for file in files.iter().rev() {
             if let Some(line) = last_line(file)? {
                 head = key.hash(&line);
                 break;
@@ -181,126 +181,139 @@ impl Verified {
     }
 }
 
-/// Where a line was seen, by its hash.
-type Seen = HashMap<[u8; 32], (usize, u64)>;
-
-/// Check every link of the log at `path` (rotated files first) with `key`.
-pub fn verify(path: &Path, key: &ChainKey) -> std::io::Result<Verified> {
-    let files = crate::audit_log::files(path);
-    let mut out = Verified {
-        files: files.clone(),
-        lines: 0,
-        unchained_before: 0,
-        begins: String::new(),
-        head: String::new(),
-        problems: Vec::new(),
+/// Check every link of `files` (a log's files, oldest first: [`crate::audit_log::files`])
+/// with `key`.
+pub fn verify(files: &[PathBuf], key: &ChainKey) -> std::io::Result<Verified> {
+    let mut walk = Walk {
+        key,
+        files,
+        out: Verified {
+            files: files.to_vec(),
+            lines: 0,
+            unchained_before: 0,
+            begins: String::new(),
+            head: String::new(),
+            problems: Vec::new(),
+        },
+        seen: HashMap::new(),
+        head: None,
+        started: false,
     };
-    let mut seen: Seen = HashMap::new();
-    let mut head: Option<[u8; 32]> = None;
-    let mut started = false;
-    let last_file = files.len().saturating_sub(1);
     for (fi, file) in files.iter().enumerate() {
         let mut reader = BufReader::new(std::fs::File::open(file)?);
-        let mut n = 0u64;
         let mut raw = Vec::new();
-        loop {
+        for n in 1.. {
             raw.clear();
             if reader.read_until(b'\n', &mut raw)? == 0 {
                 break;
             }
-            n += 1;
-            let problem = |kind, message: String| Problem {
-                file: file.clone(),
-                line: n,
-                kind,
-                message,
-            };
-            let Some(line) = raw.strip_suffix(b"\n") else {
-                let message = if fi == last_file {
-                    "the last line has no newline: a write cut short by a crash (the service cuts it at its next start)".to_owned()
-                } else {
-                    "a rotated file ends without a newline".to_owned()
-                };
-                out.problems.push(problem(ProblemKind::TornTail, message));
+            if !walk.line(fi, n, &raw) {
                 break;
-            };
-            out.lines += 1;
-            let hash = key.hash(line);
-            let prev = match link_of(line) {
-                Ok(p) => p,
-                Err(why) => {
-                    out.problems.push(problem(ProblemKind::NotJson, why));
-                    head = Some(hash);
-                    continue;
-                }
-            };
-            match prev {
-                None if !started => out.unchained_before += 1,
-                None => out.problems.push(problem(
-                    ProblemKind::Unchained,
-                    format!("no {FIELD}: inserted or edited after the chain began"),
-                )),
-                Some((alg, _)) if alg != key.algorithm() => {
-                    out.problems.push(problem(
-                        ProblemKind::BrokenLink,
-                        format!(
-                            "{FIELD} is {alg}, this check uses {}: verify with the key the service used",
-                            key.algorithm()
-                        ),
-                    ));
-                    started = true;
-                }
-                Some((_, prev)) => {
-                    if !started {
-                        started = true;
-                        out.begins = if prev == [0; 32] && head.is_none() {
-                            "genesis".into()
-                        } else if Some(prev) == head {
-                            format!(
-                                "{}:{n} (after {} unchained lines)",
-                                file.display(),
-                                out.unchained_before
-                            )
-                        } else {
-                            format!(
-                                "{}:{n}, whose predecessor is not in the log (rotated out, or removed)",
-                                file.display()
-                            )
-                        };
-                    } else if Some(prev) != head {
-                        out.problems
-                            .push(broken(&files, &seen, prev, file.clone(), n));
-                    }
-                }
             }
-            seen.insert(hash, (fi, n));
-            head = Some(hash);
         }
     }
+    let head = walk.head;
+    let mut out = walk.out;
     out.head = head.map_or_else(String::new, |h| {
         format!("{}:{}", key.algorithm(), hex::encode(h))
     });
     Ok(out)
 }
 
-/// The problem of a line whose `prev_hash` is not the line before's hash.
-fn broken(files: &[PathBuf], seen: &Seen, prev: [u8; 32], file: PathBuf, line: u64) -> Problem {
-    match seen.get(&prev) {
-        Some((fi, at)) => Problem {
-            message: format!(
-                "follows {}:{at}, not the line before it: the lines between were inserted or moved there",
-                files[*fi].display()
+/// [`verify`]'s state between lines.
+struct Walk<'a> {
+    key: &'a ChainKey,
+    files: &'a [PathBuf],
+    out: Verified,
+    /// Where each line was, by its hash.
+    seen: HashMap<[u8; 32], (usize, u64)>,
+    /// The hash of the line before.
+    head: Option<[u8; 32]>,
+    /// A chained line was seen.
+    started: bool,
+}
+
+impl Walk<'_> {
+    fn problem(&mut self, fi: usize, line: u64, kind: ProblemKind, message: String) {
+        self.out.problems.push(Problem {
+            file: self.files[fi].clone(),
+            line,
+            kind,
+            message,
+        });
+    }
+
+    /// Check line `n` of file `fi` (`raw` with its newline, if it has one); false: stop
+    /// reading this file.
+    fn line(&mut self, fi: usize, n: u64, raw: &[u8]) -> bool {
+        let Some(line) = raw.strip_suffix(b"\n") else {
+            let message = if fi + 1 == self.files.len() {
+                "the last line has no newline: a write cut short by a crash (the service cuts it at its next start)"
+            } else {
+                "a rotated file ends without a newline"
+            };
+            self.problem(fi, n, ProblemKind::TornTail, message.to_owned());
+            return false;
+        };
+        self.out.lines += 1;
+        let hash = self.key.hash(line);
+        match link_of(line) {
+            Err(why) => self.problem(fi, n, ProblemKind::NotJson, why),
+            Ok(None) if !self.started => self.out.unchained_before += 1,
+            Ok(None) => self.problem(
+                fi,
+                n,
+                ProblemKind::Unchained,
+                format!("no {FIELD}: inserted or edited after the chain began"),
             ),
-            file,
-            line,
-            kind: ProblemKind::Skipped,
-        },
-        None => Problem {
-            message: "its prev_hash matches no line before it: the line before was edited or deleted, or this line was inserted, moved or edited".into(),
-            file,
-            line,
-            kind: ProblemKind::BrokenLink,
-        },
+            Ok(Some((alg, _))) if alg != self.key.algorithm() => {
+                self.started = true;
+                let message = format!(
+                    "{FIELD} is {alg}, this check uses {}: verify with the key the service used",
+                    self.key.algorithm()
+                );
+                self.problem(fi, n, ProblemKind::BrokenLink, message);
+            }
+            Ok(Some((_, prev))) if !self.started => {
+                self.started = true;
+                self.out.begins = self.begins(fi, n, prev);
+            }
+            Ok(Some((_, prev))) if Some(prev) != self.head => {
+                let (kind, message) = match self.seen.get(&prev) {
+                    Some((f, at)) => (
+                        ProblemKind::Skipped,
+                        format!(
+                            "follows {}:{at}, not the line before it: the lines between were inserted or moved there",
+                            self.files[*f].display()
+                        ),
+                    ),
+                    None => (
+                        ProblemKind::BrokenLink,
+                        "its prev_hash matches no line before it: the line before was edited or deleted, or this line was inserted, moved or edited".to_owned(),
+                    ),
+                };
+                self.problem(fi, n, kind, message);
+            }
+            Ok(Some(_)) => {}
+        }
+        self.seen.insert(hash, (fi, n));
+        self.head = Some(hash);
+        true
+    }
+
+    /// Where the chain begins, told by its first link.
+    fn begins(&self, fi: usize, n: u64, prev: [u8; 32]) -> String {
+        let file = self.files[fi].display();
+        if prev == [0; 32] && self.head.is_none() {
+            "genesis".into()
+        } else if Some(prev) == self.head {
+            format!(
+                "{file}:{n} (after {} unchained lines)",
+                self.out.unchained_before
+            )
+        } else {
+            format!("{file}:{n}, whose predecessor is not in the log (rotated out, or removed)")
+        }
     }
 }
 

@@ -73,7 +73,7 @@ fn a_log_written_across_rotations_and_restarts_verifies_to_its_last_line() {
     write(&path, Some(ChainKey::Sha256), 8 * 1024, 40..60);
     let all = files(&path);
     assert!(all.len() > 5, "{all:?}");
-    let v = verify(&path, &ChainKey::Sha256).unwrap();
+    let v = verify(&files(&path), &ChainKey::Sha256).unwrap();
     assert!(v.ok(), "{:?}", v.problems);
     assert_eq!((v.lines, v.unchained_before), (60, 0));
     assert_eq!(v.begins, "genesis");
@@ -107,7 +107,7 @@ fn each_kind_of_tampering_is_reported_at_its_line() {
         let mut l = original.clone();
         edit(&mut l);
         put(&path, &l);
-        verify(&path, &ChainKey::Sha256).unwrap()
+        verify(&files(&path), &ChainKey::Sha256).unwrap()
     };
 
     // An edited value on line 10 (a price): line 11 no longer follows it.
@@ -184,14 +184,14 @@ fn a_torn_tail_is_reported_then_cut_at_restart_and_the_chain_goes_on() {
     let mut torn = whole.clone();
     torn.extend_from_slice(br#"{"decision_id":"0000"#);
     std::fs::write(&path, &torn).unwrap();
-    let v = verify(&path, &ChainKey::Sha256).unwrap();
+    let v = verify(&files(&path), &ChainKey::Sha256).unwrap();
     assert_eq!(found(&v), [(11, ProblemKind::TornTail)]);
     assert_eq!(v.lines, 10);
     // The restart cuts it (and says so), then appends after the last whole line.
     write(&path, Some(ChainKey::Sha256), u64::MAX, 10..15);
     let after = std::fs::read(&path).unwrap();
     assert_eq!(&after[..whole.len()], &whole[..]);
-    let v = verify(&path, &ChainKey::Sha256).unwrap();
+    let v = verify(&files(&path), &ChainKey::Sha256).unwrap();
     assert!(v.ok(), "{:?}", v.problems);
     assert_eq!(v.lines, 15);
 }
@@ -202,17 +202,17 @@ fn a_keyed_chain_refuses_a_forger_who_recomputed_plain_hashes() {
     let path = dir.path().join("decisions.jsonl");
     let key = ChainKey::Hmac(b"a secret kept off this host".to_vec());
     write(&path, Some(key.clone()), u64::MAX, 0..8);
-    let v = verify(&path, &key).unwrap();
+    let v = verify(&files(&path), &key).unwrap();
     assert!(v.ok(), "{:?}", v.problems);
     assert!(v.head.starts_with("hmac-sha256:"));
     // The wrong key, or none: every link fails.
     let wrong = verify(
-        &path,
+        &files(&path),
         &ChainKey::Hmac(b"another secret, same length".to_vec()),
     )
     .unwrap();
     assert_eq!(wrong.problems.len(), 7, "{:?}", wrong.problems);
-    let plain = verify(&path, &ChainKey::Sha256).unwrap();
+    let plain = verify(&files(&path), &ChainKey::Sha256).unwrap();
     assert_eq!(plain.problems.len(), 8);
     assert!(plain.problems[0].message.contains("verify with the key"));
 
@@ -226,7 +226,7 @@ fn a_keyed_chain_refuses_a_forger_who_recomputed_plain_hashes() {
         l[i] = format!("{}\"prev_hash\":\"{prev}\"}}", &l[i][..at]);
     }
     put(&path, &l);
-    let v = verify(&path, &key).unwrap();
+    let v = verify(&files(&path), &key).unwrap();
     assert_eq!(v.problems[0].line, 5, "{:?}", v.problems);
 }
 
@@ -236,7 +236,7 @@ fn lines_from_before_the_chain_and_files_pruned_by_retention_are_said_not_failed
     let path = dir.path().join("decisions.jsonl");
     write(&path, None, u64::MAX, 0..5);
     write(&path, Some(ChainKey::Sha256), u64::MAX, 5..10);
-    let v = verify(&path, &ChainKey::Sha256).unwrap();
+    let v = verify(&files(&path), &ChainKey::Sha256).unwrap();
     assert!(v.ok(), "{:?}", v.problems);
     assert_eq!(v.unchained_before, 5);
     assert_eq!(
@@ -250,7 +250,7 @@ fn lines_from_before_the_chain_and_files_pruned_by_retention_are_said_not_failed
     write(&path, Some(ChainKey::Sha256), 8 * 1024, 0..40);
     let all: Vec<PathBuf> = files(&path);
     std::fs::remove_file(&all[0]).unwrap();
-    let v = verify(&path, &ChainKey::Sha256).unwrap();
+    let v = verify(&files(&path), &ChainKey::Sha256).unwrap();
     assert!(v.ok(), "{:?}", v.problems);
     assert_eq!(
         v.begins,

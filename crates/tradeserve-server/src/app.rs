@@ -20,80 +20,94 @@ use crate::state::AppState;
 /// Build the router over shared state. With API keys configured, each route sits behind
 /// [`auth::guard`] with the access it needs; without, no layer is added.
 pub fn router(state: Arc<AppState>) -> Router {
-    let auth = state.auth.clone();
-    let gate = |route: MethodRouter<Arc<AppState>>, access: Access| match &auth {
-        Some(a) => route.route_layer(middleware::from_fn_with_state(
-            (Arc::clone(a), access),
-            auth::guard,
-        )),
-        None => route,
-    };
+    let gate = Gate(state.auth.clone());
     let admitted = post(predict::predict).route_layer(middleware::from_fn_with_state(
         Arc::clone(&state),
         admit::admit,
     ));
     Router::new()
-        .route("/api/v1/predict", gate(admitted, Access::Trade))
-        .route("/api/v1/models", gate(get(ops::models), Access::Read))
+        .route("/api/v1/predict", gate.at(admitted, Access::Trade))
+        .route("/api/v1/models", gate.at(get(ops::models), Access::Read))
         .route(
             "/api/v1/models/reload",
-            gate(post(ops::reload), Access::Operate),
+            gate.at(post(ops::reload), Access::Operate),
         )
-        .route("/api/v1/symbols", gate(get(ops::symbols), Access::Read))
-        .route("/api/v1/bars", gate(post(bars::post), Access::Operate))
-        .route(
-            "/api/v1/experiments",
-            gate(get(experiments::list), Access::Read)
-                .merge(gate(post(experiments::create), Access::Operate)),
-        )
-        .route(
-            "/api/v1/experiments/{id}",
-            gate(get(experiments::get), Access::Read).merge(gate(
-                put(experiments::update).delete(experiments::stop),
-                Access::Operate,
-            )),
-        )
-        .route(
-            "/api/v1/experiments/{id}/report",
-            gate(get(experiments::report), Access::Read),
-        )
+        .route("/api/v1/symbols", gate.at(get(ops::symbols), Access::Read))
+        .route("/api/v1/bars", gate.at(post(bars::post), Access::Operate))
         .route(
             "/api/v1/outcomes",
-            gate(post(outcomes::post), Access::Trade),
+            gate.at(post(outcomes::post), Access::Trade),
         )
-        .route(
-            "/api/v1/rollouts",
-            gate(get(rollouts::list), Access::Read)
-                .merge(gate(post(rollouts::create), Access::Operate)),
-        )
-        .route(
-            "/api/v1/rollouts/{id}",
-            gate(get(rollouts::get), Access::Read),
-        )
-        .route(
-            "/api/v1/rollouts/{id}/promote",
-            gate(post(rollouts::promote), Access::Operate),
-        )
-        .route(
-            "/api/v1/rollouts/{id}/pause",
-            gate(post(rollouts::pause), Access::Operate),
-        )
-        .route(
-            "/api/v1/rollouts/{id}/rollback",
-            gate(post(rollouts::rollback), Access::Operate),
-        )
-        .route(
-            "/api/v1/rollback",
-            gate(post(rollouts::kill_switch), Access::Operate),
-        )
+        .merge(control_routes(&gate))
         .route("/health/live", get(ops::live))
-        .route("/health/ready", gate(get(ops::ready), Access::Ops))
-        .route("/metrics", gate(get(ops::metrics), Access::Ops))
-        .route("/openapi.json", gate(get(ops::openapi), Access::Read))
+        .route("/health/ready", gate.at(get(ops::ready), Access::Ops))
+        .route("/metrics", gate.at(get(ops::metrics), Access::Ops))
+        .route("/openapi.json", gate.at(get(ops::openapi), Access::Read))
         .fallback(|| async { ApiError::not_found().into_response() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() })
         .layer(middleware::from_fn_with_state(Arc::clone(&state), track))
         .with_state(state)
+}
+
+/// Experiments, rollouts and the kill switch: reads for every role, changes for operators.
+fn control_routes(gate: &Gate) -> Router<Arc<AppState>> {
+    let (read, operate) = (Access::Read, Access::Operate);
+    Router::new()
+        .route(
+            "/api/v1/experiments",
+            gate.at(get(experiments::list), read)
+                .merge(gate.at(post(experiments::create), operate)),
+        )
+        .route(
+            "/api/v1/experiments/{id}",
+            gate.at(get(experiments::get), read)
+                .merge(gate.at(put(experiments::update).delete(experiments::stop), operate)),
+        )
+        .route(
+            "/api/v1/experiments/{id}/report",
+            gate.at(get(experiments::report), read),
+        )
+        .route(
+            "/api/v1/rollouts",
+            gate.at(get(rollouts::list), read)
+                .merge(gate.at(post(rollouts::create), operate)),
+        )
+        .route("/api/v1/rollouts/{id}", gate.at(get(rollouts::get), read))
+        .route(
+            "/api/v1/rollouts/{id}/promote",
+            gate.at(post(rollouts::promote), operate),
+        )
+        .route(
+            "/api/v1/rollouts/{id}/pause",
+            gate.at(post(rollouts::pause), operate),
+        )
+        .route(
+            "/api/v1/rollouts/{id}/rollback",
+            gate.at(post(rollouts::rollback), operate),
+        )
+        .route(
+            "/api/v1/rollback",
+            gate.at(post(rollouts::kill_switch), operate),
+        )
+}
+
+/// Puts a route behind the key check (when keys are configured).
+struct Gate(Option<Arc<auth::Auth>>);
+
+impl Gate {
+    fn at(
+        &self,
+        route: MethodRouter<Arc<AppState>>,
+        access: Access,
+    ) -> MethodRouter<Arc<AppState>> {
+        match &self.0 {
+            Some(a) => route.route_layer(middleware::from_fn_with_state(
+                (Arc::clone(a), access),
+                auth::guard,
+            )),
+            None => route,
+        }
+    }
 }
 
 async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {

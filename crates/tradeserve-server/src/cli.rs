@@ -602,10 +602,11 @@ fn verify_audit(args: &VerifyArgs) -> anyhow::Result<()> {
         .chain_key()
         .map_err(anyhow::Error::msg)?
         .unwrap_or(tradeserve_events::chain::ChainKey::Sha256);
-    if tradeserve_events::audit_log::files(&path).is_empty() {
+    let files = tradeserve_events::audit_log::files(&path);
+    if files.is_empty() {
         anyhow::bail!("no audit log at {}", path.display());
     }
-    let verified = tradeserve_events::chain::verify(&path, &key)?;
+    let verified = tradeserve_events::chain::verify(&files, &key)?;
     print_json(&verified)?;
     if !verified.ok() {
         anyhow::bail!(

@@ -36,7 +36,7 @@ pub struct Config {
     pub explain: tradeserve_core::explain::ExplainConfig,
     /// API keys, roles and quotas; none: authentication off (loopback only, unless
     /// `auth.allow_insecure`).
-    pub auth: crate::auth::AuthConfig,
+    pub auth: crate::auth::config::AuthConfig,
 }
 
 /// Experiments, rollouts and the kill switch: where their state lives and how often it is
@@ -753,7 +753,7 @@ impl Config {
         self.server.validate().map_err(ConfigError::Invalid)?;
         self.auth.validate().map_err(ConfigError::Invalid)?;
         if let Ok(addr) = self.server.listen.parse::<SocketAddr>() {
-            crate::auth::check_exposure(&self.auth, addr).map_err(ConfigError::Invalid)?;
+            crate::auth::config::check_exposure(&self.auth, addr).map_err(ConfigError::Invalid)?;
         }
         if !(self.features.replay_speed.is_finite() && self.features.replay_speed >= 0.0) {
             return invalid("features.replay_speed must be a finite number >= 0".into());

@@ -127,38 +127,7 @@ impl From<PredictError> for ApiError {
                 tracing::error!(error = %message, "explanation failed");
                 ApiError::internal(message)
             }
-            PredictError::Features(FeatureError::UnknownSymbol(s)) => ApiError {
-                status: StatusCode::NOT_FOUND,
-                body: ErrorBody {
-                    code: "unknown_symbol",
-                    message: format!("no features for symbol {s}"),
-                    field: Some("symbol".into()),
-                },
-            },
-            PredictError::Features(FeatureError::NoData(m)) => ApiError {
-                status: StatusCode::NOT_FOUND,
-                body: ErrorBody {
-                    code: "no_features",
-                    message: m,
-                    field: Some("timestamp".into()),
-                },
-            },
-            PredictError::Features(FeatureError::WarmingUp { .. }) => ApiError {
-                status: StatusCode::NOT_FOUND,
-                body: ErrorBody {
-                    code: "no_features",
-                    message,
-                    field: Some("symbol".into()),
-                },
-            },
-            PredictError::Features(FeatureError::Unavailable(_)) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "features_unavailable",
-                message,
-            ),
-            PredictError::Features(FeatureError::Stale { .. }) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stale_features", message)
-            }
+            PredictError::Features(f) => features_error(f, message),
             PredictError::Model { role, source } => model_error(role, source, message),
             PredictError::Risk(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "risk_unavailable", message)
@@ -174,6 +143,36 @@ impl From<PredictError> for ApiError {
         };
         api.log();
         api
+    }
+}
+
+/// No features for the request: 404 when there are none to give (unknown symbol, before the
+/// data, warming up), 503 when the source cannot give them now (stale, unavailable).
+fn features_error(e: FeatureError, message: String) -> ApiError {
+    let not_found = |code, message, field: &str| ApiError {
+        status: StatusCode::NOT_FOUND,
+        body: ErrorBody {
+            code,
+            message,
+            field: Some(field.to_owned()),
+        },
+    };
+    match e {
+        FeatureError::UnknownSymbol(s) => not_found(
+            "unknown_symbol",
+            format!("no features for symbol {s}"),
+            "symbol",
+        ),
+        FeatureError::NoData(m) => not_found("no_features", m, "timestamp"),
+        FeatureError::WarmingUp { .. } => not_found("no_features", message, "symbol"),
+        FeatureError::Unavailable(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "features_unavailable",
+            message,
+        ),
+        FeatureError::Stale { .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stale_features", message)
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use tradeserve_core::types::{Action, Role};
 use tradeserve_events::SinkMetrics;
 use tradeserve_events::kafka::KafkaMetrics;
 
-pub use crate::auth::AuthMetrics;
+pub use crate::auth::metrics::AuthMetrics;
 pub use crate::feed_metrics::FeedMetrics;
 
 /// Latency buckets in seconds: fine below a millisecond, coarse up to a second.

@@ -326,12 +326,8 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         .with_explainer(Arc::new(
             crate::explainer::BlockingExplainer::new(config.explain).map_err(StartError::Shadow)?,
         ));
-    let auth = Auth::new(&config.auth, metrics.auth.clone()).map_err(StartError::Auth)?;
-    if let Some(a) = &auth {
-        tracing::info!(keys = ?a.ids(), protect_ops = config.auth.protect_ops, "API keys required");
-    }
     let state = Arc::new(AppState::new(Parts {
-        auth,
+        auth: api_keys(config, &metrics)?,
         pipeline,
         control,
         models,
@@ -355,6 +351,15 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         shadow,
         market_feed,
     })
+}
+
+/// The API keys (`None`: authentication off).
+fn api_keys(config: &Config, metrics: &Metrics) -> Result<Option<Arc<Auth>>, StartError> {
+    let auth = Auth::new(&config.auth, metrics.auth.clone()).map_err(StartError::Auth)?;
+    if let Some(a) = &auth {
+        tracing::info!(keys = ?a.ids(), protect_ops = config.auth.protect_ops, "API keys required");
+    }
+    Ok(auth)
 }
 
 /// The feature source requests read: the loaded replay, or the live source (kept apart too,

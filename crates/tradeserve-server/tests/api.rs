@@ -434,9 +434,13 @@ async fn every_decision_returned_is_in_the_audit_log() {
         assert_eq!(e["event_type"], "trading_decision");
         assert_eq!(e["schema_version"], 1);
         assert_eq!(keys(&e["features"]).len(), 15);
-        // The event reads back as the type that wrote it, and writes out the same again.
+        // The event reads back as the type that wrote it, and writes out the same again, but
+        // for the audit log's own link to the line before.
         let read: tradeserve_core::decision::DecisionEvent = serde_json::from_str(line).unwrap();
-        assert_eq!(serde_json::to_value(&read).unwrap(), e);
+        let mut event = e.clone();
+        let link = event.as_object_mut().unwrap().remove("prev_hash").unwrap();
+        assert!(link.as_str().unwrap().starts_with("sha256:"));
+        assert_eq!(serde_json::to_value(&read).unwrap(), event);
         logged.insert(e["decision_id"].as_str().unwrap().to_owned());
     }
     assert_eq!(logged, ids);

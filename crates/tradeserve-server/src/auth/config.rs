@@ -117,6 +117,21 @@ impl AuthConfig {
     }
 }
 
+/// A service reachable from other machines needs keys, unless `auth.allow_insecure` says
+/// otherwise. Checked on the configured address and again on the bound one.
+pub fn check_exposure(config: &AuthConfig, addr: std::net::SocketAddr) -> Result<(), String> {
+    let keyless = config.keys.is_empty() && config.keys_file.is_none();
+    if addr.ip().is_loopback() || !keyless || config.allow_insecure {
+        return Ok(());
+    }
+    Err(format!(
+        "server.listen {addr} is reachable from other machines and no API key is configured: \
+         anyone who reaches the port could trade. Configure auth.keys or auth.keys_file \
+         (tradeserve auth new-key), or set auth.allow_insecure = true \
+         (TRADESERVE_AUTH__ALLOW_INSECURE=true) to serve without authentication"
+    ))
+}
+
 /// `keys` as TOML, as `[[<table>]]` entries (`auth.keys` in the configuration, `keys` in a
 /// keys file).
 pub fn keys_toml(keys: &[KeyConfig], table: &str) -> Result<String, toml::ser::Error> {
