@@ -280,6 +280,36 @@ fn size_checks(
     });
 }
 
+/// The largest absolute position after an order at `price` that the position and
+/// concentration checks pass: the bound a shared ledger enforces atomically. The same
+/// comparisons as [`evaluate`], so both always agree.
+pub fn max_abs_position(price: f64, limits: &RiskLimits) -> u64 {
+    let passes = |a: u64| {
+        let notional = a as f64 * price;
+        grade(a as f64, limits.max_position_shares as f64, 1.0) != CheckStatus::Fail
+            && grade(notional, limits.max_position_notional, 1.0) != CheckStatus::Fail
+            && grade(
+                notional / limits.portfolio_capital,
+                limits.max_concentration,
+                1.0,
+            ) != CheckStatus::Fail
+    };
+    if !passes(0) {
+        return 0;
+    }
+    // passes(lo) holds and passes(hi + 1) does not (nothing above max_position_shares does).
+    let (mut lo, mut hi) = (0u64, limits.max_position_shares);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if passes(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    lo
+}
+
 /// `status`, with its warning noted unless it passes.
 fn noted(
     status: CheckStatus,
@@ -298,6 +328,45 @@ impl CheckStatus {
             (CheckStatus::Fail, _) | (_, CheckStatus::Fail) => CheckStatus::Fail,
             (CheckStatus::Warn, _) | (_, CheckStatus::Warn) => CheckStatus::Warn,
             _ => CheckStatus::Pass,
+        }
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::fixtures::{limits, order};
+    use super::*;
+
+    /// The bound agrees with `evaluate` on every size around it, at awkward prices.
+    #[test]
+    fn the_position_bound_agrees_with_evaluate() {
+        let l = limits();
+        for price in [
+            0.01,
+            3.0,
+            99.99,
+            100.0,
+            123.456,
+            333.333_333,
+            1e-9,
+            50_000.0,
+        ] {
+            let bound = max_abs_position(price, &l);
+            for q in bound.saturating_sub(3)..=bound + 3 {
+                let v = evaluate(
+                    &order(Action::Buy, q, price),
+                    &SymbolBook::default(),
+                    &l,
+                    false,
+                );
+                let size_ok = v.checks.position_limit != CheckStatus::Fail
+                    && v.checks.concentration != CheckStatus::Fail;
+                assert_eq!(
+                    size_ok,
+                    q <= bound,
+                    "price {price}, quantity {q}, bound {bound}"
+                );
+            }
         }
     }
 }

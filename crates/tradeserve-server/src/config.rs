@@ -37,6 +37,8 @@ pub struct Config {
     /// API keys, roles and quotas; none: authentication off (loopback only, unless
     /// `auth.allow_insecure`).
     pub auth: crate::auth::config::AuthConfig,
+    /// Where risk positions and daily order counts are kept: this replica, or Redis.
+    pub ledger: crate::risk_redis::LedgerConfig,
 }
 
 /// Experiments, rollouts and the kill switch: where their state lives and how often it is
@@ -778,6 +780,7 @@ impl Config {
             return invalid("events.audit_rotate_bytes must be at least 4096".into());
         }
         self.risk.validate().map_err(ConfigError::Invalid)?;
+        self.ledger.validate().map_err(ConfigError::Invalid)?;
         self.control.validate().map_err(ConfigError::Invalid)?;
         if !(1..=256).contains(&self.explain.permutations) {
             return invalid("explain.permutations must be between 1 and 256".into());

@@ -46,6 +46,7 @@ pub mod metrics;
 pub mod outcomes;
 pub mod registry;
 pub mod replay;
+pub mod risk_redis;
 pub mod risk_restore;
 pub mod routes;
 pub mod serve;

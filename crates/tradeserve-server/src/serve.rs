@@ -35,7 +35,7 @@ use crate::listener::{ConnLimits, Connections, connection_cap};
 use crate::metrics::Metrics;
 use crate::registry::{self, ReloadError};
 use crate::state::AppState;
-use tradeserve_core::ports::{EventSink, FeatureSource};
+use tradeserve_core::ports::{EventSink, FeatureSource, RiskLedger};
 use tradeserve_events::fanout::FanOut;
 use tradeserve_events::kafka::{KafkaSink, KafkaSinkConfig};
 use tradeserve_events::spool::SpoolConfig;
@@ -308,7 +308,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
     let replay = replay.map_err(|_| StartError::Panic("market data loader"))??;
     let remote = RemoteBackends::new(&config.models)?;
     let registry = registry_manager(config, &metrics, &remote)?;
-    let ledger = restored_ledger(config)?;
+    let ledger = risk_ledger(config)?;
     let sinks = start_sinks(config, &metrics)?;
     let emitter = sinks.emitter();
     let c = &config.control;
@@ -432,6 +432,23 @@ fn registry_manager(
 
 /// The risk books as they were when the process last stopped, rebuilt from the audit log
 /// before it opens and appends.
+/// The risk ledger: this replica's books (rebuilt from the audit log), or Redis's.
+fn risk_ledger(config: &Config) -> Result<Arc<dyn RiskLedger>, StartError> {
+    use crate::risk_redis::{LedgerStore, RedisRiskLedger, Unavailable, describe};
+    let l = &config.ledger;
+    if l.store == LedgerStore::Memory {
+        return Ok(restored_ledger(config)?);
+    }
+    let local = match l.on_unavailable {
+        Unavailable::Local => Some(restored_ledger(config)?),
+        Unavailable::Reject => None,
+    };
+    let shared = RedisRiskLedger::new(l, local)
+        .map_err(|m| StartError::Config(crate::config::ConfigError::Invalid(m)))?;
+    tracing::info!(store = %describe(l), on_unavailable = ?l.on_unavailable, "risk ledger shared in Redis");
+    Ok(Arc::new(shared))
+}
+
 fn restored_ledger(config: &Config) -> Result<Arc<InMemoryRiskLedger>, StartError> {
     let ledger = Arc::new(InMemoryRiskLedger::new());
     match config.events.sink {
