@@ -167,6 +167,8 @@ pub struct ServerConfig {
     pub worker_threads: usize,
     /// `text` or `json` logs (on stderr).
     pub log_format: LogFormat,
+    /// TLS (rustls): certificate, key, optional client CA (mTLS); reloaded when they change.
+    pub tls: crate::tls::TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -185,6 +187,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             worker_threads: 0,
             log_format: LogFormat::Text,
+            tls: crate::tls::TlsConfig::default(),
         }
     }
 }
@@ -679,6 +682,7 @@ impl ModelsConfig {
 
 impl ServerConfig {
     fn validate(&self) -> Result<(), String> {
+        self.tls.validate()?;
         if self.listen.parse::<SocketAddr>().is_err() {
             return Err(format!(
                 "server.listen {:?} is not an IP:PORT address",

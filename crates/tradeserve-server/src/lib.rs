@@ -53,3 +53,4 @@ pub mod serve;
 pub mod shadow;
 pub mod state;
 pub mod steward;
+pub mod tls;

@@ -35,6 +35,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::metrics::Metrics;
+use crate::tls::Tls;
 
 /// Limits of each connection.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +53,8 @@ pub struct Connections {
     refusing: Arc<Semaphore>,
     drain: watch::Sender<bool>,
     limits: ConnLimits,
+    /// TLS on every connection (`server.tls`), handshaken within `header_read_timeout`.
+    tls: Option<Arc<Tls>>,
 }
 
 const IDLE: u8 = 0;
@@ -175,7 +178,14 @@ impl Connections {
             refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
             drain: watch::Sender::new(false),
             limits,
+            tls: None,
         }
+    }
+
+    /// Serve every connection over TLS.
+    pub fn with_tls(mut self, tls: Option<Arc<Tls>>) -> Connections {
+        self.tls = tls;
+        self
     }
 
     /// Accept connections and serve `router` on them until `stop` resolves. Returns with
@@ -209,8 +219,11 @@ impl Connections {
             let _ = stream.set_nodelay(true);
             let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
                 metrics.connections_refused.inc();
-                // Answered while few refusals are in flight; otherwise just closed.
-                if let Ok(refusing) = Arc::clone(&self.refusing).try_acquire_owned() {
+                // Answered while few refusals are in flight; otherwise just closed (always,
+                // under TLS: a plaintext answer would mean nothing to the client).
+                if self.tls.is_none()
+                    && let Ok(refusing) = Arc::clone(&self.refusing).try_acquire_owned()
+                {
                     self.tasks.spawn(async move {
                         refuse(stream).await;
                         drop(refusing);
@@ -218,15 +231,43 @@ impl Connections {
                 }
                 continue;
             };
-            metrics.connections_open.inc();
-            let open = metrics.connections_open.clone();
-            let conn = serve_one(stream, router.clone(), self.limits, self.drain.subscribe());
+            self.spawn(stream, router.clone(), metrics, permit);
+        }
+    }
+
+    /// Serve an accepted connection (after its TLS handshake, under TLS) on its own task.
+    fn spawn(
+        &mut self,
+        stream: TcpStream,
+        router: Router,
+        metrics: &Metrics,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        metrics.connections_open.inc();
+        let open = metrics.connections_open.clone();
+        let (limits, drain) = (self.limits, self.drain.subscribe());
+        let Some(tls) = &self.tls else {
             self.tasks.spawn(async move {
-                conn.await;
+                serve_one(stream, router, limits, drain).await;
                 open.dec();
                 drop(permit);
             });
-        }
+            return;
+        };
+        let (acceptor, failed) = (tls.acceptor(), metrics.tls_handshake_failures.clone());
+        self.tasks.spawn(async move {
+            let handshake = acceptor.accept(stream);
+            match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+                Ok(Ok(tls_stream)) => serve_one(tls_stream, router, limits, drain).await,
+                Ok(Err(e)) => {
+                    failed.inc();
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                }
+                Err(_) => failed.inc(),
+            }
+            open.dec();
+            drop(permit);
+        });
     }
 
     /// Close every connection after its in-flight request (`Connection: close`) and wait up
@@ -259,8 +300,8 @@ async fn refuse(mut stream: TcpStream) {
 }
 
 /// Serve one connection until it closes, times out, or is drained.
-async fn serve_one(
-    stream: TcpStream,
+async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
     router: Router,
     limits: ConnLimits,
     mut drain: watch::Receiver<bool>,
@@ -321,15 +362,15 @@ async fn serve_one(
 
 /// The socket as hyper sees it: reads mark activity; hyper's own error responses (an empty
 /// 4xx/5xx, for a request that never reached the router) are replaced by the error shape.
-struct Watched {
-    stream: TcpStream,
+struct Watched<S> {
+    stream: S,
     activity: Arc<Activity>,
     /// A rewritten response being written, and the length hyper asked to write.
     rewrite: Option<(Vec<u8>, usize, usize)>,
 }
 
-impl Watched {
-    fn new(stream: TcpStream, activity: Arc<Activity>) -> Watched {
+impl<S> Watched<S> {
+    fn new(stream: S, activity: Arc<Activity>) -> Watched<S> {
         Watched {
             stream,
             activity,
@@ -370,7 +411,7 @@ fn error_shape(head: &[u8]) -> Option<Vec<u8>> {
     )
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -386,7 +427,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -72,6 +72,8 @@ pub struct Metrics {
     pub connections_open: IntGauge,
     /// Connections refused at `server.max_connections` (answered 503 and closed).
     pub connections_refused: IntCounter,
+    /// TLS handshakes that failed or timed out (`server.tls`).
+    pub tls_handshake_failures: IntCounter,
     /// The audit log's counters (label `sink="audit_log"`).
     pub events: SinkMetrics,
     /// The Kafka sink's counters (label `sink="kafka"`, plus `tradeserve_kafka_*`).
@@ -391,6 +393,11 @@ impl Metrics {
             "tradeserve_connections_refused_total",
             "Connections refused at server.max_connections (answered 503 and closed)",
         )?;
+        let tls_handshake_failures = counter(
+            &registry,
+            "tradeserve_tls_handshake_failures_total",
+            "TLS handshakes that failed (bad or missing client certificate, not TLS) or timed out",
+        )?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(responses.clone()))?;
         registry.register(Box::new(decisions.clone()))?;
@@ -432,6 +439,7 @@ impl Metrics {
             decisions_unrecorded,
             connections_open,
             connections_refused,
+            tls_handshake_failures,
             events,
             kafka,
             control,

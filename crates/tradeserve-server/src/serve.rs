@@ -35,6 +35,7 @@ use crate::listener::{ConnLimits, Connections, connection_cap};
 use crate::metrics::Metrics;
 use crate::registry::{self, ReloadError};
 use crate::state::AppState;
+use crate::tls::Tls;
 use tradeserve_core::ports::{EventSink, FeatureSource, RiskLedger};
 use tradeserve_events::fanout::FanOut;
 use tradeserve_events::kafka::{KafkaSink, KafkaSinkConfig};
@@ -64,6 +65,8 @@ pub enum StartError {
     Kafka(#[from] tradeserve_events::kafka::KafkaSinkError),
     #[error("auth: {0}")]
     Auth(String),
+    #[error("{0}")]
+    Tls(String),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: String,
@@ -110,6 +113,8 @@ pub struct Service {
     pub shadow: Arc<ShadowPool>,
     /// The live feed's Kafka consumer (`features.live.kafka.brokers`), stopped when dropped.
     pub market_feed: Option<KafkaFeed>,
+    /// TLS on the listener (`server.tls`); loaded by [`run`].
+    pub tls: Option<Arc<Tls>>,
 }
 
 struct Sinks {
@@ -290,35 +295,22 @@ pub fn build(config: &Config) -> Result<Service, StartError> {
 pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, StartError> {
     check_paths(config)?;
     let metrics = Metrics::new()?;
-    // Models and market data load in parallel: they are independent and each takes a while.
-    let bars_path = resolve_path(&config.features.bars);
-    let (models, replay) = std::thread::scope(|s| {
-        let replay = s.spawn(|| match config.features.source {
-            FeatureSourceKind::Replay => MarketReplay::load(&bars_path, clock).map(Some),
-            FeatureSourceKind::Live => Ok(None),
-        });
-        // From the registry, models load after start-up (async, see `start_registry`).
-        let models = match config.models.source {
-            ModelSourceKind::Bundled => load_champion(config).map(Some),
-            ModelSourceKind::Mlflow => Ok(None),
-        };
-        (models, replay.join())
-    });
-    let models = models.inspect_err(|_| metrics.model_load_failures.inc())?;
-    let replay = replay.map_err(|_| StartError::Panic("market data loader"))??;
+    let (models, replay) = load_in_parallel(config, clock, &metrics)?;
     let remote = RemoteBackends::new(&config.models)?;
     let registry = registry_manager(config, &metrics, &remote)?;
     let ledger = risk_ledger(config)?;
     let sinks = start_sinks(config, &metrics)?;
     let emitter = sinks.emitter();
-    let c = &config.control;
     let control = control_plane(config, &registry, &remote, Arc::clone(&emitter), &metrics)?;
     let (features, live) = feature_source(config, replay);
     let market_feed = market_feed(config, &live)?;
     let arms: Arc<dyn ArmRecorder> = Arc::new(ArmBook::new(
         metrics.control.clone(),
-        c.outcome_window,
-        c.derive_outcomes.then(|| Arc::clone(&features)),
+        config.control.outcome_window,
+        config
+            .control
+            .derive_outcomes
+            .then(|| Arc::clone(&features)),
     ));
     let shadow = shadow_pool(config, &emitter, &arms, &metrics)?;
     let pipeline = Pipeline::new(features, ledger, emitter, pipeline_config(config))
@@ -350,7 +342,33 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         kafka: sinks.kafka,
         shadow,
         market_feed,
+        tls: None,
     })
+}
+
+/// The bundled champion and the market data replay, loaded in parallel: they are independent
+/// and each takes a while. From the registry, models load after start-up (async, see
+/// `start_registry`); the live source has no replay.
+fn load_in_parallel(
+    config: &Config,
+    clock: ReplayClock,
+    metrics: &Metrics,
+) -> Result<(Option<Arc<ModelSet>>, Option<MarketReplay>), StartError> {
+    let bars_path = resolve_path(&config.features.bars);
+    let (models, replay) = std::thread::scope(|s| {
+        let replay = s.spawn(|| match config.features.source {
+            FeatureSourceKind::Replay => MarketReplay::load(&bars_path, clock).map(Some),
+            FeatureSourceKind::Live => Ok(None),
+        });
+        let models = match config.models.source {
+            ModelSourceKind::Bundled => load_champion(config).map(Some),
+            ModelSourceKind::Mlflow => Ok(None),
+        };
+        (models, replay.join())
+    });
+    let models = models.inspect_err(|_| metrics.model_load_failures.inc())?;
+    let replay = replay.map_err(|_| StartError::Panic("market data loader"))??;
+    Ok((models, replay))
 }
 
 /// The API keys (`None`: authentication off).
@@ -633,9 +651,10 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let started = Instant::now();
     let cfg = config.clone();
-    let service = tokio::task::spawn_blocking(move || build(&cfg))
+    let mut service = tokio::task::spawn_blocking(move || build(&cfg))
         .await
         .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))??;
+    service.tls = Tls::load(&config.server.tls).map_err(StartError::Tls)?;
     provide_champion(&service.state).await?;
     let startup_timeout = config.models.mlflow.request_timeout * 3;
     // Models first (the registry may set the champion), then the control state over them.
@@ -646,6 +665,7 @@ pub async fn run(
             .collect();
     tasks.extend(start_control(&service.state, &config).await);
     tasks.extend(start_steward(&service.state, &config));
+    tasks.extend(service.tls.as_ref().map(Tls::spawn_reloader));
     let fd_limit = crate::listener::raise_fd_limit();
     let listener = TcpListener::bind(&config.server.listen)
         .await
@@ -655,7 +675,8 @@ pub async fn run(
         })?;
     let addr = listener.local_addr().map_err(StartError::Serve)?;
     let symbols = service.state.symbols.len();
-    tracing::info!(%addr, symbols, startup_ms = started.elapsed().as_secs_f64() * 1e3, "listening");
+    let tls = service.tls.is_some();
+    tracing::info!(%addr, symbols, tls, startup_ms = started.elapsed().as_secs_f64() * 1e3, "listening");
     let max_connections = connection_cap(config.server.max_connections, fd_limit);
     let abandoned = serve_until(&service, listener, &config, max_connections, shutdown).await;
     for t in tasks {
@@ -697,7 +718,8 @@ async fn serve_until(
         max_connections,
         header_read_timeout: s.header_read_timeout,
         idle_timeout: s.idle_timeout,
-    });
+    })
+    .with_tls(service.tls.clone());
     let app = router(Arc::clone(&service.state));
     connections
         .accept_until(listener, app, &service.state.metrics, stop)
