@@ -412,18 +412,27 @@ pub struct ServiceProcess {
     pub child: Child,
     /// `127.0.0.1:PORT` it listens on (from its `listening` log line).
     pub addr: String,
-    /// Every JSON log line, in order.
+    /// Every JSON log line after `listening`, in order.
     pub logs: std::sync::mpsc::Receiver<serde_json::Value>,
+    /// The log lines up to and including `listening`.
+    pub startup_logs: Vec<serde_json::Value>,
 }
 
 impl ServiceProcess {
     /// Start `bin serve --listen 127.0.0.1:0` with `envs` (plus JSON logs at info level) and
     /// wait for it to listen.
     pub fn start(bin: &str, envs: &[(&str, String)]) -> ServiceProcess {
+        ServiceProcess::start_with(bin, &[], envs)
+    }
+
+    /// [`Self::start`] with more arguments after `serve --listen 127.0.0.1:0` (e.g.
+    /// `--config FILE`).
+    pub fn start_with(bin: &str, args: &[&str], envs: &[(&str, String)]) -> ServiceProcess {
         use std::io::{BufRead, BufReader};
         let mut command = Command::new(bin);
         command
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
             .env("TRADESERVE_SERVER__LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -439,6 +448,7 @@ impl ServiceProcess {
             child,
             addr: String::new(),
             logs: rx,
+            startup_logs: Vec::new(),
         };
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -453,6 +463,7 @@ impl ServiceProcess {
                 .logs
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("no 'listening' log line");
+            service.startup_logs.push(v.clone());
             if v["fields"]["message"] == "listening" {
                 let addr = v["fields"]["addr"].as_str().expect("addr").to_owned();
                 assert!(
