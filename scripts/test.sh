@@ -93,14 +93,21 @@ fi
 export TRADESERVE_REDIS="$(command -v redis-server)"
 
 
+# --- schemathesis (API conformance against openapi.json, after the Rust tests) -------------
+pinned_venv "$cache/schemathesis-venv" scripts/requirements-schemathesis.txt schemathesis
+
 # --- Rust ---------------------------------------------------------------------------------
 # Tests that need a real service are #[ignore]d for a bare `cargo test`; here they run.
 step "cargo test (unit, golden, parity, API, process, real-MLflow, real-broker and real-Redis tests)"
 # --no-fail-fast: every test binary runs, and the summary below names each that failed.
 # Tests that mount a small tmpfs (full-disk behaviour) need root, as CI runs.
 if RUST_LIB_BACKTRACE=0 cargo test --workspace --locked --no-fail-fast -- --include-ignored; then
-  step "all tests passed"
+  step "all Rust tests passed"
 else
   step "some tests FAILED (see the 'test result: FAILED' lines above)"
   exit 1
 fi
+
+step "schemathesis on every operation of openapi.json, API keys on (no 5xx, nothing contradicting the document)"
+SCHEMATHESIS="$cache/schemathesis-venv/bin/schemathesis" scripts/schemathesis.sh
+step "all tests passed"

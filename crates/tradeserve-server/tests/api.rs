@@ -683,3 +683,27 @@ async fn an_explained_decision_is_the_same_decision_with_attributions() {
     }
     assert!(tradeserve_testkit::event_schema().is_valid(ev), "{ev}");
 }
+
+#[tokio::test]
+async fn a_client_id_too_long_is_refused_not_ignored() {
+    let h = harness();
+    let body = r#"{"symbol":"AAPL","risk_check":false}"#;
+    let long = "c".repeat(129);
+    let (s, v) = common::call_with(
+        &h,
+        "POST",
+        "/api/v1/predict",
+        &[("x-client-id", &long)],
+        body,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["field"], "X-Client-Id");
+    let ok = "c".repeat(128);
+    let (s, _) =
+        common::call_with(&h, "POST", "/api/v1/predict", &[("x-client-id", &ok)], body).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) =
+        common::call_with(&h, "POST", "/api/v1/predict", &[("x-client-id", "")], body).await;
+    assert_eq!(s, StatusCode::OK);
+}

@@ -34,10 +34,7 @@ pub async fn predict(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let client = headers
-        .get("x-client-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128);
+    let client = client_id(&headers)?;
     let routing = state
         .control
         .routing()
@@ -56,6 +53,25 @@ pub async fn predict(
         )
         .await;
     answer(&state, result)
+}
+
+/// `X-Client-Id`: absent or empty is no client; longer than 128 bytes or not text is refused
+/// (bucketing silently without it would put the caller in the wrong arm).
+fn client_id(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(raw) = headers.get("x-client-id") else {
+        return Ok(None);
+    };
+    let id = raw
+        .to_str()
+        .ok()
+        .filter(|v| v.len() <= 128)
+        .ok_or_else(|| {
+            ApiError::invalid_value(
+                "X-Client-Id",
+                "X-Client-Id must be text of at most 128 bytes",
+            )
+        })?;
+    Ok(Some(id).filter(|v| !v.is_empty()))
 }
 
 /// The response for a pipeline result; a returned decision is credited to its arms.
