@@ -32,18 +32,8 @@ trap 'kill $open_pid $keyed_pid' EXIT
 for p in 18091 18092; do
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$p/health/ready" >/dev/null && break; sleep 0.1; done
 done
-run() { # name port [loadtest args...]
-  local name=$1 port=$2; shift 2
-  "$bin" loadtest --url "http://127.0.0.1:$port" --rate 2000 --requests 20000 --warmup 2000 \
-    --extra '{"risk_check": false}' --json-out "$out/$name.json" "$@" >/dev/null
-  python3 - "$out/$name.json" "$name" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1])); c = r["latency_ms"]; s = r["server_latency_ms"]
-print("%-8s client p50 %.3f p99 %.3f ms | server p50 %.0f p99 %.0f us | %s"
-      % (sys.argv[2], c["p50"], c["p99"], s["p50"] * 1e3, s["p99"] * 1e3, r["statuses"]))
-PY
-}
+. scripts/bench_run.sh
 for i in $(seq 1 "$pairs"); do
-  run "open$i" 18091
-  run "keyed$i" 18092 --header "Authorization: Bearer $key"
+  run "open$i" 18091 --extra '{"risk_check": false}'
+  run "keyed$i" 18092 --extra '{"risk_check": false}' --header "Authorization: Bearer $key"
 done

@@ -31,16 +31,7 @@ trap 'kill $memory_pid $redis_server_pid $redis_pid' EXIT
 for p in 18093 18094; do
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$p/health/ready" >/dev/null && break; sleep 0.1; done
 done
-run() { # name port
-  "$bin" loadtest --url "http://127.0.0.1:$2" --rate 2000 --requests 20000 --warmup 2000 \
-    --json-out "$out/$1.json" >/dev/null
-  python3 - "$out/$1.json" "$1" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1])); c = r["latency_ms"]; s = r["server_latency_ms"]
-print("%-8s client p50 %.3f p99 %.3f ms | server p50 %.0f p99 %.0f us | %s"
-      % (sys.argv[2], c["p50"], c["p99"], s["p50"] * 1e3, s["p99"] * 1e3, r["statuses"]))
-PY
-}
+. scripts/bench_run.sh
 for i in $(seq 1 "$pairs"); do
   run "memory$i" 18093
   run "redis$i" 18094

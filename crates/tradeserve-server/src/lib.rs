@@ -44,6 +44,7 @@ pub mod listener;
 pub mod market_publish;
 pub mod metrics;
 pub mod outcomes;
+pub mod redis_conn;
 pub mod registry;
 pub mod replay;
 pub mod risk_redis;

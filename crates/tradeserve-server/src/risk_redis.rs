@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tradeserve_core::ledger::InMemoryRiskLedger;
 use tradeserve_core::ports::{BoxFuture, RiskError, RiskLedger};
@@ -21,6 +20,8 @@ use tradeserve_core::risk::{
     CheckStatus, Order, RiskLimits, RiskValidation, SymbolBook, evaluate, max_abs_position,
 };
 use tradeserve_core::types::Action;
+
+use crate::redis_conn::LazyRedis;
 
 /// `[ledger]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,10 +107,8 @@ return 1
 
 /// See the module docs.
 pub struct RedisRiskLedger {
-    client: redis::Client,
-    conn: tokio::sync::OnceCell<ConnectionManager>,
+    redis: LazyRedis,
     prefix: String,
-    timeout: Duration,
     check: redis::Script,
     revert: redis::Script,
     /// `on_unavailable = "local"`: this replica's books.
@@ -131,13 +130,11 @@ impl RedisRiskLedger {
         config: &LedgerConfig,
         local: Option<Arc<InMemoryRiskLedger>>,
     ) -> Result<RedisRiskLedger, String> {
-        let client = redis::Client::open(config.redis_url.as_str())
+        let redis = LazyRedis::open(&config.redis_url, config.timeout)
             .map_err(|e| format!("ledger.redis_url: {e}"))?;
         Ok(RedisRiskLedger {
-            client,
-            conn: tokio::sync::OnceCell::new(),
+            redis,
             prefix: config.redis_prefix.clone(),
-            timeout: config.timeout,
             check: redis::Script::new(CHECK_AND_APPLY),
             revert: redis::Script::new(REVERT),
             local,
@@ -154,19 +151,6 @@ impl RedisRiskLedger {
         format!("{}:risk:halt", self.prefix)
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, String> {
-        let conn = self
-            .conn
-            .get_or_try_init(|| async {
-                tokio::time::timeout(self.timeout, ConnectionManager::new(self.client.clone()))
-                    .await
-                    .map_err(|_| format!("no connection within {:?}", self.timeout))?
-                    .map_err(|e| e.to_string())
-            })
-            .await?;
-        Ok(conn.clone())
-    }
-
     /// Run the script for `order`, applying it only if `apply`.
     async fn run(
         &self,
@@ -174,7 +158,7 @@ impl RedisRiskLedger {
         limits: &RiskLimits,
         apply: bool,
     ) -> Result<Applied, String> {
-        let mut conn = self.connection().await?;
+        let mut conn = self.redis.connection().await?;
         let mut call = self.check.key(self.book_key(order.symbol));
         call.key(self.halt_key())
             .arg(signed(order))
@@ -183,10 +167,7 @@ impl RedisRiskLedger {
             .arg(limits.max_daily_orders)
             .arg(u8::from(apply));
         let (position, count, halted, applied): (i64, u64, u8, u8) =
-            tokio::time::timeout(self.timeout, call.invoke_async(&mut conn))
-                .await
-                .map_err(|_| format!("no answer within {:?}", self.timeout))?
-                .map_err(|e| e.to_string())?;
+            self.redis.deadline(call.invoke_async(&mut conn)).await?;
         Ok(Applied {
             book: SymbolBook {
                 position,
@@ -251,13 +232,12 @@ impl RedisRiskLedger {
 
     async fn revert_shared(&self, order: &Order<'_>) {
         let result = async {
-            let mut conn = self.connection().await?;
+            let mut conn = self.redis.connection().await?;
             let mut call = self.revert.key(self.book_key(order.symbol));
             call.arg(signed(order)).arg(order.day.to_string());
-            tokio::time::timeout(self.timeout, call.invoke_async::<i64>(&mut conn))
+            self.redis
+                .deadline(call.invoke_async::<i64>(&mut conn))
                 .await
-                .map_err(|_| format!("no answer within {:?}", self.timeout))?
-                .map_err(|e| e.to_string())
         }
         .await;
         if let Err(why) = result {

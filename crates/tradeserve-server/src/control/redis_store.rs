@@ -8,6 +8,7 @@ use redis::aio::ConnectionManager;
 use tradeserve_core::ports::BoxFuture;
 
 use crate::control::store::{ControlStore, StoreError};
+use crate::redis_conn::LazyRedis;
 use tradeserve_core::control::ControlState;
 
 const CAS: &str = r"
@@ -22,56 +23,43 @@ return 1
 /// Control state in Redis under `<prefix>:control`. Connects on first use (with a deadline)
 /// and reconnects by itself, so a Redis that is down at start only delays convergence.
 pub struct RedisStore {
-    client: redis::Client,
-    conn: tokio::sync::OnceCell<ConnectionManager>,
+    redis: LazyRedis,
     key: String,
     url: String,
-    timeout: Duration,
     script: redis::Script,
 }
 
 impl RedisStore {
     /// Check the URL; nothing is sent yet. The URL's password, if any, is never logged.
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
-        let client =
-            redis::Client::open(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let redis = LazyRedis::open(url, timeout).map_err(StoreError::Unavailable)?;
         let shown = match url.rsplit_once('@') {
             Some((_, host)) => format!("redis://…@{host}"),
             None => url.to_owned(),
         };
         Ok(RedisStore {
-            client,
-            conn: tokio::sync::OnceCell::new(),
+            redis,
             key: format!("{prefix}:control"),
             url: shown,
-            timeout,
             script: redis::Script::new(CAS),
         })
     }
 
     async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        let conn = self
-            .conn
-            .get_or_try_init(|| async {
-                tokio::time::timeout(self.timeout, ConnectionManager::new(self.client.clone()))
-                    .await
-                    .map_err(|_| {
-                        StoreError::Unavailable(format!("no connection within {:?}", self.timeout))
-                    })?
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))
-            })
-            .await?;
-        Ok(conn.clone())
+        self.redis
+            .connection()
+            .await
+            .map_err(StoreError::Unavailable)
     }
 
     async fn deadline<T>(
         &self,
         f: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.timeout, f)
+        self.redis
+            .deadline(f)
             .await
-            .map_err(|_| StoreError::Unavailable(format!("no answer within {:?}", self.timeout)))?
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+            .map_err(StoreError::Unavailable)
     }
 }
 
