@@ -1,8 +1,11 @@
 //! A Redis connection made on first use (a Redis that is down at start only delays the first
 //! call), reconnecting by itself (`ConnectionManager`), with a deadline on connecting and on
-//! every call. Shared by the control store and the risk ledger.
+//! every call. A failed connect is not retried for [`RETRY_AFTER`]: until then calls fail at
+//! once instead of each waiting out the connect deadline again (with Redis down, every
+//! risk-checked decision would otherwise spend the whole deadline on it). Shared by the control
+//! store and the risk ledger.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 
@@ -11,7 +14,12 @@ pub struct LazyRedis {
     client: redis::Client,
     conn: tokio::sync::OnceCell<ConnectionManager>,
     timeout: Duration,
+    /// When the last connect failed.
+    failed_at: parking_lot::Mutex<Option<Instant>>,
 }
+
+/// How long a failed connect is not tried again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl LazyRedis {
     /// Check the URL; nothing is sent yet. The error never quotes the URL (it may hold a
@@ -22,12 +30,24 @@ impl LazyRedis {
             client,
             conn: tokio::sync::OnceCell::new(),
             timeout,
+            failed_at: parking_lot::Mutex::new(None),
         })
     }
 
     /// The connection, made now if it was not yet.
     pub async fn connection(&self) -> Result<ConnectionManager, String> {
-        let conn = self
+        if let Some(conn) = self.conn.get() {
+            return Ok(conn.clone());
+        }
+        if let Some(at) = *self.failed_at.lock()
+            && at.elapsed() < RETRY_AFTER
+        {
+            return Err(format!(
+                "unreachable (a connect failed {} ms ago; next try after {RETRY_AFTER:?})",
+                at.elapsed().as_millis()
+            ));
+        }
+        let made = self
             .conn
             .get_or_try_init(|| async {
                 tokio::time::timeout(self.timeout, ConnectionManager::new(self.client.clone()))
@@ -35,8 +55,14 @@ impl LazyRedis {
                     .map_err(|_| format!("no connection within {:?}", self.timeout))?
                     .map_err(|e| e.to_string())
             })
-            .await?;
-        Ok(conn.clone())
+            .await;
+        match made {
+            Ok(conn) => Ok(conn.clone()),
+            Err(e) => {
+                *self.failed_at.lock() = Some(Instant::now());
+                Err(e)
+            }
+        }
     }
 
     /// `f`'s answer, or why there is none within the deadline.

@@ -209,6 +209,20 @@ async fn redis_gone_fails_closed_or_falls_back_to_local_books_when_configured() 
     );
     let (s, d) = predict(&local, &body).await;
     assert_eq!(s, StatusCode::OK, "{d}");
+    // A replica that never reached Redis does not wait out the connect deadline on every
+    // order: after one failed connect the next orders are refused at once, for a second.
+    let never = replica("redis://127.0.0.1:1/0", "never", |_| {});
+    let (s, d) = predict(&never, &body).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{d}");
+    let (s, d) = predict(&never, &body).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{d}");
+    assert!(
+        d["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("a connect failed"),
+        "{d}"
+    );
     // Decisions without a risk check never needed Redis.
     let unchecked = body.replace(r#""risk_check":true"#, r#""risk_check":false"#);
     let (s, _) = predict(&closed, &unchecked).await;
