@@ -21,7 +21,8 @@
 //! - [`control`]: the control state, one module per command that changes it, the typed
 //!   control event, and the [`control::ArmRecorder`] port arms and outcomes are credited
 //!   through.
-//! - [`stats`]: per-arm measurement and the significance tests of reports.
+//! - [`arm_stats`]: per-arm measurement, mergeable across replicas; [`stats`]: the
+//!   significance tests and views of reports.
 //! - [`routing`]: the snapshot of champion, experiment and rollout a request routes by.
 //! - [`pipeline`]: the hot path that ties them together, and the decision [`pipeline::kernel`]
 //!   it shares with the shadow runner and replay.
@@ -32,6 +33,7 @@
 //! Adapters (ONNX engines, market replay, audit log, HTTP) live in other crates and depend on
 //! this one, never the reverse.
 
+pub mod arm_stats;
 pub mod blend;
 pub mod control;
 pub mod decision;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use crate::arm_stats::UnitStats;
 use crate::error::PredictError;
 pub use crate::error::{EmitError, FeatureError, ModelError, RiskError};
 use crate::event::Event;
@@ -19,7 +20,6 @@ pub use crate::model_set::InferenceModel;
 use crate::model_set::ModelSet;
 use crate::risk::{Order, RiskLimits, RiskValidation};
 pub use crate::snapshot::{FeatureSnapshot, SymbolCoverage};
-use crate::stats::UnitStats;
 
 /// A boxed, sendable future (what an async trait method returns here).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::arm_stats::UnitStats;
 use crate::experiment::{self, Arm, Bucketing, Unit};
 use crate::model_set::ModelSet;
 use crate::rollout::Stage;
-use crate::stats::UnitStats;
 
 /// What a decision is measured in: the running experiment or the active rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -1,25 +1,15 @@
-//! Per-arm measurement for experiments and rollouts, and the statistics their reports use.
-//!
-//! [`UnitStats`] holds two [`ArmStats`] (control, treatment/candidate). Recording takes one
-//! short, uncontended `parking_lot` mutex per arm and never awaits; reading takes a
-//! [`ArmSnapshot`] copy. Outcomes keep a running mean/variance (Welford) for the Welch t-test
-//! and a bounded reservoir sample for the bootstrap CI of the Sharpe difference.
+//! The statistics of experiment and rollout reports: running moments (Welford, mergeable
+//! across replicas), the Welch t-test, the per-decision Sharpe ratio and its bootstrap CI, and
+//! [`ArmSnapshot`], the view of one arm a report or gate reads. What is recorded per arm, and
+//! how replicas' records merge, is [`crate::arm_stats`].
 
-use hdrhistogram::Histogram;
-use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use crate::experiment::Arm;
-use crate::types::Action;
-
-/// Outcomes kept per arm for the bootstrap (a uniform reservoir sample beyond this).
-pub const RESERVOIR: usize = 20_000;
-
 /// Running count, mean and sum of squared deviations (Welford).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub n: u64,
     pub mean: f64,
@@ -37,6 +27,24 @@ impl Summary {
     /// Sample variance (n − 1).
     pub fn variance(&self) -> Option<f64> {
         (self.n >= 2).then(|| self.m2 / (self.n - 1) as f64)
+    }
+
+    /// Combine with the moments of another sample (Chan et al.'s parallel formula): the
+    /// result is the moments of both samples together, as if pushed one by one.
+    pub fn merge(&mut self, other: &Summary) {
+        if other.n == 0 {
+            return;
+        }
+        if self.n == 0 {
+            *self = *other;
+            return;
+        }
+        let n = self.n + other.n;
+        let (na, nb, nt) = (self.n as f64, other.n as f64, n as f64);
+        let delta = other.mean - self.mean;
+        self.mean += delta * nb / nt;
+        self.m2 += other.m2 + delta * delta * na * nb / nt;
+        self.n = n;
     }
 
     pub fn from_slice(xs: &[f64]) -> Summary {
@@ -101,167 +109,7 @@ pub fn bootstrap_sharpe_diff(
     Some((at(0.025), at(0.975)))
 }
 
-/// Everything measured on one arm.
-#[derive(Debug)]
-struct ArmInner {
-    decisions: u64,
-    errors: u64,
-    actions: [u64; 3],
-    confidence_sum: f64,
-    risk_checked: u64,
-    risk_rejected: u64,
-    /// Server latency of returned decisions, µs.
-    latency_us: Histogram<u64>,
-    /// Ensemble inference time (live or shadow), µs.
-    inference_us: Histogram<u64>,
-    outcomes: Summary,
-    wins: u64,
-    reservoir: Vec<f64>,
-    shadow_compared: u64,
-    shadow_agreed: u64,
-    rng: SmallRng,
-}
-
-fn histogram() -> Histogram<u64> {
-    // 1 µs .. 60 s at 3 significant digits: valid bounds, so construction cannot fail.
-    #[allow(clippy::expect_used)]
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
-}
-
-impl ArmInner {
-    fn new(seed: u64) -> ArmInner {
-        ArmInner {
-            decisions: 0,
-            errors: 0,
-            actions: [0; 3],
-            confidence_sum: 0.0,
-            risk_checked: 0,
-            risk_rejected: 0,
-            latency_us: histogram(),
-            inference_us: histogram(),
-            outcomes: Summary::default(),
-            wins: 0,
-            reservoir: Vec::new(),
-            shadow_compared: 0,
-            shadow_agreed: 0,
-            rng: SmallRng::seed_from_u64(seed),
-        }
-    }
-}
-
-/// One returned (or shadow) decision, as an arm records it.
-#[derive(Debug, Clone, Copy)]
-pub struct Observation {
-    pub action: Action,
-    pub confidence: f64,
-    /// `None` when the request asked for no risk check.
-    pub approved: Option<bool>,
-    pub latency_us: Option<u64>,
-    pub inference_us: u64,
-}
-
-/// One arm's measurements.
-#[derive(Debug)]
-pub struct ArmStats {
-    inner: Mutex<ArmInner>,
-}
-
-impl ArmStats {
-    fn new(seed: u64) -> ArmStats {
-        ArmStats {
-            inner: Mutex::new(ArmInner::new(seed)),
-        }
-    }
-
-    pub fn record(&self, o: &Observation) {
-        let mut a = self.inner.lock();
-        a.decisions += 1;
-        let i = match o.action {
-            Action::Buy => 0,
-            Action::Sell => 1,
-            Action::Hold => 2,
-        };
-        a.actions[i] += 1;
-        a.confidence_sum += o.confidence;
-        if let Some(approved) = o.approved {
-            a.risk_checked += 1;
-            if !approved {
-                a.risk_rejected += 1;
-            }
-        }
-        if let Some(l) = o.latency_us {
-            a.latency_us.saturating_record(l.max(1));
-        }
-        a.inference_us.saturating_record(o.inference_us.max(1));
-    }
-
-    /// A request routed to this arm that got no decision back (refused, failed, too late):
-    /// an error, never a decision.
-    pub fn record_error(&self) {
-        self.inner.lock().errors += 1;
-    }
-
-    pub fn record_shadow_agreement(&self, agreed: bool) {
-        let mut a = self.inner.lock();
-        a.shadow_compared += 1;
-        a.shadow_agreed += u64::from(agreed);
-    }
-
-    /// A realized return of one decision (already signed by its direction).
-    pub fn record_outcome(&self, r: f64) {
-        if !r.is_finite() {
-            return;
-        }
-        let mut a = self.inner.lock();
-        a.outcomes.push(r);
-        a.wins += u64::from(r > 0.0);
-        let n = a.outcomes.n;
-        if a.reservoir.len() < RESERVOIR {
-            a.reservoir.push(r);
-        } else {
-            let j = a.rng.random_range(0..n);
-            if let Ok(j) = usize::try_from(j)
-                && j < RESERVOIR
-            {
-                a.reservoir[j] = r;
-            }
-        }
-    }
-
-    pub fn snapshot(&self) -> ArmSnapshot {
-        let a = self.inner.lock();
-        let q = |h: &Histogram<u64>, q: f64| (!h.is_empty()).then(|| h.value_at_quantile(q) as f64);
-        let returned = a.decisions;
-        ArmSnapshot {
-            decisions: a.decisions,
-            errors: a.errors,
-            error_rate: ratio(a.errors, a.decisions + a.errors),
-            action_mix: ActionMix {
-                buy: ratio(a.actions[0], returned),
-                sell: ratio(a.actions[1], returned),
-                hold: ratio(a.actions[2], returned),
-            },
-            mean_confidence: (returned > 0).then(|| a.confidence_sum / returned as f64),
-            risk_reject_rate: (a.risk_checked > 0).then(|| ratio(a.risk_rejected, a.risk_checked)),
-            latency_ms: Percentiles {
-                p50: q(&a.latency_us, 0.5).map(|v| v / 1e3),
-                p95: q(&a.latency_us, 0.95).map(|v| v / 1e3),
-                p99: q(&a.latency_us, 0.99).map(|v| v / 1e3),
-            },
-            inference_p99_us: q(&a.inference_us, 0.99),
-            outcomes: a.outcomes.n,
-            win_rate: (a.outcomes.n > 0).then(|| ratio(a.wins, a.outcomes.n)),
-            mean_return: (a.outcomes.n > 0).then_some(a.outcomes.mean),
-            sharpe: sharpe(&a.outcomes),
-            shadow_compared: a.shadow_compared,
-            shadow_agreed: a.shadow_agreed,
-            summary: a.outcomes,
-            sample: a.reservoir.clone(),
-        }
-    }
-}
-
-fn ratio(a: u64, b: u64) -> f64 {
+pub(crate) fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
@@ -303,30 +151,6 @@ pub struct ArmSnapshot {
     pub summary: Summary,
     #[serde(skip)]
     pub sample: Vec<f64>,
-}
-
-/// The two arms of one experiment (or one rollout stage).
-#[derive(Debug)]
-pub struct UnitStats {
-    arms: [ArmStats; 2],
-}
-
-impl UnitStats {
-    pub fn new() -> UnitStats {
-        UnitStats {
-            arms: [ArmStats::new(1), ArmStats::new(2)],
-        }
-    }
-
-    pub fn arm(&self, arm: Arm) -> &ArmStats {
-        &self.arms[arm.index()]
-    }
-}
-
-impl Default for UnitStats {
-    fn default() -> Self {
-        UnitStats::new()
-    }
 }
 
 /// Significance of treatment against control.
@@ -404,34 +228,20 @@ mod tests {
     }
 
     #[test]
-    fn arm_snapshot_counts() {
-        let s = UnitStats::new();
-        let arm = s.arm(Arm::Treatment);
-        for (i, action) in [Action::Buy, Action::Buy, Action::Sell, Action::Hold]
-            .into_iter()
-            .enumerate()
-        {
-            arm.record(&Observation {
-                action,
-                confidence: 0.5,
-                approved: Some(i != 3),
-                latency_us: Some(100 * (i as u64 + 1)),
-                inference_us: 20,
-            });
-        }
-        arm.record_error();
-        arm.record_outcome(0.01);
-        arm.record_outcome(-0.02);
-        let snap = arm.snapshot();
-        // Decisions are what clients received; the error is counted apart.
-        assert_eq!(snap.decisions, 4);
-        assert_eq!(snap.errors, 1);
-        assert!((snap.error_rate - 0.2).abs() < 1e-12);
-        assert!((snap.action_mix.buy - 0.5).abs() < 1e-12);
-        assert!((snap.risk_reject_rate.unwrap() - 0.25).abs() < 1e-12);
-        assert!((snap.win_rate.unwrap() - 0.5).abs() < 1e-12);
-        assert!((snap.mean_return.unwrap() + 0.005).abs() < 1e-12);
-        assert!((snap.latency_ms.p99.unwrap() - 0.4).abs() < 1e-3);
-        assert_eq!(s.arm(Arm::Control).snapshot().decisions, 0);
+    fn merged_moments_equal_the_moments_of_both_samples() {
+        let a = [0.5, -1.25, 3.0, 2.0];
+        let b = [10.0, -4.0, 0.125];
+        let mut m = Summary::from_slice(&a);
+        m.merge(&Summary::from_slice(&b));
+        let all = Summary::from_slice(&[&a[..], &b[..]].concat());
+        assert_eq!(m.n, all.n);
+        assert!((m.mean - all.mean).abs() < 1e-12);
+        assert!((m.variance().unwrap() - all.variance().unwrap()).abs() < 1e-12);
+        let mut empty = Summary::default();
+        empty.merge(&all);
+        assert_eq!(empty, all);
+        let mut same = all;
+        same.merge(&Summary::default());
+        assert_eq!(same, all);
     }
 }

@@ -8,12 +8,12 @@
 
 use std::sync::Arc;
 
+use tradeserve_core::arm_stats::{Observation, UnitStats};
 use tradeserve_core::control::{ArmRecorder, Credit, OutcomeError, ShadowRun};
 use tradeserve_core::experiment::Arm;
 use tradeserve_core::pipeline::Prediction;
 use tradeserve_core::ports::FeatureSource;
 use tradeserve_core::routing::Route;
-use tradeserve_core::stats::{Observation, UnitStats};
 use tradeserve_core::types::Action;
 use uuid::Uuid;
 

@@ -73,6 +73,14 @@ pub struct ControlConfig {
     /// (its gate report, `tradeserve_rollout_stage_starved`, a warning).
     #[serde(with = "humantime_serde")]
     pub stage_idle_after: Duration,
+    /// With the `redis` store: how often this replica publishes its experiment and rollout
+    /// measurements for the fleet's reports and gates (each sees the others' this much late).
+    #[serde(with = "humantime_serde")]
+    pub fleet_interval: Duration,
+    /// With the `redis` store: how long a unit's published measurements are kept after its
+    /// last publish (a stopped replica's share counts until then).
+    #[serde(with = "humantime_serde")]
+    pub fleet_ttl: Duration,
 }
 
 impl Default for ControlConfig {
@@ -89,6 +97,8 @@ impl Default for ControlConfig {
             derive_outcomes: true,
             outcome_window: 200_000,
             stage_idle_after: Duration::from_secs(60),
+            fleet_interval: Duration::from_secs(1),
+            fleet_ttl: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -116,6 +126,12 @@ impl ControlConfig {
             return Err(
                 "control.poll_interval and control.gate_interval must be at least 50ms".into(),
             );
+        }
+        if self.fleet_interval < Duration::from_millis(50) {
+            return Err("control.fleet_interval must be at least 50ms".into());
+        }
+        if self.fleet_ttl < Duration::from_secs(60) {
+            return Err("control.fleet_ttl must be at least 1m".into());
         }
         if self.shadow_queue == 0 || self.outcome_window == 0 {
             return Err(

@@ -11,10 +11,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use tradeserve_core::arm_stats::UnitStats;
 use tradeserve_core::control::{Credit, OutcomeError};
 use tradeserve_core::experiment::Arm;
 use tradeserve_core::routing::Route;
-use tradeserve_core::stats::UnitStats;
 use tradeserve_core::types::Action;
 use uuid::Uuid;
 

@@ -45,6 +45,7 @@ use tradeserve_events::wal::WalConfig;
 use crate::config::StoreKind;
 use crate::control::ControlPlane;
 use crate::control::catalog::{CatalogSource, ModelCatalog};
+use crate::control::fleet::FleetStats;
 use crate::control::redis_store::RedisStore;
 use crate::control::store::{ControlStore, FileStore, StoreError};
 use crate::shadow::{ShadowConfig, ShadowPool};
@@ -509,10 +510,21 @@ fn control_plane(
         },
         remote.clone(),
     );
-    Ok(
-        ControlPlane::new(store, catalog, events, metrics.control.clone())
-            .with_stage_idle_after(c.stage_idle_after),
-    )
+    let plane = ControlPlane::new(store, catalog, events, metrics.control.clone())
+        .with_stage_idle_after(c.stage_idle_after);
+    Ok(match c.store {
+        StoreKind::File => plane,
+        StoreKind::Redis => plane.with_fleet(
+            FleetStats::new(
+                &c.redis_url,
+                &c.redis_prefix,
+                c.store_timeout,
+                c.fleet_ttl,
+                FleetStats::process_id(),
+            )
+            .map_err(StoreError::Unavailable)?,
+        ),
+    })
 }
 
 /// The pipeline's settings from the config.
@@ -617,7 +629,7 @@ pub async fn start_control(
             tracing::error!(error = %e, store = %state.control.describe_store(), "control store unavailable at start; serving the champion only until it answers")
         }
     }
-    vec![
+    let mut tasks = vec![
         tokio::spawn(crate::control::tasks::poll(
             Arc::clone(state),
             config.control.poll_interval,
@@ -626,7 +638,14 @@ pub async fn start_control(
             Arc::clone(state),
             config.control.gate_interval,
         )),
-    ]
+    ];
+    if state.control.has_fleet() {
+        tasks.push(tokio::spawn(crate::control::tasks::publish(
+            Arc::clone(state),
+            config.control.fleet_interval,
+        )));
+    }
+    tasks
 }
 
 /// The backend steward, when a role or version is served remotely.
@@ -681,6 +700,11 @@ pub async fn run(
     let abandoned = serve_until(&service, listener, &config, max_connections, shutdown).await;
     for t in tasks {
         t.abort();
+    }
+    // The last measurements since the previous publish: without them the fleet's reports
+    // would miss up to one interval of what this replica served.
+    if let Err(e) = service.state.control.publish_measurements(true).await {
+        tracing::warn!(error = %e, "last experiment and rollout measurements not published");
     }
     stop_sinks(&service, config.server.shutdown_grace).await;
     if abandoned > 0 {

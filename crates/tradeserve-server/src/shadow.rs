@@ -14,13 +14,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
+use tradeserve_core::arm_stats::Observation;
 use tradeserve_core::control::{ArmRecorder, ShadowRun};
 use tradeserve_core::decision::{SHADOW_SCHEMA_VERSION, ShadowEvent, ShadowResult};
 use tradeserve_core::pipeline::{Fetched, PredictError, Sized, kernel_with};
 use tradeserve_core::ports::{EventSink, ShadowJob, ShadowRunner};
 use tradeserve_core::remote::{Fallback, fetch};
 use tradeserve_core::sizing::SizingPolicy;
-use tradeserve_core::stats::Observation;
 
 use crate::metrics::ControlMetrics;
 

@@ -247,12 +247,22 @@ async fn decisions_follow_the_split_and_carry_their_arm() {
             "bucketing",
             "metrics_to_track",
             "scope",
+            "replicas",
+            "fleet_error",
             "since",
             "observed_treatment_share",
             "arms",
             "comparison",
         ])
     );
+    // One process with the file store: this replica alone, and it says so.
+    assert_eq!(
+        (&report["scope"], &report["fleet_error"]),
+        (&json!("this replica"), &Value::Null)
+    );
+    assert_eq!(report["replicas"].as_array().unwrap().len(), 1);
+    assert_eq!(report["replicas"][0]["decisions"], 400);
+    assert_eq!(report["replicas"][0]["published_at"], Value::Null);
     assert_eq!(
         keys(&arms["treatment"]),
         set(&[

@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tradeserve_core::ModelSet;
+use tradeserve_core::arm_stats::UnitStats;
 use tradeserve_core::event::Event;
 use tradeserve_core::experiment::Arm;
 use tradeserve_core::ports::{EmitError, EventSink, ShadowJob, ShadowRunner};
-use tradeserve_core::stats::UnitStats;
 use tradeserve_models::{BundledModels, VersionSelection};
 use tradeserve_server::arms::ArmBook;
 use tradeserve_server::metrics::Metrics;

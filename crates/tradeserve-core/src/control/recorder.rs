@@ -6,10 +6,10 @@
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::arm_stats::{Observation, UnitStats};
 use crate::experiment::Arm;
 use crate::pipeline::Prediction;
 use crate::routing::{Route, UnitKind};
-use crate::stats::{Observation, UnitStats};
 
 /// Where an outcome was credited.
 #[derive(Debug, Clone, PartialEq, Serialize)]

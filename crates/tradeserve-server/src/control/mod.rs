@@ -5,10 +5,12 @@
 //!
 //! - [`store`]: where it lives (a file; [`redis_store`] for many replicas).
 //! - [`catalog`]: the model versions it may route to, loaded before a change is stored.
-//! - [`plane`]: the writer, the routing snapshot, and the gates.
+//! - [`plane`]: the writer, the routing snapshot, the measurements and the gates.
+//! - [`fleet`]: the measurements of every replica, shared through Redis.
 //! - [`tasks`]: the background poller (other replicas' changes) and gate evaluator.
 
 pub mod catalog;
+pub mod fleet;
 pub mod plane;
 pub mod redis_store;
 pub mod store;

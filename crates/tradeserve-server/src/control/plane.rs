@@ -8,6 +8,13 @@
 //! snapshot published and the audit events emitted. Requests only ever load the published
 //! snapshot (one atomic load). Other replicas' writes arrive through
 //! [`ControlPlane::refresh`], run by the poller.
+//!
+//! Measurements of each experiment and rollout stage are recorded here per replica and, with
+//! a fleet store, merged over every replica ([`measure`]); the gates judge those ([`gates`]).
+
+mod gates;
+use gates::StageTraffic;
+mod measure;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -15,17 +22,17 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 use time::OffsetDateTime;
-use tradeserve_core::control::commands::{Gate, KillSwitch};
+use tradeserve_core::arm_stats::UnitStats;
+use tradeserve_core::control::commands::KillSwitch;
 use tradeserve_core::control::{Context, ControlEvent};
-use tradeserve_core::experiment::Arm;
 use tradeserve_core::model_set::ModelSet;
 use tradeserve_core::ports::EventSink;
-use tradeserve_core::rollout::{GateCheck, GateInputs, GateReport, Rollout, Stage, Verdict};
+use tradeserve_core::rollout::{GateReport, Stage};
 use tradeserve_core::routing::{ExperimentRoute, RolloutRoute, Routing};
-use tradeserve_core::stats::{self, UnitStats};
 use tradeserve_core::types::Role;
 
 use crate::control::catalog::{CatalogError, CatalogSource, ModelCatalog};
+use crate::control::fleet::FleetStats;
 use crate::control::store::{ControlStore, StoreError};
 use crate::control::{Actor, Command, CommandError, ControlState};
 use crate::metrics::ControlMetrics;
@@ -73,23 +80,17 @@ pub struct ControlPlane {
     traffic: Mutex<Option<StageTraffic>>,
     /// How long a stage's candidate may see no traffic before it is reported as starved.
     stage_idle_after: std::time::Duration,
+    /// Where every replica's measurements meet (`None`: this replica's alone).
+    fleet: Option<FleetStats>,
+    /// What was last published of each unit.
+    published: Mutex<HashMap<String, measure::Published>>,
 }
 
-/// The candidate traffic of one rollout stage, as last seen by the gate evaluator.
-struct StageTraffic {
-    rollout_id: String,
-    stage: Stage,
-    /// Candidate decisions, errors and shadow runs at `since`.
-    seen: u64,
-    since: std::time::Instant,
-    warned: bool,
-}
-
-fn experiment_key(id: &str) -> String {
+pub fn experiment_key(id: &str) -> String {
     format!("experiment:{id}")
 }
 
-fn rollout_key(id: &str, stage: Stage) -> String {
+pub fn rollout_key(id: &str, stage: Stage) -> String {
     format!("rollout:{id}:{}", stage.as_str())
 }
 
@@ -115,58 +116,21 @@ impl ControlPlane {
             started: OffsetDateTime::now_utc(),
             traffic: Mutex::new(None),
             stage_idle_after: std::time::Duration::from_secs(60),
+            fleet: None,
+            published: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Merge every replica's measurements through `fleet` (reports and gates judge the fleet).
+    pub fn with_fleet(mut self, fleet: FleetStats) -> ControlPlane {
+        self.fleet = Some(fleet);
+        self
     }
 
     /// Report a rollout stage as starved once its candidate has seen no traffic this long.
     pub fn with_stage_idle_after(mut self, after: std::time::Duration) -> ControlPlane {
         self.stage_idle_after = after;
         self
-    }
-
-    /// Note the candidate traffic of the active stage; when there has been none for
-    /// `stage_idle_after`, say so in the gate report (a `traffic` check), a gauge and one
-    /// warning per stage. A stage can starve when few units hash into a small share (e.g.
-    /// `symbol_date` bucketing with a handful of symbols on some days).
-    fn watch_traffic(&self, r: &Rollout, inputs: &GateInputs, report: &mut GateReport) {
-        let seen = inputs.candidate_decisions + inputs.candidate_errors + inputs.shadow_compared;
-        let mut traffic = self.traffic.lock();
-        let fresh = traffic
-            .as_ref()
-            .is_none_or(|t| t.rollout_id != r.rollout_id || t.stage != r.stage || t.seen != seen);
-        if fresh {
-            *traffic = Some(StageTraffic {
-                rollout_id: r.rollout_id.clone(),
-                stage: r.stage,
-                seen,
-                since: std::time::Instant::now(),
-                warned: false,
-            });
-            self.metrics.rollout_starved.set(0);
-            return;
-        }
-        let Some(t) = traffic.as_mut() else {
-            return;
-        };
-        let idle = t.since.elapsed();
-        if idle < self.stage_idle_after || report.verdict != Verdict::Wait {
-            return;
-        }
-        let detail = format!(
-            "the candidate has received no traffic for {:.0} s in this stage (bucketing {}: too few units may fall in its share)",
-            idle.as_secs_f64(),
-            serde_json::to_value(r.bucketing).unwrap_or_default()
-        );
-        if !t.warned {
-            t.warned = true;
-            tracing::warn!(rollout = %r.rollout_id, stage = r.stage.as_str(), %detail, "rollout stage starved");
-        }
-        self.metrics.rollout_starved.set(1);
-        report.checks.push(GateCheck {
-            name: "traffic".into(),
-            verdict: Verdict::Wait,
-            detail,
-        });
     }
 
     /// The snapshot a request routes by (`None` until models are loaded).
@@ -205,10 +169,12 @@ impl ControlPlane {
         Arc::clone(self.stats.lock().entry(key).or_default())
     }
 
+    /// This replica's own records of an experiment (the fleet's: [`ControlPlane::measured`]).
     pub fn experiment_stats(&self, id: &str) -> Option<Arc<UnitStats>> {
         self.stats.lock().get(&experiment_key(id)).cloned()
     }
 
+    /// This replica's own records of a rollout stage.
     pub fn rollout_stats(&self, id: &str, stage: Stage) -> Option<Arc<UnitStats>> {
         self.stats.lock().get(&rollout_key(id, stage)).cloned()
     }
@@ -526,80 +492,5 @@ impl ControlPlane {
                 tracing::error!(error = %err, "control event not accepted by the event sink");
             }
         }
-    }
-
-    /// The gate inputs of a rollout's current stage, measured on this replica.
-    pub fn gate_inputs(&self, r: &Rollout) -> GateInputs {
-        let Some(stats) = self.rollout_stats(&r.rollout_id, r.stage) else {
-            return GateInputs::default();
-        };
-        let c = stats.arm(Arm::Control).snapshot();
-        let t = stats.arm(Arm::Treatment).snapshot();
-        // At `full` no unit is on control: compare with control as last measured.
-        let p99_us = |a: &tradeserve_core::stats::ArmSnapshot| a.latency_ms.p99.map(|ms| ms * 1e3);
-        let control_p99 = p99_us(&c).or_else(|| {
-            Stage::ACTIVE
-                .iter()
-                .rev()
-                .filter(|s| **s < r.stage)
-                .filter_map(|s| self.rollout_stats(&r.rollout_id, *s))
-                .find_map(|s| p99_us(&s.arm(Arm::Control).snapshot()))
-        });
-        GateInputs {
-            candidate_decisions: t.decisions,
-            candidate_errors: t.errors,
-            control_latency_p99_us: control_p99,
-            candidate_latency_p99_us: p99_us(&t),
-            shadow_compared: t.shadow_compared,
-            shadow_agreed: t.shadow_agreed,
-            control_outcomes: c.outcomes,
-            candidate_outcomes: t.outcomes,
-            control_mean_return: c.mean_return,
-            candidate_mean_return: t.mean_return,
-            welch_p_value: stats::welch_p_value(&t.summary, &c.summary),
-        }
-    }
-
-    /// Evaluate the active rollout's gates once; roll back on failure, promote on a pass when
-    /// auto-promotion is on. Returns the report.
-    pub async fn tick_gates(&self) -> Option<GateReport> {
-        let view = self.view.load_full();
-        let r = view.active_rollout()?;
-        let inputs = self.gate_inputs(r);
-        let mut report = r.evaluate(&inputs, OffsetDateTime::now_utc())?;
-        self.watch_traffic(r, &inputs, &mut report);
-        self.gates
-            .lock()
-            .insert(r.rollout_id.clone(), report.clone());
-        let act = match report.verdict {
-            Verdict::Fail => true,
-            Verdict::Pass => r.auto_promote && !r.paused,
-            Verdict::Wait => false,
-        };
-        if act {
-            let gate = Actor {
-                who: "gate".into(),
-                reason: String::new(),
-            };
-            match self
-                .execute(
-                    Gate {
-                        id: r.rollout_id.clone(),
-                        report: report.clone(),
-                    }
-                    .into(),
-                    &gate,
-                )
-                .await
-            {
-                Ok(_) => {}
-                // Someone moved the rollout first: nothing to do.
-                Err(PlaneError::Command(CommandError::Conflict(why))) => {
-                    tracing::debug!(%why, "gate verdict not applied")
-                }
-                Err(e) => tracing::error!(error = %e, "gate verdict not applied"),
-            }
-        }
-        Some(report)
     }
 }

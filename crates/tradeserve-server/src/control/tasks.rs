@@ -1,5 +1,6 @@
 //! Background work of the control plane, owned by the service and aborted at shutdown: the
-//! poller that picks up other replicas' changes and the gate evaluator of the active rollout.
+//! poller that picks up other replicas' changes, the gate evaluator of the active rollout, and
+//! the publisher of this replica's measurements to the fleet.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,31 @@ pub async fn gates(state: Arc<AppState>, interval: Duration) {
         ticker.tick().await;
         if let Some(report) = state.control.tick_gates().await {
             tracing::debug!(stage = ?report.stage, verdict = ?report.verdict, "rollout gate evaluated");
+        }
+    }
+}
+
+/// Publish this replica's measurements every `interval` (nothing to do without a fleet store);
+/// errors are logged once per outage, and what was not sent goes with the next publish.
+pub async fn publish(state: Arc<AppState>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        ticker.tick().await;
+        match state.control.publish_measurements(false).await {
+            Ok(_) => {
+                if failing {
+                    tracing::info!("fleet measurements published again");
+                }
+                failing = false;
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::error!(error = %e, "fleet measurements not published; reports and gates of other replicas miss this replica's share until they are");
+                }
+                failing = true;
+            }
         }
     }
 }

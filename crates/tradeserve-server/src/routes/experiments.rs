@@ -8,9 +8,10 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use tradeserve_core::control::commands::{CreateExperiment, StopExperiment, UpdateExperiment};
-use tradeserve_core::experiment::{Arm, Experiment, ExperimentSpec, ExperimentUpdate};
+use tradeserve_core::experiment::{Experiment, ExperimentSpec, ExperimentUpdate};
 use tradeserve_core::stats::{self, ArmSnapshot};
 
+use crate::control::fleet::Measured;
 use crate::control::{Actor, Command};
 use crate::error::ApiError;
 use crate::routes::body::{Id, JsonBody, Requested, Who};
@@ -105,6 +106,12 @@ pub async fn stop(
     run(&state, command, &actor, Some(&id), StatusCode::OK).await
 }
 
+/// What a measurement covers: `fleet` (every replica's share), or `this replica` (no fleet
+/// store, or it could not be read: then `fleet_error` says why).
+pub fn scope(m: &Measured) -> &'static str {
+    if m.fleet { "fleet" } else { "this replica" }
+}
+
 /// The metrics an arm shows, as tracked by the experiment.
 fn arm_view(arm: &ArmSnapshot, tracked: &[String]) -> Value {
     let mut v = serde_json::to_value(arm).unwrap_or(Value::Null);
@@ -133,21 +140,13 @@ pub async fn report(
     Id(id): Id,
 ) -> Result<Json<Value>, ApiError> {
     let e = found(&state, &id)?;
-    let (control, treatment) = match state.control.experiment_stats(&id) {
-        Some(s) => (
-            s.arm(Arm::Control).snapshot(),
-            s.arm(Arm::Treatment).snapshot(),
-        ),
-        None => {
-            let empty = tradeserve_core::stats::UnitStats::new();
-            (
-                empty.arm(Arm::Control).snapshot(),
-                empty.arm(Arm::Treatment).snapshot(),
-            )
-        }
-    };
+    let measured = state.control.experiment_measured(&id).await;
+    let [control, treatment] = measured.arms.each_ref().map(|a| a.snapshot());
     let total = control.decisions + treatment.decisions;
     let comparison = stats::compare(&control, &treatment);
+    let since = measured
+        .since()
+        .unwrap_or_else(|| state.control.measuring_since());
     Ok(Json(json!({
         "experiment_id": e.experiment_id,
         "status": e.status,
@@ -157,8 +156,10 @@ pub async fn report(
         "traffic_split": e.traffic_split,
         "bucketing": e.bucketing,
         "metrics_to_track": e.metrics_to_track,
-        "scope": "this replica, since it started",
-        "since": state.control.measuring_since().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "scope": scope(&measured),
+        "replicas": measured.replicas,
+        "fleet_error": measured.error,
+        "since": since.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
         "observed_treatment_share": if total == 0 { None } else { Some(treatment.decisions as f64 / total as f64) },
         "arms": {
             "control": arm_view(&control, &e.metrics_to_track),

@@ -8,33 +8,35 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use tradeserve_core::control::commands::{CreateRollout, KillSwitch, Pause, Promote, RollBack};
-use tradeserve_core::experiment::Arm;
 use tradeserve_core::rollout::{Rollout, RolloutSpec};
 
 use crate::control::{Actor, Command};
 use crate::error::ApiError;
 use crate::routes::body::{Id, JsonBody, Requested, Who};
-use crate::routes::change;
+use crate::routes::{change, experiments};
 use crate::state::AppState;
 
-/// A rollout with this replica's gate evaluation and the current stage's measurements.
-fn view(state: &AppState, r: &Rollout) -> Value {
+/// A rollout with the last gate evaluation and the current stage's measurements (the fleet's
+/// when there is a fleet store; `stage_stats` is null while no replica has recorded any).
+async fn view(state: &AppState, r: &Rollout) -> Value {
+    let measured = state.control.rollout_measured(&r.rollout_id, r.stage).await;
     let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut v {
         map.insert(
             "last_gate".into(),
             serde_json::to_value(state.control.last_gate(&r.rollout_id)).unwrap_or(Value::Null),
         );
-        let stats = state
-            .control
-            .rollout_stats(&r.rollout_id, r.stage)
-            .map(|s| {
-                json!({
-                    "stage": r.stage,
-                    "control": s.arm(Arm::Control).snapshot(),
-                    "candidate": s.arm(Arm::Treatment).snapshot(),
-                })
-            });
+        let stats = (!measured.replicas.is_empty()).then(|| {
+            let [control, candidate] = measured.arms.each_ref().map(|a| a.snapshot());
+            json!({
+                "stage": r.stage,
+                "scope": experiments::scope(&measured),
+                "replicas": measured.replicas.len(),
+                "fleet_error": measured.error,
+                "control": control,
+                "candidate": candidate,
+            })
+        });
         map.insert("stage_stats".into(), stats.unwrap_or(Value::Null));
         map.insert("candidate_share".into(), json!(r.stage.candidate_share()));
     }
@@ -43,13 +45,16 @@ fn view(state: &AppState, r: &Rollout) -> Value {
 
 pub async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
     let all = state.control.view();
-    let rollouts: Vec<Value> = all.rollouts.iter().map(|r| view(&state, r)).collect();
+    let mut rollouts = Vec::with_capacity(all.rollouts.len());
+    for r in &all.rollouts {
+        rollouts.push(view(&state, r).await);
+    }
     Json(json!({ "rollouts": rollouts }))
 }
 
 pub async fn get(State(state): State<Arc<AppState>>, Id(id): Id) -> Result<Json<Value>, ApiError> {
     match state.control.view().rollout(&id) {
-        Some(r) => Ok(Json(view(&state, r))),
+        Some(r) => Ok(Json(view(&state, r).await)),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -66,14 +71,13 @@ async fn run(
     id: Option<&str>,
     status: StatusCode,
 ) -> Result<impl IntoResponse + use<>, ApiError> {
-    change::apply(state, command, actor, status, |v| {
-        let r = match id {
-            Some(id) => v.rollout(id),
-            None => v.rollouts.last(),
-        };
-        r.map(|r| view(state, r))
-    })
-    .await
+    let v = state.control.execute(command, actor).await?;
+    let r = match id {
+        Some(id) => v.rollout(id),
+        None => v.rollouts.last(),
+    }
+    .ok_or_else(|| ApiError::internal("record missing after the change"))?;
+    Ok((status, Json(view(state, r).await)))
 }
 
 pub async fn create(

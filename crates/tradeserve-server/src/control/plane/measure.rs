@@ -1,0 +1,135 @@
+//! The measurements reports and gates read: this replica's records of a unit merged with the
+//! other replicas' published shares when there is a fleet store ([`crate::control::fleet`]),
+//! and the publisher that sends this replica's share of every unit whose records changed.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use time::OffsetDateTime;
+use tradeserve_core::arm_stats::{ArmState, UnitStats};
+use tradeserve_core::rollout::Stage;
+
+use super::{ControlPlane, experiment_key, rollout_key};
+use crate::control::fleet::{self, Measured, Outgoing, SAMPLE_EVERY, Share};
+
+/// What was last published of one unit.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Published {
+    /// [`ArmState::activity`] of both arms.
+    activity: u64,
+    /// Outcomes in the last published sample, and when it was sent.
+    sample_outcomes: u64,
+    sample_at: Instant,
+}
+
+impl ControlPlane {
+    /// Whether measurements are shared with other replicas.
+    pub fn has_fleet(&self) -> bool {
+        self.fleet.is_some()
+    }
+
+    /// This replica's id among the fleet's contributors.
+    pub fn replica_id(&self) -> &str {
+        self.fleet.as_ref().map_or("local", |f| f.replica())
+    }
+
+    fn local_share(&self, unit: &str) -> Option<Share> {
+        let stats = self.stats.lock().get(unit).cloned()?;
+        Some(Share {
+            replica: self.replica_id().to_owned(),
+            since: self.started,
+            published_at: OffsetDateTime::now_utc(),
+            arms: stats.states(),
+        })
+    }
+
+    /// A unit's records over the fleet: this replica's live share and every other replica's
+    /// last published one. Without a fleet store, or when it cannot be read (`error` says why),
+    /// this replica's alone. `with_samples`: also the outcome samples (the report's bootstrap).
+    pub async fn measured(&self, unit: &str, with_samples: bool) -> Measured {
+        let local = self.local_share(unit);
+        let Some(fleet) = &self.fleet else {
+            return fleet::merge(local, Vec::new());
+        };
+        match fleet.read(unit, with_samples).await {
+            Ok(others) => Measured {
+                fleet: true,
+                ..fleet::merge(local, others)
+            },
+            Err(e) => Measured {
+                error: Some(e),
+                ..fleet::merge(local, Vec::new())
+            },
+        }
+    }
+
+    pub async fn experiment_measured(&self, id: &str) -> Measured {
+        self.measured(&experiment_key(id), true).await
+    }
+
+    pub async fn rollout_measured(&self, id: &str, stage: Stage) -> Measured {
+        self.measured(&rollout_key(id, stage), false).await
+    }
+
+    /// Publish this replica's share of every unit whose records changed since its last
+    /// publish; a changed outcome sample goes at most every [`SAMPLE_EVERY`] (always when
+    /// `flush`, at shutdown). Returns how many units were sent. Without a fleet store: none.
+    pub async fn publish_measurements(&self, flush: bool) -> Result<usize, String> {
+        let Some(fleet) = &self.fleet else {
+            return Ok(0);
+        };
+        let units: Vec<(String, Arc<UnitStats>)> = self
+            .stats
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect();
+        let now = Instant::now();
+        let mut outgoing = Vec::new();
+        let mut marks = Vec::new();
+        for (unit, stats) in units {
+            let arms = stats.states();
+            let activity: u64 = arms.iter().map(ArmState::activity).sum();
+            let outcomes: u64 = arms.iter().map(|a| a.outcomes.n).sum();
+            let last = self.published.lock().get(&unit).copied();
+            let sample_due = last.is_none_or(|p| {
+                p.sample_outcomes != outcomes && (flush || now - p.sample_at >= SAMPLE_EVERY)
+            });
+            if last.is_some_and(|p| p.activity == activity) && !sample_due {
+                continue;
+            }
+            marks.push((
+                unit.clone(),
+                Published {
+                    activity,
+                    sample_outcomes: if sample_due {
+                        outcomes
+                    } else {
+                        last.map_or(0, |p| p.sample_outcomes)
+                    },
+                    sample_at: if sample_due {
+                        now
+                    } else {
+                        last.map_or(now, |p| p.sample_at)
+                    },
+                },
+            ));
+            outgoing.push(Outgoing {
+                unit,
+                share: Share {
+                    replica: fleet.replica().to_owned(),
+                    since: self.started,
+                    published_at: OffsetDateTime::now_utc(),
+                    arms,
+                },
+                with_sample: sample_due,
+            });
+        }
+        let sent = outgoing.len();
+        if sent > 0 {
+            fleet.publish(outgoing).await?;
+            self.published.lock().extend(marks);
+        }
+        Ok(sent)
+    }
+}
