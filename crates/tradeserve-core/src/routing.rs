@@ -16,7 +16,7 @@ use crate::model_set::ModelSet;
 use crate::rollout::Stage;
 
 /// What a decision is measured in: the running experiment or the active rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnitKind {
     Experiment,

@@ -4,7 +4,9 @@
 //! the [`OutcomeBook`] of decisions awaiting their outcome. With `control.derive_outcomes` the
 //! outcome is derived at once from the feature source (next-bar return × direction).
 //!
-//! Called on the request path once per answer: a few uncontended locks, no I/O, no await.
+//! Called on the request path once per answer: a few uncontended locks, no I/O, no await. With
+//! a fleet store, a posted outcome may await Redis (it may belong to a decision another replica
+//! made, and is credited once fleet-wide: [`crate::control::outcomes_fleet`]).
 
 use std::sync::Arc;
 
@@ -12,13 +14,17 @@ use tradeserve_core::arm_stats::{Observation, UnitStats};
 use tradeserve_core::control::{ArmRecorder, Credit, OutcomeError, ShadowRun};
 use tradeserve_core::experiment::Arm;
 use tradeserve_core::pipeline::Prediction;
+use tradeserve_core::ports::BoxFuture;
 use tradeserve_core::ports::FeatureSource;
 use tradeserve_core::routing::Route;
+use tradeserve_core::routing::UnitKind;
 use tradeserve_core::types::Action;
 use uuid::Uuid;
 
+use crate::control::outcomes_fleet::{Awaiting, AwaitingArm, OutcomeStore};
+use crate::control::units::{Units, experiment_key, rollout_key};
 use crate::metrics::ControlMetrics;
-use crate::outcomes::OutcomeBook;
+use crate::outcomes::{OutcomeBook, Posted, TrackedArm};
 
 /// See the module docs.
 pub struct ArmBook {
@@ -26,6 +32,22 @@ pub struct ArmBook {
     outcomes: OutcomeBook,
     /// Where outcomes are derived from at decision time (`None`: they are posted).
     derive_from: Option<Arc<dyn FeatureSource>>,
+    /// Where posted outcomes meet across replicas (`None`: one replica).
+    fleet: Option<FleetOutcomes>,
+}
+
+/// The fleet's store of awaiting decisions, and this replica's units to credit remote ones to.
+struct FleetOutcomes {
+    store: OutcomeStore,
+    units: Arc<Units>,
+}
+
+/// The unit key a tracked arm was measured in.
+fn unit_of(a: &TrackedArm) -> Option<String> {
+    match a.credit.kind {
+        UnitKind::Experiment => Some(experiment_key(&a.credit.id)),
+        UnitKind::Rollout => a.stage.map(|s| rollout_key(&a.credit.id, s)),
+    }
 }
 
 impl ArmBook {
@@ -39,6 +61,93 @@ impl ArmBook {
             metrics,
             outcomes: OutcomeBook::new(window),
             derive_from,
+            fleet: None,
+        }
+    }
+
+    /// Publish awaiting decisions to `store`, and credit outcomes posted here for other
+    /// replicas' decisions to `units`.
+    pub fn with_fleet(mut self, store: OutcomeStore, units: Arc<Units>) -> ArmBook {
+        self.outcomes = self.outcomes.shared();
+        self.fleet = Some(FleetOutcomes { store, units });
+        self
+    }
+
+    /// Hand the decisions awaiting an outcome to the fleet's store (run with the measurements'
+    /// publish). Returns how many were sent; on failure they are sent next time.
+    pub async fn publish_awaiting(&self) -> Result<usize, String> {
+        let Some(fleet) = &self.fleet else {
+            return Ok(0);
+        };
+        let taken = self.outcomes.take_unpublished();
+        let awaiting: Vec<Awaiting> = taken
+            .iter()
+            .map(|(id, arms)| Awaiting {
+                decision_id: *id,
+                arms: arms
+                    .iter()
+                    .filter_map(|a| {
+                        Some(AwaitingArm {
+                            unit: unit_of(a)?,
+                            credit: a.credit.clone(),
+                        })
+                    })
+                    .collect(),
+            })
+            .collect();
+        match fleet.store.publish(&awaiting).await {
+            Ok(()) => Ok(awaiting.len()),
+            Err(e) => {
+                self.outcomes.requeue(taken.into_iter().map(|(id, _)| id));
+                Err(e)
+            }
+        }
+    }
+
+    /// An outcome posted here for a decision this replica does not know: another replica's,
+    /// if the fleet's store has it. Credited to this replica's share of its units.
+    async fn remote_outcome(
+        &self,
+        fleet: &FleetOutcomes,
+        id: Uuid,
+        realized_return: f64,
+    ) -> Result<Vec<Credit>, OutcomeError> {
+        let unavailable = |e: String| OutcomeError::Unavailable(id, e);
+        let arms = fleet
+            .store
+            .lookup(id)
+            .await
+            .map_err(unavailable)?
+            .ok_or(OutcomeError::Unknown(id))?;
+        if !fleet.store.claim(id).await.map_err(unavailable)? {
+            return Err(OutcomeError::AlreadyRecorded(id));
+        }
+        Ok(arms
+            .into_iter()
+            .map(|a| {
+                let stats = fleet.units.get_or_create(&a.unit);
+                stats.arm(a.credit.arm).record_outcome(realized_return);
+                a.credit
+            })
+            .collect())
+    }
+
+    async fn post_outcome(&self, id: Uuid, r: f64) -> Result<Vec<Credit>, OutcomeError> {
+        let posted = match (self.outcomes.post(id, r), &self.fleet) {
+            (Err(OutcomeError::Unknown(_)), Some(fleet)) => {
+                return self.remote_outcome(fleet, id, r).await;
+            }
+            (posted, _) => posted?,
+        };
+        match (posted, &self.fleet) {
+            (Posted::Credited(credits), _) => Ok(credits),
+            (Posted::Claim(arms), Some(fleet)) => match fleet.store.claim(id).await {
+                Ok(true) => Ok(self.outcomes.claimed(id, &arms, r)),
+                Ok(false) => Err(OutcomeError::AlreadyRecorded(id)),
+                Err(e) => Err(OutcomeError::Unavailable(id, e)),
+            },
+            // Only a shared book publishes, so this cannot happen; never credit twice.
+            (Posted::Claim(_), None) => Err(OutcomeError::AlreadyRecorded(id)),
         }
     }
 }
@@ -108,7 +217,7 @@ impl ArmRecorder for ArmBook {
         &self,
         decision_id: Uuid,
         realized_return: f64,
-    ) -> Result<Vec<Credit>, OutcomeError> {
-        self.outcomes.post(decision_id, realized_return)
+    ) -> BoxFuture<'_, Result<Vec<Credit>, OutcomeError>> {
+        Box::pin(self.post_outcome(decision_id, realized_return))
     }
 }

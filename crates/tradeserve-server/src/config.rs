@@ -81,6 +81,10 @@ pub struct ControlConfig {
     /// last publish (a stopped replica's share counts until then).
     #[serde(with = "humantime_serde")]
     pub fleet_ttl: Duration,
+    /// With the `redis` store and posted outcomes: how long after its publish a decision's
+    /// outcome can be posted to any replica (on its own replica: while in `outcome_window`).
+    #[serde(with = "humantime_serde")]
+    pub fleet_outcome_ttl: Duration,
 }
 
 impl Default for ControlConfig {
@@ -99,6 +103,7 @@ impl Default for ControlConfig {
             stage_idle_after: Duration::from_secs(60),
             fleet_interval: Duration::from_secs(1),
             fleet_ttl: Duration::from_secs(7 * 24 * 3600),
+            fleet_outcome_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -130,8 +135,12 @@ impl ControlConfig {
         if self.fleet_interval < Duration::from_millis(50) {
             return Err("control.fleet_interval must be at least 50ms".into());
         }
-        if self.fleet_ttl < Duration::from_secs(60) {
-            return Err("control.fleet_ttl must be at least 1m".into());
+        if self.fleet_ttl < Duration::from_secs(60)
+            || self.fleet_outcome_ttl < Duration::from_secs(60)
+        {
+            return Err(
+                "control.fleet_ttl and control.fleet_outcome_ttl must be at least 1m".into(),
+            );
         }
         if self.shadow_queue == 0 || self.outcome_window == 0 {
             return Err(

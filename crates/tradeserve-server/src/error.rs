@@ -324,6 +324,11 @@ impl From<tradeserve_core::control::OutcomeError> for ApiError {
             OutcomeError::AlreadyRecorded(_) => {
                 ApiError::new(StatusCode::CONFLICT, "outcome_exists", message)
             }
+            OutcomeError::Unavailable(..) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "outcome_unavailable",
+                message,
+            ),
         }
     }
 }

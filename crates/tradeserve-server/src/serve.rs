@@ -46,6 +46,7 @@ use crate::config::StoreKind;
 use crate::control::ControlPlane;
 use crate::control::catalog::{CatalogSource, ModelCatalog};
 use crate::control::fleet::FleetStats;
+use crate::control::outcomes_fleet::OutcomeStore;
 use crate::control::redis_store::RedisStore;
 use crate::control::store::{ControlStore, FileStore, StoreError};
 use crate::shadow::{ShadowConfig, ShadowPool};
@@ -305,15 +306,8 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
     let control = control_plane(config, &registry, &remote, Arc::clone(&emitter), &metrics)?;
     let (features, live) = feature_source(config, replay);
     let market_feed = market_feed(config, &live)?;
-    let arms: Arc<dyn ArmRecorder> = Arc::new(ArmBook::new(
-        metrics.control.clone(),
-        config.control.outcome_window,
-        config
-            .control
-            .derive_outcomes
-            .then(|| Arc::clone(&features)),
-    ));
-    let shadow = shadow_pool(config, &emitter, &arms, &metrics)?;
+    let arms = arm_book(config, &metrics, &features, &control)?;
+    let shadow = shadow_pool(config, &emitter, &(Arc::clone(&arms) as _), &metrics)?;
     let pipeline = Pipeline::new(features, ledger, emitter, pipeline_config(config))
         .with_shadow(shadow.clone())
         .with_explainer(Arc::new(
@@ -408,6 +402,35 @@ fn market_feed(
         )),
         _ => Ok(None),
     }
+}
+
+/// Where decisions, failures and outcomes are credited to arms; with the `redis` control
+/// store, outcomes posted to any replica are credited once fleet-wide.
+fn arm_book(
+    config: &Config,
+    metrics: &Metrics,
+    features: &Arc<dyn FeatureSource>,
+    control: &ControlPlane,
+) -> Result<Arc<ArmBook>, StartError> {
+    let c = &config.control;
+    let book = ArmBook::new(
+        metrics.control.clone(),
+        c.outcome_window,
+        c.derive_outcomes.then(|| Arc::clone(features)),
+    );
+    Ok(Arc::new(match c.store {
+        StoreKind::File => book,
+        StoreKind::Redis => book.with_fleet(
+            OutcomeStore::new(
+                &c.redis_url,
+                &c.redis_prefix,
+                c.store_timeout,
+                c.fleet_outcome_ttl,
+            )
+            .map_err(StoreError::Unavailable)?,
+            control.units(),
+        ),
+    }))
 }
 
 /// The shadow runner: rollout candidates re-decide off the request path.
@@ -705,6 +728,9 @@ pub async fn run(
     // would miss up to one interval of what this replica served.
     if let Err(e) = service.state.control.publish_measurements(true).await {
         tracing::warn!(error = %e, "last experiment and rollout measurements not published");
+    }
+    if let Err(e) = service.state.arms.publish_awaiting().await {
+        tracing::warn!(error = %e, "the last decisions awaiting an outcome were not published: only this replica could have credited them");
     }
     stop_sinks(&service, config.server.shutdown_grace).await;
     if abandoned > 0 {

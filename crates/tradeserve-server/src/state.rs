@@ -7,12 +7,12 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tradeserve_core::ModelSet;
 use tradeserve_core::Pipeline;
-use tradeserve_core::control::ArmRecorder;
 use tradeserve_core::model_set::BackendState;
 use tradeserve_core::ports::SymbolCoverage;
 
 use tradeserve_features::live::LiveFeatures;
 
+use crate::arms::ArmBook;
 use crate::auth::Auth;
 use crate::backends::RemoteBackends;
 use crate::control::ControlPlane;
@@ -47,7 +47,7 @@ pub struct AppState {
     /// The MLflow side of the model set, when models come from the registry.
     pub registry: Option<Arc<RegistryManager>>,
     /// Where decisions, failures and outcomes are credited to experiment and rollout arms.
-    pub arms: Arc<dyn ArmRecorder>,
+    pub arms: Arc<ArmBook>,
     /// The remote model backends, when any role or version is served remotely.
     pub remote: Option<Arc<RemoteBackends>>,
     /// The live feature source (`features.source = "live"`): where posted bars go.
@@ -75,7 +75,7 @@ pub struct Parts {
     pub body: BodyLimits,
     /// Largest `POST /api/v1/bars` body (its read time limit is `body`'s).
     pub bars_bytes: usize,
-    pub arms: Arc<dyn ArmRecorder>,
+    pub arms: Arc<ArmBook>,
     pub auth: Option<Arc<Auth>>,
 }
 

@@ -47,9 +47,16 @@ struct Seen {
 
 const SYMBOLS: [&str; 6] = ["AAPL", "MSFT", "NVDA", "SPY", "TSLA", "AMZN"];
 
-/// `n` decisions from `h` over a few symbols and hours; every traded one gets an outcome
-/// posted (to the replica that made it).
-async fn drive(h: &Harness, n: usize, seen: &mut Seen) {
+/// A traded decision awaiting its outcome: id, arm, and the return the test will post.
+struct Trade {
+    id: String,
+    arm: String,
+    r: f64,
+}
+
+/// `n` decisions from `h` over a few symbols and hours; returns the traded ones.
+async fn drive(h: &Harness, n: usize, seen: &mut Seen) -> Vec<Trade> {
+    let mut trades = Vec::new();
     for i in 0..n {
         let body = format!(
             r#"{{"symbol":"{}","timestamp":"2025-10-20T{}:30:00Z","risk_check":false}}"#,
@@ -70,14 +77,30 @@ async fn drive(h: &Harness, n: usize, seen: &mut Seen) {
             .entry((arm.clone(), action.clone()))
             .or_default() += 1;
         if action != "HOLD" {
-            let r = ((i * 37 % 11) as f64 - 5.0) / 1000.0;
-            let id = d["decision_id"].as_str().unwrap();
-            let body = format!(r#"{{"decision_id":"{id}","realized_return":{r}}}"#);
-            let (s, v) = post(h, "/api/v1/outcomes", &body).await;
-            assert_eq!(s, StatusCode::OK, "{v}");
-            // The return of the position the decision opened (its direction already in it).
-            seen.returns.entry(arm).or_default().push(r);
+            trades.push(Trade {
+                id: d["decision_id"].as_str().unwrap().to_owned(),
+                arm,
+                r: ((i * 37 % 11) as f64 - 5.0) / 1000.0,
+            });
         }
+    }
+    trades
+}
+
+/// Post a trade's outcome to `h`: the status and the error code, if any.
+async fn post_outcome(h: &Harness, t: &Trade) -> (StatusCode, Value) {
+    let body = format!(r#"{{"decision_id":"{}","realized_return":{}}}"#, t.id, t.r);
+    post(h, "/api/v1/outcomes", &body).await
+}
+
+/// Post `trades`' outcomes to `h`, each credited once; noted in `seen`.
+async fn credit(h: &Harness, trades: &[Trade], seen: &mut Seen) {
+    for t in trades {
+        let (s, v) = post_outcome(h, t).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["credited"][0]["arm"], t.arm.as_str(), "{v}");
+        // The return of the position the decision opened (its direction already in it).
+        seen.returns.entry(t.arm.clone()).or_default().push(t.r);
     }
 }
 
@@ -151,18 +174,35 @@ async fn the_experiment_report_is_the_sum_of_every_replica() {
     assert!(b.service.state.control.refresh().await.unwrap());
 
     let (mut seen_a, mut seen_b) = (Seen::default(), Seen::default());
-    drive(&a, 120, &mut seen_a).await;
-    drive(&b, 80, &mut seen_b).await;
-    assert!(
-        seen_a.returns.values().map(Vec::len).sum::<usize>() > 10,
-        "few trades: {seen_a:?}"
-    );
+    let trades_a = drive(&a, 120, &mut seen_a).await;
+    let trades_b = drive(&b, 80, &mut seen_b).await;
+    assert!(trades_a.len() > 12 && trades_b.len() > 4, "few trades");
+    // B's outcomes posted to B before it publishes: credited there, no Redis needed.
+    credit(&b, &trades_b, &mut seen_b).await;
 
     // Before B publishes, A's report is A's share (its own, live) and says who is in it.
     let report = get(&a, "/api/v1/experiments/exp-fleet/report").await;
     assert_eq!(report["scope"], "fleet");
     assert_report_is(&report, &seen_a);
     assert_eq!(report["replicas"].as_array().unwrap().len(), 1, "{report}");
+
+    // An outcome for A's decision posted to B before A published it: B cannot know it yet.
+    let (s, v) = post_outcome(&b, &trades_a[0]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let sent = a.service.state.arms.publish_awaiting().await.unwrap();
+    assert_eq!(sent, trades_a.len());
+    assert_eq!(b.service.state.arms.publish_awaiting().await.unwrap(), 0);
+    // Now half of A's outcomes arrive at B (a load balancer), half at A; the last one is kept.
+    let (last, rest) = trades_a.split_last().unwrap();
+    let (to_b, to_a) = rest.split_at(rest.len() / 2);
+    credit(&b, to_b, &mut seen_b).await;
+    credit(&a, to_a, &mut seen_a).await;
+    // Posted again, to either replica: credited once.
+    for (h, t) in [(&a, &to_b[0]), (&b, &to_a[0]), (&a, &to_a[1])] {
+        let (s, v) = post_outcome(h, t).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        assert_eq!(v["error"]["code"], "outcome_exists");
+    }
 
     assert_eq!(publish(&a).await, 1);
     assert_eq!(publish(&b).await, 1);
@@ -223,6 +263,33 @@ async fn the_experiment_report_is_the_sum_of_every_replica() {
     let report = get(&a, "/api/v1/experiments/exp-fleet/report").await;
     assert_report_is(&report, &merge(&both, &seen_c));
     assert_eq!(report["replicas"].as_array().unwrap().len(), 3);
+
+    // Redis gone: a published decision cannot be claimed, so it is not credited (503, retry).
+    let port = redis.port;
+    drop(redis);
+    let (s, v) = post_outcome(&a, last).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["error"]["code"], "outcome_unavailable");
+    let report = get(&a, "/api/v1/experiments/exp-fleet/report").await;
+    assert_eq!(report["scope"], "this replica");
+    assert!(report["fleet_error"].is_string(), "{report}");
+    assert_report_is(&report, &seen_a);
+
+    // Decisions made meanwhile are published once Redis is back, then creditable anywhere.
+    let mut seen_late = Seen::default();
+    let late = drive(&a, 30, &mut seen_late).await;
+    assert!(a.service.state.arms.publish_awaiting().await.is_err());
+    let _redis = RedisServer::start_on(port);
+    let mut sent = Err(String::new());
+    for _ in 0..50 {
+        sent = a.service.state.arms.publish_awaiting().await;
+        if sent.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(sent, Ok(late.len()));
+    credit(&c, &late, &mut seen_late).await;
 }
 
 fn rollout_spec() -> String {

@@ -323,6 +323,76 @@ fn two_replicas_sharing_redis_converge_on_a_rollback_within_five_seconds() {
     assert_no_failures(&loader.join().unwrap());
 }
 
+/// Two real replicas sharing Redis split the load of an experiment: the report counts both;
+/// B publishes only at shutdown here (its interval is an hour), so A's report holds B's share
+/// exactly when B stopped gracefully.
+#[test]
+#[ignore = "needs redis-server (scripts/test.sh installs it)"]
+fn the_fleet_report_counts_every_replica_including_a_stopped_ones_last_share() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let _serial = serial();
+    let redis = RedisServer::start();
+    let url: &'static str = Box::leak(redis.url().into_boxed_str());
+    let shared = [
+        ("TRADESERVE_CONTROL__STORE", "redis"),
+        ("TRADESERVE_CONTROL__REDIS_URL", url),
+        ("TRADESERVE_SERVER__DRAIN_DELAY", "0s"),
+    ];
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut env_a = shared.to_vec();
+    env_a.push(("TRADESERVE_CONTROL__FLEET_INTERVAL", "200ms"));
+    let mut env_b = shared.to_vec();
+    env_b.push(("TRADESERVE_CONTROL__FLEET_INTERVAL", "1h"));
+    let a = ServiceProcess::start(BIN, &env(da.path(), &env_a));
+    let mut b = ServiceProcess::start(BIN, &env(db.path(), &env_b));
+    let (api_a, api_b) = (Api::new(&a.url()), Api::new(&b.url()));
+    let spec = json!({"experiment_id": "exp-fleet", "role": "bull_specialist", "control_model_version": "1",
+        "treatment_model_version": "2", "traffic_split": 0.5, "bucketing": "decision"});
+    let (s, e) = api_a.call("POST", "/api/v1/experiments", spec);
+    assert_eq!(s, 201, "{e}");
+    // B picks the experiment up from Redis; its decisions in the experiment count too.
+    let mut probes = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while api_b.decide()["metadata"]["experiment"].is_null() {
+        assert!(
+            Instant::now() < deadline,
+            "replica B never saw the experiment"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    probes += 1;
+    let on_b = api_b.load_in_background(500.0, 1_000);
+    let on_a = api_a
+        .rt
+        .block_on(run(load(&a.url(), 500.0, 1_500)))
+        .unwrap();
+    assert_no_failures(&on_a);
+    assert_no_failures(&on_b.join().unwrap());
+    let decisions = |r: &Value| {
+        let n = |arm: &str| r["arms"][arm]["decisions"].as_u64().unwrap();
+        n("control") + n("treatment")
+    };
+    let (_, r) = api_a.call("GET", "/api/v1/experiments/exp-fleet/report", Value::Null);
+    assert_eq!(
+        (decisions(&r), &r["scope"]),
+        (1_500, &json!("fleet")),
+        "{r}"
+    );
+
+    kill(Pid::from_raw(b.child.id() as i32), Signal::SIGTERM).unwrap();
+    assert!(b.child.wait().unwrap().success());
+    let (_, r) = api_a.call("GET", "/api/v1/experiments/exp-fleet/report", Value::Null);
+    assert_eq!(decisions(&r), 1_500 + 1_000 + probes, "{r}");
+    assert_eq!(r["replicas"].as_array().unwrap().len(), 2, "{r}");
+    let share = r["observed_treatment_share"].as_f64().unwrap();
+    eprintln!(
+        "fleet report over two replicas: {} decisions, treatment share {share:.3}",
+        decisions(&r)
+    );
+    assert!((share - 0.5).abs() < 0.05, "{share}");
+}
+
 #[test]
 #[ignore = "needs the test harness's Python venv (scripts/test.sh)"]
 fn an_always_hold_candidate_is_rolled_back_by_its_gate_under_load() {

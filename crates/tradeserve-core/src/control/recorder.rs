@@ -1,18 +1,20 @@
 //! The port decisions, failures, shadow runs and outcomes are credited to the arms of the
 //! running experiment and the active rollout through. The server's adapter keeps the arms'
 //! measurements, exports their counters and remembers which decisions await an outcome; the
-//! request path calls it once per answer, with no await.
+//! request path calls it once per answer, with no await. Only a posted outcome may await (with
+//! several replicas, the decision may have been made on another one).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::arm_stats::{Observation, UnitStats};
 use crate::experiment::Arm;
 use crate::pipeline::Prediction;
+use crate::ports::BoxFuture;
 use crate::routing::{Route, UnitKind};
 
 /// Where an outcome was credited.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Credit {
     pub kind: UnitKind,
     pub id: String,
@@ -28,6 +30,10 @@ pub enum OutcomeError {
     Unknown(Uuid),
     #[error("decision {0} already has an outcome")]
     AlreadyRecorded(Uuid),
+    /// The store shared by the replicas is needed to credit it exactly once, and cannot be
+    /// reached; nothing was credited.
+    #[error("decision {0} cannot be credited now: {1}; retry")]
+    Unavailable(Uuid, String),
 }
 
 /// What a rollout candidate's shadow run of a decision came to.
@@ -54,7 +60,11 @@ pub trait ArmRecorder: Send + Sync {
     /// A shadow run of the candidate whose stage measurements are `candidate`.
     fn shadowed(&self, candidate: &UnitStats, run: ShadowRun<'_>);
 
-    /// The realized return of the position a decision opened, credited to its arms.
-    fn outcome(&self, decision_id: Uuid, realized_return: f64)
-    -> Result<Vec<Credit>, OutcomeError>;
+    /// The realized return of the position a decision opened, credited to its arms (once, on
+    /// whichever replica it is posted to).
+    fn outcome(
+        &self,
+        decision_id: Uuid,
+        realized_return: f64,
+    ) -> BoxFuture<'_, Result<Vec<Credit>, OutcomeError>>;
 }

@@ -34,6 +34,7 @@ use tradeserve_core::types::Role;
 use crate::control::catalog::{CatalogError, CatalogSource, ModelCatalog};
 use crate::control::fleet::FleetStats;
 use crate::control::store::{ControlStore, StoreError};
+use crate::control::units::{Units, experiment_key, rollout_key};
 use crate::control::{Actor, Command, CommandError, ControlState};
 use crate::metrics::ControlMetrics;
 
@@ -70,7 +71,7 @@ pub struct ControlPlane {
     champion: ArcSwapOption<ModelSet>,
     routing: ArcSwapOption<Routing>,
     /// Measurements by unit: `experiment:<id>` or `rollout:<id>:<stage>`.
-    stats: Mutex<HashMap<String, Arc<UnitStats>>>,
+    stats: Arc<Units>,
     /// The last gate evaluation of each rollout (local to this replica).
     gates: Mutex<HashMap<String, GateReport>>,
     /// A kill switch applied locally while the store was down, to store when it is back.
@@ -84,14 +85,6 @@ pub struct ControlPlane {
     fleet: Option<FleetStats>,
     /// What was last published of each unit.
     published: Mutex<HashMap<String, measure::Published>>,
-}
-
-pub fn experiment_key(id: &str) -> String {
-    format!("experiment:{id}")
-}
-
-pub fn rollout_key(id: &str, stage: Stage) -> String {
-    format!("rollout:{id}:{}", stage.as_str())
 }
 
 impl ControlPlane {
@@ -110,7 +103,7 @@ impl ControlPlane {
             view: ArcSwap::from_pointee(ControlState::default()),
             champion: ArcSwapOption::empty(),
             routing: ArcSwapOption::empty(),
-            stats: Mutex::new(HashMap::new()),
+            stats: Arc::default(),
             gates: Mutex::new(HashMap::new()),
             pending_kill: Mutex::new(None),
             started: OffsetDateTime::now_utc(),
@@ -165,18 +158,19 @@ impl ControlPlane {
             .unwrap_or_default()
     }
 
-    fn unit_stats(&self, key: String) -> Arc<UnitStats> {
-        Arc::clone(self.stats.lock().entry(key).or_default())
+    /// Every unit's measurements on this replica (shared with the outcome book).
+    pub fn units(&self) -> Arc<Units> {
+        Arc::clone(&self.stats)
     }
 
     /// This replica's own records of an experiment (the fleet's: [`ControlPlane::measured`]).
     pub fn experiment_stats(&self, id: &str) -> Option<Arc<UnitStats>> {
-        self.stats.lock().get(&experiment_key(id)).cloned()
+        self.stats.get(&experiment_key(id))
     }
 
     /// This replica's own records of a rollout stage.
     pub fn rollout_stats(&self, id: &str, stage: Stage) -> Option<Arc<UnitStats>> {
-        self.stats.lock().get(&rollout_key(id, stage)).cloned()
+        self.stats.get(&rollout_key(id, stage))
     }
 
     pub fn last_gate(&self, id: &str) -> Option<GateReport> {
@@ -219,7 +213,7 @@ impl ControlPlane {
                     bucketing: e.bucketing,
                     split: e.traffic_split,
                     sets: [c, t],
-                    stats: self.unit_stats(experiment_key(&e.experiment_id)),
+                    stats: self.stats.get_or_create(&experiment_key(&e.experiment_id)),
                 }),
                 _ => None,
             };
@@ -238,7 +232,7 @@ impl ControlPlane {
                     salt: r.salt.as_str().into(),
                     bucketing: r.bucketing,
                     candidate: Arc::new(candidate),
-                    stats: self.unit_stats(rollout_key(&r.rollout_id, r.stage)),
+                    stats: self.stats.get_or_create(&rollout_key(&r.rollout_id, r.stage)),
                 });
             if route.is_none() {
                 tracing::warn!(rollout = %r.rollout_id, "rollout models not loaded on this replica yet: its traffic stays on control");

@@ -51,7 +51,9 @@ pub async fn publish(state: Arc<AppState>, interval: Duration) {
     let mut failing = false;
     loop {
         ticker.tick().await;
-        match state.control.publish_measurements(false).await {
+        let sent = state.control.publish_measurements(false).await;
+        let awaiting = state.arms.publish_awaiting().await;
+        match sent.and(awaiting) {
             Ok(_) => {
                 if failing {
                     tracing::info!("fleet measurements published again");

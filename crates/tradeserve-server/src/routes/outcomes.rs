@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tradeserve_core::control::ArmRecorder;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -31,7 +32,7 @@ pub async fn post(
             "realized_return must be a finite fraction with |r| <= 10",
         ));
     }
-    let credited = state.arms.outcome(o.decision_id, o.realized_return)?;
+    let credited = state.arms.outcome(o.decision_id, o.realized_return).await?;
     Ok(Json(
         json!({"decision_id": o.decision_id, "credited": credited}),
     ))

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use serde::Serialize;
+use tradeserve_core::control::ArmRecorder;
 use tradeserve_core::error::ModelError;
 use tradeserve_core::pipeline::{Failed, PredictError, Prediction, Requester};
 use tradeserve_core::{Decision, Outcome};

@@ -9,8 +9,9 @@ use time::OffsetDateTime;
 use tradeserve_core::arm_stats::{ArmState, UnitStats};
 use tradeserve_core::rollout::Stage;
 
-use super::{ControlPlane, experiment_key, rollout_key};
+use super::ControlPlane;
 use crate::control::fleet::{self, Measured, Outgoing, SAMPLE_EVERY, Share};
+use crate::control::units::{experiment_key, rollout_key};
 
 /// What was last published of one unit.
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +35,7 @@ impl ControlPlane {
     }
 
     fn local_share(&self, unit: &str) -> Option<Share> {
-        let stats = self.stats.lock().get(unit).cloned()?;
+        let stats = self.stats.get(unit)?;
         Some(Share {
             replica: self.replica_id().to_owned(),
             since: self.started,
@@ -78,12 +79,7 @@ impl ControlPlane {
         let Some(fleet) = &self.fleet else {
             return Ok(0);
         };
-        let units: Vec<(String, Arc<UnitStats>)> = self
-            .stats
-            .lock()
-            .iter()
-            .map(|(k, v)| (k.clone(), Arc::clone(v)))
-            .collect();
+        let units: Vec<(String, Arc<UnitStats>)> = self.stats.all();
         let now = Instant::now();
         let mut outgoing = Vec::new();
         let mut marks = Vec::new();

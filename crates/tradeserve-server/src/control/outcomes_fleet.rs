@@ -1,0 +1,120 @@
+//! Posted outcomes across replicas (`control.store = "redis"`): behind a load balancer an
+//! outcome is posted to any replica, not necessarily the one that made the decision. Each
+//! replica publishes the decisions awaiting an outcome (with the units and arms they were
+//! measured in) with its measurements, and an outcome is credited exactly once fleet-wide by
+//! whoever first sets the decision's claim key.
+//!
+//! Keys (each expiring `control.fleet_outcome_ttl` after it is written):
+//! - `<prefix>:awaiting:<decision_id>`: JSON `[{"unit", "credit": {"kind", "id", "arm"}}, …]`.
+//! - `<prefix>:credited:<decision_id>`: set (`SET NX`) by the replica that credits it.
+//!
+//! A decision not yet published (its replica publishes every `control.fleet_interval`) is
+//! known to its own replica alone, which then credits it without Redis; once published, every
+//! replica, its own included, claims it first.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tradeserve_core::control::Credit;
+use uuid::Uuid;
+
+use crate::redis_conn::LazyRedis;
+
+/// One arm a decision was measured in, as the fleet stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AwaitingArm {
+    /// The unit's key (`experiment:<id>`, `rollout:<id>:<stage>`).
+    pub unit: String,
+    pub credit: Credit,
+}
+
+/// A decision awaiting its outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Awaiting {
+    pub decision_id: Uuid,
+    pub arms: Vec<AwaitingArm>,
+}
+
+/// See the module docs.
+pub struct OutcomeStore {
+    redis: LazyRedis,
+    prefix: String,
+    ttl: Duration,
+}
+
+impl OutcomeStore {
+    /// Check the URL; nothing is sent yet.
+    pub fn new(
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
+        ttl: Duration,
+    ) -> Result<OutcomeStore, String> {
+        Ok(OutcomeStore {
+            redis: LazyRedis::open(url, timeout)?,
+            prefix: prefix.to_owned(),
+            ttl,
+        })
+    }
+
+    fn ttl_secs(&self) -> u64 {
+        self.ttl.as_secs().max(1)
+    }
+
+    fn awaiting_key(&self, id: Uuid) -> String {
+        format!("{}:awaiting:{id}", self.prefix)
+    }
+
+    fn credited_key(&self, id: Uuid) -> String {
+        format!("{}:credited:{id}", self.prefix)
+    }
+
+    /// Make these decisions creditable on every replica (one round trip).
+    pub async fn publish(&self, awaiting: &[Awaiting]) -> Result<(), String> {
+        if awaiting.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for a in awaiting {
+            let json = serde_json::to_string(&a.arms).map_err(|e| e.to_string())?;
+            pipe.set_ex(self.awaiting_key(a.decision_id), json, self.ttl_secs())
+                .ignore();
+        }
+        let mut conn = self.redis.connection().await?;
+        self.redis.deadline(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    /// Where a decision made on any replica was measured (`None`: no replica published it, or
+    /// it expired).
+    pub async fn lookup(&self, id: Uuid) -> Result<Option<Vec<AwaitingArm>>, String> {
+        let mut conn = self.redis.connection().await?;
+        let raw: Option<String> = self
+            .redis
+            .deadline(
+                redis::cmd("GET")
+                    .arg(self.awaiting_key(id))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        raw.map(|s| serde_json::from_str(&s).map_err(|e| format!("awaiting {id}: {e}")))
+            .transpose()
+    }
+
+    /// Claim the right to credit `id`: true for exactly one caller in the fleet.
+    pub async fn claim(&self, id: Uuid) -> Result<bool, String> {
+        let mut conn = self.redis.connection().await?;
+        let set: Option<String> = self
+            .redis
+            .deadline(
+                redis::cmd("SET")
+                    .arg(self.credited_key(id))
+                    .arg(1)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(self.ttl_secs())
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+}
