@@ -92,6 +92,16 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 export TRADESERVE_REDIS="$(command -v redis-server)"
 
+# --- Prometheus and promtool (alert rules, the Grafana dashboard's queries), Chromium -------
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  step "installing Prometheus and promtool (Debian package)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus
+fi
+export TRADESERVE_PROMETHEUS="$(command -v prometheus)"
+
+step "alert rules: promtool check rules, and each alert fires (and stays quiet) on synthetic series"
+promtool check rules deploy/prometheus/alerts.yml
+(cd deploy/prometheus && promtool test rules alerts.test.yml)
 
 # --- schemathesis (API conformance against openapi.json, after the Rust tests) -------------
 pinned_venv "$cache/schemathesis-venv" scripts/requirements-schemathesis.txt schemathesis

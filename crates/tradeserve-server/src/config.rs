@@ -161,6 +161,10 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// Requests processed at once; more are answered 429 at once (admission control).
     pub max_in_flight: usize,
+    /// Decisions per second this replica sustains at client p99 < 10 ms, as measured on its
+    /// hardware (docs/BENCHMARKS.md: 15,000 on two shared vCPUs). Exported as
+    /// `tradeserve_capacity_decisions_per_second`; the load alert fires at 80 % of it.
+    pub capacity_per_second: f64,
     /// A decision not ready this long after arrival is answered 504.
     #[serde(with = "humantime_serde")]
     pub request_deadline: Duration,
@@ -202,6 +206,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             body_limit_bytes: 16 * 1024,
             max_in_flight: 4096,
+            capacity_per_second: 15_000.0,
             request_deadline: Duration::from_millis(40),
             max_clock_skew: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
@@ -716,6 +721,9 @@ impl ServerConfig {
         }
         if self.body_limit_bytes < 64 {
             return Err("server.body_limit_bytes must be at least 64".into());
+        }
+        if !(self.capacity_per_second.is_finite() && self.capacity_per_second > 0.0) {
+            return Err("server.capacity_per_second must be a positive number".into());
         }
         if self.max_in_flight == 0 {
             return Err("server.max_in_flight must be at least 1".into());

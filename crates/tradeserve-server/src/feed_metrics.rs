@@ -47,6 +47,11 @@ impl FeedMetrics {
         registry.register(Box::new(bars.clone()))?;
         registry.register(Box::new(symbols.clone()))?;
         registry.register(Box::new(oldest_age.clone()))?;
+        // Every status exists from the start (0 without a live feed), so dashboards and alerts
+        // over it read 0 rather than no data.
+        for s in STATUSES {
+            symbols.with_label_values(&[s]).set(0);
+        }
         Ok(FeedMetrics {
             bars,
             symbols,

@@ -4,9 +4,10 @@
 //! per-request handles are resolved once at start, so recording is a few atomic adds.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use tradeserve_core::control::{ControlAction, Subject};
 use tradeserve_core::experiment::Arm;
 use tradeserve_core::pipeline::StageTimings;
 use tradeserve_core::rollout::Stage;
@@ -60,6 +61,8 @@ pub struct Metrics {
     stage_explain: Histogram,
     pub in_flight: IntGauge,
     pub ready: IntGauge,
+    /// The replica's measured capacity (`server.capacity_per_second`), for the load alert.
+    pub capacity: Gauge,
     pub model_load_failures: IntCounter,
     pub model_reloads_swapped: IntCounter,
     pub model_reloads_unchanged: IntCounter,
@@ -202,6 +205,13 @@ impl ControlMetrics {
             &["subject", "action"],
         )?;
         registry.register(Box::new(transitions.clone()))?;
+        // Every series from the start, at 0: Prometheus's increase() cannot see a series'
+        // first increment, so the first rollback after a start would not fire its alert.
+        for subject in Subject::ALL {
+            for action in ControlAction::ALL {
+                transitions.with_label_values(&[subject.as_str(), action.as_str()]);
+            }
+        }
         let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
             let g = IntGauge::new(name, help)?;
             registry.register(Box::new(g.clone()))?;
@@ -404,6 +414,11 @@ impl Metrics {
         registry.register(Box::new(stages.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(ready.clone()))?;
+        let capacity = Gauge::new(
+            "tradeserve_capacity_decisions_per_second",
+            "Decisions per second this replica can sustain at client p99 < 10 ms (server.capacity_per_second, measured: docs/BENCHMARKS.md)",
+        )?;
+        registry.register(Box::new(capacity.clone()))?;
         registry.register(Box::new(model_load_failures.clone()))?;
 
         // Every series exists from the start, so dashboards see zeros rather than gaps.
@@ -430,6 +445,7 @@ impl Metrics {
             stage_explain: stages.with_label_values(&["explain"]),
             in_flight,
             ready,
+            capacity,
             model_load_failures,
             model_reloads_swapped: reloads.with_label_values(&["swapped"]),
             model_reloads_unchanged: reloads.with_label_values(&["unchanged"]),

@@ -297,6 +297,7 @@ pub fn build(config: &Config) -> Result<Service, StartError> {
 pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, StartError> {
     check_paths(config)?;
     let metrics = Metrics::new()?;
+    metrics.capacity.set(config.server.capacity_per_second);
     let (models, replay) = load_in_parallel(config, clock, &metrics)?;
     let remote = RemoteBackends::new(&config.models)?;
     let registry = registry_manager(config, &metrics, &remote)?;

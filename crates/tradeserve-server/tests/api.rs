@@ -540,6 +540,8 @@ async fn metrics_count_what_happened() {
         3.0
     );
     assert_eq!(value("tradeserve_ready"), 1.0);
+    // The configured capacity, for the load alert (the embedded default, from BENCHMARKS).
+    assert_eq!(value("tradeserve_capacity_decisions_per_second"), 15_000.0);
 }
 
 #[tokio::test]

@@ -9,8 +9,10 @@
 
 pub mod mirror;
 pub mod openapi;
+pub mod prometheus;
 pub mod torchserve;
 
+pub use prometheus::PrometheusServer;
 pub use torchserve::TorchServeServer;
 
 use std::net::TcpListener;

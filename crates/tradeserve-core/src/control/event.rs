@@ -27,6 +27,8 @@ pub enum Subject {
 }
 
 impl Subject {
+    pub const ALL: [Subject; 3] = [Subject::Experiment, Subject::Rollout, Subject::KillSwitch];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Subject::Experiment => "experiment",
@@ -53,6 +55,17 @@ pub enum ControlAction {
 }
 
 impl ControlAction {
+    pub const ALL: [ControlAction; 8] = [
+        ControlAction::Created,
+        ControlAction::Updated,
+        ControlAction::Stopped,
+        ControlAction::Promoted,
+        ControlAction::Completed,
+        ControlAction::Paused,
+        ControlAction::RolledBack,
+        ControlAction::Activated,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ControlAction::Created => "created",
