@@ -92,12 +92,17 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 export TRADESERVE_REDIS="$(command -v redis-server)"
 
-# --- Prometheus and promtool (alert rules, the Grafana dashboard's queries), Chromium -------
+# --- Prometheus and promtool (alert rules, the Grafana dashboard's queries); Chromium -------
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
   step "installing Prometheus and promtool (Debian package)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus
 fi
 export TRADESERVE_PROMETHEUS="$(command -v prometheus)"
+if ! command -v chromium >/dev/null 2>&1; then
+  step "installing Chromium for the dashboard's browser test (Debian package)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
+export TRADESERVE_CHROMIUM="$(command -v chromium)"
 
 step "alert rules: promtool check rules, and each alert fires (and stays quiet) on synthetic series"
 promtool check rules deploy/prometheus/alerts.yml

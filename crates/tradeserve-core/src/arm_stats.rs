@@ -302,6 +302,12 @@ impl ArmStats {
         self.inner.lock().state.snapshot()
     }
 
+    /// Decisions and errors so far (cheap: no copy of the histograms or the sample).
+    pub fn counts(&self) -> (u64, u64) {
+        let a = self.inner.lock();
+        (a.state.decisions, a.state.errors)
+    }
+
     /// A copy of the records, to publish or merge.
     pub fn state(&self) -> ArmState {
         self.inner.lock().state.clone()

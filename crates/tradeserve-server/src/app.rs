@@ -14,7 +14,7 @@ use crate::auth::{self, Access};
 use crate::error::ApiError;
 use crate::metrics::Route;
 use crate::routes::admit::{self, Arrival};
-use crate::routes::{bars, experiments, ops, outcomes, predict, rollouts};
+use crate::routes::{bars, experiments, ops, outcomes, predict, rollouts, stats};
 use crate::state::AppState;
 
 /// Build the router over shared state. With API keys configured, each route sits behind
@@ -43,6 +43,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/ready", gate.at(get(ops::ready), Access::Ops))
         .route("/metrics", gate.at(get(ops::metrics), Access::Ops))
         .route("/openapi.json", gate.at(get(ops::openapi), Access::Read))
+        .route("/api/v1/stats", gate.at(get(stats::stats), Access::Read))
+        // The page holds no data (it asks for a key when /api/v1/stats needs one).
+        .route("/dashboard", get(stats::dashboard))
         .fallback(|| async { ApiError::not_found().into_response() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() })
         .layer(middleware::from_fn_with_state(Arc::clone(&state), track))

@@ -3,7 +3,7 @@
 //! - [`config`]: defaults, TOML file, environment overrides, validation.
 //! - [`feed_kafka`]: the live feed's Kafka consumer (every replica reads the whole topic).
 //! - [`metrics`]: every Prometheus metric, named in one place ([`feed_metrics`]: the live
-//!   feed's).
+//!   feed's); [`stats_window`]: their last minute, for the dashboard.
 //! - [`error`]: the one mapping from errors to HTTP status and stable codes.
 //! - [`state`]: what handlers share (pipeline, active model set, admission control).
 //! - [`replay`]: re-running recorded decisions from their events (forensics).
@@ -53,5 +53,6 @@ pub mod routes;
 pub mod serve;
 pub mod shadow;
 pub mod state;
+pub mod stats_window;
 pub mod steward;
 pub mod tls;

@@ -30,6 +30,12 @@ pub const STATUSES: &[u16] = &[
     200, 400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 501, 502, 503, 504,
 ];
 
+/// [`STATUSES`] as labels, then "other" (the last response counter of each route).
+const STATUS_LABELS: [&str; 16] = [
+    "200", "400", "401", "403", "404", "405", "409", "413", "422", "429", "500", "501", "502",
+    "503", "504", "other",
+];
+
 /// Routes with their own latency series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -503,6 +509,28 @@ impl Metrics {
         self.stage_risk.observe(timings.risk.as_secs_f64());
         if !timings.explain.is_zero() {
             self.stage_explain.observe(timings.explain.as_secs_f64());
+        }
+    }
+
+    /// The decision route's cumulative counters now (for the dashboard's last minute).
+    pub fn sample(&self) -> crate::stats_window::Sample {
+        use prometheus::core::Metric as _;
+        let h = self.predict_latency.metric();
+        let buckets = h.get_histogram().get_bucket();
+        let mut latency: Vec<u64> = buckets.iter().map(|b| b.cumulative_count()).collect();
+        latency.push(self.predict_latency.get_sample_count());
+        crate::stats_window::Sample {
+            at: std::time::Instant::now(),
+            latency,
+            statuses: STATUS_LABELS
+                .iter()
+                .zip(&self.responses[0])
+                .map(|(l, c)| (*l, c.get()))
+                .collect(),
+            decisions: self
+                .decisions
+                .each_ref()
+                .map(|a| a.each_ref().map(IntCounter::get)),
         }
     }
 

@@ -331,6 +331,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
             timeout: config.server.body_read_timeout,
         },
         arms,
+        kafka_sink: sinks.kafka.is_some(),
     }));
     Ok(Service {
         state,
@@ -707,6 +708,10 @@ pub async fn run(
             .into_iter()
             .collect();
     tasks.extend(start_control(&service.state, &config).await);
+    tasks.push(tokio::spawn(crate::routes::stats::sample_every(
+        Arc::clone(&service.state),
+        Duration::from_secs(1),
+    )));
     tasks.extend(start_steward(&service.state, &config));
     tasks.extend(service.tls.as_ref().map(Tls::spawn_reloader));
     let fd_limit = crate::listener::raise_fd_limit();

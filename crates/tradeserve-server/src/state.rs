@@ -17,8 +17,9 @@ use crate::auth::Auth;
 use crate::backends::RemoteBackends;
 use crate::control::ControlPlane;
 use crate::feed_kafka::FeedState;
-use crate::metrics::Metrics;
+use crate::metrics::{LATENCY_BUCKETS, Metrics};
 use crate::registry::RegistryManager;
+use crate::stats_window::Window;
 use crate::steward::{Routed, Steward};
 
 /// How much of a body is read, and how long its client may take to send it.
@@ -58,6 +59,10 @@ pub struct AppState {
     pub steward: Arc<Steward>,
     /// The API keys (`None`: authentication off).
     pub auth: Option<Arc<Auth>>,
+    /// The decision route's last minute, sampled every second (the dashboard's figures).
+    pub window: Window,
+    /// Whether decision events also go to Kafka (`events.sink` = kafka or both).
+    pub kafka_sink: bool,
     draining: AtomicBool,
 }
 
@@ -77,6 +82,7 @@ pub struct Parts {
     pub bars_bytes: usize,
     pub arms: Arc<ArmBook>,
     pub auth: Option<Arc<Auth>>,
+    pub kafka_sink: bool,
 }
 
 impl AppState {
@@ -100,6 +106,8 @@ impl AppState {
             feed: p.feed,
             steward: Arc::default(),
             auth: p.auth,
+            window: Window::new(LATENCY_BUCKETS, Duration::from_secs(60)),
+            kafka_sink: p.kafka_sink,
             draining: AtomicBool::new(false),
         };
         if let Some(m) = p.models {

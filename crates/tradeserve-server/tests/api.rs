@@ -601,6 +601,8 @@ async fn models_symbols_and_openapi() {
             "/health/live",
             "/health/ready",
             "/metrics",
+            "/api/v1/stats",
+            "/dashboard",
             "/openapi.json",
             "/api/v1/experiments",
             "/api/v1/experiments/{id}",
@@ -708,4 +710,61 @@ async fn a_client_id_too_long_is_refused_not_ignored() {
     let (s, _) =
         common::call_with(&h, "POST", "/api/v1/predict", &[("x-client-id", "")], body).await;
     assert_eq!(s, StatusCode::OK);
+}
+
+/// `GET /api/v1/stats` holds what the decisions counted in `/metrics` hold, over the window;
+/// `GET /dashboard` is one self-contained page that reads it.
+#[tokio::test]
+async fn stats_hold_the_metrics_figures_and_the_dashboard_reads_them() {
+    let h = harness();
+    let state = &h.service.state;
+    // The sampler's first tick (the served binary runs it every second).
+    state.window.push(state.metrics.sample());
+    for symbol in ["AAPL", "MSFT", "NVDA", "NOPE"] {
+        predict(
+            &h,
+            &format!(r#"{{"symbol":"{symbol}","risk_check":false}}"#),
+        )
+        .await;
+    }
+    let (s, v, _) = call(&h, "GET", "/api/v1/stats", Body::empty()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let w = &v["window"];
+    assert_eq!(
+        (w["requests"].as_u64(), w["decisions"].as_u64()),
+        (Some(4), Some(3)),
+        "{v}"
+    );
+    assert_eq!(w["statuses"], json!({"200": 3, "404": 1}));
+    let actions = &w["actions"];
+    let sum = ["BUY", "SELL", "HOLD"]
+        .iter()
+        .map(|a| actions[a].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(sum, 3);
+    assert_eq!(w["error_rate"], 0.0);
+    // Four requests in (0, 1 s]... each percentile within the histogram's range.
+    let p99 = w["latency_ms"]["p99"].as_f64().unwrap();
+    assert!(p99 > 0.0 && p99 <= 1000.0, "{p99}");
+    assert_eq!(v["ready"], true);
+    assert_eq!(v["capacity_per_second"], 15_000.0);
+    assert_eq!(v["models"]["source"], "bundled");
+    assert_eq!(v["models"]["versions"]["regime_detector"], "1");
+    assert_eq!(
+        v["control"],
+        json!({"experiment": null, "rollout": null, "kill_switch": false})
+    );
+    assert_eq!(v["events"]["kafka"], Value::Null);
+    assert_eq!(v["events"]["audit_log"]["unavailable"], false);
+
+    let (s, _, page) = call(&h, "GET", "/dashboard", Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        page.contains("fetch(\"/api/v1/stats\""),
+        "the page reads the stats"
+    );
+    // Self-contained: nothing loaded from elsewhere.
+    for external in ["http://", "https://", "<link", "src=\""] {
+        assert!(!page.contains(external), "the page refers to {external}");
+    }
 }

@@ -171,6 +171,7 @@ async fn each_role_reaches_its_endpoints_and_no_others() {
         "/api/v1/symbols",
         "/api/v1/experiments",
         "/api/v1/rollouts",
+        "/api/v1/stats",
         "/openapi.json",
     ];
     for key in [&k.viewer, &k.trader, &k.operator] {

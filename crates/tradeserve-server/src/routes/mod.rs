@@ -9,3 +9,4 @@ pub mod ops;
 pub mod outcomes;
 pub mod predict;
 pub mod rollouts;
+pub mod stats;

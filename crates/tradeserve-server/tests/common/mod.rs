@@ -66,12 +66,15 @@ pub async fn call(
     tradeserve_testkit::openapi::assert_documented(method, path, status.as_u16(), &bytes);
     let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    if status != StatusCode::OK || path != "/metrics" {
-        assert!(
-            ctype.starts_with("application/json"),
-            "{path}: content-type {ctype:?} for {text}"
-        );
-    }
+    let want = match (status, path) {
+        (StatusCode::OK, "/metrics") => "text/plain",
+        (StatusCode::OK, "/dashboard") => "text/html",
+        _ => "application/json",
+    };
+    assert!(
+        ctype.starts_with(want),
+        "{path}: content-type {ctype:?} for {text}"
+    );
     (status, json, text)
 }
 
