@@ -111,6 +111,9 @@ promtool check rules deploy/prometheus/alerts.yml
 # --- schemathesis (API conformance against openapi.json, after the Rust tests) -------------
 pinned_venv "$cache/schemathesis-venv" scripts/requirements-schemathesis.txt schemathesis
 
+# --- hadolint, kubernetes-validate, Locust (the deploy files, after the Rust tests) ----------
+pinned_venv "$cache/deploy-venv" scripts/requirements-deploy.txt "hadolint, kubernetes-validate and Locust"
+
 # --- Rust ---------------------------------------------------------------------------------
 # Tests that need a real service are #[ignore]d for a bare `cargo test`; here they run.
 step "cargo test (unit, golden, parity, API, process, real-MLflow, real-broker and real-Redis tests)"
@@ -125,4 +128,7 @@ fi
 
 step "schemathesis on every operation of openapi.json, API keys on (no 5xx, nothing contradicting the document)"
 SCHEMATHESIS="$cache/schemathesis-venv/bin/schemathesis" scripts/schemathesis.sh
+
+step "deploy files: Dockerfile linted, Kubernetes manifests validated and consistent, Locust run headless"
+DEPLOY_VENV="$cache/deploy-venv" scripts/deploy_check.sh
 step "all tests passed"
