@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::decision::{
@@ -27,7 +28,7 @@ use crate::ports::{
 };
 use crate::remote;
 use crate::request::{PredictRequest, RequestRules, parse_predict_request};
-use crate::risk::{Order, RiskLimits};
+use crate::risk::{Order, RiskLimits, RiskValidation};
 use crate::routing::{Route, Routing};
 use crate::sizing::SizingPolicy;
 use crate::types::{Action, RoleSet};
@@ -237,11 +238,14 @@ impl Pipeline {
         let snapshot = self
             .features
             .features(request.symbol.as_str(), request.timestamp)
+            .instrument(tracing::debug_span!("features"))
             .await
             .map_err(|e| Failed::from(PredictError::from(e)))?;
         let t2 = Instant::now();
         timings.features = t2 - t;
         let decision_id = Uuid::now_v7();
+        // The caller's span (the server's `decision`) carries the id, for traces and logs.
+        tracing::Span::current().record("decision_id", tracing::field::display(decision_id));
         let route = routing.route(&Unit {
             symbol: request.symbol.as_str(),
             at: request.timestamp.unwrap_or(now),
@@ -292,7 +296,10 @@ impl Pipeline {
         } = *call;
         self.check_deadline(arrival)?;
         let t2 = Instant::now();
-        let (Sized { eval, quantity }, fell_back) = self.infer(call, &snapshot).await?;
+        let (Sized { eval, quantity }, fell_back) = self
+            .infer(call, &snapshot)
+            .instrument(tracing::debug_span!("inference"))
+            .await?;
         let t3 = Instant::now();
         timings.inference = t3 - t2;
         self.check_deadline(arrival)?;
@@ -300,7 +307,10 @@ impl Pipeline {
         // Before the risk check, so that an explanation that cannot run (overload) fails the
         // request before a position is recorded. It never changes what was decided.
         let explanation = if request.explain {
-            let e = self.explain(call, &snapshot, eval.action).await?;
+            let e = self
+                .explain(call, &snapshot, eval.action)
+                .instrument(tracing::debug_span!("explain"))
+                .await?;
             timings.explain = t3.elapsed();
             Some(e)
         } else {
@@ -314,21 +324,16 @@ impl Pipeline {
             price: snapshot.price,
             day: now.date(),
         };
-        let risk_validation = if request.risk_check {
-            Some(
-                self.ledger
-                    .check_and_apply(&order, &self.config.risk)
-                    .await?,
-            )
-        } else {
-            None
-        };
+        let risk_validation = self.check_risk(request.risk_check, &order).await?;
         timings.risk = t3.elapsed();
 
         let mut decision = build_decision(call, &snapshot, &eval, quantity, risk_validation);
         decision.explanation = explanation;
         decision.metadata.latency_ms = arrival.elapsed().as_secs_f64() * 1e3;
-        let (outcome, unrecorded) = self.record(call, &snapshot, decision, &order).await?;
+        let (outcome, unrecorded) = self
+            .record(call, &snapshot, decision, &order)
+            .instrument(tracing::debug_span!("event"))
+            .await?;
         Ok(Decided {
             outcome,
             timings,
@@ -336,6 +341,23 @@ impl Pipeline {
             unrecorded,
             fell_back,
         })
+    }
+
+    /// The order checked against the risk limits and booked (when the request asks for it).
+    async fn check_risk(
+        &self,
+        wanted: bool,
+        order: &Order<'_>,
+    ) -> Result<Option<RiskValidation>, PredictError> {
+        if !wanted {
+            return Ok(None);
+        }
+        let checked = self
+            .ledger
+            .check_and_apply(order, &self.config.risk)
+            .instrument(tracing::debug_span!("risk"))
+            .await?;
+        Ok(Some(checked))
     }
 
     /// The ensemble on the route's model set: its remote roles called first (when it has

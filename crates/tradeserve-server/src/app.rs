@@ -1,5 +1,6 @@
 //! The HTTP router: every route, the JSON 404/405 fallbacks, and the middleware that times
-//! each request (from its headers, or from its body for predictions) and counts its status.
+//! each request (from its headers, or from its body for predictions), counts its status and
+//! writes its access-log line.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,8 +15,10 @@ use crate::auth::{self, Access};
 use crate::error::ApiError;
 use crate::metrics::Route;
 use crate::routes::admit::{self, Arrival};
+use crate::routes::predict::DecisionId;
 use crate::routes::{bars, experiments, ops, outcomes, predict, rollouts, stats};
 use crate::state::AppState;
+use crate::telemetry::AccessLog;
 
 /// Build the router over shared state. With API keys configured, each route sits behind
 /// [`auth::guard`] with the access it needs; without, no layer is added.
@@ -120,15 +123,30 @@ async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next)
     } else {
         Route::Other
     };
+    let logged = (state.access_log != AccessLog::Off)
+        .then(|| (request.method().clone(), request.uri().clone()));
     let response = next.run(request).await;
     let from = response
         .extensions()
         .get::<Arrival>()
         .map_or(headers_in, |a| a.instant);
-    state.metrics.observe_response(
-        route,
-        response.status().as_u16(),
-        from.elapsed().as_secs_f64(),
-    );
+    let status = response.status().as_u16();
+    let seconds = from.elapsed().as_secs_f64();
+    state.metrics.observe_response(route, status, seconds);
+    if let Some((method, uri)) = logged
+        && state.access_log.wants(status)
+    {
+        let path = uri.path();
+        let decision = response.extensions().get::<DecisionId>();
+        tracing::info!(
+            target: "tradeserve::access",
+            %method,
+            %path,
+            status,
+            latency_ms = seconds * 1e3,
+            decision_id = decision.map(|d| tracing::field::display(d.0)),
+            "request"
+        );
+    }
     response
 }

@@ -334,23 +334,6 @@ fn humantime_duration(s: &str) -> Result<Duration, String> {
     humantime_serde::re::humantime::parse_duration(s).map_err(|e| e.to_string())
 }
 
-/// Install the log subscriber (stderr). Colours only on a terminal (and never with
-/// `NO_COLOR` set): a log file or collector gets plain text.
-pub fn init_logging(format: LogFormat) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut b = tokio::runtime::Builder::new_multi_thread();
     b.enable_all();
@@ -550,19 +533,56 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 /// `tradeserve serve`: configuration errors are logged as text, before the configured format
-/// is known.
+/// is known. A failure is logged here, while the log writer still runs, and returned as
+/// [`Reported`].
 fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
-    let config = match Config::load(config.as_deref(), listen.as_deref()) {
-        Ok(c) => c,
+    let (config, telemetry) = match Config::load(config.as_deref(), listen.as_deref()) {
+        Ok(c) => {
+            let json = c.server.log_format == LogFormat::Json;
+            let t = crate::telemetry::init(json, &c.telemetry).map_err(anyhow::Error::msg)?;
+            (c, t)
+        }
         Err(e) => {
-            init_logging(LogFormat::Text);
-            return Err(e.into());
+            let plain = crate::telemetry::TelemetryConfig::default();
+            let _t = crate::telemetry::init(false, &plain).map_err(anyhow::Error::msg)?;
+            return Err(reported(e.into()));
         }
     };
-    init_logging(config.server.log_format);
-    let rt = runtime(config.server.worker_threads)?;
-    rt.block_on(crate::serve::run(config, crate::serve::shutdown_signal()))?;
-    Ok(())
+    let result = runtime(config.server.worker_threads).and_then(|rt| {
+        rt.block_on(crate::serve::run(config, crate::serve::shutdown_signal()))
+            .map_err(anyhow::Error::from)
+    });
+    let out = result.map_err(reported);
+    // The runtime is gone: the trace exporter and the log writer flush now.
+    drop(telemetry);
+    out
+}
+
+/// A failure already logged (by [`serve`]): the caller only sets the exit status.
+#[derive(Debug, thiserror::Error)]
+#[error("the failure was logged")]
+pub struct Reported;
+
+fn reported(e: anyhow::Error) -> anyhow::Error {
+    tracing::error!(error = %describe(&e), "tradeserve failed");
+    anyhow::Error::new(Reported)
+}
+
+/// The error and its causes joined by ": ", leaving out a cause its parent already quoted
+/// (many errors print their source in their own message).
+pub fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// `tradeserve check-config`: what `serve` checks before it binds, then a summary.

@@ -39,6 +39,8 @@ pub struct Config {
     pub auth: crate::auth::config::AuthConfig,
     /// Where risk positions and daily order counts are kept: this replica, or Redis.
     pub ledger: crate::risk_redis::LedgerConfig,
+    /// The access log and trace export.
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 /// Experiments, rollouts and the kill switch: where their state lives and how often it is
@@ -818,6 +820,7 @@ impl Config {
         }
         self.risk.validate().map_err(ConfigError::Invalid)?;
         self.ledger.validate().map_err(ConfigError::Invalid)?;
+        self.telemetry.validate().map_err(ConfigError::Invalid)?;
         self.control.validate().map_err(ConfigError::Invalid)?;
         if !(1..=256).contains(&self.explain.permutations) {
             return invalid("explain.permutations must be between 1 and 256".into());

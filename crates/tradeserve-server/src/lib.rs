@@ -24,6 +24,7 @@
 //! - [`app`]: the router and request-timing middleware; [`routes`]: the handlers.
 //! - [`listener`]: connections: the cap, header and idle timeouts, hyper's own errors in the
 //!   error shape, and draining.
+//! - [`telemetry`]: the log subscriber, the access log and the optional OTLP trace export.
 //! - [`serve`]: start-up (build the embedded adapters, bind) and graceful shutdown.
 //! - [`cli`]: the `tradeserve` subcommands ([`market_publish`]: a bars CSV into the market
 //!   data topic).
@@ -55,4 +56,5 @@ pub mod shadow;
 pub mod state;
 pub mod stats_window;
 pub mod steward;
+pub mod telemetry;
 pub mod tls;

@@ -11,8 +11,9 @@ fn main() -> std::process::ExitCode {
     let cli = tradeserve_server::cli::Cli::parse();
     match tradeserve_server::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.is::<tradeserve_server::cli::Reported>() => std::process::ExitCode::FAILURE,
         Err(e) => {
-            let e = describe(&e);
+            let e = tradeserve_server::cli::describe(&e);
             // Once, on stderr: as a log line when logging is set up (text or JSON), else plain.
             if tracing::dispatcher::has_been_set() {
                 tracing::error!(error = %e, "tradeserve failed");
@@ -22,21 +23,4 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes joined by ": ", leaving out a cause its parent already quoted
-/// (many errors print their source in their own message).
-fn describe(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
 }

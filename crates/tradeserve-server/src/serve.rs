@@ -332,6 +332,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         },
         arms,
         kafka_sink: sinks.kafka.is_some(),
+        access_log: config.telemetry.access_log,
     }));
     Ok(Service {
         state,

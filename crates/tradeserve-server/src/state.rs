@@ -21,6 +21,7 @@ use crate::metrics::{LATENCY_BUCKETS, Metrics};
 use crate::registry::RegistryManager;
 use crate::stats_window::Window;
 use crate::steward::{Routed, Steward};
+use crate::telemetry::AccessLog;
 
 /// How much of a body is read, and how long its client may take to send it.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +64,8 @@ pub struct AppState {
     pub window: Window,
     /// Whether decision events also go to Kafka (`events.sink` = kafka or both).
     pub kafka_sink: bool,
+    /// Which responses get an access-log line.
+    pub access_log: AccessLog,
     draining: AtomicBool,
 }
 
@@ -83,6 +86,7 @@ pub struct Parts {
     pub arms: Arc<ArmBook>,
     pub auth: Option<Arc<Auth>>,
     pub kafka_sink: bool,
+    pub access_log: AccessLog,
 }
 
 impl AppState {
@@ -108,6 +112,7 @@ impl AppState {
             auth: p.auth,
             window: Window::new(LATENCY_BUCKETS, Duration::from_secs(60)),
             kafka_sink: p.kafka_sink,
+            access_log: p.access_log,
             draining: AtomicBool::new(false),
         };
         if let Some(m) = p.models {

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use serde::Serialize;
+use tracing::Instrument as _;
 use tradeserve_core::control::ArmRecorder;
 use tradeserve_core::error::ModelError;
 use tradeserve_core::pipeline::{Failed, PredictError, Prediction, Requester};
@@ -18,6 +19,10 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody, json_response};
 use crate::routes::admit::Arrival;
 use crate::state::AppState;
+
+/// The id of the decision a response carries (for the access log).
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionId(pub uuid::Uuid);
 
 /// A 403 body: the full decision plus the error.
 #[derive(Serialize)]
@@ -40,6 +45,9 @@ pub async fn predict(
         .control
         .routing()
         .ok_or_else(|| ApiError::not_ready("models are not loaded"))?;
+    // The decision's trace span (debug: only built when traces are exported); the pipeline
+    // records the id in it and opens one child per stage.
+    let span = tracing::debug_span!("decision", decision_id = tracing::field::Empty);
     let result = state
         .pipeline
         .predict(
@@ -52,6 +60,7 @@ pub async fn predict(
                 actor: caller.as_ref().map(|c| &*c.0.id),
             },
         )
+        .instrument(span)
         .await;
     answer(&state, result)
 }
@@ -105,7 +114,11 @@ fn answer(state: &AppState, result: Result<Prediction, Failed>) -> Result<Respon
             };
             let (status, body) = serialized
                 .map_err(|e| ApiError::internal(format!("cannot serialize decision: {e}")))?;
-            Ok(json_response(status, body))
+            let mut response = json_response(status, body);
+            response
+                .extensions_mut()
+                .insert(DecisionId(decision.decision_id));
+            Ok(response)
         }
         Err(failed) => {
             if let Some(route) = &failed.route {
