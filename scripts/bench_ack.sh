@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old="${OLD:?path of the previous binary}"
-new="${NEW:-target/release/tradeserve}"
+new="${NEW:-${CARGO_TARGET_DIR:-target}/release/tradeserve}"
 pairs="${PAIRS:-5}"
 out="${OUT:-/tmp/tradeserve-bench-ack}"
 port="${PORT:-18083}"

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs="${PAIRS:-4}"
 out="${OUT:-/tmp/tradeserve-bench-auth}"
-bin=target/release/tradeserve
+bin="${CARGO_TARGET_DIR:-target}/release/tradeserve"
 rm -rf "$out" && mkdir -p "$out"
 quota=()
 [ "${QUOTA:-0}" = 1 ] && quota=(--rate-per-minute 100000000)

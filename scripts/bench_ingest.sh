@@ -9,7 +9,7 @@
 # they are pinned to the last CPU, TradeServe and the load generator to the others (both runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin="${BIN:-target/release/tradeserve}"
+bin="${BIN:-${CARGO_TARGET_DIR:-target}/release/tradeserve}"
 rate="${RATE:-1000}"
 bars_per_s="${BARS_PER_S:-5000}"
 secs="${SECONDS_EACH:-15}"

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs="${PAIRS:-4}"
 out="${OUT:-/tmp/tradeserve-bench-ledger}"
-bin=target/release/tradeserve
+bin="${CARGO_TARGET_DIR:-target}/release/tradeserve"
 redis_port="${REDIS_PORT:-16399}"
 rm -rf "$out" && mkdir -p "$out"
 "${TRADESERVE_REDIS:-redis-server}" --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \

@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
-bin="${BIN:-target/release/tradeserve}"
+bin="${BIN:-${CARGO_TARGET_DIR:-target}/release/tradeserve}"
 rates="${RATES:-100 500}"
 secs="${SECONDS_EACH:-20}"
 python="${TRADESERVE_KSERVE_PYTHON:-$HOME/.cache/tradeserve/kserve-venv/bin/python}"

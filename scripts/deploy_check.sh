@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${DEPLOY_VENV:?set DEPLOY_VENV to the venv of scripts/requirements-deploy.txt}"
-bin="${BIN:-target/debug/tradeserve}"
+bin="${BIN:-${CARGO_TARGET_DIR:-target}/debug/tradeserve}"
 out=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$out"' EXIT

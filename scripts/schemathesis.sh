@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 st="${SCHEMATHESIS:?set SCHEMATHESIS to the schemathesis executable}"
-bin="${BIN:-target/debug/tradeserve}"
+bin="${BIN:-${CARGO_TARGET_DIR:-target}/debug/tradeserve}"
 examples="${MAX_EXAMPLES:-50}"
 out=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
