@@ -160,17 +160,7 @@ fn the_dashboard_shows_what_metrics_hold_in_a_real_browser() {
 
     // Load over: the counters stand still, so the page and /metrics must agree exactly.
     let dom = browse(&profile, &url, &["--dump-dom"]);
-    let text = api
-        .rt
-        .block_on(async {
-            api.client
-                .get(format!("{}/metrics", api.url))
-                .send()
-                .await?
-                .text()
-                .await
-        })
-        .unwrap();
+    let text = api.text("/metrics");
     assert!(
         started.elapsed() < Duration::from_secs(55),
         "the window (one minute) must cover the whole test"

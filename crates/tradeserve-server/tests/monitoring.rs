@@ -50,17 +50,7 @@ fn prometheus_config(target: &str) -> String {
 
 /// Every metric family the service exports (histograms with their `_bucket`, `_sum`, `_count`).
 fn exported(api: &Api) -> BTreeSet<String> {
-    let text = api
-        .rt
-        .block_on(async {
-            api.client
-                .get(format!("{}/metrics", api.url))
-                .send()
-                .await?
-                .text()
-                .await
-        })
-        .unwrap();
+    let text = api.text("/metrics");
     let mut names = BTreeSet::new();
     for line in text.lines() {
         let mut parts = line.split_whitespace();

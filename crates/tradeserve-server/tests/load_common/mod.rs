@@ -91,6 +91,20 @@ impl Api {
         })
     }
 
+    /// The text of `GET path` (e.g. `/metrics`), which must answer 200.
+    pub fn text(&self, path: &str) -> String {
+        self.rt.block_on(async {
+            let res = self
+                .client
+                .get(format!("{}{path}", self.url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status().as_u16(), 200, "{path}");
+            res.text().await.unwrap()
+        })
+    }
+
     /// One decision (AAPL, no risk check), which must succeed.
     pub fn decide(&self) -> Value {
         let body = json!({"symbol": "AAPL", "risk_check": false});
