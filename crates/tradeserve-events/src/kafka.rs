@@ -42,6 +42,11 @@ use crate::metrics::SinkMetrics;
 use crate::spool::{Spool, SpoolConfig, SpoolError};
 use crate::wal::{Progress, WalConfig};
 
+/// How often delivery reports are polled while events are in flight.
+const BUSY_POLL: Duration = Duration::from_millis(5);
+/// The longest sleep of an idle delivery thread (it also notices a dead producer this late).
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+
 /// Settings of the Kafka sink.
 #[derive(Debug, Clone)]
 pub struct KafkaSinkConfig {
@@ -534,7 +539,11 @@ impl Worker {
             tracing::warn!(error = %e, "kafka broker not reachable at start; events will spool");
         }
         loop {
-            match rx.recv_timeout(Duration::from_millis(5)) {
+            // Delivery reports are polled every 5 ms while anything is in flight; with nothing
+            // to settle, spool or checkpoint the thread sleeps until an event arrives (an idle
+            // replica costs nothing; an event wakes it at once).
+            let wait = if self.idle() { IDLE_WAIT } else { BUSY_POLL };
+            match rx.recv_timeout(wait) {
                 Ok(msg) => {
                     if let Some(ack) = self.take(msg) {
                         return self.stop(ack);
@@ -564,6 +573,14 @@ impl Worker {
                 p.checkpoint(false);
             }
         }
+    }
+
+    /// Nothing in flight, nothing spooled to replay, no fsync or checkpoint pending.
+    fn idle(&self) -> bool {
+        !self.spooling
+            && self.producer.in_flight_count() == 0
+            && !self.spool.is_dirty()
+            && self.wal.as_ref().is_none_or(|p| p.is_saved())
     }
 
     fn handle(&mut self, event: Event) {

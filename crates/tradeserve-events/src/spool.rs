@@ -214,6 +214,11 @@ impl Spool {
     }
 
     /// Flush and fsync the current segment (nothing to do when nothing was appended).
+    /// Whether records were written since the last [`Spool::sync`].
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
     pub fn sync(&mut self) -> Result<(), SpoolError> {
         if !self.dirty {
             return Ok(());

@@ -210,6 +210,11 @@ impl Progress {
 
     /// Persist the checkpoint when it moved (at most every 100 ms unless `now`); delete the
     /// retired file once all of it is done; retire the active file once it is large.
+    /// Whether every delivery marked done is in the saved checkpoint (nothing left to write).
+    pub fn is_saved(&self) -> bool {
+        self.current() == self.written
+    }
+
     pub fn checkpoint(&mut self, now: bool) {
         if self.old.as_ref().is_some_and(Segment::finished) {
             if let Err(e) = std::fs::remove_file(self.config.old_path()) {
