@@ -133,11 +133,11 @@ async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next)
     let status = response.status().as_u16();
     let seconds = from.elapsed().as_secs_f64();
     state.metrics.observe_response(route, status, seconds);
+    let decision = response.extensions().get::<DecisionId>();
     if let Some((method, uri)) = logged
-        && state.access_log.wants(status)
+        && state.access_log.wants(status, decision.is_some())
     {
         let path = uri.path();
-        let decision = response.extensions().get::<DecisionId>();
         tracing::info!(
             target: "tradeserve::access",
             %method,

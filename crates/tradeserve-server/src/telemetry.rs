@@ -3,9 +3,9 @@
 //! - The log subscriber: text or JSON lines on stderr, written by a background thread
 //!   (`tracing-appender`), so a request never waits on a terminal or a log collector; if the
 //!   writer falls 128k lines behind, lines are dropped rather than requests slowed.
-//! - The access log (`telemetry.access_log`): one line per response (`all`) or per error
-//!   response (`errors`, the default: successful decisions are already in the audit log),
-//!   with method, path, status, latency and the decision id.
+//! - The access log (`telemetry.access_log`): one line per response (`all`) or per failed
+//!   request (`errors`, the default: every decision, risk rejections included, is already in
+//!   the audit log), with method, path, status, latency and the decision id.
 //! - Trace export over OTLP/HTTP (`telemetry.otlp_endpoint`, off by default): the decision's
 //!   span (`decision`, with its id) and one child per stage (`features`, `inference`,
 //!   `explain`, `risk`, `event`), batched by a background thread. The spans are at debug level:
@@ -30,17 +30,19 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 pub enum AccessLog {
     /// Every response.
     All,
-    /// Responses with a status of 400 or more (risk rejections included).
+    /// Failed requests: a status of 400 or more without a decision. A risk rejection (403
+    /// with its decision) is a decision, in the audit log like any other, not an error.
     #[default]
     Errors,
     Off,
 }
 
 impl AccessLog {
-    pub fn wants(self, status: u16) -> bool {
+    /// Whether a response gets a line; `decided`: it carries a decision.
+    pub fn wants(self, status: u16, decided: bool) -> bool {
         match self {
             AccessLog::All => true,
-            AccessLog::Errors => status >= 400,
+            AccessLog::Errors => status >= 400 && !decided,
             AccessLog::Off => false,
         }
     }
@@ -189,9 +191,11 @@ mod tests {
 
     #[test]
     fn the_access_log_keeps_what_it_says() {
-        assert!(AccessLog::All.wants(200));
-        assert!(!AccessLog::Errors.wants(200) && AccessLog::Errors.wants(403));
-        assert!(AccessLog::Errors.wants(503) && !AccessLog::Off.wants(503));
+        assert!(AccessLog::All.wants(200, true) && AccessLog::All.wants(403, true));
+        assert!(!AccessLog::Errors.wants(200, true));
+        // A risk rejection is a decision; a 403 without one (a missing role) is a failure.
+        assert!(!AccessLog::Errors.wants(403, true) && AccessLog::Errors.wants(403, false));
+        assert!(AccessLog::Errors.wants(503, false) && !AccessLog::Off.wants(503, false));
     }
 
     #[test]

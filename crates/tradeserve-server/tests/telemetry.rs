@@ -95,15 +95,49 @@ fn access_log_lines_carry_the_decision_route_status_and_latency() {
         lines[1]
     );
 
-    // The default: errors only.
+    // The default: failed requests only. A decision, approved or rejected by risk checks,
+    // is in the audit log.
     let dir = tempfile::tempdir().unwrap();
-    let server = start(&dir, &[]);
-    let (s, _) = post(
-        &server.url(),
-        "/api/v1/predict",
-        r#"{"symbol":"AAPL","risk_check":false}"#,
+    let config = dir.path().join("restricted.toml");
+    let restricted = ["AAPL", "MSFT", "NVDA", "AMZN", "SPY", "TSLA"];
+    std::fs::write(
+        &config,
+        format!("[risk]\nrestricted_symbols = {restricted:?}\n"),
+    )
+    .unwrap();
+    let server = ServiceProcess::start_with(
+        BIN,
+        &["--config", config.to_str().unwrap()],
+        &[
+            (
+                "TRADESERVE_EVENTS__AUDIT_LOG",
+                dir.path().join("audit.jsonl").display().to_string(),
+            ),
+            (
+                "TRADESERVE_CONTROL__FILE",
+                dir.path().join("control.json").display().to_string(),
+            ),
+        ],
     );
-    assert_eq!(s, 200);
+    // An order (a quantity) on a restricted symbol: decided without the risk check (200),
+    // then rejected by it (403, with its decision).
+    let order = restricted
+        .iter()
+        .flat_map(|s| (14..20).map(move |h| (s, h)))
+        .map(|(s, h)| format!(r#"{{"symbol":"{s}","timestamp":"2025-10-20T{h}:30:00Z""#))
+        .find(|body| {
+            let (s, d) = post(
+                &server.url(),
+                "/api/v1/predict",
+                &format!(r#"{body},"risk_check":false}}"#),
+            );
+            assert_eq!(s, 200, "{d}");
+            d["recommended_quantity"].as_i64().unwrap() > 0
+        })
+        .expect("some order among the restricted symbols");
+    let (s, d) = post(&server.url(), "/api/v1/predict", &format!("{order}}}"));
+    assert_eq!(s, 403, "{d}");
+    assert_eq!(d["error"]["code"], "risk_rejected");
     let (s, _) = post(&server.url(), "/api/v1/predict", "not json");
     assert_eq!(s, 400);
     let lines = access_lines(&server, Duration::from_secs(2));
