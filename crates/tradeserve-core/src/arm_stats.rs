@@ -302,6 +302,13 @@ impl ArmStats {
         self.inner.lock().state.snapshot()
     }
 
+    /// [`ArmState::activity`] and the outcome count (cheap: no copy of the histograms or the
+    /// sample), to tell whether anything was recorded since a publish.
+    pub fn progress(&self) -> (u64, u64) {
+        let a = self.inner.lock();
+        (a.state.activity(), a.state.outcomes.n)
+    }
+
     /// Decisions and errors so far (cheap: no copy of the histograms or the sample).
     pub fn counts(&self) -> (u64, u64) {
         let a = self.inner.lock();
@@ -329,6 +336,12 @@ impl UnitStats {
 
     pub fn arm(&self, arm: Arm) -> &ArmStats {
         &self.arms[arm.index()]
+    }
+
+    /// Both arms' [`ArmStats::progress`], added.
+    pub fn progress(&self) -> (u64, u64) {
+        let ((a, b), (c, d)) = (self.arms[0].progress(), self.arms[1].progress());
+        (a + c, b + d)
     }
 
     /// Both arms' records (control, treatment).

@@ -115,9 +115,14 @@ fn answer(state: &AppState, result: Result<Prediction, Failed>) -> Result<Respon
             let (status, body) = serialized
                 .map_err(|e| ApiError::internal(format!("cannot serialize decision: {e}")))?;
             let mut response = json_response(status, body);
-            response
-                .extensions_mut()
-                .insert(DecisionId(decision.decision_id));
+            // Marked only where the access log may look (by default a 403 here, so that it
+            // reads as a decision, not a failure): the mark allocates the response's
+            // extension map, which an ordinary 200 need not pay for.
+            if state.access_log.wants(status.as_u16(), false) {
+                response
+                    .extensions_mut()
+                    .insert(DecisionId(decision.decision_id));
+            }
             Ok(response)
         }
         Err(failed) => {

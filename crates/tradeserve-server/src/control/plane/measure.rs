@@ -3,21 +3,28 @@
 //! and the publisher that sends this replica's share of every unit whose records changed.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
-use tradeserve_core::arm_stats::{ArmState, UnitStats};
+use tradeserve_core::arm_stats::UnitStats;
 use tradeserve_core::rollout::Stage;
 
 use super::ControlPlane;
 use crate::control::fleet::{self, Measured, Outgoing, SAMPLE_EVERY, Share};
 use crate::control::units::{experiment_key, rollout_key};
 
+/// An unchanged share is sent again this often: a Redis that lost its data (a restart
+/// without persistence) gets every replica's share back within this time, and the keys of a
+/// unit a running replica measured do not expire.
+const REFRESH_EVERY: Duration = Duration::from_secs(60);
+
 /// What was last published of one unit.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Published {
-    /// [`ArmState::activity`] of both arms.
+    /// `ArmState::activity` of both arms.
     activity: u64,
+    /// When the share was last sent.
+    sent_at: Instant,
     /// Outcomes in the last published sample, and when it was sent.
     sample_outcomes: u64,
     sample_at: Instant,
@@ -84,20 +91,27 @@ impl ControlPlane {
         let mut outgoing = Vec::new();
         let mut marks = Vec::new();
         for (unit, stats) in units {
-            let arms = stats.states();
-            let activity: u64 = arms.iter().map(ArmState::activity).sum();
-            let outcomes: u64 = arms.iter().map(|a| a.outcomes.n).sum();
+            // Whether to send is read without copying anything: every unit ever routed is
+            // checked each interval, and most have not changed.
+            let (activity, outcomes) = stats.progress();
             let last = self.published.lock().get(&unit).copied();
             let sample_due = last.is_none_or(|p| {
                 p.sample_outcomes != outcomes && (flush || now - p.sample_at >= SAMPLE_EVERY)
             });
-            if last.is_some_and(|p| p.activity == activity) && !sample_due {
+            let fresh = last.is_some_and(|p| {
+                p.activity == activity && now.duration_since(p.sent_at) < REFRESH_EVERY
+            });
+            if fresh && !sample_due {
                 continue;
             }
+            // Copied now, so possibly a few records past `activity`: the next interval
+            // sends them again, never fewer.
+            let arms = stats.states();
             marks.push((
                 unit.clone(),
                 Published {
                     activity,
+                    sent_at: now,
                     sample_outcomes: if sample_due {
                         outcomes
                     } else {
