@@ -35,6 +35,7 @@ pub mod auth;
 pub mod backends;
 pub mod cli;
 pub mod config;
+pub mod conn_threads;
 pub mod control;
 pub mod error;
 pub mod explainer;

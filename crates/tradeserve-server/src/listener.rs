@@ -34,6 +34,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
+use crate::conn_threads::ConnThreads;
 use crate::metrics::Metrics;
 use crate::tls::Tls;
 
@@ -55,6 +56,8 @@ pub struct Connections {
     limits: ConnLimits,
     /// TLS on every connection (`server.tls`), handshaken within `header_read_timeout`.
     tls: Option<Arc<Tls>>,
+    /// Where connections are served: pinned to these threads, or on the current runtime.
+    threads: Option<Arc<ConnThreads>>,
 }
 
 const IDLE: u8 = 0;
@@ -179,7 +182,14 @@ impl Connections {
             drain: watch::Sender::new(false),
             limits,
             tls: None,
+            threads: None,
         }
+    }
+
+    /// Serve each connection on one of `threads` (see [`crate::conn_threads`]).
+    pub fn on_threads(mut self, threads: Option<Arc<ConnThreads>>) -> Connections {
+        self.threads = threads;
+        self
     }
 
     /// Serve every connection over TLS.
@@ -235,7 +245,8 @@ impl Connections {
         }
     }
 
-    /// Serve an accepted connection (after its TLS handshake, under TLS) on its own task.
+    /// Serve an accepted connection (after its TLS handshake, under TLS) on its own task: on
+    /// the least loaded connection thread, or on the current runtime without them.
     fn spawn(
         &mut self,
         stream: TcpStream,
@@ -246,28 +257,48 @@ impl Connections {
         metrics.connections_open.inc();
         let open = metrics.connections_open.clone();
         let (limits, drain) = (self.limits, self.drain.subscribe());
-        let Some(tls) = &self.tls else {
-            self.tasks.spawn(async move {
-                serve_one(stream, router, limits, drain).await;
+        let tls = self
+            .tls
+            .as_ref()
+            .map(|t| (t.acceptor(), metrics.tls_handshake_failures.clone()));
+        let picked = self.threads.as_ref().and_then(|t| t.pick());
+        let serve = async move {
+            // A std stream moves between runtimes; it is registered with the one serving it.
+            let Ok(stream) = stream.into_std().and_then(TcpStream::from_std) else {
                 open.dec();
-                drop(permit);
-            });
-            return;
-        };
-        let (acceptor, failed) = (tls.acceptor(), metrics.tls_handshake_failures.clone());
-        self.tasks.spawn(async move {
-            let handshake = acceptor.accept(stream);
-            match tokio::time::timeout(limits.header_read_timeout, handshake).await {
-                Ok(Ok(tls_stream)) => serve_one(tls_stream, router, limits, drain).await,
-                Ok(Err(e)) => {
-                    failed.inc();
-                    tracing::debug!(error = %e, "TLS handshake failed");
+                return;
+            };
+            match tls {
+                None => serve_one(stream, router, limits, drain).await,
+                Some((acceptor, failed)) => {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+                        Ok(Ok(tls_stream)) => serve_one(tls_stream, router, limits, drain).await,
+                        Ok(Err(e)) => {
+                            failed.inc();
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => failed.inc(),
+                    }
                 }
-                Err(_) => failed.inc(),
             }
             open.dec();
             drop(permit);
-        });
+        };
+        match picked {
+            Some((handle, on_thread)) => {
+                self.tasks.spawn_on(
+                    async move {
+                        serve.await;
+                        drop(on_thread);
+                    },
+                    handle,
+                );
+            }
+            None => {
+                self.tasks.spawn(serve);
+            }
+        }
     }
 
     /// Close every connection after its in-flight request (`Connection: close`) and wait up
