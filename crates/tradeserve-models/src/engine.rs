@@ -48,10 +48,21 @@ pub enum EngineError {
 impl TractModel {
     /// Load an ONNX graph from bytes and check its input name and output shape.
     pub fn load(bytes: &[u8], input_name: &str, width: usize) -> Result<TractModel, EngineError> {
+        let proto = tract_onnx::onnx()
+            .proto_model_for_read(&mut &bytes[..])
+            .map_err(|e| EngineError::Load(format!("{e:#}")))?;
+        TractModel::from_proto(&proto, input_name, width)
+    }
+
+    /// Load a parsed ONNX graph and check its input name and output shape.
+    pub fn from_proto(
+        proto: &tract_onnx::pb::ModelProto,
+        input_name: &str,
+        width: usize,
+    ) -> Result<TractModel, EngineError> {
         let load = |e: TractError| EngineError::Load(format!("{e:#}"));
-        let mut reader = bytes;
         let model = tract_onnx::onnx()
-            .model_for_read(&mut reader)
+            .model_for_proto_model(proto)
             .map_err(load)?;
         let (inputs, outputs) = (model.inputs.len(), model.outputs.len());
         if inputs != 1 || outputs != 1 {

@@ -2,6 +2,8 @@
 //!
 //! - [`mlmodel`]: reading an `MLmodel` file and checking its signature against the schema.
 //! - [`engine`]: the pure-Rust `tract-onnx` engine behind the core's `InferenceModel` port.
+//! - [`dense`]: the dense-MLP evaluator for plain MatMul/Gemm + activation graphs.
+//! - [`onnx`]: which of the two serves a model (dense only where it agrees with tract).
 //! - [`model_dir`]: loading and verifying one model folder (digest, signature, golden vectors).
 //! - [`bundled`]: the embedded model source: `models/<role>/<version>/` folders in the repo.
 //! - [`mlflow`]: the MLflow Model Registry as a source: client, disk cache, resolution, publish.
@@ -9,10 +11,12 @@
 //!   core's `RemoteModel` port.
 
 pub mod bundled;
+pub mod dense;
 pub mod engine;
 pub mod mlflow;
 pub mod mlmodel;
 pub mod model_dir;
+pub mod onnx;
 pub mod remote;
 
 pub use bundled::{BundledModels, VersionSelection};

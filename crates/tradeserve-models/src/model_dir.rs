@@ -16,8 +16,9 @@ use tradeserve_core::ports::InferenceModel;
 use tradeserve_core::schema::{FEATURES, META_INPUTS};
 use tradeserve_core::types::Role;
 
-use crate::engine::{EngineError, TractModel};
+use crate::engine::EngineError;
 use crate::mlmodel::{MlModel, SignatureError};
+use crate::onnx::OnnxModel;
 
 /// Largest difference from the golden outputs a model may show.
 pub const GOLDEN_TOLERANCE: f32 = 1e-5;
@@ -111,26 +112,34 @@ pub fn golden_max_diff(model: &dyn InferenceModel, golden_json: &[u8]) -> Result
     Ok(worst)
 }
 
-/// Check the model against the golden vectors at `golden_path` (which also warms it up), or,
-/// without them, run it once so the first request does not pay for it.
+/// The golden inputs, row after row (empty when they cannot be read: [`verify_golden`]
+/// reports that).
+fn golden_inputs(golden_json: &[u8]) -> Vec<f32> {
+    serde_json::from_slice::<Golden>(golden_json)
+        .map(|g| g.inputs.into_iter().flatten().collect())
+        .unwrap_or_default()
+}
+
+/// Check the model against the golden vectors (`golden`, read from `golden_path`), which
+/// also warms it up, or, without them, run it once so the first request does not pay for it.
 fn verify_golden(
-    model: &TractModel,
+    model: &OnnxModel,
     golden_path: &Path,
+    golden: Option<&[u8]>,
     width: usize,
 ) -> Result<(), ModelLoadError> {
     let failed = |message| ModelLoadError::Golden {
         path: golden_path.to_path_buf(),
         message,
     };
-    if !golden_path.exists() {
+    let Some(golden) = golden else {
         let warm = vec![0.0f32; width];
         return model
             .predict(&warm)
             .map(drop)
             .map_err(|e| failed(e.to_string()));
-    }
-    let golden = read(golden_path.to_path_buf())?;
-    let worst = golden_max_diff(model, &golden).map_err(failed)?;
+    };
+    let worst = golden_max_diff(model, golden).map_err(failed)?;
     if worst > GOLDEN_TOLERANCE {
         return Err(failed(format!(
             "max difference {worst:e} exceeds {GOLDEN_TOLERANCE:e}"
@@ -173,13 +182,20 @@ pub fn load_model_dir(
             });
         }
     }
-    let model = TractModel::load(&bytes, "features", columns.len()).map_err(|source| {
-        ModelLoadError::Engine {
-            path: onnx_path.clone(),
-            source,
-        }
-    })?;
-    verify_golden(&model, &dir.join("golden.json"), columns.len())?;
+    let golden_path = dir.join("golden.json");
+    let golden = match golden_path.exists() {
+        true => Some(read(golden_path.clone())?),
+        false => None,
+    };
+    let reference = golden.as_deref().map(golden_inputs).unwrap_or_default();
+    let model =
+        OnnxModel::load(&bytes, "features", columns.len(), &reference).map_err(|source| {
+            ModelLoadError::Engine {
+                path: onnx_path.clone(),
+                source,
+            }
+        })?;
+    verify_golden(&model, &golden_path, golden.as_deref(), columns.len())?;
     Ok(LoadedModel {
         info: ModelInfo {
             role,
