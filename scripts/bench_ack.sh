@@ -15,15 +15,7 @@ port="${PORT:-18083}"
 url="http://127.0.0.1:$port"
 mkdir -p "$out"
 
-serve() {
-  rm -rf "$out/run" && mkdir -p "$out/run"
-  TRADESERVE_EVENTS__AUDIT_LOG="$out/run/audit.jsonl" TRADESERVE_CONTROL__FILE="$out/run/control.json" \
-    "$1" serve --listen "127.0.0.1:$port" 2>"$out/run/server.log" &
-  server_pid=$!
-  for _ in $(seq 1 100); do curl -sf "$url/health/ready" >/dev/null && return; sleep 0.05; done
-  echo "server did not become ready" >&2; exit 1
-}
-stop() { kill "$server_pid"; wait "$server_pid" || true; }
+. scripts/bench_serve.sh
 trap 'kill $server_pid 2>/dev/null || true' EXIT
 
 run() { # label, extra loadtest args

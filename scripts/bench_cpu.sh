@@ -17,19 +17,9 @@ url="http://127.0.0.1:$port"
 loadgen="${LOADGEN:-${CARGO_TARGET_DIR:-target}/release/tradeserve}"
 tick_us=$((1000000 / $(getconf CLK_TCK)))
 mkdir -p "$out"
-server_pid=""
 trap '[ -n "$server_pid" ] && kill $server_pid 2>/dev/null || true' EXIT
 
-serve() {
-  rm -rf "$out/run" && mkdir -p "$out/run"
-  TRADESERVE_EVENTS__AUDIT_LOG="$out/run/audit.jsonl" TRADESERVE_CONTROL__FILE="$out/run/control.json" \
-    "$1" serve --listen "127.0.0.1:$port" 2>"$out/run/server.log" &
-  server_pid=$!
-  for _ in $(seq 1 100); do curl -sf "$url/health/ready" >/dev/null && return; sleep 0.05; done
-  echo "server did not become ready" >&2
-  exit 1
-}
-stop() { kill "$server_pid"; wait "$server_pid" || true; server_pid=""; }
+. scripts/bench_serve.sh
 
 # utime + stime of the server, in clock ticks (fields 14 and 15 of /proc/<pid>/stat).
 ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }

@@ -79,18 +79,27 @@ impl Chain {
     /// `line` (a JSON object, no newline) with its `prev_hash` added, newline included, and
     /// the head the chain moves to once it is written.
     pub fn seal(&self, line: &[u8]) -> (Vec<u8>, [u8; 32]) {
-        let link = format!(
-            "\"{FIELD}\":\"{}:{}\"}}\n",
-            self.key.algorithm(),
-            hex::encode(self.head)
-        );
-        let mut out = Vec::with_capacity(line.len() + link.len() + 1);
+        let mut head = [0u8; 64];
+        // Cannot fail: the buffer is exactly twice the hash's length.
+        let _ = hex::encode_to_slice(self.head, &mut head);
+        let algorithm = self.key.algorithm();
         let body = line.strip_suffix(b"}").unwrap_or(line);
+        let mut out = Vec::with_capacity(body.len() + FIELD.len() + algorithm.len() + 72);
         out.extend_from_slice(body);
         if body.iter().rev().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             out.push(b',');
         }
-        out.extend_from_slice(link.as_bytes());
+        for part in [
+            b"\"",
+            FIELD.as_bytes(),
+            b"\":\"",
+            algorithm.as_bytes(),
+            b":",
+        ] {
+            out.extend_from_slice(part);
+        }
+        out.extend_from_slice(&head);
+        out.extend_from_slice(b"\"}\n");
         let head = self.key.hash(&out[..out.len() - 1]);
         (out, head)
     }

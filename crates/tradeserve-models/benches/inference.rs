@@ -1,4 +1,5 @@
-//! Inference cost: one model call, a batch, the whole five-model ensemble for one decision,
+//! Inference cost: one model call and a batch (the served engine, the dense evaluator for the
+//! bundled models, and tract), the whole five-model ensemble for one decision,
 //! and one explanation (`explain: true`).
 //!
 //! `cargo bench -p tradeserve-models --bench inference`
@@ -11,7 +12,9 @@ use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use time::OffsetDateTime;
 use tradeserve_core::pipeline::evaluate;
 use tradeserve_core::ports::FeatureSnapshot;
+use tradeserve_core::ports::InferenceModel;
 use tradeserve_core::types::Role;
+use tradeserve_models::engine::TractModel;
 use tradeserve_models::{BundledModels, VersionSelection};
 
 fn bench(c: &mut Criterion) {
@@ -21,9 +24,21 @@ fn bench(c: &mut Criterion) {
     ];
     for version in ["1", "2"] {
         let m = models.load(Role::BullSpecialist, version).unwrap();
+        let onnx = std::fs::read(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../models/bull_specialist")
+                .join(version)
+                .join("model.onnx"),
+        )
+        .unwrap();
+        let tract = TractModel::load(&onnx, "features", 12).unwrap();
         c.bench_function(&format!("tract bull_specialist v{version} predict"), |b| {
-            b.iter(|| m.model.predict(black_box(&x)).unwrap())
+            b.iter(|| tract.predict(black_box(&x)).unwrap())
         });
+        c.bench_function(
+            &format!("bull_specialist v{version} predict (served engine)"),
+            |b| b.iter(|| m.model.predict(black_box(&x)).unwrap()),
+        );
         let set = models.load_set(&VersionSelection::all(version)).unwrap();
         let snapshot = FeatureSnapshot {
             as_of: OffsetDateTime::UNIX_EPOCH,
@@ -36,8 +51,12 @@ fn bench(c: &mut Criterion) {
         });
         let rows: Vec<f32> = (0..256).flat_map(|_| x).collect();
         c.bench_function(
-            &format!("tract bull_specialist v{version} predict_batch 256"),
+            &format!("bull_specialist v{version} predict_batch 256 (served engine)"),
             |b| b.iter(|| m.model.predict_batch(black_box(&rows), 12).unwrap()),
+        );
+        c.bench_function(
+            &format!("tract bull_specialist v{version} predict_batch 256"),
+            |b| b.iter(|| tract.predict_batch(black_box(&rows), 12).unwrap()),
         );
         let action = evaluate(&set, &snapshot, None).unwrap().action;
         let config = tradeserve_core::explain::ExplainConfig::default();

@@ -196,6 +196,7 @@ pub fn load_model_dir(
             }
         })?;
     verify_golden(&model, &golden_path, golden.as_deref(), columns.len())?;
+    tracing::info!(%role, version = %meta.version, engine = model.engine(), "model verified");
     Ok(LoadedModel {
         info: ModelInfo {
             role,

@@ -13,6 +13,8 @@
 //! that far from the exact answer; see docs/BENCHMARKS.md). A wrong weight or layout still
 //! shows as a difference of whole percents.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use tract_onnx::prelude::Framework;
@@ -30,6 +32,37 @@ pub const STRUCTURE_TOLERANCE: f32 = 1e-4;
 
 /// Generated rows each dense model is checked against tract on at load.
 pub const CROSS_CHECK_ROWS: usize = 256;
+
+/// Which engine in-process models may get (`models.engine`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineChoice {
+    /// The dense evaluator where it applies and agrees with tract; tract otherwise.
+    #[default]
+    Auto,
+    /// tract for every model.
+    Tract,
+}
+
+impl std::str::FromStr for EngineChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(EngineChoice::Auto),
+            "tract" => Ok(EngineChoice::Tract),
+            other => Err(format!("engine {other:?}: expected auto or tract")),
+        }
+    }
+}
+
+static TRACT_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// Set the engine choice for every model loaded from now on in this process (the service sets
+/// it once at start, from its config).
+pub fn choose_engine(choice: EngineChoice) {
+    TRACT_ONLY.store(choice == EngineChoice::Tract, Ordering::Relaxed);
+}
 
 /// An in-process ONNX model and the engine serving it.
 pub enum OnnxModel {
@@ -52,6 +85,9 @@ impl OnnxModel {
             .proto_model_for_read(&mut &bytes[..])
             .map_err(load)?;
         let tract = TractModel::from_proto(&proto, input_name, width)?;
+        if TRACT_ONLY.load(Ordering::Relaxed) {
+            return Ok(OnnxModel::Tract(Box::new(tract)));
+        }
         let dense = match DenseMlp::compile(&proto, input_name, width) {
             Ok(dense) => dense,
             Err(why) => {

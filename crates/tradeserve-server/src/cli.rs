@@ -282,6 +282,11 @@ pub struct ReplayArgs {
     /// comparing within 1e-5 instead of 1e-12.
     #[arg(long)]
     pub remote: bool,
+    /// The engine of in-process models (`auto` or `tract`); the config's `models.engine`
+    /// otherwise. Events recorded by a release before the dense-MLP evaluator replay within
+    /// 1e-12 only with `tract`.
+    #[arg(long)]
+    pub engine: Option<tradeserve_models::onnx::EngineChoice>,
 }
 
 /// Arguments of `tradeserve loadtest`.
@@ -642,6 +647,7 @@ fn verify_audit(args: &VerifyArgs) -> anyhow::Result<()> {
 /// `tradeserve replay`: fails (exit 1) on any mismatch or skipped event.
 fn replay_events(args: &ReplayArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), None)?;
+    tradeserve_models::onnx::choose_engine(args.engine.unwrap_or(config.models.engine));
     let store = match &args.mlflow_cache {
         Some(dir) => ModelStore::MlflowCache(dir.clone()),
         None => ModelStore::Bundled(resolve_path(&args.models)),

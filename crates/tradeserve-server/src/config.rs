@@ -164,7 +164,7 @@ pub struct ServerConfig {
     /// Requests processed at once; more are answered 429 at once (admission control).
     pub max_in_flight: usize,
     /// Decisions per second this replica sustains at client p99 < 10 ms, as measured on its
-    /// hardware (docs/BENCHMARKS.md: 15,000 on two shared vCPUs). Exported as
+    /// hardware (docs/BENCHMARKS.md: 25,000 on two shared vCPUs, issue 16). Exported as
     /// `tradeserve_capacity_decisions_per_second`; the load alert fires at 80 % of it.
     pub capacity_per_second: f64,
     /// A decision not ready this long after arrival is answered 504.
@@ -196,9 +196,10 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Async worker threads; 0 = one per CPU core.
     pub worker_threads: usize,
-    /// How connections are scheduled: `pinned` (each on one of `worker_threads`
-    /// single-threaded runtimes, the least loaded when it opens) or `shared` (tokio's
-    /// work-stealing runtime). Pinned costs less CPU per request (docs/BENCHMARKS.md).
+    /// How connections are scheduled: `shared` (tokio's work-stealing runtime) or `pinned`
+    /// (each on one of `worker_threads` single-threaded runtimes, the least loaded when it
+    /// opens). Pinned costs ~8 µs less CPU per decision; shared keeps a lower p99 when other
+    /// processes share the cores (docs/BENCHMARKS.md).
     pub connections: ConnScheduling,
     /// `text` or `json` logs (on stderr).
     pub log_format: LogFormat,
@@ -212,7 +213,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             body_limit_bytes: 16 * 1024,
             max_in_flight: 4096,
-            capacity_per_second: 15_000.0,
+            capacity_per_second: 25_000.0,
             request_deadline: Duration::from_millis(40),
             max_clock_skew: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
@@ -222,7 +223,7 @@ impl Default for ServerConfig {
             body_read_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             worker_threads: 0,
-            connections: ConnScheduling::Pinned,
+            connections: ConnScheduling::Shared,
             log_format: LogFormat::Text,
             tls: crate::tls::TlsConfig::default(),
         }
@@ -260,6 +261,9 @@ pub struct ModelsConfig {
     pub mlflow: MlflowConfig,
     /// What serves each role: `in_process` (default), `kserve_v2`, `tfserving` or `torchserve`.
     pub backends: tradeserve_models::remote::Backends,
+    /// The engine of in-process models: `auto` (the dense-MLP evaluator for plain dense MLPs
+    /// that agree with tract, tract for the rest) or `tract` (tract for every model).
+    pub engine: tradeserve_models::onnx::EngineChoice,
     /// The Open Inference Protocol server of the `kserve_v2` roles.
     pub kserve_v2: tradeserve_models::remote::KserveV2Config,
     /// The TF Serving REST server of the `tfserving` roles.
@@ -318,6 +322,7 @@ impl Default for ModelsConfig {
             versions: VersionSelection::default(),
             mlflow: MlflowConfig::default(),
             backends: Default::default(),
+            engine: Default::default(),
             kserve_v2: Default::default(),
             tfserving: Default::default(),
             torchserve: Default::default(),

@@ -1,16 +1,17 @@
 //! Connection threads: one single-threaded runtime per core, each serving the connections it
 //! is given from start to end.
 //!
-//! Why not the shared work-stealing runtime: a `POST` wakes its own connection task while it
-//! runs (hyper hands the body to the handler through a channel), and a work-stealing runtime
-//! answers every such wake by waking a parked worker (a futex call and a context switch on
-//! another core, which then often steals the task and its cache). Measured in BENCHMARKS.md
-//! (issue 16): 1.5 futex calls and 0.9 extra context switches per decision, about a quarter of
-//! a decision's CPU. A connection pinned to one thread wakes nobody.
+//! Used when `server.connections = "pinned"`. Why: while a `POST` is handled its connection task
+//! is woken during its own poll, and the work-stealing runtime answers every such wake by waking
+//! a parked worker (a futex call and a context switch on another core, which then often steals
+//! the task and its cache). Measured in BENCHMARKS.md (issue 16): 1.5 futex calls and 0.9 extra
+//! context switches per decision, about 8 µs of CPU. A connection pinned to one thread wakes
+//! nobody.
 //!
 //! The cost is balance: a connection never moves, so each new one goes to the thread with the
-//! fewest open connections. Everything else (accepting, background tasks, blocking work)
-//! stays on the main runtime.
+//! fewest open connections, and while a thread is preempted its connections wait (a higher p99
+//! when other processes share the cores). Everything else (accepting, background tasks,
+//! blocking work) stays on the main runtime.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -298,6 +298,7 @@ pub fn build(config: &Config) -> Result<Service, StartError> {
 /// [`build`] with a chosen replay clock (tests pin it to a bar).
 pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, StartError> {
     check_paths(config)?;
+    tradeserve_models::onnx::choose_engine(config.models.engine);
     let metrics = Metrics::new()?;
     metrics.capacity.set(config.server.capacity_per_second);
     let (models, replay) = load_in_parallel(config, clock, &metrics)?;

@@ -541,7 +541,7 @@ async fn metrics_count_what_happened() {
     );
     assert_eq!(value("tradeserve_ready"), 1.0);
     // The configured capacity, for the load alert (the embedded default, from BENCHMARKS).
-    assert_eq!(value("tradeserve_capacity_decisions_per_second"), 15_000.0);
+    assert_eq!(value("tradeserve_capacity_decisions_per_second"), 25_000.0);
 }
 
 #[tokio::test]
@@ -747,7 +747,7 @@ async fn stats_hold_the_metrics_figures_and_the_dashboard_reads_them() {
     let p99 = w["latency_ms"]["p99"].as_f64().unwrap();
     assert!(p99 > 0.0 && p99 <= 1000.0, "{p99}");
     assert_eq!(v["ready"], true);
-    assert_eq!(v["capacity_per_second"], 15_000.0);
+    assert_eq!(v["capacity_per_second"], 25_000.0);
     assert_eq!(v["models"]["source"], "bundled");
     assert_eq!(v["models"]["versions"]["regime_detector"], "1");
     assert_eq!(

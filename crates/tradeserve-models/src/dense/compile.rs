@@ -212,12 +212,12 @@ fn linear(w: &Constant, transposed: bool, cols: usize) -> Result<(Step, usize), 
         )));
     }
     let values = w.values()?;
-    let weights = if transposed {
+    let weights: Vec<f64> = if transposed {
         (0..rows * out)
-            .map(|k| values[(k % out) * rows + k / out])
+            .map(|k| f64::from(values[(k % out) * rows + k / out]))
             .collect()
     } else {
-        values
+        values.into_iter().map(f64::from).collect()
     };
     Ok((
         Step::Linear {

@@ -23,9 +23,10 @@ pub use compile::NotDense;
 /// One operation of the chain, applied to the current row.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Step {
-    /// `y = x · W`, `W` row-major `[inputs, outputs]`.
+    /// `y = x · W`, `W` row-major `[inputs, outputs]`: the graph's f32 weights, held as f64
+    /// (exactly) so a call converts nothing.
     Linear {
-        weights: Vec<f32>,
+        weights: Vec<f64>,
         inputs: usize,
     },
     /// `y = x + b` (`b` as wide as the row).
@@ -112,7 +113,7 @@ impl DenseMlp {
                         .map(|j| {
                             row.iter()
                                 .enumerate()
-                                .map(|(i, &x)| x * f64::from(weights[i * out + j]))
+                                .map(|(i, &x)| x * weights[i * out + j])
                                 .sum()
                         })
                         .collect()
@@ -143,12 +144,12 @@ impl DenseMlp {
 /// f64 and the sums are kept there, so `y` is the exact dot product rounded once to f32:
 /// with standardization folded into the first layer its terms are large and cancel, and an
 /// f32 sum would lose up to ~1e-6 of a probability (measured in tests/dense.rs).
-fn linear(x: &[f32], weights: &[f32], acc: &mut [f64], y: &mut [f32]) {
+fn linear(x: &[f32], weights: &[f64], acc: &mut [f64], y: &mut [f32]) {
     acc.fill(0.0);
     for (&xi, row) in x.iter().zip(weights.chunks_exact(y.len())) {
         let xi = f64::from(xi);
         for (aj, &w) in acc.iter_mut().zip(row) {
-            *aj += xi * f64::from(w);
+            *aj += xi * w;
         }
     }
     for (yj, aj) in y.iter_mut().zip(acc.iter()) {
