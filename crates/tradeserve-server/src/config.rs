@@ -196,11 +196,6 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Async worker threads; 0 = one per CPU core.
     pub worker_threads: usize,
-    /// How connections are scheduled: `shared` (tokio's work-stealing runtime) or `pinned`
-    /// (each on one of `worker_threads` single-threaded runtimes, the least loaded when it
-    /// opens). Pinned costs ~8 µs less CPU per decision; shared keeps a lower p99 when other
-    /// processes share the cores (docs/BENCHMARKS.md).
-    pub connections: ConnScheduling,
     /// `text` or `json` logs (on stderr).
     pub log_format: LogFormat,
     /// TLS (rustls): certificate, key, optional client CA (mTLS); reloaded when they change.
@@ -223,21 +218,10 @@ impl Default for ServerConfig {
             body_read_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             worker_threads: 0,
-            connections: ConnScheduling::Shared,
             log_format: LogFormat::Text,
             tls: crate::tls::TlsConfig::default(),
         }
     }
-}
-
-/// Where a connection's requests run (`server.connections`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ConnScheduling {
-    /// On one connection thread, from start to end (see `conn_threads`).
-    Pinned,
-    /// On the work-stealing runtime, moving between workers.
-    Shared,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,7 +23,8 @@
 //!   experiment and rollout arms; [`outcomes`]: the window of decisions awaiting an outcome.
 //! - [`app`]: the router and request-timing middleware; [`routes`]: the handlers.
 //! - [`listener`]: connections: the cap, header and idle timeouts, hyper's own errors in the
-//!   error shape, and draining.
+//!   error shape, and draining; [`self_wake`]: absorbing the wakes hyper gives a connection's
+//!   own task while it runs.
 //! - [`telemetry`]: the log subscriber, the access log and the optional OTLP trace export.
 //! - [`serve`]: start-up (build the embedded adapters, bind) and graceful shutdown.
 //! - [`cli`]: the `tradeserve` subcommands ([`market_publish`]: a bars CSV into the market
@@ -35,7 +36,6 @@ pub mod auth;
 pub mod backends;
 pub mod cli;
 pub mod config;
-pub mod conn_threads;
 pub mod control;
 pub mod error;
 pub mod explainer;
@@ -52,6 +52,7 @@ pub mod replay;
 pub mod risk_redis;
 pub mod risk_restore;
 pub mod routes;
+pub mod self_wake;
 pub mod serve;
 pub mod shadow;
 pub mod state;

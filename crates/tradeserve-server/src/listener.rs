@@ -34,8 +34,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-use crate::conn_threads::ConnThreads;
 use crate::metrics::Metrics;
+use crate::self_wake::AbsorbSelfWakes;
 use crate::tls::Tls;
 
 /// Limits of each connection.
@@ -56,8 +56,6 @@ pub struct Connections {
     limits: ConnLimits,
     /// TLS on every connection (`server.tls`), handshaken within `header_read_timeout`.
     tls: Option<Arc<Tls>>,
-    /// Where connections are served: pinned to these threads, or on the current runtime.
-    threads: Option<Arc<ConnThreads>>,
 }
 
 const IDLE: u8 = 0;
@@ -182,14 +180,7 @@ impl Connections {
             drain: watch::Sender::new(false),
             limits,
             tls: None,
-            threads: None,
         }
-    }
-
-    /// Serve each connection on one of `threads` (see [`crate::conn_threads`]).
-    pub fn on_threads(mut self, threads: Option<Arc<ConnThreads>>) -> Connections {
-        self.threads = threads;
-        self
     }
 
     /// Serve every connection over TLS.
@@ -245,8 +236,7 @@ impl Connections {
         }
     }
 
-    /// Serve an accepted connection (after its TLS handshake, under TLS) on its own task: on
-    /// the least loaded connection thread, or on the current runtime without them.
+    /// Serve an accepted connection (after its TLS handshake, under TLS) on its own task.
     fn spawn(
         &mut self,
         stream: TcpStream,
@@ -257,48 +247,28 @@ impl Connections {
         metrics.connections_open.inc();
         let open = metrics.connections_open.clone();
         let (limits, drain) = (self.limits, self.drain.subscribe());
-        let tls = self
-            .tls
-            .as_ref()
-            .map(|t| (t.acceptor(), metrics.tls_handshake_failures.clone()));
-        let picked = self.threads.as_ref().and_then(|t| t.pick());
-        let serve = async move {
-            // A std stream moves between runtimes; it is registered with the one serving it.
-            let Ok(stream) = stream.into_std().and_then(TcpStream::from_std) else {
+        let Some(tls) = &self.tls else {
+            self.tasks.spawn(async move {
+                serve_one(stream, router, limits, drain).await;
                 open.dec();
-                return;
-            };
-            match tls {
-                None => serve_one(stream, router, limits, drain).await,
-                Some((acceptor, failed)) => {
-                    let handshake = acceptor.accept(stream);
-                    match tokio::time::timeout(limits.header_read_timeout, handshake).await {
-                        Ok(Ok(tls_stream)) => serve_one(tls_stream, router, limits, drain).await,
-                        Ok(Err(e)) => {
-                            failed.inc();
-                            tracing::debug!(error = %e, "TLS handshake failed");
-                        }
-                        Err(_) => failed.inc(),
-                    }
+                drop(permit);
+            });
+            return;
+        };
+        let (acceptor, failed) = (tls.acceptor(), metrics.tls_handshake_failures.clone());
+        self.tasks.spawn(async move {
+            let handshake = acceptor.accept(stream);
+            match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+                Ok(Ok(tls_stream)) => serve_one(tls_stream, router, limits, drain).await,
+                Ok(Err(e)) => {
+                    failed.inc();
+                    tracing::debug!(error = %e, "TLS handshake failed");
                 }
+                Err(_) => failed.inc(),
             }
             open.dec();
             drop(permit);
-        };
-        match picked {
-            Some((handle, on_thread)) => {
-                self.tasks.spawn_on(
-                    async move {
-                        serve.await;
-                        drop(on_thread);
-                    },
-                    handle,
-                );
-            }
-            None => {
-                self.tasks.spawn(serve);
-            }
-        }
+        });
     }
 
     /// Close every connection after its in-flight request (`Connection: close`) and wait up
@@ -355,11 +325,11 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         .timer(TokioTimer::new())
         .header_read_timeout(None)
         .keep_alive(true);
-    let conn = builder.serve_connection(io, service);
-    tokio::pin!(conn);
+    // hyper wakes the connection's own task while it runs (see `self_wake`): absorbed.
+    let mut conn = AbsorbSelfWakes::new(builder.serve_connection(io, service));
     let mut draining = *drain.borrow();
     if draining {
-        conn.as_mut().graceful_shutdown();
+        conn.inner().graceful_shutdown();
     }
     loop {
         let deadline = activity.deadline_ms(&limits);
@@ -368,7 +338,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             None => limits.idle_timeout,
         };
         tokio::select! {
-            result = conn.as_mut() => {
+            result = &mut conn => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
@@ -377,7 +347,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             changed = drain.changed(), if !draining => {
                 draining = true;
                 if changed.is_ok() {
-                    conn.as_mut().graceful_shutdown();
+                    conn.inner().graceful_shutdown();
                 }
             }
             () = tokio::time::sleep(wait) => {

@@ -27,11 +27,9 @@ use crate::app::router;
 use crate::arms::ArmBook;
 use crate::auth::Auth;
 use crate::backends::{BackendError, RemoteBackends};
-use crate::config::ConnScheduling;
 use crate::config::{
     Config, FeatureSourceKind, ModelSourceKind, SinkKind, require_path, resolve_path,
 };
-use crate::conn_threads::ConnThreads;
 use crate::feed_kafka::KafkaFeed;
 use crate::listener::{ConnLimits, Connections, connection_cap};
 use crate::metrics::Metrics;
@@ -779,8 +777,7 @@ async fn serve_until(
         header_read_timeout: s.header_read_timeout,
         idle_timeout: s.idle_timeout,
     })
-    .with_tls(service.tls.clone())
-    .on_threads(connection_threads(s));
+    .with_tls(service.tls.clone());
     let app = router(Arc::clone(&service.state));
     connections
         .accept_until(listener, app, &service.state.metrics, stop)
@@ -796,25 +793,6 @@ async fn serve_until(
         );
     }
     abandoned
-}
-
-/// The connection threads `server.connections = "pinned"` asks for (one per worker thread);
-/// none (the shared runtime) when shared, or when they cannot be started (logged).
-fn connection_threads(s: &crate::config::ServerConfig) -> Option<Arc<ConnThreads>> {
-    if s.connections != ConnScheduling::Pinned {
-        return None;
-    }
-    let n = match s.worker_threads {
-        0 => std::thread::available_parallelism().map_or(1, usize::from),
-        n => n,
-    };
-    match ConnThreads::start(n) {
-        Ok(t) => Some(Arc::new(t)),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the connection threads; serving connections on the shared runtime");
-            None
-        }
-    }
 }
 
 /// Run the shadow jobs still queued (their events go out first), then flush and stop the

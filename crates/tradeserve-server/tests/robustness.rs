@@ -1,7 +1,6 @@
 //! The release binary under hostile conditions, over raw sockets: stalled bodies, slowloris
 //! headers, idle and surplus connections, a client that writes headers and body apart,
-//! requests hyper refuses itself, kill -9 under load, a full disk, SIGTERM with work left; the
-//! connection tests also with connections pinned to threads (`server.connections = "pinned"`).
+//! requests hyper refuses itself, kill -9 under load, a full disk, SIGTERM with work left.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -163,26 +162,6 @@ fn the_deadline_starts_when_the_body_is_read() {
 
 #[test]
 fn slow_headers_idle_connections_and_surplus_connections_are_closed() {
-    connection_limits("shared");
-}
-
-#[test]
-fn pinned_connections_keep_the_same_limits() {
-    connection_limits("pinned");
-}
-
-/// The names of the server's threads.
-fn thread_names(server: &ServiceProcess) -> Vec<String> {
-    let tasks = format!("/proc/{}/task", server.child.id());
-    std::fs::read_dir(tasks)
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_owned())
-        .collect()
-}
-
-/// Slowloris, the idle timeout and the connection cap, with connections scheduled `mode`.
-fn connection_limits(mode: &str) {
     let dir = tempfile::tempdir().unwrap();
     let server = start(
         &dir,
@@ -190,15 +169,8 @@ fn connection_limits(mode: &str) {
             ("TRADESERVE_SERVER__HEADER_READ_TIMEOUT", "400ms"),
             ("TRADESERVE_SERVER__IDLE_TIMEOUT", "1500ms"),
             ("TRADESERVE_SERVER__MAX_CONNECTIONS", "30"),
-            ("TRADESERVE_SERVER__WORKER_THREADS", "2"),
-            ("TRADESERVE_SERVER__CONNECTIONS", mode),
         ],
     );
-    let conn_threads = thread_names(&server)
-        .iter()
-        .filter(|n| n.starts_with("conn-"))
-        .count();
-    assert_eq!(conn_threads, if mode == "pinned" { 2 } else { 0 }, "{mode}");
     // Slowloris: part of a request line, then a byte now and then.
     let mut slow = connect(&server.addr);
     slow.write_all(b"POST /api/v1/predict HTTP/1.1\r\nhost")
@@ -311,9 +283,7 @@ fn logged_ids(path: &std::path::Path) -> HashSet<String> {
 fn kill_9_under_load_loses_no_decision_a_client_received() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..3 {
-        // The middle round with connections pinned to threads (`server.connections`).
-        let mode = if round == 1 { "pinned" } else { "shared" };
-        let mut server = start(&dir, &[("TRADESERVE_SERVER__CONNECTIONS", mode)]);
+        let mut server = start(&dir, &[]);
         let clients = tradeserve_testkit::hammer(&server.addr, 16);
         std::thread::sleep(Duration::from_millis(700 + 150 * round));
         kill(Pid::from_raw(server.child.id() as i32), Signal::SIGKILL).unwrap();
@@ -340,15 +310,6 @@ fn kill_9_under_load_loses_no_decision_a_client_received() {
 
 #[test]
 fn sigterm_with_a_request_still_in_flight_past_the_grace_exits_non_zero() {
-    abandoned_at_shutdown("shared");
-}
-
-#[test]
-fn pinned_sigterm_with_a_request_still_in_flight_past_the_grace_exits_non_zero() {
-    abandoned_at_shutdown("pinned");
-}
-
-fn abandoned_at_shutdown(mode: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(
         &dir,
@@ -356,7 +317,6 @@ fn abandoned_at_shutdown(mode: &str) {
             ("TRADESERVE_SERVER__DRAIN_DELAY", "100ms"),
             ("TRADESERVE_SERVER__SHUTDOWN_GRACE", "300ms"),
             ("TRADESERVE_SERVER__BODY_READ_TIMEOUT", "30s"),
-            ("TRADESERVE_SERVER__CONNECTIONS", mode),
         ],
     );
     let mut stalled = connect(&server.addr);

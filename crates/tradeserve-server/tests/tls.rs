@@ -186,16 +186,12 @@ async fn with_a_client_ca_only_its_clients_get_in() {
     std::fs::write(dir.path().join("key.pem"), &key).unwrap();
     let clients = new_ca("desk clients CA");
     std::fs::write(dir.path().join("clients.pem"), &clients.pem).unwrap();
-    // With connections pinned to threads: the handshake runs on the connection's thread.
     let server = start(
         dir.path(),
-        &[
-            (
-                "TRADESERVE_SERVER__TLS__CLIENT_CA_FILE",
-                dir.path().join("clients.pem").display().to_string(),
-            ),
-            ("TRADESERVE_SERVER__CONNECTIONS", "pinned".into()),
-        ],
+        &[(
+            "TRADESERVE_SERVER__TLS__CLIENT_CA_FILE",
+            dir.path().join("clients.pem").display().to_string(),
+        )],
     );
     let url = format!("https://{}/health/live", server.addr);
     let (desk_cert, desk_key, _) = leaf(&clients, "desk-1", &["desk-1.example"]);
