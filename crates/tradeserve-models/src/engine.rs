@@ -1,4 +1,5 @@
-//! The default inference engine: `tract-onnx`, pure Rust, in process.
+//! The general inference engine: `tract-onnx`, pure Rust, in process (every graph loads here;
+//! plain dense MLPs are then served by [`crate::dense`], see [`crate::onnx`]).
 //!
 //! A model is parsed, its single input pinned to `[1, width]` float32, optimized and turned
 //! into a runnable plan once at load. The plan is `Send + Sync`. Building a run state costs

@@ -2,7 +2,7 @@
 //! without a graph interpreter.
 //!
 //! A graph made only of `MatMul`/`Gemm`, bias `Add`s and element-wise activations
-//! ([`compile`] says exactly which) is compiled once at load into a list of [`Step`]s over
+//! (`dense::compile` says exactly which) is compiled once at load into a list of steps over
 //! two small buffers. One call is a few hundred multiply-adds and no allocation, where tract
 //! spends most of its ~3 µs per call on per-node bookkeeping (run state, output tensors,
 //! packing each MatMul's input). Each layer's sums are kept in f64 (a product of two f32 is
