@@ -16,9 +16,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
+
+use futures_util::task::AtomicWaker;
 
 /// Polls again in a row before falling back to waking the task.
 pub const MAX_REPOLLS: usize = 4;
@@ -26,7 +28,8 @@ pub const MAX_REPOLLS: usize = 4;
 struct Absorber {
     polling: AtomicBool,
     woken: AtomicBool,
-    task: Mutex<Waker>,
+    /// The task's waker, registered at every poll (no lock on the request path).
+    task: AtomicWaker,
 }
 
 impl Wake for Absorber {
@@ -42,9 +45,7 @@ impl Wake for Absorber {
                 return;
             }
         }
-        if let Ok(task) = self.task.lock() {
-            task.wake_by_ref();
-        }
+        self.task.wake();
     }
 }
 
@@ -60,7 +61,7 @@ impl<F: Future> AbsorbSelfWakes<F> {
         let absorber = Arc::new(Absorber {
             polling: AtomicBool::new(false),
             woken: AtomicBool::new(false),
-            task: Mutex::new(Waker::noop().clone()),
+            task: AtomicWaker::new(),
         });
         AbsorbSelfWakes {
             inner: Box::pin(inner),
@@ -80,11 +81,7 @@ impl<F: Future> Future for AbsorbSelfWakes<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = &mut *self;
-        if let Ok(mut task) = this.absorber.task.lock()
-            && !task.will_wake(cx.waker())
-        {
-            task.clone_from(cx.waker());
-        }
+        this.absorber.task.register(cx.waker());
         for _ in 0..=MAX_REPOLLS {
             this.absorber.woken.store(false, Ordering::SeqCst);
             this.absorber.polling.store(true, Ordering::SeqCst);
