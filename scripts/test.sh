@@ -17,6 +17,21 @@ if [ ! -t 1 ]; then
   export CARGO_TERM_COLOR=never NO_COLOR=1
 fi
 
+# --- Disk space -----------------------------------------------------------------------------
+# A cold run writes about 7 GB under the target directory (debug test binaries, clippy's
+# metadata) and up to 5 GB of caches; a full disk shows up much later as a linker "Bus error"
+# or "No space left on device". Say so first. (A long-lived checkout's target/ only grows:
+# `cargo clean` or removing target/debug/incremental gives it back.)
+target_dir="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target_dir"
+for dir in "$target_dir" "$cache"; do
+  free_gb=$(df -Pk "$dir" | awk 'NR == 2 { printf "%d", $4 / 1048576 }')
+  if [ "$free_gb" -lt 12 ]; then
+    printf 'WARNING: %s GB free under %s; a cold run needs about 12 GB. The build may fail with "No space left on device".\n' \
+      "$free_gb" "$dir" >&2
+  fi
+done
+
 # --- Python environment (training checks) -------------------------------------------------
 venv="$cache/train-venv"
 stamp="$venv/.requirements-$(sha256sum training/requirements.txt | cut -c1-16)"
@@ -124,6 +139,15 @@ if RUST_LIB_BACKTRACE=0 cargo test --workspace --locked --no-fail-fast -- --incl
 else
   step "some tests FAILED (see the 'test result: FAILED' lines above)"
   exit 1
+fi
+
+# tract picks its matrix kernels by CPU, and their rounding differs; the engine tests must hold
+# on CPUs without AVX-512 (or without AVX) too. TRACT_CPU_ISA has tract pick those kernels here.
+if [ "$(uname -m)" = x86_64 ]; then
+  for isa in -avx512f,-avx512vnni,-avx512fp16 -avx512f,-avx512vnni,-avx512fp16,-fma,-avx2,-avx,-f16c; do
+    step "engine tests with tract's kernels for another CPU (TRACT_CPU_ISA=$isa)"
+    TRACT_CPU_ISA=$isa cargo test -p tradeserve-models --locked --test dense --test engine_choice --test golden
+  done
 fi
 
 step "schemathesis on every operation of openapi.json, API keys on (no 5xx, nothing contradicting the document)"

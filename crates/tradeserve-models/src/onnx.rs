@@ -6,12 +6,17 @@
 //! then run both ways on check rows: the model's reference rows (its golden inputs) and
 //! [`CROSS_CHECK_ROWS`] seeded rows around them ([`check_rows`]). It is served by the dense
 //! evaluator only if every output is within [`DENSE_TOLERANCE`] of tract's, and by tract
-//! otherwise (logged as a warning, with the difference). Without reference rows the check rows
-//! are standard normal and the tolerance is [`STRUCTURE_TOLERANCE`]: far from the data it was
-//! trained on, an MLP with standardization folded into its first layer sums large terms that
-//! cancel, and two f32 engines differ by more than 1e-6 from rounding alone (tract is itself
-//! that far from the exact answer; see docs/BENCHMARKS.md). A wrong weight or layout still
-//! shows as a difference of whole percents.
+//! otherwise (logged as a warning, with the difference).
+//!
+//! The check is there to catch a graph the dense evaluator misreads (a weight, a layout, an
+//! activation), which shows as a difference of whole percents; it must not trip on rounding.
+//! tract's rounding depends on the CPU: its matrix kernels (AVX-512, AVX2+FMA, SSE, NEON) sum in
+//! different orders, and on rows like the data tract itself is up to 1.2e-6 from the exact
+//! answer (AVX2 kernels; 0.9e-6 with AVX-512), so a 1e-6 bound would pick the engine by CPU
+//! model. The bound is DESIGN's for two engines' float32 arithmetic, 1e-5. Without reference
+//! rows the check rows are standard normal and the tolerance is [`STRUCTURE_TOLERANCE`]: far
+//! from the data it was trained on, an MLP with standardization folded into its first layer sums
+//! large terms that cancel, and two f32 engines differ by up to 2.6e-4 from rounding alone.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -24,8 +29,9 @@ use crate::dense::DenseMlp;
 use crate::engine::{EngineError, TractModel};
 
 /// Largest difference from tract the dense evaluator may show on any output, on rows like the
-/// model's own data.
-pub const DENSE_TOLERANCE: f32 = 1e-6;
+/// model's own data: DESIGN's bound between two engines' float32 arithmetic, eight times the
+/// largest rounding difference measured on any of tract's x86 kernel sets (1.13e-6).
+pub const DENSE_TOLERANCE: f32 = 1e-5;
 
 /// The same, on standard-normal rows (a model without reference rows).
 pub const STRUCTURE_TOLERANCE: f32 = 1e-4;

@@ -1,7 +1,11 @@
 //! The dense-MLP evaluator against tract: every bundled model is compiled to it and agrees with
-//! tract within 1e-6 on its golden inputs and on 10,000 random rows like its data; it is closer
-//! to the exact (f64) answer than tract; the other activations and `Gemm` forms agree with
-//! tract on graphs built here; any other graph stays on tract.
+//! tract within 1e-6 on its golden inputs and within [`DENSE_TOLERANCE`] (1e-5) on 10,000 random
+//! rows like its data; it is within 1e-6 of the exact (f64) answer; the other activations and
+//! `Gemm` forms agree with tract on graphs built here; any other graph stays on tract, and so
+//! does a dense MLP that disagrees with tract on its check rows.
+//!
+//! tract's rounding depends on its kernels, so `scripts/test.sh` also runs this file with
+//! tract's AVX2+FMA and SSE kernels (`TRACT_CPU_ISA`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -45,12 +49,12 @@ fn engines(role: Role, version: &str) -> (DenseMlp, TractModel, usize) {
     (dense, tract, width)
 }
 
-/// Largest distance of a model's outputs from the exact answer over `rows`.
-fn error_from_exact(model: &dyn InferenceModel, exact: &DenseMlp, rows: &[f32], w: usize) -> f64 {
+/// Largest distance of the dense evaluator's outputs from the exact answer over `rows`.
+fn error_from_exact(dense: &DenseMlp, rows: &[f32], w: usize) -> f64 {
     rows.chunks_exact(w)
         .flat_map(|row| {
-            let got = model.predict(row).unwrap();
-            let want = exact.predict_f64(row);
+            let got = dense.predict(row).unwrap();
+            let want = dense.predict_f64(row);
             (0..3).map(move |k| (f64::from(got[k]) - want[k]).abs())
         })
         .fold(0.0, f64::max)
@@ -78,15 +82,23 @@ fn every_bundled_model_is_served_by_the_dense_evaluator() {
     }
 }
 
+/// The dense evaluator against tract on a model's golden inputs: these are rows of the data, and
+/// on them every kernel set of tract measured (AVX-512, AVX2+FMA, SSE) is within 2.4e-7.
+const GOLDEN_AGREEMENT: f32 = 1e-6;
+
+/// The dense evaluator's distance from the exact answer (its own weights in f64 throughout). It
+/// does not depend on the CPU: its sums are f64, in a fixed order.
+const EXACT_AGREEMENT: f64 = 1e-6;
+
 #[test]
-fn dense_equals_tract_within_1e_6_on_golden_and_10000_random_rows_per_model() {
+fn dense_agrees_with_tract_on_golden_and_10000_random_rows_per_model() {
     for role in Role::ALL {
         for version in ["1", "2"] {
             let (dense, tract, width) = engines(role, version);
             let golden = golden_inputs(role, version);
             let on_golden = max_difference(&dense, &tract, &golden, width).unwrap();
             assert!(
-                on_golden <= DENSE_TOLERANCE,
+                on_golden <= GOLDEN_AGREEMENT,
                 "{role} v{version}: {on_golden:e}"
             );
             let (rows, tolerance) = check_rows(&golden, width, 10_000);
@@ -111,20 +123,18 @@ fn dense_equals_tract_within_1e_6_on_golden_and_10000_random_rows_per_model() {
 }
 
 #[test]
-fn dense_is_closer_to_the_exact_answer_than_tract() {
+fn dense_is_within_1e_6_of_the_exact_answer_on_10000_random_rows_per_model() {
     for role in Role::ALL {
         for version in ["1", "2"] {
-            let (dense, tract, width) = engines(role, version);
+            let (dense, _, width) = engines(role, version);
             let (rows, _) = check_rows(&golden_inputs(role, version), width, 10_000);
-            let d = error_from_exact(&dense, &dense, &rows, width);
-            let t = error_from_exact(&tract, &dense, &rows, width);
-            assert!(d <= 1e-6, "{role} v{version}: dense {d:e}");
-            assert!(d <= t, "{role} v{version}: dense {d:e}, tract {t:e}");
+            let d = error_from_exact(&dense, &rows, width);
+            assert!(d <= EXACT_AGREEMENT, "{role} v{version}: dense {d:e}");
+            // Not vacuous: the f32 result is rounded, so it is never exact everywhere.
+            assert!(d > 0.0, "{role} v{version}");
         }
     }
 }
-
-// ---- graphs built here: the other forms the evaluator accepts, and ones it refuses ----
 
 fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{Dimension, dimension::Value};
@@ -339,4 +349,31 @@ fn any_other_graph_stays_on_tract() {
     let tract = TractModel::from_proto(&other_op, "x", 4).unwrap();
     let row = [0.1f32, -0.2, 0.3, 0.4];
     assert_eq!(served.predict(&row).unwrap(), tract.predict(&row).unwrap());
+}
+
+#[test]
+fn a_dense_mlp_that_disagrees_with_tract_on_its_check_rows_is_served_by_tract() {
+    // Reference rows three standard deviations out in every column at once: the folded
+    // standardization's large terms cancel, and tract's f32 sums land 1.5e-4 to 2.9e-4 from the
+    // dense evaluator's on sideways_specialist v2 (AVX-512, AVX2+FMA and SSE kernels alike),
+    // over the 1e-5 bound, so the load-time check hands the model to tract.
+    let (role, version) = (Role::SidewaysSpecialist, "2");
+    let (dense, tract, width) = engines(role, version);
+    let (normal, _) = check_rows(&[], width, 256);
+    let far: Vec<f32> = normal.iter().map(|v| v * 3.0).collect();
+    let (rows, tolerance) = check_rows(&far, width, 256);
+    assert_eq!(tolerance, DENSE_TOLERANCE);
+    let d = max_difference(&dense, &tract, &rows, width).unwrap();
+    assert!(d > 10.0 * DENSE_TOLERANCE, "{d:e}");
+
+    let bytes = std::fs::read(folder(role, version).join("model.onnx")).unwrap();
+    let served = OnnxModel::load(&bytes, "features", width, &far).unwrap();
+    assert_eq!(served.engine(), "tract");
+    for row in rows.chunks_exact(width).take(64) {
+        assert_eq!(served.predict(row).unwrap(), tract.predict(row).unwrap());
+    }
+    // The same model with its own golden inputs as reference rows is served dense.
+    let golden = golden_inputs(role, version);
+    let served = OnnxModel::load(&bytes, "features", width, &golden).unwrap();
+    assert_eq!(served.engine(), "dense");
 }
