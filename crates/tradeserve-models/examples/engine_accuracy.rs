@@ -22,7 +22,7 @@ use tradeserve_core::ports::InferenceModel;
 use tradeserve_core::types::Role;
 use tradeserve_models::dense::DenseMlp;
 use tradeserve_models::engine::TractModel;
-use tradeserve_models::model_dir::input_columns;
+use tradeserve_models::model_dir::{self, input_columns};
 use tradeserve_models::onnx::{CROSS_CHECK_ROWS, check_rows, max_difference};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -35,18 +35,8 @@ fn folder(role: Role, version: &str) -> PathBuf {
 }
 
 fn golden_inputs(role: Role, version: &str) -> Result<Vec<f32>> {
-    let text = std::fs::read_to_string(folder(role, version).join("golden.json"))?;
-    let golden: serde_json::Value = serde_json::from_str(&text)?;
-    let rows = golden["inputs"]
-        .as_array()
-        .ok_or("golden.json: no inputs")?;
-    let mut out = Vec::new();
-    for row in rows {
-        for v in row.as_array().ok_or("golden.json: a row is not an array")? {
-            out.push(v.as_f64().ok_or("golden.json: not a number")? as f32);
-        }
-    }
-    Ok(out)
+    let bytes = std::fs::read(folder(role, version).join("golden.json"))?;
+    Ok(model_dir::golden_inputs(&bytes))
 }
 
 /// Largest distance of `model`'s outputs from `dense`'s exact f64 answer over `rows`.

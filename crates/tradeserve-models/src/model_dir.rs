@@ -112,9 +112,9 @@ pub fn golden_max_diff(model: &dyn InferenceModel, golden_json: &[u8]) -> Result
     Ok(worst)
 }
 
-/// The golden inputs, row after row (empty when they cannot be read: [`verify_golden`]
-/// reports that).
-fn golden_inputs(golden_json: &[u8]) -> Vec<f32> {
+/// The golden inputs of a `golden.json`, row after row (empty when they cannot be read; loading
+/// a model folder reports that as a golden-vector error).
+pub fn golden_inputs(golden_json: &[u8]) -> Vec<f32> {
     serde_json::from_slice::<Golden>(golden_json)
         .map(|g| g.inputs.into_iter().flatten().collect())
         .unwrap_or_default()

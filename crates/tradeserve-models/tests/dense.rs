@@ -17,7 +17,7 @@ use tradeserve_core::ports::InferenceModel;
 use tradeserve_core::types::Role;
 use tradeserve_models::dense::{DenseMlp, NotDense};
 use tradeserve_models::engine::TractModel;
-use tradeserve_models::model_dir::input_columns;
+use tradeserve_models::model_dir::{self, input_columns};
 use tradeserve_models::onnx::{DENSE_TOLERANCE, OnnxModel, check_rows, max_difference};
 
 fn folder(role: Role, version: &str) -> PathBuf {
@@ -28,13 +28,10 @@ fn folder(role: Role, version: &str) -> PathBuf {
 }
 
 fn golden_inputs(role: Role, version: &str) -> Vec<f32> {
-    let text = std::fs::read_to_string(folder(role, version).join("golden.json")).unwrap();
-    let golden: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let rows = golden["inputs"].as_array().unwrap();
-    rows.iter()
-        .flat_map(|r| r.as_array().unwrap().iter())
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect()
+    let bytes = std::fs::read(folder(role, version).join("golden.json")).unwrap();
+    let rows = model_dir::golden_inputs(&bytes);
+    assert!(!rows.is_empty(), "{role} v{version}: no golden inputs");
+    rows
 }
 
 /// Both engines of one bundled model.
