@@ -1,7 +1,9 @@
 # Sourced by the benchmark scripts that start a fresh server per run: `serve BIN` starts BIN on
 # the embedded defaults at $port with its audit log and control state under $out/run (fresh),
 # waits until it is ready and leaves its PID in $server_pid; `stop` stops it (by PID) and waits.
-# The caller sets $out and $port, and its EXIT trap kills $server_pid if set.
+# The caller sets $out and $port, and its EXIT trap kills $server_pid if set. The servers skip
+# the shutdown drain delay, so the next run can bind the port at once.
+export TRADESERVE_SERVER__DRAIN_DELAY=0s
 server_pid=""
 
 serve() {

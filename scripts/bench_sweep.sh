@@ -8,7 +8,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${BIN:-${CARGO_TARGET_DIR:-target}/release/tradeserve}"
-export TRADESERVE_SERVER__DRAIN_DELAY=0s
 rates="${RATES:-15000 20000 25000 30000}"
 rounds="${ROUNDS:-2}"
 out="${OUT:-/tmp/tradeserve-bench-sweep}"

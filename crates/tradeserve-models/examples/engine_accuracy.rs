@@ -4,7 +4,8 @@
 //! For each model: the largest difference between the dense evaluator and tract on the golden
 //! inputs, on the load-time check rows (golden plus 256 around them) and on 10,000 rows around
 //! them; then each engine's largest distance from the exact answer (the model's weights in f64
-//! throughout) on those 10,000 rows. tract's rounding depends on the kernels it picks for the
+//! throughout) on those 10,000 rows; last, dense vs tract on 10,000 standard-normal rows (what a
+//! model without golden inputs is checked on). tract's rounding depends on the kernels it picks for the
 //! CPU; `TRACT_CPU_ISA` picks others on the same machine:
 //!
 //! ```text
@@ -60,15 +61,17 @@ fn report(out: &mut impl Write, role: Role, version: &str) -> Result<()> {
     let golden = golden_inputs(role, version)?;
     let (load_rows, _) = check_rows(&golden, width, CROSS_CHECK_ROWS);
     let (rows, _) = check_rows(&golden, width, 10_000);
+    let (normal, _) = check_rows(&[], width, 10_000);
     writeln!(
         out,
-        "{:<28} {:>9.2e} {:>9.2e} {:>9.2e} {:>9.2e} {:>9.2e}",
+        "{:<28} {:>9.2e} {:>9.2e} {:>9.2e} {:>9.2e} {:>9.2e} {:>9.2e}",
         format!("{role} v{version}"),
         max_difference(&dense, &tract, &golden, width)?,
         max_difference(&dense, &tract, &load_rows, width)?,
         max_difference(&dense, &tract, &rows, width)?,
         from_exact(&dense, &dense, &rows, width)?,
         from_exact(&tract, &dense, &rows, width)?,
+        max_difference(&dense, &tract, &normal, width)?,
     )?;
     Ok(())
 }
@@ -79,8 +82,8 @@ fn main() -> Result<()> {
     writeln!(out, "TRACT_CPU_ISA={kernels}")?;
     writeln!(
         out,
-        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "model", "golden", "load", "10k", "dense-ex", "tract-ex"
+        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "model", "golden", "load", "10k", "dense-ex", "tract-ex", "normal"
     )?;
     for role in Role::ALL {
         for version in ["1", "2"] {

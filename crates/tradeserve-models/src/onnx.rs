@@ -16,7 +16,7 @@
 //! model. The bound is DESIGN's for two engines' float32 arithmetic, 1e-5. Without reference
 //! rows the check rows are standard normal and the tolerance is [`STRUCTURE_TOLERANCE`]: far
 //! from the data it was trained on, an MLP with standardization folded into its first layer sums
-//! large terms that cancel, and two f32 engines differ by up to 2.6e-4 from rounding alone.
+//! large terms that cancel, and two f32 engines differ by up to 1.4e-4 from rounding alone.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -33,8 +33,10 @@ use crate::engine::{EngineError, TractModel};
 /// largest rounding difference measured on any of tract's x86 kernel sets (1.13e-6).
 pub const DENSE_TOLERANCE: f32 = 1e-5;
 
-/// The same, on standard-normal rows (a model without reference rows).
-pub const STRUCTURE_TOLERANCE: f32 = 1e-4;
+/// The same, on standard-normal rows (a model without reference rows): rounding alone reaches
+/// 1.4e-4 there on 10,000 rows (bundled models, any x86 kernel set; docs/BENCHMARKS.md), so the
+/// bound is 1e-3, still far below the whole percents of a misread graph.
+pub const STRUCTURE_TOLERANCE: f32 = 1e-3;
 
 /// Generated rows each dense model is checked against tract on at load.
 pub const CROSS_CHECK_ROWS: usize = 256;

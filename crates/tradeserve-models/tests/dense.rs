@@ -69,6 +69,14 @@ fn every_bundled_model_is_served_by_the_dense_evaluator() {
             let golden = golden_inputs(role, version);
             let model = OnnxModel::load(&bytes, "features", width, &golden).unwrap();
             assert_eq!(model.engine(), "dense", "{role} v{version}");
+            // Without golden inputs the check runs on standard-normal rows, where rounding
+            // alone reaches 1.4e-4 (docs/BENCHMARKS.md): still served dense.
+            let blind = OnnxModel::load(&bytes, "features", width, &[]).unwrap();
+            assert_eq!(
+                blind.engine(),
+                "dense",
+                "{role} v{version}, no reference rows"
+            );
             let x = &golden[..width];
             assert_eq!(
                 loaded.model.predict(x).unwrap(),

@@ -134,47 +134,51 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_wake_during_the_poll_polls_again_without_waking_the_task() {
-        let polls = Arc::new(AtomicUsize::new(0));
-        let mut f = AbsorbSelfWakes::new(SelfWaking {
-            left: 2,
-            polls: Arc::clone(&polls),
-        });
+    /// Poll `f` once as a task whose wakes are counted: the result and the counter.
+    fn poll_as_task<F: Future>(f: &mut AbsorbSelfWakes<F>) -> (Poll<F::Output>, Arc<CountWakes>) {
         let task = Arc::new(CountWakes(AtomicUsize::new(0)));
         let waker = Waker::from(Arc::clone(&task));
-        let mut cx = Context::from_waker(&waker);
-        assert!(Pin::new(&mut f).poll(&mut cx).is_ready());
+        let result = Pin::new(f).poll(&mut Context::from_waker(&waker));
+        (result, task)
+    }
+
+    /// A future that wakes itself during its first `left` polls, and its poll counter.
+    fn self_waking(left: usize) -> (AbsorbSelfWakes<SelfWaking>, Arc<AtomicUsize>) {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let f = AbsorbSelfWakes::new(SelfWaking {
+            left,
+            polls: Arc::clone(&polls),
+        });
+        (f, polls)
+    }
+
+    #[test]
+    fn a_wake_during_the_poll_polls_again_without_waking_the_task() {
+        let (mut f, polls) = self_waking(2);
+        let (result, task) = poll_as_task(&mut f);
+        assert!(result.is_ready());
         assert_eq!(polls.load(Ordering::SeqCst), 3);
         assert_eq!(task.0.load(Ordering::SeqCst), 0);
     }
 
     #[test]
     fn a_future_that_keeps_waking_itself_yields_to_the_runtime() {
-        let polls = Arc::new(AtomicUsize::new(0));
-        let mut f = AbsorbSelfWakes::new(SelfWaking {
-            left: 100,
-            polls: Arc::clone(&polls),
-        });
-        let task = Arc::new(CountWakes(AtomicUsize::new(0)));
-        let waker = Waker::from(Arc::clone(&task));
-        let mut cx = Context::from_waker(&waker);
-        assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
+        let (mut f, polls) = self_waking(100);
+        let (result, task) = poll_as_task(&mut f);
+        assert!(result.is_pending());
         assert_eq!(polls.load(Ordering::SeqCst), MAX_REPOLLS + 1);
         assert_eq!(task.0.load(Ordering::SeqCst), 1);
     }
 
     #[test]
     fn a_wake_after_the_poll_reaches_the_task() {
-        let task = Arc::new(CountWakes(AtomicUsize::new(0)));
-        let waker = Waker::from(Arc::clone(&task));
-        let mut cx = Context::from_waker(&waker);
         let (tx, rx) = std::sync::mpsc::channel::<Waker>();
         let mut f = AbsorbSelfWakes::new(std::future::poll_fn(move |cx| {
             let _ = tx.send(cx.waker().clone());
             Poll::<()>::Pending
         }));
-        assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
+        let (result, task) = poll_as_task(&mut f);
+        assert!(result.is_pending());
         rx.recv().expect("the inner waker").wake();
         assert_eq!(task.0.load(Ordering::SeqCst), 1);
     }

@@ -7,8 +7,9 @@
 //! spends most of its ~3 µs per call on per-node bookkeeping (run state, output tensors,
 //! packing each MatMul's input). Each layer's sums are kept in f64 (a product of two f32 is
 //! exact there) and rounded once, in input order with plain multiply and add (Rust never
-//! fuses them): a result does not depend on the CPU's vector width, and it is closer to the
-//! exact answer than tract's (tests/dense.rs).
+//! fuses them): a result does not depend on the CPU's vector width, and it is within 1e-6 of
+//! the exact answer (tests/dense.rs) and closer to it than tract's on every bundled model
+//! (docs/BENCHMARKS.md, `examples/engine_accuracy.rs`).
 //!
 //! Whether it serves a model is decided in [`crate::onnx`]: only after it matches tract on
 //! the model's own checks; any other graph is served by tract.
@@ -101,8 +102,8 @@ impl DenseMlp {
 }
 
 impl DenseMlp {
-    /// The same steps in f64 throughout: the reference that tests measure both engines'
-    /// rounding against.
+    /// The same steps in f64 throughout: the exact answer that tests and
+    /// `examples/engine_accuracy.rs` measure the engines' rounding against.
     pub fn predict_f64(&self, input: &[f32]) -> Vec<f64> {
         let mut row: Vec<f64> = input.iter().map(|&v| f64::from(v)).collect();
         for step in &self.steps {
@@ -142,8 +143,9 @@ impl DenseMlp {
 
 /// `y = x · W` with `W` row-major `[x.len(), y.len()]`. Each product of two f32 is exact in
 /// f64 and the sums are kept there, so `y` is the exact dot product rounded once to f32:
-/// with standardization folded into the first layer its terms are large and cancel, and an
-/// f32 sum would lose up to ~1e-6 of a probability (measured in tests/dense.rs).
+/// with standardization folded into the first layer its terms are large and cancel, and
+/// tract's f32 sums are up to 1.2e-6 of a probability from the exact answer
+/// (docs/BENCHMARKS.md).
 fn linear(x: &[f32], weights: &[f64], acc: &mut [f64], y: &mut [f32]) {
     acc.fill(0.0);
     for (&xi, row) in x.iter().zip(weights.chunks_exact(y.len())) {
