@@ -17,6 +17,17 @@ if [ ! -t 1 ]; then
   export CARGO_TERM_COLOR=never NO_COLOR=1
 fi
 
+# --- The machine ---------------------------------------------------------------------------
+# Named first, so that a failure says which CPU it ran on (SIMD kernels round differently, and
+# machines of one kind have been AMD EPYC and Intel Xeon, several times apart in speed).
+step "machine: $(uname -m), $(nproc) CPUs"
+if [ -r /proc/cpuinfo ]; then
+  grep -m1 -E '^(model name|Model)' /proc/cpuinfo | sed 's/^[^:]*: */CPU: /' || true
+  simd=$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo | tr ' ' '\n' \
+    | grep -E '^(sse4_2|avx|avx2|fma|f16c|avx512[a-z0-9_]*|amx[a-z0-9_]*|asimd|sve)$' | tr '\n' ' ' || true)
+  printf 'SIMD: %s\n' "${simd:-none listed}"
+fi
+
 # --- Disk space -----------------------------------------------------------------------------
 # A cold run writes about 7 GB under the target directory (debug test binaries, clippy's
 # metadata) and up to 5 GB of caches; a full disk shows up much later as a linker "Bus error"

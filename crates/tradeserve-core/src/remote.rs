@@ -213,7 +213,7 @@ mod tests {
         );
         let set = set_with(Some(meta.clone()), Some(bull.clone()));
         let s = snapshot();
-        let deadline = Instant::now() + std::time::Duration::from_secs(1);
+        let deadline = Instant::now() + std::time::Duration::from_secs(600);
         let fetched = ready(fetch(&set, &s, None, deadline, Fallback::None)).unwrap();
         assert_eq!(fetched.get(Role::BullSpecialist), Some([0.9, 0.05, 0.05]));
         assert_eq!(fetched.get(Role::MetaController), Some([0.6, 0.3, 0.1]));
@@ -237,7 +237,7 @@ mod tests {
         let bull = recorded(Err(ModelError::Unavailable("refused".into())));
         let meta = recorded(Ok([0.6, 0.3, 0.1]));
         let set = set_with(Some(meta.clone()), Some(bull.clone()));
-        let deadline = Instant::now() + std::time::Duration::from_secs(1);
+        let deadline = Instant::now() + std::time::Duration::from_secs(600);
         let fetched = ready(fetch(
             &set,
             &snapshot(),

@@ -5,13 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tradeserve_core::decision::DecisionEvent;
 use tradeserve_core::ports::{EmitError, EventSink};
 use tradeserve_events::audit_log::{TornTail, files, repair_tail, rotated_files};
 use tradeserve_events::{AuditLog, AuditLogConfig, SinkMetrics};
-use tradeserve_testkit::sample_event;
+use tradeserve_testkit::{HANG, sample_event, wait_for};
 
 fn event(i: u64) -> DecisionEvent {
     sample_event(uuid::Uuid::from_u64_pair(0, i), "AAPL")
@@ -67,7 +67,7 @@ fn an_event_is_in_the_file_when_emit_returns() {
     for i in 200..5000 {
         log.emit(event(i).into()).unwrap();
     }
-    assert_eq!(log.shutdown(Duration::from_secs(10)).unwrap(), 5000);
+    assert_eq!(log.shutdown(HANG).unwrap(), 5000);
     assert_eq!(ids(&[path]), (0..5000u128).collect::<Vec<_>>());
     assert_eq!(
         (metrics.written.get(), metrics.write_errors.get()),
@@ -95,7 +95,7 @@ fn concurrent_writers_never_interleave_lines() {
             });
         }
     });
-    log.shutdown(Duration::from_secs(10)).unwrap();
+    log.shutdown(HANG).unwrap();
     let mut got = ids(&[path]);
     got.sort_unstable();
     let mut want: Vec<u128> = (0..4u128)
@@ -124,7 +124,7 @@ fn a_torn_tail_is_cut_at_start_and_the_next_event_gets_its_own_line() {
     std::fs::write(&path, format!("{whole}{torn}")).unwrap();
     let log = AuditLog::start(config(path.clone()), SinkMetrics::detached().unwrap()).unwrap();
     log.emit(event(3).into()).unwrap();
-    log.shutdown(Duration::from_secs(5)).unwrap();
+    log.shutdown(HANG).unwrap();
     assert_eq!(ids(std::slice::from_ref(&path)), vec![1, 3]);
     // A file that is only a fragment is emptied; a whole file is left alone.
     std::fs::write(&path, torn).unwrap();
@@ -149,7 +149,7 @@ fn rotation_keeps_every_line_in_order_and_retention_prunes_the_oldest() {
     for i in 0..300 {
         log.emit(event(i).into()).unwrap();
     }
-    log.shutdown(Duration::from_secs(5)).unwrap();
+    log.shutdown(HANG).unwrap();
     let all = files(&path);
     assert!(all.len() > 10, "{all:?}");
     assert_eq!(all.last(), Some(&path));
@@ -164,7 +164,7 @@ fn rotation_keeps_every_line_in_order_and_retention_prunes_the_oldest() {
     for i in 300..400 {
         log.emit(event(i).into()).unwrap();
     }
-    log.shutdown(Duration::from_secs(5)).unwrap();
+    log.shutdown(HANG).unwrap();
     let kept = rotated_files(&path);
     assert_eq!(kept.len(), 3, "{kept:?}");
     // What is left is the newest tail of the sequence, still whole and in order.
@@ -202,16 +202,12 @@ fn a_full_disk_refuses_events_leaves_whole_lines_and_recovers_by_itself() {
 
     // Room again: the syncer's probe notices without any event being written.
     disk.grow("4m");
-    let until = Instant::now() + Duration::from_secs(5);
-    while log.health().is_err() {
-        assert!(Instant::now() < until, "the log did not notice the room");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("the log to notice the room", || log.health().is_ok());
     assert_eq!(metrics.unavailable.get(), 0);
     for i in 1000..1010u64 {
         log.emit(event(i).into()).unwrap();
         accepted.push(u128::from(i));
     }
-    log.shutdown(Duration::from_secs(5)).unwrap();
+    log.shutdown(HANG).unwrap();
     assert_eq!(ids(&[path]), accepted);
 }

@@ -15,7 +15,7 @@ use tradeserve_core::ports::EventSink;
 use tradeserve_events::audit_log::files;
 use tradeserve_events::chain::{ChainKey, ProblemKind, Verified, verify};
 use tradeserve_events::{AuditLog, AuditLogConfig, SinkMetrics};
-use tradeserve_testkit::sample_event;
+use tradeserve_testkit::{HANG, sample_event};
 
 fn config(path: &Path, chain: Option<ChainKey>) -> AuditLogConfig {
     AuditLogConfig {
@@ -37,7 +37,7 @@ fn write(path: &Path, chain: Option<ChainKey>, rotate: u64, range: std::ops::Ran
         let e = sample_event(uuid::Uuid::from_u64_pair(0, i), "AAPL");
         log.emit(e.into()).unwrap();
     }
-    log.shutdown(Duration::from_secs(5)).unwrap();
+    log.shutdown(HANG).unwrap();
 }
 
 fn lines(path: &Path) -> Vec<String> {

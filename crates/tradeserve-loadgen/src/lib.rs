@@ -14,6 +14,8 @@ mod pacer;
 pub mod report;
 mod worker;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 pub use report::Report;
@@ -63,6 +65,13 @@ pub enum LoadError {
 
 /// Run one load test to completion.
 pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
+    run_until(config, Arc::default()).await
+}
+
+/// [`run`], ending early once `stop` is set: no request is scheduled after it, those already
+/// sent are answered, and the report counts the requests scheduled (a test runs load for as
+/// long as something else takes, rather than for a time that depends on the machine).
+pub async fn run_until(config: LoadConfig, stop: Arc<AtomicBool>) -> Result<Report, LoadError> {
     if !(config.rate.is_finite() && config.rate > 0.0) {
         return Err(LoadError::Invalid("rate must be > 0".into()));
     }
@@ -96,7 +105,7 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
     let (tx, rx) = async_channel::unbounded::<pacer::Slot>();
     let start = Instant::now() + Duration::from_millis(50);
     let interval = Duration::from_secs_f64(1.0 / config.rate);
-    let pacer = pacer::spawn(tx, start, interval, total);
+    let pacer = pacer::spawn(tx, start, interval, total, stop);
     let shared = std::sync::Arc::new(worker::Shared {
         target,
         bodies,
@@ -121,7 +130,8 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
             results.merge(r);
         }
     }
-    let _ = pacer.join();
+    let released = pacer.join().unwrap_or(total);
     let measured_start = start + interval.mul_f64(config.warmup as f64);
-    Ok(results.finish(&config, measured_start))
+    let scheduled = released.saturating_sub(config.warmup);
+    Ok(results.finish(&config, scheduled, measured_start))
 }

@@ -4,6 +4,8 @@
 //! measured from the scheduled time; `nanosleep` with a 1 µs timer slack is accurate to a few
 //! microseconds. Slots that are already due are released together.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -14,18 +16,21 @@ pub struct Slot {
     pub scheduled: Instant,
 }
 
+/// Release `total` slots, `interval` apart from `start`, or fewer if `stop` is set first;
+/// returns how many were released.
 pub fn spawn(
     tx: async_channel::Sender<Slot>,
     start: Instant,
     interval: Duration,
     total: u64,
-) -> JoinHandle<()> {
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<u64> {
     std::thread::spawn(move || {
         if let Err(e) = nix::sys::prctl::set_timerslack(1_000) {
             tracing::warn!(error = %e, "cannot lower the timer slack; pacing may lag by ~50 µs");
         }
         let mut i = 0u64;
-        while i < total {
+        while i < total && !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
             while i < total {
                 let scheduled = start + interval.mul_f64(i as f64);
@@ -39,7 +44,7 @@ pub fn spawn(
                     })
                     .is_err()
                 {
-                    return;
+                    return i;
                 }
                 i += 1;
             }
@@ -48,5 +53,6 @@ pub fn spawn(
                 std::thread::sleep(next.saturating_duration_since(Instant::now()));
             }
         }
+        i
     })
 }

@@ -80,7 +80,8 @@ impl Recorder {
         };
     }
 
-    pub fn finish(self, config: &LoadConfig, measured_start: Instant) -> Report {
+    /// The report of a run that scheduled `requests` measured requests.
+    pub fn finish(self, config: &LoadConfig, requests: u64, measured_start: Instant) -> Report {
         let responses: u64 = self.statuses.values().sum();
         let duration_s = self.last_completion.map_or(0.0, |t| {
             t.saturating_duration_since(measured_start).as_secs_f64()
@@ -89,7 +90,7 @@ impl Recorder {
             + self.statuses.get(&403).copied().unwrap_or(0);
         Report {
             target_rate: config.rate,
-            requests: config.requests,
+            requests,
             connections: config.connections,
             responses,
             decisions,
@@ -156,6 +157,7 @@ impl Percentiles {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub target_rate: f64,
+    /// Measured requests scheduled (all of them, unless the run was stopped early).
     pub requests: u64,
     pub connections: usize,
     /// Requests that got an HTTP response.

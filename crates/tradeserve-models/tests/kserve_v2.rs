@@ -13,7 +13,7 @@ use tradeserve_core::error::ModelError;
 use tradeserve_core::types::Role;
 use tradeserve_models::load_model_dir;
 use tradeserve_models::remote::{KserveV2, KserveV2Config, REMOTE_TOLERANCE, verify_golden};
-use tradeserve_testkit::KserveServer;
+use tradeserve_testkit::{HANG, KserveServer};
 
 fn models() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"))
@@ -44,13 +44,9 @@ async fn golden_vectors_through_the_server_equal_in_process() {
                 continue;
             }
             let remote = kserve.model(role, version);
-            let worst = verify_golden(
-                remote.as_ref(),
-                &dir.join("golden.json"),
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{role} v{version}: {e}"));
+            let worst = verify_golden(remote.as_ref(), &dir.join("golden.json"), HANG)
+                .await
+                .unwrap_or_else(|e| panic!("{role} v{version}: {e}"));
             assert!(worst <= REMOTE_TOLERANCE, "{role} v{version}: {worst:e}");
             // And against this process's engine on the same rows.
             let local = load_model_dir(&dir, role, "file://test".into()).unwrap();
@@ -59,7 +55,7 @@ async fn golden_vectors_through_the_server_equal_in_process() {
             for x in golden["inputs"].as_array().unwrap().iter().take(8) {
                 let x: Vec<f32> = serde_json::from_value(x.clone()).unwrap();
                 let there = remote
-                    .infer(x.clone(), Instant::now() + Duration::from_secs(5))
+                    .infer(x.clone(), Instant::now() + HANG)
                     .await
                     .unwrap();
                 let here = local.model.predict(&x).unwrap();
@@ -84,7 +80,7 @@ async fn an_outage_or_a_wrong_name_is_an_error_never_a_hang() {
     let mut server = KserveServer::start(&models());
     let kserve = client(&server.url());
     let row = vec![0.0f32; 12];
-    let soon = || Instant::now() + Duration::from_secs(2);
+    let soon = || Instant::now() + HANG;
     // A name the server does not serve: its 404, named.
     let missing = kserve.model(Role::BullSpecialist, "99");
     match missing.infer(row.clone(), soon()).await {
@@ -98,14 +94,13 @@ async fn an_outage_or_a_wrong_name_is_an_error_never_a_hang() {
         Err(ModelError::Deadline)
     );
     bull.infer(row.clone(), soon()).await.unwrap();
-    // The server killed: refused at once (the pooled connection is gone too).
+    // The server killed: refused (the pooled connection is gone too), not left to run into
+    // the deadline, which would be `Deadline`.
     server.kill();
-    let started = Instant::now();
     match bull.infer(row.clone(), soon()).await {
         Err(ModelError::Unavailable(_)) => {}
         other => panic!("{other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 #[tokio::test]
@@ -126,9 +121,8 @@ async fn a_server_that_never_answers_ends_at_the_deadline() {
         bull.infer(vec![0.0; 12], deadline).await,
         Err(ModelError::Deadline)
     );
+    // Not before it (an upper bound would be a speed test: the error kind says it ended at
+    // the deadline rather than on a failure).
     let late = started.elapsed();
-    assert!(
-        late >= Duration::from_millis(200) && late < Duration::from_secs(2),
-        "{late:?}"
-    );
+    assert!(late >= Duration::from_millis(200), "{late:?}");
 }

@@ -6,14 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use tradeserve_core::types::Role;
 use tradeserve_models::mlflow::publish::publish;
 use tradeserve_models::mlflow::registry::RegistryError;
 use tradeserve_models::mlflow::{MlflowClient, MlflowError, MlflowRegistry, ModelCache, RoleSpec};
 use tradeserve_models::model_dir::ModelLoadError;
-use tradeserve_testkit::{MlflowServer, corrupt_model_copy};
+use tradeserve_testkit::{HANG, MlflowServer, corrupt_model_copy};
 
 fn model_dir(role: Role, version: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -37,7 +36,7 @@ fn specs() -> Vec<RoleSpec> {
 #[ignore = "needs a real MLflow server: run scripts/test.sh"]
 async fn publish_resolve_cache_load_and_refuse_corruption() {
     let server = MlflowServer::start();
-    let client = MlflowClient::new(&server.url(), None, Duration::from_secs(10)).unwrap();
+    let client = MlflowClient::new(&server.url(), None, HANG).unwrap();
     let cache_dir = tempfile::tempdir().unwrap();
     let registry = MlflowRegistry::new(client.clone(), ModelCache::new(cache_dir.path()), specs());
 
@@ -133,7 +132,7 @@ async fn models_published_with_the_python_client_are_served() {
         "--alias",
         "champion",
     ]));
-    let client = MlflowClient::new(&server.url(), None, Duration::from_secs(10)).unwrap();
+    let client = MlflowClient::new(&server.url(), None, HANG).unwrap();
     let cache = tempfile::tempdir().unwrap();
     let registry = MlflowRegistry::new(client, ModelCache::new(cache.path()), specs());
     let resolution = registry.resolve().await.unwrap();

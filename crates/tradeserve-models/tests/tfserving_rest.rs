@@ -6,14 +6,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tradeserve_core::error::ModelError;
 use tradeserve_core::types::Role;
 use tradeserve_models::remote::{
     REMOTE_TOLERANCE, TfServing, TfServingConfig, TfServingForm, verify_golden,
 };
-use tradeserve_testkit::KserveServer;
+use tradeserve_testkit::{HANG, KserveServer};
 
 fn models() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"))
@@ -45,7 +45,7 @@ async fn both_request_forms_give_the_golden_outputs_on_kserve_v1() {
                 format!("{}/v1/models/{role}-1:predict", server.url())
             );
             let golden = models().join(role.as_str()).join("1/golden.json");
-            let worst = verify_golden(remote.as_ref(), &golden, Duration::from_secs(5))
+            let worst = verify_golden(remote.as_ref(), &golden, HANG)
                 .await
                 .unwrap_or_else(|e| panic!("{role} {form:?}: {e}"));
             assert!(worst <= REMOTE_TOLERANCE, "{role} {form:?}: {worst:e}");
@@ -55,7 +55,7 @@ async fn both_request_forms_give_the_golden_outputs_on_kserve_v1() {
     let tf = client(&server.url(), TfServingForm::Instances);
     match tf
         .model(Role::BullSpecialist, "99")
-        .infer(vec![0.0; 12], Instant::now() + Duration::from_secs(2))
+        .infer(vec![0.0; 12], Instant::now() + HANG)
         .await
     {
         Err(ModelError::Unavailable(why)) => assert!(why.contains("HTTP 4"), "{why}"),

@@ -6,12 +6,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use tradeserve_core::types::Role;
 use tradeserve_models::remote::package::{PackageError, PackageSpec, package};
 use tradeserve_models::remote::{REMOTE_TOLERANCE, TorchServe, TorchServeConfig, verify_golden};
-use tradeserve_testkit::TorchServeServer;
+use tradeserve_testkit::{HANG, TorchServeServer};
 
 fn models() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"))
@@ -59,13 +58,9 @@ async fn packaged_versions_answer_their_golden_vectors_through_torchserve() {
             remote.backend().endpoint,
             format!("{}/predictions/{role}/{version}", server.inference_url())
         );
-        let worst = verify_golden(
-            remote.as_ref(),
-            &dir.join("golden.json"),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{role} v{version}: {e}"));
+        let worst = verify_golden(remote.as_ref(), &dir.join("golden.json"), HANG)
+            .await
+            .unwrap_or_else(|e| panic!("{role} v{version}: {e}"));
         assert!(worst <= REMOTE_TOLERANCE, "{role} v{version}: {worst:e}");
         let (status, body) = server.management("GET", &format!("/models/{role}/{version}"));
         assert_eq!(status, 200, "{body}");

@@ -334,6 +334,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         arms,
         kafka_sink: sinks.kafka.is_some(),
         access_log: config.telemetry.access_log,
+        stats_window: config.telemetry.stats_window,
     }));
     Ok(Service {
         state,

@@ -60,7 +60,8 @@ pub struct AppState {
     pub steward: Arc<Steward>,
     /// The API keys (`None`: authentication off).
     pub auth: Option<Arc<Auth>>,
-    /// The decision route's last minute, sampled every second (the dashboard's figures).
+    /// The decision route's last minute (`telemetry.stats_window`), sampled every second (the
+    /// dashboard's figures).
     pub window: Window,
     /// Whether decision events also go to Kafka (`events.sink` = kafka or both).
     pub kafka_sink: bool,
@@ -87,6 +88,8 @@ pub struct Parts {
     pub auth: Option<Arc<Auth>>,
     pub kafka_sink: bool,
     pub access_log: AccessLog,
+    /// How far back the stats window looks.
+    pub stats_window: Duration,
 }
 
 impl AppState {
@@ -110,7 +113,7 @@ impl AppState {
             feed: p.feed,
             steward: Arc::default(),
             auth: p.auth,
-            window: Window::new(LATENCY_BUCKETS, Duration::from_secs(60)),
+            window: Window::new(LATENCY_BUCKETS, p.stats_window),
             kafka_sink: p.kafka_sink,
             access_log: p.access_log,
             draining: AtomicBool::new(false),

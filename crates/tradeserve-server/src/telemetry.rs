@@ -75,6 +75,9 @@ pub struct TelemetryConfig {
     /// Deadline of each export call.
     #[serde(with = "humantime_serde")]
     pub otlp_timeout: Duration,
+    /// How far back `GET /api/v1/stats` and the dashboard look (one minute by default).
+    #[serde(with = "humantime_serde")]
+    pub stats_window: Duration,
 }
 
 impl Default for TelemetryConfig {
@@ -86,6 +89,7 @@ impl Default for TelemetryConfig {
             service_name: "tradeserve".into(),
             sample_ratio: 1.0,
             otlp_timeout: Duration::from_secs(5),
+            stats_window: Duration::from_secs(60),
         }
     }
 }
@@ -101,6 +105,9 @@ impl TelemetryConfig {
         }
         if self.service_name.is_empty() {
             return Err("telemetry.service_name must not be empty".into());
+        }
+        if !(Duration::from_secs(5)..=Duration::from_secs(3600)).contains(&self.stats_window) {
+            return Err("telemetry.stats_window must be between 5s and 1h".into());
         }
         Ok(())
     }

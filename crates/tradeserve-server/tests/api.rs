@@ -14,6 +14,7 @@ use tradeserve_server::replay::{ModelStore, Replayer, replay_audit_log};
 
 mod common;
 use common::*;
+use tradeserve_testkit::HANG;
 
 fn assert_decision_shape(d: &Value) {
     assert_eq!(
@@ -379,7 +380,7 @@ async fn overload_not_ready_and_deadline() {
             .audit_log
             .as_ref()
             .unwrap()
-            .shutdown(Duration::from_secs(5))
+            .shutdown(HANG)
             .unwrap(),
         0
     );
@@ -414,7 +415,7 @@ async fn every_decision_returned_is_in_the_audit_log() {
             .audit_log
             .as_ref()
             .unwrap()
-            .shutdown(Duration::from_secs(5))
+            .shutdown(HANG)
             .unwrap(),
         60
     );
@@ -621,7 +622,7 @@ async fn models_symbols_and_openapi() {
 #[tokio::test]
 async fn an_explained_decision_is_the_same_decision_with_attributions() {
     // An explanation takes ~4 ms in a release build, ~100 in this debug one.
-    let h = harness_with(|c| c.server.request_deadline = Duration::from_secs(5));
+    let h = harness_with(|c| c.server.request_deadline = HANG);
     let body = |explain: bool| {
         format!(
             r#"{{"symbol":"NVDA","timestamp":"2025-10-14T15:00:00Z","risk_check":false,"explain":{explain}}}"#

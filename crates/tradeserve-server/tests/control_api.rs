@@ -11,6 +11,7 @@ use tradeserve_core::experiment;
 
 mod common;
 use common::*;
+use tradeserve_testkit::HANG;
 
 const EXP: &str = r#"{"experiment_id":"exp-1","role":"bull_specialist","control_model_version":"1","treatment_model_version":"2","traffic_split":0.5}"#;
 
@@ -720,7 +721,7 @@ async fn a_redis_outage_keeps_the_champion_serving_and_the_kill_switch_working()
 
     // Redis is back (empty): the poller stores the kill switch for the other replicas.
     let _redis = tradeserve_testkit::RedisServer::start_on(port);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + HANG;
     while h.service.state.control.refresh().await.is_err() {
         assert!(
             std::time::Instant::now() < deadline,
@@ -773,7 +774,7 @@ async fn a_stage_whose_candidate_gets_no_traffic_says_so() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let until = std::time::Instant::now() + HANG;
     loop {
         let report = state.control.tick_gates().await.unwrap();
         if !starved(&report) && report.inputs.shadow_compared == 1 {

@@ -40,7 +40,7 @@ async fn beyond_its_bound_an_explanation_is_refused_at_once() {
         snapshot: snapshot.clone(),
         strategy_override: None,
         action,
-        deadline: std::time::Instant::now() + std::time::Duration::from_secs(5),
+        deadline: std::time::Instant::now() + tradeserve_testkit::HANG,
         fallback: Default::default(),
     };
     // Polled together: the first takes the only permit, the others are refused at once.
@@ -78,7 +78,7 @@ async fn remote_roles_get_one_batched_call_per_explanation() {
         snapshot: snapshot.clone(),
         strategy_override: None,
         action,
-        deadline: std::time::Instant::now() + std::time::Duration::from_secs(5),
+        deadline: std::time::Instant::now() + tradeserve_testkit::HANG,
         fallback,
     };
     let here = explainer

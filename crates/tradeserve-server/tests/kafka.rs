@@ -7,7 +7,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -20,7 +19,7 @@ use tradeserve_server::app::router;
 use tradeserve_server::config::{Config, SinkKind};
 use tradeserve_server::replay::{ModelStore, Replayer, replay_kafka};
 use tradeserve_server::serve::build_with_clock;
-use tradeserve_testkit::{event_schema, read_topic};
+use tradeserve_testkit::{HANG, event_schema, read_topic};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_topic_holds_exactly_the_decisions_clients_received() {
@@ -71,30 +70,19 @@ async fn the_topic_holds_exactly_the_decisions_clients_received() {
         returned.insert(v["decision_id"].as_str().unwrap().to_owned());
     }
     let kafka = service.kafka.clone().unwrap();
-    let report = tokio::task::spawn_blocking(move || kafka.shutdown(Duration::from_secs(20)))
+    let report = tokio::task::spawn_blocking(move || kafka.shutdown(HANG))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(report.spooled, 0);
-    service
-        .audit_log
-        .as_ref()
-        .unwrap()
-        .shutdown(Duration::from_secs(5))
-        .unwrap();
+    service.audit_log.as_ref().unwrap().shutdown(HANG).unwrap();
 
     let validator = event_schema();
     let mut on_topic = BTreeSet::new();
-    let records = read_topic(
-        &cluster.bootstrap_servers(),
-        "trading_decisions",
-        3,
-        Duration::from_secs(30),
-        |r| {
-            on_topic.insert(r.decision_id());
-            on_topic.len() >= returned.len()
-        },
-    );
+    let records = read_topic(&cluster.bootstrap_servers(), "trading_decisions", 3, |r| {
+        on_topic.insert(r.decision_id());
+        on_topic.len() >= returned.len()
+    });
     for r in &records {
         assert!(
             validator.is_valid(&r.event),

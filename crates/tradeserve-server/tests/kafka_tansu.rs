@@ -21,7 +21,7 @@ use tradeserve_server::config::{Config, SinkKind};
 use tradeserve_server::replay::{ModelStore, Replayer, replay_kafka};
 use tradeserve_server::serve::{Service, build_with_clock};
 use tradeserve_server::state::AppState;
-use tradeserve_testkit::{TansuBroker, event_schema, read_topic};
+use tradeserve_testkit::{HANG, TansuBroker, event_schema, read_topic, wait_for};
 
 const TOPIC: &str = "trading_decisions";
 
@@ -71,19 +71,19 @@ async fn decide(state: &Arc<AppState>, i: usize) -> String {
 
 async fn stop(service: &Service) -> (u64, u64) {
     let kafka = service.kafka.clone().unwrap();
-    let r = tokio::task::spawn_blocking(move || kafka.shutdown(Duration::from_secs(60)))
+    let r = tokio::task::spawn_blocking(move || kafka.shutdown(HANG))
         .await
         .unwrap()
         .unwrap();
     (r.delivered, r.spooled)
 }
 
-/// Every decision id on the topic (reads until `want` are all seen or `within` passes), and
-/// checks each event against the published schema.
-fn topic_ids(brokers: &str, want: &BTreeSet<String>, within: Duration) -> BTreeSet<String> {
+/// Every decision id on the topic (reads until `want` are all seen, or a hang), and checks
+/// each event against the published schema.
+fn topic_ids(brokers: &str, want: &BTreeSet<String>) -> BTreeSet<String> {
     let validator = event_schema();
     let mut seen = BTreeSet::new();
-    let records = read_topic(brokers, TOPIC, 3, within, |r| {
+    let records = read_topic(brokers, TOPIC, 3, |r| {
         seen.insert(r.decision_id());
         want.is_subset(&seen)
     });
@@ -111,10 +111,9 @@ async fn decisions_reach_a_real_broker_and_replay_with_zero_mismatches() {
     assert_eq!((delivered, spooled), (300, 0));
     let brokers = broker.bootstrap();
     let want = returned.clone();
-    let seen =
-        tokio::task::spawn_blocking(move || topic_ids(&brokers, &want, Duration::from_secs(60)))
-            .await
-            .unwrap();
+    let seen = tokio::task::spawn_blocking(move || topic_ids(&brokers, &want))
+        .await
+        .unwrap();
     assert_eq!(seen, returned);
 
     let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
@@ -175,7 +174,7 @@ async fn no_decision_is_lost_when_the_broker_is_killed_and_restarted_under_load(
     }
     assert!(restarted.is_some());
     let metrics = &svc.state.metrics.kafka;
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + HANG;
     while metrics.spool_backlog.get() > 0 || metrics.sink.backlog.get() > 0 {
         assert!(
             Instant::now() < deadline,
@@ -187,10 +186,9 @@ async fn no_decision_is_lost_when_the_broker_is_killed_and_restarted_under_load(
     let (_, spooled_at_stop) = stop(&svc).await;
     let brokers = format!("127.0.0.1:{port}");
     let want = returned.clone();
-    let seen =
-        tokio::task::spawn_blocking(move || topic_ids(&brokers, &want, Duration::from_secs(120)))
-            .await
-            .unwrap();
+    let seen = tokio::task::spawn_blocking(move || topic_ids(&brokers, &want))
+        .await
+        .unwrap();
     let missing = returned.difference(&seen).count();
     println!(
         "fault test: sent {total}, acknowledged to clients {}, found in the topic {}, missing {missing}; \
@@ -236,7 +234,7 @@ async fn a_service_restarted_during_an_outage_replays_its_spool() {
     let svc = service(&cfg).await;
     let _broker = TansuBroker::start_in(&broker_dir, port);
     let metrics = &svc.state.metrics.kafka;
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + HANG;
     while metrics.spool_backlog.get() > 0 {
         assert!(
             Instant::now() < deadline,
@@ -247,10 +245,9 @@ async fn a_service_restarted_during_an_outage_replays_its_spool() {
     stop(&svc).await;
     let brokers = format!("127.0.0.1:{port}");
     let want = returned.clone();
-    let seen =
-        tokio::task::spawn_blocking(move || topic_ids(&brokers, &want, Duration::from_secs(60)))
-            .await
-            .unwrap();
+    let seen = tokio::task::spawn_blocking(move || topic_ids(&brokers, &want))
+        .await
+        .unwrap();
     assert!(
         returned.is_subset(&seen),
         "{} of {} decisions missing",
@@ -284,7 +281,12 @@ fn kill_9_of_the_service_in_kafka_mode_loses_no_decision_a_client_received() {
     for round in 0..2 {
         let mut server = tradeserve_testkit::ServiceProcess::start(bin, &envs);
         let clients = tradeserve_testkit::hammer(&server.addr, 16);
-        std::thread::sleep(Duration::from_millis(900 + 200 * round));
+        // Killed after a few hundred decisions (a count, not a time), a different number in
+        // each round.
+        wait_for("decisions under load", || {
+            tradeserve_testkit::metric_sum(&server.addr, "tradeserve_decisions_total")
+                >= 300.0 + 150.0 * round as f64
+        });
         kill(Pid::from_raw(server.child.id() as i32), Signal::SIGKILL).unwrap();
         server.child.wait().unwrap();
         let got: Vec<String> = clients
@@ -300,7 +302,7 @@ fn kill_9_of_the_service_in_kafka_mode_loses_no_decision_a_client_received() {
     }
     // One more start delivers what the crashes left in the write-ahead log.
     let _server = tradeserve_testkit::ServiceProcess::start(bin, &envs);
-    let seen = topic_ids(&broker.bootstrap(), &received, Duration::from_secs(90));
+    let seen = topic_ids(&broker.bootstrap(), &received);
     let missing: Vec<&String> = received.difference(&seen).collect();
     assert!(
         missing.is_empty(),

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tradeserve_testkit::{ServiceProcess, TansuBroker};
+use tradeserve_testkit::{HANG, ServiceProcess, TansuBroker};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
 const TOPIC: &str = "market.bars.1m";
@@ -81,7 +81,7 @@ fn produce(brokers: &str, records: &[(&str, &str)]) {
         p.send(BaseRecord::to(TOPIC).key(*key).payload(*payload))
             .unwrap();
     }
-    p.flush(Duration::from_secs(30)).unwrap();
+    p.flush(HANG).unwrap();
 }
 
 async fn get(client: &reqwest::Client, s: &ServiceProcess, path: &str) -> (u16, Value) {
@@ -126,7 +126,7 @@ fn feed_logs(s: &ServiceProcess) -> String {
 }
 
 async fn wait_ready(client: &reqwest::Client, s: &ServiceProcess) {
-    let until = Instant::now() + Duration::from_secs(60);
+    let until = Instant::now() + HANG;
     loop {
         let (status, v) = get(client, s, "/health/ready").await;
         if status == 200 {
@@ -228,7 +228,7 @@ async fn replicas_read_the_whole_topic_and_decide_as_the_replay() {
     let mut broker = broker;
     publish(&brokers, "SPY", true);
     let latest = json!({"symbol": "SPY", "risk_check": false});
-    let until = Instant::now() + Duration::from_secs(20);
+    let until = Instant::now() + HANG;
     loop {
         let (s, v) = decide(&client, &one, &latest).await;
         if s == 200 {
@@ -252,7 +252,7 @@ async fn replicas_read_the_whole_topic_and_decide_as_the_replay() {
         "close": 500.2, "volume": 1000.0})
     .to_string();
     produce(&brokers, &[("SPY", bar.as_str())]);
-    let until = Instant::now() + Duration::from_secs(30);
+    let until = Instant::now() + HANG;
     loop {
         let (s, v) = decide(&client, &one, &latest).await;
         if s == 200 {
@@ -311,7 +311,7 @@ async fn a_replica_restarted_mid_stream_decides_as_one_that_never_stopped() {
     let restarted = ServiceProcess::start(BIN, &envs(b.path(), Some(&brokers)));
     wait_ready(&client, &restarted).await;
     // The steady replica has read the second half too.
-    let until = Instant::now() + Duration::from_secs(20);
+    let until = Instant::now() + HANG;
     loop {
         let (_, s) = get(&client, &steady, "/api/v1/symbols").await;
         let (_, r) = get(&client, &restarted, "/api/v1/symbols").await;

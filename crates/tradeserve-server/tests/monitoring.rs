@@ -15,10 +15,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tradeserve_testkit::{PrometheusServer, ServiceProcess, TansuBroker};
+use tradeserve_testkit::{HANG, PrometheusServer, ServiceProcess, TansuBroker};
 
 mod load_common;
-use load_common::{Api, assert_no_failures, serial};
+use load_common::{Api, assert_no_failures, serial, stop_load};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
 
@@ -150,7 +150,7 @@ fn grafana_queries_and_alert_rules_hold_against_a_real_prometheus() {
     let names = exported(&api);
 
     // Healthy load, with some bad requests so the error panel has a status to show.
-    let loader = api.load_in_background(200.0, 6_000);
+    let loader = api.load_until_stopped(200.0);
     for _ in 0..20 {
         let (s, _) = api.call(
             "POST",
@@ -159,7 +159,7 @@ fn grafana_queries_and_alert_rules_hold_against_a_real_prometheus() {
         );
         assert_eq!(s, 404, "an unknown symbol");
     }
-    let ready = Instant::now() + Duration::from_secs(30);
+    let ready = Instant::now() + HANG;
     loop {
         let r = query(
             &api,
@@ -232,7 +232,7 @@ fn grafana_queries_and_alert_rules_hold_against_a_real_prometheus() {
             break a;
         }
         assert!(
-            t0.elapsed() < Duration::from_secs(60),
+            t0.elapsed() < HANG,
             "TradeServeEventsSpooling never fired; firing: {:?}",
             firing(&api)
         );
@@ -249,7 +249,7 @@ fn grafana_queries_and_alert_rules_hold_against_a_real_prometheus() {
         "docs/RUNBOOK.md#tradeserveeventsspooling"
     );
     // Spooled, never refused: every request of the load got its decision.
-    assert_no_failures(&loader.join().unwrap());
+    assert_no_failures(&stop_load(loader));
 }
 
 #[test]

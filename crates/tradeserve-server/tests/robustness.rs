@@ -7,12 +7,12 @@
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
-use tradeserve_testkit::ServiceProcess;
+use tradeserve_testkit::{HANG, ServiceProcess, eventually, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
 const PREDICT: &str = r#"{"symbol":"AAPL","risk_check":false}"#;
@@ -34,7 +34,7 @@ fn start(dir: &tempfile::TempDir, extra: &[(&str, &str)]) -> ServiceProcess {
 
 fn connect(addr: &str) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(HANG)).unwrap();
     s
 }
 
@@ -75,7 +75,8 @@ fn exchange(s: &mut TcpStream, bytes: &[u8]) -> (u16, String, String) {
     read_response(s)
 }
 
-/// Whether the server closed `s` (EOF) within `within`.
+/// Whether the server closed `s` (EOF) within `within`: with [`HANG`], whether it closes it at
+/// all; with less, a check that it is still open.
 fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
     s.set_read_timeout(Some(within)).unwrap();
     let mut b = [0u8; 512];
@@ -129,34 +130,35 @@ fn stalled_bodies_hold_no_permit_and_get_408() {
         assert_eq!(status, 200, "{body}");
     }
     // Each stalled upload is answered 408 in the error shape, and its connection closed.
-    let started = Instant::now();
     for s in &mut stalled {
+        s.set_read_timeout(Some(HANG)).unwrap();
         let (status, head, body) = read_response(s);
         assert_eq!((status, error_code(&body).as_str()), (408, "body_timeout"));
         assert!(head.contains("connection: close"), "{head}");
     }
-    assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(closed_within(&mut stalled[0], Duration::from_secs(2)));
+    assert!(closed_within(&mut stalled[0], HANG));
 }
 
 #[test]
 fn the_deadline_starts_when_the_body_is_read() {
+    // A deadline of 1 s (a decision of this debug build takes milliseconds, even on a slow
+    // machine) and bodies sent 1.5 s after their headers: a deadline counted from the headers
+    // would answer 504, and latency_ms would count the upload.
     let dir = tempfile::tempdir().unwrap();
-    let server = start(&dir, &[]);
+    let server = start(&dir, &[("TRADESERVE_SERVER__REQUEST_DEADLINE", "1s")]);
     let mut s = connect(&server.addr);
     s.set_nodelay(false).unwrap();
     let bytes = post_bytes("/api/v1/predict", PREDICT);
     let split = bytes.len() - PREDICT.len();
-    for _ in 0..5 {
-        // Headers, then the body 60 ms later: longer than the 40 ms decision deadline.
+    for _ in 0..2 {
         s.write_all(&bytes[..split]).unwrap();
-        std::thread::sleep(Duration::from_millis(60));
+        std::thread::sleep(Duration::from_millis(1500));
         s.write_all(&bytes[split..]).unwrap();
         let (status, _, body) = read_response(&mut s);
         assert_eq!(status, 200, "{body}");
         let v: Value = serde_json::from_str(&body).unwrap();
         let latency = v["metadata"]["latency_ms"].as_f64().unwrap();
-        assert!(latency < 40.0, "latency_ms counts the upload: {latency}");
+        assert!(latency < 1500.0, "latency_ms counts the upload: {latency}");
     }
 }
 
@@ -167,26 +169,22 @@ fn slow_headers_idle_connections_and_surplus_connections_are_closed() {
         &dir,
         &[
             ("TRADESERVE_SERVER__HEADER_READ_TIMEOUT", "400ms"),
-            ("TRADESERVE_SERVER__IDLE_TIMEOUT", "1500ms"),
+            ("TRADESERVE_SERVER__IDLE_TIMEOUT", "5s"),
             ("TRADESERVE_SERVER__MAX_CONNECTIONS", "30"),
         ],
     );
-    // Slowloris: part of a request line, then a byte now and then.
+    // Slowloris: part of a request line, then a byte every 100 ms, for as long as the
+    // connection lasts. The header timeout is a total: it cuts the connection although bytes
+    // keep arriving (a per-read timeout never would).
     let mut slow = connect(&server.addr);
     slow.write_all(b"POST /api/v1/predict HTTP/1.1\r\nhost")
         .unwrap();
-    let t = Instant::now();
-    for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(100));
-        let _ = slow.write_all(b"x");
-    }
-    assert!(
-        closed_within(&mut slow, Duration::from_secs(2)),
-        "slow headers not cut"
-    );
-    assert!(t.elapsed() < Duration::from_secs(2));
+    wait_for("slow headers cut", || {
+        slow.write_all(b"x").is_err() || closed_within(&mut slow, Duration::from_millis(100))
+    });
 
-    // A keep-alive connection that answered a request is kept while it is used…
+    // A keep-alive connection that answered a request is kept while it is used, with gaps
+    // longer than the header timeout and far shorter than the idle timeout…
     let mut used = connect(&server.addr);
     for _ in 0..3 {
         assert_eq!(
@@ -195,9 +193,9 @@ fn slow_headers_idle_connections_and_surplus_connections_are_closed() {
         );
         std::thread::sleep(Duration::from_millis(600));
     }
-    // …and closed once idle for the idle timeout (longer than the header timeout).
+    // …and closed once idle for the idle timeout.
     assert!(!closed_within(&mut used, Duration::from_millis(500)));
-    assert!(closed_within(&mut used, Duration::from_secs(3)));
+    assert!(closed_within(&mut used, HANG));
 
     // At the cap, one more connection is answered 503 in the error shape, and counted.
     let held: Vec<TcpStream> = (0..30).map(|_| connect(&server.addr)).collect();
@@ -285,7 +283,20 @@ fn kill_9_under_load_loses_no_decision_a_client_received() {
     for round in 0..3 {
         let mut server = start(&dir, &[]);
         let clients = tradeserve_testkit::hammer(&server.addr, 16);
-        std::thread::sleep(Duration::from_millis(700 + 150 * round));
+        // Killed after a few hundred decisions, a different number each round (not after a
+        // time: how many a debug build decides in a second depends on the machine).
+        let audit = dir.path().join("audit.jsonl");
+        let lines = || {
+            std::fs::read_to_string(&audit).map_or(0, |t| {
+                t.lines()
+                    .filter(|l| l.contains("\"trading_decision\""))
+                    .count()
+            })
+        };
+        let before = lines();
+        wait_for("decisions under load", || {
+            lines() >= before + 300 + 150 * round
+        });
         kill(Pid::from_raw(server.child.id() as i32), Signal::SIGKILL).unwrap();
         server.child.wait().unwrap();
         let received: Vec<String> = clients
@@ -325,14 +336,7 @@ fn sigterm_with_a_request_still_in_flight_past_the_grace_exits_non_zero() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = server.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = eventually("an exit after SIGTERM", || server.child.try_wait().unwrap());
     assert_eq!(
         status.code(),
         Some(1),
@@ -400,15 +404,10 @@ fn a_full_disk_fails_closed_and_recovers_with_nothing_lost_or_glued() {
 
     // Room again: ready without a single request, then decisions are recorded again.
     disk.grow("8m");
-    let until = Instant::now() + Duration::from_secs(5);
-    loop {
+    wait_for("readiness to come back", || {
         let (status, _, _) = exchange(&mut s, b"GET /health/ready HTTP/1.1\r\nhost: t\r\n\r\n");
-        if status == 200 {
-            break;
-        }
-        assert!(Instant::now() < until, "readiness did not come back");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        status == 200
+    });
     let mut statuses = Vec::new();
     for _ in 0..4 {
         let (status, _, body) = exchange(&mut s, &post_bytes("/api/v1/predict", &trade));

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use tradeserve_server::auth::key::generate;
-use tradeserve_testkit::ServiceProcess;
+use tradeserve_testkit::{HANG, ServiceProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
 const KAFKA_PASSWORD: &str = "kafka-pass-7f3a9c1e";
@@ -26,7 +26,7 @@ fn closed_port() -> u16 {
 fn http(addr: &str, method: &str, path: &str, headers: &str, body: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(HANG)).unwrap();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()

@@ -17,6 +17,7 @@ use tradeserve_models::{BundledModels, VersionSelection};
 use tradeserve_server::arms::ArmBook;
 use tradeserve_server::metrics::Metrics;
 use tradeserve_server::shadow::{ShadowConfig, ShadowPool};
+use tradeserve_testkit::HANG;
 
 #[derive(Default)]
 struct Collect(Mutex<Vec<Event>>);
@@ -86,12 +87,9 @@ fn a_burst_beyond_the_queue_is_shed_never_lost() {
             handed_back.push(job.decision_id);
         }
     }
-    // Submitting never waits for the shadow thread.
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
+    // Submitting never waits for the shadow thread: a full queue hands the job back (below:
+    // some were) rather than blocking until there is room.
+    eprintln!("2,000 submits in {:?}", started.elapsed());
     pool.shutdown();
     let emitted = sink.0.lock().unwrap();
     let shed = handed_back.len();
@@ -147,7 +145,7 @@ async fn a_remote_candidate_is_shadowed_on_its_backends() {
     for i in 0..4 {
         pool.submit(job_for(i, &candidate, &stats)).ok().unwrap();
     }
-    let until = Instant::now() + Duration::from_secs(10);
+    let until = Instant::now() + HANG;
     while sink.0.lock().unwrap().len() < 4 {
         assert!(Instant::now() < until);
         std::thread::sleep(Duration::from_millis(5));

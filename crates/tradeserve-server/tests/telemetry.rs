@@ -7,12 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
-use tradeserve_testkit::ServiceProcess;
+use tradeserve_testkit::{HANG, ServiceProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
 
@@ -49,18 +48,26 @@ fn post(url: &str, path: &str, body: &str) -> (u16, Value) {
 }
 
 /// Access-log lines that arrive within `within`.
-fn access_lines(server: &ServiceProcess, within: Duration) -> Vec<Value> {
-    let until = Instant::now() + within;
+fn access_lines(server: &ServiceProcess) -> Vec<Value> {
+    // A marker request, answered 404 (logged in every mode but `off`): lines are written in
+    // the order the responses were, so the lines before the marker's are all the earlier ones.
+    const MARKER: &str = "/access-log-marker";
+    let (s, _) = post(&server.url(), MARKER, "{}");
+    assert_eq!(s, 404);
     let mut out = Vec::new();
-    while let Ok(v) = server
-        .logs
-        .recv_timeout(until.saturating_duration_since(Instant::now()))
-    {
-        if v["target"] == "tradeserve::access" {
-            out.push(v);
+    loop {
+        let v = server
+            .logs
+            .recv_timeout(HANG)
+            .expect("the marker's access-log line");
+        if v["target"] != "tradeserve::access" {
+            continue;
         }
+        if v["fields"]["path"] == MARKER {
+            return out;
+        }
+        out.push(v);
     }
-    out
 }
 
 #[test]
@@ -75,7 +82,7 @@ fn access_log_lines_carry_the_decision_route_status_and_latency() {
     assert_eq!(s, 200, "{d}");
     let (s, _) = post(&server.url(), "/api/v1/predict", r#"{"symbol":"NOPE"}"#);
     assert_eq!(s, 404);
-    let lines = access_lines(&server, Duration::from_secs(2));
+    let lines = access_lines(&server);
     assert_eq!(lines.len(), 2, "{lines:?}");
     let f = &lines[0]["fields"];
     assert_eq!(f["message"], "request");
@@ -140,7 +147,7 @@ fn access_log_lines_carry_the_decision_route_status_and_latency() {
     assert_eq!(d["error"]["code"], "risk_rejected");
     let (s, _) = post(&server.url(), "/api/v1/predict", "not json");
     assert_eq!(s, 400);
-    let lines = access_lines(&server, Duration::from_secs(2));
+    let lines = access_lines(&server);
     let statuses: Vec<&Value> = lines.iter().map(|l| &l["fields"]["status"]).collect();
     assert_eq!(statuses, [&Value::from(400)]);
 }

@@ -13,7 +13,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
-use tradeserve_testkit::ServiceProcess;
+use tradeserve_testkit::{HANG, ServiceProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
 
@@ -56,7 +56,7 @@ fn client(ca: &Ca, identity: Option<(&str, &str)>) -> reqwest::Client {
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
-        .timeout(Duration::from_secs(5));
+        .timeout(HANG);
     if let Some((cert, key)) = identity {
         b = b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
     }
@@ -129,7 +129,7 @@ async fn decisions_over_tls_and_a_renewed_certificate_without_a_restart() {
     // Plain HTTP on the TLS port: no answer, and the failed handshake is counted.
     let plain = reqwest::Client::new()
         .get(format!("http://{}/health/live", server.addr))
-        .timeout(Duration::from_secs(5))
+        .timeout(HANG)
         .send()
         .await;
     assert!(plain.is_err());
@@ -155,7 +155,7 @@ async fn decisions_over_tls_and_a_renewed_certificate_without_a_restart() {
     let (cert2, key2, second) = leaf(&ca, "second", &["127.0.0.1"]);
     replace(&dir.path().join("key.pem"), &key2);
     replace(&dir.path().join("cert.pem"), &cert2);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + HANG;
     while presented(&server.addr, &ca).await != second {
         assert!(
             Instant::now() < deadline,

@@ -11,9 +11,11 @@ pub mod mirror;
 pub mod openapi;
 pub mod prometheus;
 pub mod torchserve;
+pub mod wait;
 
 pub use prometheus::PrometheusServer;
 pub use torchserve::TorchServeServer;
+pub use wait::{HANG, eventually, eventually_async, wait_for};
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt as _;
@@ -53,6 +55,29 @@ pub(crate) fn http_ok(port: u16, path: &str) -> bool {
     matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
 }
 
+/// The sum of every series of the metric `name` (all its label sets) that the service at
+/// `addr` (`HOST:PORT`, plain HTTP) exports on `/metrics`; 0 when it cannot be read.
+pub fn metric_sum(addr: &str, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return 0.0;
+    };
+    let _ = s.set_read_timeout(Some(HANG));
+    // HTTP/1.0: the body ends with the connection (no chunked encoding to undo).
+    let req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    let mut text = String::new();
+    if s.write_all(req.as_bytes()).is_err() || s.read_to_string(&mut text).is_err() {
+        return 0.0;
+    }
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A child process in its own process group, with its output in `<dir>/<name>.log`. The whole
 /// group is killed (SIGKILL) and reaped when it is dropped.
 pub(crate) struct Managed {
@@ -83,9 +108,9 @@ impl Managed {
         }
     }
 
-    /// Wait until `ready()`; fail if the process exits first or `within` passes.
-    pub(crate) fn wait_until(&mut self, within: Duration, ready: impl Fn() -> bool) {
-        let deadline = Instant::now() + within;
+    /// Wait until `ready()`; fail if the process exits first or [`HANG`] passes.
+    pub(crate) fn wait_until(&mut self, ready: impl Fn() -> bool) {
+        let deadline = Instant::now() + HANG;
         while !ready() {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 panic!(
@@ -96,7 +121,7 @@ impl Managed {
             }
             assert!(
                 Instant::now() < deadline,
-                "{} not ready after {within:?}",
+                "{} not ready after {HANG:?}",
                 self.name
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -170,7 +195,7 @@ impl MlflowServer {
                 .arg(dir.join("artifacts"))
                 .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),
         );
-        process.wait_until(Duration::from_secs(90), || http_ok(port, "/health"));
+        process.wait_until(|| http_ok(port, "/health"));
         MlflowServer {
             process,
             port,
@@ -240,9 +265,7 @@ impl KserveServer {
                 .args(["--host", "127.0.0.1", "--http_port", &port.to_string()])
                 .args(["--enable_grpc", "false", "--workers", "1"]),
         );
-        process.wait_until(Duration::from_secs(60), || {
-            http_ok(port, "/v2/health/ready")
-        });
+        process.wait_until(|| http_ok(port, "/v2/health/ready"));
         KserveServer {
             process,
             port,
@@ -330,9 +353,7 @@ impl TansuBroker {
                 .args(["--storage-engine", "sqlite://tansu.db"])
                 .env("RUST_LOG", "warn"),
         );
-        process.wait_until(Duration::from_secs(30), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        process.wait_until(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
         TansuBroker {
             process,
             port,
@@ -393,9 +414,7 @@ impl RedisServer {
                 "yes",
             ]),
         );
-        process.wait_until(Duration::from_secs(15), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        process.wait_until(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
         RedisServer {
             _process: process,
             port,
@@ -459,7 +478,7 @@ impl ServiceProcess {
                 }
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + HANG;
         loop {
             let v = service
                 .logs
@@ -606,12 +625,11 @@ impl TopicRecord {
 }
 
 /// Read partitions `0..partitions` of `topic` from the beginning (no consumer group join),
-/// until `done` says so after a record or `within` passes.
+/// until `done` says so after a record (or [`HANG`] passes: the records so far).
 pub fn read_topic(
     brokers: &str,
     topic: &str,
     partitions: i32,
-    within: Duration,
     mut done: impl FnMut(&TopicRecord) -> bool,
 ) -> Vec<TopicRecord> {
     use rdkafka::config::ClientConfig;
@@ -632,7 +650,7 @@ pub fn read_topic(
     consumer.assign(&tpl).expect("assign");
     let mut out = Vec::new();
     let start = Instant::now();
-    while start.elapsed() < within {
+    while start.elapsed() < HANG {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             let record = TopicRecord {
                 key: m.key().unwrap_or_default().to_vec(),

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use crate::{Managed, free_port, http_ok};
 
@@ -41,7 +40,7 @@ impl PrometheusServer {
                 "--log.level=warn".to_owned(),
             ]),
         );
-        process.wait_until(Duration::from_secs(30), || http_ok(port, "/-/ready"));
+        process.wait_until(|| http_ok(port, "/-/ready"));
         PrometheusServer {
             _process: process,
             port,

@@ -115,7 +115,7 @@ impl TorchServeServer {
                 .env("LOG_LOCATION", dir.path().join("logs"))
                 .env("METRICS_LOCATION", dir.path().join("logs")),
         );
-        process.wait_until(Duration::from_secs(90), || http_ok(inference, "/ping"));
+        process.wait_until(|| http_ok(inference, "/ping"));
         TorchServeServer {
             process,
             inference_port: inference,

@@ -3,10 +3,14 @@
 //! the network, for `open_for`; then one call is let through as a probe — its success closes
 //! the circuit, its failure opens it again for twice as long (at most 16 × `open_for`). Opening
 //! and closing are logged once each (a request failed by an open circuit is not logged: an
-//! outage at thousands of requests a second would flood the log).
+//! outage at thousands of requests a second would flood the log). Open periods run on the Tokio
+//! clock, so tests pause it and step through them without sleeping.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The breaker's clock (Tokio's, which tests can pause).
+type Clock = tokio::time::Instant;
 
 use parking_lot::Mutex;
 use tradeserve_core::error::ModelError;
@@ -34,7 +38,7 @@ impl Default for BreakerConfig {
 struct State {
     consecutive: u32,
     /// Open until this instant.
-    open_until: Option<Instant>,
+    open_until: Option<Clock>,
     /// How long the last opening lasted (doubles on a failed probe).
     open_for: Duration,
     /// A probe is in flight: other calls still fail fast.
@@ -59,7 +63,7 @@ impl Breaker {
 
     /// `Some(why)` when this call must fail without being made; otherwise the call may go
     /// (and is the probe when the circuit was open).
-    fn admit(&self, now: Instant) -> Option<String> {
+    fn admit(&self, now: Clock) -> Option<String> {
         let mut s = self.state.lock();
         let until = s.open_until?;
         if now < until || s.probing {
@@ -102,7 +106,7 @@ fn settle(state: &Mutex<State>, config: &BreakerConfig, ok: bool) -> Change {
             true => (s.open_for * 2).min(base * 16).max(base),
             false => base,
         };
-        s.open_until = Some(Instant::now() + s.open_for);
+        s.open_until = Some(Clock::now() + s.open_for);
         if !was_open {
             return Change::Opened;
         }
@@ -112,7 +116,7 @@ fn settle(state: &Mutex<State>, config: &BreakerConfig, ok: bool) -> Change {
 
 impl RemoteModel for Breaker {
     fn infer_rows(&self, rows: Vec<f32>, width: usize, deadline: Instant) -> RemoteRows {
-        if let Some(why) = self.admit(Instant::now()) {
+        if let Some(why) = self.admit(Clock::now()) {
             return Box::pin(async move { Err(ModelError::Unavailable(why)) });
         }
         let call = self.inner.infer_rows(rows, width, deadline);
@@ -188,7 +192,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn opens_after_consecutive_failures_and_a_probe_closes_it() {
         let flaky = Arc::new(Flaky {
             down: AtomicBool::new(true),

@@ -133,7 +133,7 @@ pub fn flush(h: &Harness) {
         .audit_log
         .as_ref()
         .unwrap()
-        .shutdown(std::time::Duration::from_secs(5))
+        .shutdown(tradeserve_testkit::HANG)
         .unwrap();
 }
 

@@ -3,10 +3,12 @@
 //! `openapi.json`, and quick rollout gates.
 #![allow(dead_code)]
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Value, json};
-use tradeserve_loadgen::{LoadConfig, Report, run};
+use tradeserve_loadgen::{LoadConfig, Report, run, run_until};
+use tradeserve_testkit::{HANG, eventually};
 
 /// The load tests run one at a time: two debug-build services under load on two cores would
 /// measure each other.
@@ -35,7 +37,7 @@ pub fn load(url: &str, rate: f64, requests: u64) -> LoadConfig {
         connections: 16,
         symbols: SYMBOLS.iter().map(|s| (*s).to_owned()).collect(),
         extra: None,
-        timeout: Duration::from_secs(5),
+        timeout: HANG,
         path: "/api/v1/predict".into(),
         headers: Vec::new(),
     }
@@ -114,19 +116,26 @@ impl Api {
     }
 
     /// Poll the rollout until it reaches `stage`.
-    pub fn wait_stage(&self, id: &str, stage: &str, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
+    pub fn wait_stage(&self, id: &str, stage: &str) -> Value {
+        eventually(&format!("rollout {id} at {stage}"), || {
             let (_, r) = self.call("GET", &format!("/api/v1/rollouts/{id}"), Value::Null);
-            if r["stage"] == stage {
-                return r;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rollout never reached {stage}: {r}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            (r["stage"] == stage).then_some(r)
+        })
+    }
+
+    /// Load at `rate` from a thread of its own until the returned flag is set (at most an
+    /// hour of it): for as long as what the test waits for takes on this machine. Set the
+    /// flag, then join for the report.
+    pub fn load_until_stopped(
+        &self,
+        rate: f64,
+    ) -> (Arc<AtomicBool>, std::thread::JoinHandle<Report>) {
+        let config = load(&self.url, rate, (rate * 3600.0) as u64);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let loader =
+            std::thread::spawn(move || runtime().block_on(run_until(config, flag)).unwrap());
+        (stop, loader)
     }
 
     /// Load from a thread of its own; join for the report.
@@ -134,6 +143,12 @@ impl Api {
         let config = load(&self.url, rate, requests);
         std::thread::spawn(move || runtime().block_on(run(config)).unwrap())
     }
+}
+
+/// A load started by [`Api::load_until_stopped`] stopped: its report.
+pub fn stop_load(load: (Arc<AtomicBool>, std::thread::JoinHandle<Report>)) -> Report {
+    load.0.store(true, Ordering::Relaxed);
+    load.1.join().unwrap()
 }
 
 /// Gates that pass on a healthy candidate in a debug build within about a second a stage.
