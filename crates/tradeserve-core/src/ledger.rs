@@ -1,8 +1,9 @@
 //! The in-process risk ledger: the single-replica adapter of the [`RiskLedger`] port, holding
 //! each symbol's book behind one lock so check-and-apply is atomic. The rules themselves are
-//! in [`crate::risk`].
+//! in [`crate::risk`]. [`UnavailableLedger`] stands in when the books cannot be known (their
+//! history is missing): it checks no order, so none is approved against a book read as flat.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -37,6 +38,18 @@ impl InMemoryRiskLedger {
             .entry(order.symbol.to_owned())
             .or_default()
             .apply(order);
+    }
+
+    /// Start from `books` (a checkpoint), replacing whatever was held.
+    pub fn load(&self, books: impl IntoIterator<Item = (String, SymbolBook)>) {
+        let mut held = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        *held = books.into_iter().collect();
+    }
+
+    /// A copy of every symbol's book.
+    pub fn books(&self) -> BTreeMap<String, SymbolBook> {
+        let books = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        books.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// A copy of one symbol's book.
@@ -74,6 +87,41 @@ impl RiskLedger for InMemoryRiskLedger {
             book.unapply(order);
         }
         Box::pin(std::future::ready(()))
+    }
+}
+
+/// A ledger whose books are unknown: every order is refused as `Unavailable` (503
+/// `risk_unavailable`) and readiness says why, until an operator reconciles the books.
+#[derive(Debug)]
+pub struct UnavailableLedger {
+    reason: String,
+}
+
+impl UnavailableLedger {
+    pub fn new(reason: impl Into<String>) -> UnavailableLedger {
+        UnavailableLedger {
+            reason: reason.into(),
+        }
+    }
+}
+
+impl RiskLedger for UnavailableLedger {
+    fn check_and_apply<'a>(
+        &'a self,
+        _: &'a Order<'a>,
+        _: &'a RiskLimits,
+    ) -> BoxFuture<'a, Result<RiskValidation, RiskError>> {
+        Box::pin(std::future::ready(Err(RiskError::Unavailable(
+            self.reason.clone(),
+        ))))
+    }
+
+    fn revert<'a>(&'a self, _: &'a Order<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
+    fn health(&self) -> Result<(), String> {
+        Err(self.reason.clone())
     }
 }
 

@@ -209,6 +209,11 @@ impl Pipeline {
         self.events.health()
     }
 
+    /// `Err(reason)` while orders cannot be risk-checked.
+    pub fn risk_health(&self) -> Result<(), String> {
+        self.ledger.health()
+    }
+
     fn check_deadline(&self, arrival: Instant) -> Result<(), PredictError> {
         let elapsed = arrival.elapsed();
         if elapsed > self.config.deadline {

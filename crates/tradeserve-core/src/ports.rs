@@ -55,6 +55,11 @@ pub trait RiskLedger: Send + Sync {
     /// Undo an order `check_and_apply` approved and recorded, because the decision was not
     /// returned after all (its event could not be recorded).
     fn revert<'a>(&'a self, order: &'a Order<'a>) -> BoxFuture<'a, ()>;
+
+    /// `Err(reason)` while no order can be checked (readiness reports it).
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Where decision events go. `emit` never waits on a network or another thread: it appends

@@ -21,9 +21,11 @@
 //! byte offset; the next event starts on a line of its own.
 //!
 //! **Rotation.** When the active file passes `rotate_bytes` it is renamed to
-//! `<stem>.<UTC time>.<ext>` and a new one is opened; the syncer fsyncs the retired file and
-//! deletes the oldest rotated files beyond `retain_files`. [`files`] lists a log's files in
-//! order, for every reader.
+//! `<stem>.<UTC time>.<ext>` and a new one is opened; the syncer fsyncs the retired file, then
+//! (on a thread of its own, so group commit goes on) calls the [`RetireHook`] — the risk books'
+//! checkpoint — and only when that succeeds deletes the oldest rotated files beyond
+//! `retain_files`: retention never deletes a file the books do not yet carry. [`files`] lists a
+//! log's files in order, for every reader.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -53,6 +55,22 @@ pub struct AuditLogConfig {
     pub probe_interval: Duration,
     /// Chain the lines (each carries the hash of the one before: [`crate::chain`]).
     pub chain: Option<ChainKey>,
+    /// Called with the log's path after files were rotated and before retention deletes any.
+    pub on_retired: Option<RetireHook>,
+}
+
+/// What must happen before retention may delete rotated files (`Err`: none is deleted this
+/// time; the error is logged and the next rotation tries again).
+#[derive(Clone)]
+pub struct RetireHook(pub Arc<RetireFn>);
+
+/// What a [`RetireHook`] runs, given the log's path.
+pub type RetireFn = dyn Fn(&Path) -> Result<(), String> + Send + Sync;
+
+impl std::fmt::Debug for RetireHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetireHook")
+    }
 }
 
 impl AuditLogConfig {
@@ -65,6 +83,7 @@ impl AuditLogConfig {
             retain_files: 40,
             probe_interval: Duration::from_secs(1),
             chain: None,
+            on_retired: None,
         }
     }
 }
@@ -438,6 +457,8 @@ fn open_append(path: &Path) -> std::io::Result<File> {
 
 /// The syncer: group-commit fsyncs, retire rotated files, and probe while failing.
 fn sync_loop(syncer: &Syncer, health: &Health, metrics: &SinkMetrics, config: &AuditLogConfig) {
+    // The hook and retention of the last rotation, off this thread (one at a time).
+    let mut retiring: Option<JoinHandle<()>> = None;
     let mut work = lock(&syncer.state);
     loop {
         let failing = health.failing.load(Ordering::SeqCst);
@@ -480,9 +501,22 @@ fn sync_loop(syncer: &Syncer, health: &Health, metrics: &SinkMetrics, config: &A
         }
         if !retired.is_empty() {
             sync_dir(&config.path);
-            prune(&config.path, config.retain_files);
+            if let Some(h) = retiring.take() {
+                let _ = h.join();
+            }
+            let c = config.clone();
+            match std::thread::Builder::new()
+                .name("audit-retire".into())
+                .spawn(move || retire(&c))
+            {
+                Ok(h) => retiring = Some(h),
+                Err(_) => retire(config),
+            }
         }
         if stop {
+            if let Some(h) = retiring.take() {
+                let _ = h.join();
+            }
             return;
         }
         work = lock(&syncer.state);
@@ -512,6 +546,17 @@ fn sync_dir(path: &Path) {
     {
         let _ = d.sync_all();
     }
+}
+
+/// After a rotation: the hook, then retention if the hook succeeded.
+fn retire(config: &AuditLogConfig) {
+    if let Some(hook) = &config.on_retired
+        && let Err(e) = (hook.0)(&config.path)
+    {
+        tracing::error!(path = %config.path.display(), error = %e, "rotated audit files kept: they could not be checkpointed");
+        return;
+    }
+    prune(&config.path, config.retain_files);
 }
 
 /// Delete the oldest rotated files beyond `retain` (0 keeps all).

@@ -327,7 +327,7 @@ impl Walk<'_> {
 }
 
 /// A line's `prev_hash` (algorithm, hash), `None` when it has none.
-fn link_of(line: &[u8]) -> Result<Option<(String, [u8; 32])>, String> {
+pub fn link_of(line: &[u8]) -> Result<Option<(String, [u8; 32])>, String> {
     let v: serde_json::Value =
         serde_json::from_slice(line).map_err(|e| format!("not JSON: {e}"))?;
     let obj = v.as_object().ok_or("not a JSON object")?;

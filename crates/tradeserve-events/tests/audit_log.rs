@@ -5,11 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tradeserve_core::decision::DecisionEvent;
 use tradeserve_core::ports::{EmitError, EventSink};
-use tradeserve_events::audit_log::{TornTail, files, repair_tail, rotated_files};
+use tradeserve_events::audit_log::{RetireHook, TornTail, files, repair_tail, rotated_files};
 use tradeserve_events::{AuditLog, AuditLogConfig, SinkMetrics};
 use tradeserve_testkit::{HANG, sample_event, wait_for};
 
@@ -171,6 +173,49 @@ fn rotation_keeps_every_line_in_order_and_retention_prunes_the_oldest() {
     let got = ids(&files(&path));
     assert_eq!(got.last(), Some(&399));
     assert!(got.windows(2).all(|w| w[1] == w[0] + 1));
+}
+
+#[test]
+fn retention_waits_for_the_retire_hook() {
+    // A hook that fails while `refuse` is set: no rotated file is deleted; once it succeeds,
+    // retention catches up. Every call sees the log's path.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("decisions.jsonl");
+    let refuse = Arc::new(AtomicBool::new(true));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let hook = {
+        let (refuse, calls, want) = (refuse.clone(), calls.clone(), path.clone());
+        RetireHook(Arc::new(move |log: &std::path::Path| {
+            assert_eq!(log, want);
+            calls.fetch_add(1, Ordering::SeqCst);
+            match refuse.load(Ordering::SeqCst) {
+                true => Err("not yet".into()),
+                false => Ok(()),
+            }
+        }))
+    };
+    let c = AuditLogConfig {
+        rotate_bytes: 8 * 1024,
+        retain_files: 2,
+        on_retired: Some(hook),
+        ..config(path.clone())
+    };
+    let log = AuditLog::start(c.clone(), SinkMetrics::detached().unwrap()).unwrap();
+    for i in 0..200 {
+        log.emit(event(i).into()).unwrap();
+    }
+    log.shutdown(HANG).unwrap();
+    let kept = rotated_files(&path).len();
+    assert!(kept > 2 && calls.load(Ordering::SeqCst) > 0, "{kept} kept");
+    assert_eq!(ids(&files(&path)), (0..200u128).collect::<Vec<_>>());
+
+    refuse.store(false, Ordering::SeqCst);
+    let log = AuditLog::start(c, SinkMetrics::detached().unwrap()).unwrap();
+    for i in 200..260 {
+        log.emit(event(i).into()).unwrap();
+    }
+    log.shutdown(HANG).unwrap();
+    assert_eq!(rotated_files(&path).len(), 2);
 }
 
 #[test]

@@ -65,6 +65,9 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// This replica's risk books: what a start loads, and a baseline when history is missing.
+    #[command(subcommand)]
+    Risk(crate::risk_cli::RiskCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -392,6 +395,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Loadtest(args) => loadtest(&args),
         Command::Auth(AuthCommand::NewKey(a)) => new_key(&a),
         Command::Audit(AuditCommand::Verify(a)) => verify_audit(&a),
+        Command::Risk(c) => crate::risk_cli::run(&c),
     }
 }
 

@@ -18,7 +18,8 @@
 //! - [`steward`]: TorchServe's versions kept in step: status, re-registration after a
 //!   restart, default version, unregistering what nothing routes to.
 //! - [`idle`]: idle CPU priority for threads that must not compete with requests.
-//! - [`risk_restore`]: rebuilding the risk books from the audit log at start.
+//! - [`risk_books`]: the risk books' checkpoint beside the audit log, their rebuild at start,
+//!   and what is refused while their history is missing; [`risk_cli`]: `tradeserve risk`.
 //! - [`arms`]: the arm recorder: decisions, failures, shadow runs and outcomes credited to
 //!   experiment and rollout arms; [`outcomes`]: the window of decisions awaiting an outcome.
 //! - [`app`]: the router and request-timing middleware; [`routes`]: the handlers.
@@ -49,8 +50,9 @@ pub mod outcomes;
 pub mod redis_conn;
 pub mod registry;
 pub mod replay;
+pub mod risk_books;
+pub mod risk_cli;
 pub mod risk_redis;
-pub mod risk_restore;
 pub mod routes;
 pub mod self_wake;
 pub mod serve;

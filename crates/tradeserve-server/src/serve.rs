@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tradeserve_core::control::ArmRecorder;
-use tradeserve_core::ledger::InMemoryRiskLedger;
+use tradeserve_core::ledger::{InMemoryRiskLedger, UnavailableLedger};
 use tradeserve_core::pipeline::PipelineConfig;
 use tradeserve_core::request::RequestRules;
 use tradeserve_core::{ModelSet, Pipeline};
+use tradeserve_events::audit_log::RetireHook;
 use tradeserve_events::{AuditLog, AuditLogConfig};
 use tradeserve_features::live::LiveFeatures;
 use tradeserve_features::{MarketReplay, ReplayClock};
@@ -87,12 +88,6 @@ pub enum StartError {
     Registry(#[from] tradeserve_models::mlflow::MlflowError),
     #[error("control store: {0}")]
     Store(#[from] StoreError),
-    #[error("cannot rebuild the risk books from the audit log {path}")]
-    RiskRestore {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error("model backend: {0}")]
@@ -142,6 +137,15 @@ impl Sinks {
 
 fn start_sinks(config: &Config, metrics: &Metrics) -> Result<Sinks, StartError> {
     let e = &config.events;
+    let chain = e
+        .chain_key()
+        .map_err(|m| StartError::Config(crate::config::ConfigError::Invalid(m)))?;
+    // Rotated files are carried into the risk books' checkpoint before retention may delete
+    // them (`risk_books`).
+    let key = chain.clone();
+    let on_retired = RetireHook(Arc::new(move |log: &std::path::Path| {
+        crate::risk_books::checkpoint_rotated(log, key.as_ref())
+    }));
     let audit_log = match e.sink {
         SinkKind::AuditLog | SinkKind::Both => Some(Arc::new(AuditLog::start(
             AuditLogConfig {
@@ -150,9 +154,8 @@ fn start_sinks(config: &Config, metrics: &Metrics) -> Result<Sinks, StartError> 
                 rotate_bytes: e.audit_rotate_bytes,
                 retain_files: e.audit_retain_files,
                 probe_interval: Duration::from_secs(1),
-                chain: e
-                    .chain_key()
-                    .map_err(|m| StartError::Config(crate::config::ConfigError::Invalid(m)))?,
+                chain,
+                on_retired: Some(on_retired),
             },
             metrics.events.clone(),
         )?)),
@@ -484,10 +487,22 @@ fn risk_ledger(config: &Config) -> Result<Arc<dyn RiskLedger>, StartError> {
     use crate::risk_redis::{LedgerStore, RedisRiskLedger, Unavailable, describe};
     let l = &config.ledger;
     if l.store == LedgerStore::Memory {
-        return Ok(restored_ledger(config)?);
+        return Ok(match restored_ledger(config)? {
+            Ok(ledger) => ledger,
+            Err(missing) => {
+                tracing::error!(error = %missing, "risk-checked orders are refused (503 risk_unavailable) until the books are reconciled");
+                Arc::new(UnavailableLedger::new(missing.to_string()))
+            }
+        });
     }
     let local = match l.on_unavailable {
-        Unavailable::Local => Some(restored_ledger(config)?),
+        Unavailable::Local => match restored_ledger(config)? {
+            Ok(ledger) => Some(ledger),
+            Err(missing) => {
+                tracing::error!(error = %missing, "no local fallback: while Redis is unreachable, risk-checked orders are refused");
+                None
+            }
+        },
         Unavailable::Reject => None,
     };
     let shared = RedisRiskLedger::new(l, local)
@@ -496,22 +511,29 @@ fn risk_ledger(config: &Config) -> Result<Arc<dyn RiskLedger>, StartError> {
     Ok(Arc::new(shared))
 }
 
-fn restored_ledger(config: &Config) -> Result<Arc<InMemoryRiskLedger>, StartError> {
+/// This replica's books from the checkpoint and the audit log (`Err(Missing)` when their
+/// history is missing: the caller refuses orders rather than start them flat).
+fn restored_ledger(
+    config: &Config,
+) -> Result<Result<Arc<InMemoryRiskLedger>, crate::risk_books::Missing>, StartError> {
     let ledger = Arc::new(InMemoryRiskLedger::new());
     match config.events.sink {
         SinkKind::AuditLog | SinkKind::Both => {
-            crate::risk_restore::restore(&ledger, &config.events.audit_log).map_err(|source| {
-                StartError::RiskRestore {
-                    path: config.events.audit_log.clone(),
-                    source,
-                }
-            })?;
+            let key = config
+                .events
+                .chain_key()
+                .map_err(|m| StartError::Config(crate::config::ConfigError::Invalid(m)))?;
+            if let Err(missing) =
+                crate::risk_books::restore(&ledger, &config.events.audit_log, key.as_ref())
+            {
+                return Ok(Err(missing));
+            }
         }
         SinkKind::Kafka => tracing::warn!(
             "events.sink = kafka keeps no local record: risk positions and daily order counts start empty"
         ),
     }
-    Ok(ledger)
+    Ok(Ok(ledger))
 }
 
 /// The control plane over the configured store and model catalog.

@@ -142,6 +142,9 @@ impl AppState {
             ));
         }
         self.pipeline
+            .risk_health()
+            .map_err(|why| format!("orders cannot be risk-checked: {why}"))?;
+        self.pipeline
             .event_health()
             .map_err(|why| format!("decisions cannot be recorded: {why}"))
     }
