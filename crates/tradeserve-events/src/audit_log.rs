@@ -501,17 +501,7 @@ fn sync_loop(syncer: &Syncer, health: &Health, metrics: &SinkMetrics, config: &A
         }
         if !retired.is_empty() {
             sync_dir(&config.path);
-            if let Some(h) = retiring.take() {
-                let _ = h.join();
-            }
-            let c = config.clone();
-            match std::thread::Builder::new()
-                .name("audit-retire".into())
-                .spawn(move || retire(&c))
-            {
-                Ok(h) => retiring = Some(h),
-                Err(_) => retire(config),
-            }
+            retiring = retire_in_background(retiring, config);
         }
         if stop {
             if let Some(h) = retiring.take() {
@@ -545,6 +535,28 @@ fn sync_dir(path: &Path) {
         && let Ok(d) = File::open(dir)
     {
         let _ = d.sync_all();
+    }
+}
+
+/// Run [`retire`] on a thread of its own, after the previous one (`last`) finished; inline
+/// when no thread can be started.
+fn retire_in_background(
+    last: Option<JoinHandle<()>>,
+    config: &AuditLogConfig,
+) -> Option<JoinHandle<()>> {
+    if let Some(h) = last {
+        let _ = h.join();
+    }
+    let c = config.clone();
+    match std::thread::Builder::new()
+        .name("audit-retire".into())
+        .spawn(move || retire(&c))
+    {
+        Ok(h) => Some(h),
+        Err(_) => {
+            retire(config);
+            None
+        }
     }
 }
 

@@ -75,18 +75,7 @@ pub enum AuditCommand {
     /// Check the audit log's hash chain, rotated files first: prints where the chain begins,
     /// its head, and every edited, deleted, inserted or moved line (file and line number);
     /// exits 1 when it finds any.
-    Verify(VerifyArgs),
-}
-
-/// Arguments of `tradeserve audit verify`.
-#[derive(Debug, Args)]
-pub struct VerifyArgs {
-    /// The configuration whose `events.audit_log` and `events.audit_chain_key_file` to use.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// The audit log's active file (default: the configuration's).
-    #[arg(long)]
-    pub audit_log: Option<PathBuf>,
+    Verify(crate::risk_cli::AuditLogArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -620,7 +609,7 @@ fn check_config(config: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 /// `tradeserve audit verify`: fails (exit 1) on any problem.
-fn verify_audit(args: &VerifyArgs) -> anyhow::Result<()> {
+fn verify_audit(args: &crate::risk_cli::AuditLogArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), None)?;
     let path = args
         .audit_log

@@ -19,17 +19,17 @@ use crate::risk_books::{self, Book, Reconciled};
 pub enum RiskCommand {
     /// Print the books a start would load (checkpoint plus the audit log after it); exits 1
     /// when their history is missing, with the reason.
-    Show(LogArgs),
+    Show(AuditLogArgs),
     /// Record a baseline for the books as of the first retained audit line — flat, or
     /// positions from a file — with who and why; a start then replays the retained log on top
     /// of it. Prints what the next start will load; writes only with `--write`.
     Reconcile(ReconcileArgs),
 }
 
-/// Which audit log.
+/// Which audit log (`tradeserve risk …` and `tradeserve audit verify`).
 #[derive(Debug, Args)]
-pub struct LogArgs {
-    /// The configuration whose `events.audit_log` and chain settings to use.
+pub struct AuditLogArgs {
+    /// The configuration whose `events.audit_log` and `events.audit_chain_key_file` to use.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The audit log's active file (default: the configuration's).
@@ -41,7 +41,7 @@ pub struct LogArgs {
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
     #[command(flatten)]
-    pub log: LogArgs,
+    pub log: AuditLogArgs,
     /// Every position zero before the first retained line.
     #[arg(
         long,
@@ -71,7 +71,7 @@ pub fn run(command: &RiskCommand) -> anyhow::Result<()> {
     }
 }
 
-fn log_and_key(a: &LogArgs) -> anyhow::Result<(PathBuf, Option<ChainKey>)> {
+fn log_and_key(a: &AuditLogArgs) -> anyhow::Result<(PathBuf, Option<ChainKey>)> {
     let config = Config::load(a.config.as_deref(), None)?;
     let path = a
         .audit_log
@@ -87,7 +87,7 @@ fn print(value: &serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn show(a: &LogArgs) -> anyhow::Result<()> {
+fn show(a: &AuditLogArgs) -> anyhow::Result<()> {
     let (path, key) = log_and_key(a)?;
     match risk_books::replay(&path, key.as_ref(), true) {
         Ok(r) => {
