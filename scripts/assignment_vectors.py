@@ -4,7 +4,7 @@ independent of the service's Rust one).
     python scripts/assignment_vectors.py --write docs/assignment_vectors.json   # regenerate
     python scripts/assignment_vectors.py --check docs/assignment_vectors.json   # verify
 
-The rule (DESIGN.md §6): bucket = murmur3_x86_32(salt + ":" + key, seed 0) % 10000, unsigned;
+The rule: bucket = murmur3_x86_32(salt + ":" + key, seed 0) % 10000, unsigned;
 treatment when bucket < traffic_split * 10000. `symbol_date` keys are SYMBOL:YYYY-MM-DD (UTC).
 """
 

@@ -1,6 +1,6 @@
 """Write a deliberately bad specialist: it answers HOLD with certainty whatever the input.
 
-Tests use it as a candidate that a rollout's gates must catch (DESIGN.md §7):
+Tests use it as a candidate that a rollout's gates must catch:
 
     python training/degenerate_model.py --models MODELS_DIR --version 9
 

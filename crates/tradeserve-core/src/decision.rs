@@ -1,5 +1,5 @@
 //! What a decision looks like on the wire (the `POST /api/v1/predict` response) and in the
-//! audit trail (the decision event of DESIGN.md §8).
+//! audit trail (the decision event).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -177,7 +177,7 @@ pub enum DecisionEventType {
     TradingDecision,
 }
 
-/// One decision on the audit trail (DESIGN.md §8), with everything needed to re-run it; read
+/// One decision on the audit trail, with everything needed to re-run it; read
 /// back (replay, forensics) by the same type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecisionEvent {

@@ -1,4 +1,4 @@
-//! What goes on the events topic: decision events (DESIGN.md §8), shadow results (what a
+//! What goes on the events topic: decision events, shadow results (what a
 //! rollout's candidate decided for a decision, after the response), and control events, the
 //! audit trail of every experiment and rollout change (who, when, why;
 //! [`crate::control::event`]). All are JSON objects told apart by `event_type`; `schemas/`

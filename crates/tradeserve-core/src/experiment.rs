@@ -1,4 +1,4 @@
-//! A/B experiments (DESIGN.md §6): the experiment record, its validation, and the stable
+//! A/B experiments: the experiment record, its validation, and the stable
 //! assignment of a decision to an arm.
 //!
 //! Assignment is a pure function of the salt and the bucketing key, so every replica, every

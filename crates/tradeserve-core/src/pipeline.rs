@@ -1,4 +1,4 @@
-//! The decision pipeline (the hot path of DESIGN.md §3), with no I/O of its own:
+//! The decision pipeline (the hot path), with no I/O of its own:
 //! validate → features → regime detector → meta-controller → specialists → blend → size →
 //! risk → enqueue the event. Ports do the I/O; the caller supplies the routing snapshot it
 //! loaded once for this request, and [`Routing::route`] picks the model set (experiment arm,

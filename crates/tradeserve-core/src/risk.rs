@@ -1,4 +1,4 @@
-//! Risk limits and the six named checks of DESIGN.md §9: the rules, with no state.
+//! Risk limits and the six named checks: the rules, with no state.
 //!
 //! [`evaluate`] is pure: an order, the symbol's book and the limits in, a [`RiskValidation`]
 //! out. A [`RiskLedger`](crate::ports::RiskLedger) does check-and-apply atomically so limits

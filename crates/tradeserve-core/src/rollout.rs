@@ -1,4 +1,4 @@
-//! Progressive rollouts (DESIGN.md §7): the stages, the state machine, and the gates that
+//! Progressive rollouts: the stages, the state machine, and the gates that
 //! promote or roll back a candidate model set. No I/O and no clock of its own: callers pass
 //! `now` and the measured [`GateInputs`], so every transition is a pure, testable step.
 //!

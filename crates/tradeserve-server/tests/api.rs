@@ -1,4 +1,4 @@
-//! API tests through the router: exact response shapes, every status code of DESIGN.md §4
+//! API tests through the router: exact response shapes, every status code of the API
 //! that applies without auth, and the audit events behind the responses.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -1,7 +1,8 @@
-//! Experiments and rollouts on the running binary under open-loop load (DESIGN.md §6–7): the
-//! observed split, a full rollout with no failed request, rollback times on one replica and
-//! across two replicas sharing a real Redis, and a bad candidate rolled back by its gate.
-//! Timings are printed (stderr) for `docs/BENCHMARKS.md`; the assertions hold the targets.
+//! Experiments and rollouts on the running binary under open-loop load: the observed split, a
+//! full rollout with no failed request, a rollback in force from the next decision on one
+//! replica and followed by a second replica sharing a real Redis, and a bad candidate rolled
+//! back by its gate. The assertions hold behaviour (orders of events, counts, statuses);
+//! timings are printed (stderr) for `docs/BENCHMARKS.md`, never asserted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -191,7 +192,7 @@ fn a_full_rollout_under_load_fails_no_request() {
 
 #[test]
 #[ignore = "load test on the binary (scripts/test.sh runs it)"]
-fn rollback_under_load_reaches_control_within_a_second() {
+fn rollback_under_load_is_in_force_from_the_next_decision() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let server = ServiceProcess::start(BIN, &env(dir.path(), &[]));
@@ -236,7 +237,7 @@ fn rollback_under_load_reaches_control_within_a_second() {
 
 #[test]
 #[ignore = "needs redis-server (scripts/test.sh installs it)"]
-fn two_replicas_sharing_redis_converge_on_a_rollback_within_five_seconds() {
+fn two_replicas_sharing_redis_converge_on_a_rollback() {
     let _serial = serial();
     let redis = RedisServer::start();
     let redis_env = [

@@ -1,4 +1,4 @@
-//! The control domain (DESIGN.md §6–7): the stored state of experiments, rollouts, the
+//! The control domain: the stored state of experiments, rollouts, the
 //! champion override and the kill switch, the commands that change it, the audit events a
 //! change produces, and the port decisions and outcomes are credited to arms through. Pure:
 //! storing, model loading and publishing are the server's control plane.

@@ -1,4 +1,4 @@
-//! The control plane of experiments, rollouts and the kill switch (DESIGN.md §6–7).
+//! The control plane of experiments, rollouts and the kill switch.
 //!
 //! The state, its commands and their events are the domain's
 //! ([`tradeserve_core::control`]); this module keeps the orchestration:
