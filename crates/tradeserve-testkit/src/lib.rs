@@ -456,6 +456,13 @@ impl ServiceProcess {
             .args(args)
             .env("TRADESERVE_SERVER__LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
+            // A deadline that only catches a hang (the 40 ms default is about a release build
+            // on a quiet machine, these are debug builds on any machine); a test about the
+            // deadline passes its own in `envs`.
+            .env(
+                "TRADESERVE_SERVER__REQUEST_DEADLINE",
+                format!("{}s", HANG.as_secs()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in envs {

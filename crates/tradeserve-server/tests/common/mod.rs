@@ -27,6 +27,9 @@ pub fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
     let mut config = Config::default();
     config.events.audit_log = dir.path().join("audit.jsonl");
     config.control.file = dir.path().join("control.json");
+    // A deadline that only catches a hang: the 40 ms default is about a release build on a
+    // quiet machine; a test about the deadline sets its own.
+    config.server.request_deadline = tradeserve_testkit::HANG;
     edit(&mut config);
     let audit_path = config.events.audit_log.clone();
     let service = build_with_clock(&config, ReplayClock::Fixed(500)).unwrap();
