@@ -241,6 +241,9 @@ fn read_file(
         last_hash: None,
     };
     let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(file)?);
+    // Only the last line's hash is needed: keep the line, hash it once at the end (hashing
+    // every line cost a SHA-256 pass over the whole file at each start and rotation).
+    let mut last: Option<Vec<u8>> = None;
     for line in reader.split(b'\n') {
         let line = line?;
         if line.is_empty() {
@@ -255,10 +258,9 @@ fn read_file(
             Ok(false) => {}
             Err(()) => r.unreadable += 1,
         }
-        if let Some(k) = key {
-            r.last_hash = Some(k.hash(&line));
-        }
+        last = Some(line);
     }
+    r.last_hash = key.zip(last).map(|(k, line)| k.hash(&line));
     Ok(r)
 }
 

@@ -232,19 +232,15 @@ fn an_operators_baseline_is_replayed_on_and_the_next_rotation_carries_it() {
     assert!(replay(&path, Some(&key), true).is_ok());
 }
 
-/// Positions from one file's lines alone, no continuity check (a chain that begins anywhere).
+/// Positions from one file's lines alone, no continuity check (a chain that begins anywhere):
+/// an unchained, empty baseline.
 fn replay_unchecked(path: &Path) -> BTreeMap<String, i64> {
-    let cp = risk_books::Checkpoint {
-        format: risk_books::FORMAT.into(),
-        covers: risk_books::Covers {
-            file: String::new(),
-            lines: 0,
-            last_hash: None,
-        },
-        written_at: time::OffsetDateTime::now_utc(),
-        reconciled: None,
-        books: BTreeMap::new(),
+    let reconciled = Reconciled {
+        at: time::OffsetDateTime::now_utc(),
+        by: "test".into(),
+        reason: "one file alone".into(),
     };
+    let cp = baseline(path, None, BTreeMap::new(), reconciled).unwrap();
     risk_books::replay_from(path, None, Some(&cp), true)
         .unwrap()
         .books
