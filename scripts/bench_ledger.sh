@@ -25,6 +25,10 @@ start() { # name port [env...]
 }
 start memory 18093
 memory_pid=$!
+# A new shared ledger has no generation until it is initialised: every order would be refused.
+for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break; sleep 0.1; done
+TRADESERVE_LEDGER__REDIS_URL="redis://127.0.0.1:$redis_port/0" "$bin" risk rebuild-shared --flat \
+  --by bench --reason "benchmark ledger" --write >"$out/ledger.json"
 start redis 18094 TRADESERVE_LEDGER__STORE=redis TRADESERVE_LEDGER__REDIS_URL="redis://127.0.0.1:$redis_port/0"
 redis_server_pid=$!
 trap 'kill $memory_pid $redis_server_pid $redis_pid' EXIT

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::ports::{BoxFuture, RiskError, RiskLedger};
 use crate::risk::{Order, RiskLimits, RiskValidation, SymbolBook, evaluate};
@@ -17,17 +16,11 @@ pub struct InMemoryRiskLedger {
     // A std Mutex: the critical section is a few arithmetic operations, never held across an
     // `.await`, and one map lock keeps check-and-apply atomic per order.
     books: Mutex<HashMap<String, SymbolBook>>,
-    kill_switch: AtomicBool,
 }
 
 impl InMemoryRiskLedger {
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Halt (true) or resume (false) all trading.
-    pub fn set_kill_switch(&self, engaged: bool) {
-        self.kill_switch.store(engaged, Ordering::SeqCst);
     }
 
     /// Record an order approved before a restart (rebuilding the books from the audit log),
@@ -59,10 +52,9 @@ impl InMemoryRiskLedger {
     }
 
     fn check_and_apply_now(&self, order: &Order<'_>, limits: &RiskLimits) -> RiskValidation {
-        let kill = self.kill_switch.load(Ordering::SeqCst);
         let mut books = self.books.lock().unwrap_or_else(|e| e.into_inner());
         let book = books.entry(order.symbol.to_owned()).or_default();
-        let validation = evaluate(order, book, limits, kill);
+        let validation = evaluate(order, book, limits);
         if validation.approved {
             book.apply(order);
         }
@@ -150,13 +142,12 @@ mod tests {
         );
         assert_eq!(ledger.book("AAPL").position, 900);
         assert_eq!(ledger.book("AAPL").orders_today, 9);
-        ledger.set_kill_switch(true);
-        assert!(
-            !ledger
-                .check_and_apply_now(&order(Action::Sell, 100, 10.0), &l)
-                .approved
-        );
-        ledger.set_kill_switch(false);
+        let halted = Order {
+            halt: Some("halt-1"),
+            ..order(Action::Sell, 100, 10.0)
+        };
+        assert!(!ledger.check_and_apply_now(&halted, &l).approved);
+        assert_eq!(ledger.book("AAPL").position, 900);
         assert!(
             ledger
                 .check_and_apply_now(&order(Action::Sell, 100, 10.0), &l)

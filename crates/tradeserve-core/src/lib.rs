@@ -41,6 +41,7 @@ pub mod error;
 pub mod event;
 pub mod experiment;
 pub mod explain;
+pub mod halt;
 pub mod kernel;
 pub mod ledger;
 pub mod model_set;

@@ -146,6 +146,8 @@ struct Call<'a> {
     arrival: Instant,
     now: OffsetDateTime,
     who: Requester<'a>,
+    /// The id of the trading halt covering this decision's order, if one does.
+    halt: Option<&'a str>,
 }
 
 /// Who asked for a decision.
@@ -257,6 +259,10 @@ impl Pipeline {
             client: who.client,
             decision_id,
         });
+        let halt = routing
+            .halts
+            .covering(request.symbol.as_str(), who.actor, route.models.versions())
+            .map(|h| h.halt_id.as_str());
         let call = Call {
             request: &request,
             route: &route,
@@ -264,6 +270,7 @@ impl Pipeline {
             arrival,
             now,
             who,
+            halt,
         };
         match self.decide(&call, snapshot, timings).await {
             Ok(Decided {
@@ -328,6 +335,7 @@ impl Pipeline {
             quantity,
             price: snapshot.price,
             day: now.date(),
+            halt: call.halt,
         };
         let risk_validation = self.check_risk(request.risk_check, &order).await?;
         timings.risk = t3.elapsed();

@@ -138,6 +138,8 @@ pub struct Order<'a> {
     pub price: f64,
     /// UTC trading day the daily order count is kept for.
     pub day: Date,
+    /// The trading halt covering the order (its id): `kill_switch` fails.
+    pub halt: Option<&'a str>,
 }
 
 impl Order<'_> {
@@ -198,12 +200,7 @@ fn grade(value: f64, limit: f64, warn_fraction: f64) -> CheckStatus {
 }
 
 /// Run every check of `order` against the symbol's book.
-pub fn evaluate(
-    order: &Order<'_>,
-    book: &SymbolBook,
-    limits: &RiskLimits,
-    kill_switch: bool,
-) -> RiskValidation {
+pub fn evaluate(order: &Order<'_>, book: &SymbolBook, limits: &RiskLimits) -> RiskValidation {
     let mut checks = Checks::all_pass();
     let mut warnings = Vec::new();
     if order.action == Action::Hold || order.quantity == 0 {
@@ -227,9 +224,9 @@ pub fn evaluate(
             limits.max_daily_orders
         )
     });
-    if kill_switch {
+    if let Some(id) = order.halt {
         checks.kill_switch = CheckStatus::Fail;
-        warnings.push("kill_switch: trading is halted".to_owned());
+        warnings.push(format!("kill_switch: halted by {id}"));
     }
     let approved = checks.iter().iter().all(|(_, s)| *s != CheckStatus::Fail);
     RiskValidation {
@@ -353,12 +350,7 @@ mod bound_tests {
         ] {
             let bound = max_abs_position(price, &l);
             for q in bound.saturating_sub(3)..=bound + 3 {
-                let v = evaluate(
-                    &order(Action::Buy, q, price),
-                    &SymbolBook::default(),
-                    &l,
-                    false,
-                );
+                let v = evaluate(&order(Action::Buy, q, price), &SymbolBook::default(), &l);
                 let size_ok = v.checks.position_limit != CheckStatus::Fail
                     && v.checks.concentration != CheckStatus::Fail;
                 assert_eq!(
@@ -386,6 +378,7 @@ pub(crate) mod fixtures {
             quantity,
             price,
             day: DAY,
+            halt: None,
         }
     }
 
@@ -410,12 +403,14 @@ mod tests {
     use time::macros::date;
 
     #[test]
-    fn hold_passes_everything_even_with_the_kill_switch() {
+    fn hold_passes_everything_even_when_halted() {
         let v = evaluate(
-            &order(Action::Hold, 0, 100.0),
+            &Order {
+                halt: Some("halt-1"),
+                ..order(Action::Hold, 0, 100.0)
+            },
             &SymbolBook::default(),
             &limits(),
-            true,
         );
         assert!(v.approved);
         assert!(v.checks.iter().iter().all(|(_, s)| *s == CheckStatus::Pass));
@@ -427,7 +422,6 @@ mod tests {
             &order(Action::Buy, 100, 100.0),
             &SymbolBook::default(),
             &limits(),
-            false,
         );
         assert_eq!(
             v,
@@ -446,23 +440,23 @@ mod tests {
             ..Default::default()
         };
         // 850 + 100 = 950 shares: warn on shares (> 800); notional 950 × 10 = 9.5k passes.
-        let v = evaluate(&order(Action::Buy, 100, 10.0), &book, &limits(), false);
+        let v = evaluate(&order(Action::Buy, 100, 10.0), &book, &limits());
         assert!(v.approved);
         assert_eq!(v.checks.position_limit, CheckStatus::Warn);
         assert_eq!(v.warnings.len(), 1);
         // 1050 shares: fail.
-        let v = evaluate(&order(Action::Buy, 200, 10.0), &book, &limits(), false);
+        let v = evaluate(&order(Action::Buy, 200, 10.0), &book, &limits());
         assert!(!v.approved);
         assert_eq!(v.checks.position_limit, CheckStatus::Fail);
         // Selling reduces the absolute position and passes.
-        let v = evaluate(&order(Action::Sell, 200, 10.0), &book, &limits(), false);
+        let v = evaluate(&order(Action::Sell, 200, 10.0), &book, &limits());
         assert_eq!(v.checks.position_limit, CheckStatus::Pass);
         // Short side counts by absolute value: -850 - 200 = -1050 fails.
         let short = SymbolBook {
             position: -850,
             ..Default::default()
         };
-        let v = evaluate(&order(Action::Sell, 200, 10.0), &short, &limits(), false);
+        let v = evaluate(&order(Action::Sell, 200, 10.0), &short, &limits());
         assert_eq!(v.checks.position_limit, CheckStatus::Fail);
         // Notional: 500 shares at $210 = $105k > $100k.
         let v = evaluate(
@@ -472,7 +466,6 @@ mod tests {
                 ..Default::default()
             },
             &limits(),
-            false,
         );
         assert_eq!(v.checks.position_limit, CheckStatus::Fail);
     }
@@ -484,7 +477,6 @@ mod tests {
             &order(Action::Buy, 450, 100.0),
             &SymbolBook::default(),
             &limits(),
-            false,
         );
         assert_eq!(v.checks.concentration, CheckStatus::Warn);
         assert!(v.approved);
@@ -495,7 +487,6 @@ mod tests {
                 ..Default::default()
             },
             &limits(),
-            false,
         );
         assert_eq!(v.checks.concentration, CheckStatus::Fail);
         assert!(!v.approved);
@@ -507,39 +498,34 @@ mod tests {
             &order(Action::Sell, 450, 100.0),
             &SymbolBook::default(),
             &limits(),
-            false,
         );
         assert_eq!(v.checks.order_notional, CheckStatus::Warn);
         let v = evaluate(
             &order(Action::Sell, 510, 100.0),
             &SymbolBook::default(),
             &limits(),
-            false,
         );
         assert_eq!(v.checks.order_notional, CheckStatus::Fail);
         assert!(!v.approved);
     }
 
     #[test]
-    fn restricted_list_and_kill_switch_fail() {
+    fn restricted_list_and_a_halt_fail() {
         let o = Order {
             symbol: "GME",
             ..order(Action::Buy, 10, 10.0)
         };
-        let v = evaluate(&o, &SymbolBook::default(), &limits(), false);
+        let v = evaluate(&o, &SymbolBook::default(), &limits());
         assert_eq!(v.checks.restricted_list, CheckStatus::Fail);
         assert!(!v.approved);
-        let v = evaluate(
-            &order(Action::Buy, 10, 10.0),
-            &SymbolBook::default(),
-            &limits(),
-            true,
-        );
+        let halted = Order {
+            halt: Some("halt-1"),
+            ..order(Action::Buy, 10, 10.0)
+        };
+        let v = evaluate(&halted, &SymbolBook::default(), &limits());
         assert_eq!(v.checks.kill_switch, CheckStatus::Fail);
-        assert_eq!(
-            v.warnings,
-            vec!["kill_switch: trading is halted".to_owned()]
-        );
+        assert!(!v.approved);
+        assert_eq!(v.warnings, vec!["kill_switch: halted by halt-1".to_owned()]);
     }
 
     #[test]
@@ -549,13 +535,13 @@ mod tests {
             orders_today: 10,
             day: Some(DAY),
         };
-        let v = evaluate(&order(Action::Buy, 1, 1.0), &book, &limits(), false);
+        let v = evaluate(&order(Action::Buy, 1, 1.0), &book, &limits());
         assert_eq!(v.checks.daily_order_count, CheckStatus::Fail);
         let next = Order {
             day: date!(2025 - 10 - 22),
             ..order(Action::Buy, 1, 1.0)
         };
-        let v = evaluate(&next, &book, &limits(), false);
+        let v = evaluate(&next, &book, &limits());
         assert_eq!(v.checks.daily_order_count, CheckStatus::Pass);
         let mut book = book;
         book.apply(&next);

@@ -6,6 +6,7 @@
 //! Precedence: a unit the rollout sends to its candidate is not in the experiment (the
 //! candidate replaces every role); every other unit is assigned by the experiment, if any.
 
+use crate::halt::ActiveHalts;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -72,6 +73,8 @@ pub struct Routing {
     pub champion: Arc<ModelSet>,
     pub experiment: Option<ExperimentRoute>,
     pub rollout: Option<RolloutRoute>,
+    /// The trading halts in force: an order they cover fails `kill_switch`.
+    pub halts: Arc<ActiveHalts>,
 }
 
 /// A decision's experiment arm.
@@ -167,6 +170,7 @@ impl Routing {
             champion: models,
             experiment: None,
             rollout: None,
+            halts: Arc::default(),
         }
     }
 

@@ -9,14 +9,14 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 
 use crate::auth::{self, Access};
 use crate::error::ApiError;
 use crate::metrics::Route;
 use crate::routes::admit::{self, Arrival};
 use crate::routes::predict::DecisionId;
-use crate::routes::{bars, experiments, ops, outcomes, predict, rollouts, stats};
+use crate::routes::{bars, experiments, halts, ops, outcomes, predict, rollouts, stats};
 use crate::state::AppState;
 use crate::telemetry::AccessLog;
 
@@ -55,7 +55,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Experiments, rollouts and the kill switch: reads for every role, changes for operators.
+/// Experiments, rollouts, the kill switch and trading halts: reads for every role, changes for
+/// operators.
 fn control_routes(gate: &Gate) -> Router<Arc<AppState>> {
     let (read, operate) = (Access::Read, Access::Operate);
     Router::new()
@@ -94,6 +95,15 @@ fn control_routes(gate: &Gate) -> Router<Arc<AppState>> {
         .route(
             "/api/v1/rollback",
             gate.at(post(rollouts::kill_switch), operate),
+        )
+        .route(
+            "/api/v1/halts",
+            gate.at(get(halts::list), read)
+                .merge(gate.at(post(halts::create), operate)),
+        )
+        .route(
+            "/api/v1/halts/{id}",
+            gate.at(delete(halts::release), operate),
         )
 }
 

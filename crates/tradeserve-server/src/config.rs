@@ -87,6 +87,9 @@ pub struct ControlConfig {
     /// outcome can be posted to any replica (on its own replica: while in `outcome_window`).
     #[serde(with = "humantime_serde")]
     pub fleet_outcome_ttl: Duration,
+    /// Operators needed to release a trading halt: 1, or 2 (a second, different operator
+    /// confirms the first one's release; until then the halt stays in force).
+    pub halt_release_approvals: u8,
 }
 
 impl Default for ControlConfig {
@@ -106,6 +109,7 @@ impl Default for ControlConfig {
             fleet_interval: Duration::from_secs(1),
             fleet_ttl: Duration::from_secs(7 * 24 * 3600),
             fleet_outcome_ttl: Duration::from_secs(3600),
+            halt_release_approvals: 1,
         }
     }
 }
@@ -136,6 +140,9 @@ impl ControlConfig {
         }
         if self.fleet_interval < Duration::from_millis(50) {
             return Err("control.fleet_interval must be at least 50ms".into());
+        }
+        if !(1..=2).contains(&self.halt_release_approvals) {
+            return Err("control.halt_release_approvals must be 1 or 2".into());
         }
         if self.fleet_ttl < Duration::from_secs(60)
             || self.fleet_outcome_ttl < Duration::from_secs(60)

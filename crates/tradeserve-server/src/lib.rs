@@ -52,6 +52,7 @@ pub mod registry;
 pub mod replay;
 pub mod risk_books;
 pub mod risk_cli;
+pub mod risk_rebuild;
 pub mod risk_redis;
 pub mod routes;
 pub mod self_wake;

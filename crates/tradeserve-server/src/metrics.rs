@@ -9,6 +9,7 @@ use prometheus::{
 };
 use tradeserve_core::control::{ControlAction, Subject};
 use tradeserve_core::experiment::Arm;
+use tradeserve_core::halt::{ActiveHalts, HaltScope};
 use tradeserve_core::pipeline::StageTimings;
 use tradeserve_core::rollout::Stage;
 use tradeserve_core::routing::UnitKind;
@@ -183,6 +184,8 @@ pub struct ControlMetrics {
     pub revision: IntGauge,
     pub store_up: IntGauge,
     transitions: IntCounterVec,
+    /// Active trading halts by scope kind.
+    halts_active: IntGaugeVec,
 }
 
 impl ControlMetrics {
@@ -211,6 +214,17 @@ impl ControlMetrics {
             &["subject", "action"],
         )?;
         registry.register(Box::new(transitions.clone()))?;
+        let halts_active = IntGaugeVec::new(
+            Opts::new(
+                "tradeserve_halts_active",
+                "Trading halts in force on this replica, by scope (all, symbol, desk, model_version)",
+            ),
+            &["scope"],
+        )?;
+        registry.register(Box::new(halts_active.clone()))?;
+        for kind in HaltScope::KINDS {
+            halts_active.with_label_values(&[kind]);
+        }
         // Every series from the start, at 0: Prometheus's increase() cannot see a series'
         // first increment, so the first rollback after a start would not fire its alert.
         for subject in Subject::ALL {
@@ -251,7 +265,17 @@ impl ControlMetrics {
                 "1 when the last call to the control store succeeded",
             )?,
             transitions,
+            halts_active,
         })
+    }
+
+    /// The halts the published routing snapshot enforces.
+    pub fn halts(&self, active: &ActiveHalts) {
+        for (kind, n) in active.by_kind() {
+            self.halts_active
+                .with_label_values(&[kind])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// Count one change (subjects and actions are closed sets: `tradeserve_core::control::event`).

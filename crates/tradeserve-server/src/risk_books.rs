@@ -212,6 +212,7 @@ fn apply_line(books: &mut BTreeMap<String, SymbolBook>, line: &[u8]) -> Result<b
         quantity: e.quantity,
         price: e.price,
         day: at.date(),
+        halt: None,
     };
     books.entry(e.symbol.clone()).or_default().apply(&order);
     Ok(true)

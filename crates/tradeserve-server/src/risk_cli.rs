@@ -1,7 +1,8 @@
 //! `tradeserve risk show` and `tradeserve risk reconcile`: what a start would load into this
 //! replica's risk books, and the operator's baseline when their history is missing
-//! ([`crate::risk_books`]). Both print JSON; `reconcile` writes only with `--write`, after
-//! showing what the next start will load.
+//! ([`crate::risk_books`]); `tradeserve risk rebuild-shared`: the shared Redis ledger rebuilt
+//! from the fleet's audit logs ([`crate::risk_rebuild`]). All print JSON; `reconcile` and
+//! `rebuild-shared` write only with `--write`, after showing what they will write.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -14,6 +15,7 @@ use tradeserve_events::chain::ChainKey;
 
 use crate::config::{Config, resolve_path};
 use crate::risk_books::{self, Book, Reconciled};
+use crate::risk_rebuild::{self, Rebuild};
 
 #[derive(Debug, Subcommand)]
 pub enum RiskCommand {
@@ -24,6 +26,38 @@ pub enum RiskCommand {
     /// positions from a file — with who and why; a start then replays the retained log on top
     /// of it. Prints what the next start will load; writes only with `--write`.
     Reconcile(ReconcileArgs),
+    /// Write the shared Redis ledger (`[ledger] store = "redis"`) with a new generation: the
+    /// books of every replica's audit log, summed (or `--flat` for a new deployment). Until
+    /// then, a ledger that lost its data refuses every risk-checked order. Prints the books
+    /// and the ledger's state; writes only with `--write`.
+    RebuildShared(RebuildArgs),
+}
+
+/// Arguments of `tradeserve risk rebuild-shared`.
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// The configuration whose `[ledger]` (Redis URL, prefix) and chain key to use.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// One replica's audit log (its active file); once per replica of the fleet.
+    #[arg(long = "audit-log", required_unless_present = "flat")]
+    pub audit_logs: Vec<PathBuf>,
+    /// No orders yet: every position flat (a new deployment).
+    #[arg(long, conflicts_with = "audit_logs")]
+    pub flat: bool,
+    /// Who rebuilds (kept in the ledger).
+    #[arg(long)]
+    pub by: String,
+    /// Why (kept in the ledger).
+    #[arg(long)]
+    pub reason: String,
+    /// Replace a ledger that is live (not reset or lost); every replica refuses risk-checked
+    /// orders while it is written.
+    #[arg(long)]
+    pub replace: bool,
+    /// Write the ledger (without it, only show what would be written).
+    #[arg(long)]
+    pub write: bool,
 }
 
 /// Which audit log (`tradeserve risk …` and `tradeserve audit verify`).
@@ -68,6 +102,7 @@ pub fn run(command: &RiskCommand) -> anyhow::Result<()> {
     match command {
         RiskCommand::Show(a) => show(a),
         RiskCommand::Reconcile(a) => reconcile(a),
+        RiskCommand::RebuildShared(a) => rebuild_shared(a),
     }
 }
 
@@ -150,4 +185,37 @@ fn positions(file: &Path) -> anyhow::Result<BTreeMap<String, Book>> {
             (symbol, book)
         })
         .collect())
+}
+
+fn rebuild_shared(a: &RebuildArgs) -> anyhow::Result<()> {
+    let config = Config::load(a.config.as_deref(), None)?;
+    let key = config.events.chain_key().map_err(anyhow::Error::msg)?;
+    let fleet = risk_rebuild::fleet_books(&a.audit_logs, key.as_ref())
+        .map_err(|m| anyhow::anyhow!("{m}"))?;
+    let rebuild = Rebuild {
+        by: a.by.clone(),
+        reason: a.reason.clone(),
+        replace: a.replace,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (before, written) = runtime
+        .block_on(async {
+            let before = risk_rebuild::ledger_state(&config.ledger).await?;
+            let written = match a.write {
+                true => Some(risk_rebuild::write(&config.ledger, &fleet.books, &rebuild).await?),
+                false => None,
+            };
+            Ok::<_, String>((before, written))
+        })
+        .map_err(anyhow::Error::msg)?;
+    print(&json!({
+        "written": a.write,
+        "ledger": crate::risk_redis::describe(&config.ledger),
+        "ledger_before": before,
+        "ledger_after": written,
+        "books": fleet.books,
+        "sources": fleet.sources,
+    }))
 }

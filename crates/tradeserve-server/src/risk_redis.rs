@@ -1,10 +1,18 @@
 //! The shared risk ledger (`[ledger] store = "redis"`): every replica's orders go through one
 //! Lua script on Redis that reads a symbol's book (position, the day and its approved orders)
-//! and the trading halt, and applies the order only if the position stays within the bound
+//! and applies the order only if the position stays within the bound
 //! the limits give at its price ([`max_abs_position`]) and the day's count within
 //! `max_daily_orders` — one atomic step on the server, so any number of replicas together
 //! never pass a limit. The script returns the book as it was; [`evaluate`] then grades every
 //! check on it for the answer (the same comparisons, so it agrees with the script).
+//!
+//! A ledger that lost its data is never read as flat. `<prefix>:ledger` names its generation
+//! (written only by `tradeserve risk rebuild-shared`, [`crate::risk_rebuild`]) and counts the
+//! orders applied in it; every script checks it first. No generation (Redis restarted without
+//! persistence, `FLUSHALL`, a failover to an empty replica), or a count lower than one this
+//! replica has seen (a failover to a replica that lagged, which marks the ledger `lost` for the
+//! whole fleet): 503 `risk_unavailable`, and readiness says why, until it is rebuilt from the
+//! fleet's audit logs. A task probes it every second, so readiness sees this without an order.
 //!
 //! Redis unreachable or slow (past `timeout`): 503 `risk_unavailable` (fail closed), unless
 //! `on_unavailable = "local"`, which checks against this replica's own books meanwhile.
@@ -32,7 +40,7 @@ pub struct LedgerConfig {
     pub store: LedgerStore,
     /// `redis://[:password@]host:port/db`.
     pub redis_url: String,
-    /// Keys are `<prefix>:risk:<symbol>` and `<prefix>:risk:halt`.
+    /// Keys are `<prefix>:ledger` (the generation) and `<prefix>:risk:<symbol>`.
     pub redis_prefix: String,
     /// Deadline of each call to Redis.
     #[serde(with = "humantime_serde")]
@@ -80,103 +88,225 @@ impl LedgerConfig {
     }
 }
 
-/// KEYS: the book, the halt. ARGV: signed quantity, largest absolute position, day, largest
-/// daily count, 1 to apply (0: read only). Returns position and count before, halted, applied.
-const CHECK_AND_APPLY: &str = r"
-local pos = tonumber(redis.call('HGET', KEYS[1], 'position') or '0')
-local count = tonumber(redis.call('HGET', KEYS[1], 'orders') or '0')
-if redis.call('HGET', KEYS[1], 'day') ~= ARGV[3] then count = 0 end
-local halted = redis.call('EXISTS', KEYS[2])
-local after = pos + tonumber(ARGV[1])
-local ok = halted == 0 and math.abs(after) <= tonumber(ARGV[2])
-  and count + 1 <= tonumber(ARGV[4]) and ARGV[5] == '1'
-if ok then
-  redis.call('HSET', KEYS[1], 'position', after, 'day', ARGV[3], 'orders', count + 1)
+/// The guard every script starts with. KEYS[1]: the ledger hash; ARGV[1]: the generation this
+/// replica knows (empty: none yet), ARGV[2]: the highest order sequence it has seen in it. A
+/// hash without a generation is a ledger that lost its data (or was never initialised): `reset`.
+/// A sequence below one a replica has seen is a ledger that went back in time (a failover to a
+/// replica that lagged): the script marks the hash `lost`, so every replica refuses from then
+/// on, until a rebuild. Replies are `{status, generation or why, seq, …}`.
+macro_rules! guard {
+    () => {
+        r"
+local gen = redis.call('HGET', KEYS[1], 'generation')
+if not gen then return {'reset', '', 0, 0, 0, 0} end
+local lost = redis.call('HGET', KEYS[1], 'lost')
+if lost then return {'lost', lost, 0, 0, 0, 0} end
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+if gen == ARGV[1] and seq < tonumber(ARGV[2]) then
+  lost = 'the ledger went back from order ' .. ARGV[2] .. ' to order ' .. seq ..
+    ' (a failover to a replica that lagged?)'
+  redis.call('HSET', KEYS[1], 'lost', lost)
+  return {'lost', lost, 0, 0, 0, 0}
 end
-return {pos, count, halted, ok and 1 or 0}
-";
+"
+    };
+}
 
-/// KEYS: the book. ARGV: signed quantity, day. Undoes an applied order.
+/// KEYS: the ledger, the book. ARGV after the guard's: signed quantity, largest absolute
+/// position, day, largest daily count, 1 to apply (0: read only; a halted order, or one that
+/// fails a check that does not depend on the book). Replies `{status, generation, seq, position
+/// before, count before, applied}`.
+const CHECK_AND_APPLY: &str = concat!(
+    guard!(),
+    r"
+local pos = tonumber(redis.call('HGET', KEYS[2], 'position') or '0')
+local count = tonumber(redis.call('HGET', KEYS[2], 'orders') or '0')
+if redis.call('HGET', KEYS[2], 'day') ~= ARGV[5] then count = 0 end
+local after = pos + tonumber(ARGV[3])
+local ok = math.abs(after) <= tonumber(ARGV[4])
+  and count + 1 <= tonumber(ARGV[6]) and ARGV[7] == '1'
+if ok then
+  redis.call('HSET', KEYS[2], 'position', after, 'day', ARGV[5], 'orders', count + 1)
+  seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+end
+return {'ok', gen, seq, pos, count, ok and 1 or 0}
+"
+);
+
+/// KEYS: the ledger. Only the guard: what the ledger's state is (the watcher's probe).
+const PROBE: &str = concat!(guard!(), "return {'ok', gen, seq, 0, 0, 0}\n");
+
+/// KEYS: the ledger, the book. ARGV: the generation the order was applied in, signed
+/// quantity, day. Undoes an applied order — in the same generation only (a rebuilt ledger
+/// never held it).
 const REVERT: &str = r"
-redis.call('HINCRBY', KEYS[1], 'position', -tonumber(ARGV[1]))
-if redis.call('HGET', KEYS[1], 'day') == ARGV[2] then
-  redis.call('HINCRBY', KEYS[1], 'orders', -1)
+if redis.call('HGET', KEYS[1], 'generation') ~= ARGV[1] then return 0 end
+redis.call('HINCRBY', KEYS[2], 'position', -tonumber(ARGV[2]))
+if redis.call('HGET', KEYS[2], 'day') == ARGV[3] then
+  redis.call('HINCRBY', KEYS[2], 'orders', -1)
 end
 return 1
 ";
+
+/// A script's reply: status, generation (or why the ledger is lost), sequence, then the
+/// book's position and count before the order, applied.
+type Reply = (String, String, u64, i64, u64, u8);
+
+/// What this replica knows of the shared ledger.
+#[derive(Debug, Default)]
+struct Known {
+    generation: String,
+    /// The highest order sequence seen in `generation`.
+    seq: u64,
+    /// Why no order can be checked (reset or lost), until a rebuild.
+    problem: Option<String>,
+}
 
 /// See the module docs.
 pub struct RedisRiskLedger {
     redis: LazyRedis,
     prefix: String,
     check: redis::Script,
+    probe: redis::Script,
     revert: redis::Script,
     /// `on_unavailable = "local"`: this replica's books.
     local: Option<Arc<InMemoryRiskLedger>>,
     /// Logged once per outage.
     failing: AtomicBool,
+    known: parking_lot::Mutex<Known>,
 }
 
 /// What the script saw and did.
 struct Applied {
     book: SymbolBook,
-    halted: bool,
     applied: bool,
 }
 
+/// How often [`RedisRiskLedger::watch`] probes the ledger.
+pub const WATCH_EVERY: Duration = Duration::from_secs(1);
+
 impl RedisRiskLedger {
-    /// Check the URL; nothing is sent yet. `local` answers while Redis cannot.
+    /// Check the URL; nothing is sent yet. `local` answers while Redis cannot. Inside a Tokio
+    /// runtime, a task probes the ledger every [`WATCH_EVERY`] (readiness sees a reset without
+    /// waiting for an order), for as long as the ledger lives.
     pub fn new(
         config: &LedgerConfig,
         local: Option<Arc<InMemoryRiskLedger>>,
-    ) -> Result<RedisRiskLedger, String> {
+    ) -> Result<Arc<RedisRiskLedger>, String> {
         let redis = LazyRedis::open(&config.redis_url, config.timeout)
             .map_err(|e| format!("ledger.redis_url: {e}"))?;
-        Ok(RedisRiskLedger {
+        let ledger = Arc::new(RedisRiskLedger {
             redis,
             prefix: config.redis_prefix.clone(),
             check: redis::Script::new(CHECK_AND_APPLY),
+            probe: redis::Script::new(PROBE),
             revert: redis::Script::new(REVERT),
             local,
             failing: AtomicBool::new(false),
-        })
+            known: parking_lot::Mutex::new(Known::default()),
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(watch(Arc::downgrade(&ledger)));
+        }
+        Ok(ledger)
     }
 
     fn book_key(&self, symbol: &str) -> String {
         format!("{}:risk:{symbol}", self.prefix)
     }
 
-    /// The key that, while it exists, halts every order on every replica.
-    pub fn halt_key(&self) -> String {
-        format!("{}:risk:halt", self.prefix)
+    /// The hash naming the ledger's generation (see [`crate::risk_rebuild`]).
+    pub fn ledger_key(prefix: &str) -> String {
+        format!("{prefix}:ledger")
     }
 
-    /// Run the script for `order`, applying it only if `apply`.
+    /// The guard's arguments: the generation known and the highest sequence seen in it.
+    fn known_args(&self) -> (String, u64) {
+        let k = self.known.lock();
+        (k.generation.clone(), k.seq)
+    }
+
+    /// Take in a reply's status: `Err(why)` when the ledger is reset or lost.
+    fn learn(&self, reply: &Reply) -> Result<(), String> {
+        let (status, detail, seq) = (reply.0.as_str(), &reply.1, reply.2);
+        let mut k = self.known.lock();
+        let problem = match status {
+            "ok" => {
+                if k.generation != *detail {
+                    if !k.generation.is_empty() || k.problem.is_some() {
+                        tracing::warn!(generation = %detail, "risk ledger: a rebuilt ledger in Redis; orders are checked against it");
+                    }
+                    k.generation.clone_from(detail);
+                    k.seq = seq;
+                }
+                k.seq = k.seq.max(seq);
+                None
+            }
+            "reset" => Some(
+                "the shared ledger in Redis has no generation: it lost its data (a restart \
+                 without persistence, FLUSHALL, a failover) or was never initialised; rebuild it \
+                 with `tradeserve risk rebuild-shared`"
+                    .to_owned(),
+            ),
+            _ => Some(format!(
+                "the shared ledger in Redis is marked lost ({detail}); rebuild it with \
+                 `tradeserve risk rebuild-shared`"
+            )),
+        };
+        if problem.is_some() && k.problem.is_none() {
+            tracing::error!(
+                error = problem.as_deref().unwrap_or_default(),
+                "risk ledger: risk-checked orders are refused (503 risk_unavailable) until the ledger is rebuilt"
+            );
+        }
+        k.problem.clone_from(&problem);
+        problem.map_or(Ok(()), Err)
+    }
+
+    /// Probe the ledger once (the watcher).
+    async fn probe_once(&self) -> Result<(), String> {
+        let mut conn = self.redis.connection().await?;
+        let (generation, seq) = self.known_args();
+        let mut call = self.probe.key(Self::ledger_key(&self.prefix));
+        call.arg(generation).arg(seq);
+        let reply: Reply = self.redis.deadline(call.invoke_async(&mut conn)).await?;
+        // A reset or lost ledger is recorded for readiness by `learn`.
+        let _ = self.learn(&reply);
+        Ok(())
+    }
+
+    /// Run the script for `order`, applying it only if `apply`. `Ok(Err(why))`: the ledger
+    /// answered, but is reset or lost.
     async fn run(
         &self,
         order: &Order<'_>,
         limits: &RiskLimits,
         apply: bool,
-    ) -> Result<Applied, String> {
+    ) -> Result<Result<Applied, String>, String> {
         let mut conn = self.redis.connection().await?;
-        let mut call = self.check.key(self.book_key(order.symbol));
-        call.key(self.halt_key())
+        let (generation, seq) = self.known_args();
+        let mut call = self.check.key(Self::ledger_key(&self.prefix));
+        call.key(self.book_key(order.symbol))
+            .arg(generation)
+            .arg(seq)
             .arg(signed(order))
             .arg(max_abs_position(order.price, limits))
             .arg(order.day.to_string())
             .arg(limits.max_daily_orders)
             .arg(u8::from(apply));
-        let (position, count, halted, applied): (i64, u64, u8, u8) =
-            self.redis.deadline(call.invoke_async(&mut conn)).await?;
-        Ok(Applied {
+        let reply: Reply = self.redis.deadline(call.invoke_async(&mut conn)).await?;
+        if let Err(why) = self.learn(&reply) {
+            return Ok(Err(why));
+        }
+        let (_, _, _, position, count, applied) = reply;
+        Ok(Ok(Applied {
             book: SymbolBook {
                 position,
                 orders_today: count,
                 day: Some(order.day),
             },
-            halted: halted == 1,
             applied: applied == 1,
-        })
+        }))
     }
 
     async fn check_and_apply_shared(
@@ -184,19 +314,22 @@ impl RedisRiskLedger {
         order: &Order<'_>,
         limits: &RiskLimits,
     ) -> Result<RiskValidation, RiskError> {
-        // What does not depend on the book (restricted list, order size) decides whether the
-        // script may apply the order at all.
-        let alone = evaluate(order, &SymbolBook::default(), limits, false);
+        // What does not depend on the book (restricted list, order size, a halt) decides
+        // whether the script may apply the order at all.
+        let alone = evaluate(order, &SymbolBook::default(), limits);
         let apply = alone.checks.restricted_list != CheckStatus::Fail
-            && alone.checks.order_notional != CheckStatus::Fail;
+            && alone.checks.order_notional != CheckStatus::Fail
+            && alone.checks.kill_switch != CheckStatus::Fail;
         let seen = match self.run(order, limits, apply).await {
-            Ok(seen) => seen,
+            Ok(Ok(seen)) => seen,
+            // Reachable but reset or lost: never this replica's own books instead.
+            Ok(Err(why)) => return Err(RiskError::Unavailable(why)),
             Err(why) => return self.unavailable(order, limits, why).await,
         };
         if self.failing.swap(false, Ordering::SeqCst) {
             tracing::info!("risk ledger: Redis answers again");
         }
-        let validation = evaluate(order, &seen.book, limits, seen.halted);
+        let validation = evaluate(order, &seen.book, limits);
         if validation.approved != seen.applied {
             // Never expected: the script's bound and `evaluate` use the same comparisons.
             if seen.applied {
@@ -231,10 +364,14 @@ impl RedisRiskLedger {
     }
 
     async fn revert_shared(&self, order: &Order<'_>) {
+        let (generation, _) = self.known_args();
         let result = async {
             let mut conn = self.redis.connection().await?;
-            let mut call = self.revert.key(self.book_key(order.symbol));
-            call.arg(signed(order)).arg(order.day.to_string());
+            let mut call = self.revert.key(Self::ledger_key(&self.prefix));
+            call.key(self.book_key(order.symbol))
+                .arg(generation)
+                .arg(signed(order))
+                .arg(order.day.to_string());
             self.redis
                 .deadline(call.invoke_async::<i64>(&mut conn))
                 .await
@@ -243,6 +380,22 @@ impl RedisRiskLedger {
         if let Err(why) = result {
             // The position stays counted: conservative, never over the limit.
             tracing::error!(symbol = order.symbol, error = %why, "risk ledger: could not undo an order whose decision was not returned");
+        }
+    }
+}
+
+/// Probe the ledger every [`WATCH_EVERY`] while it lives. Unreachable Redis is left to the
+/// orders (each one says so); the watcher only keeps a reset or lost ledger visible.
+async fn watch(ledger: std::sync::Weak<RedisRiskLedger>) {
+    let mut ticker = tokio::time::interval(WATCH_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(ledger) = ledger.upgrade() else {
+            return;
+        };
+        if let Err(why) = ledger.probe_once().await {
+            tracing::debug!(error = %why, "risk ledger probe: Redis did not answer");
         }
     }
 }
@@ -265,7 +418,7 @@ impl RiskLedger for RedisRiskLedger {
     ) -> BoxFuture<'a, Result<RiskValidation, RiskError>> {
         Box::pin(async move {
             if inert(order) {
-                return Ok(evaluate(order, &SymbolBook::default(), limits, false));
+                return Ok(evaluate(order, &SymbolBook::default(), limits));
             }
             self.check_and_apply_shared(order, limits).await
         })
@@ -282,6 +435,10 @@ impl RiskLedger for RedisRiskLedger {
                 _ => self.revert_shared(order).await,
             }
         })
+    }
+
+    fn health(&self) -> Result<(), String> {
+        self.known.lock().problem.clone().map_or(Ok(()), Err)
     }
 }
 

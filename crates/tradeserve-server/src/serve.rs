@@ -338,6 +338,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         kafka_sink: sinks.kafka.is_some(),
         access_log: config.telemetry.access_log,
         stats_window: config.telemetry.stats_window,
+        halt_release_approvals: config.control.halt_release_approvals,
     }));
     Ok(Service {
         state,
@@ -508,7 +509,7 @@ fn risk_ledger(config: &Config) -> Result<Arc<dyn RiskLedger>, StartError> {
     let shared = RedisRiskLedger::new(l, local)
         .map_err(|m| StartError::Config(crate::config::ConfigError::Invalid(m)))?;
     tracing::info!(store = %describe(l), on_unavailable = ?l.on_unavailable, "risk ledger shared in Redis");
-    Ok(Arc::new(shared))
+    Ok(shared)
 }
 
 /// This replica's books from the checkpoint and the audit log (`Err(Missing)` when their

@@ -67,6 +67,8 @@ pub struct AppState {
     pub kafka_sink: bool,
     /// Which responses get an access-log line.
     pub access_log: AccessLog,
+    /// Operators needed to release a trading halt (`control.halt_release_approvals`).
+    pub halt_release_approvals: u8,
     draining: AtomicBool,
 }
 
@@ -90,6 +92,7 @@ pub struct Parts {
     pub access_log: AccessLog,
     /// How far back the stats window looks.
     pub stats_window: Duration,
+    pub halt_release_approvals: u8,
 }
 
 impl AppState {
@@ -116,6 +119,7 @@ impl AppState {
             window: Window::new(LATENCY_BUCKETS, p.stats_window),
             kafka_sink: p.kafka_sink,
             access_log: p.access_log,
+            halt_release_approvals: p.halt_release_approvals,
             draining: AtomicBool::new(false),
         };
         if let Some(m) = p.models {

@@ -614,7 +614,9 @@ async fn models_symbols_and_openapi() {
             "/api/v1/rollouts/{id}/promote",
             "/api/v1/rollouts/{id}/pause",
             "/api/v1/rollouts/{id}/rollback",
-            "/api/v1/rollback"
+            "/api/v1/rollback",
+            "/api/v1/halts",
+            "/api/v1/halts/{id}"
         ])
     );
 }

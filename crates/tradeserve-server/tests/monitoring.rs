@@ -203,7 +203,7 @@ fn grafana_queries_and_alert_rules_hold_against_a_real_prometheus() {
         .iter()
         .map(|g| g["rules"].as_array().unwrap().len())
         .sum();
-    assert_eq!(count, 16, "{loaded}");
+    assert_eq!(count, 17, "{loaded}");
     let firing = |api: &Api| -> Vec<Value> {
         get(api, &format!("{}/api/v1/alerts", prom.url()))["data"]["alerts"]
             .as_array()
@@ -250,6 +250,27 @@ fn grafana_queries_and_alert_rules_hold_against_a_real_prometheus() {
     );
     // Spooled, never refused: every request of the load got its decision.
     assert_no_failures(&stop_load(loader));
+
+    // A trading halt in force fires its alert, labelled with its scope.
+    let (s, h) = api.call(
+        "POST",
+        "/api/v1/halts",
+        serde_json::json!({"scope": {"type": "symbol", "symbol": "AAPL"}, "reason": "drill"}),
+    );
+    assert_eq!(s, 201, "{h}");
+    let t0 = Instant::now();
+    let halted = loop {
+        if let Some(a) = firing(&api)
+            .into_iter()
+            .find(|a| a["labels"]["alertname"] == "TradeServeTradingHalted")
+        {
+            break a;
+        }
+        assert!(t0.elapsed() < HANG, "TradeServeTradingHalted never fired");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(halted["labels"]["scope"], "symbol");
+    assert_eq!(halted["labels"]["instance"], target.as_str());
 }
 
 #[test]
@@ -276,7 +297,7 @@ fn every_alert_has_its_text_and_a_runbook_section() {
         .map(|h| h.trim().to_lowercase())
         .collect();
     let alerts: Vec<&str> = rules.split("- alert: ").skip(1).collect();
-    assert_eq!(alerts.len(), 16);
+    assert_eq!(alerts.len(), 17);
     for a in alerts {
         let name = a.lines().next().unwrap().trim();
         for key in ["summary: ", "description: ", "runbook_url: "] {

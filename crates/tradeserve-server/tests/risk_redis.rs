@@ -1,8 +1,11 @@
 //! Risk limits that hold across replicas (`[ledger] store = "redis"`, a real redis-server):
 //! two replicas and 64 concurrent clients trading one symbol end exactly at the limit, the
 //! position in Redis equal to the sum of the orders they approved; the daily order count holds
-//! the same way; a halt key stops every replica; Redis gone is 503 `risk_unavailable` (or this
-//! replica's own books with `on_unavailable = "local"`).
+//! the same way; Redis gone is 503 `risk_unavailable` (or this
+//! replica's own books with `on_unavailable = "local"`). A ledger that lost its data (Redis
+//! restarted empty under load) or was never initialised refuses every order until `tradeserve
+//! risk rebuild-shared` (the real binary) rebuilds it from the replicas' audit logs: no order
+//! past the limit, readiness and `/api/v1/stats` say why meanwhile.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -40,6 +43,34 @@ async fn trading_request() -> (String, String, i64) {
         }
     }
     panic!("no trading decision found");
+}
+
+/// `tradeserve risk rebuild-shared ARGS --by ci --reason test --write` on the ledger at
+/// `url`/`prefix`; its JSON output.
+fn rebuild_shared(url: &str, prefix: &str, args: &[&str]) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tradeserve"))
+        .args(["risk", "rebuild-shared"])
+        .args(args)
+        .args(["--by", "ci", "--reason", "test", "--write"])
+        .env("TRADESERVE_LEDGER__STORE", "redis")
+        .env("TRADESERVE_LEDGER__REDIS_URL", url)
+        .env("TRADESERVE_LEDGER__REDIS_PREFIX", prefix)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// A new, empty shared ledger under `prefix`.
+fn new_ledger(url: &str, prefix: &str) {
+    let v = rebuild_shared(url, prefix, &["--flat"]);
+    assert_eq!(v["written"], true, "{v}");
+    assert_eq!(v["ledger_after"]["seq"], "0", "{v}");
 }
 
 fn replica(
@@ -120,6 +151,7 @@ async fn two_replicas_and_64_clients_never_pass_the_position_limit_together() {
             c.risk.max_order_notional = 1e12;
         }))
     };
+    new_ledger(&url, "fleet");
     let replicas = [make("fleet"), make("fleet")];
     let (approved, rejected) = storm(&replicas, &body, 4).await;
     assert_eq!((approved, rejected), (10, 64 * 4 - 10));
@@ -143,7 +175,7 @@ async fn two_replicas_and_64_clients_never_pass_the_position_limit_together() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs redis-server (scripts/test.sh installs it)"]
-async fn the_daily_order_count_and_the_halt_hold_across_replicas() {
+async fn the_daily_order_count_holds_across_replicas() {
     let redis = RedisServer::start();
     let url = redis.url();
     let (symbol, body, _) = trading_request().await;
@@ -157,34 +189,11 @@ async fn the_daily_order_count_and_the_halt_hold_across_replicas() {
             c.risk.max_order_notional = 1e12;
         }))
     };
+    new_ledger(&url, "daily");
     let replicas = [make(), make()];
     let (approved, _) = storm(&replicas, &body, 2).await;
     assert_eq!(approved, 7);
     assert_eq!(book(&url, &format!("daily:risk:{symbol}")).await.1, 7);
-
-    // A halt key stops every replica, on any symbol; removing it resumes.
-    let fresh = Arc::new(replica(&url, "halt", |_| {}));
-    let other = Arc::new(replica(&url, "halt", |_| {}));
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("SET")
-        .arg("halt:risk:halt")
-        .arg("drill")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    for h in [&fresh, &other] {
-        let (s, d) = predict(h, &body).await;
-        assert_eq!(s, StatusCode::FORBIDDEN, "{d}");
-        assert_eq!(d["risk_validation"]["checks"]["kill_switch"], "fail", "{d}");
-    }
-    let _: () = redis::cmd("DEL")
-        .arg("halt:risk:halt")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let (s, d) = predict(&fresh, &body).await;
-    assert_eq!(s, StatusCode::OK, "{d}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,6 +202,7 @@ async fn redis_gone_fails_closed_or_falls_back_to_local_books_when_configured() 
     let redis = RedisServer::start();
     let url = redis.url();
     let (_, body, _) = trading_request().await;
+    new_ledger(&url, "gone");
     let closed = replica(&url, "gone", |_| {});
     let local = replica(&url, "gone", |c| {
         c.ledger.on_unavailable = Unavailable::Local
@@ -227,4 +237,227 @@ async fn redis_gone_fails_closed_or_falls_back_to_local_books_when_configured() 
     let unchecked = body.replace(r#""risk_check":true"#, r#""risk_check":false"#);
     let (s, _) = predict(&closed, &unchecked).await;
     assert_eq!(s, StatusCode::OK);
+}
+
+/// Orders from one client against `h` until `stop`: (approved, rejected by risk, 503).
+async fn trade_until(
+    h: Arc<Harness>,
+    body: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (usize, usize, usize) {
+    let mut counts = (0, 0, 0);
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let (s, d) = predict(&h, &body).await;
+        match s {
+            StatusCode::OK => counts.0 += 1,
+            StatusCode::FORBIDDEN => counts.1 += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(d["error"]["code"], "risk_unavailable", "{d}");
+                counts.2 += 1;
+            }
+            other => panic!("{other}: {d}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    counts
+}
+
+/// Approved risk-checked orders in a replica's audit log (it is written before each answer).
+fn approved_in(h: &Harness) -> usize {
+    common::audit_events(h)
+        .iter()
+        .filter(|e| e["event_type"] == "trading_decision" && e["approved"] == Value::Bool(true))
+        .filter(|e| !e["risk_checks"].is_null())
+        .count()
+}
+
+async fn readiness(h: &Harness) -> (StatusCode, Value, Value) {
+    let (s, ready, _) = common::call(h, "GET", "/health/ready", axum::body::Body::empty()).await;
+    let (_, stats, _) = common::call(h, "GET", "/api/v1/stats", axum::body::Body::empty()).await;
+    (s, ready, stats)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs redis-server (scripts/test.sh installs it)"]
+async fn a_redis_restarted_empty_under_load_approves_nothing_past_the_limit_until_rebuilt() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tradeserve_testkit::eventually_async;
+    let mut redis = Some(RedisServer::start());
+    let (port, url) = (redis.as_ref().unwrap().port, redis.as_ref().unwrap().url());
+    let (_, body, signed) = trading_request().await;
+    let q = signed.unsigned_abs();
+    // Room for exactly 100 orders.
+    let limit = q * 100 + q / 2;
+    let make = || {
+        Arc::new(replica(&url, "reset", |c| {
+            c.risk.max_position_shares = limit;
+            c.risk.max_daily_orders = 1_000_000;
+            c.risk.max_position_notional = 1e15;
+            c.risk.max_concentration = 1.0;
+            c.risk.portfolio_capital = 1e15;
+            c.risk.max_order_notional = 1e12;
+        }))
+    };
+    // A ledger never initialised refuses, and says how to fix it.
+    let early = make();
+    let (s, d) = predict(&early, &body).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{d}");
+    assert!(
+        d["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rebuild-shared"),
+        "{d}"
+    );
+    drop(early);
+    new_ledger(&url, "reset");
+    let replicas = [make(), make()];
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = replicas
+        .iter()
+        .map(|h| tokio::spawn(trade_until(Arc::clone(h), body.clone(), Arc::clone(&stop))))
+        .collect();
+    eventually_async("30 approved orders", || async {
+        (replicas.iter().map(|h| approved_in(h)).sum::<usize>() >= 30).then_some(())
+    })
+    .await;
+    // Redis dies mid-load and comes back empty on the same port.
+    drop(redis.take());
+    redis = Some(RedisServer::start_on(port));
+    for h in &replicas {
+        eventually_async("readiness sees the reset ledger", || async {
+            let (s, ready, stats) = readiness(h).await;
+            (s == StatusCode::SERVICE_UNAVAILABLE
+                && ready.to_string().contains("rebuild-shared")
+                && stats["risk"]["available"] == false
+                && stats["risk"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("no generation")))
+            .then_some(())
+        })
+        .await;
+    }
+    let before: usize = replicas.iter().map(|h| approved_in(h)).sum();
+    // Nothing is approved while the ledger is reset.
+    eventually_async("orders refused on the reset ledger", || async {
+        let (s, d) = predict(&replicas[0], &body).await;
+        (s == StatusCode::SERVICE_UNAVAILABLE && d["error"]["code"] == "risk_unavailable")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        replicas.iter().map(|h| approved_in(h)).sum::<usize>(),
+        before
+    );
+    // Rebuilt from both replicas' audit logs: the position the fleet holds, then orders up to
+    // the limit and not one past it.
+    let logs: Vec<String> = replicas
+        .iter()
+        .map(|h| h.audit_path.display().to_string())
+        .collect();
+    let rebuilt = rebuild_shared(
+        &url,
+        "reset",
+        &["--audit-log", &logs[0], "--audit-log", &logs[1]],
+    );
+    let symbol = body.split('"').nth(3).unwrap();
+    assert_eq!(
+        rebuilt["books"][symbol]["position"].as_i64().unwrap(),
+        signed * before as i64,
+        "{rebuilt}"
+    );
+    eventually_async("the limit reached on both replicas", || async {
+        (replicas.iter().map(|h| approved_in(h)).sum::<usize>() >= 100
+            && predict(&replicas[0], &body).await.0 == StatusCode::FORBIDDEN
+            && predict(&replicas[1], &body).await.0 == StatusCode::FORBIDDEN)
+            .then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let mut answered = (0, 0, 0);
+    for t in load {
+        let c = t.await.unwrap();
+        answered = (answered.0 + c.0, answered.1 + c.1, answered.2 + c.2);
+    }
+    let approved: usize = replicas.iter().map(|h| approved_in(h)).sum();
+    assert_eq!(approved, 100, "answered {answered:?}");
+    assert!(answered.2 > 0, "the outage was seen: {answered:?}");
+    let (position, _) = book(&url, &format!("reset:risk:{symbol}")).await;
+    assert_eq!(position, signed * 100);
+    for h in &replicas {
+        let (s, _, stats) = readiness(h).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(
+            stats["risk"],
+            serde_json::json!({"available": true, "reason": null})
+        );
+    }
+    drop(redis);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (scripts/test.sh installs it)"]
+async fn a_ledger_that_went_back_in_time_is_lost_for_the_whole_fleet_and_a_live_one_is_not_replaced_by_accident()
+ {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let (_, body, _) = trading_request().await;
+    new_ledger(&url, "lag");
+    let (a, b) = (replica(&url, "lag", |_| {}), replica(&url, "lag", |_| {}));
+    for _ in 0..3 {
+        assert_eq!(predict(&a, &body).await.0, StatusCode::OK);
+    }
+    // A failover to a replica that missed the last two orders: the count goes back to 1.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("lag:ledger")
+        .arg("seq")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (s, d) = predict(&a, &body).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{d}");
+    let message = d["error"]["message"].as_str().unwrap();
+    assert!(message.contains("went back from order 3 to order 1"), "{d}");
+    // The replica that saw nothing of it refuses too: the ledger is marked lost.
+    let (s, d) = predict(&b, &body).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{d}");
+    assert!(
+        d["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("marked lost"),
+        "{d}"
+    );
+    // A lost ledger is rebuilt without --replace; then trading resumes on both.
+    let logs = [a.audit_path.display().to_string()];
+    let v = rebuild_shared(&url, "lag", &["--audit-log", &logs[0]]);
+    assert_eq!(v["ledger_before"]["seq"], "1", "{v}");
+    assert_eq!(predict(&b, &body).await.0, StatusCode::OK);
+    assert_eq!(predict(&a, &body).await.0, StatusCode::OK);
+    // A live ledger is replaced only on purpose.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tradeserve"))
+        .args([
+            "risk",
+            "rebuild-shared",
+            "--flat",
+            "--by",
+            "ci",
+            "--reason",
+            "oops",
+            "--write",
+        ])
+        .env("TRADESERVE_LEDGER__REDIS_URL", &url)
+        .env("TRADESERVE_LEDGER__REDIS_PREFIX", "lag")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is live") && stderr.contains("--replace"),
+        "{stderr}"
+    );
+    assert_eq!(predict(&a, &body).await.0, StatusCode::OK);
 }

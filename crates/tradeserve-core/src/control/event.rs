@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::control::context::{Actor, CommandError};
 use crate::control::state::KillRecord;
 use crate::experiment::{Experiment, ExperimentStatus};
+use crate::halt::{Halt, HaltStatus};
 use crate::rollout::{GateReport, Rollout, Stage};
 
 /// What applying a command gives: the events of the change, or why it was refused.
@@ -24,16 +25,23 @@ pub enum Subject {
     Experiment,
     Rollout,
     KillSwitch,
+    Halt,
 }
 
 impl Subject {
-    pub const ALL: [Subject; 3] = [Subject::Experiment, Subject::Rollout, Subject::KillSwitch];
+    pub const ALL: [Subject; 4] = [
+        Subject::Experiment,
+        Subject::Rollout,
+        Subject::KillSwitch,
+        Subject::Halt,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Subject::Experiment => "experiment",
             Subject::Rollout => "rollout",
             Subject::KillSwitch => "kill_switch",
+            Subject::Halt => "halt",
         }
     }
 }
@@ -52,10 +60,14 @@ pub enum ControlAction {
     RolledBack,
     /// The kill switch.
     Activated,
+    /// A halt's release asked for by a first operator (two are needed).
+    ReleaseRequested,
+    /// A halt released.
+    Released,
 }
 
 impl ControlAction {
-    pub const ALL: [ControlAction; 8] = [
+    pub const ALL: [ControlAction; 10] = [
         ControlAction::Created,
         ControlAction::Updated,
         ControlAction::Stopped,
@@ -64,6 +76,8 @@ impl ControlAction {
         ControlAction::Paused,
         ControlAction::RolledBack,
         ControlAction::Activated,
+        ControlAction::ReleaseRequested,
+        ControlAction::Released,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,16 +90,19 @@ impl ControlAction {
             ControlAction::Paused => "paused",
             ControlAction::RolledBack => "rolled_back",
             ControlAction::Activated => "activated",
+            ControlAction::ReleaseRequested => "release_requested",
+            ControlAction::Released => "released",
         }
     }
 }
 
-/// An experiment's status or a rollout's stage.
+/// An experiment's status, a rollout's stage or a halt's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Status {
     Experiment(ExperimentStatus),
     Rollout(Stage),
+    Halt(HaltStatus),
 }
 
 impl Status {
@@ -94,6 +111,7 @@ impl Status {
             Status::Experiment(ExperimentStatus::Running) => "running",
             Status::Experiment(ExperimentStatus::Stopped) => "stopped",
             Status::Rollout(s) => s.as_str(),
+            Status::Halt(h) => h.as_str(),
         }
     }
 }
@@ -111,9 +129,14 @@ pub enum Record {
         gate: Option<Box<GateReport>>,
     },
     KillSwitch(KillRecord),
+    Halt(Box<Halt>),
 }
 
 impl Record {
+    pub fn halt(h: &Halt) -> Record {
+        Record::Halt(Box::new(h.clone()))
+    }
+
     pub fn experiment(e: &Experiment) -> Record {
         Record::Experiment(Box::new(e.clone()))
     }
@@ -130,6 +153,7 @@ impl Record {
             Record::Experiment(_) => Subject::Experiment,
             Record::Rollout { .. } => Subject::Rollout,
             Record::KillSwitch(_) => Subject::KillSwitch,
+            Record::Halt(_) => Subject::Halt,
         }
     }
 
@@ -139,6 +163,7 @@ impl Record {
             Record::Experiment(e) => &e.experiment_id,
             Record::Rollout { rollout, .. } => &rollout.rollout_id,
             Record::KillSwitch(_) => "kill_switch",
+            Record::Halt(h) => &h.halt_id,
         }
     }
 
@@ -148,6 +173,7 @@ impl Record {
             Record::Experiment(e) => Some(Status::Experiment(e.status)),
             Record::Rollout { rollout, .. } => Some(Status::Rollout(rollout.stage)),
             Record::KillSwitch(_) => None,
+            Record::Halt(h) => Some(Status::Halt(h.status)),
         }
     }
 
@@ -187,7 +213,7 @@ pub struct ControlEvent {
     #[serde(with = "time::serde::rfc3339")]
     pub timestamp: OffsetDateTime,
     pub subject: Subject,
-    /// Experiment or rollout id (`kill_switch` for the kill switch).
+    /// Experiment, rollout or halt id (`kill_switch` for the kill switch).
     pub subject_id: String,
     pub action: ControlAction,
     /// Status or stage before and after.

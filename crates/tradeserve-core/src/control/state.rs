@@ -1,5 +1,5 @@
-//! The control state: every experiment and rollout, the champion override and the last kill
-//! switch, as one serializable value with a revision (writes are compare-and-swap on it).
+//! The control state: every experiment and rollout, the champion override, the last kill
+//! switch and the trading halts, as one serializable value with a revision (writes are compare-and-swap on it).
 //! Commands ([`crate::control::commands`]) change it.
 
 use std::collections::BTreeMap;
@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 
 use crate::control::context::CommandError;
 use crate::experiment::{Experiment, ExperimentStatus};
+use crate::halt::Halt;
 use crate::rollout::Rollout;
 use crate::types::Role;
 
@@ -39,6 +40,9 @@ pub struct ControlState {
     pub champion: Option<BTreeMap<Role, String>>,
     #[serde(default)]
     pub kill_switch: Option<KillRecord>,
+    /// Trading halts: every active one, and the last released ones.
+    #[serde(default)]
+    pub halts: Vec<Halt>,
 }
 
 impl ControlState {
@@ -91,6 +95,21 @@ impl ControlState {
             })
     }
 
+    /// The halt `id`, or 404.
+    pub fn halt_mut(&mut self, id: &str) -> Result<&mut Halt, CommandError> {
+        self.halts
+            .iter_mut()
+            .find(|h| h.halt_id == id)
+            .ok_or_else(|| CommandError::NotFound {
+                kind: "halt",
+                id: id.to_owned(),
+            })
+    }
+
+    pub fn halt(&self, id: &str) -> Option<&Halt> {
+        self.halts.iter().find(|h| h.halt_id == id)
+    }
+
     /// Drop the oldest finished records beyond [`KEEP_FINISHED`].
     pub(crate) fn prune(&mut self) {
         let finished = self.experiments.iter().filter(|e| !e.is_running()).count();
@@ -108,6 +127,13 @@ impl ControlState {
         let mut drop = finished.saturating_sub(KEEP_FINISHED);
         self.rollouts.retain(|r| {
             let gone = drop > 0 && !r.stage.is_active();
+            drop -= usize::from(gone);
+            !gone
+        });
+        let released = self.halts.iter().filter(|h| !h.is_active()).count();
+        let mut drop = released.saturating_sub(KEEP_FINISHED);
+        self.halts.retain(|h| {
+            let gone = drop > 0 && !h.is_active();
             drop -= usize::from(gone);
             !gone
         });

@@ -25,6 +25,7 @@ use time::OffsetDateTime;
 use tradeserve_core::arm_stats::UnitStats;
 use tradeserve_core::control::commands::KillSwitch;
 use tradeserve_core::control::{Context, ControlEvent};
+use tradeserve_core::halt::ActiveHalts;
 use tradeserve_core::model_set::ModelSet;
 use tradeserve_core::ports::EventSink;
 use tradeserve_core::rollout::{GateReport, Stage};
@@ -241,11 +242,15 @@ impl ControlPlane {
         });
         self.metrics
             .routed(experiment.is_some(), rollout.as_ref().map(|r| r.stage));
+        let halts = Arc::new(ActiveHalts::new(&view.halts));
         self.routing.store(Some(Arc::new(Routing {
             champion,
             experiment,
             rollout,
+            halts: Arc::clone(&halts),
         })));
+        // After the snapshot: a gauge that shows a halt means requests already see it.
+        self.metrics.halts(&halts);
     }
 
     /// Every version a state routes to, by role.

@@ -5,6 +5,7 @@ pub mod bars;
 pub mod body;
 pub mod change;
 pub mod experiments;
+pub mod halts;
 pub mod ops;
 pub mod outcomes;
 pub mod predict;

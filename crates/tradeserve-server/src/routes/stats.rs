@@ -63,7 +63,15 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Json<Value> {
         "models": models(&state),
         "control": control(&state),
         "events": events(&state),
+        "risk": risk(&state),
+        "halts": state.control.view().halts.iter().filter(|h| h.is_active()).collect::<Vec<_>>(),
     }))
+}
+
+/// Whether risk-checked orders can be checked (the books' history, the shared ledger).
+fn risk(state: &AppState) -> Value {
+    let health = state.pipeline.risk_health();
+    json!({"available": health.is_ok(), "reason": health.err()})
 }
 
 fn models(state: &AppState) -> Value {

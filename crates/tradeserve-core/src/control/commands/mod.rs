@@ -4,21 +4,25 @@
 //! one and bumps the revision.
 
 mod create_experiment;
+mod create_halt;
 mod create_rollout;
 mod gate;
 mod kill_switch;
 mod pause;
 mod promote;
+mod release_halt;
 mod roll_back;
 mod stop_experiment;
 mod update_experiment;
 
 pub use create_experiment::CreateExperiment;
+pub use create_halt::CreateHalt;
 pub use create_rollout::CreateRollout;
 pub use gate::Gate;
 pub use kill_switch::KillSwitch;
 pub use pause::Pause;
 pub use promote::Promote;
+pub use release_halt::ReleaseHalt;
 pub use roll_back::RollBack;
 pub use stop_experiment::StopExperiment;
 pub use update_experiment::UpdateExperiment;
@@ -40,6 +44,8 @@ pub enum Command {
     /// Apply a gate verdict, if the rollout is still in the stage it judged.
     Gate(Gate),
     KillSwitch(KillSwitch),
+    CreateHalt(CreateHalt),
+    ReleaseHalt(ReleaseHalt),
 }
 
 impl Command {
@@ -55,6 +61,8 @@ impl Command {
             Command::RollBack(c) => c.apply(state, ctx),
             Command::Gate(c) => c.apply(state, ctx),
             Command::KillSwitch(c) => c.apply(state, ctx),
+            Command::CreateHalt(c) => c.apply(state, ctx),
+            Command::ReleaseHalt(c) => c.apply(state, ctx),
         }
     }
 
@@ -99,5 +107,7 @@ into_command!(
     Pause,
     RollBack,
     Gate,
-    KillSwitch
+    KillSwitch,
+    CreateHalt,
+    ReleaseHalt
 );
