@@ -213,6 +213,9 @@ pub struct DecisionEvent {
     /// The API key id that asked (absent without authentication).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// The request's idempotency key (`client_order_id` or `Idempotency-Key`), when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_order_id: Option<String>,
 }
 
 impl DecisionEvent {

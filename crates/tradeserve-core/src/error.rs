@@ -92,4 +92,10 @@ pub enum PredictError {
         deadline: Duration,
         elapsed: Duration,
     },
+    #[error("this idempotency key was used for a different request")]
+    IdempotencyConflict,
+    #[error("the first request with this idempotency key is still being decided; retry")]
+    IdempotencyInFlight,
+    #[error("{0}; a request with an idempotency key is not decided without it")]
+    IdempotencyUnavailable(String),
 }

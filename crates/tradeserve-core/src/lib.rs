@@ -42,6 +42,7 @@ pub mod event;
 pub mod experiment;
 pub mod explain;
 pub mod halt;
+pub mod idempotency;
 pub mod kernel;
 pub mod ledger;
 pub mod model_set;

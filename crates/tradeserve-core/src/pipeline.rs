@@ -21,13 +21,14 @@ use crate::decision::{
 pub use crate::error::PredictError;
 use crate::experiment::Unit;
 use crate::explain::ExplainConfig;
+use crate::idempotency::{Claim, IdempotencyStore, InMemoryIdempotency, Stored};
 pub use crate::kernel::{Evaluation, Fetched, Sized, evaluate, evaluate_with, kernel, kernel_with};
 use crate::ports::{
     EmitError, EventSink, ExplainJob, Explainer, FeatureSnapshot, FeatureSource, RiskLedger,
     ShadowJob, ShadowRunner,
 };
 use crate::remote;
-use crate::request::{PredictRequest, RequestRules, parse_predict_request};
+use crate::request::{PredictRequest, RequestError, RequestRules, parse_predict_request};
 use crate::risk::{Order, RiskLimits, RiskValidation};
 use crate::routing::{Route, Routing};
 use crate::sizing::SizingPolicy;
@@ -157,6 +158,49 @@ pub struct Requester<'a> {
     pub client: Option<&'a str>,
     /// The authenticated API key's id (`None` without authentication): the event's `actor`.
     pub actor: Option<&'a str>,
+    /// The `Idempotency-Key` header (already checked against [`crate::request::valid_key`]).
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// A request's answer: decided now, or the decision kept under its idempotency key.
+#[derive(Debug)]
+pub enum Answered {
+    Fresh(Box<Prediction>),
+    Repeat(Stored),
+}
+
+/// The request's idempotency key, scoped to the API key that asks (two desks may use the
+/// same ids): the body's `client_order_id` or the `Idempotency-Key` header, which must agree
+/// when both are given (422 otherwise).
+fn idempotency_key(
+    request: &PredictRequest,
+    who: Requester<'_>,
+) -> Result<Option<String>, PredictError> {
+    let key = match (request.client_order_id.as_deref(), who.idempotency_key) {
+        (Some(body), Some(header)) if body != header => {
+            return Err(PredictError::from(RequestError::invalid(
+                "invalid_value",
+                "client_order_id differs from the Idempotency-Key header",
+                Some("client_order_id".to_owned()),
+            )));
+        }
+        (Some(k), _) | (None, Some(k)) => k,
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(format!("{}/{key}", who.actor.unwrap_or(""))))
+}
+
+/// What makes two requests with the same key the same request: every field that changes the
+/// decision (the key itself aside).
+fn fingerprint(r: &PredictRequest) -> String {
+    let at = r.timestamp.map(|t| t.unix_timestamp_nanos());
+    format!(
+        "{}|{at:?}|{:?}|{}|{}",
+        r.symbol.as_str(),
+        r.strategy_override,
+        r.risk_check,
+        r.explain
+    )
 }
 
 /// The decision service: ports plus configuration.
@@ -166,6 +210,8 @@ pub struct Pipeline {
     events: Arc<dyn EventSink>,
     shadow: Option<Arc<dyn ShadowRunner>>,
     explainer: Arc<dyn Explainer>,
+    /// Requests with an idempotency key: decided once.
+    idempotency: Arc<dyn IdempotencyStore>,
     config: PipelineConfig,
 }
 
@@ -182,8 +228,15 @@ impl Pipeline {
             events,
             shadow: None,
             explainer: Arc::new(InlineExplainer::new(config.explain)),
+            idempotency: Arc::new(InMemoryIdempotency::new(Default::default())),
             config,
         }
+    }
+
+    /// Keep idempotency keys in `store` (default: this process, with the default limits).
+    pub fn with_idempotency(mut self, store: Arc<dyn IdempotencyStore>) -> Pipeline {
+        self.idempotency = store;
+        self
     }
 
     /// Run explanations through `explainer` (the server uses a bounded blocking pool).
@@ -228,7 +281,8 @@ impl Pipeline {
     }
 
     /// Decide for one request body. `arrival` is when the request reached the server, `now`
-    /// the wall clock at that moment, `who` the caller.
+    /// the wall clock at that moment, `who` the caller. A request with an idempotency key
+    /// that was decided before is answered with that decision ([`Answered::Repeat`]).
     pub async fn predict(
         &self,
         routing: &Routing,
@@ -236,10 +290,53 @@ impl Pipeline {
         arrival: Instant,
         now: OffsetDateTime,
         who: Requester<'_>,
-    ) -> Result<Prediction, Failed> {
-        let mut timings = StageTimings::default();
+    ) -> Result<Answered, Failed> {
         let request = parse_predict_request(body, now, &self.config.request)
             .map_err(|e| Failed::from(PredictError::from(e)))?;
+        let Some(key) = idempotency_key(&request, who).map_err(Failed::from)? else {
+            return self
+                .predict_parsed(routing, &request, arrival, now, who)
+                .await
+                .map(|p| Answered::Fresh(Box::new(p)));
+        };
+        let fingerprint = fingerprint(&request);
+        match self.idempotency.claim(&key, &fingerprint).await {
+            Ok(Claim::New) => {}
+            Ok(Claim::Repeat(stored)) => return Ok(Answered::Repeat(stored)),
+            Ok(Claim::Conflict) => return Err(PredictError::IdempotencyConflict.into()),
+            Ok(Claim::InFlight) => return Err(PredictError::IdempotencyInFlight.into()),
+            Err(e) => return Err(PredictError::IdempotencyUnavailable(e.0).into()),
+        }
+        let result = self
+            .predict_parsed(routing, &request, arrival, now, who)
+            .await;
+        match &result {
+            Ok(p) => match serde_json::to_vec(p.outcome.decision()) {
+                Ok(bytes) => {
+                    let stored = Stored {
+                        approved: matches!(p.outcome, Outcome::Approved(_)),
+                        decision: bytes.into(),
+                    };
+                    self.idempotency.complete(&key, &fingerprint, stored).await;
+                }
+                Err(_) => self.idempotency.abandon(&key, &fingerprint).await,
+            },
+            Err(_) => self.idempotency.abandon(&key, &fingerprint).await,
+        }
+        result.map(|p| Answered::Fresh(Box::new(p)))
+    }
+
+    /// [`Self::predict`] once the body is parsed (and its key, if any, claimed: the parse
+    /// stage's time includes the claim).
+    async fn predict_parsed(
+        &self,
+        routing: &Routing,
+        request: &PredictRequest,
+        arrival: Instant,
+        now: OffsetDateTime,
+        who: Requester<'_>,
+    ) -> Result<Prediction, Failed> {
+        let mut timings = StageTimings::default();
         let t = Instant::now();
         timings.parse = t.duration_since(arrival);
         let snapshot = self
@@ -264,7 +361,7 @@ impl Pipeline {
             .covering(request.symbol.as_str(), who.actor, route.models.versions())
             .map(|h| h.halt_id.as_str());
         let call = Call {
-            request: &request,
+            request,
             route: &route,
             decision_id,
             arrival,
@@ -574,6 +671,11 @@ fn build_event(
         latency_ms: decision.metadata.latency_ms,
         client_id: who.client.map(str::to_owned),
         actor: who.actor.map(str::to_owned),
+        client_order_id: request
+            .client_order_id
+            .as_deref()
+            .or(who.idempotency_key)
+            .map(str::to_owned),
     }
 }
 

@@ -19,7 +19,28 @@ pub struct PredictRequest {
     pub strategy_override: Option<Specialist>,
     pub risk_check: bool,
     pub explain: bool,
+    /// The client's id of this order: a repeat of the same request is answered with the
+    /// first decision ([`crate::idempotency`]).
+    pub client_order_id: Option<String>,
 }
+
+/// Longest idempotency key (`client_order_id`, `Idempotency-Key`), in bytes.
+pub const MAX_KEY_LEN: usize = 64;
+
+/// Whether `key` is a valid idempotency key: 1 to 64 of `A-Z a-z 0-9 . _ : -`, starting with a
+/// letter or digit.
+pub fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_KEY_LEN
+        && key.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
+}
+
+/// The pattern [`valid_key`] checks, for error messages.
+pub const KEY_RULE: &str =
+    "must be 1-64 characters of A-Z a-z 0-9 . _ : -, starting with a letter or digit";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +54,8 @@ struct RawRequest {
     risk_check: bool,
     #[serde(default)]
     explain: bool,
+    #[serde(default)]
+    client_order_id: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -68,7 +91,11 @@ impl RequestError {
         }
     }
 
-    fn invalid(code: &'static str, message: impl Into<String>, field: Option<String>) -> Self {
+    pub(crate) fn invalid(
+        code: &'static str,
+        message: impl Into<String>,
+        field: Option<String>,
+    ) -> Self {
         RequestError {
             kind: RequestErrorKind::Invalid,
             code,
@@ -156,12 +183,22 @@ pub fn parse_predict_request(
             Some(ts)
         }
     };
+    if let Some(id) = &raw.client_order_id
+        && !valid_key(id)
+    {
+        return Err(RequestError::invalid(
+            "invalid_value",
+            format!("client_order_id {}", KEY_RULE),
+            Some("client_order_id".to_owned()),
+        ));
+    }
     Ok(PredictRequest {
         symbol,
         timestamp,
         strategy_override: raw.strategy_override,
         risk_check: raw.risk_check,
         explain: raw.explain,
+        client_order_id: raw.client_order_id,
     })
 }
 
@@ -273,6 +310,16 @@ mod tests {
     }
 
     #[test]
+    fn idempotency_keys_follow_the_documented_rule() {
+        for ok in ["a", "ORD-2025.10:14_1", &"x".repeat(64)] {
+            assert!(valid_key(ok), "{ok}");
+        }
+        for bad in ["", "-a", "a b", "é", &"x".repeat(65), "a/b"] {
+            assert!(!valid_key(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn minimal_request_gets_defaults() {
         let r = parse(r#"{"symbol":"AAPL"}"#);
         assert_eq!(
@@ -283,6 +330,7 @@ mod tests {
                 strategy_override: None,
                 risk_check: true,
                 explain: false,
+                client_order_id: None,
             })
         );
     }

@@ -49,7 +49,7 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    let prediction = rt
+    let tradeserve_core::pipeline::Answered::Fresh(prediction) = rt
         .block_on(state.pipeline.predict(
             &models,
             br#"{"symbol":"AAPL"}"#,
@@ -57,7 +57,10 @@ fn bench(c: &mut Criterion) {
             OffsetDateTime::now_utc(),
             Requester::default(),
         ))
-        .unwrap();
+        .unwrap()
+    else {
+        panic!("a request without a key is decided afresh")
+    };
     // What acknowledging after the write costs per decision: serialize the event and append
     // it with write(2) (page cache), as the request path now does.
     let audit = service.audit_log.clone().unwrap();

@@ -41,6 +41,9 @@ pub struct Config {
     pub ledger: crate::risk_redis::LedgerConfig,
     /// The access log and trace export.
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// How long a decision is kept under its idempotency key, and how many keys a replica
+    /// holds in memory.
+    pub idempotency: crate::idempotency_redis::IdempotencyConfig,
 }
 
 /// Experiments, rollouts and the kill switch: where their state lives and how often it is
@@ -831,6 +834,7 @@ impl Config {
         }
         self.risk.validate().map_err(ConfigError::Invalid)?;
         self.ledger.validate().map_err(ConfigError::Invalid)?;
+        self.idempotency.validate().map_err(ConfigError::Invalid)?;
         self.telemetry.validate().map_err(ConfigError::Invalid)?;
         self.control.validate().map_err(ConfigError::Invalid)?;
         if !(1..=256).contains(&self.explain.permutations) {

@@ -140,6 +140,17 @@ impl From<PredictError> for ApiError {
             PredictError::DeadlineExceeded { .. } => {
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded", message)
             }
+            PredictError::IdempotencyConflict => {
+                ApiError::new(StatusCode::CONFLICT, "idempotency_conflict", message)
+            }
+            PredictError::IdempotencyInFlight => {
+                ApiError::new(StatusCode::CONFLICT, "idempotency_in_flight", message)
+            }
+            PredictError::IdempotencyUnavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "idempotency_unavailable",
+                message,
+            ),
         };
         api.log();
         api

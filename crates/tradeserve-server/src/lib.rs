@@ -42,6 +42,7 @@ pub mod error;
 pub mod explainer;
 pub mod feed_kafka;
 pub mod feed_metrics;
+pub mod idempotency_redis;
 pub mod idle;
 pub mod listener;
 pub mod market_publish;

@@ -78,6 +78,8 @@ pub struct Metrics {
     pub registry_up: IntGauge,
     /// Decisions answered although their event could not be recorded (`events.on_failure = "serve"`).
     pub decisions_unrecorded: IntCounter,
+    /// Requests answered with the decision kept under their idempotency key.
+    pub decisions_repeated: IntCounter,
     /// Open client connections.
     pub connections_open: IntGauge,
     /// Connections refused at `server.max_connections` (answered 503 and closed).
@@ -425,6 +427,11 @@ impl Metrics {
             "tradeserve_decisions_unrecorded_total",
             "Decisions answered although their event could not be recorded (events.on_failure = serve)",
         )?;
+        let decisions_repeated = counter(
+            &registry,
+            "tradeserve_decisions_repeated_total",
+            "Requests answered with the decision already made for their idempotency key (no second booking, no second event)",
+        )?;
         let connections_open =
             IntGauge::new("tradeserve_connections_open", "Open client connections")?;
         registry.register(Box::new(connections_open.clone()))?;
@@ -483,6 +490,7 @@ impl Metrics {
             model_reloads_unavailable: reloads.with_label_values(&["unavailable"]),
             registry_up,
             decisions_unrecorded,
+            decisions_repeated,
             connections_open,
             connections_refused,
             tls_handshake_failures,

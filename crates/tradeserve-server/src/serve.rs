@@ -314,6 +314,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
     let arms = arm_book(config, &metrics, &features, &control)?;
     let shadow = shadow_pool(config, &emitter, &(Arc::clone(&arms) as _), &metrics)?;
     let pipeline = Pipeline::new(features, ledger, emitter, pipeline_config(config))
+        .with_idempotency(idempotency_store(config)?)
         .with_shadow(shadow.clone())
         .with_explainer(Arc::new(
             crate::explainer::BlockingExplainer::new(config.explain).map_err(StartError::Shadow)?,
@@ -510,6 +511,39 @@ fn risk_ledger(config: &Config) -> Result<Arc<dyn RiskLedger>, StartError> {
         .map_err(|m| StartError::Config(crate::config::ConfigError::Invalid(m)))?;
     tracing::info!(store = %describe(l), on_unavailable = ?l.on_unavailable, "risk ledger shared in Redis");
     Ok(shared)
+}
+
+/// Where idempotency keys are kept: the risk ledger's Redis, else the control store's, else
+/// this process.
+fn idempotency_store(
+    config: &Config,
+) -> Result<Arc<dyn tradeserve_core::idempotency::IdempotencyStore>, StartError> {
+    use crate::config::StoreKind;
+    use crate::idempotency_redis::RedisIdempotency;
+    use crate::risk_redis::LedgerStore;
+    let limits = config.idempotency.limits();
+    let shared = match (config.ledger.store, config.control.store) {
+        (LedgerStore::Redis, _) => {
+            let l = &config.ledger;
+            Some((&l.redis_url, &l.redis_prefix, l.timeout))
+        }
+        (_, StoreKind::Redis) => {
+            let c = &config.control;
+            Some((&c.redis_url, &c.redis_prefix, c.store_timeout))
+        }
+        _ => None,
+    };
+    let Some((url, prefix, timeout)) = shared else {
+        return Ok(Arc::new(
+            tradeserve_core::idempotency::InMemoryIdempotency::new(limits),
+        ));
+    };
+    let store = RedisIdempotency::new(url, prefix, timeout, limits).map_err(|m| {
+        StartError::Config(crate::config::ConfigError::Invalid(format!(
+            "idempotency store: {m}"
+        )))
+    })?;
+    Ok(Arc::new(store))
 }
 
 /// This replica's books from the checkpoint and the audit log (`Err(Missing)` when their

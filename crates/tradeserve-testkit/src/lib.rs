@@ -584,6 +584,7 @@ pub fn sample_event(decision_id: uuid::Uuid, symbol: &str) -> tradeserve_core::D
         latency_ms: 0.1,
         client_id: None,
         actor: None,
+        client_order_id: None,
     }
 }
 

@@ -12,7 +12,9 @@ use serde::Serialize;
 use tracing::Instrument as _;
 use tradeserve_core::control::ArmRecorder;
 use tradeserve_core::error::ModelError;
-use tradeserve_core::pipeline::{Failed, PredictError, Prediction, Requester};
+use tradeserve_core::idempotency::Stored;
+use tradeserve_core::pipeline::{Answered, Failed, PredictError, Prediction, Requester};
+use tradeserve_core::request::{KEY_RULE, valid_key};
 use tradeserve_core::{Decision, Outcome};
 
 use crate::auth::Caller;
@@ -41,6 +43,7 @@ pub async fn predict(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let client = client_id(&headers)?;
+    let idempotency_key = idempotency_key(&headers)?;
     let routing = state
         .control
         .routing()
@@ -58,11 +61,61 @@ pub async fn predict(
             Requester {
                 client,
                 actor: caller.as_ref().map(|c| &*c.0.id),
+                idempotency_key,
             },
         )
         .instrument(span)
         .await;
-    answer(&state, result)
+    match result {
+        Ok(Answered::Repeat(stored)) => repeat(&state, &stored),
+        Ok(Answered::Fresh(prediction)) => answer(&state, Ok(*prediction)),
+        Err(failed) => answer(&state, Err(failed)),
+    }
+}
+
+/// `Idempotency-Key`: absent is none; present, it must follow the key rule (422 otherwise).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(raw) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match raw.to_str() {
+        Ok(key) if valid_key(key) => Ok(Some(key)),
+        _ => Err(ApiError::invalid_value(
+            "Idempotency-Key",
+            format!("Idempotency-Key {KEY_RULE}"),
+        )),
+    }
+}
+
+/// The decision kept under the request's idempotency key, as first answered, marked
+/// `"repeat": true` (and the `Idempotent-Replayed: true` header): nothing booked or recorded.
+fn repeat(state: &AppState, stored: &Stored) -> Result<Response, ApiError> {
+    let mut decision: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&stored.decision)
+            .map_err(|e| ApiError::internal(format!("stored decision unreadable: {e}")))?;
+    decision.insert("repeat".into(), serde_json::Value::Bool(true));
+    let status = if stored.approved {
+        StatusCode::OK
+    } else {
+        let error = ErrorBody {
+            code: "risk_rejected",
+            message: "the decision failed one or more risk checks".into(),
+            field: None,
+        };
+        let error = serde_json::to_value(error)
+            .map_err(|e| ApiError::internal(format!("cannot serialize error: {e}")))?;
+        decision.insert("error".into(), error);
+        StatusCode::FORBIDDEN
+    };
+    state.metrics.decisions_repeated.inc();
+    let body = serde_json::to_vec(&decision)
+        .map_err(|e| ApiError::internal(format!("cannot serialize decision: {e}")))?;
+    let mut response = json_response(status, body);
+    response.headers_mut().insert(
+        "idempotent-replayed",
+        axum::http::HeaderValue::from_static("true"),
+    );
+    Ok(response)
 }
 
 /// `X-Client-Id`: absent or empty is no client; longer than 128 bytes or not text is refused
