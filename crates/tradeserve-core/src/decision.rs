@@ -152,6 +152,19 @@ pub struct RiskCheckFlags {
     pub restricted_list: bool,
     pub daily_order_count: bool,
     pub kill_switch: bool,
+    /// The checks added later default to passed when an older event is read back.
+    #[serde(default = "passed")]
+    pub order_quantity: bool,
+    #[serde(default = "passed")]
+    pub desk_daily_notional: bool,
+    #[serde(default = "passed")]
+    pub order_rate: bool,
+    #[serde(default = "passed")]
+    pub repeated_execution: bool,
+}
+
+fn passed() -> bool {
+    true
 }
 
 impl From<&RiskValidation> for RiskCheckFlags {
@@ -165,6 +178,10 @@ impl From<&RiskValidation> for RiskCheckFlags {
             restricted_list: ok(c.restricted_list),
             daily_order_count: ok(c.daily_order_count),
             kill_switch: ok(c.kill_switch),
+            order_quantity: ok(c.order_quantity),
+            desk_daily_notional: ok(c.desk_daily_notional),
+            order_rate: ok(c.order_rate),
+            repeated_execution: ok(c.repeated_execution),
         }
     }
 }

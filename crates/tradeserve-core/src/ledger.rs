@@ -1,21 +1,106 @@
 //! The in-process risk ledger: the single-replica adapter of the [`RiskLedger`] port, holding
-//! each symbol's book behind one lock so check-and-apply is atomic. The rules themselves are
+//! each symbol's book, each desk's notional today and the recent order flow (rates, the
+//! repeated-execution latch's window) behind one lock so check-and-apply is atomic. The rules themselves are
 //! in [`crate::risk`]. [`UnavailableLedger`] stands in when the books cannot be known (their
 //! history is missing): it checks no order, so none is approved against a book read as flat.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
-use crate::ports::{BoxFuture, RiskError, RiskLedger};
-use crate::risk::{Order, RiskLimits, RiskValidation, SymbolBook, evaluate};
+use time::Date;
 
-/// Positions and order counts held in this process: the embedded default. Limits hold for
-/// one replica; shared state across replicas needs a shared ledger.
+use crate::ports::{BoxFuture, RiskError, RiskLedger};
+use crate::risk::{Flow, Order, RiskLimits, RiskValidation, SymbolBook, evaluate_with};
+
+/// Positions, order counts and the order flow held in this process: the embedded default.
+/// Limits hold for one replica; shared state across replicas needs a shared ledger.
 #[derive(Debug, Default)]
 pub struct InMemoryRiskLedger {
     // A std Mutex: the critical section is a few arithmetic operations, never held across an
-    // `.await`, and one map lock keeps check-and-apply atomic per order.
-    books: Mutex<HashMap<String, SymbolBook>>,
+    // `.await`, and one lock keeps check-and-apply atomic per order.
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    books: HashMap<String, SymbolBook>,
+    /// Each desk's UTC day and gross notional on it, in cents.
+    desks: HashMap<String, DeskDay>,
+    /// Approved orders in the current second, per symbol and per desk.
+    symbol_rate: HashMap<String, (i64, u64)>,
+    desk_rate: HashMap<String, (i64, u64)>,
+    /// Each symbol's approved orders (ms) within the latch's window.
+    recent: HashMap<String, VecDeque<i64>>,
+}
+
+/// A desk's gross notional on one UTC day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeskDay {
+    pub day: Date,
+    pub notional_cents: u64,
+}
+
+impl DeskDay {
+    fn on(&self, day: Date) -> u64 {
+        if self.day == day {
+            self.notional_cents
+        } else {
+            0
+        }
+    }
+}
+
+fn in_second(counter: Option<&(i64, u64)>, second: i64) -> u64 {
+    counter.filter(|(s, _)| *s == second).map_or(0, |(_, n)| *n)
+}
+
+impl State {
+    /// What the flow checks need to know of `order`, with the latch's window pruned.
+    fn flow(&mut self, order: &Order<'_>, window_ms: i64) -> Flow {
+        let recent = self.recent.entry(order.symbol.to_owned()).or_default();
+        while recent
+            .front()
+            .is_some_and(|t| *t <= order.at_ms - window_ms)
+        {
+            recent.pop_front();
+        }
+        Flow {
+            desk_notional_cents: self.desks.get(order.desk).map_or(0, |d| d.on(order.day)),
+            symbol_this_second: in_second(self.symbol_rate.get(order.symbol), order.second()),
+            desk_this_second: in_second(self.desk_rate.get(order.desk), order.second()),
+            symbol_in_window: recent.len() as u64,
+        }
+    }
+
+    fn apply(&mut self, order: &Order<'_>, flow: &Flow) {
+        self.books
+            .entry(order.symbol.to_owned())
+            .or_default()
+            .apply(order);
+        self.add_notional(order);
+        let second = order.second();
+        self.symbol_rate.insert(
+            order.symbol.to_owned(),
+            (second, flow.symbol_this_second + 1),
+        );
+        self.desk_rate
+            .insert(order.desk.to_owned(), (second, flow.desk_this_second + 1));
+        self.recent
+            .entry(order.symbol.to_owned())
+            .or_default()
+            .push_back(order.at_ms);
+    }
+
+    fn add_notional(&mut self, order: &Order<'_>) {
+        let before = self.desks.get(order.desk).map_or(0, |d| d.on(order.day));
+        self.desks.insert(
+            order.desk.to_owned(),
+            DeskDay {
+                day: order.day,
+                notional_cents: before.saturating_add(order.notional_cents()),
+            },
+        );
+    }
 }
 
 impl InMemoryRiskLedger {
@@ -26,37 +111,53 @@ impl InMemoryRiskLedger {
     /// Record an order approved before a restart (rebuilding the books from the audit log),
     /// without checking it again.
     pub fn restore(&self, order: &Order<'_>) {
-        let mut books = self.books.lock().unwrap_or_else(|e| e.into_inner());
-        books
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .books
             .entry(order.symbol.to_owned())
             .or_default()
             .apply(order);
+        state.add_notional(order);
     }
 
-    /// Start from `books` (a checkpoint), replacing whatever was held.
-    pub fn load(&self, books: impl IntoIterator<Item = (String, SymbolBook)>) {
-        let mut held = self.books.lock().unwrap_or_else(|e| e.into_inner());
-        *held = books.into_iter().collect();
+    /// Start from `books` and `desks` (a checkpoint), replacing whatever was held.
+    pub fn load(
+        &self,
+        books: impl IntoIterator<Item = (String, SymbolBook)>,
+        desks: impl IntoIterator<Item = (String, DeskDay)>,
+    ) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.books = books.into_iter().collect();
+        state.desks = desks.into_iter().collect();
     }
 
     /// A copy of every symbol's book.
     pub fn books(&self) -> BTreeMap<String, SymbolBook> {
-        let books = self.books.lock().unwrap_or_else(|e| e.into_inner());
-        books.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.books.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    /// A copy of every desk's notional day.
+    pub fn desks(&self) -> BTreeMap<String, DeskDay> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.desks.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// A copy of one symbol's book.
     pub fn book(&self, symbol: &str) -> SymbolBook {
-        let books = self.books.lock().unwrap_or_else(|e| e.into_inner());
-        books.get(symbol).copied().unwrap_or_default()
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.books.get(symbol).copied().unwrap_or_default()
     }
 
     fn check_and_apply_now(&self, order: &Order<'_>, limits: &RiskLimits) -> RiskValidation {
-        let mut books = self.books.lock().unwrap_or_else(|e| e.into_inner());
-        let book = books.entry(order.symbol.to_owned()).or_default();
-        let validation = evaluate(order, book, limits);
-        if validation.approved {
-            book.apply(order);
+        let window =
+            i64::try_from(limits.repeated_execution_window.as_millis()).unwrap_or(i64::MAX);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let flow = state.flow(order, window);
+        let book = state.books.get(order.symbol).copied().unwrap_or_default();
+        let validation = evaluate_with(order, &book, &flow, limits);
+        if validation.approved && !order.is_inert() {
+            state.apply(order, &flow);
         }
         validation
     }
@@ -73,10 +174,17 @@ impl RiskLedger for InMemoryRiskLedger {
         )))
     }
 
+    /// Undoes the position, the day's count and the desk's notional; the rate and the latch
+    /// keep counting the order (conservative: a limit is never reopened by an undo).
     fn revert<'a>(&'a self, order: &'a Order<'a>) -> BoxFuture<'a, ()> {
-        let mut books = self.books.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(book) = books.get_mut(order.symbol) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(book) = state.books.get_mut(order.symbol) {
             book.unapply(order);
+        }
+        if let Some(d) = state.desks.get_mut(order.desk)
+            && d.day == order.day
+        {
+            d.notional_cents = d.notional_cents.saturating_sub(order.notional_cents());
         }
         Box::pin(std::future::ready(()))
     }
@@ -120,6 +228,7 @@ impl RiskLedger for UnavailableLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::risk::CheckStatus;
     use crate::risk::fixtures::{limits, order};
     use crate::types::Action;
 
@@ -154,5 +263,139 @@ mod tests {
                 .approved
         );
         assert_eq!(ledger.book("AAPL").position, 800);
+    }
+
+    fn at(symbol: &'static str, desk: &'static str, ms: i64) -> Order<'static> {
+        Order {
+            symbol,
+            desk,
+            at_ms: ms,
+            ..order(Action::Buy, 10, 10.0)
+        }
+    }
+
+    fn check(ledger: &InMemoryRiskLedger, o: &Order<'_>, l: &RiskLimits) -> RiskValidation {
+        ledger.check_and_apply_now(o, l)
+    }
+
+    /// Position limits out of reach; the flow's limits low.
+    fn flow_limits() -> RiskLimits {
+        RiskLimits {
+            max_daily_orders: 1000,
+            max_position_shares: 1_000_000,
+            max_position_notional: 1e12,
+            max_concentration: 1.0,
+            portfolio_capital: 1e15,
+            max_order_quantity: 500,
+            desk_daily_notional: 20_000.0,
+            max_orders_per_second_symbol: 5,
+            max_orders_per_second_desk: 8,
+            repeated_execution_max: 20,
+            ..limits()
+        }
+    }
+
+    #[test]
+    fn order_rate_counts_approved_orders_per_second_per_symbol_and_per_desk() {
+        let (ledger, l) = (InMemoryRiskLedger::new(), flow_limits());
+        let t = 1_761_000_000_000;
+        // Five a second on one symbol (desk limit 8).
+        for i in 0..5 {
+            assert!(check(&ledger, &at("AAPL", "d1", t + i), &l).approved);
+        }
+        let v = check(&ledger, &at("AAPL", "d1", t + 999), &l);
+        assert_eq!(v.checks.order_rate, CheckStatus::Fail, "{v:?}");
+        // The next second starts again; another symbol has its own count, not the desk's.
+        assert!(check(&ledger, &at("AAPL", "d1", t + 1000), &l).approved);
+        for i in 0..2 {
+            assert!(check(&ledger, &at("MSFT", "d1", t + 1001 + i), &l).approved);
+        }
+        // The desk's eight a second: three so far, five more on other symbols, then no more.
+        for s in ["NVDA", "AMZN", "SPY", "TSLA", "META"] {
+            assert!(check(&ledger, &at(s, "d1", t + 1500), &l).approved, "{s}");
+        }
+        let v = check(&ledger, &at("GOOG", "d1", t + 1500), &l);
+        assert_eq!(v.checks.order_rate, CheckStatus::Fail, "{v:?}");
+        // A desk with its own limit.
+        let mut own = at("QQQ", "d2", t + 1500);
+        own.desk_limits.orders_per_second = Some(1);
+        assert!(check(&ledger, &own, &l).approved);
+        own.symbol = "IWM";
+        assert_eq!(
+            check(&ledger, &own, &l).checks.order_rate,
+            CheckStatus::Fail
+        );
+    }
+
+    #[test]
+    fn desk_daily_notional_and_order_quantity_hold_and_undo() {
+        let (ledger, l) = (InMemoryRiskLedger::new(), flow_limits());
+        let mut o = at("AAPL", "d1", 1_761_000_000_000);
+        o.quantity = 500;
+        o.price = 10.0;
+        // $5,000 each: four fill the desk's $20,000.
+        for i in 0..4 {
+            o.at_ms += 1000 * i;
+            assert!(check(&ledger, &o, &l).approved);
+        }
+        o.at_ms += 10_000;
+        let v = check(&ledger, &o, &l);
+        assert_eq!(v.checks.desk_daily_notional, CheckStatus::Fail, "{v:?}");
+        // Another desk trades; an undone order gives its notional back.
+        let other = Order {
+            desk: "d2",
+            ..o.clone()
+        };
+        assert!(check(&ledger, &other, &l).approved);
+        let mut small = o.clone();
+        small.quantity = 1;
+        // The in-memory revert is done when called; its future is ready.
+        drop(ledger.revert(&o));
+        drop(ledger.revert(&o));
+        assert!(check(&ledger, &o, &l).approved);
+        // 501 shares: over max_order_quantity whatever the notional.
+        let big = Order {
+            quantity: 501,
+            price: 0.01,
+            desk: "d3",
+            ..o
+        };
+        let v = check(&ledger, &big, &l);
+        assert_eq!(
+            (v.approved, v.checks.order_quantity),
+            (false, CheckStatus::Fail)
+        );
+        assert!(
+            check(
+                &ledger,
+                &Order {
+                    desk: "d3",
+                    ..small
+                },
+                &l
+            )
+            .approved
+        );
+    }
+
+    #[test]
+    fn the_latch_refuses_the_order_past_its_window_count() {
+        let (ledger, mut l) = (InMemoryRiskLedger::new(), flow_limits());
+        l.desk_daily_notional = 1e12;
+        let t = 1_761_000_000_000;
+        // 20 approved within 60 s (4 a second, under the rate), the 21st trips it.
+        for i in 0..20 {
+            assert!(check(&ledger, &at("AAPL", "d1", t + 250 * i), &l).approved);
+        }
+        let v = check(&ledger, &at("AAPL", "d1", t + 30_000), &l);
+        assert_eq!(v.checks.repeated_execution, CheckStatus::Fail);
+        assert!(
+            v.warnings
+                .iter()
+                .any(|w| w.contains("the symbol is halted")),
+            "{v:?}"
+        );
+        // Once the window has moved past the first orders, it passes again.
+        assert!(check(&ledger, &at("AAPL", "d1", t + 60_001), &l).approved);
     }
 }

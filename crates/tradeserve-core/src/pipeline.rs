@@ -29,7 +29,7 @@ use crate::ports::{
 };
 use crate::remote;
 use crate::request::{PredictRequest, RequestError, RequestRules, parse_predict_request};
-use crate::risk::{Order, RiskLimits, RiskValidation};
+use crate::risk::{DeskLimits, Order, RiskLimits, RiskValidation};
 use crate::routing::{Route, Routing};
 use crate::sizing::SizingPolicy;
 use crate::types::{Action, RoleSet};
@@ -160,6 +160,8 @@ pub struct Requester<'a> {
     pub actor: Option<&'a str>,
     /// The `Idempotency-Key` header (already checked against [`crate::request::valid_key`]).
     pub idempotency_key: Option<&'a str>,
+    /// The API key's own risk limits (its desk's).
+    pub desk_limits: DeskLimits,
 }
 
 /// A request's answer: decided now, or the decision kept under its idempotency key.
@@ -433,6 +435,9 @@ impl Pipeline {
             price: snapshot.price,
             day: now.date(),
             halt: call.halt,
+            desk: call.who.actor.unwrap_or("-"),
+            desk_limits: call.who.desk_limits,
+            at_ms: i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX),
         };
         let risk_validation = self.check_risk(request.risk_check, &order).await?;
         timings.risk = t3.elapsed();

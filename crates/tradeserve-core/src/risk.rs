@@ -27,8 +27,32 @@ pub struct RiskLimits {
     pub restricted_symbols: Vec<String>,
     /// Orders per symbol per UTC day.
     pub max_daily_orders: u64,
+    /// Largest single order, in shares (`order_quantity`).
+    pub max_order_quantity: u64,
+    /// Gross notional (USD, every order's quantity × price) a desk — an API key; every
+    /// unauthenticated caller together — may trade per UTC day (`desk_daily_notional`); an API
+    /// key's `daily_notional` overrides it.
+    pub desk_daily_notional: f64,
+    /// Approved orders per second (a UTC wall-clock second) per symbol (`order_rate`).
+    pub max_orders_per_second_symbol: u64,
+    /// Approved orders per second per desk (`order_rate`); an API key's `orders_per_second`
+    /// overrides it.
+    pub max_orders_per_second_desk: u64,
+    /// The repeated-execution latch: more approved orders than this in one symbol within
+    /// `repeated_execution_window` fails `repeated_execution` and halts the symbol until an
+    /// operator releases it.
+    pub repeated_execution_max: u64,
+    #[serde(with = "humantime_serde")]
+    pub repeated_execution_window: std::time::Duration,
     /// A check warns when its measure exceeds this fraction of the limit.
     pub warn_fraction: f64,
+}
+
+/// A desk's own limits (its API key's overrides of the `[risk]` defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct DeskLimits {
+    pub daily_notional: Option<f64>,
+    pub orders_per_second: Option<u64>,
 }
 
 impl Default for RiskLimits {
@@ -41,6 +65,12 @@ impl Default for RiskLimits {
             max_order_notional: 250_000.0,
             restricted_symbols: Vec::new(),
             max_daily_orders: 100_000,
+            max_order_quantity: 100_000,
+            desk_daily_notional: 500_000_000.0,
+            max_orders_per_second_symbol: 1_000,
+            max_orders_per_second_desk: 10_000,
+            repeated_execution_max: 50_000,
+            repeated_execution_window: std::time::Duration::from_secs(60),
             warn_fraction: 0.8,
         }
     }
@@ -53,6 +83,7 @@ impl RiskLimits {
             ("max_position_notional", self.max_position_notional),
             ("portfolio_capital", self.portfolio_capital),
             ("max_order_notional", self.max_order_notional),
+            ("desk_daily_notional", self.desk_daily_notional),
         ];
         for (name, v) in positive {
             if !(v.is_finite() && v > 0.0) {
@@ -61,6 +92,26 @@ impl RiskLimits {
         }
         if !(self.max_concentration > 0.0 && self.max_concentration <= 1.0) {
             return Err("risk.max_concentration must be in (0, 1]".into());
+        }
+        let counts = [
+            ("max_order_quantity", self.max_order_quantity),
+            (
+                "max_orders_per_second_symbol",
+                self.max_orders_per_second_symbol,
+            ),
+            (
+                "max_orders_per_second_desk",
+                self.max_orders_per_second_desk,
+            ),
+            ("repeated_execution_max", self.repeated_execution_max),
+        ];
+        for (name, v) in counts {
+            if v == 0 {
+                return Err(format!("risk.{name} must be at least 1"));
+            }
+        }
+        if self.repeated_execution_window < std::time::Duration::from_secs(1) {
+            return Err("risk.repeated_execution_window must be at least 1s".into());
         }
         if !(self.warn_fraction > 0.0 && self.warn_fraction <= 1.0) {
             return Err("risk.warn_fraction must be in (0, 1]".into());
@@ -85,7 +136,7 @@ pub enum CheckStatus {
     Fail,
 }
 
-/// The six checks, each with its status, in a fixed order.
+/// The ten checks, each with its status, in a fixed order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checks {
     pub position_limit: CheckStatus,
@@ -94,6 +145,10 @@ pub struct Checks {
     pub restricted_list: CheckStatus,
     pub daily_order_count: CheckStatus,
     pub kill_switch: CheckStatus,
+    pub order_quantity: CheckStatus,
+    pub desk_daily_notional: CheckStatus,
+    pub order_rate: CheckStatus,
+    pub repeated_execution: CheckStatus,
 }
 
 impl Checks {
@@ -105,11 +160,15 @@ impl Checks {
             restricted_list: CheckStatus::Pass,
             daily_order_count: CheckStatus::Pass,
             kill_switch: CheckStatus::Pass,
+            order_quantity: CheckStatus::Pass,
+            desk_daily_notional: CheckStatus::Pass,
+            order_rate: CheckStatus::Pass,
+            repeated_execution: CheckStatus::Pass,
         }
     }
 
     /// Name and status of every check, in order.
-    pub fn iter(&self) -> [(&'static str, CheckStatus); 6] {
+    pub fn iter(&self) -> [(&'static str, CheckStatus); 10] {
         [
             ("position_limit", self.position_limit),
             ("concentration", self.concentration),
@@ -117,6 +176,10 @@ impl Checks {
             ("restricted_list", self.restricted_list),
             ("daily_order_count", self.daily_order_count),
             ("kill_switch", self.kill_switch),
+            ("order_quantity", self.order_quantity),
+            ("desk_daily_notional", self.desk_daily_notional),
+            ("order_rate", self.order_rate),
+            ("repeated_execution", self.repeated_execution),
         ]
     }
 }
@@ -140,12 +203,63 @@ pub struct Order<'a> {
     pub day: Date,
     /// The trading halt covering the order (its id): `kill_switch` fails.
     pub halt: Option<&'a str>,
+    /// The desk: the API key that asks (`-`: an unauthenticated caller).
+    pub desk: &'a str,
+    /// The desk's own limits.
+    pub desk_limits: DeskLimits,
+    /// When it is checked, in milliseconds since the Unix epoch (the rate's second, the
+    /// latch's window).
+    pub at_ms: i64,
 }
 
 impl Order<'_> {
     fn signed_quantity(&self) -> i64 {
         self.action.direction() * i64::try_from(self.quantity).unwrap_or(i64::MAX)
     }
+
+    /// Whether the order changes anything (a HOLD or zero shares does not).
+    pub fn is_inert(&self) -> bool {
+        self.action == Action::Hold || self.quantity == 0
+    }
+
+    /// Its gross notional in whole cents (what `desk_daily_notional` adds up, exactly).
+    pub fn notional_cents(&self) -> u64 {
+        to_cents(self.quantity as f64 * self.price)
+    }
+
+    /// The UTC second the rate counts it in.
+    pub fn second(&self) -> i64 {
+        self.at_ms.div_euclid(1000)
+    }
+
+    /// The desk's daily notional limit in cents, and its orders per second.
+    pub fn desk_bounds(&self, limits: &RiskLimits) -> (u64, u64) {
+        let notional = self
+            .desk_limits
+            .daily_notional
+            .unwrap_or(limits.desk_daily_notional);
+        let rate = self
+            .desk_limits
+            .orders_per_second
+            .unwrap_or(limits.max_orders_per_second_desk);
+        (to_cents(notional), rate)
+    }
+}
+
+/// Dollars to whole cents (rounded; negative and NaN are 0, past `u64::MAX` saturates).
+fn to_cents(usd: f64) -> u64 {
+    (usd * 100.0).round() as u64
+}
+
+/// What the ledger knows of the order flow around one order, besides the symbol's book: the
+/// desk's gross notional today, the orders approved in this second for the symbol and for the
+/// desk, and the symbol's orders within the latch's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Flow {
+    pub desk_notional_cents: u64,
+    pub symbol_this_second: u64,
+    pub desk_this_second: u64,
+    pub symbol_in_window: u64,
 }
 
 /// What the ledger knows about one symbol.
@@ -199,8 +313,18 @@ fn grade(value: f64, limit: f64, warn_fraction: f64) -> CheckStatus {
     }
 }
 
-/// Run every check of `order` against the symbol's book.
+/// Run every check of `order` against the symbol's book, with no order flow seen.
 pub fn evaluate(order: &Order<'_>, book: &SymbolBook, limits: &RiskLimits) -> RiskValidation {
+    evaluate_with(order, book, &Flow::default(), limits)
+}
+
+/// Run every check of `order` against the symbol's book and the order flow around it.
+pub fn evaluate_with(
+    order: &Order<'_>,
+    book: &SymbolBook,
+    flow: &Flow,
+    limits: &RiskLimits,
+) -> RiskValidation {
     let mut checks = Checks::all_pass();
     let mut warnings = Vec::new();
     if order.action == Action::Hold || order.quantity == 0 {
@@ -228,6 +352,7 @@ pub fn evaluate(order: &Order<'_>, book: &SymbolBook, limits: &RiskLimits) -> Ri
         checks.kill_switch = CheckStatus::Fail;
         warnings.push(format!("kill_switch: halted by {id}"));
     }
+    flow_checks(order, flow, limits, &mut checks, &mut warnings);
     let approved = checks.iter().iter().all(|(_, s)| *s != CheckStatus::Fail);
     RiskValidation {
         approved,
@@ -273,6 +398,69 @@ fn size_checks(
         format!(
             "order_notional: ${order_notional:.0}, limit ${:.0}",
             limits.max_order_notional
+        )
+    });
+}
+
+/// The checks on the order flow: the order's shares, the desk's notional today, the orders
+/// this second (symbol and desk), and the repeated-execution latch.
+fn flow_checks(
+    order: &Order<'_>,
+    flow: &Flow,
+    limits: &RiskLimits,
+    checks: &mut Checks,
+    warnings: &mut Vec<String>,
+) {
+    let w = limits.warn_fraction;
+    let graded = grade(order.quantity as f64, limits.max_order_quantity as f64, w);
+    checks.order_quantity = noted(graded, warnings, || {
+        format!(
+            "order_quantity: {} shares, limit {}",
+            order.quantity, limits.max_order_quantity
+        )
+    });
+    let (desk_cents, desk_rate) = order.desk_bounds(limits);
+    let after = flow
+        .desk_notional_cents
+        .saturating_add(order.notional_cents());
+    let graded = grade(after as f64, desk_cents as f64, w);
+    checks.desk_daily_notional = noted(graded, warnings, || {
+        format!(
+            "desk_daily_notional: desk {} at ${:.2} today after the order, limit ${:.2}",
+            order.desk,
+            after as f64 / 100.0,
+            desk_cents as f64 / 100.0
+        )
+    });
+    let symbol = grade(
+        (flow.symbol_this_second + 1) as f64,
+        limits.max_orders_per_second_symbol as f64,
+        w,
+    );
+    let desk = grade((flow.desk_this_second + 1) as f64, desk_rate as f64, w);
+    checks.order_rate = noted(symbol.max_severity(desk), warnings, || {
+        format!(
+            "order_rate: order {} this second on {} (limit {}), {} for desk {} (limit {desk_rate})",
+            flow.symbol_this_second + 1,
+            order.symbol,
+            limits.max_orders_per_second_symbol,
+            flow.desk_this_second + 1,
+            order.desk
+        )
+    });
+    let n = flow.symbol_in_window + 1;
+    let graded = grade(n as f64, limits.repeated_execution_max as f64, w);
+    checks.repeated_execution = noted(graded, warnings, || {
+        format!(
+            "repeated_execution: order {n} on {} within {} s, limit {}{}",
+            order.symbol,
+            limits.repeated_execution_window.as_secs(),
+            limits.repeated_execution_max,
+            if graded == CheckStatus::Fail {
+                "; the symbol is halted"
+            } else {
+                ""
+            }
         )
     });
 }
@@ -379,6 +567,9 @@ pub(crate) mod fixtures {
             price,
             day: DAY,
             halt: None,
+            desk: "-",
+            desk_limits: DeskLimits::default(),
+            at_ms: 1_761_000_000_000,
         }
     }
 
@@ -391,6 +582,12 @@ pub(crate) mod fixtures {
             max_order_notional: 50_000.0,
             restricted_symbols: vec!["GME".into()],
             max_daily_orders: 10,
+            max_order_quantity: 100_000,
+            desk_daily_notional: 1e12,
+            max_orders_per_second_symbol: 1_000_000,
+            max_orders_per_second_desk: 1_000_000,
+            repeated_execution_max: 1_000_000,
+            repeated_execution_window: std::time::Duration::from_secs(60),
             warn_fraction: 0.8,
         }
     }

@@ -396,6 +396,8 @@ fn new_key(a: &NewKeyArgs) -> anyhow::Result<()> {
         roles: a.roles.clone(),
         rate_per_minute: a.rate_per_minute,
         burst: a.burst,
+        daily_notional: None,
+        orders_per_second: None,
     };
     if a.json {
         let mut v = serde_json::to_value(&entry)?;

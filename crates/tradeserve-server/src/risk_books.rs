@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tradeserve_core::ledger::InMemoryRiskLedger;
+use tradeserve_core::ledger::{DeskDay, InMemoryRiskLedger};
 use tradeserve_core::risk::{Order, SymbolBook};
 use tradeserve_core::types::Action;
 use tradeserve_events::audit_log::files;
@@ -112,6 +112,35 @@ pub struct Checkpoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconciled: Option<Reconciled>,
     pub books: BTreeMap<String, Book>,
+    /// Each desk's (API key's) gross notional on its last UTC day, for `desk_daily_notional`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub desks: BTreeMap<String, Desk>,
+}
+
+/// A desk's gross notional on one UTC day, as the checkpoint writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Desk {
+    #[serde(with = "day_format")]
+    pub day: time::Date,
+    pub notional_cents: u64,
+}
+
+impl From<DeskDay> for Desk {
+    fn from(d: DeskDay) -> Desk {
+        Desk {
+            day: d.day,
+            notional_cents: d.notional_cents,
+        }
+    }
+}
+
+impl From<Desk> for DeskDay {
+    fn from(d: Desk) -> DeskDay {
+        DeskDay {
+            day: d.day,
+            notional_cents: d.notional_cents,
+        }
+    }
 }
 
 /// What a replay read.
@@ -127,6 +156,8 @@ pub struct Replayed {
     pub unreadable: u64,
     /// The books at the end.
     pub books: BTreeMap<String, Book>,
+    /// Each desk's notional day at the end.
+    pub desks: BTreeMap<String, Desk>,
     /// The last file read and its last line (what a checkpoint of these books covers).
     #[serde(skip)]
     last: Option<Covers>,
@@ -195,10 +226,37 @@ struct Line {
     /// `null` when the request asked for no risk check (the books were not touched).
     #[serde(default)]
     risk_checks: Option<serde::de::IgnoredAny>,
+    /// The desk (API key id); absent: an unauthenticated caller (`-`).
+    #[serde(default)]
+    actor: Option<String>,
 }
 
-/// Apply one audit line to `books`; whether it was an order.
-fn apply_line(books: &mut BTreeMap<String, SymbolBook>, line: &[u8]) -> Result<bool, ()> {
+/// What a replay builds: every symbol's book and every desk's notional day.
+#[derive(Debug, Default)]
+struct State {
+    books: BTreeMap<String, SymbolBook>,
+    desks: BTreeMap<String, DeskDay>,
+}
+
+impl From<&Checkpoint> for State {
+    fn from(cp: &Checkpoint) -> State {
+        State {
+            books: cp
+                .books
+                .iter()
+                .map(|(k, b)| (k.clone(), (*b).into()))
+                .collect(),
+            desks: cp
+                .desks
+                .iter()
+                .map(|(k, d)| (k.clone(), (*d).into()))
+                .collect(),
+        }
+    }
+}
+
+/// Apply one audit line to the books and the desk's notional; whether it was an order.
+fn apply_line(state: &mut State, line: &[u8]) -> Result<bool, ()> {
     let e = serde_json::from_slice::<Line>(line).map_err(drop)?;
     let (Some(at), Some(action)) = (e.timestamp, e.action) else {
         return Ok(false);
@@ -213,8 +271,28 @@ fn apply_line(books: &mut BTreeMap<String, SymbolBook>, line: &[u8]) -> Result<b
         price: e.price,
         day: at.date(),
         halt: None,
+        desk: e.actor.as_deref().unwrap_or("-"),
+        desk_limits: Default::default(),
+        at_ms: 0,
     };
-    books.entry(e.symbol.clone()).or_default().apply(&order);
+    state
+        .books
+        .entry(e.symbol.clone())
+        .or_default()
+        .apply(&order);
+    if !order.is_inert() {
+        let desk = state.desks.entry(order.desk.to_owned()).or_insert(DeskDay {
+            day: order.day,
+            notional_cents: 0,
+        });
+        if desk.day != order.day {
+            *desk = DeskDay {
+                day: order.day,
+                notional_cents: 0,
+            };
+        }
+        desk.notional_cents = desk.notional_cents.saturating_add(order.notional_cents());
+    }
     Ok(true)
 }
 
@@ -229,11 +307,7 @@ struct FileRead {
     last_hash: Option<[u8; 32]>,
 }
 
-fn read_file(
-    books: &mut BTreeMap<String, SymbolBook>,
-    file: &Path,
-    key: Option<&ChainKey>,
-) -> std::io::Result<FileRead> {
+fn read_file(state: &mut State, file: &Path, key: Option<&ChainKey>) -> std::io::Result<FileRead> {
     let mut r = FileRead {
         lines: 0,
         orders: 0,
@@ -254,7 +328,7 @@ fn read_file(
             r.first_link = link_of(&line).ok().flatten().map(|(_, h)| h);
         }
         r.lines += 1;
-        match apply_line(books, &line) {
+        match apply_line(state, &line) {
             Ok(true) => r.orders += 1,
             Ok(false) => {}
             Err(()) => r.unreadable += 1,
@@ -293,15 +367,10 @@ pub fn replay_from(
     if !active {
         all.retain(|f| f != log);
     }
-    let mut books: BTreeMap<String, SymbolBook> = BTreeMap::new();
+    let mut state = checkpoint.map(State::from).unwrap_or_default();
     let mut first = true;
     let mut out = Replayed::default();
     if let Some(cp) = checkpoint {
-        books = cp
-            .books
-            .iter()
-            .map(|(k, b)| (k.clone(), (*b).into()))
-            .collect();
         all.retain(|f| f == log || file_name(f) > cp.covers.file);
         out.checkpoint = Some(cp.covers.clone());
         out.last = Some(cp.covers.clone());
@@ -313,7 +382,7 @@ pub fn replay_from(
         ));
     }
     for file in &all {
-        let read = read_file(&mut books, file, key)
+        let read = read_file(&mut state, file, key)
             .map_err(|e| Missing(format!("cannot read {}: {e}", file.display())))?;
         if read.lines > 0 && first {
             check_continues(key, checkpoint, file, read.first_link)?;
@@ -334,7 +403,16 @@ pub fn replay_from(
             });
         }
     }
-    out.books = books.into_iter().map(|(k, b)| (k, b.into())).collect();
+    out.books = state
+        .books
+        .into_iter()
+        .map(|(k, b)| (k, b.into()))
+        .collect();
+    out.desks = state
+        .desks
+        .into_iter()
+        .map(|(k, d)| (k, d.into()))
+        .collect();
     Ok(out)
 }
 
@@ -382,7 +460,10 @@ pub fn restore(
 ) -> Result<Replayed, Missing> {
     let started = Instant::now();
     let r = replay(log, key, true)?;
-    ledger.load(r.books.iter().map(|(k, b)| (k.clone(), (*b).into())));
+    ledger.load(
+        r.books.iter().map(|(k, b)| (k.clone(), (*b).into())),
+        r.desks.iter().map(|(k, d)| (k.clone(), (*d).into())),
+    );
     tracing::info!(
         checkpoint = r.checkpoint.as_ref().map(|c| c.file.as_str()),
         files = r.files,
@@ -413,6 +494,7 @@ pub fn checkpoint_rotated(log: &Path, key: Option<&ChainKey>) -> Result<(), Stri
         written_at: OffsetDateTime::now_utc(),
         reconciled: before.and_then(|b| b.reconciled),
         books: r.books,
+        desks: r.desks,
     };
     write_checkpoint(log, &cp).map_err(|e| format!("cannot write the books checkpoint: {e}"))?;
     tracing::info!(covers = %cp.covers.file, lines = cp.covers.lines, symbols = cp.books.len(), "risk books checkpoint written");
@@ -445,6 +527,7 @@ pub fn baseline(
         written_at: OffsetDateTime::now_utc(),
         reconciled: Some(reconciled),
         books,
+        desks: BTreeMap::new(),
     })
 }
 

@@ -204,7 +204,7 @@ fn rebuild_shared(a: &RebuildArgs) -> anyhow::Result<()> {
         .block_on(async {
             let before = risk_rebuild::ledger_state(&config.ledger).await?;
             let written = match a.write {
-                true => Some(risk_rebuild::write(&config.ledger, &fleet.books, &rebuild).await?),
+                true => Some(risk_rebuild::write(&config.ledger, &fleet, &rebuild).await?),
                 false => None,
             };
             Ok::<_, String>((before, written))
@@ -216,6 +216,7 @@ fn rebuild_shared(a: &RebuildArgs) -> anyhow::Result<()> {
         "ledger_before": before,
         "ledger_after": written,
         "books": fleet.books,
+        "desks": fleet.desks,
         "sources": fleet.sources,
     }))
 }

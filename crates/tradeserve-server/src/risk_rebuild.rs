@@ -1,5 +1,6 @@
 //! Rebuilding the shared risk ledger (`[ledger] store = "redis"`) from the fleet's records:
-//! every replica's audit log replayed into books ([`crate::risk_books`]) and summed, then
+//! every replica's audit log replayed into books and desk notionals ([`crate::risk_books`])
+//! and summed, then
 //! written to Redis with a new generation in one transaction (`tradeserve risk
 //! rebuild-shared`). Until a ledger has a generation, every replica refuses risk-checked orders
 //! ([`crate::risk_redis`]): a new deployment starts with `--flat` (no orders yet); a ledger
@@ -17,7 +18,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use tradeserve_events::chain::ChainKey;
 
-use crate::risk_books::{self, Book, Covers, Missing};
+use crate::risk_books::{self, Book, Covers, Desk, Missing};
 use crate::risk_redis::{LedgerConfig, RedisRiskLedger};
 
 /// What one replica's audit log gave.
@@ -29,12 +30,15 @@ pub struct Source {
     pub lines: u64,
     pub orders: u64,
     pub books: BTreeMap<String, Book>,
+    pub desks: BTreeMap<String, Desk>,
 }
 
-/// The fleet's books: each audit log's, summed per symbol.
+/// The fleet's books: each audit log's, summed per symbol, and each desk's notional, summed
+/// per desk (on the latest day).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FleetBooks {
     pub books: BTreeMap<String, Book>,
+    pub desks: BTreeMap<String, Desk>,
     pub sources: Vec<Source>,
 }
 
@@ -48,6 +52,22 @@ pub fn fleet_books(logs: &[PathBuf], key: Option<&ChainKey>) -> Result<FleetBook
         for (symbol, book) in &r.books {
             add(fleet.books.entry(symbol.clone()).or_insert(EMPTY), book);
         }
+        for (desk, d) in &r.desks {
+            use std::collections::btree_map::Entry;
+            match fleet.desks.entry(desk.clone()) {
+                Entry::Vacant(v) => {
+                    v.insert(*d);
+                }
+                Entry::Occupied(mut o) => {
+                    let total = o.get_mut();
+                    match d.day.cmp(&total.day) {
+                        std::cmp::Ordering::Greater => *total = *d,
+                        std::cmp::Ordering::Equal => total.notional_cents += d.notional_cents,
+                        std::cmp::Ordering::Less => {}
+                    }
+                }
+            }
+        }
         fleet.sources.push(Source {
             audit_log: log.clone(),
             checkpoint: r.checkpoint,
@@ -55,6 +75,7 @@ pub fn fleet_books(logs: &[PathBuf], key: Option<&ChainKey>) -> Result<FleetBook
             lines: r.lines,
             orders: r.orders,
             books: r.books,
+            desks: r.desks,
         });
     }
     Ok(fleet)
@@ -113,7 +134,7 @@ async fn connect(config: &LedgerConfig) -> Result<redis::aio::MultiplexedConnect
 /// Write `books` as the ledger, with a new generation; returns the ledger's hash as written.
 pub async fn write(
     config: &LedgerConfig,
-    books: &BTreeMap<String, Book>,
+    fleet: &FleetBooks,
     rebuild: &Rebuild,
 ) -> Result<BTreeMap<String, String>, String> {
     let prefix = &config.redis_prefix;
@@ -138,15 +159,30 @@ pub async fn write(
             .await
             .map_err(redis_err)?;
     }
-    let stale = book_keys(&mut conn, prefix).await.map_err(redis_err)?;
+    let mut stale = book_keys(&mut conn, &format!("{prefix}:risk:*"))
+        .await
+        .map_err(redis_err)?;
+    stale.extend(
+        book_keys(&mut conn, &format!("{prefix}:desk:*"))
+            .await
+            .map_err(redis_err)?,
+    );
     let hash = ledger_hash(rebuild);
     let mut tx = redis::pipe();
     tx.atomic();
     for key in &stale {
         tx.del(key).ignore();
     }
-    for (symbol, book) in books {
+    for (symbol, book) in &fleet.books {
         tx.hset_multiple(format!("{prefix}:risk:{symbol}"), &book_fields(book))
+            .ignore();
+    }
+    for (desk, d) in &fleet.desks {
+        let fields = [
+            ("day", d.day.to_string()),
+            ("notional", d.notional_cents.to_string()),
+        ];
+        tx.hset_multiple(format!("{prefix}:desk:{desk}"), &fields)
             .ignore();
     }
     tx.del(&ledger).ignore();
@@ -156,10 +192,10 @@ pub async fn write(
     Ok(hash)
 }
 
-/// Every book key (`<prefix>:risk:<symbol>`).
+/// Every key matching `pattern` (the books, `<prefix>:risk:*`; the desks, `<prefix>:desk:*`).
 async fn book_keys(
     conn: &mut redis::aio::MultiplexedConnection,
-    prefix: &str,
+    pattern: &str,
 ) -> redis::RedisResult<Vec<String>> {
     let mut keys = Vec::new();
     let mut cursor = 0u64;
@@ -167,7 +203,7 @@ async fn book_keys(
         let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(format!("{prefix}:risk:*"))
+            .arg(pattern)
             .arg("COUNT")
             .arg(1000)
             .query_async(conn)

@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 use tradeserve_core::ledger::InMemoryRiskLedger;
 use tradeserve_core::ports::{BoxFuture, RiskError, RiskLedger};
 use tradeserve_core::risk::{
-    CheckStatus, Order, RiskLimits, RiskValidation, SymbolBook, evaluate, max_abs_position,
+    CheckStatus, Flow, Order, RiskLimits, RiskValidation, SymbolBook, evaluate, evaluate_with,
+    max_abs_position,
 };
 use tradeserve_core::types::Action;
 
@@ -98,59 +99,86 @@ macro_rules! guard {
     () => {
         r"
 local gen = redis.call('HGET', KEYS[1], 'generation')
-if not gen then return {'reset', '', 0, 0, 0, 0} end
+if not gen then return {'reset', '', 0, 0, 0, 0, 0, 0, 0, 0} end
 local lost = redis.call('HGET', KEYS[1], 'lost')
-if lost then return {'lost', lost, 0, 0, 0, 0} end
+if lost then return {'lost', lost, 0, 0, 0, 0, 0, 0, 0, 0} end
 local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
 if gen == ARGV[1] and seq < tonumber(ARGV[2]) then
   lost = 'the ledger went back from order ' .. ARGV[2] .. ' to order ' .. seq ..
     ' (a failover to a replica that lagged?)'
   redis.call('HSET', KEYS[1], 'lost', lost)
-  return {'lost', lost, 0, 0, 0, 0}
+  return {'lost', lost, 0, 0, 0, 0, 0, 0, 0, 0}
 end
 "
     };
 }
 
-/// KEYS: the ledger, the book. ARGV after the guard's: signed quantity, largest absolute
-/// position, day, largest daily count, 1 to apply (0: read only; a halted order, or one that
-/// fails a check that does not depend on the book). Replies `{status, generation, seq, position
-/// before, count before, applied}`.
+/// KEYS: the ledger, the book, the desk, the symbol's and the desk's order counts of this
+/// second, the symbol's latch window. ARGV after the guard's: signed quantity, largest
+/// absolute position, day, largest daily count, 1 to apply (0: read only; a halted order, or
+/// one that fails a check that depends on no count), the order's notional and the desk's
+/// daily limit (cents), the symbol's and the desk's orders a second, the latch's largest
+/// count, now and the latch's window (ms). Replies `{status, generation, seq, position
+/// before, count before, applied, desk notional before, symbol and desk orders this second
+/// before, symbol orders in the window before}`.
 const CHECK_AND_APPLY: &str = concat!(
     guard!(),
     r"
 local pos = tonumber(redis.call('HGET', KEYS[2], 'position') or '0')
 local count = tonumber(redis.call('HGET', KEYS[2], 'orders') or '0')
 if redis.call('HGET', KEYS[2], 'day') ~= ARGV[5] then count = 0 end
+local desk = 0
+if redis.call('HGET', KEYS[3], 'day') == ARGV[5] then
+  desk = tonumber(redis.call('HGET', KEYS[3], 'notional') or '0')
+end
+local srate = tonumber(redis.call('GET', KEYS[4]) or '0')
+local drate = tonumber(redis.call('GET', KEYS[5]) or '0')
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', tonumber(ARGV[13]) - tonumber(ARGV[14]))
+local recent = redis.call('ZCARD', KEYS[6])
 local after = pos + tonumber(ARGV[3])
 local ok = math.abs(after) <= tonumber(ARGV[4])
   and count + 1 <= tonumber(ARGV[6]) and ARGV[7] == '1'
+  and desk + tonumber(ARGV[8]) <= tonumber(ARGV[9])
+  and srate + 1 <= tonumber(ARGV[10]) and drate + 1 <= tonumber(ARGV[11])
+  and recent + 1 <= tonumber(ARGV[12])
 if ok then
   redis.call('HSET', KEYS[2], 'position', after, 'day', ARGV[5], 'orders', count + 1)
+  redis.call('HSET', KEYS[3], 'day', ARGV[5], 'notional', desk + tonumber(ARGV[8]))
+  redis.call('INCR', KEYS[4])
+  redis.call('EXPIRE', KEYS[4], 2)
+  redis.call('INCR', KEYS[5])
+  redis.call('EXPIRE', KEYS[5], 2)
   seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+  redis.call('ZADD', KEYS[6], ARGV[13], seq)
+  redis.call('PEXPIRE', KEYS[6], ARGV[14])
 end
-return {'ok', gen, seq, pos, count, ok and 1 or 0}
+return {'ok', gen, seq, pos, count, ok and 1 or 0, desk, srate, drate, recent}
 "
 );
 
 /// KEYS: the ledger. Only the guard: what the ledger's state is (the watcher's probe).
-const PROBE: &str = concat!(guard!(), "return {'ok', gen, seq, 0, 0, 0}\n");
+const PROBE: &str = concat!(guard!(), "return {'ok', gen, seq, 0, 0, 0, 0, 0, 0, 0}\n");
 
-/// KEYS: the ledger, the book. ARGV: the generation the order was applied in, signed
-/// quantity, day. Undoes an applied order — in the same generation only (a rebuilt ledger
-/// never held it).
+/// KEYS: the ledger, the book, the desk. ARGV: the generation the order was applied in,
+/// signed quantity, day, notional (cents). Undoes an applied order's position, count and
+/// notional — in the same generation only (a rebuilt ledger never held it). The rate and the
+/// latch keep counting it (conservative).
 const REVERT: &str = r"
 if redis.call('HGET', KEYS[1], 'generation') ~= ARGV[1] then return 0 end
 redis.call('HINCRBY', KEYS[2], 'position', -tonumber(ARGV[2]))
 if redis.call('HGET', KEYS[2], 'day') == ARGV[3] then
   redis.call('HINCRBY', KEYS[2], 'orders', -1)
 end
+if redis.call('HGET', KEYS[3], 'day') == ARGV[3] then
+  redis.call('HINCRBY', KEYS[3], 'notional', -tonumber(ARGV[4]))
+end
 return 1
 ";
 
 /// A script's reply: status, generation (or why the ledger is lost), sequence, then the
-/// book's position and count before the order, applied.
-type Reply = (String, String, u64, i64, u64, u8);
+/// book's position and count before the order, applied, and the flow before it (desk
+/// notional in cents, symbol and desk orders this second, symbol orders in the window).
+type Reply = (String, String, u64, i64, u64, u8, u64, u64, u64, u64);
 
 /// What this replica knows of the shared ledger.
 #[derive(Debug, Default)]
@@ -179,6 +207,7 @@ pub struct RedisRiskLedger {
 /// What the script saw and did.
 struct Applied {
     book: SymbolBook,
+    flow: Flow,
     applied: bool,
 }
 
@@ -284,29 +313,67 @@ impl RedisRiskLedger {
         apply: bool,
     ) -> Result<Result<Applied, String>, String> {
         let mut conn = self.redis.connection().await?;
-        let (generation, seq) = self.known_args();
-        let mut call = self.check.key(Self::ledger_key(&self.prefix));
-        call.key(self.book_key(order.symbol))
-            .arg(generation)
-            .arg(seq)
-            .arg(signed(order))
-            .arg(max_abs_position(order.price, limits))
-            .arg(order.day.to_string())
-            .arg(limits.max_daily_orders)
-            .arg(u8::from(apply));
+        let mut call = self.check.prepare_invoke();
+        self.keys(&mut call, order);
+        self.args(&mut call, order, limits, apply);
         let reply: Reply = self.redis.deadline(call.invoke_async(&mut conn)).await?;
         if let Err(why) = self.learn(&reply) {
             return Ok(Err(why));
         }
-        let (_, _, _, position, count, applied) = reply;
+        let (_, _, _, position, count, applied, desk, symbol_rate, desk_rate, recent) = reply;
         Ok(Ok(Applied {
             book: SymbolBook {
                 position,
                 orders_today: count,
                 day: Some(order.day),
             },
+            flow: Flow {
+                desk_notional_cents: desk,
+                symbol_this_second: symbol_rate,
+                desk_this_second: desk_rate,
+                symbol_in_window: recent,
+            },
             applied: applied == 1,
         }))
+    }
+
+    /// The check script's keys for `order` (see [`CHECK_AND_APPLY`]).
+    fn keys(&self, call: &mut redis::ScriptInvocation<'_>, order: &Order<'_>) {
+        let (p, second) = (&self.prefix, order.second());
+        call.key(Self::ledger_key(p))
+            .key(self.book_key(order.symbol))
+            .key(format!("{p}:desk:{}", order.desk))
+            .key(format!("{p}:rate:s:{}:{second}", order.symbol))
+            .key(format!("{p}:rate:d:{}:{second}", order.desk))
+            .key(format!("{p}:latch:{}", order.symbol));
+    }
+
+    /// The check script's arguments (see [`CHECK_AND_APPLY`]).
+    fn args(
+        &self,
+        call: &mut redis::ScriptInvocation<'_>,
+        order: &Order<'_>,
+        limits: &RiskLimits,
+        apply: bool,
+    ) {
+        let (generation, seq) = self.known_args();
+        let (desk_cents, desk_rate) = order.desk_bounds(limits);
+        let window =
+            u64::try_from(limits.repeated_execution_window.as_millis()).unwrap_or(u64::MAX);
+        call.arg(generation)
+            .arg(seq)
+            .arg(signed(order))
+            .arg(max_abs_position(order.price, limits))
+            .arg(order.day.to_string())
+            .arg(limits.max_daily_orders)
+            .arg(u8::from(apply))
+            .arg(order.notional_cents())
+            .arg(desk_cents)
+            .arg(limits.max_orders_per_second_symbol)
+            .arg(desk_rate)
+            .arg(limits.repeated_execution_max)
+            .arg(order.at_ms)
+            .arg(window);
     }
 
     async fn check_and_apply_shared(
@@ -319,6 +386,7 @@ impl RedisRiskLedger {
         let alone = evaluate(order, &SymbolBook::default(), limits);
         let apply = alone.checks.restricted_list != CheckStatus::Fail
             && alone.checks.order_notional != CheckStatus::Fail
+            && alone.checks.order_quantity != CheckStatus::Fail
             && alone.checks.kill_switch != CheckStatus::Fail;
         let seen = match self.run(order, limits, apply).await {
             Ok(Ok(seen)) => seen,
@@ -329,7 +397,7 @@ impl RedisRiskLedger {
         if self.failing.swap(false, Ordering::SeqCst) {
             tracing::info!("risk ledger: Redis answers again");
         }
-        let validation = evaluate(order, &seen.book, limits);
+        let validation = evaluate_with(order, &seen.book, &seen.flow, limits);
         if validation.approved != seen.applied {
             // Never expected: the script's bound and `evaluate` use the same comparisons.
             if seen.applied {
@@ -369,9 +437,11 @@ impl RedisRiskLedger {
             let mut conn = self.redis.connection().await?;
             let mut call = self.revert.key(Self::ledger_key(&self.prefix));
             call.key(self.book_key(order.symbol))
+                .key(format!("{}:desk:{}", self.prefix, order.desk))
                 .arg(generation)
                 .arg(signed(order))
-                .arg(order.day.to_string());
+                .arg(order.day.to_string())
+                .arg(order.notional_cents());
             self.redis
                 .deadline(call.invoke_async::<i64>(&mut conn))
                 .await

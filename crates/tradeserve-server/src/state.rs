@@ -69,6 +69,8 @@ pub struct AppState {
     pub access_log: AccessLog,
     /// Operators needed to release a trading halt (`control.halt_release_approvals`).
     pub halt_release_approvals: u8,
+    /// Symbols whose repeated-execution halt is being stored by this replica.
+    pub latching: parking_lot::Mutex<std::collections::HashSet<String>>,
     draining: AtomicBool,
 }
 
@@ -120,6 +122,7 @@ impl AppState {
             kafka_sink: p.kafka_sink,
             access_log: p.access_log,
             halt_release_approvals: p.halt_release_approvals,
+            latching: parking_lot::Mutex::default(),
             draining: AtomicBool::new(false),
         };
         if let Some(m) = p.models {

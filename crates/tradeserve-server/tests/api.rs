@@ -124,7 +124,11 @@ async fn a_decision_has_exactly_the_documented_shape() {
             "order_notional",
             "restricted_list",
             "daily_order_count",
-            "kill_switch"
+            "kill_switch",
+            "order_quantity",
+            "desk_daily_notional",
+            "order_rate",
+            "repeated_execution"
         ])
     );
     // The replay clock is pinned to bar 60 + 500: day 2 (390 bars a day), 171st minute.

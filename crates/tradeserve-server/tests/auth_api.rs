@@ -38,6 +38,8 @@ fn key(id: &str, roles: &[ApiRole], rate: Option<u32>, burst: Option<u32>) -> (S
         roles: roles.to_vec(),
         rate_per_minute: rate,
         burst,
+        daily_notional: None,
+        orders_per_second: None,
     };
     (key, entry)
 }

@@ -225,6 +225,8 @@ async fn a_desk_halt_withholds_only_that_api_keys_orders() {
             roles: vec![role],
             rate_per_minute: None,
             burst: None,
+            daily_notional: None,
+            orders_per_second: None,
         };
         (key, config)
     };

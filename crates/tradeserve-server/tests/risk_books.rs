@@ -28,6 +28,10 @@ const CHECKS: RiskCheckFlags = RiskCheckFlags {
     restricted_list: true,
     daily_order_count: true,
     kill_switch: true,
+    order_quantity: true,
+    desk_daily_notional: true,
+    order_rate: true,
+    repeated_execution: true,
 };
 
 /// Event `i`: an approved, risk-checked order (BUY 10 on even `i`, SELL 5 on odd) of one of

@@ -48,6 +48,12 @@ pub struct KeyConfig {
     /// Requests it may make at once above the rate; default ten seconds' worth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burst: Option<u32>,
+    /// This desk's gross notional per UTC day, USD (`risk.desk_daily_notional` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_notional: Option<f64>,
+    /// This desk's approved orders per second (`risk.max_orders_per_second_desk` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orders_per_second: Option<u64>,
 }
 
 /// `[auth]`.
@@ -103,6 +109,15 @@ impl AuthConfig {
             if k.rate_per_minute == Some(0) || k.burst == Some(0) {
                 return Err(format!(
                     "auth.keys {:?}: rate_per_minute and burst must be at least 1 (leave rate_per_minute out for no limit)",
+                    k.id
+                ));
+            }
+            if k.daily_notional
+                .is_some_and(|n| !(n.is_finite() && n > 0.0))
+                || k.orders_per_second == Some(0)
+            {
+                return Err(format!(
+                    "auth.keys {:?}: daily_notional must be a finite number > 0 and orders_per_second at least 1",
                     k.id
                 ));
             }

@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 pub use config::{ApiRole, AuthConfig, KeyConfig};
 use key::{KeyHash, claimed_id};
 use quota::Quota;
+use tradeserve_core::risk::DeskLimits;
 
 use crate::error::ApiError;
 pub use metrics::AuthMetrics;
@@ -54,6 +55,8 @@ impl Access {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub id: Arc<str>,
+    /// Its desk's own risk limits.
+    pub limits: DeskLimits,
 }
 
 struct Entry {
@@ -61,6 +64,7 @@ struct Entry {
     hash: KeyHash,
     roles: Vec<ApiRole>,
     quota: Option<Quota>,
+    limits: DeskLimits,
 }
 
 /// The configured keys, ready to check.
@@ -91,6 +95,10 @@ impl Auth {
                     hash,
                     roles: k.roles,
                     quota: Quota::new(k.rate_per_minute, k.burst),
+                    limits: DeskLimits {
+                        daily_notional: k.daily_notional,
+                        orders_per_second: k.orders_per_second,
+                    },
                 },
             );
         }
@@ -165,6 +173,7 @@ impl Auth {
         }
         Ok(Some(Caller {
             id: Arc::clone(&entry.id),
+            limits: entry.limits,
         }))
     }
 }

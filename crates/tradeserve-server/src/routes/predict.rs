@@ -15,6 +15,7 @@ use tradeserve_core::error::ModelError;
 use tradeserve_core::idempotency::Stored;
 use tradeserve_core::pipeline::{Answered, Failed, PredictError, Prediction, Requester};
 use tradeserve_core::request::{KEY_RULE, valid_key};
+use tradeserve_core::risk::CheckStatus;
 use tradeserve_core::{Decision, Outcome};
 
 use crate::auth::Caller;
@@ -62,14 +63,33 @@ pub async fn predict(
                 client,
                 actor: caller.as_ref().map(|c| &*c.0.id),
                 idempotency_key,
+                desk_limits: caller.as_ref().map(|c| c.0.limits).unwrap_or_default(),
             },
         )
         .instrument(span)
         .await;
     match result {
         Ok(Answered::Repeat(stored)) => repeat(&state, &stored),
-        Ok(Answered::Fresh(prediction)) => answer(&state, Ok(*prediction)),
+        Ok(Answered::Fresh(prediction)) => {
+            latch_if_tripped(&state, prediction.outcome.decision());
+            answer(&state, Ok(*prediction))
+        }
         Err(failed) => answer(&state, Err(failed)),
+    }
+}
+
+/// A decision that failed `repeated_execution` halts its symbol ([`crate::routes::halts::latch`]).
+fn latch_if_tripped(state: &Arc<AppState>, decision: &Decision) {
+    let Some(v) = &decision.risk_validation else {
+        return;
+    };
+    if v.checks.repeated_execution == CheckStatus::Fail {
+        let why = v
+            .warnings
+            .iter()
+            .find(|w| w.starts_with("repeated_execution"))
+            .map_or("", String::as_str);
+        crate::routes::halts::latch(state, decision.symbol.as_str(), why);
     }
 }
 
