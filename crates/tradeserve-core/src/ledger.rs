@@ -57,49 +57,77 @@ fn in_second(counter: Option<&(i64, u64)>, second: i64) -> u64 {
 impl State {
     /// What the flow checks need to know of `order`, with the latch's window pruned.
     fn flow(&mut self, order: &Order<'_>, window_ms: i64) -> Flow {
-        let recent = self.recent.entry(order.symbol.to_owned()).or_default();
-        while recent
-            .front()
-            .is_some_and(|t| *t <= order.at_ms - window_ms)
-        {
-            recent.pop_front();
-        }
+        let recent = match self.recent.get_mut(order.symbol) {
+            Some(recent) => {
+                while recent
+                    .front()
+                    .is_some_and(|t| *t <= order.at_ms - window_ms)
+                {
+                    recent.pop_front();
+                }
+                recent.len() as u64
+            }
+            None => 0,
+        };
         Flow {
             desk_notional_cents: self.desks.get(order.desk).map_or(0, |d| d.on(order.day)),
             symbol_this_second: in_second(self.symbol_rate.get(order.symbol), order.second()),
             desk_this_second: in_second(self.desk_rate.get(order.desk), order.second()),
-            symbol_in_window: recent.len() as u64,
+            symbol_in_window: recent,
         }
     }
 
     fn apply(&mut self, order: &Order<'_>, flow: &Flow) {
-        self.books
-            .entry(order.symbol.to_owned())
-            .or_default()
-            .apply(order);
-        self.add_notional(order);
         let second = order.second();
-        self.symbol_rate.insert(
-            order.symbol.to_owned(),
-            (second, flow.symbol_this_second + 1),
+        upsert(&mut self.books, order.symbol, SymbolBook::default, |b| {
+            b.apply(order)
+        });
+        self.add_notional(order);
+        let counted = |n: u64| move |c: &mut (i64, u64)| *c = (second, n + 1);
+        upsert(
+            &mut self.symbol_rate,
+            order.symbol,
+            Default::default,
+            counted(flow.symbol_this_second),
         );
-        self.desk_rate
-            .insert(order.desk.to_owned(), (second, flow.desk_this_second + 1));
-        self.recent
-            .entry(order.symbol.to_owned())
-            .or_default()
-            .push_back(order.at_ms);
+        upsert(
+            &mut self.desk_rate,
+            order.desk,
+            Default::default,
+            counted(flow.desk_this_second),
+        );
+        upsert(&mut self.recent, order.symbol, VecDeque::new, |r| {
+            r.push_back(order.at_ms)
+        });
     }
 
     fn add_notional(&mut self, order: &Order<'_>) {
-        let before = self.desks.get(order.desk).map_or(0, |d| d.on(order.day));
-        self.desks.insert(
-            order.desk.to_owned(),
-            DeskDay {
-                day: order.day,
-                notional_cents: before.saturating_add(order.notional_cents()),
-            },
-        );
+        let (day, cents) = (order.day, order.notional_cents());
+        let fresh = || DeskDay {
+            day,
+            notional_cents: 0,
+        };
+        upsert(&mut self.desks, order.desk, fresh, |d| {
+            let before = d.on(day);
+            *d = DeskDay {
+                day,
+                notional_cents: before.saturating_add(cents),
+            };
+        });
+    }
+}
+
+/// Change `map[key]` with `change`, inserting `new()` first when absent (the key is copied
+/// only then: the request path allocates nothing for a symbol or desk it has seen).
+fn upsert<V>(
+    map: &mut HashMap<String, V>,
+    key: &str,
+    new: impl FnOnce() -> V,
+    change: impl FnOnce(&mut V),
+) {
+    match map.get_mut(key) {
+        Some(v) => change(v),
+        None => change(map.entry(key.to_owned()).or_insert_with(new)),
     }
 }
 

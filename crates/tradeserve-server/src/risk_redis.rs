@@ -1,10 +1,11 @@
 //! The shared risk ledger (`[ledger] store = "redis"`): every replica's orders go through one
 //! Lua script on Redis that reads a symbol's book (position, the day and its approved orders)
-//! and applies the order only if the position stays within the bound
-//! the limits give at its price ([`max_abs_position`]) and the day's count within
-//! `max_daily_orders` — one atomic step on the server, so any number of replicas together
-//! never pass a limit. The script returns the book as it was; [`evaluate`] then grades every
-//! check on it for the answer (the same comparisons, so it agrees with the script).
+//! and the order flow (the desk's notional today, the symbol's and the desk's orders this
+//! second, the symbol's orders in the latch's window) and applies the order only if the
+//! position stays within the bound the limits give at its price ([`max_abs_position`]) and
+//! every count within its limit — one atomic step on the server, so any number of replicas
+//! together never pass a limit. The script returns what it saw; [`evaluate_with`] then grades
+//! every check on it for the answer (the same comparisons, so it agrees with the script).
 //!
 //! A ledger that lost its data is never read as flat. `<prefix>:ledger` names its generation
 //! (written only by `tradeserve risk rebuild-shared`, [`crate::risk_rebuild`]) and counts the
@@ -98,11 +99,11 @@ impl LedgerConfig {
 macro_rules! guard {
     () => {
         r"
-local gen = redis.call('HGET', KEYS[1], 'generation')
+local meta = redis.call('HMGET', KEYS[1], 'generation', 'lost', 'seq')
+local gen, lost = meta[1], meta[2]
 if not gen then return {'reset', '', 0, 0, 0, 0, 0, 0, 0, 0} end
-local lost = redis.call('HGET', KEYS[1], 'lost')
 if lost then return {'lost', lost, 0, 0, 0, 0, 0, 0, 0, 0} end
-local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+local seq = tonumber(meta[3] or '0')
 if gen == ARGV[1] and seq < tonumber(ARGV[2]) then
   lost = 'the ledger went back from order ' .. ARGV[2] .. ' to order ' .. seq ..
     ' (a failover to a replica that lagged?)'
@@ -124,15 +125,16 @@ end
 const CHECK_AND_APPLY: &str = concat!(
     guard!(),
     r"
-local pos = tonumber(redis.call('HGET', KEYS[2], 'position') or '0')
-local count = tonumber(redis.call('HGET', KEYS[2], 'orders') or '0')
-if redis.call('HGET', KEYS[2], 'day') ~= ARGV[5] then count = 0 end
+local book = redis.call('HMGET', KEYS[2], 'position', 'orders', 'day')
+local pos = tonumber(book[1] or '0')
+local count = tonumber(book[2] or '0')
+if book[3] ~= ARGV[5] then count = 0 end
+local d = redis.call('HMGET', KEYS[3], 'day', 'notional')
 local desk = 0
-if redis.call('HGET', KEYS[3], 'day') == ARGV[5] then
-  desk = tonumber(redis.call('HGET', KEYS[3], 'notional') or '0')
-end
-local srate = tonumber(redis.call('GET', KEYS[4]) or '0')
-local drate = tonumber(redis.call('GET', KEYS[5]) or '0')
+if d[1] == ARGV[5] then desk = tonumber(d[2] or '0') end
+local rates = redis.call('MGET', KEYS[4], KEYS[5])
+local srate = tonumber(rates[1] or '0')
+local drate = tonumber(rates[2] or '0')
 redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', tonumber(ARGV[13]) - tonumber(ARGV[14]))
 local recent = redis.call('ZCARD', KEYS[6])
 local after = pos + tonumber(ARGV[3])
@@ -144,10 +146,8 @@ local ok = math.abs(after) <= tonumber(ARGV[4])
 if ok then
   redis.call('HSET', KEYS[2], 'position', after, 'day', ARGV[5], 'orders', count + 1)
   redis.call('HSET', KEYS[3], 'day', ARGV[5], 'notional', desk + tonumber(ARGV[8]))
-  redis.call('INCR', KEYS[4])
-  redis.call('EXPIRE', KEYS[4], 2)
-  redis.call('INCR', KEYS[5])
-  redis.call('EXPIRE', KEYS[5], 2)
+  if redis.call('INCR', KEYS[4]) == 1 then redis.call('EXPIRE', KEYS[4], 2) end
+  if redis.call('INCR', KEYS[5]) == 1 then redis.call('EXPIRE', KEYS[5], 2) end
   seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
   redis.call('ZADD', KEYS[6], ARGV[13], seq)
   redis.call('PEXPIRE', KEYS[6], ARGV[14])

@@ -35,7 +35,8 @@ struct Answer {
 
 fn start_replica(redis: &str, dir: &std::path::Path, n: usize) -> ServiceProcess {
     let path = |p: &str| dir.join(format!("{p}-{n}")).display().to_string();
-    let envs = [
+    let mut envs = load_common::roomy_risk_envs();
+    envs.extend([
         ("TRADESERVE_CONTROL__STORE", "redis".to_owned()),
         ("TRADESERVE_CONTROL__REDIS_URL", redis.to_owned()),
         ("TRADESERVE_CONTROL__REDIS_PREFIX", "halts".to_owned()),
@@ -45,48 +46,19 @@ fn start_replica(redis: &str, dir: &std::path::Path, n: usize) -> ServiceProcess
         ("TRADESERVE_LEDGER__TIMEOUT", "5s".to_owned()),
         ("TRADESERVE_EVENTS__AUDIT_LOG", path("audit.jsonl")),
         ("TRADESERVE_CONTROL__FILE", path("control.json")),
-        (
-            "TRADESERVE_RISK__MAX_POSITION_SHARES",
-            "1000000000000".to_owned(),
-        ),
-        (
-            "TRADESERVE_RISK__MAX_POSITION_NOTIONAL",
-            "1000000000000000000.0".to_owned(),
-        ),
-        ("TRADESERVE_RISK__MAX_CONCENTRATION", "1.0".to_owned()),
-        (
-            "TRADESERVE_RISK__PORTFOLIO_CAPITAL",
-            "100000000000000000000.0".to_owned(),
-        ),
-        (
-            "TRADESERVE_RISK__MAX_ORDER_NOTIONAL",
-            "1000000000000000000.0".to_owned(),
-        ),
-        ("TRADESERVE_RISK__MAX_DAILY_ORDERS", "1000000000".to_owned()),
-    ];
+    ]);
     ServiceProcess::start(BIN, &envs)
 }
 
 /// Two risk-checked request bodies whose decisions trade shares, on different symbols.
 fn two_orders(api: &Api) -> [(String, String); 2] {
-    let mut found = Vec::new();
-    for symbol in ["AAPL", "MSFT", "NVDA", "AMZN", "SPY", "TSLA"] {
-        for hour in 14..20 {
-            let body = json!({"symbol": symbol, "timestamp": format!("2025-10-20T{hour}:30:00Z"), "risk_check": false});
-            let (s, d) = api.call("POST", "/api/v1/predict", body.clone());
-            assert_eq!(s, 200, "{d}");
-            if d["action"] != "HOLD" && d["recommended_quantity"].as_u64().unwrap() > 0 {
-                let mut risky = body;
-                risky["risk_check"] = json!(true);
-                found.push((symbol.to_owned(), risky.to_string()));
-                break;
-            }
-        }
-        if found.len() == 2 {
-            return [found[0].clone(), found[1].clone()];
-        }
-    }
-    panic!("two symbols that trade: {found:?}");
+    let found = load_common::trading_orders(2, |b| api.call("POST", "/api/v1/predict", b.clone()));
+    [0, 1].map(|i| {
+        (
+            found[i]["symbol"].as_str().unwrap().to_owned(),
+            found[i].to_string(),
+        )
+    })
 }
 
 /// Orders at `RATE` over the replicas (open loop: one task per request), alternating the two
@@ -150,26 +122,7 @@ fn a_symbol_halt_holds_on_every_replica_until_its_release() {
     let _serial = serial();
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(BIN)
-        .args([
-            "risk",
-            "rebuild-shared",
-            "--flat",
-            "--by",
-            "ci",
-            "--reason",
-            "new ledger",
-            "--write",
-        ])
-        .env("TRADESERVE_LEDGER__REDIS_URL", redis.url())
-        .env("TRADESERVE_LEDGER__REDIS_PREFIX", "halts")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    load_common::new_shared_ledger(&redis.url(), "halts");
     let replicas: Vec<ServiceProcess> = (0..3)
         .map(|n| start_replica(&redis.url(), dir.path(), n))
         .collect();

@@ -21,50 +21,16 @@ const CONCURRENT: usize = 100;
 
 fn start_replica(redis: &str, dir: &std::path::Path, n: usize) -> ServiceProcess {
     let path = |p: &str| dir.join(format!("{p}-{n}")).display().to_string();
-    let envs = [
+    let mut envs = load_common::roomy_risk_envs();
+    envs.extend([
         ("TRADESERVE_LEDGER__STORE", "redis".to_owned()),
         ("TRADESERVE_LEDGER__REDIS_URL", redis.to_owned()),
         ("TRADESERVE_LEDGER__REDIS_PREFIX", "idem".to_owned()),
         ("TRADESERVE_LEDGER__TIMEOUT", "5s".to_owned()),
         ("TRADESERVE_EVENTS__AUDIT_LOG", path("audit.jsonl")),
         ("TRADESERVE_CONTROL__FILE", path("control.json")),
-        (
-            "TRADESERVE_RISK__MAX_POSITION_SHARES",
-            "1000000000000".to_owned(),
-        ),
-        (
-            "TRADESERVE_RISK__MAX_POSITION_NOTIONAL",
-            "1000000000000000000.0".to_owned(),
-        ),
-        ("TRADESERVE_RISK__MAX_CONCENTRATION", "1.0".to_owned()),
-        (
-            "TRADESERVE_RISK__PORTFOLIO_CAPITAL",
-            "100000000000000000000.0".to_owned(),
-        ),
-        (
-            "TRADESERVE_RISK__MAX_ORDER_NOTIONAL",
-            "1000000000000000000.0".to_owned(),
-        ),
-        ("TRADESERVE_RISK__MAX_DAILY_ORDERS", "1000000000".to_owned()),
-    ];
+    ]);
     ServiceProcess::start(BIN, &envs)
-}
-
-/// A risk-checked request that trades shares, as JSON (its `client_order_id` set per send).
-fn order(api: &Api) -> Value {
-    for symbol in ["AAPL", "MSFT", "NVDA", "AMZN", "SPY", "TSLA"] {
-        for hour in 14..20 {
-            let body = json!({"symbol": symbol, "timestamp": format!("2025-10-20T{hour}:30:00Z"), "risk_check": false});
-            let (s, d) = api.call("POST", "/api/v1/predict", body.clone());
-            assert_eq!(s, 200, "{d}");
-            if d["action"] != "HOLD" && d["recommended_quantity"].as_u64().unwrap() > 0 {
-                let mut risky = body;
-                risky["risk_check"] = json!(true);
-                return risky;
-            }
-        }
-    }
-    panic!("no order found");
 }
 
 async fn send(client: &reqwest::Client, url: &str, body: &Value, id: &str) -> (u16, Value) {
@@ -138,29 +104,12 @@ fn every_order_sent_twice_to_the_fleet_is_booked_and_recorded_once() {
     let _serial = serial();
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(BIN)
-        .args([
-            "risk",
-            "rebuild-shared",
-            "--flat",
-            "--by",
-            "ci",
-            "--reason",
-            "new ledger",
-            "--write",
-        ])
-        .env("TRADESERVE_LEDGER__REDIS_URL", redis.url())
-        .env("TRADESERVE_LEDGER__REDIS_PREFIX", "idem")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    load_common::new_shared_ledger(&redis.url(), "idem");
     let replicas = [0, 1].map(|n| start_replica(&redis.url(), dir.path(), n));
     let urls = [replicas[0].url(), replicas[1].url()];
-    let body = order(&Api::new(&urls[0]));
+    let api = Api::new(&urls[0]);
+    let body = load_common::trading_orders(1, |b| api.call("POST", "/api/v1/predict", b.clone()))
+        .remove(0);
 
     let rt = load_common::runtime();
     rt.block_on(sequential(urls.clone(), body.clone()));

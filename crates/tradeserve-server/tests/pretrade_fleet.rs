@@ -45,26 +45,7 @@ struct Client {
 /// `ops` (operator), `desk-1` (`desk_1` key options) and `desk-2` (`desk_2` options).
 fn fleet(redis: &RedisServer, prefix: &str, risk: &str, desk_1: &str, desk_2: &str) -> Fleet {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(BIN)
-        .args([
-            "risk",
-            "rebuild-shared",
-            "--flat",
-            "--by",
-            "ci",
-            "--reason",
-            "new ledger",
-            "--write",
-        ])
-        .env("TRADESERVE_LEDGER__REDIS_URL", redis.url())
-        .env("TRADESERVE_LEDGER__REDIS_PREFIX", prefix)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    load_common::new_shared_ledger(&redis.url(), prefix);
     let mut keys = BTreeMap::new();
     let mut toml = String::new();
     for (id, role, extra) in [
@@ -138,22 +119,13 @@ impl Client {
         self.call(replica, desk, "POST", "/api/v1/predict", body.clone())
     }
 
-    /// A risk-checked request on one of `symbols` that trades shares, and its quantity.
-    fn order(&self, symbols: &[&str]) -> (Value, u64) {
-        for symbol in symbols {
-            for hour in 14..20 {
-                let body = json!({"symbol": symbol, "timestamp": format!("2025-10-20T{hour}:30:00Z"), "risk_check": false});
-                let (s, d) = self.predict(0, "desk-2", &body);
-                assert_eq!(s, 200, "{d}");
-                let q = d["recommended_quantity"].as_u64().unwrap();
-                if d["action"] != "HOLD" && q > 0 {
-                    let mut risky = body;
-                    risky["risk_check"] = json!(true);
-                    return (risky, q);
-                }
-            }
-        }
-        panic!("no order found");
+    /// A risk-checked request that trades shares, and its quantity.
+    fn order(&self) -> (Value, u64) {
+        let body = load_common::trading_orders(1, |b| self.predict(0, "desk-2", b)).remove(0);
+        let mut probe = body.clone();
+        probe["risk_check"] = json!(false);
+        let (_, d) = self.predict(0, "desk-2", &probe);
+        (body, d["recommended_quantity"].as_u64().unwrap())
     }
 }
 
@@ -167,7 +139,7 @@ fn order_quantity_refuses_an_order_over_the_size_on_every_replica() {
     let _serial = serial();
     let redis = RedisServer::start();
     let probe = fleet(&redis, "probe", "", "", "");
-    let (body, q) = probe.order(&["AAPL", "MSFT", "NVDA", "AMZN", "SPY", "TSLA"]);
+    let (body, q) = probe.order();
     drop(probe);
     let f = fleet(
         &redis,
@@ -203,7 +175,7 @@ fn a_desks_daily_notional_holds_across_the_fleet_while_another_desk_trades() {
     let _serial = serial();
     let redis = RedisServer::start();
     let probe = fleet(&redis, "probe2", "", "", "");
-    let (body, _) = probe.order(&["AAPL", "MSFT", "NVDA", "AMZN", "SPY", "TSLA"]);
+    let (body, _) = probe.order();
     // The order's notional, from its own warning when the desk limit is one cent.
     drop(probe);
     let tiny = fleet(&redis, "tiny", "", "daily_notional = 0.01", "");
@@ -253,7 +225,7 @@ fn order_rate_never_passes_its_limit_in_a_second_per_symbol_or_per_desk() {
         "",
         "orders_per_second = 2",
     );
-    let (body, _) = f.order(&["AAPL", "MSFT", "NVDA", "AMZN", "SPY", "TSLA"]);
+    let (body, _) = f.order();
     // 60 orders at once over both replicas; approved ones are counted per UTC second of their
     // decision (the clock the rate uses).
     let burst = |desk: &'static str, limit: usize| {
@@ -308,7 +280,7 @@ fn the_repeated_execution_latch_halts_the_symbol_for_the_fleet_until_released() 
         "",
         "",
     );
-    let (body, _) = f.order(&["AAPL", "MSFT", "NVDA", "AMZN", "SPY", "TSLA"]);
+    let (body, _) = f.order();
     let symbol = body["symbol"].as_str().unwrap().to_owned();
     for i in 0..5 {
         assert_eq!(f.predict(i % 2, "desk-1", &body).0, 200, "order {i}");

@@ -162,3 +162,76 @@ pub fn quick_gates() -> Value {
         "outcome_alpha": 0.0
     })
 }
+
+/// `tradeserve risk rebuild-shared --flat … --write`: a new, empty shared risk ledger at
+/// `redis_url` under `prefix` (a ledger without a generation refuses every order).
+pub fn new_shared_ledger(redis_url: &str, prefix: &str) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tradeserve"))
+        .args([
+            "risk",
+            "rebuild-shared",
+            "--flat",
+            "--by",
+            "ci",
+            "--reason",
+            "new ledger",
+            "--write",
+        ])
+        .env("TRADESERVE_LEDGER__REDIS_URL", redis_url)
+        .env("TRADESERVE_LEDGER__REDIS_PREFIX", prefix)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Risk limits out of reach (environment of a service): only the checks a test sets refuse.
+pub fn roomy_risk_envs() -> Vec<(&'static str, String)> {
+    [
+        ("TRADESERVE_RISK__MAX_POSITION_SHARES", "1000000000000"),
+        (
+            "TRADESERVE_RISK__MAX_POSITION_NOTIONAL",
+            "1000000000000000000.0",
+        ),
+        ("TRADESERVE_RISK__MAX_CONCENTRATION", "1.0"),
+        (
+            "TRADESERVE_RISK__PORTFOLIO_CAPITAL",
+            "100000000000000000000.0",
+        ),
+        (
+            "TRADESERVE_RISK__MAX_ORDER_NOTIONAL",
+            "1000000000000000000.0",
+        ),
+        ("TRADESERVE_RISK__MAX_DAILY_ORDERS", "1000000000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_owned()))
+    .collect()
+}
+
+/// Up to `n` risk-checked request bodies, on different symbols, whose decisions trade shares
+/// (found with `ask`, which answers a request body with its status and decision).
+pub fn trading_orders(n: usize, mut ask: impl FnMut(&Value) -> (u16, Value)) -> Vec<Value> {
+    let mut found = Vec::new();
+    for symbol in ["AAPL", "MSFT", "NVDA", "AMZN", "SPY", "TSLA"] {
+        for hour in 14..20 {
+            let body = json!({"symbol": symbol, "timestamp": format!("2025-10-20T{hour}:30:00Z"), "risk_check": false});
+            let (s, d) = ask(&body);
+            assert_eq!(s, 200, "{d}");
+            if d["action"] != "HOLD" && d["recommended_quantity"].as_u64().unwrap() > 0 {
+                let mut risky = body;
+                risky["risk_check"] = json!(true);
+                found.push(risky);
+                break;
+            }
+        }
+        if found.len() == n {
+            break;
+        }
+    }
+    assert_eq!(found.len(), n, "symbols that trade: {found:?}");
+    found
+}
