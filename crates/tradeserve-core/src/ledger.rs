@@ -1,10 +1,11 @@
 //! The in-process risk ledger: the single-replica adapter of the [`RiskLedger`] port, holding
-//! each symbol's book, each desk's notional today and the recent order flow (rates, the
-//! repeated-execution latch's window) behind one lock so check-and-apply is atomic. The rules themselves are
+//! each symbol's book, each desk's notional today and the recent order flow (orders this
+//! second, in the repeated-execution latch's window) behind one lock so check-and-apply is
+//! atomic. The rules themselves are
 //! in [`crate::risk`]. [`UnavailableLedger`] stands in when the books cannot be known (their
 //! history is missing): it checks no order, so none is approved against a book read as flat.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use time::Date;
@@ -29,8 +30,8 @@ struct State {
     /// Approved orders in the current second, per symbol and per desk.
     symbol_rate: HashMap<String, (i64, u64)>,
     desk_rate: HashMap<String, (i64, u64)>,
-    /// Each symbol's approved orders (ms) within the latch's window.
-    recent: HashMap<String, VecDeque<i64>>,
+    /// Each symbol's approved orders in the latch's current window.
+    recent: HashMap<String, (i64, u64)>,
 }
 
 /// A desk's gross notional on one UTC day.
@@ -50,55 +51,36 @@ impl DeskDay {
     }
 }
 
-fn in_second(counter: Option<&(i64, u64)>, second: i64) -> u64 {
-    counter.filter(|(s, _)| *s == second).map_or(0, |(_, n)| *n)
+/// A `(window, count)` counter's count in `window` (0 once the window has moved on).
+fn in_window(counter: Option<&(i64, u64)>, window: i64) -> u64 {
+    counter.filter(|(w, _)| *w == window).map_or(0, |(_, n)| *n)
 }
 
 impl State {
-    /// What the flow checks need to know of `order`, with the latch's window pruned.
-    fn flow(&mut self, order: &Order<'_>, window_ms: i64) -> Flow {
-        let recent = match self.recent.get_mut(order.symbol) {
-            Some(recent) => {
-                while recent
-                    .front()
-                    .is_some_and(|t| *t <= order.at_ms - window_ms)
-                {
-                    recent.pop_front();
-                }
-                recent.len() as u64
-            }
-            None => 0,
-        };
+    /// What the flow checks need to know of `order`; `window` is its latch window.
+    fn flow(&self, order: &Order<'_>, window: i64) -> Flow {
         Flow {
             desk_notional_cents: self.desks.get(order.desk).map_or(0, |d| d.on(order.day)),
-            symbol_this_second: in_second(self.symbol_rate.get(order.symbol), order.second()),
-            desk_this_second: in_second(self.desk_rate.get(order.desk), order.second()),
-            symbol_in_window: recent,
+            symbol_this_second: in_window(self.symbol_rate.get(order.symbol), order.second()),
+            desk_this_second: in_window(self.desk_rate.get(order.desk), order.second()),
+            symbol_in_window: in_window(self.recent.get(order.symbol), window),
         }
     }
 
-    fn apply(&mut self, order: &Order<'_>, flow: &Flow) {
+    fn apply(&mut self, order: &Order<'_>, flow: &Flow, window: i64) {
         let second = order.second();
         upsert(&mut self.books, order.symbol, SymbolBook::default, |b| {
             b.apply(order)
         });
         self.add_notional(order);
-        let counted = |n: u64| move |c: &mut (i64, u64)| *c = (second, n + 1);
-        upsert(
-            &mut self.symbol_rate,
-            order.symbol,
-            Default::default,
-            counted(flow.symbol_this_second),
-        );
-        upsert(
-            &mut self.desk_rate,
-            order.desk,
-            Default::default,
-            counted(flow.desk_this_second),
-        );
-        upsert(&mut self.recent, order.symbol, VecDeque::new, |r| {
-            r.push_back(order.at_ms)
-        });
+        let counted = |at: i64, n: u64| move |c: &mut (i64, u64)| *c = (at, n + 1);
+        let (symbol, desk) = (order.symbol, order.desk);
+        let now = counted(second, flow.symbol_this_second);
+        upsert(&mut self.symbol_rate, symbol, Default::default, now);
+        let now = counted(second, flow.desk_this_second);
+        upsert(&mut self.desk_rate, desk, Default::default, now);
+        let latch = counted(window, flow.symbol_in_window);
+        upsert(&mut self.recent, symbol, Default::default, latch);
     }
 
     fn add_notional(&mut self, order: &Order<'_>) {
@@ -178,14 +160,13 @@ impl InMemoryRiskLedger {
     }
 
     fn check_and_apply_now(&self, order: &Order<'_>, limits: &RiskLimits) -> RiskValidation {
-        let window =
-            i64::try_from(limits.repeated_execution_window.as_millis()).unwrap_or(i64::MAX);
+        let window = order.latch_window(limits);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let flow = state.flow(order, window);
         let book = state.books.get(order.symbol).copied().unwrap_or_default();
         let validation = evaluate_with(order, &book, &flow, limits);
         if validation.approved && !order.is_inert() {
-            state.apply(order, &flow);
+            state.apply(order, &flow, window);
         }
         validation
     }
@@ -411,7 +392,8 @@ mod tests {
         let (ledger, mut l) = (InMemoryRiskLedger::new(), flow_limits());
         l.desk_daily_notional = 1e12;
         let t = 1_761_000_000_000;
-        // 20 approved within 60 s (4 a second, under the rate), the 21st trips it.
+        // `t` starts a 60 s window: 20 approved in it (4 a second, under the rate), the 21st
+        // trips the latch.
         for i in 0..20 {
             assert!(check(&ledger, &at("AAPL", "d1", t + 250 * i), &l).approved);
         }
@@ -423,7 +405,7 @@ mod tests {
                 .any(|w| w.contains("the symbol is halted")),
             "{v:?}"
         );
-        // Once the window has moved past the first orders, it passes again.
+        // The next window starts empty.
         assert!(check(&ledger, &at("AAPL", "d1", t + 60_001), &l).approved);
     }
 }

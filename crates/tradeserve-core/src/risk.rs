@@ -38,9 +38,9 @@ pub struct RiskLimits {
     /// Approved orders per second per desk (`order_rate`); an API key's `orders_per_second`
     /// overrides it.
     pub max_orders_per_second_desk: u64,
-    /// The repeated-execution latch: more approved orders than this in one symbol within
-    /// `repeated_execution_window` fails `repeated_execution` and halts the symbol until an
-    /// operator releases it.
+    /// The repeated-execution latch: more approved orders than this in one symbol within one
+    /// `repeated_execution_window` (windows aligned to the UTC clock: each minute by default)
+    /// fails `repeated_execution` and halts the symbol until an operator releases it.
     pub repeated_execution_max: u64,
     #[serde(with = "humantime_serde")]
     pub repeated_execution_window: std::time::Duration,
@@ -232,6 +232,13 @@ impl Order<'_> {
         self.at_ms.div_euclid(1000)
     }
 
+    /// The latch's window it falls in (windows of `limits.repeated_execution_window` since
+    /// the Unix epoch).
+    pub fn latch_window(&self, limits: &RiskLimits) -> i64 {
+        let ms = i64::try_from(limits.repeated_execution_window.as_millis()).unwrap_or(i64::MAX);
+        self.at_ms.div_euclid(ms.max(1))
+    }
+
     /// The desk's daily notional limit in cents, and its orders per second.
     pub fn desk_bounds(&self, limits: &RiskLimits) -> (u64, u64) {
         let notional = self
@@ -253,7 +260,7 @@ fn to_cents(usd: f64) -> u64 {
 
 /// What the ledger knows of the order flow around one order, besides the symbol's book: the
 /// desk's gross notional today, the orders approved in this second for the symbol and for the
-/// desk, and the symbol's orders within the latch's window.
+/// desk, and the symbol's orders in the latch's current window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Flow {
     pub desk_notional_cents: u64,
@@ -452,7 +459,7 @@ fn flow_checks(
     let graded = grade(n as f64, limits.repeated_execution_max as f64, w);
     checks.repeated_execution = noted(graded, warnings, || {
         format!(
-            "repeated_execution: order {n} on {} within {} s, limit {}{}",
+            "repeated_execution: order {n} on {} in this {} s window, limit {}{}",
             order.symbol,
             limits.repeated_execution_window.as_secs(),
             limits.repeated_execution_max,

@@ -1,7 +1,7 @@
 //! The shared risk ledger (`[ledger] store = "redis"`): every replica's orders go through one
 //! Lua script on Redis that reads a symbol's book (position, the day and its approved orders)
 //! and the order flow (the desk's notional today, the symbol's and the desk's orders this
-//! second, the symbol's orders in the latch's window) and applies the order only if the
+//! second, the symbol's orders in the latch's current window) and applies the order only if the
 //! position stays within the bound the limits give at its price ([`max_abs_position`]) and
 //! every count within its limit — one atomic step on the server, so any number of replicas
 //! together never pass a limit. The script returns what it saw; [`evaluate_with`] then grades
@@ -114,29 +114,32 @@ end
     };
 }
 
-/// KEYS: the ledger, the book, the desk, the symbol's and the desk's order counts of this
-/// second, the symbol's latch window. ARGV after the guard's: signed quantity, largest
-/// absolute position, day, largest daily count, 1 to apply (0: read only; a halted order, or
-/// one that fails a check that depends on no count), the order's notional and the desk's
-/// daily limit (cents), the symbol's and the desk's orders a second, the latch's largest
-/// count, now and the latch's window (ms). Replies `{status, generation, seq, position
-/// before, count before, applied, desk notional before, symbol and desk orders this second
-/// before, symbol orders in the window before}`.
+/// KEYS: the ledger, the symbol's book, the desk. ARGV after the guard's: signed quantity,
+/// largest absolute position, day, largest daily count, 1 to apply (0: read only; a halted
+/// order, or one that fails a check that depends on no count), the order's notional and the
+/// desk's daily limit (cents), the symbol's and the desk's orders a second, the latch's
+/// largest count, the order's UTC second and its latch window. The book holds the symbol's
+/// counts (position; orders of the day, of the second, of the latch's window), the desk its
+/// own (notional of the day, orders of the second): each count names the day, second or
+/// window it belongs to, and a count of a past one reads as 0, so nothing needs to expire.
+/// Replies `{status, generation, seq, position before, count before, applied, desk notional
+/// before, symbol and desk orders this second before, symbol orders in the window before}`.
 const CHECK_AND_APPLY: &str = concat!(
     guard!(),
     r"
-local book = redis.call('HMGET', KEYS[2], 'position', 'orders', 'day')
+local book = redis.call('HMGET', KEYS[2], 'position', 'orders', 'day', 'sec', 'sec_n', 'win', 'win_n')
 local pos = tonumber(book[1] or '0')
-local count = tonumber(book[2] or '0')
-if book[3] ~= ARGV[5] then count = 0 end
-local d = redis.call('HMGET', KEYS[3], 'day', 'notional')
+local count = 0
+if book[3] == ARGV[5] then count = tonumber(book[2] or '0') end
+local srate = 0
+if book[4] == ARGV[13] then srate = tonumber(book[5] or '0') end
+local recent = 0
+if book[6] == ARGV[14] then recent = tonumber(book[7] or '0') end
+local d = redis.call('HMGET', KEYS[3], 'day', 'notional', 'sec', 'sec_n')
 local desk = 0
 if d[1] == ARGV[5] then desk = tonumber(d[2] or '0') end
-local rates = redis.call('MGET', KEYS[4], KEYS[5])
-local srate = tonumber(rates[1] or '0')
-local drate = tonumber(rates[2] or '0')
-redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', tonumber(ARGV[13]) - tonumber(ARGV[14]))
-local recent = redis.call('ZCARD', KEYS[6])
+local drate = 0
+if d[3] == ARGV[13] then drate = tonumber(d[4] or '0') end
 local after = pos + tonumber(ARGV[3])
 local ok = math.abs(after) <= tonumber(ARGV[4])
   and count + 1 <= tonumber(ARGV[6]) and ARGV[7] == '1'
@@ -144,13 +147,11 @@ local ok = math.abs(after) <= tonumber(ARGV[4])
   and srate + 1 <= tonumber(ARGV[10]) and drate + 1 <= tonumber(ARGV[11])
   and recent + 1 <= tonumber(ARGV[12])
 if ok then
-  redis.call('HSET', KEYS[2], 'position', after, 'day', ARGV[5], 'orders', count + 1)
-  redis.call('HSET', KEYS[3], 'day', ARGV[5], 'notional', desk + tonumber(ARGV[8]))
-  if redis.call('INCR', KEYS[4]) == 1 then redis.call('EXPIRE', KEYS[4], 2) end
-  if redis.call('INCR', KEYS[5]) == 1 then redis.call('EXPIRE', KEYS[5], 2) end
+  redis.call('HSET', KEYS[2], 'position', after, 'day', ARGV[5], 'orders', count + 1,
+    'sec', ARGV[13], 'sec_n', srate + 1, 'win', ARGV[14], 'win_n', recent + 1)
+  redis.call('HSET', KEYS[3], 'day', ARGV[5], 'notional', desk + tonumber(ARGV[8]),
+    'sec', ARGV[13], 'sec_n', drate + 1)
   seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-  redis.call('ZADD', KEYS[6], ARGV[13], seq)
-  redis.call('PEXPIRE', KEYS[6], ARGV[14])
 end
 return {'ok', gen, seq, pos, count, ok and 1 or 0, desk, srate, drate, recent}
 "
@@ -339,13 +340,9 @@ impl RedisRiskLedger {
 
     /// The check script's keys for `order` (see [`CHECK_AND_APPLY`]).
     fn keys(&self, call: &mut redis::ScriptInvocation<'_>, order: &Order<'_>) {
-        let (p, second) = (&self.prefix, order.second());
-        call.key(Self::ledger_key(p))
+        call.key(Self::ledger_key(&self.prefix))
             .key(self.book_key(order.symbol))
-            .key(format!("{p}:desk:{}", order.desk))
-            .key(format!("{p}:rate:s:{}:{second}", order.symbol))
-            .key(format!("{p}:rate:d:{}:{second}", order.desk))
-            .key(format!("{p}:latch:{}", order.symbol));
+            .key(format!("{}:desk:{}", self.prefix, order.desk));
     }
 
     /// The check script's arguments (see [`CHECK_AND_APPLY`]).
@@ -358,8 +355,6 @@ impl RedisRiskLedger {
     ) {
         let (generation, seq) = self.known_args();
         let (desk_cents, desk_rate) = order.desk_bounds(limits);
-        let window =
-            u64::try_from(limits.repeated_execution_window.as_millis()).unwrap_or(u64::MAX);
         call.arg(generation)
             .arg(seq)
             .arg(signed(order))
@@ -372,8 +367,8 @@ impl RedisRiskLedger {
             .arg(limits.max_orders_per_second_symbol)
             .arg(desk_rate)
             .arg(limits.repeated_execution_max)
-            .arg(order.at_ms)
-            .arg(window);
+            .arg(order.second())
+            .arg(order.latch_window(limits));
     }
 
     async fn check_and_apply_shared(

@@ -4,7 +4,8 @@
 //! the ledger; `desk_daily_notional` holds a key's own limit across both replicas while
 //! another desk trades; `order_rate` never lets more orders through in one UTC second than the
 //! limit (per symbol and per desk); the repeated-execution latch refuses the order past its
-//! count and halts the symbol for the whole fleet (actor `risk`) until an operator releases it.
+//! count in a window and halts the symbol for the whole fleet (actor `risk`) until an operator
+//! releases it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -282,12 +283,31 @@ fn the_repeated_execution_latch_halts_the_symbol_for_the_fleet_until_released() 
     );
     let (body, _) = f.order();
     let symbol = body["symbol"].as_str().unwrap().to_owned();
-    for i in 0..5 {
-        assert_eq!(f.predict(i % 2, "desk-1", &body).0, 200, "order {i}");
-    }
-    let (s, d) = f.predict(1, "desk-1", &body);
-    assert_eq!(s, 403, "{d}");
-    assert!(failed(&d, "repeated_execution"), "{d}");
+    // Windows are aligned to the clock (3 s each here): orders until the latch trips, then
+    // exactly five approved in the tripping order's window, whichever windows they straddled.
+    let window = |d: &Value| {
+        let at = d["metadata"]["timestamp"].as_str().unwrap();
+        let at = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339);
+        at.unwrap().unix_timestamp_nanos() / 3_000_000_000
+    };
+    let mut approved = Vec::new();
+    let tripped = (0..30)
+        .find_map(|i| {
+            let (s, d) = f.predict(i % 2, "desk-1", &body);
+            match s {
+                200 => approved.push(window(&d)),
+                _ => return Some(d),
+            }
+            None
+        })
+        .expect("the latch never tripped");
+    assert!(failed(&tripped, "repeated_execution"), "{tripped}");
+    let w = window(&tripped);
+    assert_eq!(
+        approved.iter().filter(|a| **a == w).count(),
+        5,
+        "{approved:?}"
+    );
     // The replica that saw it halts the symbol; both then withhold it by that halt.
     let halt = eventually("the latch's halt", || {
         let (_, v) = f.call(0, "ops", "GET", "/api/v1/halts", json!(null));
@@ -314,7 +334,7 @@ fn the_repeated_execution_latch_halts_the_symbol_for_the_fleet_until_released() 
             (s == 403 && d["risk_validation"]["warnings"].to_string().contains(id)).then_some(())
         });
     }
-    // Released by an operator (after the window): trading resumes, one latch halt in all.
+    // Released by an operator once the window is over: trading resumes, one latch halt in all.
     std::thread::sleep(std::time::Duration::from_secs(3));
     let (s, v) = f.call(
         1,
