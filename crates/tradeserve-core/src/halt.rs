@@ -20,8 +20,9 @@ pub const MAX_REASON: usize = 500;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum HaltScope {
-    /// Every order.
-    All,
+    /// Every order. (A struct variant with no fields: serde refuses unknown fields only in
+    /// struct variants of an internally tagged enum, and `{"type": "all", "x": 1}` must be 422.)
+    All {},
     /// Orders in one symbol.
     Symbol { symbol: String },
     /// Orders of one desk: the id of its API key (with authentication off, no request has a
@@ -34,7 +35,7 @@ pub enum HaltScope {
 impl HaltScope {
     pub fn kind(&self) -> &'static str {
         match self {
-            HaltScope::All => "all",
+            HaltScope::All {} => "all",
             HaltScope::Symbol { .. } => "symbol",
             HaltScope::Desk { .. } => "desk",
             HaltScope::ModelVersion { .. } => "model_version",
@@ -46,7 +47,7 @@ impl HaltScope {
     fn validate(&self) -> Result<(), InvalidField> {
         let bad = |m: &str| Err(invalid("scope", m));
         match self {
-            HaltScope::All => Ok(()),
+            HaltScope::All {} => Ok(()),
             HaltScope::Symbol { symbol } => match Symbol::parse(symbol) {
                 Ok(_) => Ok(()),
                 Err(e) => bad(&format!("symbol: {e}")),
@@ -64,7 +65,7 @@ impl HaltScope {
     /// Whether an order of `symbol` by `desk`, decided on `versions`, is in scope.
     fn covers(&self, symbol: &str, desk: Option<&str>, versions: &BTreeMap<Role, String>) -> bool {
         match self {
-            HaltScope::All => true,
+            HaltScope::All {} => true,
             HaltScope::Symbol { symbol: s } => s == symbol,
             HaltScope::Desk { key_id } => desk == Some(key_id.as_str()),
             HaltScope::ModelVersion { role, version } => versions.get(role) == Some(version),
@@ -221,7 +222,7 @@ mod tests {
         let mut v2 = versions.clone();
         v2.insert(Role::BullSpecialist, "2".into());
         let cases = [
-            (HaltScope::All, "MSFT", None, &versions, true),
+            (HaltScope::All {}, "MSFT", None, &versions, true),
             (
                 HaltScope::Symbol {
                     symbol: "AAPL".into(),
@@ -296,7 +297,7 @@ mod tests {
                 "{scope:?}"
             );
         }
-        let mut released = halt(HaltScope::All);
+        let mut released = halt(HaltScope::All {});
         released.status = HaltStatus::Released;
         assert!(ActiveHalts::new([&released]).is_empty());
     }
