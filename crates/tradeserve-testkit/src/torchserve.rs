@@ -115,7 +115,9 @@ impl TorchServeServer {
                 .env("LOG_LOCATION", dir.path().join("logs"))
                 .env("METRICS_LOCATION", dir.path().join("logs")),
         );
-        process.wait_until(|| http_ok(inference, "/ping"));
+        // Both listeners: the management API opens after the inference one, and on a busy
+        // machine a registration sent at the first /ping was refused.
+        process.wait_until(|| http_ok(inference, "/ping") && http_ok(management, "/models"));
         TorchServeServer {
             process,
             inference_port: inference,
