@@ -59,7 +59,9 @@ impl TorchServeServer {
     }
 
     /// Start on given ports with `store` as the model store (one the test owns, so it
-    /// outlives a killed server), or a fresh one in the server's own folder.
+    /// outlives a killed server), or a fresh one in the server's own folder. Ready once both
+    /// listeners answer: the management API opens after the inference one, and on a busy
+    /// machine a registration sent at the first `/ping` was refused.
     pub fn start_with(
         inference: u16,
         management: u16,
@@ -115,8 +117,6 @@ impl TorchServeServer {
                 .env("LOG_LOCATION", dir.path().join("logs"))
                 .env("METRICS_LOCATION", dir.path().join("logs")),
         );
-        // Both listeners: the management API opens after the inference one, and on a busy
-        // machine a registration sent at the first /ping was refused.
         process.wait_until(|| http_ok(inference, "/ping") && http_ok(management, "/models"));
         TorchServeServer {
             process,
