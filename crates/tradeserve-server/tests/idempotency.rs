@@ -176,3 +176,26 @@ async fn bad_keys_are_422_naming_the_field() {
         (StatusCode::UNPROCESSABLE_ENTITY, Some("client_order_id"))
     );
 }
+
+#[tokio::test]
+async fn a_keyed_request_is_refused_while_the_shared_key_store_is_unreachable() {
+    // The keys follow the ledger into Redis; none listens on port 1.
+    let h = harness_with(|c| {
+        c.ledger.store = tradeserve_server::risk_redis::LedgerStore::Redis;
+        c.ledger.redis_url = "redis://127.0.0.1:1/0".into();
+        c.ledger.timeout = std::time::Duration::from_millis(200);
+    });
+    let unkeyed = r#"{"symbol":"AAPL","risk_check":false}"#;
+    assert_eq!(send(&h, &[], unkeyed).await.0, StatusCode::OK);
+    let keyed = r#"{"symbol":"AAPL","risk_check":false,"client_order_id":"K-1"}"#;
+    let (s, v, _) = send(&h, &[], keyed).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_error(&v, "idempotency_unavailable");
+    // Never decided without the check: no event carries the key.
+    flush(&h);
+    assert!(
+        audit_events(&h)
+            .iter()
+            .all(|e| e["client_order_id"].is_null())
+    );
+}

@@ -258,17 +258,11 @@ fn grafana_queries_and_alert_rules_hold_against_a_real_prometheus() {
         serde_json::json!({"scope": {"type": "symbol", "symbol": "AAPL"}, "reason": "drill"}),
     );
     assert_eq!(s, 201, "{h}");
-    let t0 = Instant::now();
-    let halted = loop {
-        if let Some(a) = firing(&api)
+    let halted = tradeserve_testkit::eventually("TradeServeTradingHalted fires", || {
+        firing(&api)
             .into_iter()
             .find(|a| a["labels"]["alertname"] == "TradeServeTradingHalted")
-        {
-            break a;
-        }
-        assert!(t0.elapsed() < HANG, "TradeServeTradingHalted never fired");
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    });
     assert_eq!(halted["labels"]["scope"], "symbol");
     assert_eq!(halted["labels"]["instance"], target.as_str());
 }

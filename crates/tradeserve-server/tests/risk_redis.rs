@@ -48,22 +48,7 @@ async fn trading_request() -> (String, String, i64) {
 /// `tradeserve risk rebuild-shared ARGS --by ci --reason test --write` on the ledger at
 /// `url`/`prefix`; its JSON output.
 fn rebuild_shared(url: &str, prefix: &str, args: &[&str]) -> Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tradeserve"))
-        .args(["risk", "rebuild-shared"])
-        .args(args)
-        .args(["--by", "ci", "--reason", "test", "--write"])
-        .env("TRADESERVE_LEDGER__STORE", "redis")
-        .env("TRADESERVE_LEDGER__REDIS_URL", url)
-        .env("TRADESERVE_LEDGER__REDIS_PREFIX", prefix)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap()
+    tradeserve_testkit::rebuild_shared_ledger(env!("CARGO_BIN_EXE_tradeserve"), url, prefix, args)
 }
 
 /// A new, empty shared ledger under `prefix`.

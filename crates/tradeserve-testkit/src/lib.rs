@@ -775,3 +775,30 @@ impl Drop for SmallDisk {
         let _ = Command::new("umount").arg(self.0.path()).status();
     }
 }
+
+/// `BIN risk rebuild-shared ARGS --by ci --reason test --write` on the shared risk ledger at
+/// `redis_url` under `prefix` (`--flat`: a new, empty ledger, which every replica needs before
+/// it approves an order); its JSON output. Fails the test when the command fails.
+pub fn rebuild_shared_ledger(
+    bin: &str,
+    redis_url: &str,
+    prefix: &str,
+    args: &[&str],
+) -> serde_json::Value {
+    let out = Command::new(bin)
+        .args(["risk", "rebuild-shared"])
+        .args(args)
+        .args(["--by", "ci", "--reason", "test", "--write"])
+        .env("TRADESERVE_LEDGER__STORE", "redis")
+        .env("TRADESERVE_LEDGER__REDIS_URL", redis_url)
+        .env("TRADESERVE_LEDGER__REDIS_PREFIX", prefix)
+        .output()
+        .expect("run rebuild-shared");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).expect("rebuild-shared prints JSON")
+}

@@ -166,26 +166,8 @@ pub fn quick_gates() -> Value {
 /// `tradeserve risk rebuild-shared --flat … --write`: a new, empty shared risk ledger at
 /// `redis_url` under `prefix` (a ledger without a generation refuses every order).
 pub fn new_shared_ledger(redis_url: &str, prefix: &str) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tradeserve"))
-        .args([
-            "risk",
-            "rebuild-shared",
-            "--flat",
-            "--by",
-            "ci",
-            "--reason",
-            "new ledger",
-            "--write",
-        ])
-        .env("TRADESERVE_LEDGER__REDIS_URL", redis_url)
-        .env("TRADESERVE_LEDGER__REDIS_PREFIX", prefix)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let bin = env!("CARGO_BIN_EXE_tradeserve");
+    tradeserve_testkit::rebuild_shared_ledger(bin, redis_url, prefix, &["--flat"]);
 }
 
 /// Risk limits out of reach (environment of a service): only the checks a test sets refuse.
