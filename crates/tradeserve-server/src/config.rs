@@ -834,6 +834,7 @@ impl Config {
         }
         self.risk.validate().map_err(ConfigError::Invalid)?;
         self.ledger.validate().map_err(ConfigError::Invalid)?;
+        self.check_books_survive()?;
         self.idempotency.validate().map_err(ConfigError::Invalid)?;
         self.telemetry.validate().map_err(ConfigError::Invalid)?;
         self.control.validate().map_err(ConfigError::Invalid)?;
@@ -862,14 +863,37 @@ impl Config {
     }
 }
 
-/// The sections a `TRADESERVE_<SECTION>__<KEY>` variable can name.
-const SECTIONS: [&str; 8] = [
-    "SERVER", "MODELS", "FEATURES", "EVENTS", "RISK", "SIZING", "CONTROL", "EXPLAIN",
-];
+impl Config {
+    /// The in-process risk books are rebuilt from the audit log at a restart: without one
+    /// (Kafka alone) they would start flat, so that needs the shared ledger.
+    fn check_books_survive(&self) -> Result<(), ConfigError> {
+        if self.events.sink == SinkKind::Kafka
+            && self.ledger.store == crate::risk_redis::LedgerStore::Memory
+        {
+            return Err(ConfigError::Invalid(
+                "events.sink = \"kafka\" keeps no local record to rebuild this replica's risk \
+                 books from at a restart (they would start flat): set events.sink = \"both\", \
+                 or ledger.store = \"redis\""
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The sections a `TRADESERVE_<SECTION>__<KEY>` variable can name: [`Config`]'s fields, read
+/// from the type itself so a new section is never missed.
+fn sections() -> Vec<String> {
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(fields)) => fields.keys().map(|k| k.to_uppercase()).collect(),
+        _ => Vec::new(),
+    }
+}
 
 /// Refuse `TRADESERVE_SERVER_REQUEST_DEADLINE` and the like: a section and a key joined by
 /// one underscore would otherwise be ignored without a word.
 fn misspelled_env(names: impl Iterator<Item = String>) -> Result<(), ConfigError> {
+    let sections = sections();
     for name in names {
         let Some(rest) = name.strip_prefix("TRADESERVE_") else {
             continue;
@@ -877,7 +901,7 @@ fn misspelled_env(names: impl Iterator<Item = String>) -> Result<(), ConfigError
         if rest.contains("__") {
             continue;
         }
-        if let Some(section) = SECTIONS.iter().find(|s| rest.starts_with(&format!("{s}_"))) {
+        if let Some(section) = sections.iter().find(|s| rest.starts_with(&format!("{s}_"))) {
             let key = &rest[section.len() + 1..];
             return Err(ConfigError::Invalid(format!(
                 "environment variable {name} is not read: a section and its key are joined by two underscores (TRADESERVE_{section}__{key})"
@@ -1029,6 +1053,44 @@ mod tests {
             "PATH",
         ];
         misspelled_env(fine.iter().map(|s| s.to_string())).unwrap();
+    }
+
+    #[test]
+    fn every_section_refuses_a_single_underscore() {
+        // The sections of the example file (which documents every key) are exactly the ones
+        // the check knows.
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/tradeserve.example.toml");
+        let example: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
+        let mut documented: Vec<String> = example.keys().map(|k| k.to_uppercase()).collect();
+        let mut known = sections();
+        documented.sort();
+        known.sort();
+        assert_eq!(known, documented);
+        assert_eq!(known.len(), 12);
+        for section in known {
+            let name = format!("TRADESERVE_{section}_SOME_KEY");
+            let err = misspelled_env([name.clone()].into_iter())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("TRADESERVE_{section}__SOME_KEY")),
+                "{name}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn kafka_alone_needs_the_shared_ledger() {
+        let mut c = Config::default();
+        c.events.sink = SinkKind::Kafka;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("ledger.store = \"redis\""), "{err}");
+        c.ledger.store = crate::risk_redis::LedgerStore::Redis;
+        c.validate().unwrap();
+        c.ledger.store = crate::risk_redis::LedgerStore::Memory;
+        c.events.sink = SinkKind::Both;
+        c.validate().unwrap();
     }
 
     #[test]

@@ -564,9 +564,12 @@ fn restored_ledger(
                 return Ok(Err(missing));
             }
         }
-        SinkKind::Kafka => tracing::warn!(
-            "events.sink = kafka keeps no local record: risk positions and daily order counts start empty"
-        ),
+        // Refused by `Config::validate`: no record to rebuild the books from.
+        SinkKind::Kafka => {
+            return Ok(Err(crate::risk_books::Missing(
+                "events.sink = kafka keeps no local record to rebuild the risk books from".into(),
+            )));
+        }
     }
     Ok(Ok(ledger))
 }

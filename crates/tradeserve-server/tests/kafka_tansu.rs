@@ -27,7 +27,10 @@ const TOPIC: &str = "trading_decisions";
 
 fn config(brokers: &str, dir: &std::path::Path) -> Config {
     let mut c = Config::default();
-    c.events.sink = SinkKind::Kafka;
+    // Kafka and the audit log: this replica's risk books are rebuilt from the log at a restart
+    // (Kafka alone needs the shared ledger).
+    c.events.sink = SinkKind::Both;
+    c.events.audit_log = dir.join("audit.jsonl");
     c.events.kafka.brokers = brokers.to_owned();
     c.events.kafka.partitions = 3;
     c.events.kafka.spool_dir = dir.join("spool");
@@ -265,7 +268,11 @@ fn kill_9_of_the_service_in_kafka_mode_loses_no_decision_a_client_received() {
     let broker = TansuBroker::start();
     let dir = tempfile::tempdir().unwrap();
     let envs = [
-        ("TRADESERVE_EVENTS__SINK", "kafka".to_owned()),
+        ("TRADESERVE_EVENTS__SINK", "both".to_owned()),
+        (
+            "TRADESERVE_EVENTS__AUDIT_LOG",
+            dir.path().join("audit.jsonl").display().to_string(),
+        ),
         ("TRADESERVE_EVENTS__KAFKA__BROKERS", broker.bootstrap()),
         ("TRADESERVE_EVENTS__KAFKA__PARTITIONS", "3".to_owned()),
         (
