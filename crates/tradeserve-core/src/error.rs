@@ -57,6 +57,24 @@ pub enum RiskError {
     Unavailable(String),
 }
 
+/// Why the control store could not answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    #[error("control store unavailable: {0}")]
+    Unavailable(String),
+    #[error("control store holds an unreadable state: {0}")]
+    Corrupt(String),
+}
+
+/// Why the fleet's shared measurements or awaiting outcomes could not be read or written.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FleetError {
+    #[error("fleet store unavailable: {0}")]
+    Unavailable(String),
+    #[error("fleet store holds an unreadable entry: {0}")]
+    Corrupt(String),
+}
+
 /// Why an event could not be accepted for delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EmitError {

@@ -10,8 +10,9 @@
 //! - [`error`]: every error of the domain and its ports.
 //! - [`risk`]: risk limits and the named checks (rules only); [`ledger`]: the in-process
 //!   risk ledger (the embedded adapter).
-//! - [`ports`]: traits for the feature source, risk ledger, event sink, shadow runner and
-//!   explainer (the inference model's trait is in [`model_set`]).
+//! - [`ports`]: traits for the feature source, risk ledger, event sink, shadow runner,
+//!   explainer, control store and the fleet's shared measurements and outcomes (the inference
+//!   model's trait is in [`model_set`]).
 //! - [`model_set`]: the immutable set of five loaded models a request reads once.
 //! - [`decision`]: the response decision and the audit event.
 //! - [`event`]: everything on the events topic: decision, shadow and control events.
@@ -21,8 +22,9 @@
 //! - [`control`]: the control state, one module per command that changes it, the typed
 //!   control event, and the [`control::ArmRecorder`] port arms and outcomes are credited
 //!   through.
-//! - [`arm_stats`]: per-arm measurement, mergeable across replicas; [`stats`]: the
-//!   significance tests and views of reports.
+//! - [`arm_stats`]: per-arm measurement, mergeable across replicas; [`fleet`]: each
+//!   replica's share of it and their merge, and the decisions awaiting an outcome; [`stats`]:
+//!   the significance tests and views of reports.
 //! - [`routing`]: the snapshot of champion, experiment and rollout a request routes by.
 //! - [`pipeline`]: the hot path that ties them together, and the decision [`pipeline::kernel`]
 //!   it shares with the shadow runner and replay.
@@ -41,6 +43,7 @@ pub mod error;
 pub mod event;
 pub mod experiment;
 pub mod explain;
+pub mod fleet;
 pub mod halt;
 pub mod idempotency;
 pub mod kernel;

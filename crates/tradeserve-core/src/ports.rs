@@ -1,7 +1,8 @@
 //! Ports: the traits through which the domain reaches the outside world.
 //!
 //! Each has an embedded implementation (market replay, tract engine, in-process ledger, audit
-//! log) and, in production, a real one (feature store, remote engines, shared ledger, Kafka).
+//! log, control file) and, in production, a real one (feature store, remote engines; Redis's
+//! shared ledger, control store and fleet measurements; Kafka).
 //! Calls that may do I/O return a boxed future so adapters can be async; embedded adapters
 //! return a ready future.
 
@@ -12,10 +13,12 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::arm_stats::UnitStats;
+use crate::control::ControlState;
 use crate::error::PredictError;
-pub use crate::error::{EmitError, FeatureError, ModelError, RiskError};
+pub use crate::error::{EmitError, FeatureError, FleetError, ModelError, RiskError, StoreError};
 use crate::event::Event;
 use crate::explain::Explanation;
+use crate::fleet::{Awaiting, AwaitingArm, Outgoing, Share};
 pub use crate::model_set::InferenceModel;
 use crate::model_set::ModelSet;
 use crate::risk::{Order, RiskLimits, RiskValidation};
@@ -116,4 +119,55 @@ pub struct ExplainJob {
 /// worker, and answers `ExplainOverloaded` at once when the pool is full.
 pub trait Explainer: Send + Sync {
     fn explain(&self, job: ExplainJob) -> BoxFuture<'_, Result<Explanation, PredictError>>;
+}
+
+/// Where the control state lives: a JSON file in embedded mode, Redis in production (so every
+/// replica converges). Writes are compare-and-swap on the state's revision, so two writers
+/// (two replicas, or an API call racing a gate) never lose each other's change.
+pub trait ControlStore: Send + Sync {
+    /// The stored state (the default, revision 0, when nothing is stored yet).
+    fn load(&self) -> BoxFuture<'_, Result<ControlState, StoreError>>;
+
+    /// Store `next` if the stored revision is still `expected`; `Ok(false)` when another
+    /// writer got there first.
+    fn compare_and_swap<'a>(
+        &'a self,
+        expected: u64,
+        next: &'a ControlState,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// For logs and `/health/ready`.
+    fn describe(&self) -> String;
+}
+
+/// Where each replica publishes its records of experiments and rollouts and reads the
+/// others' (see [`crate::fleet`]).
+pub trait FleetShares: Send + Sync {
+    /// This process's id among the replicas (unique to the process: a restart is a new one).
+    fn replica(&self) -> &str;
+
+    /// Send these units' shares (one round trip where the store allows).
+    fn publish(&self, units: Vec<Outgoing>) -> BoxFuture<'_, Result<(), FleetError>>;
+
+    /// Every replica's last published share of `unit`, with their outcome samples when
+    /// `with_samples`.
+    fn read<'a>(
+        &'a self,
+        unit: &'a str,
+        with_samples: bool,
+    ) -> BoxFuture<'a, Result<Vec<Share>, FleetError>>;
+}
+
+/// Where decisions awaiting an outcome meet the outcomes posted to any replica, so that each
+/// is credited exactly once in the fleet.
+pub trait FleetOutcomes: Send + Sync {
+    /// Make these decisions creditable on every replica.
+    fn publish<'a>(&'a self, awaiting: &'a [Awaiting]) -> BoxFuture<'a, Result<(), FleetError>>;
+
+    /// Where a decision made on any replica was measured (`None`: unknown or expired).
+    fn lookup(&self, id: uuid::Uuid)
+    -> BoxFuture<'_, Result<Option<Vec<AwaitingArm>>, FleetError>>;
+
+    /// Claim the right to credit `id`: true for exactly one caller in the fleet.
+    fn claim(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<bool, FleetError>>;
 }

@@ -6,7 +6,7 @@
 //!
 //! Called on the request path once per answer: a few uncontended locks, no I/O, no await. With
 //! a fleet store, a posted outcome may await Redis (it may belong to a decision another replica
-//! made, and is credited once fleet-wide: [`crate::control::outcomes_fleet`]).
+//! made, and is credited once fleet-wide: [`tradeserve_core::ports::FleetOutcomes`]).
 
 use std::sync::Arc;
 
@@ -21,10 +21,11 @@ use tradeserve_core::routing::UnitKind;
 use tradeserve_core::types::Action;
 use uuid::Uuid;
 
-use crate::control::outcomes_fleet::{Awaiting, AwaitingArm, OutcomeStore};
 use crate::control::units::{Units, experiment_key, rollout_key};
 use crate::metrics::ControlMetrics;
 use crate::outcomes::{OutcomeBook, Posted, TrackedArm};
+use tradeserve_core::fleet::{Awaiting, AwaitingArm};
+use tradeserve_core::ports::{FleetError, FleetOutcomes as FleetOutcomeStore};
 
 /// See the module docs.
 pub struct ArmBook {
@@ -38,7 +39,7 @@ pub struct ArmBook {
 
 /// The fleet's store of awaiting decisions, and this replica's units to credit remote ones to.
 struct FleetOutcomes {
-    store: OutcomeStore,
+    store: Arc<dyn FleetOutcomeStore>,
     units: Arc<Units>,
 }
 
@@ -67,7 +68,7 @@ impl ArmBook {
 
     /// Publish awaiting decisions to `store`, and credit outcomes posted here for other
     /// replicas' decisions to `units`.
-    pub fn with_fleet(mut self, store: OutcomeStore, units: Arc<Units>) -> ArmBook {
+    pub fn with_fleet(mut self, store: Arc<dyn FleetOutcomeStore>, units: Arc<Units>) -> ArmBook {
         self.outcomes = self.outcomes.shared();
         self.fleet = Some(FleetOutcomes { store, units });
         self
@@ -75,7 +76,7 @@ impl ArmBook {
 
     /// Hand the decisions awaiting an outcome to the fleet's store (run with the measurements'
     /// publish). Returns how many were sent; on failure they are sent next time.
-    pub async fn publish_awaiting(&self) -> Result<usize, String> {
+    pub async fn publish_awaiting(&self) -> Result<usize, FleetError> {
         let Some(fleet) = &self.fleet else {
             return Ok(0);
         };
@@ -112,7 +113,7 @@ impl ArmBook {
         id: Uuid,
         realized_return: f64,
     ) -> Result<Vec<Credit>, OutcomeError> {
-        let unavailable = |e: String| OutcomeError::Unavailable(id, e);
+        let unavailable = |e: FleetError| OutcomeError::Unavailable(id, e.to_string());
         let arms = fleet
             .store
             .lookup(id)
@@ -144,7 +145,7 @@ impl ArmBook {
             (Posted::Claim(arms), Some(fleet)) => match fleet.store.claim(id).await {
                 Ok(true) => Ok(self.outcomes.claimed(id, &arms, r)),
                 Ok(false) => Err(OutcomeError::AlreadyRecorded(id)),
-                Err(e) => Err(OutcomeError::Unavailable(id, e)),
+                Err(e) => Err(OutcomeError::Unavailable(id, e.to_string())),
             },
             // Only a shared book publishes, so this cannot happen; never credit twice.
             (Posted::Claim(_), None) => Err(OutcomeError::AlreadyRecorded(id)),

@@ -38,12 +38,12 @@ pub struct Config {
     /// `auth.allow_insecure`).
     pub auth: crate::auth::config::AuthConfig,
     /// Where risk positions and daily order counts are kept: this replica, or Redis.
-    pub ledger: crate::risk_redis::LedgerConfig,
+    pub ledger: crate::ledger::LedgerConfig,
     /// The access log and trace export.
     pub telemetry: crate::telemetry::TelemetryConfig,
     /// How long a decision is kept under its idempotency key, and how many keys a replica
     /// holds in memory.
-    pub idempotency: crate::idempotency_redis::IdempotencyConfig,
+    pub idempotency: tradeserve_core::idempotency::IdempotencyConfig,
 }
 
 /// Experiments, rollouts and the kill switch: where their state lives and how often it is
@@ -868,7 +868,7 @@ impl Config {
     /// (Kafka alone) they would start flat, so that needs the shared ledger.
     fn check_books_survive(&self) -> Result<(), ConfigError> {
         if self.events.sink == SinkKind::Kafka
-            && self.ledger.store == crate::risk_redis::LedgerStore::Memory
+            && self.ledger.store == crate::ledger::LedgerStore::Memory
         {
             return Err(ConfigError::Invalid(
                 "events.sink = \"kafka\" keeps no local record to rebuild this replica's risk \
@@ -1086,9 +1086,9 @@ mod tests {
         c.events.sink = SinkKind::Kafka;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("ledger.store = \"redis\""), "{err}");
-        c.ledger.store = crate::risk_redis::LedgerStore::Redis;
+        c.ledger.store = crate::ledger::LedgerStore::Redis;
         c.validate().unwrap();
-        c.ledger.store = crate::risk_redis::LedgerStore::Memory;
+        c.ledger.store = crate::ledger::LedgerStore::Memory;
         c.events.sink = SinkKind::Both;
         c.validate().unwrap();
     }

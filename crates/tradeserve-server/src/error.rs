@@ -262,8 +262,8 @@ impl From<crate::control::PlaneError> for ApiError {
     fn from(e: crate::control::PlaneError) -> ApiError {
         use crate::control::PlaneError;
         use crate::control::catalog::CatalogError;
-        use crate::control::store::StoreError;
         use tradeserve_core::control::CommandError;
+        use tradeserve_core::ports::StoreError;
         let message = e.to_string();
         match e {
             PlaneError::Command(CommandError::Invalid(f)) => ApiError {

@@ -19,7 +19,12 @@
 //!   restart, default version, unregistering what nothing routes to.
 //! - [`idle`]: idle CPU priority for threads that must not compete with requests.
 //! - [`risk_books`]: the risk books' checkpoint beside the audit log, their rebuild at start,
-//!   and what is refused while their history is missing; [`risk_cli`]: `tradeserve risk`.
+//!   and what is refused while their history is missing; [`risk_cli`]: `tradeserve risk`;
+//!   [`risk_rebuild`]: the fleet's books summed for the shared ledger; [`ledger`]: `[ledger]`,
+//!   which of the two keeps the books.
+//!
+//! The Redis adapters (shared ledger, idempotency keys, control store, fleet measurements and
+//! outcomes) are the `tradeserve_redis` crate, behind the core's ports; this crate wires them.
 //! - [`arms`]: the arm recorder: decisions, failures, shadow runs and outcomes credited to
 //!   experiment and rollout arms; [`outcomes`]: the window of decisions awaiting an outcome.
 //! - [`app`]: the router and request-timing middleware; [`routes`]: the handlers.
@@ -42,19 +47,17 @@ pub mod error;
 pub mod explainer;
 pub mod feed_kafka;
 pub mod feed_metrics;
-pub mod idempotency_redis;
 pub mod idle;
+pub mod ledger;
 pub mod listener;
 pub mod market_publish;
 pub mod metrics;
 pub mod outcomes;
-pub mod redis_conn;
 pub mod registry;
 pub mod replay;
 pub mod risk_books;
 pub mod risk_cli;
 pub mod risk_rebuild;
-pub mod risk_redis;
 pub mod routes;
 pub mod self_wake;
 pub mod serve;

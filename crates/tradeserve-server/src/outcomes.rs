@@ -8,7 +8,7 @@
 //! outcome. The window's lock is held for a map insert, never across an await.
 //!
 //! With a fleet store ([`OutcomeBook::shared`]) the decisions awaiting an outcome are also
-//! queued for publishing ([`crate::control::outcomes_fleet`]); once published, a decision is
+//! queued for publishing (`tradeserve_core::ports::FleetOutcomes`); once published, a decision is
 //! credited only after winning the fleet's claim ([`Posted::Claim`]), so a decision posted to
 //! two replicas is credited once.
 

@@ -15,7 +15,8 @@ use tradeserve_events::chain::ChainKey;
 
 use crate::config::{Config, resolve_path};
 use crate::risk_books::{self, Book, Reconciled};
-use crate::risk_rebuild::{self, Rebuild};
+use crate::risk_rebuild;
+use tradeserve_redis::rebuild::Rebuild;
 
 #[derive(Debug, Subcommand)]
 pub enum RiskCommand {
@@ -202,9 +203,17 @@ fn rebuild_shared(a: &RebuildArgs) -> anyhow::Result<()> {
         .build()?;
     let (before, written) = runtime
         .block_on(async {
-            let before = risk_rebuild::ledger_state(&config.ledger).await?;
+            let at = tradeserve_redis::rebuild::Target {
+                url: &config.ledger.redis_url,
+                prefix: &config.ledger.redis_prefix,
+                timeout: config.ledger.timeout,
+            };
+            let before = tradeserve_redis::rebuild::ledger_state(&at).await?;
             let written = match a.write {
-                true => Some(risk_rebuild::write(&config.ledger, &fleet, &rebuild).await?),
+                true => {
+                    let books = risk_rebuild::rebuilt(&fleet);
+                    Some(tradeserve_redis::rebuild::write(&at, &books, &rebuild).await?)
+                }
                 false => None,
             };
             Ok::<_, String>((before, written))
@@ -212,7 +221,7 @@ fn rebuild_shared(a: &RebuildArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     print(&json!({
         "written": a.write,
-        "ledger": crate::risk_redis::describe(&config.ledger),
+        "ledger": crate::ledger::describe(&config.ledger),
         "ledger_before": before,
         "ledger_after": written,
         "books": fleet.books,

@@ -1,25 +1,23 @@
 //! Rebuilding the shared risk ledger (`[ledger] store = "redis"`) from the fleet's records:
 //! every replica's audit log replayed into books and desk notionals ([`crate::risk_books`])
-//! and summed, then
-//! written to Redis with a new generation in one transaction (`tradeserve risk
-//! rebuild-shared`). Until a ledger has a generation, every replica refuses risk-checked orders
-//! ([`crate::risk_redis`]): a new deployment starts with `--flat` (no orders yet); a ledger
+//! and summed here, then written to Redis with a new generation in one transaction
+//! ([`tradeserve_redis::rebuild`]; `tradeserve risk rebuild-shared`). Until a ledger has a generation, every replica refuses risk-checked orders
+//! ([`tradeserve_redis::risk_ledger`]): a new deployment starts with `--flat` (no orders yet); a ledger
 //! that lost its data is rebuilt from the audit logs, never re-counted from zero.
 //!
 //! A live ledger (a generation, not marked lost) is replaced only with `replace`: the ledger is
 //! first marked lost, which stops every replica's orders, so none is applied between reading the
 //! keys and writing the rebuilt ones.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Serialize;
-use time::OffsetDateTime;
+use tradeserve_core::risk::SymbolBook;
 use tradeserve_events::chain::ChainKey;
+use tradeserve_redis::rebuild::Rebuilt;
 
 use crate::risk_books::{self, Book, Covers, Desk, Missing};
-use crate::risk_redis::{LedgerConfig, RedisRiskLedger};
 
 /// What one replica's audit log gave.
 #[derive(Debug, Clone, Serialize)]
@@ -101,141 +99,27 @@ fn add(total: &mut Book, b: &Book) {
     }
 }
 
-/// Who rebuilds, and why (kept in the ledger's hash).
-#[derive(Debug, Clone, Serialize)]
-pub struct Rebuild {
-    pub by: String,
-    pub reason: String,
-    /// Replace a live ledger (stopping the fleet's orders while it is written).
-    pub replace: bool,
-}
-
-/// The ledger's hash as Redis holds it (`generation`, `seq`, `rebuilt_at`, `rebuilt_by`,
-/// `reason`, `lost`); empty when it has none.
-pub async fn ledger_state(config: &LedgerConfig) -> Result<HashMap<String, String>, String> {
-    let mut conn = connect(config).await?;
-    redis::cmd("HGETALL")
-        .arg(RedisRiskLedger::ledger_key(&config.redis_prefix))
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| format!("Redis: {e}"))
-}
-
-async fn connect(config: &LedgerConfig) -> Result<redis::aio::MultiplexedConnection, String> {
-    let client = redis::Client::open(config.redis_url.as_str())
-        .map_err(|e| format!("ledger.redis_url: {e}"))?;
-    let within = config.timeout.max(Duration::from_secs(5));
-    tokio::time::timeout(within, client.get_multiplexed_async_connection())
-        .await
-        .map_err(|_| format!("Redis: no connection within {within:?}"))?
-        .map_err(|e| format!("Redis: {e}"))
-}
-
-/// Write `books` as the ledger, with a new generation; returns the ledger's hash as written.
-pub async fn write(
-    config: &LedgerConfig,
-    fleet: &FleetBooks,
-    rebuild: &Rebuild,
-) -> Result<BTreeMap<String, String>, String> {
-    let prefix = &config.redis_prefix;
-    let ledger = RedisRiskLedger::ledger_key(prefix);
-    let state = ledger_state(config).await?;
-    let mut conn = connect(config).await?;
-    let redis_err = |e: redis::RedisError| format!("Redis: {e}");
-    if state.contains_key("generation") && !state.contains_key("lost") {
-        if !rebuild.replace {
-            return Err(format!(
-                "the shared ledger is live (generation {}); pass --replace to rebuild it anyway \
-                 (every replica refuses risk-checked orders while it is written)",
-                state["generation"]
-            ));
-        }
-        let why = format!("being rebuilt by {}: {}", rebuild.by, rebuild.reason);
-        redis::cmd("HSET")
-            .arg(&ledger)
-            .arg("lost")
-            .arg(why)
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(redis_err)?;
+/// The fleet's books as the shared ledger takes them.
+pub fn rebuilt(fleet: &FleetBooks) -> Rebuilt {
+    Rebuilt {
+        books: fleet
+            .books
+            .iter()
+            .map(|(symbol, b)| {
+                let book = SymbolBook {
+                    position: b.position,
+                    orders_today: b.orders_today,
+                    day: b.day,
+                };
+                (symbol.clone(), book)
+            })
+            .collect(),
+        desks: fleet
+            .desks
+            .iter()
+            .map(|(desk, d)| (desk.clone(), (d.day, d.notional_cents)))
+            .collect(),
     }
-    let mut stale = book_keys(&mut conn, &format!("{prefix}:risk:*"))
-        .await
-        .map_err(redis_err)?;
-    stale.extend(
-        book_keys(&mut conn, &format!("{prefix}:desk:*"))
-            .await
-            .map_err(redis_err)?,
-    );
-    let hash = ledger_hash(rebuild);
-    let mut tx = redis::pipe();
-    tx.atomic();
-    for key in &stale {
-        tx.del(key).ignore();
-    }
-    for (symbol, book) in &fleet.books {
-        tx.hset_multiple(format!("{prefix}:risk:{symbol}"), &book_fields(book))
-            .ignore();
-    }
-    for (desk, d) in &fleet.desks {
-        let fields = [
-            ("day", d.day.to_string()),
-            ("notional", d.notional_cents.to_string()),
-        ];
-        tx.hset_multiple(format!("{prefix}:desk:{desk}"), &fields)
-            .ignore();
-    }
-    tx.del(&ledger).ignore();
-    let fields: Vec<(&String, &String)> = hash.iter().collect();
-    tx.hset_multiple(&ledger, &fields).ignore();
-    tx.query_async::<()>(&mut conn).await.map_err(redis_err)?;
-    Ok(hash)
-}
-
-/// Every key matching `pattern` (the books, `<prefix>:risk:*`; the desks, `<prefix>:desk:*`).
-async fn book_keys(
-    conn: &mut redis::aio::MultiplexedConnection,
-    pattern: &str,
-) -> redis::RedisResult<Vec<String>> {
-    let mut keys = Vec::new();
-    let mut cursor = 0u64;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
-        keys.extend(batch);
-        if next == 0 {
-            return Ok(keys);
-        }
-        cursor = next;
-    }
-}
-
-fn book_fields(book: &Book) -> Vec<(&'static str, String)> {
-    let mut fields = vec![("position", book.position.to_string())];
-    if let Some(day) = book.day {
-        fields.push(("day", day.to_string()));
-        fields.push(("orders", book.orders_today.to_string()));
-    }
-    fields
-}
-
-fn ledger_hash(rebuild: &Rebuild) -> BTreeMap<String, String> {
-    let at = OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    BTreeMap::from([
-        ("generation".into(), uuid::Uuid::now_v7().to_string()),
-        ("seq".into(), "0".into()),
-        ("rebuilt_at".into(), at),
-        ("rebuilt_by".into(), rebuild.by.clone()),
-        ("reason".into(), rebuild.reason.clone()),
-    ])
 }
 
 #[cfg(test)]

@@ -46,12 +46,12 @@ use tradeserve_events::wal::WalConfig;
 use crate::config::StoreKind;
 use crate::control::ControlPlane;
 use crate::control::catalog::{CatalogSource, ModelCatalog};
-use crate::control::fleet::FleetStats;
-use crate::control::outcomes_fleet::OutcomeStore;
-use crate::control::redis_store::RedisStore;
 use crate::control::store::{ControlStore, FileStore, StoreError};
 use crate::shadow::{ShadowConfig, ShadowPool};
 use crate::state::Parts;
+use tradeserve_redis::control_store::RedisStore;
+use tradeserve_redis::fleet_shares::FleetStats;
+use tradeserve_redis::outcomes::OutcomeStore;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -431,13 +431,15 @@ fn arm_book(
     Ok(Arc::new(match c.store {
         StoreKind::File => book,
         StoreKind::Redis => book.with_fleet(
-            OutcomeStore::new(
-                &c.redis_url,
-                &c.redis_prefix,
-                c.store_timeout,
-                c.fleet_outcome_ttl,
-            )
-            .map_err(StoreError::Unavailable)?,
+            Arc::new(
+                OutcomeStore::new(
+                    &c.redis_url,
+                    &c.redis_prefix,
+                    c.store_timeout,
+                    c.fleet_outcome_ttl,
+                )
+                .map_err(StoreError::Unavailable)?,
+            ),
             control.units(),
         ),
     }))
@@ -486,7 +488,8 @@ fn registry_manager(
 /// before it opens and appends.
 /// The risk ledger: this replica's books (rebuilt from the audit log), or Redis's.
 fn risk_ledger(config: &Config) -> Result<Arc<dyn RiskLedger>, StartError> {
-    use crate::risk_redis::{LedgerStore, RedisRiskLedger, Unavailable, describe};
+    use crate::ledger::{LedgerStore, Unavailable, describe};
+    use tradeserve_redis::risk_ledger::RedisRiskLedger;
     let l = &config.ledger;
     if l.store == LedgerStore::Memory {
         return Ok(match restored_ledger(config)? {
@@ -507,8 +510,12 @@ fn risk_ledger(config: &Config) -> Result<Arc<dyn RiskLedger>, StartError> {
         },
         Unavailable::Reject => None,
     };
-    let shared = RedisRiskLedger::new(l, local)
-        .map_err(|m| StartError::Config(crate::config::ConfigError::Invalid(m)))?;
+    let shared =
+        RedisRiskLedger::new(&l.redis_url, &l.redis_prefix, l.timeout, local).map_err(|m| {
+            StartError::Config(crate::config::ConfigError::Invalid(format!(
+                "ledger.redis_url: {m}"
+            )))
+        })?;
     tracing::info!(store = %describe(l), on_unavailable = ?l.on_unavailable, "risk ledger shared in Redis");
     Ok(shared)
 }
@@ -519,8 +526,8 @@ fn idempotency_store(
     config: &Config,
 ) -> Result<Arc<dyn tradeserve_core::idempotency::IdempotencyStore>, StartError> {
     use crate::config::StoreKind;
-    use crate::idempotency_redis::RedisIdempotency;
-    use crate::risk_redis::LedgerStore;
+    use crate::ledger::LedgerStore;
+    use tradeserve_redis::idempotency::RedisIdempotency;
     let limits = config.idempotency.limits();
     let shared = match (config.ledger.store, config.control.store) {
         (LedgerStore::Redis, _) => {
@@ -602,7 +609,7 @@ fn control_plane(
         .with_stage_idle_after(c.stage_idle_after);
     Ok(match c.store {
         StoreKind::File => plane,
-        StoreKind::Redis => plane.with_fleet(
+        StoreKind::Redis => plane.with_fleet(Arc::new(
             FleetStats::new(
                 &c.redis_url,
                 &c.redis_prefix,
@@ -611,7 +618,7 @@ fn control_plane(
                 FleetStats::process_id(),
             )
             .map_err(StoreError::Unavailable)?,
-        ),
+        )),
     })
 }
 

@@ -730,13 +730,13 @@ async fn a_redis_outage_keeps_the_champion_serving_and_the_kill_switch_working()
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert!(!h.service.state.control.kill_pending());
-    let store = tradeserve_server::control::redis_store::RedisStore::new(
+    let store = tradeserve_redis::control_store::RedisStore::new(
         &format!("redis://127.0.0.1:{port}/0"),
         "tradeserve",
         std::time::Duration::from_secs(2),
     )
     .unwrap();
-    use tradeserve_server::control::store::ControlStore;
+    use tradeserve_core::ports::ControlStore;
     let stored = store.load().await.unwrap();
     assert_eq!(stored.kill_switch.unwrap().reason, "redis down");
 }

@@ -280,7 +280,9 @@ async fn the_experiment_report_is_the_sum_of_every_replica() {
     let late = drive(&a, 30, &mut seen_late).await;
     assert!(a.service.state.arms.publish_awaiting().await.is_err());
     let _redis = RedisServer::start_on(port);
-    let mut sent = Err(String::new());
+    let mut sent = Err(tradeserve_core::ports::FleetError::Unavailable(
+        String::new(),
+    ));
     for _ in 0..50 {
         sent = a.service.state.arms.publish_awaiting().await;
         if sent.is_ok() {

@@ -181,7 +181,7 @@ async fn bad_keys_are_422_naming_the_field() {
 async fn a_keyed_request_is_refused_while_the_shared_key_store_is_unreachable() {
     // The keys follow the ledger into Redis; none listens on port 1.
     let h = harness_with(|c| {
-        c.ledger.store = tradeserve_server::risk_redis::LedgerStore::Redis;
+        c.ledger.store = tradeserve_server::ledger::LedgerStore::Redis;
         c.ledger.redis_url = "redis://127.0.0.1:1/0".into();
         c.ledger.timeout = std::time::Duration::from_millis(200);
     });

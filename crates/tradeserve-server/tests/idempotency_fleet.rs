@@ -119,9 +119,9 @@ fn every_order_sent_twice_to_the_fleet_is_booked_and_recorded_once() {
 
     // Bookings: the shared ledger's count of applied orders.
     let seq: String = rt.block_on(async {
-        let client = redis::Client::open(redis.url()).unwrap();
+        let client = tradeserve_testkit::redis::Client::open(redis.url()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        redis::cmd("HGET")
+        tradeserve_testkit::redis::cmd("HGET")
             .arg("idem:ledger")
             .arg("seq")
             .query_async(&mut conn)

@@ -23,6 +23,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
 /// Two replicas (killed when dropped) and a client of both.
 struct Fleet {
     _replicas: [ServiceProcess; 2],
+    /// Each replica's audit log.
+    audit_logs: [String; 2],
     _dir: tempfile::TempDir,
     client: Client,
 }
@@ -80,8 +82,13 @@ fn fleet(redis: &RedisServer, prefix: &str, risk: &str, desk_1: &str, desk_2: &s
         ServiceProcess::start_with(BIN, &["--config", &config.display().to_string()], &[])
     });
     let urls = [replicas[0].url(), replicas[1].url()];
+    let audit_logs = [0, 1].map(|n| {
+        let log = dir.path().join(format!("audit.jsonl-{n}"));
+        log.display().to_string()
+    });
     Fleet {
         _replicas: replicas,
+        audit_logs,
         _dir: dir,
         client: Client {
             urls,
@@ -160,9 +167,9 @@ fn order_quantity_refuses_an_order_over_the_size_on_every_replica() {
         );
     }
     // Nothing was booked: the shared ledger applied no order.
-    let client = redis::Client::open(redis.url()).unwrap();
+    let client = tradeserve_testkit::redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_connection().unwrap();
-    let seq: String = redis::cmd("HGET")
+    let seq: String = tradeserve_testkit::redis::cmd("HGET")
         .arg("qty:ledger")
         .arg("seq")
         .query(&mut conn)
@@ -212,6 +219,27 @@ fn a_desks_daily_notional_holds_across_the_fleet_while_another_desk_trades() {
         assert_eq!(f.predict(1 - i % 2, "desk-2", &body).0, 200);
     }
     assert_eq!(approved, 3);
+    // The ledger rebuilt from both audit logs keeps what each desk traded today.
+    let logs = &f.audit_logs;
+    let rebuilt = tradeserve_testkit::rebuild_shared_ledger(
+        BIN,
+        &redis.url(),
+        "notional",
+        &[
+            "--replace",
+            "--audit-log",
+            &logs[0],
+            "--audit-log",
+            &logs[1],
+        ],
+    );
+    assert_eq!(rebuilt["written"], true, "{rebuilt}");
+    for replica in 0..2 {
+        let (s, d) = f.predict(replica, "desk-1", &body);
+        assert_eq!(s, 403, "{d}");
+        assert!(failed(&d, "desk_daily_notional"), "{d}");
+        assert_eq!(f.predict(replica, "desk-2", &body).0, 200);
+    }
 }
 
 #[test]

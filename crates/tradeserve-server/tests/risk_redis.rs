@@ -16,7 +16,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use common::{Harness, harness, harness_with, predict};
 use serde_json::Value;
-use tradeserve_server::risk_redis::{LedgerStore, Unavailable};
+use tradeserve_server::ledger::{LedgerStore, Unavailable};
 use tradeserve_testkit::RedisServer;
 
 /// A point in time at which the bundled models BUY (or SELL) `symbol` in a positive quantity:
@@ -106,9 +106,9 @@ async fn storm(replicas: &[Arc<Harness>], body: &str, per_client: usize) -> (usi
 }
 
 async fn book(url: &str, key: &str) -> (i64, i64) {
-    let client = redis::Client::open(url).unwrap();
+    let client = tradeserve_testkit::redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let (p, o): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
+    let (p, o): (Option<i64>, Option<i64>) = tradeserve_testkit::redis::cmd("HMGET")
         .arg(key)
         .arg("position")
         .arg("orders")
@@ -393,9 +393,9 @@ async fn a_ledger_that_went_back_in_time_is_lost_for_the_whole_fleet_and_a_live_
         assert_eq!(predict(&a, &body).await.0, StatusCode::OK);
     }
     // A failover to a replica that missed the last two orders: the count goes back to 1.
-    let client = redis::Client::open(url.as_str()).unwrap();
+    let client = tradeserve_testkit::redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("HSET")
+    let _: () = tradeserve_testkit::redis::cmd("HSET")
         .arg("lag:ledger")
         .arg("seq")
         .arg(1)

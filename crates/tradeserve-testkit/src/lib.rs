@@ -14,6 +14,9 @@ pub mod torchserve;
 pub mod wait;
 
 pub use prometheus::PrometheusServer;
+/// The Redis client, for tests that read what the service wrote (the server itself reaches
+/// Redis only through `tradeserve-redis`).
+pub use redis;
 pub use torchserve::TorchServeServer;
 pub use wait::{HANG, eventually, eventually_async, wait_for};
 

@@ -3,19 +3,14 @@
 //! The state, its commands and their events are the domain's
 //! ([`tradeserve_core::control`]); this module keeps the orchestration:
 //!
-//! - [`store`]: where it lives (a file; [`redis_store`] for many replicas).
+//! - [`store`]: where it lives (a file; `tradeserve_redis::control_store` for many replicas).
 //! - [`catalog`]: the model versions it may route to, loaded before a change is stored.
 //! - [`plane`]: the writer, the routing snapshot, the measurements and the gates.
-//! - [`fleet`]: the measurements of every replica, shared through Redis.
 //! - [`units`]: this replica's measurements of each experiment and rollout stage.
-//! - [`outcomes_fleet`]: decisions awaiting a posted outcome, creditable on any replica.
 //! - [`tasks`]: the background poller (other replicas' changes) and gate evaluator.
 
 pub mod catalog;
-pub mod fleet;
-pub mod outcomes_fleet;
 pub mod plane;
-pub mod redis_store;
 pub mod store;
 pub mod tasks;
 pub mod units;

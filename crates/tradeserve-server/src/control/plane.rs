@@ -33,11 +33,10 @@ use tradeserve_core::routing::{ExperimentRoute, RolloutRoute, Routing};
 use tradeserve_core::types::Role;
 
 use crate::control::catalog::{CatalogError, CatalogSource, ModelCatalog};
-use crate::control::fleet::FleetStats;
-use crate::control::store::{ControlStore, StoreError};
 use crate::control::units::{Units, experiment_key, rollout_key};
 use crate::control::{Actor, Command, CommandError, ControlState};
 use crate::metrics::ControlMetrics;
+use tradeserve_core::ports::{ControlStore, FleetShares, StoreError};
 
 /// Why a control command did not take effect.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +82,7 @@ pub struct ControlPlane {
     /// How long a stage's candidate may see no traffic before it is reported as starved.
     stage_idle_after: std::time::Duration,
     /// Where every replica's measurements meet (`None`: this replica's alone).
-    fleet: Option<FleetStats>,
+    fleet: Option<Arc<dyn FleetShares>>,
     /// What was last published of each unit.
     published: Mutex<HashMap<String, measure::Published>>,
 }
@@ -116,7 +115,7 @@ impl ControlPlane {
     }
 
     /// Merge every replica's measurements through `fleet` (reports and gates judge the fleet).
-    pub fn with_fleet(mut self, fleet: FleetStats) -> ControlPlane {
+    pub fn with_fleet(mut self, fleet: Arc<dyn FleetShares>) -> ControlPlane {
         self.fleet = Some(fleet);
         self
     }

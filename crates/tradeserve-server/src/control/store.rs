@@ -1,38 +1,12 @@
-//! Where the control state lives: a JSON file in embedded mode, Redis in production (so every
-//! replica converges). Writes are compare-and-swap on the state's revision, so two writers
-//! (two replicas, or an API call racing a gate) never lose each other's change.
+//! The embedded control store ([`ControlStore`]): one JSON file, compare-and-swap on the
+//! state's revision within this process. Many replicas share `tradeserve_redis::control_store`
+//! instead.
 
 use std::path::PathBuf;
 
-use tradeserve_core::ports::BoxFuture;
-
 use tradeserve_core::control::ControlState;
-
-/// Why the store could not answer.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum StoreError {
-    #[error("control store unavailable: {0}")]
-    Unavailable(String),
-    #[error("control store holds an unreadable state: {0}")]
-    Corrupt(String),
-}
-
-/// A place every replica reads the control state from.
-pub trait ControlStore: Send + Sync {
-    /// The stored state (the default, revision 0, when nothing is stored yet).
-    fn load(&self) -> BoxFuture<'_, Result<ControlState, StoreError>>;
-
-    /// Store `next` if the stored revision is still `expected`; `Ok(false)` when another
-    /// writer got there first.
-    fn compare_and_swap<'a>(
-        &'a self,
-        expected: u64,
-        next: &'a ControlState,
-    ) -> BoxFuture<'a, Result<bool, StoreError>>;
-
-    /// For logs and `/health/ready`.
-    fn describe(&self) -> String;
-}
+use tradeserve_core::ports::BoxFuture;
+pub use tradeserve_core::ports::{ControlStore, StoreError};
 
 /// The embedded store: one JSON file, replaced atomically (write, fsync, rename).
 pub struct FileStore {

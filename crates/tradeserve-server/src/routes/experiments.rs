@@ -11,12 +11,12 @@ use tradeserve_core::control::commands::{CreateExperiment, StopExperiment, Updat
 use tradeserve_core::experiment::{Experiment, ExperimentSpec, ExperimentUpdate};
 use tradeserve_core::stats::{self, ArmSnapshot};
 
-use crate::control::fleet::Measured;
 use crate::control::{Actor, Command};
 use crate::error::ApiError;
 use crate::routes::body::{Id, JsonBody, Requested, Who};
 use crate::routes::change;
 use crate::state::AppState;
+use tradeserve_core::fleet::Measured;
 
 fn not_found(id: &str) -> ApiError {
     ApiError::new(

@@ -1,5 +1,5 @@
 //! The measurements reports and gates read: this replica's records of a unit merged with the
-//! other replicas' published shares when there is a fleet store ([`crate::control::fleet`]),
+//! other replicas' published shares when there is a fleet store ([`tradeserve_core::ports::FleetShares`]),
 //! and the publisher that sends this replica's share of every unit whose records changed.
 
 use std::sync::Arc;
@@ -10,8 +10,13 @@ use tradeserve_core::arm_stats::UnitStats;
 use tradeserve_core::rollout::Stage;
 
 use super::ControlPlane;
-use crate::control::fleet::{self, Measured, Outgoing, SAMPLE_EVERY, Share};
 use crate::control::units::{experiment_key, rollout_key};
+use tradeserve_core::fleet::{self, Measured, Outgoing, Share};
+use tradeserve_core::ports::FleetError;
+
+/// The outcome sample of a unit is published at most this often (it is large, and only the
+/// report's bootstrap reads it).
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
 /// An unchanged share is sent again this often: a Redis that lost its data (a restart
 /// without persistence) gets every replica's share back within this time, and the keys of a
@@ -65,7 +70,7 @@ impl ControlPlane {
                 ..fleet::merge(local, others)
             },
             Err(e) => Measured {
-                error: Some(e),
+                error: Some(e.to_string()),
                 ..fleet::merge(local, Vec::new())
             },
         }
@@ -82,7 +87,7 @@ impl ControlPlane {
     /// Publish this replica's share of every unit whose records changed since its last
     /// publish; a changed outcome sample goes at most every [`SAMPLE_EVERY`] (always when
     /// `flush`, at shutdown). Returns how many units were sent. Without a fleet store: none.
-    pub async fn publish_measurements(&self, flush: bool) -> Result<usize, String> {
+    pub async fn publish_measurements(&self, flush: bool) -> Result<usize, FleetError> {
         let Some(fleet) = &self.fleet else {
             return Ok(0);
         };

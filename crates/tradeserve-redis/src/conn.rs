@@ -2,8 +2,8 @@
 //! call), reconnecting by itself (`ConnectionManager`), with a deadline on connecting and on
 //! every call. A failed connect is not retried for [`RETRY_AFTER`]: until then calls fail at
 //! once instead of each waiting out the connect deadline again (with Redis down, every
-//! risk-checked decision would otherwise spend the whole deadline on it). Shared by the control
-//! store and the risk ledger.
+//! risk-checked decision would otherwise spend the whole deadline on it). Every adapter of the
+//! crate holds one.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! The shared risk ledger (`[ledger] store = "redis"`): every replica's orders go through one
+//! The shared risk ledger (the [`RiskLedger`] port on Redis): every replica's orders go through one
 //! Lua script on Redis that reads a symbol's book (position, the day and its approved orders)
 //! and the order flow (the desk's notional today, the symbol's and the desk's orders this
 //! second, the symbol's orders in the latch's current window) and applies the order only if the
@@ -8,21 +8,20 @@
 //! every check on it for the answer (the same comparisons, so it agrees with the script).
 //!
 //! A ledger that lost its data is never read as flat. `<prefix>:ledger` names its generation
-//! (written only by `tradeserve risk rebuild-shared`, [`crate::risk_rebuild`]) and counts the
+//! (written only by a rebuild, [`crate::rebuild`]) and counts the
 //! orders applied in it; every script checks it first. No generation (Redis restarted without
 //! persistence, `FLUSHALL`, a failover to an empty replica), or a count lower than one this
 //! replica has seen (a failover to a replica that lagged, which marks the ledger `lost` for the
 //! whole fleet): 503 `risk_unavailable`, and readiness says why, until it is rebuilt from the
 //! fleet's audit logs. A task probes it every second, so readiness sees this without an order.
 //!
-//! Redis unreachable or slow (past `timeout`): 503 `risk_unavailable` (fail closed), unless
-//! `on_unavailable = "local"`, which checks against this replica's own books meanwhile.
+//! Redis unreachable or slow (past the deadline): 503 `risk_unavailable` (fail closed), unless
+//! the ledger was given this replica's own books to check against meanwhile.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tradeserve_core::ledger::InMemoryRiskLedger;
 use tradeserve_core::ports::{BoxFuture, RiskError, RiskLedger};
 use tradeserve_core::risk::{
@@ -31,76 +30,22 @@ use tradeserve_core::risk::{
 };
 use tradeserve_core::types::Action;
 
-use crate::redis_conn::LazyRedis;
-
-/// `[ledger]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LedgerConfig {
-    /// `memory` (embedded default: this replica's books, rebuilt from the audit log at start)
-    /// or `redis` (shared by every replica).
-    pub store: LedgerStore,
-    /// `redis://[:password@]host:port/db`.
-    pub redis_url: String,
-    /// Keys are `<prefix>:ledger` (the generation) and `<prefix>:risk:<symbol>`.
-    pub redis_prefix: String,
-    /// Deadline of each call to Redis.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Redis unreachable: `reject` (503 `risk_unavailable`) or `local` (this replica's books).
-    pub on_unavailable: Unavailable,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LedgerStore {
-    Memory,
-    Redis,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Unavailable {
-    Reject,
-    Local,
-}
-
-impl Default for LedgerConfig {
-    fn default() -> Self {
-        LedgerConfig {
-            store: LedgerStore::Memory,
-            redis_url: "redis://127.0.0.1:6379/0".into(),
-            redis_prefix: "tradeserve".into(),
-            timeout: Duration::from_millis(20),
-            on_unavailable: Unavailable::Reject,
-        }
-    }
-}
-
-impl LedgerConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if self.store == LedgerStore::Redis {
-            redis::Client::open(self.redis_url.as_str())
-                .map_err(|e| format!("ledger.redis_url: {e}"))?;
-        }
-        if self.timeout.is_zero() {
-            return Err("ledger.timeout must be > 0".into());
-        }
-        Ok(())
-    }
-}
+use crate::conn::LazyRedis;
 
 /// The guard every script starts with. KEYS[1]: the ledger hash; ARGV[1]: the generation this
 /// replica knows (empty: none yet), ARGV[2]: the highest order sequence it has seen in it. A
 /// hash without a generation is a ledger that lost its data (or was never initialised): `reset`.
 /// A sequence below one a replica has seen is a ledger that went back in time (a failover to a
 /// replica that lagged): the script marks the hash `lost`, so every replica refuses from then
-/// on, until a rebuild. Replies are `{status, generation or why, seq, …}`.
+/// on, until a rebuild. Replies are `{status, generation or why, seq, …}`. `$fields`: more
+/// fields of the ledger hash to read in the same call (`meta[4]` on).
 macro_rules! guard {
-    () => {
-        r"
-local meta = redis.call('HMGET', KEYS[1], 'generation', 'lost', 'seq')
-local gen, lost = meta[1], meta[2]
+    ($fields:literal) => {
+        concat!(
+            "local meta = redis.call('HMGET', KEYS[1], 'generation', 'lost', 'seq'",
+            $fields,
+            ")\n",
+            r"local gen, lost = meta[1], meta[2]
 if not gen then return {'reset', '', 0, 0, 0, 0, 0, 0, 0, 0} end
 if lost then return {'lost', lost, 0, 0, 0, 0, 0, 0, 0, 0} end
 local seq = tonumber(meta[3] or '0')
@@ -111,21 +56,26 @@ if gen == ARGV[1] and seq < tonumber(ARGV[2]) then
   return {'lost', lost, 0, 0, 0, 0, 0, 0, 0, 0}
 end
 "
+        )
     };
 }
 
-/// KEYS: the ledger, the symbol's book, the desk. ARGV after the guard's: signed quantity,
+/// KEYS: the ledger, the symbol's book. ARGV after the guard's: signed quantity,
 /// largest absolute position, day, largest daily count, 1 to apply (0: read only; a halted
 /// order, or one that fails a check that depends on no count), the order's notional and the
 /// desk's daily limit (cents), the symbol's and the desk's orders a second, the latch's
-/// largest count, the order's UTC second and its latch window. The book holds the symbol's
-/// counts (position; orders of the day, of the second, of the latch's window), the desk its
-/// own (notional of the day, orders of the second): each count names the day, second or
-/// window it belongs to, and a count of a past one reads as 0, so nothing needs to expire.
+/// largest count, the order's UTC second and its latch window, the desk. The book holds the
+/// symbol's counts (position; orders of the day, of the second, of the latch's window); the
+/// ledger hash holds each desk's (notional of the day, orders of the second, in fields
+/// `desk:<desk>:…`), so the guard's read and the order count's write carry them: a desk trades
+/// many symbols, and a hash of its own cost a quarter of the script's time. Each count names
+/// the day, second or window it belongs to, and a count of a past one reads as 0, so nothing
+/// needs to expire.
 /// Replies `{status, generation, seq, position before, count before, applied, desk notional
 /// before, symbol and desk orders this second before, symbol orders in the window before}`.
 const CHECK_AND_APPLY: &str = concat!(
-    guard!(),
+    "local dk = 'desk:' .. ARGV[15] .. ':'\n",
+    guard!(", dk .. 'day', dk .. 'notional', dk .. 'sec', dk .. 'sec_n'"),
     r"
 local book = redis.call('HMGET', KEYS[2], 'position', 'orders', 'day', 'sec', 'sec_n', 'win', 'win_n')
 local pos = tonumber(book[1] or '0')
@@ -135,11 +85,10 @@ local srate = 0
 if book[4] == ARGV[13] then srate = tonumber(book[5] or '0') end
 local recent = 0
 if book[6] == ARGV[14] then recent = tonumber(book[7] or '0') end
-local d = redis.call('HMGET', KEYS[3], 'day', 'notional', 'sec', 'sec_n')
 local desk = 0
-if d[1] == ARGV[5] then desk = tonumber(d[2] or '0') end
+if meta[4] == ARGV[5] then desk = tonumber(meta[5] or '0') end
 local drate = 0
-if d[3] == ARGV[13] then drate = tonumber(d[4] or '0') end
+if meta[6] == ARGV[13] then drate = tonumber(meta[7] or '0') end
 local after = pos + tonumber(ARGV[3])
 local ok = math.abs(after) <= tonumber(ARGV[4])
   and count + 1 <= tonumber(ARGV[6]) and ARGV[7] == '1'
@@ -149,19 +98,19 @@ local ok = math.abs(after) <= tonumber(ARGV[4])
 if ok then
   redis.call('HSET', KEYS[2], 'position', after, 'day', ARGV[5], 'orders', count + 1,
     'sec', ARGV[13], 'sec_n', srate + 1, 'win', ARGV[14], 'win_n', recent + 1)
-  redis.call('HSET', KEYS[3], 'day', ARGV[5], 'notional', desk + tonumber(ARGV[8]),
-    'sec', ARGV[13], 'sec_n', drate + 1)
-  seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+  seq = seq + 1
+  redis.call('HSET', KEYS[1], 'seq', seq, dk .. 'day', ARGV[5],
+    dk .. 'notional', desk + tonumber(ARGV[8]), dk .. 'sec', ARGV[13], dk .. 'sec_n', drate + 1)
 end
 return {'ok', gen, seq, pos, count, ok and 1 or 0, desk, srate, drate, recent}
 "
 );
 
 /// KEYS: the ledger. Only the guard: what the ledger's state is (the watcher's probe).
-const PROBE: &str = concat!(guard!(), "return {'ok', gen, seq, 0, 0, 0, 0, 0, 0, 0}\n");
+const PROBE: &str = concat!(guard!(""), "return {'ok', gen, seq, 0, 0, 0, 0, 0, 0, 0}\n");
 
-/// KEYS: the ledger, the book, the desk. ARGV: the generation the order was applied in,
-/// signed quantity, day, notional (cents). Undoes an applied order's position, count and
+/// KEYS: the ledger, the book. ARGV: the generation the order was applied in, signed
+/// quantity, day, notional (cents), desk. Undoes an applied order's position, count and
 /// notional — in the same generation only (a rebuilt ledger never held it). The rate and the
 /// latch keep counting it (conservative).
 const REVERT: &str = r"
@@ -170,8 +119,9 @@ redis.call('HINCRBY', KEYS[2], 'position', -tonumber(ARGV[2]))
 if redis.call('HGET', KEYS[2], 'day') == ARGV[3] then
   redis.call('HINCRBY', KEYS[2], 'orders', -1)
 end
-if redis.call('HGET', KEYS[3], 'day') == ARGV[3] then
-  redis.call('HINCRBY', KEYS[3], 'notional', -tonumber(ARGV[4]))
+local dk = 'desk:' .. ARGV[5] .. ':'
+if redis.call('HGET', KEYS[1], dk .. 'day') == ARGV[3] then
+  redis.call('HINCRBY', KEYS[1], dk .. 'notional', -tonumber(ARGV[4]))
 end
 return 1
 ";
@@ -216,18 +166,21 @@ struct Applied {
 pub const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 impl RedisRiskLedger {
-    /// Check the URL; nothing is sent yet. `local` answers while Redis cannot. Inside a Tokio
-    /// runtime, a task probes the ledger every [`WATCH_EVERY`] (readiness sees a reset without
-    /// waiting for an order), for as long as the ledger lives.
+    /// Check the URL; nothing is sent yet. Keys are `<prefix>:ledger` (the generation, the
+    /// order count and the desks' counts) and `<prefix>:risk:<symbol>`; each call waits at
+    /// most `timeout`. `local` answers while Redis cannot. Inside a Tokio runtime, a task
+    /// probes the ledger every [`WATCH_EVERY`] (readiness sees a reset without waiting for an
+    /// order), for as long as the ledger lives.
     pub fn new(
-        config: &LedgerConfig,
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
         local: Option<Arc<InMemoryRiskLedger>>,
     ) -> Result<Arc<RedisRiskLedger>, String> {
-        let redis = LazyRedis::open(&config.redis_url, config.timeout)
-            .map_err(|e| format!("ledger.redis_url: {e}"))?;
+        let redis = LazyRedis::open(url, timeout)?;
         let ledger = Arc::new(RedisRiskLedger {
             redis,
-            prefix: config.redis_prefix.clone(),
+            prefix: prefix.to_owned(),
             check: redis::Script::new(CHECK_AND_APPLY),
             probe: redis::Script::new(PROBE),
             revert: redis::Script::new(REVERT),
@@ -245,9 +198,15 @@ impl RedisRiskLedger {
         format!("{}:risk:{symbol}", self.prefix)
     }
 
-    /// The hash naming the ledger's generation (see [`crate::risk_rebuild`]).
+    /// The hash naming the ledger's generation (see [`crate::rebuild`]) and holding the
+    /// desks' counts.
     pub fn ledger_key(prefix: &str) -> String {
         format!("{prefix}:ledger")
+    }
+
+    /// The ledger hash's field holding `count` (`day`, `notional`, `sec`, `sec_n`) of `desk`.
+    pub fn desk_field(desk: &str, count: &str) -> String {
+        format!("desk:{desk}:{count}")
     }
 
     /// The guard's arguments: the generation known and the highest sequence seen in it.
@@ -341,8 +300,7 @@ impl RedisRiskLedger {
     /// The check script's keys for `order` (see [`CHECK_AND_APPLY`]).
     fn keys(&self, call: &mut redis::ScriptInvocation<'_>, order: &Order<'_>) {
         call.key(Self::ledger_key(&self.prefix))
-            .key(self.book_key(order.symbol))
-            .key(format!("{}:desk:{}", self.prefix, order.desk));
+            .key(self.book_key(order.symbol));
     }
 
     /// The check script's arguments (see [`CHECK_AND_APPLY`]).
@@ -368,7 +326,8 @@ impl RedisRiskLedger {
             .arg(desk_rate)
             .arg(limits.repeated_execution_max)
             .arg(order.second())
-            .arg(order.latch_window(limits));
+            .arg(order.latch_window(limits))
+            .arg(order.desk);
     }
 
     async fn check_and_apply_shared(
@@ -432,11 +391,11 @@ impl RedisRiskLedger {
             let mut conn = self.redis.connection().await?;
             let mut call = self.revert.key(Self::ledger_key(&self.prefix));
             call.key(self.book_key(order.symbol))
-                .key(format!("{}:desk:{}", self.prefix, order.desk))
                 .arg(generation)
                 .arg(signed(order))
                 .arg(order.day.to_string())
-                .arg(order.notional_cents());
+                .arg(order.notional_cents())
+                .arg(order.desk);
             self.redis
                 .deadline(call.invoke_async::<i64>(&mut conn))
                 .await
@@ -504,13 +463,5 @@ impl RiskLedger for RedisRiskLedger {
 
     fn health(&self) -> Result<(), String> {
         self.known.lock().problem.clone().map_or(Ok(()), Err)
-    }
-}
-
-/// Where the books are described in logs.
-pub fn describe(config: &LedgerConfig) -> String {
-    match config.redis_url.rsplit_once('@') {
-        Some((_, host)) => format!("redis://…@{host} prefix {}", config.redis_prefix),
-        None => format!("{} prefix {}", config.redis_url, config.redis_prefix),
     }
 }

@@ -4,62 +4,15 @@
 //! `<prefix>:idem:<scope/key>` (fingerprint, state, the decision), claimed and completed by
 //! Lua scripts (atomic on the server) and expiring on its own: the in-flight TTL while
 //! claimed, `ttl` once decided. Redis unreachable: a request with a key is refused (503
-//! `idempotency_unavailable`), never decided without the check. Also `[idempotency]`, the
-//! settings of either store.
+//! `idempotency_unavailable`), never decided without the check.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tradeserve_core::idempotency::{Claim, IdempotencyStore, Limits, Stored, Unavailable};
 use tradeserve_core::ports::BoxFuture;
 
-use crate::redis_conn::LazyRedis;
-
-/// `[idempotency]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IdempotencyConfig {
-    /// How long a decision is kept under its key.
-    #[serde(with = "humantime_serde")]
-    pub ttl: Duration,
-    /// How long a claimed key waits for its decision before another request may take it.
-    #[serde(with = "humantime_serde")]
-    pub in_flight_ttl: Duration,
-    /// Keys kept in memory at most (the per-replica store); the oldest go first.
-    pub max_entries: usize,
-}
-
-impl Default for IdempotencyConfig {
-    fn default() -> Self {
-        let l = Limits::default();
-        IdempotencyConfig {
-            ttl: l.ttl,
-            in_flight_ttl: l.in_flight_ttl,
-            max_entries: l.max_entries,
-        }
-    }
-}
-
-impl IdempotencyConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if self.ttl < Duration::from_secs(1) || self.in_flight_ttl < Duration::from_secs(1) {
-            return Err("idempotency.ttl and idempotency.in_flight_ttl must be at least 1s".into());
-        }
-        if self.max_entries == 0 {
-            return Err("idempotency.max_entries must be > 0".into());
-        }
-        Ok(())
-    }
-
-    pub fn limits(&self) -> Limits {
-        Limits {
-            ttl: self.ttl,
-            in_flight_ttl: self.in_flight_ttl,
-            max_entries: self.max_entries,
-        }
-    }
-}
+use crate::conn::LazyRedis;
 
 /// KEYS: the key's hash. ARGV: fingerprint, in-flight TTL (ms). Replies `{status, approved,
 /// decision}`.

@@ -1,102 +1,27 @@
-//! Experiment and rollout measurements for the whole fleet (`control.store = "redis"`): each
-//! replica publishes its per-arm records ([`ArmState`]) to Redis every
-//! `control.fleet_interval`, and reports and gates merge every replica's share with this
-//! replica's live one ([`merge`]).
+//! Experiment and rollout measurements for the whole fleet ([`FleetShares`] on Redis): each
+//! replica publishes its per-arm records to Redis (the server does so every
+//! `control.fleet_interval`), and reports and gates merge every replica's share with this
+//! replica's live one ([`tradeserve_core::fleet::merge`]).
 //!
 //! Layout, per unit (`experiment:<id>` or `rollout:<id>:<stage>`):
 //! - `<prefix>:arms:<unit>`: a hash, one field per replica: its [`Share`] as JSON, without the
 //!   outcome sample (a few KB: counts, histogram buckets, moments). Gates read only this.
 //! - `<prefix>:arms:<unit>:sample`: a hash, field `<replica>:<arm>`: that arm's outcome sample
-//!   as little-endian `f64`s (up to 160 KB), published at most every [`SAMPLE_EVERY`]; only the
+//!   as little-endian `f64`s (up to 160 KB), published less often than the share; only the
 //!   report's bootstrap reads it.
 //!
 //! A replica's id is unique to its process, so a restarted replica never overwrites what it
 //! served before: a stopped replica's last share keeps counting until the unit's keys expire
-//! (`control.fleet_ttl` after its last publish).
+//! (`ttl` after its last publish).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use tradeserve_core::arm_stats::ArmState;
 use tradeserve_core::experiment::Arm;
+use tradeserve_core::fleet::{Outgoing, Share};
+use tradeserve_core::ports::{BoxFuture, FleetError, FleetShares};
 
-use crate::redis_conn::LazyRedis;
-
-/// The outcome sample of a unit is published at most this often (it is large, and only the
-/// report's bootstrap reads it).
-pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
-
-/// One replica's records of one unit.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Share {
-    pub replica: String,
-    /// When that replica began measuring.
-    #[serde(with = "time::serde::rfc3339")]
-    pub since: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    pub published_at: OffsetDateTime,
-    /// Control, treatment (or candidate).
-    pub arms: [ArmState; 2],
-}
-
-/// Who contributed to a measurement, as a report shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Contributor {
-    pub replica: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub since: OffsetDateTime,
-    /// `null` for this replica: its share is live.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub published_at: Option<OffsetDateTime>,
-    pub decisions: u64,
-}
-
-/// A unit's records merged over the replicas that had any.
-#[derive(Debug, Clone, Default)]
-pub struct Measured {
-    pub arms: [ArmState; 2],
-    pub replicas: Vec<Contributor>,
-    /// Whether other replicas' shares were read (false: this replica alone).
-    pub fleet: bool,
-    /// Why the fleet's shares could not be read, when they could not.
-    pub error: Option<String>,
-}
-
-impl Measured {
-    /// The earliest start of any contributor (when the measurement began).
-    pub fn since(&self) -> Option<OffsetDateTime> {
-        self.replicas.iter().map(|c| c.since).min()
-    }
-}
-
-/// This replica's live share merged with the others' last published ones (any entry under this
-/// replica's own id is replaced by the live share).
-pub fn merge(local: Option<Share>, others: Vec<Share>) -> Measured {
-    let mut m = Measured::default();
-    let own = local.as_ref().map(|s| s.replica.clone());
-    let local_contributor = local.map(|s| (s, None));
-    let rest = others
-        .into_iter()
-        .filter(|s| Some(&s.replica) != own.as_ref())
-        .map(|s| {
-            let at = Some(s.published_at);
-            (s, at)
-        });
-    for (share, published_at) in local_contributor.into_iter().chain(rest) {
-        for (into, from) in m.arms.iter_mut().zip(&share.arms) {
-            into.merge(from);
-        }
-        m.replicas.push(Contributor {
-            decisions: share.arms.iter().map(|a| a.decisions).sum(),
-            replica: share.replica,
-            since: share.since,
-            published_at,
-        });
-    }
-    m
-}
+use crate::conn::LazyRedis;
 
 /// Where this replica publishes its shares and reads the others'.
 pub struct FleetStats {
@@ -104,14 +29,6 @@ pub struct FleetStats {
     prefix: String,
     replica: String,
     ttl: Duration,
-}
-
-/// What one publish sends for one unit.
-pub struct Outgoing {
-    pub unit: String,
-    pub share: Share,
-    /// Whether to send the outcome samples too.
-    pub with_sample: bool,
 }
 
 impl FleetStats {
@@ -140,10 +57,6 @@ impl FleetStats {
         format!("{host}-{}", &id[id.len() - 8..])
     }
 
-    pub fn replica(&self) -> &str {
-        &self.replica
-    }
-
     fn key(&self, unit: &str) -> String {
         format!("{}:arms:{unit}", self.prefix)
     }
@@ -153,7 +66,7 @@ impl FleetStats {
     }
 
     /// Send these units' shares (one round trip) and refresh their expiry.
-    pub async fn publish(&self, units: Vec<Outgoing>) -> Result<(), String> {
+    async fn publish_all(&self, units: Vec<Outgoing>) -> Result<(), String> {
         let ttl = i64::try_from(self.ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let mut pipe = redis::pipe();
         for mut out in units {
@@ -182,7 +95,7 @@ impl FleetStats {
 
     /// Every replica's last published share of `unit` (with their outcome samples when
     /// `with_samples`). An entry that does not parse is skipped and logged.
-    pub async fn read(&self, unit: &str, with_samples: bool) -> Result<Vec<Share>, String> {
+    async fn read_all(&self, unit: &str, with_samples: bool) -> Result<Vec<Share>, String> {
         let mut conn = self.redis.connection().await?;
         let raw: HashMap<String, String> = self
             .redis
@@ -223,6 +136,32 @@ impl FleetStats {
     }
 }
 
+impl FleetShares for FleetStats {
+    fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    fn publish(&self, units: Vec<Outgoing>) -> BoxFuture<'_, Result<(), FleetError>> {
+        Box::pin(async move {
+            self.publish_all(units)
+                .await
+                .map_err(FleetError::Unavailable)
+        })
+    }
+
+    fn read<'a>(
+        &'a self,
+        unit: &'a str,
+        with_samples: bool,
+    ) -> BoxFuture<'a, Result<Vec<Share>, FleetError>> {
+        Box::pin(async move {
+            self.read_all(unit, with_samples)
+                .await
+                .map_err(FleetError::Unavailable)
+        })
+    }
+}
+
 /// Little-endian `f64`s (a trailing partial value is ignored; non-finite values dropped).
 fn floats(bytes: &[u8]) -> Vec<f64> {
     bytes
@@ -236,41 +175,6 @@ fn floats(bytes: &[u8]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tradeserve_core::arm_stats::{Observation, UnitStats};
-    use tradeserve_core::types::Action;
-
-    fn share(replica: &str, decisions: u64) -> Share {
-        let u = UnitStats::new();
-        for _ in 0..decisions {
-            u.arm(Arm::Treatment).record(&Observation {
-                action: Action::Buy,
-                confidence: 0.5,
-                approved: None,
-                latency_us: Some(100),
-                inference_us: 10,
-            });
-        }
-        Share {
-            replica: replica.into(),
-            since: OffsetDateTime::UNIX_EPOCH,
-            published_at: OffsetDateTime::UNIX_EPOCH,
-            arms: u.states(),
-        }
-    }
-
-    #[test]
-    fn the_live_share_replaces_this_replicas_published_one() {
-        let m = merge(
-            Some(share("a", 5)),
-            vec![share("a", 3), share("b", 7), share("c", 0)],
-        );
-        assert_eq!(m.arms[1].decisions, 12);
-        let ids: Vec<&str> = m.replicas.iter().map(|c| c.replica.as_str()).collect();
-        assert_eq!(ids, ["a", "b", "c"]);
-        assert!(m.replicas[0].published_at.is_none());
-        assert_eq!(m.replicas[1].decisions, 7);
-        assert_eq!(merge(None, vec![]).replicas.len(), 0);
-    }
 
     #[test]
     fn samples_travel_as_little_endian_floats() {

@@ -1,10 +1,10 @@
-//! Posted outcomes across replicas (`control.store = "redis"`): behind a load balancer an
+//! Posted outcomes across replicas ([`FleetOutcomes`] on Redis): behind a load balancer an
 //! outcome is posted to any replica, not necessarily the one that made the decision. Each
 //! replica publishes the decisions awaiting an outcome (with the units and arms they were
 //! measured in) with its measurements, and an outcome is credited exactly once fleet-wide by
 //! whoever first sets the decision's claim key.
 //!
-//! Keys (each expiring `control.fleet_outcome_ttl` after it is written):
+//! Keys (each expiring `ttl` after it is written):
 //! - `<prefix>:awaiting:<decision_id>`: JSON `[{"unit", "credit": {"kind", "id", "arm"}}, …]`.
 //! - `<prefix>:credited:<decision_id>`: set (`SET NX`) by the replica that credits it.
 //!
@@ -14,26 +14,11 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use tradeserve_core::control::Credit;
+use tradeserve_core::fleet::{Awaiting, AwaitingArm};
+use tradeserve_core::ports::{BoxFuture, FleetError, FleetOutcomes};
 use uuid::Uuid;
 
-use crate::redis_conn::LazyRedis;
-
-/// One arm a decision was measured in, as the fleet stores it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AwaitingArm {
-    /// The unit's key (`experiment:<id>`, `rollout:<id>:<stage>`).
-    pub unit: String,
-    pub credit: Credit,
-}
-
-/// A decision awaiting its outcome.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Awaiting {
-    pub decision_id: Uuid,
-    pub arms: Vec<AwaitingArm>,
-}
+use crate::conn::LazyRedis;
 
 /// See the module docs.
 pub struct OutcomeStore {
@@ -70,7 +55,7 @@ impl OutcomeStore {
     }
 
     /// Make these decisions creditable on every replica (one round trip).
-    pub async fn publish(&self, awaiting: &[Awaiting]) -> Result<(), String> {
+    async fn publish_all(&self, awaiting: &[Awaiting]) -> Result<(), String> {
         if awaiting.is_empty() {
             return Ok(());
         }
@@ -86,7 +71,7 @@ impl OutcomeStore {
 
     /// Where a decision made on any replica was measured (`None`: no replica published it, or
     /// it expired).
-    pub async fn lookup(&self, id: Uuid) -> Result<Option<Vec<AwaitingArm>>, String> {
+    async fn lookup_one(&self, id: Uuid) -> Result<Option<Vec<AwaitingArm>>, String> {
         let mut conn = self.redis.connection().await?;
         let raw: Option<String> = self
             .redis
@@ -101,7 +86,7 @@ impl OutcomeStore {
     }
 
     /// Claim the right to credit `id`: true for exactly one caller in the fleet.
-    pub async fn claim(&self, id: Uuid) -> Result<bool, String> {
+    async fn claim_one(&self, id: Uuid) -> Result<bool, String> {
         let mut conn = self.redis.connection().await?;
         let set: Option<String> = self
             .redis
@@ -116,5 +101,23 @@ impl OutcomeStore {
             )
             .await?;
         Ok(set.is_some())
+    }
+}
+
+impl FleetOutcomes for OutcomeStore {
+    fn publish<'a>(&'a self, awaiting: &'a [Awaiting]) -> BoxFuture<'a, Result<(), FleetError>> {
+        Box::pin(async move {
+            self.publish_all(awaiting)
+                .await
+                .map_err(FleetError::Unavailable)
+        })
+    }
+
+    fn lookup(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Vec<AwaitingArm>>, FleetError>> {
+        Box::pin(async move { self.lookup_one(id).await.map_err(FleetError::Unavailable) })
+    }
+
+    fn claim(&self, id: Uuid) -> BoxFuture<'_, Result<bool, FleetError>> {
+        Box::pin(async move { self.claim_one(id).await.map_err(FleetError::Unavailable) })
     }
 }

@@ -5,11 +5,10 @@
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use tradeserve_core::ports::BoxFuture;
-
-use crate::control::store::{ControlStore, StoreError};
-use crate::redis_conn::LazyRedis;
 use tradeserve_core::control::ControlState;
+use tradeserve_core::ports::{BoxFuture, ControlStore, StoreError};
+
+use crate::conn::LazyRedis;
 
 const CAS: &str = r"
 local cur = redis.call('GET', KEYS[1])
@@ -33,14 +32,10 @@ impl RedisStore {
     /// Check the URL; nothing is sent yet. The URL's password, if any, is never logged.
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
         let redis = LazyRedis::open(url, timeout).map_err(StoreError::Unavailable)?;
-        let shown = match url.rsplit_once('@') {
-            Some((_, host)) => format!("redis://…@{host}"),
-            None => url.to_owned(),
-        };
         Ok(RedisStore {
             redis,
             key: format!("{prefix}:control"),
-            url: shown,
+            url: crate::shown_url(url),
             script: redis::Script::new(CAS),
         })
     }
