@@ -686,7 +686,7 @@ fn remote_backends(config: &Config, store: &ModelStore) -> anyhow::Result<replay
             models.mlflow.cache_dir = dir.clone();
         }
     }
-    let backends = crate::backends::RemoteBackends::new(&models)?
+    let backends = tradeserve_models::remote::backends::RemoteBackends::new(models.remote_setup())?
         .ok_or_else(|| anyhow::anyhow!("--remote: the config serves every role in process"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -209,7 +209,7 @@ pub struct ServerConfig {
     /// `text` or `json` logs (on stderr).
     pub log_format: LogFormat,
     /// TLS (rustls): certificate, key, optional client CA (mTLS); reloaded when they change.
-    pub tls: crate::tls::TlsConfig,
+    pub tls: crate::transport::tls::TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -229,7 +229,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             worker_threads: 0,
             log_format: LogFormat::Text,
-            tls: crate::tls::TlsConfig::default(),
+            tls: crate::transport::tls::TlsConfig::default(),
         }
     }
 }
@@ -265,47 +265,7 @@ pub struct ModelsConfig {
     /// The TorchServe of the `torchserve` roles.
     pub torchserve: tradeserve_models::remote::TorchServeConfig,
     /// What every remote role shares: the fallback and the circuit breaker.
-    pub remote: RemoteConfig,
-}
-
-/// `[models.remote]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RemoteConfig {
-    /// A remote role's failure: `none` (503 `backend_unavailable`) or `in_process` (its
-    /// in-process copy of the same version answers, counted).
-    pub fallback: tradeserve_core::remote::Fallback,
-    /// Consecutive failures that open a remote role's circuit (calls then fail at once).
-    pub circuit_failures: u32,
-    /// How long the circuit stays open before one probe call (doubling on failed probes).
-    #[serde(with = "humantime_serde")]
-    pub circuit_open_for: Duration,
-    /// Micro-batching: concurrent decisions needing the same remote model share one call of
-    /// up to this many rows (1: every request calls alone). Batches form from what queued
-    /// while `batch_in_flight` calls were busy, with no timer: no added latency at low load
-    /// (measured: none at 100/s and 500/s), and the model server's work per decision falls
-    /// as load rises instead of collapsing it.
-    pub batch_max_rows: usize,
-    /// Calls per remote model on the wire at once when batching.
-    pub batch_in_flight: usize,
-    /// How often the steward reads each routed remote version's status from its server (and,
-    /// on TorchServe, sets the default version, re-registers what a restart lost and
-    /// unregisters what nothing routes to).
-    #[serde(with = "humantime_serde")]
-    pub status_interval: Duration,
-}
-
-impl Default for RemoteConfig {
-    fn default() -> Self {
-        RemoteConfig {
-            fallback: Default::default(),
-            circuit_failures: 5,
-            circuit_open_for: Duration::from_secs(1),
-            batch_max_rows: 16,
-            batch_in_flight: 4,
-            status_interval: Duration::from_secs(5),
-        }
-    }
+    pub remote: tradeserve_models::remote::backends::RemoteConfig,
 }
 
 impl Default for ModelsConfig {
@@ -478,7 +438,7 @@ pub struct LiveFeaturesConfig {
     /// sized for decisions: about 120 bars). 1 MiB is about 8,000 bars.
     pub post_limit_bytes: usize,
     /// The Kafka topic of bars (`[features.live.kafka]`; no brokers: `POST /api/v1/bars` only).
-    pub kafka: crate::feed_kafka::KafkaFeedConfig,
+    pub kafka: tradeserve_features::live::kafka::KafkaFeedConfig,
 }
 
 impl Default for LiveFeaturesConfig {
@@ -695,6 +655,24 @@ pub enum ConfigError {
 }
 
 impl ModelsConfig {
+    /// What the remote backends are built from.
+    pub fn remote_setup(&self) -> tradeserve_models::remote::backends::Setup {
+        use tradeserve_models::remote::backends::{Folders, Setup};
+        Setup {
+            backends: self.backends.clone(),
+            kserve_v2: self.kserve_v2.clone(),
+            tfserving: self.tfserving.clone(),
+            torchserve: self.torchserve.clone(),
+            remote: self.remote.clone(),
+            folders: match self.source {
+                ModelSourceKind::Bundled => Folders::Bundled(resolve_path(&self.dir)),
+                ModelSourceKind::Mlflow => Folders::Cache(
+                    tradeserve_models::mlflow::ModelCache::new(&self.mlflow.cache_dir),
+                ),
+            },
+        }
+    }
+
     fn validate_backends(&self) -> Result<(), String> {
         if !self.backends.any_remote() {
             return Ok(());
@@ -709,20 +687,7 @@ impl ModelsConfig {
         if uses(BackendKind::Torchserve) {
             self.torchserve.validate()?;
         }
-        if self.remote.status_interval.is_zero() {
-            return Err("models.remote.status_interval must be positive".into());
-        }
-        if self.remote.batch_max_rows == 0 || self.remote.batch_in_flight == 0 {
-            return Err(
-                "models.remote.batch_max_rows and batch_in_flight must be at least 1".into(),
-            );
-        }
-        if self.remote.circuit_failures == 0 || self.remote.circuit_open_for.is_zero() {
-            return Err(
-                "models.remote.circuit_failures and circuit_open_for must be greater than 0".into(),
-            );
-        }
-        Ok(())
+        self.remote.validate()
     }
 }
 

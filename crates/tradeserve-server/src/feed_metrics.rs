@@ -6,7 +6,7 @@
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tradeserve_features::live::{LiveFeatures, Rejection};
 
-use crate::feed_kafka::FeedState;
+use tradeserve_features::live::kafka::FeedState;
 
 /// See the module docs.
 #[derive(Clone)]

@@ -1,7 +1,6 @@
 //! TradeServe's HTTP service and command line.
 //!
 //! - [`config`]: defaults, TOML file, environment overrides, validation.
-//! - [`feed_kafka`]: the live feed's Kafka consumer (every replica reads the whole topic).
 //! - [`metrics`]: every Prometheus metric, named in one place ([`feed_metrics`]: the live
 //!   feed's); [`stats_window`]: their last minute, for the dashboard.
 //! - [`error`]: the one mapping from errors to HTTP status and stable codes.
@@ -12,25 +11,22 @@
 //!   store compare-and-swap, model catalog, routing snapshot, events, poller and gates.
 //! - [`shadow`]: running a rollout's candidate off the request path.
 //! - [`explainer`]: explanations on a bounded pool of blocking threads.
-//! - [`backends`]: remote model backends for the roles and versions that name them: made
-//!   servable there (TorchServe registration) and verified with golden vectors through the
-//!   inference path before any request is routed to them.
-//! - [`steward`]: TorchServe's versions kept in step: status, re-registration after a
-//!   restart, default version, unregistering what nothing routes to.
 //! - [`idle`]: idle CPU priority for threads that must not compete with requests.
 //! - [`risk_books`]: the risk books' checkpoint beside the audit log, their rebuild at start,
 //!   and what is refused while their history is missing; [`risk_cli`]: `tradeserve risk`;
 //!   [`risk_rebuild`]: the fleet's books summed for the shared ledger; [`ledger`]: `[ledger]`,
 //!   which of the two keeps the books.
 //!
-//! The Redis adapters (shared ledger, idempotency keys, control store, fleet measurements and
-//! outcomes) are the `tradeserve_redis` crate, behind the core's ports; this crate wires them.
+//! The adapters live in their own crates and this one wires them: Redis (shared ledger,
+//! idempotency keys, control store, fleet measurements and outcomes) in `tradeserve_redis`;
+//! the Kafka bar feed in `tradeserve_features::live::kafka`; the remote model backends and
+//! their steward in `tradeserve_models::remote`.
 //! - [`arms`]: the arm recorder: decisions, failures, shadow runs and outcomes credited to
 //!   experiment and rollout arms; [`outcomes`]: the window of decisions awaiting an outcome.
 //! - [`app`]: the router and request-timing middleware; [`routes`]: the handlers.
-//! - [`listener`]: connections: the cap, header and idle timeouts, hyper's own errors in the
-//!   error shape, and draining; [`self_wake`]: absorbing the wakes hyper gives a connection's
-//!   own task while it runs.
+//! - [`transport`]: connections ([`transport::listener`]: the cap, header and idle timeouts,
+//!   hyper's own errors in the error shape, draining), TLS ([`transport::tls`]) and the
+//!   absorbing of the wakes hyper gives a connection's own task ([`transport::self_wake`]).
 //! - [`telemetry`]: the log subscriber, the access log and the optional OTLP trace export.
 //! - [`serve`]: start-up (build the embedded adapters, bind) and graceful shutdown.
 //! - [`cli`]: the `tradeserve` subcommands ([`market_publish`]: a bars CSV into the market
@@ -39,17 +35,14 @@
 pub mod app;
 pub mod arms;
 pub mod auth;
-pub mod backends;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod error;
 pub mod explainer;
-pub mod feed_kafka;
 pub mod feed_metrics;
 pub mod idle;
 pub mod ledger;
-pub mod listener;
 pub mod market_publish;
 pub mod metrics;
 pub mod outcomes;
@@ -59,11 +52,9 @@ pub mod risk_books;
 pub mod risk_cli;
 pub mod risk_rebuild;
 pub mod routes;
-pub mod self_wake;
 pub mod serve;
 pub mod shadow;
 pub mod state;
 pub mod stats_window;
-pub mod steward;
 pub mod telemetry;
-pub mod tls;
+pub mod transport;

@@ -22,8 +22,8 @@ use tradeserve_core::types::Role;
 use tradeserve_models::mlflow::registry::{RegistryError, Resolution};
 use tradeserve_models::mlflow::{MlflowRegistry, ModelCache};
 
-use crate::backends::{BackendError, RemoteBackends};
 use crate::metrics::Metrics;
+use tradeserve_models::remote::backends::{BackendError, RemoteBackends};
 
 /// What the registry manager keeps up to date: the champion model set being served, and the
 /// metrics it reports to. The service's state implements it; the manager needs nothing else.

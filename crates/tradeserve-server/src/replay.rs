@@ -31,7 +31,7 @@ use tradeserve_core::types::Role;
 use tradeserve_models::model_dir::load_model_dir;
 use tradeserve_models::{BundledModels, VersionSelection};
 
-use crate::backends::RemoteBackends;
+use tradeserve_models::remote::backends::RemoteBackends;
 
 /// Largest difference between a recorded and a replayed number that still counts as equal.
 pub const TOLERANCE: f64 = 1e-12;

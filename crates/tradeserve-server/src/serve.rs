@@ -27,21 +27,21 @@ use tradeserve_models::BundledModels;
 use crate::app::router;
 use crate::arms::ArmBook;
 use crate::auth::Auth;
-use crate::backends::{BackendError, RemoteBackends};
 use crate::config::{
     Config, FeatureSourceKind, ModelSourceKind, SinkKind, require_path, resolve_path,
 };
-use crate::feed_kafka::KafkaFeed;
-use crate::listener::{ConnLimits, Connections, connection_cap};
 use crate::metrics::Metrics;
 use crate::registry::{self, ReloadError};
 use crate::state::AppState;
-use crate::tls::Tls;
+use crate::transport::listener::{ConnLimits, Connections, connection_cap};
+use crate::transport::tls::Tls;
 use tradeserve_core::ports::{EventSink, FeatureSource, RiskLedger};
 use tradeserve_events::fanout::FanOut;
 use tradeserve_events::kafka::{KafkaSink, KafkaSinkConfig};
 use tradeserve_events::spool::SpoolConfig;
 use tradeserve_events::wal::WalConfig;
+use tradeserve_features::live::kafka::KafkaFeed;
+use tradeserve_models::remote::backends::{BackendError, RemoteBackends};
 
 use crate::config::StoreKind;
 use crate::control::ControlPlane;
@@ -303,7 +303,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
     let metrics = Metrics::new()?;
     metrics.capacity.set(config.server.capacity_per_second);
     let (models, replay) = load_in_parallel(config, clock, &metrics)?;
-    let remote = RemoteBackends::new(&config.models)?;
+    let remote = RemoteBackends::new(config.models.remote_setup())?;
     let registry = registry_manager(config, &metrics, &remote)?;
     let ledger = risk_ledger(config)?;
     let sinks = start_sinks(config, &metrics)?;
@@ -408,7 +408,8 @@ fn market_feed(
     let kafka = &config.features.live.kafka;
     match live {
         Some(live) if !kafka.brokers.is_empty() => Ok(Some(
-            KafkaFeed::start(kafka.clone(), Arc::clone(live)).map_err(StartError::Serve)?,
+            KafkaFeed::start(kafka.clone(), Arc::clone(live), crate::idle::enter)
+                .map_err(StartError::Serve)?,
         )),
         _ => Ok(None),
     }
@@ -750,7 +751,7 @@ pub fn start_steward(
 ) -> Option<tokio::task::JoinHandle<()>> {
     let remote = state.remote.clone()?;
     let routed = Arc::clone(state);
-    Some(tokio::spawn(crate::steward::run(
+    Some(tokio::spawn(tradeserve_models::remote::steward::run(
         move || routed.routed(),
         remote,
         Arc::clone(&state.steward),
@@ -784,7 +785,7 @@ pub async fn run(
     )));
     tasks.extend(start_steward(&service.state, &config));
     tasks.extend(service.tls.as_ref().map(Tls::spawn_reloader));
-    let fd_limit = crate::listener::raise_fd_limit();
+    let fd_limit = crate::transport::listener::raise_fd_limit();
     let listener = TcpListener::bind(&config.server.listen)
         .await
         .map_err(|source| StartError::Bind {

@@ -14,14 +14,14 @@ use tradeserve_features::live::LiveFeatures;
 
 use crate::arms::ArmBook;
 use crate::auth::Auth;
-use crate::backends::RemoteBackends;
 use crate::control::ControlPlane;
-use crate::feed_kafka::FeedState;
 use crate::metrics::{LATENCY_BUCKETS, Metrics};
 use crate::registry::RegistryManager;
 use crate::stats_window::Window;
-use crate::steward::{Routed, Steward};
 use crate::telemetry::AccessLog;
+use tradeserve_features::live::kafka::FeedState;
+use tradeserve_models::remote::backends::RemoteBackends;
+use tradeserve_models::remote::steward::{Routed, Steward};
 
 /// How much of a body is read, and how long its client may take to send it.
 #[derive(Debug, Clone, Copy)]

@@ -5,14 +5,18 @@
 //! management API ([`torchserve_mgmt`]), what HTTP backends share ([`http`]), the circuit
 //! breaker every remote role goes through ([`breaker`]), micro-batching of concurrent requests
 //! ([`batcher`]), and the check that a remote role answers the golden vectors as the
-//! in-process engine does ([`verify_golden`]).
+//! in-process engine does ([`verify_golden`]). [`backends`] makes the versions a service
+//! routes to servable on their backends (verified before use), and [`steward`] keeps
+//! TorchServe's versions in step with what is routed.
 
+pub mod backends;
 pub mod batcher;
 pub mod breaker;
 pub mod http;
 pub mod kserve_v2;
 pub mod package;
 pub mod savedmodel;
+pub mod steward;
 pub mod tfserving;
 pub mod torchserve;
 pub mod torchserve_mgmt;

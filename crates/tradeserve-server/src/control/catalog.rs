@@ -13,8 +13,8 @@ use tradeserve_core::model_set::{LoadedModel, ModelSet};
 use tradeserve_core::types::{Role, Specialist};
 use tradeserve_models::BundledModels;
 
-use crate::backends::RemoteBackends;
 use crate::registry::RegistryManager;
+use tradeserve_models::remote::backends::RemoteBackends;
 
 /// Where versions come from.
 pub enum CatalogSource {

@@ -17,12 +17,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::{BackendKind, ModelStatus};
 use tradeserve_core::ModelSet;
 use tradeserve_core::model_set::LoadedModel;
 use tradeserve_core::types::Role;
-use tradeserve_models::remote::{BackendKind, ModelStatus};
 
-use crate::backends::RemoteBackends;
+use super::backends::RemoteBackends;
 
 /// The steward's memory between sweeps.
 #[derive(Default)]

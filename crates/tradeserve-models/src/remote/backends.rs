@@ -8,7 +8,7 @@
 //! serving), an experiment or rollout (refused at the API).
 //!
 //! It also remembers which TorchServe versions it registered itself, for the steward
-//! ([`crate::steward`]) to unregister once nothing routes to them.
+//! ([`super::steward`]) to unregister once nothing routes to them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,17 +16,91 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use tradeserve_core::ModelSet;
 use tradeserve_core::model_set::{LoadedModel, RemoteModel};
 use tradeserve_core::types::Role;
-use tradeserve_models::mlflow::ModelCache;
-use tradeserve_models::remote::torchserve::{EnsureError, Ensured};
-use tradeserve_models::remote::{
-    BackendKind, Backends, BatchConfig, Batcher, Breaker, BreakerConfig, GoldenError, KserveV2,
-    ModelStatus, REMOTE_TOLERANCE, TfServing, TorchServe, verify_golden,
-};
 
-use crate::config::{ModelSourceKind, ModelsConfig};
+use super::torchserve::{EnsureError, Ensured};
+use super::{
+    BackendKind, Backends, BatchConfig, Batcher, Breaker, BreakerConfig, GoldenError, KserveV2,
+    KserveV2Config, ModelStatus, REMOTE_TOLERANCE, TfServing, TfServingConfig, TorchServe,
+    TorchServeConfig, verify_golden,
+};
+use crate::mlflow::ModelCache;
+
+/// `[models.remote]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteConfig {
+    /// A remote role's failure: `none` (503 `backend_unavailable`) or `in_process` (its
+    /// in-process copy of the same version answers, counted).
+    pub fallback: tradeserve_core::remote::Fallback,
+    /// Consecutive failures that open a remote role's circuit (calls then fail at once).
+    pub circuit_failures: u32,
+    /// How long the circuit stays open before one probe call (doubling on failed probes).
+    #[serde(with = "humantime_serde")]
+    pub circuit_open_for: Duration,
+    /// Micro-batching: concurrent decisions needing the same remote model share one call of
+    /// up to this many rows (1: every request calls alone). Batches form from what queued
+    /// while `batch_in_flight` calls were busy, with no timer: no added latency at low load
+    /// (measured: none at 100/s and 500/s), and the model server's work per decision falls
+    /// as load rises instead of collapsing it.
+    pub batch_max_rows: usize,
+    /// Calls per remote model on the wire at once when batching.
+    pub batch_in_flight: usize,
+    /// How often the steward reads each routed remote version's status from its server (and,
+    /// on TorchServe, sets the default version, re-registers what a restart lost and
+    /// unregisters what nothing routes to).
+    #[serde(with = "humantime_serde")]
+    pub status_interval: Duration,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        RemoteConfig {
+            fallback: Default::default(),
+            circuit_failures: 5,
+            circuit_open_for: Duration::from_secs(1),
+            batch_max_rows: 16,
+            batch_in_flight: 4,
+            status_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RemoteConfig {
+    /// Check the values; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.status_interval.is_zero() {
+            return Err("models.remote.status_interval must be positive".into());
+        }
+        if self.batch_max_rows == 0 || self.batch_in_flight == 0 {
+            return Err(
+                "models.remote.batch_max_rows and batch_in_flight must be at least 1".into(),
+            );
+        }
+        if self.circuit_failures == 0 || self.circuit_open_for.is_zero() {
+            return Err(
+                "models.remote.circuit_failures and circuit_open_for must be greater than 0".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What [`RemoteBackends::new`] is built from: which backend serves each role and version,
+/// each backend's client settings, the breaker and batching, and where the verified model
+/// folders (with their golden vectors) are.
+#[derive(Clone)]
+pub struct Setup {
+    pub backends: Backends,
+    pub kserve_v2: KserveV2Config,
+    pub tfserving: TfServingConfig,
+    pub torchserve: TorchServeConfig,
+    pub remote: RemoteConfig,
+    pub folders: Folders,
+}
 
 /// Why a version cannot be served by its remote backend.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +145,7 @@ impl BackendError {
 /// Where a version's model folder is (golden vectors, and what TorchServe archives are built
 /// from).
 #[derive(Clone)]
-enum Folders {
+pub enum Folders {
     Bundled(PathBuf),
     Cache(ModelCache),
 }
@@ -101,7 +175,7 @@ pub struct RemoteBackends {
 
 impl RemoteBackends {
     /// `None` when every role is in process.
-    pub fn new(config: &ModelsConfig) -> Result<Option<Arc<RemoteBackends>>, BackendError> {
+    pub fn new(config: Setup) -> Result<Option<Arc<RemoteBackends>>, BackendError> {
         if !config.backends.any_remote() {
             return Ok(None);
         }
@@ -111,15 +185,11 @@ impl RemoteBackends {
                 why: e.to_string(),
             }
         }
-        let folders = match config.source {
-            ModelSourceKind::Bundled => Folders::Bundled(crate::config::resolve_path(&config.dir)),
-            ModelSourceKind::Mlflow => Folders::Cache(ModelCache::new(&config.mlflow.cache_dir)),
-        };
         Ok(Some(Arc::new(RemoteBackends {
-            kinds: config.backends.clone(),
-            kserve: KserveV2::new(config.kserve_v2.clone()).map_err(client("kserve_v2"))?,
-            tfserving: TfServing::new(config.tfserving.clone()).map_err(client("tfserving"))?,
-            torchserve: TorchServe::new(config.torchserve.clone()).map_err(client("torchserve"))?,
+            kinds: config.backends,
+            kserve: KserveV2::new(config.kserve_v2).map_err(client("kserve_v2"))?,
+            tfserving: TfServing::new(config.tfserving).map_err(client("tfserving"))?,
+            torchserve: TorchServe::new(config.torchserve).map_err(client("torchserve"))?,
             breaker: BreakerConfig {
                 failures: config.remote.circuit_failures,
                 open_for: config.remote.circuit_open_for,
@@ -128,7 +198,7 @@ impl RemoteBackends {
                 max_rows: config.remote.batch_max_rows,
                 in_flight: config.remote.batch_in_flight,
             }),
-            folders,
+            folders: config.folders,
             verify_timeout: Duration::from_secs(5),
             registered: Mutex::new(HashMap::new()),
         })))

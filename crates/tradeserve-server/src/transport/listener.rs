@@ -35,8 +35,8 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::metrics::Metrics;
-use crate::self_wake::AbsorbSelfWakes;
-use crate::tls::Tls;
+use crate::transport::self_wake::AbsorbSelfWakes;
+use crate::transport::tls::Tls;
 
 /// Limits of each connection.
 #[derive(Debug, Clone, Copy)]

@@ -5,9 +5,9 @@
 //! to the end offsets it saw at start before the service says it is ready; then it follows the
 //! topic. Each record is one bar (`schemas/bar.schema.json`); a bad one is counted by reason
 //! and skipped — the consumer never stops on a record. A broker outage lets the symbols go
-//! stale (503 `stale_features`) until it is back. The thread runs under `SCHED_IDLE`
-//! (inherited by the librdkafka threads it starts), so ingest never delays a decision
-//! (docs/BENCHMARKS.md).
+//! stale (503 `stale_features`) until it is back. The caller decides the thread's priority
+//! (the server puts it under `SCHED_IDLE`, inherited by the librdkafka threads it starts, so
+//! ingest never delays a decision: docs/BENCHMARKS.md).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::LiveFeatures;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use tradeserve_features::live::LiveFeatures;
 
 /// `[features.live.kafka]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,15 +68,20 @@ pub struct KafkaFeed {
 }
 
 impl KafkaFeed {
-    /// Start consuming `config.topic` into `live`.
-    pub fn start(config: KafkaFeedConfig, live: Arc<LiveFeatures>) -> std::io::Result<KafkaFeed> {
+    /// Start consuming `config.topic` into `live`; the thread first calls `on_start` with its
+    /// name (to set its priority).
+    pub fn start(
+        config: KafkaFeedConfig,
+        live: Arc<LiveFeatures>,
+        on_start: fn(&str),
+    ) -> std::io::Result<KafkaFeed> {
         let state = Arc::new(FeedState::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (Arc::clone(&state), Arc::clone(&stop));
         let thread = std::thread::Builder::new()
             .name("market-feed".into())
             .spawn(move || {
-                crate::idle::enter("market-feed");
+                on_start("market-feed");
                 consume(&config, &live, &s, &st)
             })?;
         Ok(KafkaFeed {
