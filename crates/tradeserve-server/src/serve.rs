@@ -727,17 +727,18 @@ pub async fn start_control(
     }
     let mut tasks = vec![
         tokio::spawn(crate::control::tasks::poll(
-            Arc::clone(state),
+            Arc::clone(&state.control),
             config.control.poll_interval,
         )),
         tokio::spawn(crate::control::tasks::gates(
-            Arc::clone(state),
+            Arc::clone(&state.control),
             config.control.gate_interval,
         )),
     ];
     if state.control.has_fleet() {
         tasks.push(tokio::spawn(crate::control::tasks::publish(
-            Arc::clone(state),
+            Arc::clone(&state.control),
+            Arc::clone(&state.arms),
             config.control.fleet_interval,
         )));
     }

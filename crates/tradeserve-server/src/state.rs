@@ -36,7 +36,7 @@ pub struct AppState {
     pub pipeline: Pipeline,
     /// The champion, experiments and rollouts; [`ControlPlane::routing`] is the one atomic
     /// load per request (`None` until models are loaded: not ready).
-    pub control: ControlPlane,
+    pub control: Arc<ControlPlane>,
     pub metrics: Metrics,
     /// Admission control: a permit per in-flight prediction; none left → 429 at once.
     pub admission: Semaphore,
@@ -102,7 +102,7 @@ impl AppState {
         let symbols = p.pipeline.feature_source().coverage();
         let state = AppState {
             pipeline: p.pipeline,
-            control: p.control,
+            control: Arc::new(p.control),
             metrics: p.metrics,
             admission: Semaphore::new(p.max_in_flight),
             body: p.body,

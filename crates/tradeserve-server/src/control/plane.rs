@@ -60,31 +60,52 @@ const ATTEMPTS: usize = 5;
 
 /// See the module docs.
 pub struct ControlPlane {
-    store: Arc<dyn ControlStore>,
     pub catalog: ModelCatalog,
-    events: Arc<dyn EventSink>,
     metrics: ControlMetrics,
+    writer: Writer,
+    served: Served,
+    measured: Measurements,
+    gating: Gating,
+}
+
+/// What writes the control state: the store, the events every change publishes, and the lock
+/// that orders this process's writers.
+struct Writer {
+    store: Arc<dyn ControlStore>,
+    events: Arc<dyn EventSink>,
     /// Serializes this process's writers (and refreshes).
-    writer: tokio::sync::Mutex<()>,
-    /// The state being served.
+    lock: tokio::sync::Mutex<()>,
+    /// A kill switch applied locally while the store was down, to store when it is back.
+    pending_kill: Mutex<Option<Actor>>,
+}
+
+/// What requests read: the state being served, the champion and the routing snapshot.
+struct Served {
     view: ArcSwap<ControlState>,
     champion: ArcSwapOption<ModelSet>,
     routing: ArcSwapOption<Routing>,
-    /// Measurements by unit: `experiment:<id>` or `rollout:<id>:<stage>`.
-    stats: Arc<Units>,
-    /// The last gate evaluation of each rollout (local to this replica).
-    gates: Mutex<HashMap<String, GateReport>>,
-    /// A kill switch applied locally while the store was down, to store when it is back.
-    pending_kill: Mutex<Option<Actor>>,
-    started: OffsetDateTime,
-    /// Whether the active rollout stage's candidate is getting traffic.
-    traffic: Mutex<Option<StageTraffic>>,
-    /// How long a stage's candidate may see no traffic before it is reported as starved.
-    stage_idle_after: std::time::Duration,
+}
+
+/// This replica's measurements of each unit, and the fleet's ([`measure`]).
+struct Measurements {
+    /// By unit: `experiment:<id>` or `rollout:<id>:<stage>`.
+    units: Arc<Units>,
     /// Where every replica's measurements meet (`None`: this replica's alone).
     fleet: Option<Arc<dyn FleetShares>>,
     /// What was last published of each unit.
     published: Mutex<HashMap<String, measure::Published>>,
+    /// When this replica began measuring.
+    started: OffsetDateTime,
+}
+
+/// The gates' last verdicts and the active stage's traffic ([`gates`]).
+struct Gating {
+    /// The last gate evaluation of each rollout (local to this replica).
+    reports: Mutex<HashMap<String, GateReport>>,
+    /// Whether the active rollout stage's candidate is getting traffic.
+    traffic: Mutex<Option<StageTraffic>>,
+    /// How long a stage's candidate may see no traffic before it is reported as starved.
+    stage_idle_after: std::time::Duration,
 }
 
 impl ControlPlane {
@@ -95,63 +116,72 @@ impl ControlPlane {
         metrics: ControlMetrics,
     ) -> ControlPlane {
         ControlPlane {
-            store,
             catalog,
-            events,
             metrics,
-            writer: tokio::sync::Mutex::new(()),
-            view: ArcSwap::from_pointee(ControlState::default()),
-            champion: ArcSwapOption::empty(),
-            routing: ArcSwapOption::empty(),
-            stats: Arc::default(),
-            gates: Mutex::new(HashMap::new()),
-            pending_kill: Mutex::new(None),
-            started: OffsetDateTime::now_utc(),
-            traffic: Mutex::new(None),
-            stage_idle_after: std::time::Duration::from_secs(60),
-            fleet: None,
-            published: Mutex::new(HashMap::new()),
+            writer: Writer {
+                store,
+                events,
+                lock: tokio::sync::Mutex::new(()),
+                pending_kill: Mutex::new(None),
+            },
+            served: Served {
+                view: ArcSwap::from_pointee(ControlState::default()),
+                champion: ArcSwapOption::empty(),
+                routing: ArcSwapOption::empty(),
+            },
+            measured: Measurements {
+                units: Arc::default(),
+                fleet: None,
+                published: Mutex::new(HashMap::new()),
+                started: OffsetDateTime::now_utc(),
+            },
+            gating: Gating {
+                reports: Mutex::new(HashMap::new()),
+                traffic: Mutex::new(None),
+                stage_idle_after: std::time::Duration::from_secs(60),
+            },
         }
     }
 
     /// Merge every replica's measurements through `fleet` (reports and gates judge the fleet).
     pub fn with_fleet(mut self, fleet: Arc<dyn FleetShares>) -> ControlPlane {
-        self.fleet = Some(fleet);
+        self.measured.fleet = Some(fleet);
         self
     }
 
     /// Report a rollout stage as starved once its candidate has seen no traffic this long.
     pub fn with_stage_idle_after(mut self, after: std::time::Duration) -> ControlPlane {
-        self.stage_idle_after = after;
+        self.gating.stage_idle_after = after;
         self
     }
 
     /// The snapshot a request routes by (`None` until models are loaded).
     pub fn routing(&self) -> Option<Arc<Routing>> {
-        self.routing.load_full()
+        self.served.routing.load_full()
     }
 
     pub fn champion(&self) -> Option<Arc<ModelSet>> {
-        self.champion.load_full()
+        self.served.champion.load_full()
     }
 
     /// The control state being served.
     pub fn view(&self) -> Arc<ControlState> {
-        self.view.load_full()
+        self.served.view.load_full()
     }
 
     pub fn describe_store(&self) -> String {
-        self.store.describe()
+        self.writer.store.describe()
     }
 
     /// When this replica's measurements began.
     pub fn measuring_since(&self) -> OffsetDateTime {
-        self.started
+        self.measured.started
     }
 
     /// The champion's versions (empty before models load).
     pub fn champion_versions(&self) -> BTreeMap<Role, String> {
-        self.champion
+        self.served
+            .champion
             .load()
             .as_ref()
             .map(|m| (**m.versions()).clone())
@@ -160,35 +190,35 @@ impl ControlPlane {
 
     /// Every unit's measurements on this replica (shared with the outcome book).
     pub fn units(&self) -> Arc<Units> {
-        Arc::clone(&self.stats)
+        Arc::clone(&self.measured.units)
     }
 
     /// This replica's own records of an experiment (the fleet's: [`ControlPlane::measured`]).
     pub fn experiment_stats(&self, id: &str) -> Option<Arc<UnitStats>> {
-        self.stats.get(&experiment_key(id))
+        self.measured.units.get(&experiment_key(id))
     }
 
     /// This replica's own records of a rollout stage.
     pub fn rollout_stats(&self, id: &str, stage: Stage) -> Option<Arc<UnitStats>> {
-        self.stats.get(&rollout_key(id, stage))
+        self.measured.units.get(&rollout_key(id, stage))
     }
 
     pub fn last_gate(&self, id: &str) -> Option<GateReport> {
-        self.gates.lock().get(id).cloned()
+        self.gating.reports.lock().get(id).cloned()
     }
 
     /// A new champion set (start-up or a registry reload): serve it, with the current
     /// experiment and rollout on top.
     pub fn set_champion(&self, set: Arc<ModelSet>) {
         self.catalog.remember(&set);
-        self.champion.store(Some(set));
+        self.served.champion.store(Some(set));
         self.rebuild();
     }
 
     /// Stop serving any model set (not ready). Only tests use it: production never unloads.
     #[doc(hidden)]
     pub fn unload(&self) {
-        self.champion.store(None);
+        self.served.champion.store(None);
         self.rebuild();
     }
 
@@ -196,11 +226,11 @@ impl ControlPlane {
     /// I/O: a version that is not loaded yet leaves its experiment or rollout unrouted here
     /// (all its traffic on control) until [`ControlPlane::refresh`] loads it.
     fn rebuild(&self) {
-        let Some(champion) = self.champion.load_full() else {
-            self.routing.store(None);
+        let Some(champion) = self.served.champion.load_full() else {
+            self.served.routing.store(None);
             return;
         };
-        let view = self.view.load();
+        let view = self.served.view.load();
         let experiment = view.running_experiment().and_then(|e| {
             let with = |v: &String| {
                 let versions: BTreeMap<Role, String> = [(e.role, v.clone())].into();
@@ -213,7 +243,7 @@ impl ControlPlane {
                     bucketing: e.bucketing,
                     split: e.traffic_split,
                     sets: [c, t],
-                    stats: self.stats.get_or_create(&experiment_key(&e.experiment_id)),
+                    stats: self.measured.units.get_or_create(&experiment_key(&e.experiment_id)),
                 }),
                 _ => None,
             };
@@ -232,7 +262,7 @@ impl ControlPlane {
                     salt: r.salt.as_str().into(),
                     bucketing: r.bucketing,
                     candidate: Arc::new(candidate),
-                    stats: self.stats.get_or_create(&rollout_key(&r.rollout_id, r.stage)),
+                    stats: self.measured.units.get_or_create(&rollout_key(&r.rollout_id, r.stage)),
                 });
             if route.is_none() {
                 tracing::warn!(rollout = %r.rollout_id, "rollout models not loaded on this replica yet: its traffic stays on control");
@@ -242,7 +272,7 @@ impl ControlPlane {
         self.metrics
             .routed(experiment.is_some(), rollout.as_ref().map(|r| r.stage));
         let halts = Arc::new(ActiveHalts::new(&view.halts));
-        self.routing.store(Some(Arc::new(Routing {
+        self.served.routing.store(Some(Arc::new(Routing {
             champion,
             experiment,
             rollout,
@@ -286,7 +316,7 @@ impl ControlPlane {
 
     /// Serve `state`: swap the champion if a completed rollout changed it, then rebuild.
     fn adopt(&self, state: ControlState) {
-        let previous = self.view.load();
+        let previous = self.served.view.load();
         if previous.revision != state.revision {
             tracing::info!(
                 from = previous.revision,
@@ -298,13 +328,13 @@ impl ControlPlane {
             .revision
             .set(i64::try_from(state.revision).unwrap_or(i64::MAX));
         let new_champion = self.champion_override(&state).and_then(|versions| {
-            let current = self.champion.load_full()?;
+            let current = self.served.champion.load_full()?;
             if **current.versions() == *versions {
                 return None;
             }
             self.catalog.compose(&current, versions)
         });
-        self.view.store(Arc::new(state));
+        self.served.view.store(Arc::new(state));
         match new_champion {
             Some(set) => self.set_champion(Arc::new(set)),
             None => self.rebuild(),
@@ -316,15 +346,15 @@ impl ControlPlane {
     pub async fn refresh(&self) -> Result<bool, PlaneError> {
         // A kill switch applied while the store was down is stored first (other replicas
         // must see it), and nothing stored earlier may undo it meanwhile.
-        let pending = self.pending_kill.lock().clone();
+        let pending = self.writer.pending_kill.lock().clone();
         if let Some(actor) = pending {
             self.execute_stored(KillSwitch.into(), &actor).await?;
-            *self.pending_kill.lock() = None;
+            *self.writer.pending_kill.lock() = None;
             tracing::info!("kill switch applied during the store outage is now stored");
             return Ok(true);
         }
-        let stored = self.store_call(self.store.load()).await?;
-        if stored.revision <= self.view.load().revision {
+        let stored = self.store_call(self.writer.store.load()).await?;
+        if stored.revision <= self.served.view.load().revision {
             return Ok(false);
         }
         // A new experiment's models load here, off the request path and without the writer
@@ -332,9 +362,9 @@ impl ControlPlane {
         if let Err(e) = self.load_models(&stored).await {
             tracing::error!(error = %e, "models of the stored control state do not load; their traffic stays on control");
         }
-        let _w = self.writer.lock().await;
+        let _w = self.writer.lock.lock().await;
         // A local write may have moved past this state meanwhile: never go back.
-        if stored.revision <= self.view.load().revision {
+        if stored.revision <= self.served.view.load().revision {
             return Ok(false);
         }
         self.adopt(stored);
@@ -361,14 +391,14 @@ impl ControlPlane {
         let kill = command.is_kill_switch();
         match self.execute_stored(command, actor).await {
             Err(PlaneError::Store(e)) if kill => {
-                let _w = self.writer.lock().await;
-                let mut local = (*self.view.load_full()).clone();
+                let _w = self.writer.lock.lock().await;
+                let mut local = (*self.served.view.load_full()).clone();
                 let events = self.apply(&mut local, KillSwitch.into(), actor)?;
                 tracing::error!(error = %e, "control store unavailable: kill switch applied on this replica only; retrying until stored");
-                *self.pending_kill.lock() = Some(actor.clone());
+                *self.writer.pending_kill.lock() = Some(actor.clone());
                 self.adopt(local);
                 self.publish(events);
-                Ok(self.view.load_full())
+                Ok(self.served.view.load_full())
             }
             other => other,
         }
@@ -376,7 +406,7 @@ impl ControlPlane {
 
     /// A kill switch applied on this replica but not stored yet.
     pub fn kill_pending(&self) -> bool {
-        self.pending_kill.lock().is_some()
+        self.writer.pending_kill.lock().is_some()
     }
 
     async fn execute_stored(
@@ -384,24 +414,24 @@ impl ControlPlane {
         command: Command,
         actor: &Actor,
     ) -> Result<Arc<ControlState>, PlaneError> {
-        if self.champion.load().is_none() {
+        if self.served.champion.load().is_none() {
             return Err(PlaneError::NotReady);
         }
         // Load what the change will route to before taking the writer lock: a slow download
         // (a new experiment's version from MLflow) must not hold up a rollback or the kill
         // switch. Inside the lock the versions are then already loaded.
-        let mut preview = (*self.view.load_full()).clone();
+        let mut preview = (*self.served.view.load_full()).clone();
         if self.apply(&mut preview, command.clone(), actor).is_ok() {
             self.load_models(&preview).await?;
         }
-        let _w = self.writer.lock().await;
+        let _w = self.writer.lock.lock().await;
         for _ in 0..ATTEMPTS {
-            let current = self.store_call(self.store.load()).await?;
+            let current = self.store_call(self.writer.store.load()).await?;
             let mut next = current.clone();
             let events = self.apply(&mut next, command.clone(), actor)?;
             self.load_models(&next).await?;
             if self
-                .store_call(self.store.compare_and_swap(current.revision, &next))
+                .store_call(self.writer.store.compare_and_swap(current.revision, &next))
                 .await?
             {
                 let completed = events
@@ -413,7 +443,7 @@ impl ControlPlane {
                 if let Some(candidate) = completed {
                     self.promote_in_registry(&candidate).await?;
                 }
-                return Ok(self.view.load_full());
+                return Ok(self.served.view.load_full());
             }
             tracing::info!(
                 revision = current.revision,
@@ -448,7 +478,7 @@ impl ControlPlane {
                 .map_err(|e| PlaneError::AliasMove(format!("{}@{}: {e}", spec.name, spec.alias)))?;
             tracing::info!(name = %spec.name, alias = %spec.alias, %version, "alias moved by a completed rollout");
         }
-        if let Some(champion) = self.champion.load_full()
+        if let Some(champion) = self.served.champion.load_full()
             && let Some(set) = self.catalog.compose(&champion, candidate)
         {
             self.set_champion(Arc::new(set));
@@ -486,7 +516,7 @@ impl ControlPlane {
                 reason = %e.reason,
                 "control change"
             );
-            if let Err(err) = self.events.emit(e.into()) {
+            if let Err(err) = self.writer.events.emit(e.into()) {
                 tracing::error!(error = %err, "control event not accepted by the event sink");
             }
         }

@@ -5,25 +5,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::state::AppState;
+use super::ControlPlane;
+use crate::arms::ArmBook;
 
 /// Re-read the control store every `interval`; errors are logged once per outage.
-pub async fn poll(state: Arc<AppState>, interval: Duration) {
+pub async fn poll(control: Arc<ControlPlane>, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
         ticker.tick().await;
-        match state.control.refresh().await {
+        match control.refresh().await {
             Ok(_) => {
                 if failing {
-                    tracing::info!(store = %state.control.describe_store(), "control store reachable again");
+                    tracing::info!(store = %control.describe_store(), "control store reachable again");
                 }
                 failing = false;
             }
             Err(e) => {
                 if !failing {
-                    tracing::error!(error = %e, store = %state.control.describe_store(), "control store unreachable; serving the last known state");
+                    tracing::error!(error = %e, store = %control.describe_store(), "control store unreachable; serving the last known state");
                 }
                 failing = true;
             }
@@ -32,12 +33,12 @@ pub async fn poll(state: Arc<AppState>, interval: Duration) {
 }
 
 /// Evaluate the active rollout's gates every `interval`.
-pub async fn gates(state: Arc<AppState>, interval: Duration) {
+pub async fn gates(control: Arc<ControlPlane>, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        if let Some(report) = state.control.tick_gates().await {
+        if let Some(report) = control.tick_gates().await {
             tracing::debug!(stage = ?report.stage, verdict = ?report.verdict, "rollout gate evaluated");
         }
     }
@@ -45,14 +46,14 @@ pub async fn gates(state: Arc<AppState>, interval: Duration) {
 
 /// Publish this replica's measurements every `interval` (nothing to do without a fleet store);
 /// errors are logged once per outage, and what was not sent goes with the next publish.
-pub async fn publish(state: Arc<AppState>, interval: Duration) {
+pub async fn publish(control: Arc<ControlPlane>, arms: Arc<ArmBook>, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
         ticker.tick().await;
-        let sent = state.control.publish_measurements(false).await;
-        let awaiting = state.arms.publish_awaiting().await;
+        let sent = control.publish_measurements(false).await;
+        let awaiting = arms.publish_awaiting().await;
         match sent.and(awaiting) {
             Ok(_) => {
                 if failing {

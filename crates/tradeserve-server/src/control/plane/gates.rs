@@ -33,7 +33,7 @@ impl ControlPlane {
     /// `symbol_date` bucketing with a handful of symbols on some days).
     fn watch_traffic(&self, r: &Rollout, inputs: &GateInputs, report: &mut GateReport) {
         let seen = inputs.candidate_decisions + inputs.candidate_errors + inputs.shadow_compared;
-        let mut traffic = self.traffic.lock();
+        let mut traffic = self.gating.traffic.lock();
         let fresh = traffic
             .as_ref()
             .is_none_or(|t| t.rollout_id != r.rollout_id || t.stage != r.stage || t.seen != seen);
@@ -52,7 +52,7 @@ impl ControlPlane {
             return;
         };
         let idle = t.since.elapsed();
-        if idle < self.stage_idle_after || report.verdict != Verdict::Wait {
+        if idle < self.gating.stage_idle_after || report.verdict != Verdict::Wait {
             return;
         }
         let detail = format!(
@@ -105,7 +105,7 @@ impl ControlPlane {
     /// Evaluate the active rollout's gates once; roll back on failure, promote on a pass when
     /// auto-promotion is on. Returns the report.
     pub async fn tick_gates(&self) -> Option<GateReport> {
-        let view = self.view.load_full();
+        let view = self.served.view.load_full();
         let r = view.active_rollout()?;
         let (inputs, fleet_error) = self.gate_inputs(r).await;
         let mut report = r.evaluate(&inputs, OffsetDateTime::now_utc())?;
@@ -122,7 +122,8 @@ impl ControlPlane {
                 ),
             });
         }
-        self.gates
+        self.gating
+            .reports
             .lock()
             .insert(r.rollout_id.clone(), report.clone());
         let act = match report.verdict {

@@ -38,19 +38,22 @@ pub(super) struct Published {
 impl ControlPlane {
     /// Whether measurements are shared with other replicas.
     pub fn has_fleet(&self) -> bool {
-        self.fleet.is_some()
+        self.measured.fleet.is_some()
     }
 
     /// This replica's id among the fleet's contributors.
     pub fn replica_id(&self) -> &str {
-        self.fleet.as_ref().map_or("local", |f| f.replica())
+        self.measured
+            .fleet
+            .as_ref()
+            .map_or("local", |f| f.replica())
     }
 
     fn local_share(&self, unit: &str) -> Option<Share> {
-        let stats = self.stats.get(unit)?;
+        let stats = self.measured.units.get(unit)?;
         Some(Share {
             replica: self.replica_id().to_owned(),
-            since: self.started,
+            since: self.measured.started,
             published_at: OffsetDateTime::now_utc(),
             arms: stats.states(),
         })
@@ -61,7 +64,7 @@ impl ControlPlane {
     /// this replica's alone. `with_samples`: also the outcome samples (the report's bootstrap).
     pub async fn measured(&self, unit: &str, with_samples: bool) -> Measured {
         let local = self.local_share(unit);
-        let Some(fleet) = &self.fleet else {
+        let Some(fleet) = &self.measured.fleet else {
             return fleet::merge(local, Vec::new());
         };
         match fleet.read(unit, with_samples).await {
@@ -88,10 +91,10 @@ impl ControlPlane {
     /// publish; a changed outcome sample goes at most every [`SAMPLE_EVERY`] (always when
     /// `flush`, at shutdown). Returns how many units were sent. Without a fleet store: none.
     pub async fn publish_measurements(&self, flush: bool) -> Result<usize, FleetError> {
-        let Some(fleet) = &self.fleet else {
+        let Some(fleet) = &self.measured.fleet else {
             return Ok(0);
         };
-        let units: Vec<(String, Arc<UnitStats>)> = self.stats.all();
+        let units: Vec<(String, Arc<UnitStats>)> = self.measured.units.all();
         let now = Instant::now();
         let mut outgoing = Vec::new();
         let mut marks = Vec::new();
@@ -99,7 +102,7 @@ impl ControlPlane {
             // Whether to send is read without copying anything: every unit ever routed is
             // checked each interval, and most have not changed.
             let (activity, outcomes) = stats.progress();
-            let last = self.published.lock().get(&unit).copied();
+            let last = self.measured.published.lock().get(&unit).copied();
             let sample_due = last.is_none_or(|p| {
                 p.sample_outcomes != outcomes && (flush || now - p.sample_at >= SAMPLE_EVERY)
             });
@@ -133,7 +136,7 @@ impl ControlPlane {
                 unit,
                 share: Share {
                     replica: fleet.replica().to_owned(),
-                    since: self.started,
+                    since: self.measured.started,
                     published_at: OffsetDateTime::now_utc(),
                     arms,
                 },
@@ -143,7 +146,7 @@ impl ControlPlane {
         let sent = outgoing.len();
         if sent > 0 {
             fleet.publish(outgoing).await?;
-            self.published.lock().extend(marks);
+            self.measured.published.lock().extend(marks);
         }
         Ok(sent)
     }
