@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 
-/// See the module docs. Errors are strings: each user says what failed in its own terms.
+use crate::RedisError;
+
+/// See the module docs.
 pub struct LazyRedis {
     client: redis::Client,
     conn: tokio::sync::OnceCell<ConnectionManager>,
@@ -24,8 +26,8 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 impl LazyRedis {
     /// Check the URL; nothing is sent yet. The error never quotes the URL (it may hold a
     /// password).
-    pub fn open(url: &str, timeout: Duration) -> Result<LazyRedis, String> {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    pub fn open(url: &str, timeout: Duration) -> Result<LazyRedis, RedisError> {
+        let client = redis::Client::open(url).map_err(|e| RedisError::Url(e.to_string()))?;
         Ok(LazyRedis {
             client,
             conn: tokio::sync::OnceCell::new(),
@@ -35,25 +37,25 @@ impl LazyRedis {
     }
 
     /// The connection, made now if it was not yet.
-    pub async fn connection(&self) -> Result<ConnectionManager, String> {
+    pub async fn connection(&self) -> Result<ConnectionManager, RedisError> {
         if let Some(conn) = self.conn.get() {
             return Ok(conn.clone());
         }
         if let Some(at) = *self.failed_at.lock()
             && at.elapsed() < RETRY_AFTER
         {
-            return Err(format!(
-                "unreachable (a connect failed {} ms ago; next try after {RETRY_AFTER:?})",
-                at.elapsed().as_millis()
-            ));
+            return Err(RedisError::Backoff {
+                ago_ms: at.elapsed().as_millis(),
+                retry_after: RETRY_AFTER,
+            });
         }
         let made = self
             .conn
             .get_or_try_init(|| async {
                 tokio::time::timeout(self.timeout, ConnectionManager::new(self.client.clone()))
                     .await
-                    .map_err(|_| format!("no connection within {:?}", self.timeout))?
-                    .map_err(|e| e.to_string())
+                    .map_err(|_| RedisError::ConnectTimeout(self.timeout))?
+                    .map_err(RedisError::Command)
             })
             .await;
         match made {
@@ -69,10 +71,10 @@ impl LazyRedis {
     pub async fn deadline<T>(
         &self,
         f: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, String> {
+    ) -> Result<T, RedisError> {
         tokio::time::timeout(self.timeout, f)
             .await
-            .map_err(|_| format!("no answer within {:?}", self.timeout))?
-            .map_err(|e| e.to_string())
+            .map_err(|_| RedisError::Timeout(self.timeout))?
+            .map_err(RedisError::Command)
     }
 }

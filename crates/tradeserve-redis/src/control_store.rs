@@ -31,7 +31,7 @@ pub struct RedisStore {
 impl RedisStore {
     /// Check the URL; nothing is sent yet. The URL's password, if any, is never logged.
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
-        let redis = LazyRedis::open(url, timeout).map_err(StoreError::Unavailable)?;
+        let redis = LazyRedis::open(url, timeout).map_err(unavailable)?;
         Ok(RedisStore {
             redis,
             key: format!("{prefix}:control"),
@@ -41,21 +41,19 @@ impl RedisStore {
     }
 
     async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        self.redis
-            .connection()
-            .await
-            .map_err(StoreError::Unavailable)
+        self.redis.connection().await.map_err(unavailable)
     }
 
     async fn deadline<T>(
         &self,
         f: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        self.redis
-            .deadline(f)
-            .await
-            .map_err(StoreError::Unavailable)
+        self.redis.deadline(f).await.map_err(unavailable)
     }
+}
+
+fn unavailable(e: crate::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
 }
 
 impl ControlStore for RedisStore {

@@ -21,6 +21,7 @@ use tradeserve_core::experiment::Arm;
 use tradeserve_core::fleet::{Outgoing, Share};
 use tradeserve_core::ports::{BoxFuture, FleetError, FleetShares};
 
+use crate::RedisError;
 use crate::conn::LazyRedis;
 
 /// Where this replica publishes its shares and reads the others'.
@@ -39,7 +40,7 @@ impl FleetStats {
         timeout: Duration,
         ttl: Duration,
         replica: String,
-    ) -> Result<FleetStats, String> {
+    ) -> Result<FleetStats, RedisError> {
         Ok(FleetStats {
             redis: LazyRedis::open(url, timeout)?,
             prefix: prefix.to_owned(),
@@ -66,7 +67,7 @@ impl FleetStats {
     }
 
     /// Send these units' shares (one round trip) and refresh their expiry.
-    async fn publish_all(&self, units: Vec<Outgoing>) -> Result<(), String> {
+    async fn publish_all(&self, units: Vec<Outgoing>) -> Result<(), RedisError> {
         let ttl = i64::try_from(self.ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let mut pipe = redis::pipe();
         for mut out in units {
@@ -76,7 +77,10 @@ impl FleetStats {
                 .arms
                 .each_mut()
                 .map(|a| std::mem::take(&mut a.reservoir));
-            let json = serde_json::to_string(&out.share).map_err(|e| e.to_string())?;
+            let json = serde_json::to_string(&out.share).map_err(|e| RedisError::Unreadable {
+                key: key.clone(),
+                why: e.to_string(),
+            })?;
             pipe.hset(&key, &self.replica, json).ignore();
             pipe.expire(&key, ttl).ignore();
             if out.with_sample {
@@ -95,7 +99,7 @@ impl FleetStats {
 
     /// Every replica's last published share of `unit` (with their outcome samples when
     /// `with_samples`). An entry that does not parse is skipped and logged.
-    async fn read_all(&self, unit: &str, with_samples: bool) -> Result<Vec<Share>, String> {
+    async fn read_all(&self, unit: &str, with_samples: bool) -> Result<Vec<Share>, RedisError> {
         let mut conn = self.redis.connection().await?;
         let raw: HashMap<String, String> = self
             .redis
@@ -145,7 +149,7 @@ impl FleetShares for FleetStats {
         Box::pin(async move {
             self.publish_all(units)
                 .await
-                .map_err(FleetError::Unavailable)
+                .map_err(|e| FleetError::Unavailable(e.to_string()))
         })
     }
 
@@ -157,7 +161,7 @@ impl FleetShares for FleetStats {
         Box::pin(async move {
             self.read_all(unit, with_samples)
                 .await
-                .map_err(FleetError::Unavailable)
+                .map_err(|e| FleetError::Unavailable(e.to_string()))
         })
     }
 }

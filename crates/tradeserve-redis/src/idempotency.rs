@@ -12,6 +12,7 @@ use std::time::Duration;
 use tradeserve_core::idempotency::{Claim, IdempotencyStore, Limits, Stored, Unavailable};
 use tradeserve_core::ports::BoxFuture;
 
+use crate::RedisError;
 use crate::conn::LazyRedis;
 
 /// KEYS: the key's hash. ARGV: fingerprint, in-flight TTL (ms). Replies `{status, approved,
@@ -62,7 +63,7 @@ impl RedisIdempotency {
         prefix: &str,
         timeout: Duration,
         limits: Limits,
-    ) -> Result<RedisIdempotency, String> {
+    ) -> Result<RedisIdempotency, RedisError> {
         Ok(RedisIdempotency {
             redis: Arc::new(LazyRedis::open(url, timeout)?),
             prefix: prefix.to_owned(),
@@ -77,7 +78,7 @@ impl RedisIdempotency {
         format!("{}:idem:{key}", self.prefix)
     }
 
-    async fn claim_now(&self, key: &str, fingerprint: &str) -> Result<Claim, String> {
+    async fn claim_now(&self, key: &str, fingerprint: &str) -> Result<Claim, RedisError> {
         let mut conn = self.redis.connection().await?;
         let mut call = self.claim.key(self.key(key));
         call.arg(fingerprint).arg(millis(self.limits.in_flight_ttl));

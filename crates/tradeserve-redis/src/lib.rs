@@ -2,7 +2,7 @@
 //! replicas share one state:
 //!
 //! - [`conn`]: the connection every adapter uses (made on first use, with a deadline on every
-//!   call).
+//!   call); [`error`]: why a call gave no answer.
 //! - [`risk_ledger`]: the shared risk ledger ([`tradeserve_core::ports::RiskLedger`]): one Lua
 //!   script checks and applies an order; a ledger that lost its data fails closed.
 //! - [`rebuild`]: writing a rebuilt ledger under a new generation (the sums come from the
@@ -20,11 +20,14 @@
 
 pub mod conn;
 pub mod control_store;
+pub mod error;
 pub mod fleet_shares;
 pub mod idempotency;
 pub mod outcomes;
 pub mod rebuild;
 pub mod risk_ledger;
+
+pub use error::RedisError;
 
 /// The URL as logs may show it: a password (`redis://:secret@host`) is never printed.
 pub fn shown_url(url: &str) -> String {
@@ -35,8 +38,8 @@ pub fn shown_url(url: &str) -> String {
 }
 
 /// Whether `url` is a Redis URL this crate can open (nothing is sent).
-pub fn check_url(url: &str) -> Result<(), String> {
+pub fn check_url(url: &str) -> Result<(), RedisError> {
     redis::Client::open(url)
         .map(drop)
-        .map_err(|e| e.to_string())
+        .map_err(|e| RedisError::Url(e.to_string()))
 }

@@ -18,6 +18,7 @@ use tradeserve_core::fleet::{Awaiting, AwaitingArm};
 use tradeserve_core::ports::{BoxFuture, FleetError, FleetOutcomes};
 use uuid::Uuid;
 
+use crate::RedisError;
 use crate::conn::LazyRedis;
 
 /// See the module docs.
@@ -34,7 +35,7 @@ impl OutcomeStore {
         prefix: &str,
         timeout: Duration,
         ttl: Duration,
-    ) -> Result<OutcomeStore, String> {
+    ) -> Result<OutcomeStore, RedisError> {
         Ok(OutcomeStore {
             redis: LazyRedis::open(url, timeout)?,
             prefix: prefix.to_owned(),
@@ -55,13 +56,16 @@ impl OutcomeStore {
     }
 
     /// Make these decisions creditable on every replica (one round trip).
-    async fn publish_all(&self, awaiting: &[Awaiting]) -> Result<(), String> {
+    async fn publish_all(&self, awaiting: &[Awaiting]) -> Result<(), RedisError> {
         if awaiting.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
         for a in awaiting {
-            let json = serde_json::to_string(&a.arms).map_err(|e| e.to_string())?;
+            let json = serde_json::to_string(&a.arms).map_err(|e| RedisError::Unreadable {
+                key: self.awaiting_key(a.decision_id),
+                why: e.to_string(),
+            })?;
             pipe.set_ex(self.awaiting_key(a.decision_id), json, self.ttl_secs())
                 .ignore();
         }
@@ -71,7 +75,7 @@ impl OutcomeStore {
 
     /// Where a decision made on any replica was measured (`None`: no replica published it, or
     /// it expired).
-    async fn lookup_one(&self, id: Uuid) -> Result<Option<Vec<AwaitingArm>>, String> {
+    async fn lookup_one(&self, id: Uuid) -> Result<Option<Vec<AwaitingArm>>, RedisError> {
         let mut conn = self.redis.connection().await?;
         let raw: Option<String> = self
             .redis
@@ -81,12 +85,17 @@ impl OutcomeStore {
                     .query_async(&mut conn),
             )
             .await?;
-        raw.map(|s| serde_json::from_str(&s).map_err(|e| format!("awaiting {id}: {e}")))
-            .transpose()
+        raw.map(|s| {
+            serde_json::from_str(&s).map_err(|e| RedisError::Unreadable {
+                key: self.awaiting_key(id),
+                why: e.to_string(),
+            })
+        })
+        .transpose()
     }
 
     /// Claim the right to credit `id`: true for exactly one caller in the fleet.
-    async fn claim_one(&self, id: Uuid) -> Result<bool, String> {
+    async fn claim_one(&self, id: Uuid) -> Result<bool, RedisError> {
         let mut conn = self.redis.connection().await?;
         let set: Option<String> = self
             .redis
@@ -106,18 +115,21 @@ impl OutcomeStore {
 
 impl FleetOutcomes for OutcomeStore {
     fn publish<'a>(&'a self, awaiting: &'a [Awaiting]) -> BoxFuture<'a, Result<(), FleetError>> {
-        Box::pin(async move {
-            self.publish_all(awaiting)
-                .await
-                .map_err(FleetError::Unavailable)
-        })
+        Box::pin(async move { self.publish_all(awaiting).await.map_err(fleet_error) })
     }
 
     fn lookup(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Vec<AwaitingArm>>, FleetError>> {
-        Box::pin(async move { self.lookup_one(id).await.map_err(FleetError::Unavailable) })
+        Box::pin(async move { self.lookup_one(id).await.map_err(fleet_error) })
     }
 
     fn claim(&self, id: Uuid) -> BoxFuture<'_, Result<bool, FleetError>> {
-        Box::pin(async move { self.claim_one(id).await.map_err(FleetError::Unavailable) })
+        Box::pin(async move { self.claim_one(id).await.map_err(fleet_error) })
+    }
+}
+
+fn fleet_error(e: RedisError) -> FleetError {
+    match e {
+        RedisError::Unreadable { .. } => FleetError::Corrupt(e.to_string()),
+        _ => FleetError::Unavailable(e.to_string()),
     }
 }

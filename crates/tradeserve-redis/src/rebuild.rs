@@ -11,6 +11,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use tradeserve_core::risk::SymbolBook;
 
+use crate::RedisError;
 use crate::risk_ledger::RedisRiskLedger;
 
 /// Where the ledger is: URL, key prefix, and the deadline of a call (at least 5 s here: a
@@ -39,24 +40,47 @@ pub struct Rebuild {
     pub replace: bool,
 }
 
-/// The ledger's hash as Redis holds it (`generation`, `seq`, `rebuilt_at`, `rebuilt_by`,
-/// `reason`, `lost`); empty when it has none.
-pub async fn ledger_state(at: &Target<'_>) -> Result<HashMap<String, String>, String> {
-    let mut conn = connect(at).await?;
-    redis::cmd("HGETALL")
-        .arg(RedisRiskLedger::ledger_key(at.prefix))
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| format!("Redis: {e}"))
+/// Why a rebuild wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error("Redis: {0}")]
+    Redis(RedisError),
+    #[error(
+        "the shared ledger is live (generation {0}); pass --replace to rebuild it anyway \
+         (every replica refuses risk-checked orders while it is written)"
+    )]
+    Live(String),
 }
 
-async fn connect(at: &Target<'_>) -> Result<redis::aio::MultiplexedConnection, String> {
-    let client = redis::Client::open(at.url).map_err(|e| format!("Redis URL: {e}"))?;
+impl From<RedisError> for RebuildError {
+    fn from(e: RedisError) -> RebuildError {
+        RebuildError::Redis(e)
+    }
+}
+
+impl From<redis::RedisError> for RebuildError {
+    fn from(e: redis::RedisError) -> RebuildError {
+        RebuildError::Redis(RedisError::Command(e))
+    }
+}
+
+/// The ledger's hash as Redis holds it (`generation`, `seq`, `rebuilt_at`, `rebuilt_by`,
+/// `reason`, `lost`); empty when it has none.
+pub async fn ledger_state(at: &Target<'_>) -> Result<HashMap<String, String>, RebuildError> {
+    let mut conn = connect(at).await?;
+    Ok(redis::cmd("HGETALL")
+        .arg(RedisRiskLedger::ledger_key(at.prefix))
+        .query_async(&mut conn)
+        .await?)
+}
+
+async fn connect(at: &Target<'_>) -> Result<redis::aio::MultiplexedConnection, RedisError> {
+    let client = redis::Client::open(at.url).map_err(|e| RedisError::Url(e.to_string()))?;
     let within = at.timeout.max(Duration::from_secs(5));
     tokio::time::timeout(within, client.get_multiplexed_async_connection())
         .await
-        .map_err(|_| format!("Redis: no connection within {within:?}"))?
-        .map_err(|e| format!("Redis: {e}"))
+        .map_err(|_| RedisError::ConnectTimeout(within))?
+        .map_err(RedisError::Command)
 }
 
 /// Write `books` as the ledger, with a new generation; returns the ledger's hash as written.
@@ -64,19 +88,14 @@ pub async fn write(
     at: &Target<'_>,
     fleet: &Rebuilt,
     rebuild: &Rebuild,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<BTreeMap<String, String>, RebuildError> {
     let prefix = at.prefix;
     let ledger = RedisRiskLedger::ledger_key(prefix);
     let state = ledger_state(at).await?;
     let mut conn = connect(at).await?;
-    let redis_err = |e: redis::RedisError| format!("Redis: {e}");
     if state.contains_key("generation") && !state.contains_key("lost") {
         if !rebuild.replace {
-            return Err(format!(
-                "the shared ledger is live (generation {}); pass --replace to rebuild it anyway \
-                 (every replica refuses risk-checked orders while it is written)",
-                state["generation"]
-            ));
+            return Err(RebuildError::Live(state["generation"].clone()));
         }
         let why = format!("being rebuilt by {}: {}", rebuild.by, rebuild.reason);
         redis::cmd("HSET")
@@ -84,12 +103,9 @@ pub async fn write(
             .arg("lost")
             .arg(why)
             .query_async::<()>(&mut conn)
-            .await
-            .map_err(redis_err)?;
+            .await?;
     }
-    let stale = book_keys(&mut conn, &format!("{prefix}:risk:*"))
-        .await
-        .map_err(redis_err)?;
+    let stale = book_keys(&mut conn, &format!("{prefix}:risk:*")).await?;
     let hash = ledger_hash(rebuild);
     let mut tx = redis::pipe();
     tx.atomic();
@@ -108,7 +124,7 @@ pub async fn write(
         fields.push((field("notional"), d.1.to_string()));
     }
     tx.hset_multiple(&ledger, &fields).ignore();
-    tx.query_async::<()>(&mut conn).await.map_err(redis_err)?;
+    tx.query_async::<()>(&mut conn).await?;
     Ok(hash)
 }
 

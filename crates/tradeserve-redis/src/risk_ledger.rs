@@ -30,6 +30,7 @@ use tradeserve_core::risk::{
 };
 use tradeserve_core::types::Action;
 
+use crate::RedisError;
 use crate::conn::LazyRedis;
 
 /// The guard every script starts with. KEYS[1]: the ledger hash; ARGV[1]: the generation this
@@ -176,7 +177,7 @@ impl RedisRiskLedger {
         prefix: &str,
         timeout: Duration,
         local: Option<Arc<InMemoryRiskLedger>>,
-    ) -> Result<Arc<RedisRiskLedger>, String> {
+    ) -> Result<Arc<RedisRiskLedger>, RedisError> {
         let redis = LazyRedis::open(url, timeout)?;
         let ledger = Arc::new(RedisRiskLedger {
             redis,
@@ -253,7 +254,7 @@ impl RedisRiskLedger {
     }
 
     /// Probe the ledger once (the watcher).
-    async fn probe_once(&self) -> Result<(), String> {
+    async fn probe_once(&self) -> Result<(), RedisError> {
         let mut conn = self.redis.connection().await?;
         let (generation, seq) = self.known_args();
         let mut call = self.probe.key(Self::ledger_key(&self.prefix));
@@ -271,7 +272,7 @@ impl RedisRiskLedger {
         order: &Order<'_>,
         limits: &RiskLimits,
         apply: bool,
-    ) -> Result<Result<Applied, String>, String> {
+    ) -> Result<Result<Applied, String>, RedisError> {
         let mut conn = self.redis.connection().await?;
         let mut call = self.check.prepare_invoke();
         self.keys(&mut call, order);
@@ -374,7 +375,7 @@ impl RedisRiskLedger {
         &self,
         order: &Order<'_>,
         limits: &RiskLimits,
-        why: String,
+        why: RedisError,
     ) -> Result<RiskValidation, RiskError> {
         if !self.failing.swap(true, Ordering::SeqCst) {
             tracing::error!(error = %why, local = self.local.is_some(), "risk ledger: Redis unavailable");

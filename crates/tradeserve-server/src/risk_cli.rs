@@ -216,7 +216,7 @@ fn rebuild_shared(a: &RebuildArgs) -> anyhow::Result<()> {
                 }
                 false => None,
             };
-            Ok::<_, String>((before, written))
+            Ok::<_, tradeserve_redis::rebuild::RebuildError>((before, written))
         })
         .map_err(anyhow::Error::msg)?;
     print(&json!({

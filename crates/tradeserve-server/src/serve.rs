@@ -439,7 +439,7 @@ fn arm_book(
                     c.store_timeout,
                     c.fleet_outcome_ttl,
                 )
-                .map_err(StoreError::Unavailable)?,
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?,
             ),
             control.units(),
         ),
@@ -618,7 +618,7 @@ fn control_plane(
                 c.fleet_ttl,
                 FleetStats::process_id(),
             )
-            .map_err(StoreError::Unavailable)?,
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?,
         )),
     })
 }
