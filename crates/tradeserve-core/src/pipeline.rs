@@ -285,7 +285,7 @@ impl Pipeline {
     /// Decide for one request body. `arrival` is when the request reached the server, `now`
     /// the wall clock at that moment, `who` the caller. A request with an idempotency key
     /// that was decided before is answered with that decision ([`Answered::Repeat`]).
-    pub async fn predict(
+    pub async fn decide(
         &self,
         routing: &Routing,
         body: &[u8],
@@ -371,7 +371,7 @@ impl Pipeline {
             who,
             halt,
         };
-        match self.decide(&call, snapshot, timings).await {
+        match self.run_stages(&call, snapshot, timings).await {
             Ok(Decided {
                 outcome,
                 timings,
@@ -393,7 +393,7 @@ impl Pipeline {
         }
     }
 
-    async fn decide(
+    async fn run_stages(
         &self,
         call: &Call<'_>,
         snapshot: FeatureSnapshot,

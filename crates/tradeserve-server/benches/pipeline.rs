@@ -1,4 +1,4 @@
-//! The decision path without HTTP: `Pipeline::predict` on the embedded adapters (replay,
+//! The decision path without HTTP: `Pipeline::decide` on the embedded adapters (replay,
 //! tract, in-process ledger, audit log), and the serialization of the response body.
 //!
 //! `cargo bench -p tradeserve-server --bench pipeline`
@@ -37,7 +37,7 @@ fn bench(c: &mut Criterion) {
             b.to_async(&rt).iter(|| async {
                 state
                     .pipeline
-                    .predict(
+                    .decide(
                         &models,
                         black_box(body),
                         Instant::now(),
@@ -50,7 +50,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     let tradeserve_core::pipeline::Answered::Fresh(prediction) = rt
-        .block_on(state.pipeline.predict(
+        .block_on(state.pipeline.decide(
             &models,
             br#"{"symbol":"AAPL"}"#,
             Instant::now(),

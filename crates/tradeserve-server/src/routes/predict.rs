@@ -54,7 +54,7 @@ pub async fn predict(
     let span = tracing::debug_span!("decision", decision_id = tracing::field::Empty);
     let result = state
         .pipeline
-        .predict(
+        .decide(
             &routing,
             &body,
             arrival.instant,
