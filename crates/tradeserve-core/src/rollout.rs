@@ -422,9 +422,50 @@ pub enum Verdict {
 /// One gate check and why it came out so.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateCheck {
-    pub name: String,
+    pub name: GateName,
     pub verdict: Verdict,
     pub detail: String,
+}
+
+/// What a gate check judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateName {
+    /// The stage has run its minimum time.
+    Duration,
+    /// The candidate has made enough decisions to judge.
+    MinDecisions,
+    ErrorRate,
+    LatencyP99,
+    /// Shadow runs agree with the control's actions.
+    Agreement,
+    /// Realized returns of the candidate against the control.
+    Outcomes,
+    /// The stage's candidate is getting traffic (the server's check).
+    Traffic,
+    /// Every replica's share is in the measurement (the server's check).
+    Fleet,
+}
+
+impl GateName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateName::Duration => "duration",
+            GateName::MinDecisions => "min_decisions",
+            GateName::ErrorRate => "error_rate",
+            GateName::LatencyP99 => "latency_p99",
+            GateName::Agreement => "agreement",
+            GateName::Outcomes => "outcomes",
+            GateName::Traffic => "traffic",
+            GateName::Fleet => "fleet",
+        }
+    }
+}
+
+impl std::fmt::Display for GateName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Every check of a stage, and the overall verdict: fail if any fails, pass if all pass.
@@ -450,9 +491,9 @@ impl GateReport {
     }
 }
 
-fn check(name: &str, verdict: Verdict, detail: String) -> GateCheck {
+fn check(name: GateName, verdict: Verdict, detail: String) -> GateCheck {
     GateCheck {
-        name: name.to_owned(),
+        name,
         verdict,
         detail,
     }
@@ -471,7 +512,7 @@ pub fn evaluate_gates(
     let enough = m.candidate_decisions >= gates.min_decisions;
     let mut checks = vec![
         check(
-            "duration",
+            GateName::Duration,
             if elapsed >= needed {
                 Verdict::Pass
             } else {
@@ -480,7 +521,7 @@ pub fn evaluate_gates(
             format!("{elapsed:.1?} of {needed:?}"),
         ),
         check(
-            "min_decisions",
+            GateName::MinDecisions,
             if enough { Verdict::Pass } else { Verdict::Wait },
             format!("{} of {}", m.candidate_decisions, gates.min_decisions),
         ),
@@ -527,7 +568,7 @@ fn error_rate_check(gates: &Gates, m: &GateInputs, enough: bool) -> GateCheck {
         m.candidate_errors as f64 / attempts as f64
     };
     check(
-        "error_rate",
+        GateName::ErrorRate,
         judge(error_rate > gates.max_error_rate, enough),
         format!("{error_rate:.5} (max {})", gates.max_error_rate),
     )
@@ -537,20 +578,20 @@ fn latency_check(stage: Stage, gates: &Gates, m: &GateInputs, enough: bool) -> G
     match (m.control_latency_p99_us, m.candidate_latency_p99_us) {
         // In shadow the candidate serves no request: its latency is judged from canary on.
         _ if stage == Stage::Shadow => check(
-            "latency_p99",
+            GateName::LatencyP99,
             Verdict::Pass,
             "not judged in shadow (the candidate serves no request); judged from canary on".into(),
         ),
         (Some(c), Some(t)) => {
             let limit = c * (1.0 + gates.max_latency_increase);
             check(
-                "latency_p99",
+                GateName::LatencyP99,
                 judge(t > limit, enough),
                 format!("candidate {t:.1} µs, control {c:.1} µs, limit {limit:.1} µs"),
             )
         }
         _ => check(
-            "latency_p99",
+            GateName::LatencyP99,
             Verdict::Wait,
             "no latency data on one arm yet".into(),
         ),
@@ -560,14 +601,14 @@ fn latency_check(stage: Stage, gates: &Gates, m: &GateInputs, enough: bool) -> G
 fn agreement_check(gates: &Gates, m: &GateInputs, enough: bool) -> GateCheck {
     if m.shadow_compared == 0 {
         return check(
-            "agreement",
+            GateName::Agreement,
             Verdict::Wait,
             "no shadow comparisons yet".into(),
         );
     }
     let a = m.shadow_agreed as f64 / m.shadow_compared as f64;
     check(
-        "agreement",
+        GateName::Agreement,
         judge(a < gates.min_agreement, enough),
         format!("{a:.4} (min {})", gates.min_agreement),
     )
@@ -597,7 +638,7 @@ fn outcomes_check(gates: &Gates, m: &GateInputs) -> GateCheck {
             m.candidate_outcomes, m.control_outcomes, gates.min_outcomes
         ),
     };
-    check("outcomes", verdict, detail)
+    check(GateName::Outcomes, verdict, detail)
 }
 
 #[cfg(test)]

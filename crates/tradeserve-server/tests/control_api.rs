@@ -749,7 +749,10 @@ async fn a_stage_whose_candidate_gets_no_traffic_says_so() {
     let (s, v) = post(&h, "/api/v1/rollouts", spec).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let starved = |report: &tradeserve_core::rollout::GateReport| {
-        report.checks.iter().any(|c| c.name == "traffic")
+        report
+            .checks
+            .iter()
+            .any(|c| c.name == tradeserve_core::rollout::GateName::Traffic)
     };
     let first = state.control.tick_gates().await.unwrap();
     assert!(!starved(&first));

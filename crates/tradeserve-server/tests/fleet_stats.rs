@@ -385,7 +385,11 @@ async fn a_rollout_gate_judges_the_fleet_and_waits_when_it_cannot_see_it() {
     candidate_decisions(&b, 25).await;
     let report = b.service.state.control.tick_gates().await.unwrap();
     assert_eq!(report.verdict, Verdict::Wait, "{report:?}");
-    let fleet = report.checks.iter().find(|c| c.name == "fleet").unwrap();
+    let fleet = report
+        .checks
+        .iter()
+        .find(|c| c.name == tradeserve_core::rollout::GateName::Fleet)
+        .unwrap();
     assert!(fleet.detail.contains("cannot be read"), "{}", fleet.detail);
     let r = get(&b, "/api/v1/rollouts/ro-fleet").await;
     assert_eq!(r["stage_stats"]["scope"], "this replica");

@@ -6,7 +6,9 @@
 
 use time::OffsetDateTime;
 use tradeserve_core::control::commands::Gate;
-use tradeserve_core::rollout::{GateCheck, GateInputs, GateReport, Rollout, Stage, Verdict};
+use tradeserve_core::rollout::{
+    GateCheck, GateInputs, GateName, GateReport, Rollout, Stage, Verdict,
+};
 use tradeserve_core::stats::{self, ArmSnapshot};
 
 use super::ControlPlane;
@@ -66,7 +68,7 @@ impl ControlPlane {
         }
         self.metrics.rollout_starved.set(1);
         report.checks.push(GateCheck {
-            name: "traffic".into(),
+            name: GateName::Traffic,
             verdict: Verdict::Wait,
             detail,
         });
@@ -115,7 +117,7 @@ impl ControlPlane {
                 report.verdict = Verdict::Wait;
             }
             report.checks.push(GateCheck {
-                name: "fleet".into(),
+                name: GateName::Fleet,
                 verdict: Verdict::Wait,
                 detail: format!(
                     "judged on this replica's share alone: the fleet's measurements cannot be read ({e}); a pass waits for them"
