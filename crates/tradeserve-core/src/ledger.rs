@@ -42,8 +42,10 @@ pub struct DeskDay {
 }
 
 impl DeskDay {
+    /// The notional an order of `day` is checked against (a later day's, when the desk has
+    /// moved on: a count never goes back).
     fn on(&self, day: Date) -> u64 {
-        if self.day == day {
+        if self.day >= day {
             self.notional_cents
         } else {
             0
@@ -51,9 +53,12 @@ impl DeskDay {
     }
 }
 
-/// A `(window, count)` counter's count in `window` (0 once the window has moved on).
+/// A `(window, count)` counter's count as an order of `window` sees it: the counter's when
+/// its window is `window` or later, else 0. An order that reaches the ledger after one of a
+/// later window counts in that later window (conservative: a window's count never goes back,
+/// so no window ever passes its limit).
 fn in_window(counter: Option<&(i64, u64)>, window: i64) -> u64 {
-    counter.filter(|(w, _)| *w == window).map_or(0, |(_, n)| *n)
+    counter.filter(|(w, _)| *w >= window).map_or(0, |(_, n)| *n)
 }
 
 impl State {
@@ -73,7 +78,7 @@ impl State {
             b.apply(order)
         });
         self.add_notional(order);
-        let counted = |at: i64, n: u64| move |c: &mut (i64, u64)| *c = (at, n + 1);
+        let counted = |at: i64, n: u64| move |c: &mut (i64, u64)| *c = (c.0.max(at), n + 1);
         let (symbol, desk) = (order.symbol, order.desk);
         let now = counted(second, flow.symbol_this_second);
         upsert(&mut self.symbol_rate, symbol, Default::default, now);
@@ -92,7 +97,7 @@ impl State {
         upsert(&mut self.desks, order.desk, fresh, |d| {
             let before = d.on(day);
             *d = DeskDay {
-                day,
+                day: d.day.max(day),
                 notional_cents: before.saturating_add(cents),
             };
         });
@@ -385,6 +390,35 @@ mod tests {
             )
             .approved
         );
+    }
+
+    #[test]
+    fn an_order_of_an_earlier_second_or_day_never_resets_a_later_count() {
+        // Five a second on a symbol: four orders of second t+1 are applied, then one of
+        // second t (its request arrived first but reached the ledger last). It counts in t+1,
+        // which is then full; before, it reset the count to t's and t+1 took five more.
+        let (ledger, l) = (InMemoryRiskLedger::new(), flow_limits());
+        let t = 1_761_000_000_000;
+        for i in 0..4 {
+            assert!(check(&ledger, &at("AAPL", "d1", t + 1000 + i), &l).approved);
+        }
+        assert!(check(&ledger, &at("AAPL", "d1", t + 10), &l).approved);
+        let v = check(&ledger, &at("AAPL", "d1", t + 1500), &l);
+        assert_eq!(v.checks.order_rate, CheckStatus::Fail, "{v:?}");
+        // The daily count: an order of yesterday applied after today's counts today.
+        let daily = RiskLimits {
+            max_daily_orders: 2,
+            ..flow_limits()
+        };
+        let today = at("MSFT", "d2", t + 5000);
+        let yesterday = Order {
+            day: today.day.previous_day().unwrap_or(today.day),
+            ..today.clone()
+        };
+        assert!(check(&ledger, &today, &daily).approved);
+        assert!(check(&ledger, &yesterday, &daily).approved);
+        let v = check(&ledger, &at("MSFT", "d2", t + 6000), &daily);
+        assert!(!v.approved, "today's third order: {v:?}");
     }
 
     #[test]

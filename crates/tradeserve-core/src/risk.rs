@@ -280,8 +280,11 @@ pub struct SymbolBook {
 }
 
 impl SymbolBook {
+    /// The count an order of `day` is checked against: this book's, when its day is `day`
+    /// or later (an order that reaches the ledger after one of the next day counts in that
+    /// day: a count never goes back), else 0.
     fn orders_on(&self, day: Date) -> u64 {
-        if self.day == Some(day) {
+        if self.day >= Some(day) {
             self.orders_today
         } else {
             0
@@ -294,7 +297,7 @@ impl SymbolBook {
             return;
         }
         self.orders_today = self.orders_on(order.day) + 1;
-        self.day = Some(order.day);
+        self.day = self.day.max(Some(order.day));
         self.position = self.position.saturating_add(order.signed_quantity());
     }
 

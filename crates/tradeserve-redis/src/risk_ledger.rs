@@ -71,7 +71,8 @@ end
 /// `desk:<desk>:…`), so the guard's read and the order count's write carry them: a desk trades
 /// many symbols, and a hash of its own cost a quarter of the script's time. Each count names
 /// the day, second or window it belongs to, and a count of a past one reads as 0, so nothing
-/// needs to expire.
+/// needs to expire; an order of an earlier window than the count's (it reached Redis after a
+/// later one) counts in the later window, so a count never goes back.
 /// Replies `{status, generation, seq, position before, count before, applied, desk notional
 /// before, symbol and desk orders this second before, symbol orders in the window before}`.
 const CHECK_AND_APPLY: &str = concat!(
@@ -80,16 +81,24 @@ const CHECK_AND_APPLY: &str = concat!(
     r"
 local book = redis.call('HMGET', KEYS[2], 'position', 'orders', 'day', 'sec', 'sec_n', 'win', 'win_n')
 local pos = tonumber(book[1] or '0')
-local count = 0
-if book[3] == ARGV[5] then count = tonumber(book[2] or '0') end
-local srate = 0
-if book[4] == ARGV[13] then srate = tonumber(book[5] or '0') end
-local recent = 0
-if book[6] == ARGV[14] then recent = tonumber(book[7] or '0') end
-local desk = 0
-if meta[4] == ARGV[5] then desk = tonumber(meta[5] or '0') end
-local drate = 0
-if meta[6] == ARGV[13] then drate = tonumber(meta[7] or '0') end
+-- Each count is the one of the order's day, second or window, or of a later one: an order that
+-- reaches Redis after one of a later window counts in that window (a count never goes back).
+local day, count = ARGV[5], 0
+if book[3] and book[3] >= ARGV[5] then day, count = book[3], tonumber(book[2] or '0') end
+local sec, srate = ARGV[13], 0
+if book[4] and tonumber(book[4]) >= tonumber(ARGV[13]) then
+  sec, srate = book[4], tonumber(book[5] or '0')
+end
+local win, recent = ARGV[14], 0
+if book[6] and tonumber(book[6]) >= tonumber(ARGV[14]) then
+  win, recent = book[6], tonumber(book[7] or '0')
+end
+local dday, desk = ARGV[5], 0
+if meta[4] and meta[4] >= ARGV[5] then dday, desk = meta[4], tonumber(meta[5] or '0') end
+local dsec, drate = ARGV[13], 0
+if meta[6] and tonumber(meta[6]) >= tonumber(ARGV[13]) then
+  dsec, drate = meta[6], tonumber(meta[7] or '0')
+end
 local after = pos + tonumber(ARGV[3])
 local ok = math.abs(after) <= tonumber(ARGV[4])
   and count + 1 <= tonumber(ARGV[6]) and ARGV[7] == '1'
@@ -97,11 +106,11 @@ local ok = math.abs(after) <= tonumber(ARGV[4])
   and srate + 1 <= tonumber(ARGV[10]) and drate + 1 <= tonumber(ARGV[11])
   and recent + 1 <= tonumber(ARGV[12])
 if ok then
-  redis.call('HSET', KEYS[2], 'position', after, 'day', ARGV[5], 'orders', count + 1,
-    'sec', ARGV[13], 'sec_n', srate + 1, 'win', ARGV[14], 'win_n', recent + 1)
+  redis.call('HSET', KEYS[2], 'position', after, 'day', day, 'orders', count + 1,
+    'sec', sec, 'sec_n', srate + 1, 'win', win, 'win_n', recent + 1)
   seq = seq + 1
-  redis.call('HSET', KEYS[1], 'seq', seq, dk .. 'day', ARGV[5],
-    dk .. 'notional', desk + tonumber(ARGV[8]), dk .. 'sec', ARGV[13], dk .. 'sec_n', drate + 1)
+  redis.call('HSET', KEYS[1], 'seq', seq, dk .. 'day', dday,
+    dk .. 'notional', desk + tonumber(ARGV[8]), dk .. 'sec', dsec, dk .. 'sec_n', drate + 1)
 end
 return {'ok', gen, seq, pos, count, ok and 1 or 0, desk, srate, drate, recent}
 "
