@@ -31,7 +31,7 @@ pub struct RedisStore {
 impl RedisStore {
     /// Check the URL; nothing is sent yet. The URL's password, if any, is never logged.
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
-        let redis = LazyRedis::open(url, timeout).map_err(unavailable)?;
+        let redis = LazyRedis::open(url, timeout).map_err(StoreError::from)?;
         Ok(RedisStore {
             redis,
             key: format!("{prefix}:control"),
@@ -41,19 +41,15 @@ impl RedisStore {
     }
 
     async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        self.redis.connection().await.map_err(unavailable)
+        self.redis.connection().await.map_err(StoreError::from)
     }
 
     async fn deadline<T>(
         &self,
         f: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        self.redis.deadline(f).await.map_err(unavailable)
+        self.redis.deadline(f).await.map_err(StoreError::from)
     }
-}
-
-fn unavailable(e: crate::RedisError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
 }
 
 impl ControlStore for RedisStore {

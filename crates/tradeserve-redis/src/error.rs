@@ -24,6 +24,27 @@ pub enum RedisError {
     Unreadable { key: String, why: String },
 }
 
+/// What the control store's port says: an entry it cannot read is corrupt, anything else is
+/// Redis not answering.
+impl From<RedisError> for tradeserve_core::ports::StoreError {
+    fn from(e: RedisError) -> Self {
+        match e {
+            RedisError::Unreadable { .. } => Self::Corrupt(e.to_string()),
+            _ => Self::Unavailable(e.to_string()),
+        }
+    }
+}
+
+/// The same for the fleet's stores.
+impl From<RedisError> for tradeserve_core::ports::FleetError {
+    fn from(e: RedisError) -> Self {
+        match e {
+            RedisError::Unreadable { .. } => Self::Corrupt(e.to_string()),
+            _ => Self::Unavailable(e.to_string()),
+        }
+    }
+}
+
 impl From<redis::RedisError> for RedisError {
     fn from(e: redis::RedisError) -> RedisError {
         RedisError::Command(e)

@@ -146,11 +146,7 @@ impl FleetShares for FleetStats {
     }
 
     fn publish(&self, units: Vec<Outgoing>) -> BoxFuture<'_, Result<(), FleetError>> {
-        Box::pin(async move {
-            self.publish_all(units)
-                .await
-                .map_err(|e| FleetError::Unavailable(e.to_string()))
-        })
+        Box::pin(async move { self.publish_all(units).await.map_err(FleetError::from) })
     }
 
     fn read<'a>(
@@ -161,7 +157,7 @@ impl FleetShares for FleetStats {
         Box::pin(async move {
             self.read_all(unit, with_samples)
                 .await
-                .map_err(|e| FleetError::Unavailable(e.to_string()))
+                .map_err(FleetError::from)
         })
     }
 }

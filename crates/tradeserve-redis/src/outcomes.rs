@@ -115,21 +115,14 @@ impl OutcomeStore {
 
 impl FleetOutcomes for OutcomeStore {
     fn publish<'a>(&'a self, awaiting: &'a [Awaiting]) -> BoxFuture<'a, Result<(), FleetError>> {
-        Box::pin(async move { self.publish_all(awaiting).await.map_err(fleet_error) })
+        Box::pin(async move { self.publish_all(awaiting).await.map_err(FleetError::from) })
     }
 
     fn lookup(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Vec<AwaitingArm>>, FleetError>> {
-        Box::pin(async move { self.lookup_one(id).await.map_err(fleet_error) })
+        Box::pin(async move { self.lookup_one(id).await.map_err(FleetError::from) })
     }
 
     fn claim(&self, id: Uuid) -> BoxFuture<'_, Result<bool, FleetError>> {
-        Box::pin(async move { self.claim_one(id).await.map_err(fleet_error) })
-    }
-}
-
-fn fleet_error(e: RedisError) -> FleetError {
-    match e {
-        RedisError::Unreadable { .. } => FleetError::Corrupt(e.to_string()),
-        _ => FleetError::Unavailable(e.to_string()),
+        Box::pin(async move { self.claim_one(id).await.map_err(FleetError::from) })
     }
 }

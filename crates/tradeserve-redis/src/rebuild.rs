@@ -105,7 +105,9 @@ pub async fn write(
             .query_async::<()>(&mut conn)
             .await?;
     }
-    let stale = book_keys(&mut conn, &format!("{prefix}:risk:*")).await?;
+    let mut stale = book_keys(&mut conn, &format!("{prefix}:risk:*")).await?;
+    // The desks' own hashes of the older layout (their counts now live in the ledger hash).
+    stale.extend(book_keys(&mut conn, &format!("{prefix}:desk:*")).await?);
     let hash = ledger_hash(rebuild);
     let mut tx = redis::pipe();
     tx.atomic();
@@ -128,7 +130,7 @@ pub async fn write(
     Ok(hash)
 }
 
-/// Every key matching `pattern` (the books, `<prefix>:risk:*`).
+/// Every key matching `pattern` (the books, `<prefix>:risk:*`; the older desk hashes).
 async fn book_keys(
     conn: &mut redis::aio::MultiplexedConnection,
     pattern: &str,
@@ -168,6 +170,7 @@ fn ledger_hash(rebuild: &Rebuild) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("generation".into(), uuid::Uuid::now_v7().to_string()),
         ("seq".into(), "0".into()),
+        ("layout".into(), crate::risk_ledger::LAYOUT.into()),
         ("rebuilt_at".into(), at),
         ("rebuilt_by".into(), rebuild.by.clone()),
         ("reason".into(), rebuild.reason.clone()),

@@ -38,17 +38,20 @@ use crate::conn::LazyRedis;
 /// hash without a generation is a ledger that lost its data (or was never initialised): `reset`.
 /// A sequence below one a replica has seen is a ledger that went back in time (a failover to a
 /// replica that lagged): the script marks the hash `lost`, so every replica refuses from then
-/// on, until a rebuild. Replies are `{status, generation or why, seq, …}`. `$fields`: more
-/// fields of the ledger hash to read in the same call (`meta[4]` on).
+/// on, until a rebuild. A ledger of another layout than [`LAYOUT`] (written by an older
+/// version, which kept the desks' counts in keys of their own) is refused the same way: its
+/// desks would read as flat. Replies are `{status, generation or why, seq, …}`. `$fields`:
+/// more fields of the ledger hash to read in the same call (`meta[5]` on).
 macro_rules! guard {
     ($fields:literal) => {
         concat!(
-            "local meta = redis.call('HMGET', KEYS[1], 'generation', 'lost', 'seq'",
+            "local meta = redis.call('HMGET', KEYS[1], 'generation', 'lost', 'seq', 'layout'",
             $fields,
             ")\n",
             r"local gen, lost = meta[1], meta[2]
 if not gen then return {'reset', '', 0, 0, 0, 0, 0, 0, 0, 0} end
 if lost then return {'lost', lost, 0, 0, 0, 0, 0, 0, 0, 0} end
+if meta[4] ~= '2' then return {'layout', meta[4] or '1', 0, 0, 0, 0, 0, 0, 0, 0} end
 local seq = tonumber(meta[3] or '0')
 if gen == ARGV[1] and seq < tonumber(ARGV[2]) then
   lost = 'the ledger went back from order ' .. ARGV[2] .. ' to order ' .. seq ..
@@ -81,24 +84,22 @@ const CHECK_AND_APPLY: &str = concat!(
     r"
 local book = redis.call('HMGET', KEYS[2], 'position', 'orders', 'day', 'sec', 'sec_n', 'win', 'win_n')
 local pos = tonumber(book[1] or '0')
--- Each count is the one of the order's day, second or window, or of a later one: an order that
--- reaches Redis after one of a later window counts in that window (a count never goes back).
-local day, count = ARGV[5], 0
-if book[3] and book[3] >= ARGV[5] then day, count = book[3], tonumber(book[2] or '0') end
-local sec, srate = ARGV[13], 0
-if book[4] and tonumber(book[4]) >= tonumber(ARGV[13]) then
-  sec, srate = book[4], tonumber(book[5] or '0')
+-- A stored count `n` of day, second or window `at`, as an order of `window` sees it: that
+-- count when `at` is the order's or later (an order that reaches Redis after one of a later
+-- window counts in that window: a count never goes back), else 0 in the order's window.
+-- Seconds and windows compare as numbers, days (YYYY-MM-DD) as strings.
+local function current(at, n, window)
+  local a, w = tonumber(at), tonumber(window)
+  if at and ((a and w and a >= w) or (not a and at >= window)) then
+    return at, tonumber(n or '0')
+  end
+  return window, 0
 end
-local win, recent = ARGV[14], 0
-if book[6] and tonumber(book[6]) >= tonumber(ARGV[14]) then
-  win, recent = book[6], tonumber(book[7] or '0')
-end
-local dday, desk = ARGV[5], 0
-if meta[4] and meta[4] >= ARGV[5] then dday, desk = meta[4], tonumber(meta[5] or '0') end
-local dsec, drate = ARGV[13], 0
-if meta[6] and tonumber(meta[6]) >= tonumber(ARGV[13]) then
-  dsec, drate = meta[6], tonumber(meta[7] or '0')
-end
+local day, count = current(book[3], book[2], ARGV[5])
+local sec, srate = current(book[4], book[5], ARGV[13])
+local win, recent = current(book[6], book[7], ARGV[14])
+local dday, desk = current(meta[5], meta[6], ARGV[5])
+local dsec, drate = current(meta[7], meta[8], ARGV[13])
 local after = pos + tonumber(ARGV[3])
 local ok = math.abs(after) <= tonumber(ARGV[4])
   and count + 1 <= tonumber(ARGV[6]) and ARGV[7] == '1'
@@ -172,6 +173,10 @@ struct Applied {
     applied: bool,
 }
 
+/// The ledger hash's `layout` the scripts read (the guard refuses any other; a rebuild writes
+/// it).
+pub const LAYOUT: &str = "2";
+
 /// How often [`RedisRiskLedger::watch`] probes the ledger.
 pub const WATCH_EVERY: Duration = Duration::from_secs(1);
 
@@ -241,6 +246,11 @@ impl RedisRiskLedger {
                 k.seq = k.seq.max(seq);
                 None
             }
+            "layout" => Some(format!(
+                "the shared ledger in Redis has layout {detail}, written by an older TradeServe \
+                 (this one reads layout {LAYOUT}: the desks' counts in the ledger hash); rebuild \
+                 it with `tradeserve risk rebuild-shared --replace`"
+            )),
             "reset" => Some(
                 "the shared ledger in Redis has no generation: it lost its data (a restart \
                  without persistence, FLUSHALL, a failover) or was never initialised; rebuild it \
@@ -473,5 +483,17 @@ impl RiskLedger for RedisRiskLedger {
 
     fn health(&self) -> Result<(), String> {
         self.known.lock().problem.clone().map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_checks_the_layout_a_rebuild_writes() {
+        for script in [CHECK_AND_APPLY, PROBE] {
+            assert!(script.contains(&format!("if meta[4] ~= '{LAYOUT}' then")));
+        }
     }
 }

@@ -446,3 +446,48 @@ async fn a_ledger_that_went_back_in_time_is_lost_for_the_whole_fleet_and_a_live_
     );
     assert_eq!(predict(&a, &body).await.0, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (scripts/test.sh installs it)"]
+async fn a_ledger_of_the_older_layout_is_refused_until_rebuilt_and_its_desk_hashes_go() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let (_, body, _) = trading_request().await;
+    new_ledger(&url, "old");
+    let a = replica(&url, "old", |_| {});
+    assert_eq!(predict(&a, &body).await.0, StatusCode::OK);
+    // What the version before the desks moved into the ledger hash left: no layout, and a
+    // desk's counts in a hash of its own (which this version would read as flat).
+    let client = tradeserve_testkit::redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = tradeserve_testkit::redis::cmd("HDEL")
+        .arg("old:ledger")
+        .arg("layout")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = tradeserve_testkit::redis::cmd("HSET")
+        .arg("old:desk:-")
+        .arg("notional")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (s, d) = predict(&a, &body).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{d}");
+    let message = d["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("layout 1") && message.contains("--replace"),
+        "{d}"
+    );
+    let logs = [a.audit_path.display().to_string()];
+    let v = rebuild_shared(&url, "old", &["--replace", "--audit-log", &logs[0]]);
+    assert_eq!(v["written"], true, "{v}");
+    assert_eq!(predict(&a, &body).await.0, StatusCode::OK);
+    let left: i64 = tradeserve_testkit::redis::cmd("EXISTS")
+        .arg("old:desk:-")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the older desk hash is removed by the rebuild");
+}
