@@ -61,9 +61,10 @@ fi
 step "bundled market data is reproduced by training/ (bars byte for byte, golden features within 1e-12)"
 "$venv/bin/python" training/train.py --check-data
 
-step "no import cycles between modules; no function over 65 lines or 5 parameters"
+step "no import cycles between modules; no function over 65 lines or 5 parameters; each error cause shown once"
 python3 scripts/module_cycles.py
 python3 scripts/fn_sizes.py
+python3 scripts/error_style.py
 
 # A venv at $1 holding the pinned requirements $2 ($3 says what), rebuilt when they change.
 pinned_venv() {

@@ -75,6 +75,32 @@ pub enum FleetError {
     Corrupt(String),
 }
 
+/// A setting outside what it may be: one sentence naming the key (`section.key`), the value
+/// and the rule, e.g. "risk.max_position_shares must be at least 1". Every configuration
+/// section's `validate` answers with it; the server's configuration wraps it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSetting(pub String);
+
+impl From<String> for InvalidSetting {
+    fn from(why: String) -> InvalidSetting {
+        InvalidSetting(why)
+    }
+}
+
+impl From<&str> for InvalidSetting {
+    fn from(why: &str) -> InvalidSetting {
+        InvalidSetting(why.to_owned())
+    }
+}
+
+/// Why a component (a risk ledger, an event sink) cannot do its work now: a sentence for
+/// readiness and `/api/v1/stats`, e.g. "disk full: No space left on device".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[serde(transparent)]
+#[error("{0}")]
+pub struct Unhealthy(pub String);
+
 /// Why an event could not be accepted for delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EmitError {
@@ -95,8 +121,8 @@ pub enum PredictError {
     Request(#[from] RequestError),
     #[error(transparent)]
     Features(#[from] FeatureError),
-    #[error("model {role} failed: {source}")]
-    Model { role: Role, source: ModelError },
+    #[error("model {role} failed: {cause}")]
+    Model { role: Role, cause: ModelError },
     #[error(transparent)]
     Risk(#[from] RiskError),
     #[error("too many explanations in progress; retry, or ask without explain")]

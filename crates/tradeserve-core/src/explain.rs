@@ -79,10 +79,10 @@ pub fn baseline(models: &ModelSet) -> Option<[f64; PLAYERS]> {
     Some(b)
 }
 
-fn model_error(model: &LoadedModel, source: ModelError) -> PredictError {
+fn model_error(model: &LoadedModel, cause: ModelError) -> PredictError {
     PredictError::Model {
         role: model.info.role,
-        source,
+        cause,
     }
 }
 
@@ -238,9 +238,7 @@ pub fn explain_with(
     let (models, snapshot, action) = (q.models, q.snapshot, q.action);
     let base = baseline(models).ok_or_else(|| PredictError::Model {
         role: models.regime_detector.info.role,
-        source: ModelError::Inference(
-            "the models ship no training means to explain against".into(),
-        ),
+        cause: ModelError::Inference("the models ship no training means to explain against".into()),
     })?;
     let mut x = [0.0; PLAYERS];
     x[..FEATURE_WIDTH].copy_from_slice(&snapshot.features);

@@ -9,6 +9,7 @@
 //! [`IdempotencyStore`] is the port; [`InMemoryIdempotency`] the per-replica adapter (bounded:
 //! the oldest keys go first when it is full); the server has a Redis one for the fleet.
 
+use crate::error::InvalidSetting;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -258,7 +259,7 @@ impl Default for IdempotencyConfig {
 }
 
 impl IdempotencyConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         if self.ttl < Duration::from_secs(1) || self.in_flight_ttl < Duration::from_secs(1) {
             return Err("idempotency.ttl and idempotency.in_flight_ttl must be at least 1s".into());
         }

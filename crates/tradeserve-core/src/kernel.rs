@@ -64,7 +64,7 @@ pub(crate) fn run(
         None => model
             .model
             .predict(input)
-            .map_err(|source| PredictError::Model { role, source })?,
+            .map_err(|cause| PredictError::Model { role, cause })?,
     };
     normalized(role, raw)
 }
@@ -73,7 +73,7 @@ pub(crate) fn run(
 pub(crate) fn normalized(role: Role, raw: [f32; 3]) -> Result<Probs, PredictError> {
     blend::normalize(raw).ok_or(PredictError::Model {
         role,
-        source: ModelError::BadOutput(raw.to_vec()),
+        cause: ModelError::BadOutput(raw.to_vec()),
     })
 }
 

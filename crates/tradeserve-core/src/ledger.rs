@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use time::Date;
 
-use crate::ports::{BoxFuture, RiskError, RiskLedger};
+use crate::ports::{BoxFuture, RiskError, RiskLedger, Unhealthy};
 use crate::risk::{Flow, Order, RiskLimits, RiskValidation, SymbolBook, evaluate_with};
 
 /// Positions, order counts and the order flow held in this process: the embedded default.
@@ -234,8 +234,8 @@ impl RiskLedger for UnavailableLedger {
         Box::pin(std::future::ready(()))
     }
 
-    fn health(&self) -> Result<(), String> {
-        Err(self.reason.clone())
+    fn health(&self) -> Result<(), Unhealthy> {
+        Err(Unhealthy(self.reason.clone()))
     }
 }
 

@@ -25,7 +25,7 @@ use crate::idempotency::{Claim, IdempotencyStore, InMemoryIdempotency, Stored};
 pub use crate::kernel::{Evaluation, Fetched, Sized, evaluate, evaluate_with, kernel, kernel_with};
 use crate::ports::{
     EmitError, EventSink, ExplainJob, Explainer, FeatureSnapshot, FeatureSource, RiskLedger,
-    ShadowJob, ShadowRunner,
+    ShadowJob, ShadowRunner, Unhealthy,
 };
 use crate::remote;
 use crate::request::{PredictRequest, RequestError, RequestRules, parse_predict_request};
@@ -262,12 +262,12 @@ impl Pipeline {
     }
 
     /// `Err(reason)` while decisions cannot be recorded.
-    pub fn event_health(&self) -> Result<(), String> {
+    pub fn event_health(&self) -> Result<(), Unhealthy> {
         self.events.health()
     }
 
     /// `Err(reason)` while orders cannot be risk-checked.
-    pub fn risk_health(&self) -> Result<(), String> {
+    pub fn risk_health(&self) -> Result<(), Unhealthy> {
         self.ledger.health()
     }
 

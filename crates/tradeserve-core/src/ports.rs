@@ -15,7 +15,9 @@ use time::OffsetDateTime;
 use crate::arm_stats::UnitStats;
 use crate::control::ControlState;
 use crate::error::PredictError;
-pub use crate::error::{EmitError, FeatureError, FleetError, ModelError, RiskError, StoreError};
+pub use crate::error::{
+    EmitError, FeatureError, FleetError, ModelError, RiskError, StoreError, Unhealthy,
+};
 use crate::event::Event;
 use crate::explain::Explanation;
 use crate::fleet::{Awaiting, AwaitingArm, Outgoing, Share};
@@ -60,7 +62,7 @@ pub trait RiskLedger: Send + Sync {
     fn revert<'a>(&'a self, order: &'a Order<'a>) -> BoxFuture<'a, ()>;
 
     /// `Err(reason)` while no order can be checked (readiness reports it).
-    fn health(&self) -> Result<(), String> {
+    fn health(&self) -> Result<(), Unhealthy> {
         Ok(())
     }
 }
@@ -73,7 +75,7 @@ pub trait EventSink: Send + Sync {
     fn emit(&self, event: Event) -> Result<(), EmitError>;
 
     /// `Err(reason)` while the sink cannot record events (readiness reports it).
-    fn health(&self) -> Result<(), String> {
+    fn health(&self) -> Result<(), Unhealthy> {
         Ok(())
     }
 }

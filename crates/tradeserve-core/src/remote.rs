@@ -76,7 +76,7 @@ fn take(
     match output {
         Ok(raw) => fetched.set(model.info.role, raw),
         Err(PredictError::Model {
-            source: ModelError::Unavailable(_) | ModelError::Deadline,
+            cause: ModelError::Unavailable(_) | ModelError::Deadline,
             ..
         }) if fallback == Fallback::InProcess => fetched.fell_back.insert(model.info.role),
         Err(e) => return Err(e),
@@ -94,13 +94,13 @@ async fn call(
     let Some(remote) = &model.remote else {
         return Err(PredictError::Model {
             role,
-            source: ModelError::Unavailable("no remote backend".into()),
+            cause: ModelError::Unavailable("no remote backend".into()),
         });
     };
     let raw = remote
         .infer(input, deadline)
         .await
-        .map_err(|source| PredictError::Model { role, source })?;
+        .map_err(|cause| PredictError::Model { role, cause })?;
     normalized(role, raw)?;
     Ok(raw)
 }
@@ -255,7 +255,7 @@ mod tests {
         match ready(fetch(&set, &snapshot(), None, deadline, Fallback::None)) {
             Err(PredictError::Model {
                 role: Role::BullSpecialist,
-                source: ModelError::Unavailable(_),
+                cause: ModelError::Unavailable(_),
             }) => {}
             other => panic!("{other:?}"),
         }

@@ -4,6 +4,7 @@
 //! out. A [`RiskLedger`](crate::ports::RiskLedger) does check-and-apply atomically so limits
 //! hold under concurrency; [`crate::ledger::InMemoryRiskLedger`] is the single-replica one.
 
+use crate::error::InvalidSetting;
 use serde::{Deserialize, Serialize};
 use time::Date;
 
@@ -78,7 +79,7 @@ impl Default for RiskLimits {
 
 impl RiskLimits {
     /// Check the limits; the message names the bad one.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         let positive = [
             ("max_position_notional", self.max_position_notional),
             ("portfolio_capital", self.portfolio_capital),
@@ -87,7 +88,7 @@ impl RiskLimits {
         ];
         for (name, v) in positive {
             if !(v.is_finite() && v > 0.0) {
-                return Err(format!("risk.{name} must be a finite number > 0"));
+                return Err(format!("risk.{name} must be a finite number > 0").into());
             }
         }
         if !(self.max_concentration > 0.0 && self.max_concentration <= 1.0) {
@@ -107,7 +108,7 @@ impl RiskLimits {
         ];
         for (name, v) in counts {
             if v == 0 {
-                return Err(format!("risk.{name} must be at least 1"));
+                return Err(format!("risk.{name} must be at least 1").into());
             }
         }
         if self.repeated_execution_window < std::time::Duration::from_secs(1) {
@@ -118,9 +119,7 @@ impl RiskLimits {
         }
         for s in &self.restricted_symbols {
             if crate::types::Symbol::parse(s).is_err() {
-                return Err(format!(
-                    "risk.restricted_symbols: {s:?} is not a valid symbol"
-                ));
+                return Err(format!("risk.restricted_symbols: {s:?} is not a valid symbol").into());
             }
         }
         Ok(())
@@ -765,11 +764,11 @@ mod tests {
             max_concentration: 1.5,
             ..RiskLimits::default()
         };
-        assert!(bad.validate().unwrap_err().contains("max_concentration"));
+        assert!(bad.validate().unwrap_err().0.contains("max_concentration"));
         let bad = RiskLimits {
             restricted_symbols: vec!["bad sym".into()],
             ..RiskLimits::default()
         };
-        assert!(bad.validate().unwrap_err().contains("restricted_symbols"));
+        assert!(bad.validate().unwrap_err().0.contains("restricted_symbols"));
     }
 }

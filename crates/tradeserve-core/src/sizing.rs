@@ -10,6 +10,7 @@
 //! A confident call in a calm market gets up to `max_order_notional`; the same confidence in a
 //! market twice as volatile as the target gets half of it.
 
+use crate::error::InvalidSetting;
 use serde::{Deserialize, Serialize};
 
 use crate::types::Action;
@@ -41,7 +42,7 @@ impl Default for SizingPolicy {
 
 impl SizingPolicy {
     /// Check the parameters; the message names the bad one.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         if !(0.0..1.0).contains(&self.min_confidence) {
             return Err("sizing.min_confidence must be in [0, 1)".into());
         }
@@ -125,12 +126,12 @@ mod tests {
             lot_size: 0,
             ..SizingPolicy::default()
         };
-        assert!(bad.validate().unwrap_err().contains("lot_size"));
+        assert!(bad.validate().unwrap_err().0.contains("lot_size"));
         let bad = SizingPolicy {
             min_confidence: 1.0,
             ..SizingPolicy::default()
         };
-        assert!(bad.validate().unwrap_err().contains("min_confidence"));
+        assert!(bad.validate().unwrap_err().0.contains("min_confidence"));
         assert!(SizingPolicy::default().validate().is_ok());
     }
 }

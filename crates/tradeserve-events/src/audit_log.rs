@@ -36,7 +36,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tradeserve_core::event::Event;
-use tradeserve_core::ports::{EmitError, EventSink};
+use tradeserve_core::ports::{EmitError, EventSink, Unhealthy};
 
 use crate::chain::{Chain, ChainKey};
 use crate::metrics::SinkMetrics;
@@ -65,7 +65,10 @@ pub struct AuditLogConfig {
 pub struct RetireHook(pub Arc<RetireFn>);
 
 /// What a [`RetireHook`] runs, given the log's path.
-pub type RetireFn = dyn Fn(&Path) -> Result<(), String> + Send + Sync;
+pub type RetireFn = dyn Fn(&Path) -> Result<(), RetireError> + Send + Sync;
+
+/// Why a [`RetireHook`] did not finish (any error of the hook's own).
+pub type RetireError = Box<dyn std::error::Error + Send + Sync>;
 
 impl std::fmt::Debug for RetireHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -91,10 +94,10 @@ impl AuditLogConfig {
 /// Why the audit log could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditLogError {
-    #[error("cannot open audit log {path}: {source}")]
+    #[error("cannot open audit log {path}: {cause}")]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("audit log writer thread: {0}")]
     Thread(String),
@@ -171,9 +174,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl AuditLog {
     /// Open (append) the log, cutting a torn last line, and start the syncer thread.
     pub fn start(config: AuditLogConfig, metrics: SinkMetrics) -> Result<AuditLog, AuditLogError> {
-        let open_err = |source| AuditLogError::Open {
+        let open_err = |cause| AuditLogError::Open {
             path: config.path.clone(),
-            source,
+            cause,
         };
         if let Some(parent) = config.path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(open_err)?;
@@ -423,9 +426,9 @@ impl EventSink for AuditLog {
         self.append_event(event, || Ok(()), |_, _, _| ())
     }
 
-    fn health(&self) -> Result<(), String> {
+    fn health(&self) -> Result<(), Unhealthy> {
         if self.health.failing.load(Ordering::SeqCst) {
-            Err(lock(&self.health.reason).clone())
+            Err(Unhealthy(lock(&self.health.reason).clone()))
         } else {
             Ok(())
         }

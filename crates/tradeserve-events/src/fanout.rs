@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tradeserve_core::event::Event;
-use tradeserve_core::ports::{EmitError, EventSink};
+use tradeserve_core::ports::{EmitError, EventSink, Unhealthy};
 
 /// Hands each event to every sink; each sink accounts for its own refusals.
 pub struct FanOut {
@@ -32,7 +32,7 @@ impl EventSink for FanOut {
         result.and(last.emit(event))
     }
 
-    fn health(&self) -> Result<(), String> {
+    fn health(&self) -> Result<(), Unhealthy> {
         self.sinks.iter().try_for_each(|s| s.health())
     }
 }

@@ -35,7 +35,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use tradeserve_core::event::Event;
-use tradeserve_core::ports::{EmitError, EventSink};
+use tradeserve_core::ports::{EmitError, EventSink, Unhealthy};
 
 use crate::audit_log::{AuditLog, AuditLogConfig, LineAt};
 use crate::metrics::SinkMetrics;
@@ -112,7 +112,7 @@ impl KafkaMetrics {
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSinkError {
     #[error("kafka producer: {0}")]
-    Producer(#[from] KafkaError),
+    Producer(KafkaError),
     #[error(transparent)]
     Spool(#[from] SpoolError),
     #[error("kafka write-ahead log: {0}")]
@@ -234,7 +234,8 @@ pub fn create_topic(client: ClientConfig, topic: &TopicSpec<'_>) -> Result<(), K
         topic: topic.name.to_owned(),
         reason,
     };
-    let admin: AdminClient<DefaultClientContext> = client.create()?;
+    let admin: AdminClient<DefaultClientContext> =
+        client.create().map_err(KafkaSinkError::Producer)?;
     let new = NewTopic::new(
         topic.name,
         topic.partitions,
@@ -247,7 +248,9 @@ pub fn create_topic(client: ClientConfig, topic: &TopicSpec<'_>) -> Result<(), K
         .enable_all()
         .build()
         .map_err(|e| topic_err(e.to_string()))?;
-    let results = rt.block_on(admin.create_topics([&new], &options))?;
+    let results = rt
+        .block_on(admin.create_topics([&new], &options))
+        .map_err(KafkaSinkError::Producer)?;
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -328,7 +331,7 @@ impl KafkaSink {
                 tracing::warn!(error = %e, topic = %config.topic, "cannot ensure the topic at start");
             }
         }
-        let producer = build_producer(&config)?;
+        let producer = build_producer(&config).map_err(KafkaSinkError::Producer)?;
         let capacity = config.queue_capacity.max(1);
         let (tx, rx) = sync_channel(capacity);
         let m = metrics.clone();
@@ -432,7 +435,7 @@ impl KafkaSink {
 }
 
 impl EventSink for KafkaSink {
-    fn health(&self) -> Result<(), String> {
+    fn health(&self) -> Result<(), Unhealthy> {
         self.wal.as_ref().map_or(Ok(()), |w| w.health())
     }
 

@@ -50,10 +50,10 @@ pub struct SpoolConfig {
 /// Why the spool failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
-    #[error("spool {path}: {source}")]
+    #[error("spool {path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("spool {path}: corrupt record at byte {offset}: {reason}")]
     Corrupt {
@@ -70,9 +70,9 @@ const HEADER: u64 = 8;
 const MAX_RECORD: u32 = 16 * 1024 * 1024;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
-    move |source| SpoolError::Io {
+    move |cause| SpoolError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -266,7 +266,7 @@ impl Spool {
                     };
                     continue;
                 }
-                Err(e) => return Err(SpoolError::Io { path, source: e }),
+                Err(e) => return Err(SpoolError::Io { path, cause: e }),
             };
             file.seek(SeekFrom::Start(pos.offset)).map_err(io(&path))?;
             let mut reader = std::io::BufReader::new(file);
@@ -386,7 +386,7 @@ fn read_checkpoint(dir: &Path) -> Result<Position, SpoolError> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Position::default()),
-        Err(e) => Err(SpoolError::Io { path, source: e }),
+        Err(e) => Err(SpoolError::Io { path, cause: e }),
     }
 }
 

@@ -240,7 +240,7 @@ fn a_full_disk_refuses_events_leaves_whole_lines_and_recovers_by_itself() {
     assert!(refused > 0 && !accepted.is_empty(), "{refused} refused");
     // Exactly the accepted events, each on a whole line: nothing torn, nothing glued.
     assert_eq!(ids(std::slice::from_ref(&path)), accepted);
-    assert!(log.health().unwrap_err().contains("No space left"));
+    assert!(log.health().unwrap_err().0.contains("No space left"));
     assert_eq!(metrics.unavailable.get(), 1);
     assert_eq!(metrics.write_errors.get(), refused);
     assert_eq!(metrics.written.get(), accepted.len() as u64);

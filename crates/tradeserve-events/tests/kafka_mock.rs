@@ -281,7 +281,7 @@ fn a_full_disk_under_the_write_ahead_log_refuses_events_and_recovers() {
         }
     }
     assert!(refused > 0 && !accepted.is_empty(), "{refused} refused");
-    assert!(sink.health().unwrap_err().contains("No space left"));
+    assert!(sink.health().unwrap_err().0.contains("No space left"));
     assert_eq!(metrics.wal.unavailable.get(), 1);
     disk.grow("8m");
     wait_for("the log to find room", || sink.health().is_ok());

@@ -32,8 +32,8 @@ impl SymbolBars {
 /// Why the bars could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum BarError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: String, source: csv::Error },
+    #[error("cannot read {path}: {cause}")]
+    Read { path: String, cause: csv::Error },
     #[error("{path} line {line}: {message}")]
     Invalid {
         path: String,
@@ -57,9 +57,9 @@ struct Row {
 /// Read and check a bars CSV file.
 pub fn load_bars_csv(path: &Path) -> Result<BTreeMap<String, SymbolBars>, BarError> {
     let shown = path.display().to_string();
-    let mut reader = csv::Reader::from_path(path).map_err(|source| BarError::Read {
+    let mut reader = csv::Reader::from_path(path).map_err(|cause| BarError::Read {
         path: shown.clone(),
-        source,
+        cause,
     })?;
     let mut out: BTreeMap<String, SymbolBars> = BTreeMap::new();
     for (i, row) in reader.deserialize::<Row>().enumerate() {

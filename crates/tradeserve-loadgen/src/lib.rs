@@ -52,15 +52,12 @@ pub enum LoadError {
     Url(String),
     #[error("invalid load: {0}")]
     Invalid(String),
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("cannot connect to {addr}: {cause}")]
+    Connect { addr: String, cause: std::io::Error },
     #[error("request body: {0}")]
-    Body(#[from] serde_json::Error),
+    Body(serde_json::Error),
     #[error("histogram: {0}")]
-    Histogram(#[from] hdrhistogram::CreationError),
+    Histogram(hdrhistogram::CreationError),
 }
 
 /// Run one load test to completion.
@@ -81,7 +78,7 @@ pub async fn run_until(config: LoadConfig, stop: Arc<AtomicBool>) -> Result<Repo
         ));
     }
     let target = worker::Target::parse(&config.url)?;
-    let bodies = worker::bodies(&config.symbols, config.extra.as_ref())?;
+    let bodies = worker::bodies(&config.symbols, config.extra.as_ref()).map_err(LoadError::Body)?;
     let headers = config
         .headers
         .iter()
@@ -96,9 +93,9 @@ pub async fn run_until(config: LoadConfig, stop: Arc<AtomicBool>) -> Result<Repo
     // Fail fast when nothing listens, rather than reporting 100% errors.
     tokio::net::TcpStream::connect(&target.addr)
         .await
-        .map_err(|source| LoadError::Connect {
+        .map_err(|cause| LoadError::Connect {
             addr: target.addr.clone(),
-            source,
+            cause,
         })?;
 
     let total = config.warmup + config.requests;
@@ -116,7 +113,7 @@ pub async fn run_until(config: LoadConfig, stop: Arc<AtomicBool>) -> Result<Repo
     });
     let mut tasks = Vec::with_capacity(config.connections);
     for _ in 0..config.connections {
-        let recorder = report::Recorder::new()?;
+        let recorder = report::Recorder::new().map_err(LoadError::Histogram)?;
         tasks.push(tokio::spawn(worker::run(
             std::sync::Arc::clone(&shared),
             rx.clone(),
@@ -124,7 +121,7 @@ pub async fn run_until(config: LoadConfig, stop: Arc<AtomicBool>) -> Result<Repo
         )));
     }
     drop(rx);
-    let mut results = report::Recorder::new()?;
+    let mut results = report::Recorder::new().map_err(LoadError::Histogram)?;
     for t in tasks {
         if let Ok(r) = t.await {
             results.merge(r);

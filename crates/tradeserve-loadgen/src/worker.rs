@@ -77,14 +77,25 @@ type Sender = http1::SendRequest<Full<Bytes>>;
 /// The decision endpoint (POST with a JSON body); other paths are fetched with GET.
 pub const PREDICT: &str = "/api/v1/predict";
 
-async fn connect(target: &Target) -> Result<Sender, String> {
+/// Why a request got no response (counted, never shown one by one).
+#[derive(Debug, thiserror::Error)]
+enum Failed {
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    #[error("{0}")]
+    Http(hyper::Error),
+    #[error("{0}")]
+    Request(hyper::http::Error),
+}
+
+async fn connect(target: &Target) -> Result<Sender, Failed> {
     let stream = tokio::net::TcpStream::connect(&target.addr)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Failed::Connect)?;
     let _ = stream.set_nodelay(true);
     let (sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Failed::Http)?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -95,8 +106,8 @@ async fn send(
     sender: &mut Sender,
     shared: &Shared,
     body: Bytes,
-) -> Result<(u16, Option<f64>), String> {
-    sender.ready().await.map_err(|e| e.to_string())?;
+) -> Result<(u16, Option<f64>), Failed> {
+    sender.ready().await.map_err(Failed::Http)?;
     let predict = shared.path == PREDICT;
     let mut request = Request::builder()
         .method(if predict { Method::POST } else { Method::GET })
@@ -108,17 +119,14 @@ async fn send(
     }
     let request = request
         .body(Full::new(if predict { body } else { Bytes::new() }))
-        .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Failed::Request)?;
+    let response = sender.send_request(request).await.map_err(Failed::Http)?;
     let status = response.status().as_u16();
     let bytes = response
         .into_body()
         .collect()
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(Failed::Http)?
         .to_bytes();
     let server = serde_json::from_slice::<ServerTiming>(&bytes)
         .ok()

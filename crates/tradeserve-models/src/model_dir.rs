@@ -26,15 +26,15 @@ pub const GOLDEN_TOLERANCE: f32 = 1e-5;
 /// Why a model folder was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelLoadError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Signature {
         path: PathBuf,
-        source: SignatureError,
+        cause: SignatureError,
     },
     #[error("{path}: unsafe ONNX file name {name:?} in MLmodel")]
     UnsafeFileName { path: PathBuf, name: String },
@@ -46,8 +46,8 @@ pub enum ModelLoadError {
         expected: String,
         actual: String,
     },
-    #[error("{path}: {source}")]
-    Engine { path: PathBuf, source: EngineError },
+    #[error("{path}: {cause}")]
+    Engine { path: PathBuf, cause: EngineError },
     #[error("{path}: golden vectors: {message}")]
     Golden { path: PathBuf, message: String },
     #[error("no version {version} of {role} under {path}")]
@@ -73,7 +73,7 @@ struct Golden {
 }
 
 fn read(path: PathBuf) -> Result<Vec<u8>, ModelLoadError> {
-    std::fs::read(&path).map_err(|source| ModelLoadError::Io { path, source })
+    std::fs::read(&path).map_err(|cause| ModelLoadError::Io { path, cause })
 }
 
 /// Largest absolute difference between the model's outputs and the golden ones.
@@ -156,9 +156,9 @@ pub fn load_model_dir(
 ) -> Result<LoadedModel, ModelLoadError> {
     let mlmodel_path = dir.join("MLmodel");
     let text = read(mlmodel_path.clone())?;
-    let sig_err = |source| ModelLoadError::Signature {
+    let sig_err = |cause| ModelLoadError::Signature {
         path: mlmodel_path.clone(),
-        source,
+        cause,
     };
     let mlmodel = MlModel::parse(&String::from_utf8_lossy(&text)).map_err(sig_err)?;
     let columns = input_columns(role);
@@ -189,10 +189,10 @@ pub fn load_model_dir(
     };
     let reference = golden.as_deref().map(golden_inputs).unwrap_or_default();
     let model =
-        OnnxModel::load(&bytes, "features", columns.len(), &reference).map_err(|source| {
+        OnnxModel::load(&bytes, "features", columns.len(), &reference).map_err(|cause| {
             ModelLoadError::Engine {
                 path: onnx_path.clone(),
-                source,
+                cause,
             }
         })?;
     verify_golden(&model, &golden_path, golden.as_deref(), columns.len())?;

@@ -4,7 +4,7 @@
 //! not marked lost) is replaced only with `replace`: it is first marked lost, which stops every
 //! replica's orders, so none is applied between reading the keys and writing the rebuilt ones.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -64,9 +64,12 @@ impl From<redis::RedisError> for RebuildError {
     }
 }
 
+/// A Redis hash's fields and values.
+pub type Fields = BTreeMap<String, String>;
+
 /// The ledger's hash as Redis holds it (`generation`, `seq`, `rebuilt_at`, `rebuilt_by`,
 /// `reason`, `lost`); empty when it has none.
-pub async fn ledger_state(at: &Target<'_>) -> Result<HashMap<String, String>, RebuildError> {
+pub async fn ledger_state(at: &Target<'_>) -> Result<Fields, RebuildError> {
     let mut conn = connect(at).await?;
     Ok(redis::cmd("HGETALL")
         .arg(RedisRiskLedger::ledger_key(at.prefix))
@@ -88,7 +91,7 @@ pub async fn write(
     at: &Target<'_>,
     fleet: &Rebuilt,
     rebuild: &Rebuild,
-) -> Result<BTreeMap<String, String>, RebuildError> {
+) -> Result<Fields, RebuildError> {
     let prefix = at.prefix;
     let ledger = RedisRiskLedger::ledger_key(prefix);
     let state = ledger_state(at).await?;

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tradeserve_core::ledger::InMemoryRiskLedger;
-use tradeserve_core::ports::{BoxFuture, RiskError, RiskLedger};
+use tradeserve_core::ports::{BoxFuture, RiskError, RiskLedger, Unhealthy};
 use tradeserve_core::risk::{
     CheckStatus, Flow, Order, RiskLimits, RiskValidation, SymbolBook, evaluate, evaluate_with,
     max_abs_position,
@@ -231,7 +231,7 @@ impl RedisRiskLedger {
     }
 
     /// Take in a reply's status: `Err(why)` when the ledger is reset or lost.
-    fn learn(&self, reply: &Reply) -> Result<(), String> {
+    fn learn(&self, reply: &Reply) -> Result<(), Unhealthy> {
         let (status, detail, seq) = (reply.0.as_str(), &reply.1, reply.2);
         let mut k = self.known.lock();
         let problem = match status {
@@ -269,7 +269,7 @@ impl RedisRiskLedger {
             );
         }
         k.problem.clone_from(&problem);
-        problem.map_or(Ok(()), Err)
+        problem.map_or(Ok(()), |why| Err(Unhealthy(why)))
     }
 
     /// Probe the ledger once (the watcher).
@@ -291,7 +291,7 @@ impl RedisRiskLedger {
         order: &Order<'_>,
         limits: &RiskLimits,
         apply: bool,
-    ) -> Result<Result<Applied, String>, RedisError> {
+    ) -> Result<Result<Applied, Unhealthy>, RedisError> {
         let mut conn = self.redis.connection().await?;
         let mut call = self.check.prepare_invoke();
         self.keys(&mut call, order);
@@ -365,7 +365,7 @@ impl RedisRiskLedger {
         let seen = match self.run(order, limits, apply).await {
             Ok(Ok(seen)) => seen,
             // Reachable but reset or lost: never this replica's own books instead.
-            Ok(Err(why)) => return Err(RiskError::Unavailable(why)),
+            Ok(Err(why)) => return Err(RiskError::Unavailable(why.0)),
             Err(why) => return self.unavailable(order, limits, why).await,
         };
         if self.failing.swap(false, Ordering::SeqCst) {
@@ -481,8 +481,12 @@ impl RiskLedger for RedisRiskLedger {
         })
     }
 
-    fn health(&self) -> Result<(), String> {
-        self.known.lock().problem.clone().map_or(Ok(()), Err)
+    fn health(&self) -> Result<(), Unhealthy> {
+        self.known
+            .lock()
+            .problem
+            .clone()
+            .map_or(Ok(()), |why| Err(Unhealthy(why)))
     }
 }
 

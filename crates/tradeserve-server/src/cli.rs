@@ -327,8 +327,8 @@ pub struct LoadtestArgs {
     pub json_out: Option<PathBuf>,
 }
 
-fn humantime_duration(s: &str) -> Result<Duration, String> {
-    humantime_serde::re::humantime::parse_duration(s).map_err(|e| e.to_string())
+fn humantime_duration(s: &str) -> Result<Duration, humantime_serde::re::humantime::DurationError> {
+    humantime_serde::re::humantime::parse_duration(s)
 }
 
 fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
@@ -539,12 +539,12 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
     let (config, telemetry) = match Config::load(config.as_deref(), listen.as_deref()) {
         Ok(c) => {
             let json = c.server.log_format == LogFormat::Json;
-            let t = crate::telemetry::init(json, &c.telemetry).map_err(anyhow::Error::msg)?;
+            let t = crate::telemetry::init(json, &c.telemetry)?;
             (c, t)
         }
         Err(e) => {
             let plain = crate::telemetry::TelemetryConfig::default();
-            let _t = crate::telemetry::init(false, &plain).map_err(anyhow::Error::msg)?;
+            let _t = crate::telemetry::init(false, &plain)?;
             return Err(reported(e.into()));
         }
     };
@@ -568,21 +568,10 @@ fn reported(e: anyhow::Error) -> anyhow::Error {
     anyhow::Error::new(Reported)
 }
 
-/// The error and its causes joined by ": ", leaving out a cause its parent already quoted
-/// (many errors print their source in their own message).
+/// The error and its causes joined by ": " (no error here prints a cause that its `source()`
+/// also returns, so each cause appears once).
 pub fn describe(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
+    format!("{e:#}")
 }
 
 /// `tradeserve check-config`: what `serve` checks before it binds, then a summary.

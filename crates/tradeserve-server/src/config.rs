@@ -32,6 +32,7 @@ use std::path::Path;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use tradeserve_core::error::InvalidSetting;
 use tradeserve_core::risk::RiskLimits;
 use tradeserve_core::sizing::SizingPolicy;
 
@@ -66,7 +67,7 @@ pub enum ConfigError {
     #[error("configuration: {0}")]
     Parse(String),
     #[error("configuration: {0}")]
-    Invalid(String),
+    Invalid(InvalidSetting),
 }
 
 impl Config {
@@ -111,7 +112,7 @@ impl Config {
 
     /// Check every value; the message names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let invalid = |m: String| Err(ConfigError::Invalid(m.into()));
         self.server.validate().map_err(ConfigError::Invalid)?;
         self.auth.validate().map_err(ConfigError::Invalid)?;
         if let Ok(addr) = self.server.listen.parse::<SocketAddr>() {
@@ -212,7 +213,7 @@ fn misspelled_env(names: impl Iterator<Item = String>) -> Result<(), ConfigError
             let key = &rest[section.len() + 1..];
             return Err(ConfigError::Invalid(format!(
                 "environment variable {name} is not read: a section and its key are joined by two underscores (TRADESERVE_{section}__{key})"
-            )));
+            ).into()));
         }
     }
     Ok(())

@@ -128,7 +128,7 @@ impl From<PredictError> for ApiError {
                 ApiError::internal(message)
             }
             PredictError::Features(f) => features_error(f, message),
-            PredictError::Model { role, source } => model_error(role, source, message),
+            PredictError::Model { role, cause } => model_error(role, cause, message),
             PredictError::Risk(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "risk_unavailable", message)
             }

@@ -3,6 +3,7 @@
 //! ([`tradeserve_redis::risk_ledger`]) — and what happens while Redis cannot answer.
 
 use std::time::Duration;
+use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
 
@@ -52,7 +53,7 @@ impl Default for LedgerConfig {
 }
 
 impl LedgerConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         if self.store == LedgerStore::Redis {
             tradeserve_redis::check_url(&self.redis_url)
                 .map_err(|e| format!("ledger.redis_url: {e}"))?;

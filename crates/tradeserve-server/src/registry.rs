@@ -121,15 +121,16 @@ impl RegistryManager {
         self.registry.client().tracking_uri()
     }
 
-    fn set_status(&self, metrics: &Metrics, ok: Result<(), String>) {
+    /// Record a poll: `failed` is why it failed, `None` when it succeeded.
+    fn set_status(&self, metrics: &Metrics, failed: Option<String>) {
         let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        match ok {
-            Ok(()) => {
+        match failed {
+            None => {
                 s.reachable = true;
                 s.last_success = Some(OffsetDateTime::now_utc());
                 s.last_error = None;
             }
-            Err(e) => {
+            Some(e) => {
                 s.reachable = false;
                 s.last_error = Some(e);
             }
@@ -158,18 +159,18 @@ impl RegistryManager {
     async fn resolve(&self, metrics: &Metrics) -> Result<Resolution, ReloadError> {
         match self.registry.resolve().await {
             Ok(r) => {
-                self.set_status(metrics, Ok(()));
+                self.set_status(metrics, None);
                 Ok(r)
             }
             Err(e) if e.is_transient() => {
                 let message = e.to_string();
-                self.set_status(metrics, Err(message.clone()));
+                self.set_status(metrics, Some(message.clone()));
                 metrics.model_reloads_unavailable.inc();
                 Err(ReloadError::Unavailable(message))
             }
             Err(e) => {
                 // MLflow answered, but an alias or version is missing: a refusal, not an outage.
-                self.set_status(metrics, Ok(()));
+                self.set_status(metrics, None);
                 metrics.model_reloads_refused.inc();
                 Err(ReloadError::Refused(e.to_string()))
             }
@@ -203,7 +204,7 @@ impl RegistryManager {
         let set = match self.fetch_and_load(&resolution).await {
             Ok(set) => set,
             Err(Failure::Transient(message)) => {
-                self.set_status(metrics, Err(message.clone()));
+                self.set_status(metrics, Some(message.clone()));
                 metrics.model_reloads_unavailable.inc();
                 return Err(ReloadError::Unavailable(message));
             }

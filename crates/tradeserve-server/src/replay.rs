@@ -33,6 +33,19 @@ use tradeserve_models::{BundledModels, VersionSelection};
 
 use tradeserve_models::remote::backends::RemoteBackends;
 
+/// Why an event could not be replayed (it is counted as skipped, with this reason).
+#[derive(Debug, thiserror::Error)]
+enum Skip {
+    #[error("event lacks the {0} version")]
+    NoVersion(Role),
+    #[error("{0}")]
+    Load(tradeserve_models::ModelLoadError),
+    #[error("{0}")]
+    Backend(tradeserve_models::remote::backends::BackendError),
+    #[error("{0}")]
+    Decide(tradeserve_core::PredictError),
+}
+
 /// Largest difference between a recorded and a replayed number that still counts as equal.
 pub const TOLERANCE: f64 = 1e-12;
 
@@ -139,18 +152,18 @@ impl Replayer {
     }
 
     /// `set` with its remote roles provided, when replaying through remote backends.
-    fn provide(&self, set: ModelSet) -> Result<ModelSet, String> {
+    fn provide(&self, set: ModelSet) -> Result<ModelSet, Skip> {
         match &self.through {
             Some(t) => t
                 .runtime
                 .block_on(t.backends.provide_set(set))
-                .map_err(|e| e.to_string()),
+                .map_err(Skip::Backend),
             None => Ok(set),
         }
     }
 
     /// The decision `models` make for `recorded`, remote roles through their backends.
-    fn decide(&self, models: &ModelSet, recorded: &DecisionEvent) -> Result<Sized, String> {
+    fn decide(&self, models: &ModelSet, recorded: &DecisionEvent) -> Result<Sized, Skip> {
         let snapshot = recorded.snapshot();
         let fetched = match &self.through {
             Some(t) if models.has_remote() => t
@@ -162,7 +175,7 @@ impl Replayer {
                     Instant::now() + Duration::from_secs(5),
                     Fallback::None,
                 ))
-                .map_err(|e| e.to_string())?,
+                .map_err(Skip::Decide)?,
             _ => Fetched::NONE,
         };
         kernel_with(
@@ -172,19 +185,14 @@ impl Replayer {
             &self.sizing,
             &fetched,
         )
-        .map_err(|e| e.to_string())
+        .map_err(Skip::Decide)
     }
 
-    fn models(&mut self, versions: &BTreeMap<Role, String>) -> Result<Arc<ModelSet>, String> {
+    fn models(&mut self, versions: &BTreeMap<Role, String>) -> Result<Arc<ModelSet>, Skip> {
         if let Some(set) = self.sets.get(versions) {
             return Ok(Arc::clone(set));
         }
-        let version = |role: Role| {
-            versions
-                .get(&role)
-                .cloned()
-                .ok_or(format!("event lacks the {role} version"))
-        };
+        let version = |role: Role| versions.get(&role).cloned().ok_or(Skip::NoVersion(role));
         let set = match &self.store {
             ModelStore::Bundled(dir) => {
                 let selection = VersionSelection {
@@ -196,10 +204,10 @@ impl Replayer {
                 };
                 BundledModels::new(dir)
                     .load_set(&selection)
-                    .map_err(|e| e.to_string())?
+                    .map_err(Skip::Load)?
             }
             ModelStore::MlflowCache(dir) => {
-                let load = |role: Role| -> Result<_, String> {
+                let load = |role: Role| -> Result<_, Skip> {
                     let v = version(role)?;
                     let folder = dir.join(role.registry_name()).join(&v);
                     let mut m = load_model_dir(
@@ -207,7 +215,7 @@ impl Replayer {
                         role,
                         format!("models:/{}/{v}", role.registry_name()),
                     )
-                    .map_err(|e| e.to_string())?;
+                    .map_err(Skip::Load)?;
                     m.info.version = v;
                     Ok(m)
                 };

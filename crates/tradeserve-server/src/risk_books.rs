@@ -477,11 +477,25 @@ pub fn restore(
     Ok(r)
 }
 
+/// Why a checkpoint or a baseline could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Missing(#[from] Missing),
+    #[error("cannot write the books checkpoint: {0}")]
+    Write(std::io::Error),
+    #[error("{path}: {cause}")]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+}
+
 /// The audit log's retire hook: carry every rotated file into the checkpoint, so retention
 /// may delete them.
-pub fn checkpoint_rotated(log: &Path, key: Option<&ChainKey>) -> Result<(), String> {
-    let before = read_checkpoint(log).map_err(|e| e.to_string())?;
-    let r = replay(log, key, false).map_err(|e| e.to_string())?;
+pub fn checkpoint_rotated(log: &Path, key: Option<&ChainKey>) -> Result<(), CheckpointError> {
+    let before = read_checkpoint(log)?;
+    let r = replay(log, key, false)?;
     let Some(covers) = r.last else {
         return Ok(());
     };
@@ -496,7 +510,7 @@ pub fn checkpoint_rotated(log: &Path, key: Option<&ChainKey>) -> Result<(), Stri
         books: r.books,
         desks: r.desks,
     };
-    write_checkpoint(log, &cp).map_err(|e| format!("cannot write the books checkpoint: {e}"))?;
+    write_checkpoint(log, &cp).map_err(CheckpointError::Write)?;
     tracing::info!(covers = %cp.covers.file, lines = cp.covers.lines, symbols = cp.books.len(), "risk books checkpoint written");
     Ok(())
 }
@@ -510,7 +524,7 @@ pub fn baseline(
     key: Option<&ChainKey>,
     books: BTreeMap<String, Book>,
     reconciled: Reconciled,
-) -> Result<Checkpoint, String> {
+) -> Result<Checkpoint, CheckpointError> {
     let first_link = files(log).iter().find_map(|f| first_link(f).transpose());
     let last_hash = match (key, first_link.transpose()?) {
         (Some(k), Some(h)) => Some(hash_text(k, &h)),
@@ -532,11 +546,15 @@ pub fn baseline(
 }
 
 /// The `prev_hash` of the first line of `file`, if it has a line with one.
-fn first_link(file: &Path) -> Result<Option<[u8; 32]>, String> {
-    let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+fn first_link(file: &Path) -> Result<Option<[u8; 32]>, CheckpointError> {
+    let read = |cause| CheckpointError::Read {
+        path: file.to_owned(),
+        cause,
+    };
+    let f = std::fs::File::open(file).map_err(read)?;
     let reader = std::io::BufReader::new(f);
     for line in reader.split(b'\n') {
-        let line = line.map_err(|e| format!("{}: {e}", file.display()))?;
+        let line = line.map_err(read)?;
         if !line.is_empty() {
             return Ok(link_of(&line).ok().flatten().map(|(_, h)| h));
         }

@@ -150,8 +150,7 @@ fn reconcile(a: &ReconcileArgs) -> anyhow::Result<()> {
         by: a.by.clone(),
         reason: a.reason.clone(),
     };
-    let cp =
-        risk_books::baseline(&path, key.as_ref(), books, reconciled).map_err(anyhow::Error::msg)?;
+    let cp = risk_books::baseline(&path, key.as_ref(), books, reconciled)?;
     // What the next start will load with this baseline: shown, and checked, before writing.
     let loads = risk_books::replay_from(&path, key.as_ref(), Some(&cp), true)
         .map_err(|m| anyhow::anyhow!("{m}"))?;

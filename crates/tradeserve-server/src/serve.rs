@@ -56,20 +56,20 @@ use tradeserve_redis::outcomes::OutcomeStore;
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("metrics: {0}")]
+    #[error("metrics")]
     Metrics(#[from] prometheus::Error),
-    #[error("models: {0}")]
+    #[error("models")]
     Models(#[from] tradeserve_models::ModelLoadError),
-    #[error("market data: {0}")]
+    #[error("market data")]
     Features(#[from] tradeserve_features::BarError),
-    #[error("events: {0}")]
+    #[error("events")]
     Events(#[from] tradeserve_events::AuditLogError),
-    #[error("events: {0}")]
+    #[error("events")]
     Kafka(#[from] tradeserve_events::kafka::KafkaSinkError),
     #[error("auth: {0}")]
-    Auth(String),
+    Auth(tradeserve_core::error::InvalidSetting),
     #[error("{0}")]
-    Tls(String),
+    Tls(tradeserve_core::error::InvalidSetting),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: String,
@@ -84,19 +84,19 @@ pub enum StartError {
     Serve(std::io::Error),
     #[error("{0} panicked")]
     Panic(&'static str),
-    #[error("model registry: {0}")]
+    #[error("model registry")]
     Registry(#[from] tradeserve_models::mlflow::MlflowError),
-    #[error("control store: {0}")]
+    #[error("control store")]
     Store(#[from] StoreError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("model backend: {0}")]
+    #[error("model backend")]
     Backend(#[from] BackendError),
     #[error("{key} = {path}: {why}")]
     NotWritable {
         key: &'static str,
         path: std::path::PathBuf,
-        why: String,
+        why: Unwritable,
     },
     #[error("cannot start a worker thread: {0}")]
     Shadow(std::io::Error),
@@ -144,7 +144,7 @@ fn start_sinks(config: &Config, metrics: &Metrics) -> Result<Sinks, StartError> 
     // them (`risk_books`).
     let key = chain.clone();
     let on_retired = RetireHook(Arc::new(move |log: &std::path::Path| {
-        crate::risk_books::checkpoint_rotated(log, key.as_ref())
+        crate::risk_books::checkpoint_rotated(log, key.as_ref()).map_err(Into::into)
     }));
     let audit_log = match e.sink {
         SinkKind::AuditLog | SinkKind::Both => Some(Arc::new(AuditLog::start(
@@ -236,17 +236,33 @@ fn check_writable(config: &Config) -> Result<(), StartError> {
     Ok(())
 }
 
-fn writable(path: &std::path::Path) -> Result<(), String> {
+/// Why a file the service appends to cannot be written.
+#[derive(Debug, thiserror::Error)]
+pub enum Unwritable {
+    #[error("is a directory, not a file")]
+    IsDir,
+    #[error("cannot open for appending: {0}")]
+    Open(std::io::Error),
+    #[error("{0} is not a directory")]
+    NotDir(std::path::PathBuf),
+    #[error("cannot create files under {dir}: {errno}")]
+    NoAccess {
+        dir: std::path::PathBuf,
+        errno: nix::errno::Errno,
+    },
+}
+
+fn writable(path: &std::path::Path) -> Result<(), Unwritable> {
     use nix::unistd::{AccessFlags, access};
     if path.is_dir() {
-        return Err("is a directory, not a file".into());
+        return Err(Unwritable::IsDir);
     }
     if path.exists() {
         return std::fs::OpenOptions::new()
             .append(true)
             .open(path)
             .map(drop)
-            .map_err(|e| format!("cannot open for appending: {e}"));
+            .map_err(Unwritable::Open);
     }
     let mut dir = path.parent();
     while let Some(d) = dir {
@@ -257,10 +273,14 @@ fn writable(path: &std::path::Path) -> Result<(), String> {
         };
         if d.exists() {
             if !d.is_dir() {
-                return Err(format!("{} is not a directory", d.display()));
+                return Err(Unwritable::NotDir(d.to_owned()));
             }
-            return access(d, AccessFlags::W_OK | AccessFlags::X_OK)
-                .map_err(|e| format!("cannot create files under {}: {e}", d.display()));
+            return access(d, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|errno| {
+                Unwritable::NoAccess {
+                    dir: d.to_owned(),
+                    errno,
+                }
+            });
         }
         dir = d.parent();
     }
@@ -513,9 +533,9 @@ fn risk_ledger(config: &Config) -> Result<Arc<dyn RiskLedger>, StartError> {
     };
     let shared =
         RedisRiskLedger::new(&l.redis_url, &l.redis_prefix, l.timeout, local).map_err(|m| {
-            StartError::Config(crate::config::ConfigError::Invalid(format!(
-                "ledger.redis_url: {m}"
-            )))
+            StartError::Config(crate::config::ConfigError::Invalid(
+                format!("ledger.redis_url: {m}").into(),
+            ))
         })?;
     tracing::info!(store = %describe(l), on_unavailable = ?l.on_unavailable, "risk ledger shared in Redis");
     Ok(shared)
@@ -547,9 +567,9 @@ fn idempotency_store(
         ));
     };
     let store = RedisIdempotency::new(url, prefix, timeout, limits).map_err(|m| {
-        StartError::Config(crate::config::ConfigError::Invalid(format!(
-            "idempotency store: {m}"
-        )))
+        StartError::Config(crate::config::ConfigError::Invalid(
+            format!("idempotency store: {m}").into(),
+        ))
     })?;
     Ok(Arc::new(store))
 }

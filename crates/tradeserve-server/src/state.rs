@@ -8,7 +8,7 @@ use tokio::sync::Semaphore;
 use tradeserve_core::ModelSet;
 use tradeserve_core::Pipeline;
 use tradeserve_core::model_set::BackendState;
-use tradeserve_core::ports::SymbolCoverage;
+use tradeserve_core::ports::{SymbolCoverage, Unhealthy};
 
 use tradeserve_features::live::LiveFeatures;
 
@@ -22,6 +22,21 @@ use crate::telemetry::AccessLog;
 use tradeserve_features::live::kafka::FeedState;
 use tradeserve_models::remote::backends::RemoteBackends;
 use tradeserve_models::remote::steward::{Routed, Steward};
+
+/// Why the service does not take decisions now (readiness, `/api/v1/stats`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    #[error("draining: the service is shutting down")]
+    Draining,
+    #[error("models are not loaded")]
+    NoModels,
+    #[error("market data backfill in progress ({records} records read)")]
+    Backfill { records: i64 },
+    #[error("orders cannot be risk-checked: {0}")]
+    Risk(Unhealthy),
+    #[error("decisions cannot be recorded: {0}")]
+    Events(Unhealthy),
+}
 
 /// How much of a body is read, and how long its client may take to send it.
 #[derive(Debug, Clone, Copy)]
@@ -133,27 +148,22 @@ impl AppState {
     }
 
     /// Ready = models loaded, decisions can be recorded, and not draining.
-    pub fn is_ready(&self) -> Result<(), String> {
+    pub fn is_ready(&self) -> Result<(), NotReady> {
         if self.draining.load(Ordering::SeqCst) {
-            return Err("draining: the service is shutting down".into());
+            return Err(NotReady::Draining);
         }
         if self.control.routing().is_none() {
-            return Err("models are not loaded".into());
+            return Err(NotReady::NoModels);
         }
         if let Some(feed) = &self.feed
             && !feed.caught_up.load(Ordering::SeqCst)
         {
-            return Err(format!(
-                "market data backfill in progress ({} records read)",
-                feed.records.load(Ordering::Relaxed)
-            ));
+            return Err(NotReady::Backfill {
+                records: feed.records.load(Ordering::Relaxed),
+            });
         }
-        self.pipeline
-            .risk_health()
-            .map_err(|why| format!("orders cannot be risk-checked: {why}"))?;
-        self.pipeline
-            .event_health()
-            .map_err(|why| format!("decisions cannot be recorded: {why}"))
+        self.pipeline.risk_health().map_err(NotReady::Risk)?;
+        self.pipeline.event_health().map_err(NotReady::Events)
     }
 
     /// Whether shutdown has begun.

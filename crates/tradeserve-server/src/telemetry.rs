@@ -12,6 +12,7 @@
 //!   with export off (or a filter above debug) they cost a level check.
 
 use std::time::Duration;
+use tradeserve_core::error::InvalidSetting;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig as _};
@@ -95,7 +96,7 @@ impl Default for TelemetryConfig {
 }
 
 impl TelemetryConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         if !(0.0..=1.0).contains(&self.sample_ratio) {
             return Err("telemetry.sample_ratio must be between 0 and 1".into());
         }
@@ -130,7 +131,16 @@ impl Drop for Telemetry {
     }
 }
 
-fn exporter(config: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
+/// Why logging or tracing could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("OTLP exporter")]
+    Exporter(#[source] opentelemetry_otlp::ExporterBuildError),
+    #[error("log subscriber")]
+    Subscriber(#[source] tracing_subscriber::util::TryInitError),
+}
+
+fn exporter(config: &TelemetryConfig) -> Result<SdkTracerProvider, TelemetryError> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_endpoint(config.otlp_endpoint.clone())
@@ -140,7 +150,7 @@ fn exporter(config: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
         })
         .with_timeout(config.otlp_timeout)
         .build()
-        .map_err(|e| format!("OTLP exporter: {e}"))?;
+        .map_err(TelemetryError::Exporter)?;
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_sampler(Sampler::TraceIdRatioBased(config.sample_ratio))
@@ -155,7 +165,7 @@ fn exporter(config: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
 /// Install the subscriber: logs (`RUST_LOG`, default `info`) in `json` or text on stderr, and
 /// the trace exporter when an endpoint is configured. Colours only on a terminal (never with
 /// `NO_COLOR`).
-pub fn init(json: bool, config: &TelemetryConfig) -> Result<Telemetry, String> {
+pub fn init(json: bool, config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -185,7 +195,7 @@ pub fn init(json: bool, config: &TelemetryConfig) -> Result<Telemetry, String> {
         .with(logs)
         .with(spans)
         .try_init()
-        .map_err(|e| format!("log subscriber: {e}"))?;
+        .map_err(TelemetryError::Subscriber)?;
     Ok(Telemetry {
         _log_writer: guard,
         traces,
@@ -213,6 +223,6 @@ mod tests {
         assert!(c.validate().is_err());
         c.sample_ratio = 1.0;
         c.otlp_endpoint = "collector:4318".into();
-        assert!(c.validate().unwrap_err().contains("http://"));
+        assert!(c.validate().unwrap_err().0.contains("http://"));
     }
 }

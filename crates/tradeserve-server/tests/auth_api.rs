@@ -364,7 +364,7 @@ fn keys_come_from_a_secrets_file_and_bad_ones_are_refused_at_start() {
         let mut c = Config::default();
         edit(&mut c);
         match c.validate() {
-            Err(ConfigError::Invalid(m)) => m,
+            Err(ConfigError::Invalid(m)) => m.0,
             other => panic!("{other:?}"),
         }
     };

@@ -59,7 +59,7 @@ fn write(path: &Path, retain: usize, hook: bool, range: std::ops::Range<u64>) {
     let key = Some(ChainKey::Sha256);
     let on_retired = hook.then(|| {
         RetireHook(Arc::new(|log: &Path| {
-            risk_books::checkpoint_rotated(log, Some(&ChainKey::Sha256))
+            risk_books::checkpoint_rotated(log, Some(&ChainKey::Sha256)).map_err(Into::into)
         }))
     });
     let config = AuditLogConfig {

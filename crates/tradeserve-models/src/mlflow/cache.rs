@@ -24,10 +24,10 @@ const MAX_DEPTH: usize = 4;
 pub enum CacheError {
     #[error(transparent)]
     Mlflow(#[from] MlflowError),
-    #[error("cache {path}: {source}")]
+    #[error("cache {path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("model folder {0}: {1}")]
     Invalid(String, String),
@@ -40,9 +40,9 @@ pub struct ModelCache {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
-    move |source| CacheError::Io {
+    move |cause| CacheError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 

@@ -19,11 +19,8 @@ pub const EXPERIMENT: &str = "tradeserve-models";
 pub enum PublishError {
     #[error(transparent)]
     Mlflow(#[from] MlflowError),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
     #[error("{0} is not a model folder: {1}")]
     NotAModel(String, String),
 }
@@ -50,13 +47,13 @@ pub async fn publish(
         return Err(not_model("no MLmodel file"));
     }
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|source| PublishError::Io {
+    for entry in std::fs::read_dir(dir).map_err(|cause| PublishError::Io {
         path: shown.clone(),
-        source,
+        cause,
     })? {
-        let entry = entry.map_err(|source| PublishError::Io {
+        let entry = entry.map_err(|cause| PublishError::Io {
             path: shown.clone(),
-            source,
+            cause,
         })?;
         if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
             if let Some(file) = entry.file_name().to_str() {
@@ -77,9 +74,9 @@ pub async fn publish(
     let root = proxy_path(&artifact_uri)?;
     for file in &files {
         let path = dir.join(file);
-        let bytes = std::fs::read(&path).map_err(|source| PublishError::Io {
+        let bytes = std::fs::read(&path).map_err(|cause| PublishError::Io {
             path: path.display().to_string(),
-            source,
+            cause,
         })?;
         client
             .upload(&format!("{root}/model/{file}"), bytes)

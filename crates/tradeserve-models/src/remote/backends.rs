@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tradeserve_core::error::InvalidSetting;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -71,7 +72,7 @@ impl Default for RemoteConfig {
 
 impl RemoteConfig {
     /// Check the values; the message names the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         if self.status_interval.is_zero() {
             return Err("models.remote.status_interval must be positive".into());
         }
@@ -107,18 +108,18 @@ pub struct Setup {
 pub enum BackendError {
     #[error("cannot build the HTTP client of {kind}: {why}")]
     Client { kind: &'static str, why: String },
-    #[error("{role} v{version} cannot be served from TorchServe: {source}")]
+    #[error("{role} v{version} cannot be served from TorchServe: {cause}")]
     TorchServe {
         role: Role,
         version: String,
-        source: EnsureError,
+        cause: EnsureError,
     },
-    #[error("{role} v{version} on {endpoint} does not answer its golden vectors: {source}")]
+    #[error("{role} v{version} on {endpoint} does not answer its golden vectors: {cause}")]
     Verification {
         role: Role,
         version: String,
         endpoint: String,
-        source: GoldenError,
+        cause: GoldenError,
     },
     #[error(
         "{role} v{version} on {endpoint} does not answer its golden vectors: it differs from them by {worst:e} (> {REMOTE_TOLERANCE:e})"
@@ -135,8 +136,8 @@ impl BackendError {
     /// The server did not answer: worth retrying later, unlike a version that is wrong.
     pub fn is_transient(&self) -> bool {
         match self {
-            BackendError::TorchServe { source, .. } => source.is_transient(),
-            BackendError::Verification { source, .. } => source.is_transient(),
+            BackendError::TorchServe { cause, .. } => cause.is_transient(),
+            BackendError::Verification { cause, .. } => cause.is_transient(),
             BackendError::Client { .. } | BackendError::Mismatch { .. } => false,
         }
     }
@@ -276,10 +277,10 @@ impl RemoteBackends {
                     .torchserve
                     .ensure(role, &version, &folder)
                     .await
-                    .map_err(|source| BackendError::TorchServe {
+                    .map_err(|cause| BackendError::TorchServe {
                         role,
                         version: version.clone(),
-                        source,
+                        cause,
                     })?;
                 if ensured == Ensured::Registered {
                     let name = self.torchserve.name(role, &version);
@@ -327,11 +328,11 @@ impl RemoteBackends {
         let started = Instant::now();
         let worst = verify_golden(remote, &golden, self.verify_timeout)
             .await
-            .map_err(|source| BackendError::Verification {
+            .map_err(|cause| BackendError::Verification {
                 role,
                 version: version.clone(),
                 endpoint: endpoint.clone(),
-                source,
+                cause,
             })?;
         if worst > REMOTE_TOLERANCE {
             return Err(BackendError::Mismatch {

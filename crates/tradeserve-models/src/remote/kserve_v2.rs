@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
 use tradeserve_core::error::ModelError;
@@ -51,7 +52,7 @@ impl Default for KserveV2Config {
 }
 
 impl KserveV2Config {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         if self.input.is_empty() {
             return Err("models.kserve_v2.input must not be empty".into());
         }

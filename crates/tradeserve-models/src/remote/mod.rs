@@ -24,6 +24,7 @@ pub mod torchserve_mgmt;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
 use tradeserve_core::model_set::RemoteModel;
@@ -120,17 +121,15 @@ fn validate_common(
     url: &str,
     model: &str,
     max_in_flight: usize,
-) -> Result<(), String> {
+) -> Result<(), InvalidSetting> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(format!(
-            "{section}.url {url:?} must start with http:// or https://"
-        ));
+        return Err(format!("{section}.url {url:?} must start with http:// or https://").into());
     }
     if model.is_empty() {
-        return Err(format!("{section}.model must not be empty"));
+        return Err(format!("{section}.model must not be empty").into());
     }
     if max_in_flight == 0 {
-        return Err(format!("{section}.max_in_flight must be at least 1"));
+        return Err(format!("{section}.max_in_flight must be at least 1").into());
     }
     Ok(())
 }

@@ -32,11 +32,11 @@ pub struct PackageSpec<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
     #[error("the model does not verify, so it is not packaged: {0}")]
-    Model(#[from] ModelLoadError),
-    #[error("{0}")]
+    Model(ModelLoadError),
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("torch-model-archiver ({path}) could not run: {why}")]
-    Archiver { path: PathBuf, why: String },
+    Archiver { path: PathBuf, why: ToolError },
 }
 
 /// Verify the folder (signature, digest, golden vectors in process), then build
@@ -46,7 +46,8 @@ pub fn package(spec: &PackageSpec<'_>) -> Result<PathBuf, PackageError> {
         spec.model_dir,
         spec.role,
         format!("file://{}", spec.model_dir.display()),
-    )?;
+    )
+    .map_err(PackageError::Model)?;
     let work = tempfile_dir()?;
     let handler = work.join("handler.py");
     std::fs::write(&handler, HANDLER)?;
@@ -79,18 +80,30 @@ pub fn package(spec: &PackageSpec<'_>) -> Result<PathBuf, PackageError> {
 
 /// Run a packaging tool to its end: its output, or why it failed (it could not start, or its
 /// exit status with the last line it wrote to stderr).
-pub(crate) fn run_tool(command: &mut Command) -> Result<std::process::Output, String> {
-    let out = command.output().map_err(|e| e.to_string())?;
+pub(crate) fn run_tool(command: &mut Command) -> Result<std::process::Output, ToolError> {
+    let out = command.output().map_err(ToolError::Start)?;
     if out.status.success() {
         return Ok(out);
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
-    Err(format!(
-        "{}: {}",
-        out.status,
-        last.unwrap_or_default().trim()
-    ))
+    Err(ToolError::Failed {
+        status: out.status,
+        last: last.unwrap_or_default().trim().to_owned(),
+    })
+}
+
+/// Why a packaging tool did not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("{0}")]
+    Start(std::io::Error),
+    /// Its exit status and the last line it wrote to stderr.
+    #[error("{status}: {last}")]
+    Failed {
+        status: std::process::ExitStatus,
+        last: String,
+    },
 }
 
 /// A fresh private folder for the handler copy.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tradeserve_core::types::Role;
 
 use crate::model_dir::{ModelLoadError, load_model_dir};
-use crate::remote::package::run_tool;
+use crate::remote::package::{ToolError, run_tool};
 
 /// The exporter, as shipped in `serving/tfserving/export.py`.
 pub const EXPORTER: &str = include_str!("../../../../serving/tfserving/export.py");
@@ -45,11 +45,17 @@ pub struct Exported {
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     #[error("the model does not verify, so it is not exported: {0}")]
-    Model(#[from] ModelLoadError),
-    #[error("{0}")]
+    Model(ModelLoadError),
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("the exporter ({python}) failed: {why}")]
-    Exporter { python: PathBuf, why: String },
+    Exporter { python: PathBuf, why: ToolError },
+    #[error("the exporter ({python}) wrote no readable report ({cause}): {stdout}")]
+    Report {
+        python: PathBuf,
+        cause: serde_json::Error,
+        stdout: String,
+    },
 }
 
 /// Verify the folder in process, then run the exporter; returns what it wrote.
@@ -58,7 +64,8 @@ pub fn export(spec: &ExportSpec<'_>) -> Result<Exported, ExportError> {
         spec.model_dir,
         spec.role,
         format!("file://{}", spec.model_dir.display()),
-    )?;
+    )
+    .map_err(ExportError::Model)?;
     let script =
         std::env::temp_dir().join(format!("tradeserve-export-{}.py", uuid::Uuid::now_v7()));
     std::fs::write(&script, EXPORTER)?;
@@ -71,13 +78,16 @@ pub fn export(spec: &ExportSpec<'_>) -> Result<Exported, ExportError> {
             .arg(spec.version),
     );
     let _ = std::fs::remove_file(&script);
-    let failed = |why: String| ExportError::Exporter {
+    let failed = |why: ToolError| ExportError::Exporter {
         python: spec.python.to_path_buf(),
         why,
     };
     let out = out.map_err(failed)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().rev().find(|l| l.starts_with('{'));
-    serde_json::from_str(line.unwrap_or_default())
-        .map_err(|e| failed(format!("unreadable report ({e}): {stdout}")))
+    serde_json::from_str(line.unwrap_or_default()).map_err(|cause| ExportError::Report {
+        python: spec.python.to_path_buf(),
+        cause,
+        stdout: stdout.clone().into_owned(),
+    })
 }

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
 use tradeserve_core::model_set::{BackendInfo, RemoteModel, RemoteRows};
@@ -59,7 +60,7 @@ impl Default for TfServingConfig {
 }
 
 impl TfServingConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         super::validate_common(
             "models.tfserving",
             &self.url,

@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
 use tradeserve_core::model_set::{BackendInfo, RemoteModel, RemoteRows};
@@ -78,7 +79,7 @@ impl Default for TorchServeConfig {
 }
 
 impl TorchServeConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         super::validate_common(
             "models.torchserve",
             &self.inference_url,

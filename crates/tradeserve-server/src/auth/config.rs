@@ -3,6 +3,7 @@
 //! address refuses unless `allow_insecure` says so.
 
 use std::path::{Path, PathBuf};
+use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
 
@@ -78,7 +79,7 @@ struct KeysFile {
 
 impl AuthConfig {
     /// Every configured key: inline ones, then the file's.
-    pub fn all_keys(&self) -> Result<Vec<KeyConfig>, String> {
+    pub fn all_keys(&self) -> Result<Vec<KeyConfig>, InvalidSetting> {
         let mut keys = self.keys.clone();
         if let Some(path) = &self.keys_file {
             keys.extend(read_keys_file(path)?);
@@ -87,7 +88,7 @@ impl AuthConfig {
     }
 
     /// Check every key (readable file, hash spelling, roles, unique ids, quotas).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         let keys = self.all_keys()?;
         if let Some(path) = &self.keys_file
             && keys.len() == self.keys.len()
@@ -95,7 +96,8 @@ impl AuthConfig {
             return Err(format!(
                 "auth.keys_file {} has no [[keys]]: an empty file would turn authentication off",
                 path.display()
-            ));
+            )
+            .into());
         }
         let mut seen = std::collections::BTreeSet::new();
         for k in &keys {
@@ -104,13 +106,13 @@ impl AuthConfig {
                 .parse::<KeyHash>()
                 .map_err(|e| format!("auth.keys {:?}: {e}", k.id))?;
             if k.roles.is_empty() {
-                return Err(format!("auth.keys {:?}: give it at least one role", k.id));
+                return Err(format!("auth.keys {:?}: give it at least one role", k.id).into());
             }
             if k.rate_per_minute == Some(0) || k.burst == Some(0) {
                 return Err(format!(
                     "auth.keys {:?}: rate_per_minute and burst must be at least 1 (leave rate_per_minute out for no limit)",
                     k.id
-                ));
+                ).into());
             }
             if k.daily_notional
                 .is_some_and(|n| !(n.is_finite() && n > 0.0))
@@ -119,13 +121,13 @@ impl AuthConfig {
                 return Err(format!(
                     "auth.keys {:?}: daily_notional must be a finite number > 0 and orders_per_second at least 1",
                     k.id
-                ));
+                ).into());
             }
             if k.burst.is_some() && k.rate_per_minute.is_none() {
-                return Err(format!("auth.keys {:?}: burst needs rate_per_minute", k.id));
+                return Err(format!("auth.keys {:?}: burst needs rate_per_minute", k.id).into());
             }
             if !seen.insert(k.id.clone()) {
-                return Err(format!("auth.keys: the id {:?} is used twice", k.id));
+                return Err(format!("auth.keys: the id {:?} is used twice", k.id).into());
             }
         }
         Ok(())
@@ -134,7 +136,10 @@ impl AuthConfig {
 
 /// A service reachable from other machines needs keys, unless `auth.allow_insecure` says
 /// otherwise. Checked on the configured address and again on the bound one.
-pub fn check_exposure(config: &AuthConfig, addr: std::net::SocketAddr) -> Result<(), String> {
+pub fn check_exposure(
+    config: &AuthConfig,
+    addr: std::net::SocketAddr,
+) -> Result<(), InvalidSetting> {
     let keyless = config.keys.is_empty() && config.keys_file.is_none();
     if addr.ip().is_loopback() || !keyless || config.allow_insecure {
         return Ok(());
@@ -144,7 +149,8 @@ pub fn check_exposure(config: &AuthConfig, addr: std::net::SocketAddr) -> Result
          anyone who reaches the port could trade. Configure auth.keys or auth.keys_file \
          (tradeserve auth new-key), or set auth.allow_insecure = true \
          (TRADESERVE_AUTH__ALLOW_INSECURE=true) to serve without authentication"
-    ))
+    )
+    .into())
 }
 
 /// `keys` as TOML, as `[[<table>]]` entries (`auth.keys` in the configuration, `keys` in a
@@ -158,7 +164,7 @@ pub fn keys_toml(keys: &[KeyConfig], table: &str) -> Result<String, toml::ser::E
     Ok(out)
 }
 
-fn read_keys_file(path: &Path) -> Result<Vec<KeyConfig>, String> {
+fn read_keys_file(path: &Path) -> Result<Vec<KeyConfig>, InvalidSetting> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("auth.keys_file {}: {e}", path.display()))?;
     let file: KeysFile =

@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 pub use config::{ApiRole, AuthConfig, KeyConfig};
 use key::{KeyHash, claimed_id};
 use quota::Quota;
+use tradeserve_core::error::InvalidSetting;
 use tradeserve_core::risk::DeskLimits;
 
 use crate::error::ApiError;
@@ -79,7 +80,10 @@ pub struct Auth {
 
 impl Auth {
     /// `None` when no key is configured (authentication off).
-    pub fn new(config: &AuthConfig, metrics: AuthMetrics) -> Result<Option<Arc<Auth>>, String> {
+    pub fn new(
+        config: &AuthConfig,
+        metrics: AuthMetrics,
+    ) -> Result<Option<Arc<Auth>>, InvalidSetting> {
         config.validate()?;
         let keys = config.all_keys()?;
         if keys.is_empty() {

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
+use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
 
@@ -86,7 +87,7 @@ pub enum StoreKind {
 }
 
 impl ControlConfig {
-    pub(super) fn validate(&self) -> Result<(), String> {
+    pub(super) fn validate(&self) -> Result<(), InvalidSetting> {
         if self.store == StoreKind::Redis
             && !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://"))
         {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
+use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
 use tradeserve_events::chain::ChainKey;
@@ -55,7 +56,7 @@ impl Default for EventsConfig {
 
 impl EventsConfig {
     /// How the audit log's lines are chained (`None`: not chained).
-    pub fn chain_key(&self) -> Result<Option<ChainKey>, String> {
+    pub fn chain_key(&self) -> Result<Option<ChainKey>, InvalidSetting> {
         if !self.audit_chain {
             return Ok(None);
         }
@@ -69,7 +70,8 @@ impl EventsConfig {
             return Err(format!(
                 "events.audit_chain_key_file {}: the key must be at least 16 bytes",
                 path.display()
-            ));
+            )
+            .into());
         }
         Ok(Some(ChainKey::Hmac(key)))
     }
@@ -141,7 +143,7 @@ impl Default for KafkaConfig {
 }
 
 impl KafkaConfig {
-    pub(super) fn validate(&self) -> Result<(), String> {
+    pub(super) fn validate(&self) -> Result<(), InvalidSetting> {
         if self.brokers.trim().is_empty() {
             return Err("events.kafka.brokers must not be empty".into());
         }
@@ -155,7 +157,8 @@ impl KafkaConfig {
             return Err(format!(
                 "events.kafka.compression {:?} is not one of none, gzip, snappy, lz4, zstd",
                 self.compression
-            ));
+            )
+            .into());
         }
         if self.wal_segment_bytes < 4096 {
             return Err("events.kafka.wal_segment_bytes must be at least 4096".into());

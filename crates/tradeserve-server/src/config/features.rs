@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
+use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
 
@@ -88,7 +89,7 @@ impl LiveFeaturesConfig {
         }
     }
 
-    pub(super) fn validate(&self) -> Result<(), String> {
+    pub(super) fn validate(&self) -> Result<(), InvalidSetting> {
         if self.max_bar_age.is_zero() || self.retain_bars == 0 || self.post_limit_bytes < 1024 {
             return Err(
                 "features.live.max_bar_age and retain_bars must be positive, post_limit_bytes at least 1024"
@@ -100,9 +101,9 @@ impl LiveFeaturesConfig {
             .iter()
             .find(|s| tradeserve_core::Symbol::parse(s).is_err())
         {
-            Some(bad) => Err(format!(
-                "features.live.universe: {bad:?} is not a valid symbol"
-            )),
+            Some(bad) => {
+                Err(format!("features.live.universe: {bad:?} is not a valid symbol").into())
+            }
             None => Ok(()),
         }
     }

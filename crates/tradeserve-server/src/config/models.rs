@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
+use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
 use tradeserve_core::types::Role;
@@ -129,13 +130,14 @@ impl MlflowConfig {
             .filter(|t| !t.is_empty())
     }
 
-    pub(super) fn validate(&self) -> Result<(), String> {
+    pub(super) fn validate(&self) -> Result<(), InvalidSetting> {
         if !(self.tracking_uri.starts_with("http://") || self.tracking_uri.starts_with("https://"))
         {
             return Err(format!(
                 "models.mlflow.tracking_uri {:?} must be an http(s) URL",
                 self.tracking_uri
-            ));
+            )
+            .into());
         }
         if self.poll_interval < Duration::from_millis(100) {
             return Err("models.mlflow.poll_interval must be at least 100ms".into());
@@ -148,7 +150,7 @@ impl MlflowConfig {
         }
         for key in self.roles.keys() {
             if Role::parse(key).is_none() {
-                return Err(format!("models.mlflow.roles.{key} is not a model role"));
+                return Err(format!("models.mlflow.roles.{key} is not a model role").into());
             }
         }
         Ok(())
@@ -174,7 +176,7 @@ impl ModelsConfig {
         }
     }
 
-    pub(super) fn validate_backends(&self) -> Result<(), String> {
+    pub(super) fn validate_backends(&self) -> Result<(), InvalidSetting> {
         if !self.backends.any_remote() {
             return Ok(());
         }

@@ -48,5 +48,5 @@ pub fn require_path(key: &str, path: &Path, what: &str) -> Result<PathBuf, Confi
         "{key} = {:?} not found (looked in {}); set {key} in the config file or {env} to {what}",
         path.display().to_string(),
         looked.join(" and ")
-    )))
+    ).into()))
 }

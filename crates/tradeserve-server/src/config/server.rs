@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
+use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
 
@@ -85,13 +86,12 @@ pub enum LogFormat {
 }
 
 impl ServerConfig {
-    pub(super) fn validate(&self) -> Result<(), String> {
+    pub(super) fn validate(&self) -> Result<(), InvalidSetting> {
         self.tls.validate()?;
         if self.listen.parse::<SocketAddr>().is_err() {
-            return Err(format!(
-                "server.listen {:?} is not an IP:PORT address",
-                self.listen
-            ));
+            return Err(
+                format!("server.listen {:?} is not an IP:PORT address", self.listen).into(),
+            );
         }
         if self.body_limit_bytes < 64 {
             return Err("server.body_limit_bytes must be at least 64".into());
@@ -113,7 +113,7 @@ impl ServerConfig {
         ];
         for (key, t) in timeouts {
             if t.is_zero() {
-                return Err(format!("server.{key} must be > 0"));
+                return Err(format!("server.{key} must be > 0").into());
             }
         }
         Ok(())

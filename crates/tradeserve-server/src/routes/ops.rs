@@ -26,7 +26,7 @@ pub async fn live() -> Json<Value> {
 pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     state
         .is_ready()
-        .map_err(|reason| ApiError::not_ready(&reason))?;
+        .map_err(|reason| ApiError::not_ready(&reason.to_string()))?;
     let mut body = json!({"status": "ready"});
     // Serving, but say when the registry is unreachable (models may be stale) and how the
     // remote backends are doing.

@@ -202,8 +202,8 @@ fn answer(state: &AppState, result: Result<Prediction, Failed>) -> Result<Respon
             if let Some(route) = &failed.route {
                 state.arms.failed(route);
             }
-            if let PredictError::Model { role, source } = &failed.error {
-                match source {
+            if let PredictError::Model { role, cause } = &failed.error {
+                match cause {
                     ModelError::Unavailable(_) => {
                         state.metrics.backends.failed(*role, "unavailable")
                     }

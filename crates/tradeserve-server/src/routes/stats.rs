@@ -56,7 +56,7 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Json<Value> {
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
         "ready": ready.is_ok(),
-        "not_ready_reason": ready.err(),
+        "not_ready_reason": ready.err().map(|why| why.to_string()),
         "capacity_per_second": capacity,
         "load": if capacity > 0.0 { window.decisions_per_second / capacity } else { 0.0 },
         "window": window,

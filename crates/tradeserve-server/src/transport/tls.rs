@@ -16,6 +16,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{RootCertStore, ServerConfig};
+use tradeserve_core::error::InvalidSetting;
 
 /// `[server.tls]`; off unless `cert_file` is set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,7 +50,7 @@ impl TlsConfig {
     }
 
     /// Both files named, readable and valid, with a key that matches the certificate.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         match (&self.cert_file, &self.key_file) {
             (None, None) if self.client_ca_file.is_none() => Ok(()),
             (Some(_), Some(_)) => {
@@ -66,7 +67,7 @@ impl TlsConfig {
     }
 }
 
-fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, InvalidSetting> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .map_err(|e| format!("server.tls.{what} {}: {e}", path.display()))?
         .collect::<Result<_, _>>()
@@ -75,13 +76,14 @@ fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, S
         return Err(format!(
             "server.tls.{what} {}: no PEM certificate in it",
             path.display()
-        ));
+        )
+        .into());
     }
     Ok(certs)
 }
 
 /// The rustls configuration the files describe.
-fn build(config: &TlsConfig) -> Result<Arc<ServerConfig>, String> {
+fn build(config: &TlsConfig) -> Result<Arc<ServerConfig>, InvalidSetting> {
     let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) else {
         return Err("server.tls needs cert_file and key_file".into());
     };
@@ -138,7 +140,7 @@ pub struct Tls {
 
 impl Tls {
     /// `None` when TLS is off.
-    pub fn load(config: &TlsConfig) -> Result<Option<Arc<Tls>>, String> {
+    pub fn load(config: &TlsConfig) -> Result<Option<Arc<Tls>>, InvalidSetting> {
         if !config.enabled() {
             return Ok(None);
         }
@@ -157,7 +159,7 @@ impl Tls {
     }
 
     /// Re-read the files if any changed: `Ok(true)` when a new configuration is in use.
-    pub fn reload_if_changed(&self) -> Result<bool, String> {
+    pub fn reload_if_changed(&self) -> Result<bool, InvalidSetting> {
         let now = stamps(&self.config);
         let mut seen = self.seen.lock();
         if *seen == now {
