@@ -11,7 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
 
-use crate::auth::{self, Access};
+use crate::auth;
 use crate::error::ApiError;
 use crate::metrics::Route;
 use crate::routes::admit::{self, Arrival};
@@ -19,6 +19,7 @@ use crate::routes::predict::DecisionId;
 use crate::routes::{bars, experiments, halts, ops, outcomes, predict, rollouts, stats};
 use crate::state::AppState;
 use crate::telemetry::AccessLog;
+use tradeserve_auth::Access;
 
 /// Build the router over shared state. With API keys configured, each route sits behind
 /// [`auth::guard`] with the access it needs; without, no layer is added.
@@ -108,7 +109,7 @@ fn control_routes(gate: &Gate) -> Router<Arc<AppState>> {
 }
 
 /// Puts a route behind the key check (when keys are configured).
-struct Gate(Option<Arc<auth::Auth>>);
+struct Gate(Option<Arc<tradeserve_auth::Auth>>);
 
 impl Gate {
     fn at(

@@ -93,7 +93,7 @@ pub struct NewKeyArgs {
     pub id: String,
     /// viewer, trader or operator (repeat, or comma-separated).
     #[arg(long = "role", value_delimiter = ',', required = true)]
-    pub roles: Vec<crate::auth::ApiRole>,
+    pub roles: Vec<tradeserve_auth::ApiRole>,
     /// Requests a minute this key may make (none: no per-key limit).
     #[arg(long)]
     pub rate_per_minute: Option<u32>,
@@ -389,8 +389,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn new_key(a: &NewKeyArgs) -> anyhow::Result<()> {
-    let (key, hash) = crate::auth::key::generate(&a.id)?;
-    let entry = crate::auth::KeyConfig {
+    let (key, hash) = tradeserve_auth::key::generate(&a.id)?;
+    let entry = tradeserve_auth::KeyConfig {
         id: a.id.clone(),
         hash: hash.to_string(),
         roles: a.roles.clone(),
@@ -404,7 +404,7 @@ fn new_key(a: &NewKeyArgs) -> anyhow::Result<()> {
         v["key"] = serde_json::Value::String(key);
         return print_json(&v);
     }
-    let toml = crate::auth::config::keys_toml(std::slice::from_ref(&entry), "auth.keys")?;
+    let toml = tradeserve_auth::config::keys_toml(std::slice::from_ref(&entry), "auth.keys")?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,

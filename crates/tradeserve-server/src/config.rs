@@ -51,7 +51,7 @@ pub struct Config {
     pub explain: tradeserve_core::explain::ExplainConfig,
     /// API keys, roles and quotas; none: authentication off (loopback only, unless
     /// `auth.allow_insecure`).
-    pub auth: crate::auth::config::AuthConfig,
+    pub auth: tradeserve_auth::config::AuthConfig,
     /// Where risk positions and daily order counts are kept: this replica, or Redis.
     pub ledger: crate::ledger::LedgerConfig,
     /// The access log and trace export.
@@ -116,7 +116,8 @@ impl Config {
         self.server.validate().map_err(ConfigError::Invalid)?;
         self.auth.validate().map_err(ConfigError::Invalid)?;
         if let Ok(addr) = self.server.listen.parse::<SocketAddr>() {
-            crate::auth::config::check_exposure(&self.auth, addr).map_err(ConfigError::Invalid)?;
+            tradeserve_auth::config::check_exposure(&self.auth, addr)
+                .map_err(ConfigError::Invalid)?;
         }
         if !(self.features.replay_speed.is_finite() && self.features.replay_speed >= 0.0) {
             return invalid("features.replay_speed must be a finite number >= 0".into());

@@ -1,5 +1,5 @@
 //! `[ledger]`: where risk positions and daily order counts are kept — this replica's books
-//! (rebuilt from its audit log, [`crate::risk_books`]) or the fleet's shared ledger in Redis
+//! (rebuilt from its audit log, [`tradeserve_events::books`]) or the fleet's shared ledger in Redis
 //! ([`tradeserve_redis::risk_ledger`]) — and what happens while Redis cannot answer.
 
 use std::time::Duration;

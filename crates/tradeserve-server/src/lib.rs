@@ -12,8 +12,8 @@
 //! - [`shadow`]: running a rollout's candidate off the request path.
 //! - [`explainer`]: explanations on a bounded pool of blocking threads.
 //! - [`idle`]: idle CPU priority for threads that must not compete with requests.
-//! - [`risk_books`]: the risk books' checkpoint beside the audit log, their rebuild at start,
-//!   and what is refused while their history is missing; [`risk_cli`]: `tradeserve risk`;
+//! - [`risk_cli`]: `tradeserve risk` (the books' checkpoint and replay are
+//!   `tradeserve_events::books`);
 //!   [`risk_rebuild`]: the fleet's books summed for the shared ledger; [`ledger`]: `[ledger]`,
 //!   which of the two keeps the books.
 //!
@@ -24,9 +24,9 @@
 //! - [`arms`]: the arm recorder: decisions, failures, shadow runs and outcomes credited to
 //!   experiment and rollout arms; [`outcomes`]: the window of decisions awaiting an outcome.
 //! - [`app`]: the router and request-timing middleware; [`routes`]: the handlers.
-//! - [`transport`]: connections ([`transport::listener`]: the cap, header and idle timeouts,
-//!   hyper's own errors in the error shape, draining), TLS ([`transport::tls`]) and the
-//!   absorbing of the wakes hyper gives a connection's own task ([`transport::self_wake`]).
+//! - Connections (the cap, header and idle timeouts, hyper's own errors in the error shape,
+//!   draining), TLS and the absorbing of the wakes hyper gives a connection's own task are the
+//!   `tradeserve_transport` crate; [`serve`] hands it the router.
 //! - [`telemetry`]: the log subscriber, the access log and the optional OTLP trace export.
 //! - [`serve`]: start-up (build the embedded adapters, bind) and graceful shutdown.
 //! - [`cli`]: the `tradeserve` subcommands ([`market_publish`]: a bars CSV into the market
@@ -48,7 +48,6 @@ pub mod metrics;
 pub mod outcomes;
 pub mod registry;
 pub mod replay;
-pub mod risk_books;
 pub mod risk_cli;
 pub mod risk_rebuild;
 pub mod routes;
@@ -57,4 +56,3 @@ pub mod shadow;
 pub mod state;
 pub mod stats_window;
 pub mod telemetry;
-pub mod transport;

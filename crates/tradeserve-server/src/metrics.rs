@@ -17,8 +17,8 @@ use tradeserve_core::types::{Action, Role};
 use tradeserve_events::SinkMetrics;
 use tradeserve_events::kafka::KafkaMetrics;
 
-pub use crate::auth::metrics::AuthMetrics;
 pub use crate::feed_metrics::FeedMetrics;
+use tradeserve_auth::AuthMetrics;
 
 /// Latency buckets in seconds: fine below a millisecond, coarse up to a second.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -308,6 +308,15 @@ impl ControlMetrics {
 }
 
 impl Metrics {
+    /// The listener's counters (the same series, shared).
+    pub fn connections(&self) -> tradeserve_transport::ConnectionMetrics {
+        tradeserve_transport::ConnectionMetrics {
+            open: self.connections_open.clone(),
+            refused: self.connections_refused.clone(),
+            tls_handshake_failures: self.tls_handshake_failures.clone(),
+        }
+    }
+
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let latency = HistogramVec::new(

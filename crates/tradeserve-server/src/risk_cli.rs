@@ -1,6 +1,6 @@
 //! `tradeserve risk show` and `tradeserve risk reconcile`: what a start would load into this
 //! replica's risk books, and the operator's baseline when their history is missing
-//! ([`crate::risk_books`]); `tradeserve risk rebuild-shared`: the shared Redis ledger rebuilt
+//! ([`tradeserve_events::books`]); `tradeserve risk rebuild-shared`: the shared Redis ledger rebuilt
 //! from the fleet's audit logs ([`crate::risk_rebuild`]). All print JSON; `reconcile` and
 //! `rebuild-shared` write only with `--write`, after showing what they will write.
 
@@ -14,8 +14,8 @@ use time::OffsetDateTime;
 use tradeserve_events::chain::ChainKey;
 
 use crate::config::{Config, resolve_path};
-use crate::risk_books::{self, Book, Reconciled};
 use crate::risk_rebuild;
+use tradeserve_events::books::{self, Book, Reconciled};
 use tradeserve_redis::rebuild::Rebuild;
 
 #[derive(Debug, Subcommand)]
@@ -125,7 +125,7 @@ fn print(value: &serde_json::Value) -> anyhow::Result<()> {
 
 fn show(a: &AuditLogArgs) -> anyhow::Result<()> {
     let (path, key) = log_and_key(a)?;
-    match risk_books::replay(&path, key.as_ref(), true) {
+    match books::replay(&path, key.as_ref(), true) {
         Ok(r) => {
             let mut v = serde_json::to_value(&r)?;
             v["status"] = json!("complete");
@@ -150,16 +150,16 @@ fn reconcile(a: &ReconcileArgs) -> anyhow::Result<()> {
         by: a.by.clone(),
         reason: a.reason.clone(),
     };
-    let cp = risk_books::baseline(&path, key.as_ref(), books, reconciled)?;
+    let cp = books::baseline(&path, key.as_ref(), books, reconciled)?;
     // What the next start will load with this baseline: shown, and checked, before writing.
-    let loads = risk_books::replay_from(&path, key.as_ref(), Some(&cp), true)
+    let loads = books::replay_from(&path, key.as_ref(), Some(&cp), true)
         .map_err(|m| anyhow::anyhow!("{m}"))?;
     if a.write {
-        risk_books::write_checkpoint(&path, &cp)?;
+        books::write_checkpoint(&path, &cp)?;
     }
     print(&json!({
         "written": a.write,
-        "checkpoint": risk_books::checkpoint_path(&path),
+        "checkpoint": books::checkpoint_path(&path),
         "reconciled": cp.reconciled,
         "next_start_loads": loads,
     }))

@@ -1,5 +1,5 @@
 //! Rebuilding the shared risk ledger (`[ledger] store = "redis"`) from the fleet's records:
-//! every replica's audit log replayed into books and desk notionals ([`crate::risk_books`])
+//! every replica's audit log replayed into books and desk notionals ([`tradeserve_events::books`])
 //! and summed here, then written to Redis with a new generation in one transaction
 //! ([`tradeserve_redis::rebuild`]; `tradeserve risk rebuild-shared`). Until a ledger has a generation, every replica refuses risk-checked orders
 //! ([`tradeserve_redis::risk_ledger`]): a new deployment starts with `--flat` (no orders yet); a ledger
@@ -17,7 +17,7 @@ use tradeserve_core::risk::SymbolBook;
 use tradeserve_events::chain::ChainKey;
 use tradeserve_redis::rebuild::Rebuilt;
 
-use crate::risk_books::{self, Book, Covers, Desk, Missing};
+use tradeserve_events::books::{self, Book, Covers, Desk, Missing};
 
 /// What one replica's audit log gave.
 #[derive(Debug, Clone, Serialize)]
@@ -45,7 +45,7 @@ pub struct FleetBooks {
 pub fn fleet_books(logs: &[PathBuf], key: Option<&ChainKey>) -> Result<FleetBooks, Missing> {
     let mut fleet = FleetBooks::default();
     for log in logs {
-        let r = risk_books::replay(log, key, true)
+        let r = books::replay(log, key, true)
             .map_err(|m| Missing(format!("{}: {}", log.display(), m.0)))?;
         for (symbol, book) in &r.books {
             add(fleet.books.entry(symbol.clone()).or_insert(EMPTY), book);

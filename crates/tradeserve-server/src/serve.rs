@@ -26,15 +26,13 @@ use tradeserve_models::BundledModels;
 
 use crate::app::router;
 use crate::arms::ArmBook;
-use crate::auth::Auth;
 use crate::config::{
     Config, FeatureSourceKind, ModelSourceKind, SinkKind, require_path, resolve_path,
 };
 use crate::metrics::Metrics;
 use crate::registry::{self, ReloadError};
 use crate::state::AppState;
-use crate::transport::listener::{ConnLimits, Connections, connection_cap};
-use crate::transport::tls::Tls;
+use tradeserve_auth::Auth;
 use tradeserve_core::ports::{EventSink, FeatureSource, RiskLedger};
 use tradeserve_events::fanout::FanOut;
 use tradeserve_events::kafka::{KafkaSink, KafkaSinkConfig};
@@ -42,6 +40,8 @@ use tradeserve_events::spool::SpoolConfig;
 use tradeserve_events::wal::WalConfig;
 use tradeserve_features::live::kafka::KafkaFeed;
 use tradeserve_models::remote::backends::{BackendError, RemoteBackends};
+use tradeserve_transport::listener::{ConnLimits, Connections, connection_cap};
+use tradeserve_transport::tls::Tls;
 
 use crate::config::StoreKind;
 use crate::control::ControlPlane;
@@ -141,10 +141,10 @@ fn start_sinks(config: &Config, metrics: &Metrics) -> Result<Sinks, StartError> 
         .chain_key()
         .map_err(|m| StartError::Config(crate::config::ConfigError::Invalid(m)))?;
     // Rotated files are carried into the risk books' checkpoint before retention may delete
-    // them (`risk_books`).
+    // them (`tradeserve_events::books`).
     let key = chain.clone();
     let on_retired = RetireHook(Arc::new(move |log: &std::path::Path| {
-        crate::risk_books::checkpoint_rotated(log, key.as_ref()).map_err(Into::into)
+        tradeserve_events::books::checkpoint_rotated(log, key.as_ref()).map_err(Into::into)
     }));
     let audit_log = match e.sink {
         SinkKind::AuditLog | SinkKind::Both => Some(Arc::new(AuditLog::start(
@@ -578,7 +578,7 @@ fn idempotency_store(
 /// history is missing: the caller refuses orders rather than start them flat).
 fn restored_ledger(
     config: &Config,
-) -> Result<Result<Arc<InMemoryRiskLedger>, crate::risk_books::Missing>, StartError> {
+) -> Result<Result<Arc<InMemoryRiskLedger>, tradeserve_events::books::Missing>, StartError> {
     let ledger = Arc::new(InMemoryRiskLedger::new());
     match config.events.sink {
         SinkKind::AuditLog | SinkKind::Both => {
@@ -587,14 +587,14 @@ fn restored_ledger(
                 .chain_key()
                 .map_err(|m| StartError::Config(crate::config::ConfigError::Invalid(m)))?;
             if let Err(missing) =
-                crate::risk_books::restore(&ledger, &config.events.audit_log, key.as_ref())
+                tradeserve_events::books::restore(&ledger, &config.events.audit_log, key.as_ref())
             {
                 return Ok(Err(missing));
             }
         }
         // Refused by `Config::validate`: no record to rebuild the books from.
         SinkKind::Kafka => {
-            return Ok(Err(crate::risk_books::Missing(
+            return Ok(Err(tradeserve_events::books::Missing(
                 "events.sink = kafka keeps no local record to rebuild the risk books from".into(),
             )));
         }
@@ -806,7 +806,7 @@ pub async fn run(
     )));
     tasks.extend(start_steward(&service.state, &config));
     tasks.extend(service.tls.as_ref().map(Tls::spawn_reloader));
-    let fd_limit = crate::transport::listener::raise_fd_limit();
+    let fd_limit = tradeserve_transport::listener::raise_fd_limit();
     let listener = TcpListener::bind(&config.server.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -870,7 +870,7 @@ async fn serve_until(
     .with_tls(service.tls.clone());
     let app = router(Arc::clone(&service.state));
     connections
-        .accept_until(listener, app, &service.state.metrics, stop)
+        .accept_until(listener, app, &service.state.metrics.connections(), stop)
         .await;
     let grace = s.shutdown_grace;
     tracing::info!(?grace, "listener closed; finishing in-flight requests");

@@ -13,12 +13,12 @@ use tradeserve_core::ports::{SymbolCoverage, Unhealthy};
 use tradeserve_features::live::LiveFeatures;
 
 use crate::arms::ArmBook;
-use crate::auth::Auth;
 use crate::control::ControlPlane;
 use crate::metrics::{LATENCY_BUCKETS, Metrics};
 use crate::registry::RegistryManager;
 use crate::stats_window::Window;
 use crate::telemetry::AccessLog;
+use tradeserve_auth::Auth;
 use tradeserve_features::live::kafka::FeedState;
 use tradeserve_models::remote::backends::RemoteBackends;
 use tradeserve_models::remote::steward::{Routed, Steward};

@@ -17,9 +17,9 @@ use common::{Harness, assert_error, audit_events, flush, harness_with};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
+use tradeserve_auth::key::generate;
+use tradeserve_auth::{ApiRole, AuthConfig, KeyConfig};
 use tradeserve_server::app::router;
-use tradeserve_server::auth::key::generate;
-use tradeserve_server::auth::{ApiRole, AuthConfig, KeyConfig};
 use tradeserve_server::config::{Config, ConfigError};
 
 struct Keys {
@@ -350,8 +350,7 @@ fn keys_come_from_a_secrets_file_and_bad_ones_are_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let (_, entry) = key("file-1", &[ApiRole::Trader], Some(500), None);
     let file = dir.path().join("keys.toml");
-    let text =
-        tradeserve_server::auth::config::keys_toml(std::slice::from_ref(&entry), "keys").unwrap();
+    let text = tradeserve_auth::config::keys_toml(std::slice::from_ref(&entry), "keys").unwrap();
     std::fs::write(&file, &text).unwrap();
     let auth = AuthConfig {
         keys_file: Some(file.clone()),

@@ -18,9 +18,9 @@ use common::{
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
+use tradeserve_auth::key::generate;
+use tradeserve_auth::{ApiRole, KeyConfig};
 use tradeserve_server::app::router;
-use tradeserve_server::auth::key::generate;
-use tradeserve_server::auth::{ApiRole, KeyConfig};
 
 /// Requests (one per symbol, risk-checked) on which the bundled models BUY or SELL shares.
 async fn orders(h: &Harness) -> Vec<(String, String)> {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use load_common::serial;
 use serde_json::{Value, json};
-use tradeserve_server::auth::key::generate;
+use tradeserve_auth::key::generate;
 use tradeserve_testkit::{RedisServer, ServiceProcess, eventually};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");

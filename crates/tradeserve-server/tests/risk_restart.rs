@@ -12,7 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 use tradeserve_events::audit_log::rotated_files;
-use tradeserve_server::risk_books::checkpoint_path;
+use tradeserve_events::books::checkpoint_path;
 use tradeserve_testkit::{ServiceProcess, wait_for};
 
 mod load_common;

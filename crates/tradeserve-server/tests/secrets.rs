@@ -10,7 +10,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use tradeserve_server::auth::key::generate;
+use tradeserve_auth::key::generate;
 use tradeserve_testkit::{HANG, ServiceProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");

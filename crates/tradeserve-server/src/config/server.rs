@@ -53,7 +53,7 @@ pub struct ServerConfig {
     /// `text` or `json` logs (on stderr).
     pub log_format: LogFormat,
     /// TLS (rustls): certificate, key, optional client CA (mTLS); reloaded when they change.
-    pub tls: crate::transport::tls::TlsConfig,
+    pub tls: tradeserve_transport::tls::TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -73,7 +73,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             worker_threads: 0,
             log_format: LogFormat::Text,
-            tls: crate::transport::tls::TlsConfig::default(),
+            tls: tradeserve_transport::tls::TlsConfig::default(),
         }
     }
 }

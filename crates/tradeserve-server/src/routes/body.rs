@@ -15,10 +15,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tradeserve_core::request::parse_json_object;
 
-use crate::auth::Caller;
 use crate::control::Actor;
 use crate::error::ApiError;
 use crate::state::{AppState, BodyLimits};
+use tradeserve_auth::Caller;
 
 /// The body, up to `limits.bytes` bytes, sent within `limits.timeout` (else 408: a client that
 /// is slow to send is never charged to the decision deadline, and never holds a permit).

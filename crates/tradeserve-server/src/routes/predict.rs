@@ -18,10 +18,10 @@ use tradeserve_core::request::{KEY_RULE, valid_key};
 use tradeserve_core::risk::CheckStatus;
 use tradeserve_core::{Decision, Outcome};
 
-use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody, json_response};
 use crate::routes::admit::Arrival;
 use crate::state::AppState;
+use tradeserve_auth::Caller;
 
 /// The id of the decision a response carries (for the access log).
 #[derive(Debug, Clone, Copy)]

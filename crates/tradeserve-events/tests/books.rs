@@ -14,11 +14,11 @@ use tradeserve_core::decision::RiskCheckFlags;
 use tradeserve_core::ports::EventSink;
 use tradeserve_core::types::Action;
 use tradeserve_events::audit_log::{RetireHook, files, rotated_files};
-use tradeserve_events::chain::ChainKey;
-use tradeserve_events::{AuditLog, AuditLogConfig, SinkMetrics};
-use tradeserve_server::risk_books::{
+use tradeserve_events::books::{
     self, Book, Reconciled, baseline, checkpoint_path, read_checkpoint, replay, write_checkpoint,
 };
+use tradeserve_events::chain::ChainKey;
+use tradeserve_events::{AuditLog, AuditLogConfig, SinkMetrics};
 use tradeserve_testkit::{HANG, sample_event};
 
 const CHECKS: RiskCheckFlags = RiskCheckFlags {
@@ -59,7 +59,7 @@ fn write(path: &Path, retain: usize, hook: bool, range: std::ops::Range<u64>) {
     let key = Some(ChainKey::Sha256);
     let on_retired = hook.then(|| {
         RetireHook(Arc::new(|log: &Path| {
-            risk_books::checkpoint_rotated(log, Some(&ChainKey::Sha256)).map_err(Into::into)
+            books::checkpoint_rotated(log, Some(&ChainKey::Sha256)).map_err(Into::into)
         }))
     });
     let config = AuditLogConfig {
@@ -106,7 +106,7 @@ fn retention_deletes_only_what_the_checkpoint_carries_and_the_books_survive_it()
     write(&path, 1, true, 200..300);
     assert_eq!(rotated_files(&path).len(), 1, "retention ran");
     let cp = read_checkpoint(&path).unwrap().expect("a checkpoint");
-    assert_eq!(cp.format, risk_books::FORMAT);
+    assert_eq!(cp.format, books::FORMAT);
     assert!(
         cp.covers
             .last_hash
@@ -155,7 +155,7 @@ fn history_that_is_really_missing_is_named_never_read_as_flat() {
     let only_first = tempfile::tempdir().unwrap();
     let copy = only_first.path().join("audit.jsonl");
     std::fs::copy(first, only_first.path().join(first.file_name().unwrap())).unwrap();
-    risk_books::checkpoint_rotated(&copy, Some(&key)).unwrap();
+    books::checkpoint_rotated(&copy, Some(&key)).unwrap();
     let cp = read_checkpoint(&copy).unwrap().unwrap();
     assert_eq!(cp.covers.file, first.file_name().unwrap().to_string_lossy());
     write_checkpoint(&path, &cp).unwrap();
@@ -245,7 +245,7 @@ fn replay_unchecked(path: &Path) -> BTreeMap<String, i64> {
         reason: "one file alone".into(),
     };
     let cp = baseline(path, None, BTreeMap::new(), reconciled).unwrap();
-    risk_books::replay_from(path, None, Some(&cp), true)
+    books::replay_from(path, None, Some(&cp), true)
         .unwrap()
         .books
         .into_iter()

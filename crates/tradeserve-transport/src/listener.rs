@@ -34,9 +34,9 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-use crate::metrics::Metrics;
-use crate::transport::self_wake::AbsorbSelfWakes;
-use crate::transport::tls::Tls;
+use crate::ConnectionMetrics;
+use crate::self_wake::AbsorbSelfWakes;
+use crate::tls::Tls;
 
 /// Limits of each connection.
 #[derive(Debug, Clone, Copy)]
@@ -195,7 +195,7 @@ impl Connections {
         &mut self,
         listener: TcpListener,
         router: Router,
-        metrics: &Metrics,
+        metrics: &ConnectionMetrics,
         stop: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(stop);
@@ -219,7 +219,7 @@ impl Connections {
             };
             let _ = stream.set_nodelay(true);
             let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
-                metrics.connections_refused.inc();
+                metrics.refused.inc();
                 // Answered while few refusals are in flight; otherwise just closed (always,
                 // under TLS: a plaintext answer would mean nothing to the client).
                 if self.tls.is_none()
@@ -241,11 +241,11 @@ impl Connections {
         &mut self,
         stream: TcpStream,
         router: Router,
-        metrics: &Metrics,
+        metrics: &ConnectionMetrics,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) {
-        metrics.connections_open.inc();
-        let open = metrics.connections_open.clone();
+        metrics.open.inc();
+        let open = metrics.open.clone();
         let (limits, drain) = (self.limits, self.drain.subscribe());
         let Some(tls) = &self.tls else {
             self.tasks.spawn(async move {

@@ -26,13 +26,13 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::audit_log::files;
+use crate::chain::{ChainKey, link_of};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tradeserve_core::ledger::{DeskDay, InMemoryRiskLedger};
 use tradeserve_core::risk::{Order, SymbolBook};
 use tradeserve_core::types::Action;
-use tradeserve_events::audit_log::files;
-use tradeserve_events::chain::{ChainKey, link_of};
 
 /// The checkpoint's format name.
 pub const FORMAT: &str = "tradeserve.books/1";

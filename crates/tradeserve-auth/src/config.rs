@@ -7,7 +7,7 @@ use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::key::{KeyHash, check_id};
+use crate::key::{KeyHash, check_id};
 
 /// What a key may do. Every role may read (`viewer` is reading only).
 #[derive(
