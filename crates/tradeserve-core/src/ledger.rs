@@ -5,8 +5,8 @@
 //! in [`crate::risk`]. [`UnavailableLedger`] stands in when the books cannot be known (their
 //! history is missing): it checks no order, so none is approved against a book read as flat.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 
 use time::Date;
 
@@ -17,7 +17,7 @@ use crate::risk::{Flow, Order, RiskLimits, RiskValidation, SymbolBook, evaluate_
 /// Limits hold for one replica; shared state across replicas needs a shared ledger.
 #[derive(Debug, Default)]
 pub struct InMemoryRiskLedger {
-    // A std Mutex: the critical section is a few arithmetic operations, never held across an
+    // A parking_lot Mutex: the critical section is a few arithmetic operations, never held across an
     // `.await`, and one lock keeps check-and-apply atomic per order.
     state: Mutex<State>,
 }
@@ -126,7 +126,7 @@ impl InMemoryRiskLedger {
     /// Record an order approved before a restart (rebuilding the books from the audit log),
     /// without checking it again.
     pub fn restore(&self, order: &Order<'_>) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock();
         state
             .books
             .entry(order.symbol.to_owned())
@@ -141,32 +141,32 @@ impl InMemoryRiskLedger {
         books: impl IntoIterator<Item = (String, SymbolBook)>,
         desks: impl IntoIterator<Item = (String, DeskDay)>,
     ) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock();
         state.books = books.into_iter().collect();
         state.desks = desks.into_iter().collect();
     }
 
     /// A copy of every symbol's book.
     pub fn books(&self) -> BTreeMap<String, SymbolBook> {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = self.state.lock();
         state.books.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// A copy of every desk's notional day.
     pub fn desks(&self) -> BTreeMap<String, DeskDay> {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = self.state.lock();
         state.desks.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// A copy of one symbol's book.
     pub fn book(&self, symbol: &str) -> SymbolBook {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = self.state.lock();
         state.books.get(symbol).copied().unwrap_or_default()
     }
 
     fn check_and_apply_now(&self, order: &Order<'_>, limits: &RiskLimits) -> RiskValidation {
         let window = order.latch_window(limits);
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock();
         let flow = state.flow(order, window);
         let book = state.books.get(order.symbol).copied().unwrap_or_default();
         let validation = evaluate_with(order, &book, &flow, limits);
@@ -191,7 +191,7 @@ impl RiskLedger for InMemoryRiskLedger {
     /// Undoes the position, the day's count and the desk's notional; the rate and the latch
     /// keep counting the order (conservative: a limit is never reopened by an undo).
     fn revert<'a>(&'a self, order: &'a Order<'a>) -> BoxFuture<'a, ()> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock();
         if let Some(book) = state.books.get_mut(order.symbol) {
             book.unapply(order);
         }

@@ -107,7 +107,9 @@ async fn call(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
 
     use time::macros::datetime;
 
@@ -134,7 +136,7 @@ mod tests {
 
     impl RemoteModel for Recorded {
         fn infer_rows(&self, input: Vec<f32>, _: usize, _: Instant) -> RemoteRows {
-            self.inputs.lock().unwrap().push(input);
+            self.inputs.lock().push(input);
             let answer = self.answer.clone().map(|a| vec![a]);
             Box::pin(async move { answer })
         }
@@ -219,10 +221,10 @@ mod tests {
         assert_eq!(fetched.get(Role::MetaController), Some([0.6, 0.3, 0.1]));
         assert_eq!(fetched.get(Role::RegimeDetector), None);
         // The meta-controller got the regime the in-process detector gave, then its entropy.
-        let meta_in = meta.inputs.lock().unwrap()[0].clone();
+        let meta_in = meta.inputs.lock()[0].clone();
         assert_eq!(meta_in.len(), crate::schema::META_WIDTH);
         assert_eq!(&meta_in[..3], &[0.2, 0.3, 0.5]);
-        assert_eq!(bull.inputs.lock().unwrap()[0], vec![0.01f32; FEATURE_WIDTH]);
+        assert_eq!(bull.inputs.lock()[0], vec![0.01f32; FEATURE_WIDTH]);
         let eval = evaluate_with(&set, &s, None, &fetched).unwrap();
         assert!((eval.weights[0] - 0.6).abs() < 1e-6);
         assert!((eval.specialists[0][0] - 0.9).abs() < 1e-6);
@@ -247,9 +249,9 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(fetched, Fetched::NONE);
-        assert!(bull.inputs.lock().unwrap().is_empty());
+        assert!(bull.inputs.lock().is_empty());
         assert!(
-            meta.inputs.lock().unwrap().is_empty(),
+            meta.inputs.lock().is_empty(),
             "an override skips the meta-controller"
         );
         match ready(fetch(&set, &snapshot(), None, deadline, Fallback::None)) {

@@ -30,11 +30,12 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use parking_lot::{Condvar, Mutex};
 use tradeserve_core::event::Event;
 use tradeserve_core::ports::{EmitError, EventSink, Unhealthy};
 
@@ -167,10 +168,6 @@ pub struct AuditLog {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl AuditLog {
     /// Open (append) the log, cutting a torn last line, and start the syncer thread.
     pub fn start(config: AuditLogConfig, metrics: SinkMetrics) -> Result<AuditLog, AuditLogError> {
@@ -242,15 +239,15 @@ impl AuditLog {
     pub fn shutdown(&self, timeout: Duration) -> Result<u64, AuditLogError> {
         self.closed.store(true, Ordering::SeqCst);
         // Take the writer lock so no append is in progress past this point.
-        let active = lock(&self.active);
+        let active = self.active.lock();
         if let Some(chain) = &active.chain {
             // Kept elsewhere (the service's log), it shows a log cut short at its end.
             tracing::info!(path = %self.config.path.display(), head = %chain.head(), "audit log closed; its hash chain ends here");
         }
         drop(active);
-        lock(&self.syncer.state).stop = true;
+        self.syncer.state.lock().stop = true;
         self.syncer.wake.notify_one();
-        if let Some(h) = lock(&self.thread).take() {
+        if let Some(h) = self.thread.lock().take() {
             let deadline = std::time::Instant::now() + timeout;
             while !h.is_finished() {
                 if std::time::Instant::now() >= deadline {
@@ -275,7 +272,7 @@ impl AuditLog {
         ready: impl FnOnce() -> Result<(), EmitError>,
         then: impl FnOnce(LineAt) -> R,
     ) -> Result<R, EmitError> {
-        let mut active = lock(&self.active);
+        let mut active = self.active.lock();
         if self.closed.load(Ordering::SeqCst) {
             return Err(EmitError::Closed);
         }
@@ -323,7 +320,7 @@ impl AuditLog {
         }
         if !self.syncer.dirty.swap(true, Ordering::SeqCst) {
             // Clean → dirty: wake the syncer (once per group commit, not per line).
-            let _guard = lock(&self.syncer.state);
+            let _guard = self.syncer.state.lock();
             self.syncer.wake.notify_one();
         }
         Ok(result)
@@ -355,7 +352,7 @@ impl AuditLog {
     /// calling `on_retire(retired generation, its length)` under the writer lock so no line
     /// is appended in between. For a write-ahead log that retires delivered segments.
     pub fn retire_to(&self, to: &Path, on_retire: impl FnOnce(u64, u64)) -> std::io::Result<()> {
-        let mut active = lock(&self.active);
+        let mut active = self.active.lock();
         let (generation, len) = (active.generation, active.len);
         self.move_to(&mut active, to)?;
         on_retire(generation, len);
@@ -379,7 +376,7 @@ impl AuditLog {
         active.generation += 1;
         active.len = 0;
         {
-            let mut work = lock(&self.syncer.state);
+            let mut work = self.syncer.state.lock();
             work.retired.push(old);
             work.current = Arc::clone(&active.file);
         }
@@ -392,12 +389,12 @@ impl AuditLog {
     fn failed(&self, e: &std::io::Error, what: &str) -> EmitError {
         self.metrics.write_errors.inc();
         self.metrics.unavailable.set(1);
-        *lock(&self.health.reason) =
+        *self.health.reason.lock() =
             format!("audit log {}: {what}: {e}", self.config.path.display());
         if !self.health.failing.swap(true, Ordering::SeqCst) {
             // Under the syncer's lock, so the wake cannot fall between its check of `failing`
             // and its wait (it would then wait without a timeout and never probe).
-            let _guard = lock(&self.syncer.state);
+            let _guard = self.syncer.state.lock();
             self.syncer.wake.notify_one();
         }
         let n = self.health.failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -428,7 +425,7 @@ impl EventSink for AuditLog {
 
     fn health(&self) -> Result<(), Unhealthy> {
         if self.health.failing.load(Ordering::SeqCst) {
-            Err(Unhealthy(lock(&self.health.reason).clone()))
+            Err(Unhealthy(self.health.reason.lock().clone()))
         } else {
             Ok(())
         }
@@ -462,19 +459,15 @@ fn open_append(path: &Path) -> std::io::Result<File> {
 fn sync_loop(syncer: &Syncer, health: &Health, metrics: &SinkMetrics, config: &AuditLogConfig) {
     // The hook and retention of the last rotation, off this thread (one at a time).
     let mut retiring: Option<JoinHandle<()>> = None;
-    let mut work = lock(&syncer.state);
+    let mut work = syncer.state.lock();
     loop {
         let failing = health.failing.load(Ordering::SeqCst);
         if !work.stop && !syncer.dirty.load(Ordering::SeqCst) && work.retired.is_empty() {
-            work = if failing {
-                syncer
-                    .wake
-                    .wait_timeout(work, config.probe_interval)
-                    .map(|(g, _)| g)
-                    .unwrap_or_else(|e| e.into_inner().0)
+            if failing {
+                let _ = syncer.wake.wait_for(&mut work, config.probe_interval);
             } else {
-                syncer.wake.wait(work).unwrap_or_else(|e| e.into_inner())
-            };
+                syncer.wake.wait(&mut work);
+            }
             if health.failing.load(Ordering::SeqCst) && probe(&config.path) {
                 health.failing.store(false, Ordering::SeqCst);
                 metrics.unavailable.set(0);
@@ -485,11 +478,9 @@ fn sync_loop(syncer: &Syncer, health: &Health, metrics: &SinkMetrics, config: &A
         let stop = work.stop;
         if !stop {
             // Group commit: let lines gather for one interval (a stop cuts the wait short).
-            work = syncer
+            let _ = syncer
                 .wake
-                .wait_timeout_while(work, config.fsync_interval, |w| !w.stop)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
+                .wait_while_for(&mut work, |w| !w.stop, config.fsync_interval);
         }
         syncer.dirty.store(false, Ordering::SeqCst);
         let current = Arc::clone(&work.current);
@@ -512,7 +503,7 @@ fn sync_loop(syncer: &Syncer, health: &Health, metrics: &SinkMetrics, config: &A
             }
             return;
         }
-        work = lock(&syncer.state);
+        work = syncer.state.lock();
     }
 }
 

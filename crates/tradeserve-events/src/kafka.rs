@@ -22,9 +22,11 @@
 //! rebuilds the producer. Shutdown flushes with a deadline and spools whatever is left.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -187,7 +189,7 @@ impl ProducerContext for Ctx {
         } else {
             (Vec::new(), Vec::new())
         };
-        let mut outcomes = self.outcomes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut outcomes = self.outcomes.lock();
         outcomes.push(Outcome {
             origin: *origin,
             error,
@@ -377,7 +379,7 @@ impl KafkaSink {
         let report = ack_rx.recv_timeout(timeout).map_err(|_| {
             KafkaSinkError::Thread(format!("no shutdown report within {timeout:?}"))
         })?;
-        if let Some(h) = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(h) = self.worker.lock().take() {
             h.join()
                 .map_err(|_| KafkaSinkError::Thread("delivery thread panicked".into()))?;
         }
@@ -646,14 +648,7 @@ impl Worker {
     }
 
     fn take_outcomes(&self) -> Vec<Outcome> {
-        std::mem::take(
-            &mut *self
-                .producer
-                .context()
-                .outcomes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        )
+        std::mem::take(&mut *self.producer.context().outcomes.lock())
     }
 
     /// Account for finished direct deliveries; failed ones go to the spool.

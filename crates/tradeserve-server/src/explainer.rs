@@ -10,8 +10,10 @@
 //! call (a `[n, width]` tensor, or `n` instances), within the request's deadline; with
 //! `models.remote.fallback = "in_process"` a failed call is answered by the in-process copy.
 
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
@@ -98,7 +100,7 @@ impl BatchRunner for Remote<'_> {
 fn work(rx: &Mutex<Receiver<Task>>, config: &ExplainConfig, runtime: Option<&Handle>) {
     loop {
         // The lock is held only while taking one task off the queue.
-        let task = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+        let task = match rx.lock().recv() {
             Ok(t) => t,
             Err(_) => return,
         };
@@ -145,7 +147,6 @@ impl Explainer for BlockingExplainer {
             };
             self.tx
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
                 .send(task)
                 .map_err(|_| PredictError::Explain("explanation threads stopped".into()))?;
             answer

@@ -9,9 +9,9 @@
 //! backoff by [`poll`]. Reloads are serialized by an async mutex: it is held across the
 //! download and load awaits on purpose, and never touched by a request.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -107,10 +107,7 @@ impl RegistryManager {
     }
 
     pub fn status(&self) -> RegistryStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.status.lock().clone()
     }
 
     pub fn registry(&self) -> &MlflowRegistry {
@@ -123,7 +120,7 @@ impl RegistryManager {
 
     /// Record a poll: `failed` is why it failed, `None` when it succeeded.
     fn set_status(&self, metrics: &Metrics, failed: Option<String>) {
-        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.status.lock();
         match failed {
             None => {
                 s.reachable = true;
@@ -189,12 +186,7 @@ impl RegistryManager {
                 versions: resolution.versions(),
             });
         }
-        let already_refused = self
-            .refused
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            == Some(&resolution);
+        let already_refused = self.refused.lock().as_ref() == Some(&resolution);
         if already_refused {
             return Err(ReloadError::Refused(format!(
                 "versions {:?} were refused before",
@@ -219,7 +211,7 @@ impl RegistryManager {
                 tracing::error!(error = %message, versions = ?resolution.versions(), "new model set refused; the current set keeps serving");
                 metrics.model_reloads_refused.inc();
                 metrics.model_load_failures.inc();
-                *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(resolution);
+                *self.refused.lock() = Some(resolution);
                 return Err(ReloadError::Refused(message));
             }
         };

@@ -8,8 +8,10 @@
 //! candidate would make, within `server.request_deadline` each), through the runtime the pool
 //! was started in; without one, its in-process copies answer.
 
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -78,8 +80,8 @@ impl ShadowPool {
 
     /// Stop taking jobs, finish the queued ones (emitting their events), join the thread.
     pub fn shutdown(&self) {
-        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
-        if let Some(w) = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take()
+        drop(self.tx.lock().take());
+        if let Some(w) = self.worker.lock().take()
             && w.join().is_err()
         {
             tracing::error!("shadow thread panicked");
@@ -89,7 +91,7 @@ impl ShadowPool {
 
 impl ShadowRunner for ShadowPool {
     fn submit(&self, job: ShadowJob) -> Result<(), ShadowJob> {
-        let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = self.tx.lock();
         let Some(tx) = guard.as_ref() else {
             return Err(job);
         };

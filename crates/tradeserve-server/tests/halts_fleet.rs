@@ -12,7 +12,9 @@
 
 mod load_common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use load_common::{Api, serial};
@@ -89,7 +91,7 @@ async fn trade(
             let res = req.send().await.unwrap();
             let status = res.status().as_u16();
             let body: Value = res.json().await.unwrap_or(Value::Null);
-            answers.lock().unwrap().push(Answer {
+            answers.lock().push(Answer {
                 replica,
                 in_scope,
                 sent,
@@ -138,7 +140,7 @@ fn a_symbol_halt_holds_on_every_replica_until_its_release() {
         move || load_common::runtime().block_on(trade(urls, bodies, stop, answers))
     });
     eventually("orders approved on every replica", || {
-        let a = answers.lock().unwrap();
+        let a = answers.lock();
         (0..3)
             .all(|r| a.iter().any(|x| x.replica == r && x.status == 200))
             .then_some(())
@@ -163,7 +165,7 @@ fn a_symbol_halt_holds_on_every_replica_until_its_release() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     load.join().unwrap();
 
-    let answers = answers.lock().unwrap();
+    let answers = answers.lock();
     assert!(answers.len() > 1000, "{} orders", answers.len());
     let mut out_of_scope_during = 0;
     for a in answers.iter() {

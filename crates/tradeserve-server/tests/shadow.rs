@@ -5,7 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use tradeserve_core::ModelSet;
@@ -24,7 +26,7 @@ struct Collect(Mutex<Vec<Event>>);
 
 impl EventSink for Collect {
     fn emit(&self, event: Event) -> Result<(), EmitError> {
-        self.0.lock().unwrap().push(event);
+        self.0.lock().push(event);
         Ok(())
     }
 }
@@ -91,7 +93,7 @@ fn a_burst_beyond_the_queue_is_shed_never_lost() {
     // some were) rather than blocking until there is room.
     eprintln!("2,000 submits in {:?}", started.elapsed());
     pool.shutdown();
-    let emitted = sink.0.lock().unwrap();
+    let emitted = sink.0.lock();
     let shed = handed_back.len();
     assert!(shed > 0, "a queue of 8 cannot take a burst of 2,000");
     assert_eq!(
@@ -146,7 +148,7 @@ async fn a_remote_candidate_is_shadowed_on_its_backends() {
         pool.submit(job_for(i, &candidate, &stats)).ok().unwrap();
     }
     let until = Instant::now() + HANG;
-    while sink.0.lock().unwrap().len() < 4 {
+    while sink.0.lock().len() < 4 {
         assert!(Instant::now() < until);
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -157,7 +159,7 @@ async fn a_remote_candidate_is_shadowed_on_its_backends() {
     tokio::task::spawn_blocking(move || pool.shutdown())
         .await
         .unwrap();
-    let emitted = sink.0.lock().unwrap();
+    let emitted = sink.0.lock();
     assert_eq!(emitted.len(), 5);
     for m in &mirrors {
         assert!(m.calls().iter().all(|rows| *rows == 1));

@@ -6,7 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -170,7 +172,7 @@ fn collector() -> (String, Arc<Mutex<Vec<Value>>>) {
                 "/v1/traces",
                 post(move |body: axum::body::Bytes| async move {
                     if let Ok(v) = serde_json::from_slice::<Value>(&body) {
-                        keep.lock().unwrap().push(v);
+                        keep.lock().push(v);
                     }
                     "{}"
                 }),
@@ -252,7 +254,7 @@ fn each_decision_is_exported_as_a_span_with_one_child_per_stage() {
     // A graceful stop flushes whatever the batch still holds.
     kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
     assert!(server.child.wait().unwrap().success());
-    let spans = spans(&got.lock().unwrap());
+    let spans = spans(&got.lock());
     for id in &ids {
         let (_, trace, span, _, _) = spans
             .iter()

@@ -9,7 +9,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 
 use serde_json::{Map, Value, json};
 
@@ -136,7 +138,7 @@ pub fn check(method: &str, uri: &str, status: u16, body: &[u8]) -> Result<(), St
     };
     let key = format!("{method} {t} {status}");
     let validator = {
-        let mut compiled = c.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        let mut compiled = c.compiled.lock();
         match compiled.get(&key) {
             Some(v) => Arc::clone(v),
             None => {

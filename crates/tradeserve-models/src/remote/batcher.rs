@@ -141,7 +141,7 @@ impl RemoteModel for Batcher {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use parking_lot::Mutex;
     use std::time::Duration;
 
     use super::*;
@@ -155,7 +155,7 @@ mod tests {
 
     impl RemoteModel for Slow {
         fn infer_rows(&self, rows: Vec<f32>, width: usize, _: Instant) -> RemoteRows {
-            self.calls.lock().unwrap().push(rows.len() / width);
+            self.calls.lock().push(rows.len() / width);
             let delay = self.delay;
             Box::pin(async move {
                 tokio::time::sleep(delay).await;
@@ -203,7 +203,7 @@ mod tests {
         for (i, c) in calls.into_iter().enumerate() {
             assert_eq!(c.await.unwrap().unwrap(), [i as f32, 0.0, 0.0]);
         }
-        let sizes = inner.calls.lock().unwrap().clone();
+        let sizes = inner.calls.lock().clone();
         assert_eq!(sizes.iter().sum::<usize>(), 40);
         assert!(sizes.iter().all(|n| *n <= 16), "{sizes:?}");
         assert!(sizes.len() < 40, "requests shared calls: {sizes:?}");
@@ -230,7 +230,7 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        assert_eq!(*inner.calls.lock().unwrap(), vec![1]);
+        assert_eq!(*inner.calls.lock(), vec![1]);
 
         let stuck = Batcher::new(
             slow(Duration::from_secs(5)),

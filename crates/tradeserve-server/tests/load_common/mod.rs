@@ -12,10 +12,10 @@ use tradeserve_testkit::{HANG, eventually};
 
 /// The load tests run one at a time: two debug-build services under load on two cores would
 /// measure each other.
-pub static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+pub static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+pub fn serial() -> parking_lot::MutexGuard<'static, ()> {
+    SERIAL.lock()
 }
 
 pub const SYMBOLS: [&str; 8] = ["AAPL", "MSFT", "NVDA", "SPY", "TSLA", "AMZN", "META", "QQQ"];
