@@ -27,7 +27,7 @@
 //!   the significance tests and views of reports.
 //! - [`routing`]: the snapshot of champion, experiment and rollout a request routes by.
 //! - [`pipeline`]: the hot path that ties them together, and the decision [`pipeline::kernel`]
-//!   it shares with the shadow runner and replay.
+//!   it shares with the shadow runner and replay; [`prediction`]: what a request comes to.
 //!
 //! Dependencies between modules point one way: leaf types (`types`, `schema`, `snapshot`,
 //! `error`) ← the rules and records ← `ports` ← the adapters (`ledger`) and `pipeline`.
@@ -51,6 +51,7 @@ pub mod ledger;
 pub mod model_set;
 pub mod pipeline;
 pub mod ports;
+pub mod prediction;
 pub mod remote;
 pub mod request;
 pub mod risk;

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
+use crate::control::ArmRecorder;
 use crate::decision::{
     Decision, DecisionEvent, DecisionEventType, EVENT_SCHEMA_VERSION, ExperimentArm, FeatureValues,
     Metadata, RegimeProbabilities, RiskCheckFlags, StrategyWeights,
@@ -27,6 +28,7 @@ use crate::ports::{
     EmitError, EventSink, ExplainJob, Explainer, FeatureSnapshot, FeatureSource, RiskLedger,
     ShadowJob, ShadowRunner, Unhealthy,
 };
+pub use crate::prediction::{Failed, Outcome, Prediction, StageTimings};
 use crate::remote;
 use crate::request::{PredictRequest, RequestError, RequestRules, parse_predict_request};
 use crate::risk::{DeskLimits, Order, RiskLimits, RiskValidation};
@@ -73,67 +75,6 @@ impl Default for PipelineConfig {
             on_event_failure: EventFailurePolicy::Reject,
             backend_fallback: remote::Fallback::None,
         }
-    }
-}
-
-/// Time spent in each stage of one request.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct StageTimings {
-    pub parse: Duration,
-    pub features: Duration,
-    pub inference: Duration,
-    pub risk: Duration,
-    /// Zero unless the request asked for an explanation.
-    pub explain: Duration,
-}
-
-/// A decision the risk checks approved (HTTP 200) or rejected (HTTP 403).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    Approved(Decision),
-    Rejected(Decision),
-}
-
-impl Outcome {
-    pub fn decision(&self) -> &Decision {
-        match self {
-            Outcome::Approved(d) | Outcome::Rejected(d) => d,
-        }
-    }
-
-    pub fn decision_mut(&mut self) -> &mut Decision {
-        match self {
-            Outcome::Approved(d) | Outcome::Rejected(d) => d,
-        }
-    }
-}
-
-/// A finished request: the outcome, where the time went, and the arms it was routed to.
-#[derive(Debug, Clone)]
-pub struct Prediction {
-    pub outcome: Outcome,
-    pub timings: StageTimings,
-    pub route: Route,
-    /// The feature snapshot the decision used (for outcome tracking).
-    pub snapshot: FeatureSnapshot,
-    /// Set when the event could not be recorded and the policy is to serve anyway.
-    pub unrecorded: Option<EmitError>,
-    /// Remote roles whose backend failed, answered by their in-process copy.
-    pub fell_back: RoleSet,
-}
-
-/// A request that got no decision, with the route it had been given (`None` when it failed
-/// before routing: bad request, unknown symbol, feature source down).
-#[derive(Debug, thiserror::Error)]
-#[error("{error}")]
-pub struct Failed {
-    pub error: PredictError,
-    pub route: Option<Route>,
-}
-
-impl From<PredictError> for Failed {
-    fn from(error: PredictError) -> Failed {
-        Failed { error, route: None }
     }
 }
 
@@ -214,6 +155,8 @@ pub struct Pipeline {
     explainer: Arc<dyn Explainer>,
     /// Requests with an idempotency key: decided once.
     idempotency: Arc<dyn IdempotencyStore>,
+    /// Credited with every fresh decision and every routed failure.
+    arms: Option<Arc<dyn ArmRecorder>>,
     config: PipelineConfig,
 }
 
@@ -231,6 +174,7 @@ impl Pipeline {
             shadow: None,
             explainer: Arc::new(InlineExplainer::new(config.explain)),
             idempotency: Arc::new(InMemoryIdempotency::new(Default::default())),
+            arms: None,
             config,
         }
     }
@@ -244,6 +188,13 @@ impl Pipeline {
     /// Run explanations through `explainer` (the server uses a bounded blocking pool).
     pub fn with_explainer(mut self, explainer: Arc<dyn Explainer>) -> Pipeline {
         self.explainer = explainer;
+        self
+    }
+
+    /// Credit every decision to its arms, and every routed request that got none, through
+    /// `recorder`.
+    pub fn with_arms(mut self, recorder: Arc<dyn ArmRecorder>) -> Pipeline {
+        self.arms = Some(recorder);
         self
     }
 
@@ -284,8 +235,31 @@ impl Pipeline {
 
     /// Decide for one request body. `arrival` is when the request reached the server, `now`
     /// the wall clock at that moment, `who` the caller. A request with an idempotency key
-    /// that was decided before is answered with that decision ([`Answered::Repeat`]).
+    /// that was decided before is answered with that decision ([`Answered::Repeat`]). A fresh
+    /// decision is credited to its arms, and a routed request that got none counts as their
+    /// failure ([`Pipeline::with_arms`]); a repeat is not credited again.
     pub async fn decide(
+        &self,
+        routing: &Routing,
+        body: &[u8],
+        arrival: Instant,
+        now: OffsetDateTime,
+        who: Requester<'_>,
+    ) -> Result<Answered, Failed> {
+        let result = self.decide_once(routing, body, arrival, now, who).await;
+        if let Some(arms) = &self.arms {
+            match &result {
+                Ok(Answered::Fresh(p)) => arms.decided(p),
+                Err(Failed {
+                    route: Some(route), ..
+                }) => arms.failed(route),
+                Ok(Answered::Repeat(_)) | Err(_) => {}
+            }
+        }
+        result
+    }
+
+    async fn decide_once(
         &self,
         routing: &Routing,
         body: &[u8],

@@ -336,6 +336,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
     let pipeline = Pipeline::new(features, ledger, emitter, pipeline_config(config))
         .with_idempotency(idempotency_store(config)?)
         .with_shadow(shadow.clone())
+        .with_arms(Arc::clone(&arms) as _)
         .with_explainer(Arc::new(
             crate::explainer::BlockingExplainer::new(config.explain).map_err(StartError::Shadow)?,
         ));

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use crate::arm_stats::{Observation, UnitStats};
 use crate::experiment::Arm;
-use crate::pipeline::Prediction;
 use crate::ports::BoxFuture;
+use crate::prediction::Prediction;
 use crate::routing::{Route, UnitKind};
 
 /// Where an outcome was credited.

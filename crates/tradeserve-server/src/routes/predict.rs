@@ -10,7 +10,6 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde::Serialize;
 use tracing::Instrument as _;
-use tradeserve_core::control::ArmRecorder;
 use tradeserve_core::error::ModelError;
 use tradeserve_core::idempotency::Stored;
 use tradeserve_core::pipeline::{Answered, Failed, PredictError, Prediction, Requester};
@@ -157,7 +156,7 @@ fn client_id(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     Ok(Some(id).filter(|v| !v.is_empty()))
 }
 
-/// The response for a pipeline result; a returned decision is credited to its arms.
+/// The response for a pipeline result (the pipeline has credited it to its arms).
 fn answer(state: &AppState, result: Result<Prediction, Failed>) -> Result<Response, ApiError> {
     match result {
         Ok(prediction) => {
@@ -172,7 +171,6 @@ fn answer(state: &AppState, result: Result<Prediction, Failed>) -> Result<Respon
             for role in prediction.fell_back.iter() {
                 state.metrics.backends.fell_back(role);
             }
-            state.arms.decided(&prediction);
             let serialized = match &prediction.outcome {
                 Outcome::Approved(d) => serde_json::to_vec(d).map(|b| (StatusCode::OK, b)),
                 Outcome::Rejected(d) => {
@@ -199,9 +197,6 @@ fn answer(state: &AppState, result: Result<Prediction, Failed>) -> Result<Respon
             Ok(response)
         }
         Err(failed) => {
-            if let Some(route) = &failed.route {
-                state.arms.failed(route);
-            }
             if let PredictError::Model { role, cause } = &failed.error {
                 match cause {
                     ModelError::Unavailable(_) => {
