@@ -146,6 +146,16 @@ impl InMemoryRiskLedger {
         state.desks = desks.into_iter().collect();
     }
 
+    /// Start the repeated-execution latch from `counts` (`symbol → (window, approved orders
+    /// in it)`, windows as [`Order::latch_window`] numbers them), replacing what was held.
+    pub fn load_latch(&self, counts: impl IntoIterator<Item = (String, (i64, i64))>) {
+        let mut state = self.state.lock();
+        state.recent = counts
+            .into_iter()
+            .map(|(symbol, (window, n))| (symbol, (window, u64::try_from(n).unwrap_or(0))))
+            .collect();
+    }
+
     /// A copy of every symbol's book.
     pub fn books(&self) -> BTreeMap<String, SymbolBook> {
         let state = self.state.lock();
@@ -419,6 +429,21 @@ mod tests {
         assert!(check(&ledger, &yesterday, &daily).approved);
         let v = check(&ledger, &at("MSFT", "d2", t + 6000), &daily);
         assert!(!v.approved, "today's third order: {v:?}");
+    }
+
+    #[test]
+    fn a_loaded_latch_count_carries_on_in_its_window_and_not_in_the_next() {
+        let (ledger, mut l) = (InMemoryRiskLedger::new(), flow_limits());
+        l.desk_daily_notional = 1e12;
+        let t = 1_761_000_000_000;
+        let window = at("AAPL", "d1", t).latch_window(&l);
+        // 20 already approved in this window before a restart: the next one trips the latch.
+        ledger.load_latch([("AAPL".to_owned(), (window, 20))]);
+        let v = check(&ledger, &at("AAPL", "d1", t + 1_000), &l);
+        assert_eq!(v.checks.repeated_execution, CheckStatus::Fail, "{v:?}");
+        // A count of an earlier window does not count in this one.
+        ledger.load_latch([("AAPL".to_owned(), (window - 1, 20))]);
+        assert!(check(&ledger, &at("AAPL", "d1", t + 1_000), &l).approved);
     }
 
     #[test]

@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::audit_log::files;
 use crate::chain::{ChainKey, link_of};
@@ -115,6 +115,37 @@ pub struct Checkpoint {
     /// Each desk's (API key's) gross notional on its last UTC day, for `desk_daily_notional`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub desks: BTreeMap<String, Desk>,
+    /// Each symbol's approved orders in the repeated-execution latch's last window, so a
+    /// restart within a window does not start its count over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latch: Option<Latch>,
+}
+
+/// Approved orders per symbol in the latch's windows of `window_ms` (windows aligned to the
+/// UTC clock, as the ledger counts them).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Latch {
+    pub window_ms: i64,
+    /// `symbol → [window index, approved orders in it]`.
+    pub symbols: BTreeMap<String, [i64; 2]>,
+}
+
+impl Latch {
+    fn new(window: Duration) -> Latch {
+        Latch {
+            window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1),
+            symbols: BTreeMap::new(),
+        }
+    }
+
+    /// Count an order of `symbol` at `at_ms` (a count never goes back: an order of an
+    /// earlier window counts in the later one, as in the ledger).
+    fn count(&mut self, symbol: &str, at_ms: i64) {
+        let window = at_ms.div_euclid(self.window_ms);
+        let c = self.symbols.entry(symbol.to_owned()).or_insert([window, 0]);
+        let before = if c[0] >= window { c[1] } else { 0 };
+        *c = [c[0].max(window), before.saturating_add(1)];
+    }
 }
 
 /// A desk's gross notional on one UTC day, as the checkpoint writes it.
@@ -158,6 +189,9 @@ pub struct Replayed {
     pub books: BTreeMap<String, Book>,
     /// Each desk's notional day at the end.
     pub desks: BTreeMap<String, Desk>,
+    /// The latch's counts at the end, when a window was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latch: Option<Latch>,
     /// The last file read and its last line (what a checkpoint of these books covers).
     #[serde(skip)]
     last: Option<Covers>,
@@ -236,6 +270,7 @@ struct Line {
 struct State {
     books: BTreeMap<String, SymbolBook>,
     desks: BTreeMap<String, DeskDay>,
+    latch: Option<Latch>,
 }
 
 impl From<&Checkpoint> for State {
@@ -251,7 +286,24 @@ impl From<&Checkpoint> for State {
                 .iter()
                 .map(|(k, d)| (k.clone(), (*d).into()))
                 .collect(),
+            latch: None,
         }
+    }
+}
+
+impl State {
+    /// Start from `checkpoint` (or nothing), counting the latch in windows of `window`; the
+    /// checkpoint's counts are kept only when they are of the same window.
+    fn start(checkpoint: Option<&Checkpoint>, window: Option<Duration>) -> State {
+        let mut state = checkpoint.map(State::from).unwrap_or_default();
+        state.latch = window.map(|w| {
+            let fresh = Latch::new(w);
+            match checkpoint.and_then(|cp| cp.latch.clone()) {
+                Some(kept) if kept.window_ms == fresh.window_ms => kept,
+                _ => fresh,
+            }
+        });
+        state
     }
 }
 
@@ -292,6 +344,10 @@ fn apply_line(state: &mut State, line: &[u8]) -> Result<bool, ()> {
             };
         }
         desk.notional_cents = desk.notional_cents.saturating_add(order.notional_cents());
+        if let Some(latch) = &mut state.latch {
+            let at_ms = at.unix_timestamp_nanos() / 1_000_000;
+            latch.count(&e.symbol, i64::try_from(at_ms).unwrap_or(i64::MAX));
+        }
     }
     Ok(true)
 }
@@ -356,6 +412,18 @@ pub fn replay(log: &Path, key: Option<&ChainKey>, active: bool) -> Result<Replay
     replay_from(log, key, read_checkpoint(log)?.as_ref(), active)
 }
 
+/// [`replay`], also counting each symbol's approved orders in the repeated-execution
+/// latch's windows of `window` ([`Replayed::latch`]).
+pub fn replay_latched(
+    log: &Path,
+    key: Option<&ChainKey>,
+    active: bool,
+    window: Duration,
+) -> Result<Replayed, Missing> {
+    let checkpoint = read_checkpoint(log)?;
+    replay_with(log, key, checkpoint.as_ref(), active, Some(window))
+}
+
 /// [`replay`] from `checkpoint` rather than the one on disk (a preview).
 pub fn replay_from(
     log: &Path,
@@ -363,11 +431,21 @@ pub fn replay_from(
     checkpoint: Option<&Checkpoint>,
     active: bool,
 ) -> Result<Replayed, Missing> {
+    replay_with(log, key, checkpoint, active, None)
+}
+
+fn replay_with(
+    log: &Path,
+    key: Option<&ChainKey>,
+    checkpoint: Option<&Checkpoint>,
+    active: bool,
+    window: Option<Duration>,
+) -> Result<Replayed, Missing> {
     let mut all = files(log);
     if !active {
         all.retain(|f| f != log);
     }
-    let mut state = checkpoint.map(State::from).unwrap_or_default();
+    let mut state = State::start(checkpoint, window);
     let mut first = true;
     let mut out = Replayed::default();
     if let Some(cp) = checkpoint {
@@ -413,6 +491,7 @@ pub fn replay_from(
         .into_iter()
         .map(|(k, d)| (k, d.into()))
         .collect();
+    out.latch = state.latch;
     Ok(out)
 }
 
@@ -452,18 +531,28 @@ fn check_continues(
     }
 }
 
-/// Rebuild `ledger` from the log at `log` at start.
+/// Rebuild `ledger` from the log at `log` at start: the books, the desks' notionals and the
+/// latch's counts in windows of `window`.
 pub fn restore(
     ledger: &InMemoryRiskLedger,
     log: &Path,
     key: Option<&ChainKey>,
+    window: Duration,
 ) -> Result<Replayed, Missing> {
     let started = Instant::now();
-    let r = replay(log, key, true)?;
+    let r = replay_latched(log, key, true, window)?;
     ledger.load(
         r.books.iter().map(|(k, b)| (k.clone(), (*b).into())),
         r.desks.iter().map(|(k, d)| (k.clone(), (*d).into())),
     );
+    if let Some(latch) = &r.latch {
+        ledger.load_latch(
+            latch
+                .symbols
+                .iter()
+                .map(|(k, [w, n])| (k.clone(), (*w, *n))),
+        );
+    }
     tracing::info!(
         checkpoint = r.checkpoint.as_ref().map(|c| c.file.as_str()),
         files = r.files,
@@ -492,10 +581,14 @@ pub enum CheckpointError {
 }
 
 /// The audit log's retire hook: carry every rotated file into the checkpoint, so retention
-/// may delete them.
-pub fn checkpoint_rotated(log: &Path, key: Option<&ChainKey>) -> Result<(), CheckpointError> {
+/// may delete them; with the latch's counts in windows of `window`, when given.
+pub fn checkpoint_rotated(
+    log: &Path,
+    key: Option<&ChainKey>,
+    window: Option<Duration>,
+) -> Result<(), CheckpointError> {
     let before = read_checkpoint(log)?;
-    let r = replay(log, key, false)?;
+    let r = replay_with(log, key, before.as_ref(), false, window)?;
     let Some(covers) = r.last else {
         return Ok(());
     };
@@ -509,6 +602,7 @@ pub fn checkpoint_rotated(log: &Path, key: Option<&ChainKey>) -> Result<(), Chec
         reconciled: before.and_then(|b| b.reconciled),
         books: r.books,
         desks: r.desks,
+        latch: r.latch,
     };
     write_checkpoint(log, &cp).map_err(CheckpointError::Write)?;
     tracing::info!(covers = %cp.covers.file, lines = cp.covers.lines, symbols = cp.books.len(), "risk books checkpoint written");
@@ -542,6 +636,7 @@ pub fn baseline(
         reconciled: Some(reconciled),
         books,
         desks: BTreeMap::new(),
+        latch: None,
     })
 }
 
@@ -560,4 +655,26 @@ fn first_link(file: &Path) -> Result<Option<[u8; 32]>, CheckpointError> {
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latch_counts_per_window_and_never_goes_back() {
+        let mut latch = Latch::new(Duration::from_secs(60));
+        // The start of a minute.
+        let t: i64 = 1_761_000_000_000;
+        for i in 0..3 {
+            latch.count("AAPL", t + i * 1_000);
+        }
+        assert_eq!(latch.symbols["AAPL"], [t / 60_000, 3]);
+        // An order of an earlier window, read after, counts in the later one.
+        latch.count("AAPL", t - 1);
+        assert_eq!(latch.symbols["AAPL"], [t / 60_000, 4]);
+        // The next window starts over.
+        latch.count("AAPL", t + 60_000);
+        assert_eq!(latch.symbols["AAPL"], [t / 60_000 + 1, 1]);
+    }
 }

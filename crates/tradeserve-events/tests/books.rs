@@ -59,7 +59,7 @@ fn write(path: &Path, retain: usize, hook: bool, range: std::ops::Range<u64>) {
     let key = Some(ChainKey::Sha256);
     let on_retired = hook.then(|| {
         RetireHook(Arc::new(|log: &Path| {
-            books::checkpoint_rotated(log, Some(&ChainKey::Sha256)).map_err(Into::into)
+            books::checkpoint_rotated(log, Some(&ChainKey::Sha256), None).map_err(Into::into)
         }))
     });
     let config = AuditLogConfig {
@@ -155,7 +155,7 @@ fn history_that_is_really_missing_is_named_never_read_as_flat() {
     let only_first = tempfile::tempdir().unwrap();
     let copy = only_first.path().join("audit.jsonl");
     std::fs::copy(first, only_first.path().join(first.file_name().unwrap())).unwrap();
-    books::checkpoint_rotated(&copy, Some(&key)).unwrap();
+    books::checkpoint_rotated(&copy, Some(&key), None).unwrap();
     let cp = read_checkpoint(&copy).unwrap().unwrap();
     assert_eq!(cp.covers.file, first.file_name().unwrap().to_string_lossy());
     write_checkpoint(&path, &cp).unwrap();

@@ -141,10 +141,11 @@ fn start_sinks(config: &Config, metrics: &Metrics) -> Result<Sinks, StartError> 
         .chain_key()
         .map_err(|m| StartError::Config(crate::config::ConfigError::Invalid(m)))?;
     // Rotated files are carried into the risk books' checkpoint before retention may delete
-    // them (`tradeserve_events::books`).
+    // them (`tradeserve_events::books`), with the latch's counts of its current window.
     let key = chain.clone();
+    let window = Some(config.risk.repeated_execution_window);
     let on_retired = RetireHook(Arc::new(move |log: &std::path::Path| {
-        tradeserve_events::books::checkpoint_rotated(log, key.as_ref()).map_err(Into::into)
+        tradeserve_events::books::checkpoint_rotated(log, key.as_ref(), window).map_err(Into::into)
     }));
     let audit_log = match e.sink {
         SinkKind::AuditLog | SinkKind::Both => Some(Arc::new(AuditLog::start(
@@ -587,8 +588,10 @@ fn restored_ledger(
                 .events
                 .chain_key()
                 .map_err(|m| StartError::Config(crate::config::ConfigError::Invalid(m)))?;
+            let window = config.risk.repeated_execution_window;
+            let log = &config.events.audit_log;
             if let Err(missing) =
-                tradeserve_events::books::restore(&ledger, &config.events.audit_log, key.as_ref())
+                tradeserve_events::books::restore(&ledger, log, key.as_ref(), window)
             {
                 return Ok(Err(missing));
             }

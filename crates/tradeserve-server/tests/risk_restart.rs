@@ -27,17 +27,27 @@ fn order() -> Value {
 
 /// Limit 1,000 shares, rotation at 20 kB, one rotated file kept.
 fn start(dir: &Path) -> ServiceProcess {
+    start_with(dir, &[])
+}
+
+/// [`start`] with more settings.
+fn start_with(dir: &Path, more: &[(&str, &str)]) -> ServiceProcess {
     let path = |p: &str| dir.join(p).display().to_string();
-    ServiceProcess::start(
-        BIN,
-        &[
-            ("TRADESERVE_EVENTS__AUDIT_LOG", path("audit.jsonl")),
-            ("TRADESERVE_CONTROL__FILE", path("control.json")),
-            ("TRADESERVE_RISK__MAX_POSITION_SHARES", "1000".into()),
-            ("TRADESERVE_EVENTS__AUDIT_ROTATE_BYTES", "20000".into()),
-            ("TRADESERVE_EVENTS__AUDIT_RETAIN_FILES", "1".into()),
-        ],
-    )
+    let mut env = vec![
+        ("TRADESERVE_EVENTS__AUDIT_LOG", path("audit.jsonl")),
+        ("TRADESERVE_CONTROL__FILE", path("control.json")),
+        ("TRADESERVE_RISK__MAX_POSITION_SHARES", "1000".into()),
+        ("TRADESERVE_EVENTS__AUDIT_ROTATE_BYTES", "20000".into()),
+        ("TRADESERVE_EVENTS__AUDIT_RETAIN_FILES", "1".into()),
+        // Orders are counted at the wall clock: one latch window spans the whole test (its
+        // next boundary is centuries away), so no run crosses one.
+        (
+            "TRADESERVE_RISK__REPEATED_EXECUTION_WINDOW",
+            "100000days".into(),
+        ),
+    ];
+    env.extend(more.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    ServiceProcess::start(BIN, &env)
 }
 
 /// Orders approved in a row until the first refusal, which must be the position limit.
@@ -109,6 +119,35 @@ fn retention_then_kill_9_does_not_reopen_a_position_limit() {
     assert_eq!(approvals_until_the_limit(&api), 6);
     let (s, _) = api.call("GET", "/health/ready", Value::Null);
     assert_eq!(s, 200);
+}
+
+#[test]
+fn retention_then_kill_9_does_not_restart_the_repeated_execution_latch_count() {
+    let dir = tempfile::tempdir().unwrap();
+    // Ten orders in one latch window, carried by the checkpoint when retention deleted their
+    // file; then `kill -9` within the same window.
+    orders_then_retention(dir.path());
+    let cp = std::fs::read_to_string(checkpoint_path(&dir.path().join("audit.jsonl"))).unwrap();
+    let cp: Value = serde_json::from_str(&cp).unwrap();
+    assert_eq!(cp["latch"]["window_ms"], 100_000 * 86_400_000_i64, "{cp}");
+    assert_eq!(cp["latch"]["symbols"]["AAPL"][1], 10, "{cp}");
+    // At most 12 a window: orders 11 and 12 pass, the 13th trips the latch (the position
+    // limit is 6 orders away). A count started over would approve 6 more and stop at the
+    // position limit instead.
+    let server = start_with(
+        dir.path(),
+        &[("TRADESERVE_RISK__REPEATED_EXECUTION_MAX", "12")],
+    );
+    let api = Api::new(&server.url());
+    for _ in 0..2 {
+        let (s, d) = api.call("POST", "/api/v1/predict", order());
+        assert_eq!(s, 200, "{d}");
+    }
+    let (s, d) = api.call("POST", "/api/v1/predict", order());
+    assert_eq!(s, 403, "{d}");
+    let checks = &d["risk_validation"]["checks"];
+    assert_eq!(checks["repeated_execution"], "fail", "{d}");
+    assert_eq!(checks["position_limit"], "pass", "{d}");
 }
 
 #[test]
