@@ -29,6 +29,9 @@ pub struct Target<'a> {
 pub struct Rebuilt {
     pub books: BTreeMap<String, SymbolBook>,
     pub desks: BTreeMap<String, (time::Date, u64)>,
+    /// Each symbol's repeated-execution latch count: its window (as the ledger numbers them)
+    /// and the fleet's approved orders in it.
+    pub latch: BTreeMap<String, (i64, u64)>,
 }
 
 /// Who rebuilds, and why (kept in the ledger's hash).
@@ -118,7 +121,12 @@ pub async fn write(
         tx.del(key).ignore();
     }
     for (symbol, book) in &fleet.books {
-        tx.hset_multiple(format!("{prefix}:risk:{symbol}"), &book_fields(book))
+        let mut fields = book_fields(book);
+        if let Some((window, n)) = fleet.latch.get(symbol) {
+            fields.push(("win", window.to_string()));
+            fields.push(("win_n", n.to_string()));
+        }
+        tx.hset_multiple(format!("{prefix}:risk:{symbol}"), &fields)
             .ignore();
     }
     tx.del(&ledger).ignore();

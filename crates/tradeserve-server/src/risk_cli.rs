@@ -190,7 +190,8 @@ fn positions(file: &Path) -> anyhow::Result<BTreeMap<String, Book>> {
 fn rebuild_shared(a: &RebuildArgs) -> anyhow::Result<()> {
     let config = Config::load(a.config.as_deref(), None)?;
     let key = config.events.chain_key().map_err(anyhow::Error::msg)?;
-    let fleet = risk_rebuild::fleet_books(&a.audit_logs, key.as_ref())
+    let window = config.risk.repeated_execution_window;
+    let fleet = risk_rebuild::fleet_books(&a.audit_logs, key.as_ref(), window)
         .map_err(|m| anyhow::anyhow!("{m}"))?;
     let rebuild = Rebuild {
         by: a.by.clone(),
@@ -225,6 +226,7 @@ fn rebuild_shared(a: &RebuildArgs) -> anyhow::Result<()> {
         "ledger_after": written,
         "books": fleet.books,
         "desks": fleet.desks,
+        "latch": fleet.latch.iter().map(|(s, [w, n])| (s.clone(), json!({"window": w, "orders": n}))).collect::<serde_json::Map<_, _>>(),
         "sources": fleet.sources,
     }))
 }

@@ -37,16 +37,27 @@ pub struct Source {
 pub struct FleetBooks {
     pub books: BTreeMap<String, Book>,
     pub desks: BTreeMap<String, Desk>,
+    /// Each symbol's latch count: `[window, approved orders]`, summed over the logs whose
+    /// count is of the latest window.
+    pub latch: BTreeMap<String, [i64; 2]>,
     pub sources: Vec<Source>,
 }
 
-/// Replay each replica's audit log (checkpoint and all) and sum the books. Any log whose
-/// history is missing stops the rebuild: reconcile that replica's log first.
-pub fn fleet_books(logs: &[PathBuf], key: Option<&ChainKey>) -> Result<FleetBooks, Missing> {
+/// Replay each replica's audit log (checkpoint and all) and sum the books, and the latch's
+/// counts in windows of `window`. Any log whose history is missing stops the rebuild:
+/// reconcile that replica's log first.
+pub fn fleet_books(
+    logs: &[PathBuf],
+    key: Option<&ChainKey>,
+    window: std::time::Duration,
+) -> Result<FleetBooks, Missing> {
     let mut fleet = FleetBooks::default();
     for log in logs {
-        let r = books::replay(log, key, true)
+        let r = books::replay_latched(log, key, true, window)
             .map_err(|m| Missing(format!("{}: {}", log.display(), m.0)))?;
+        for (symbol, c) in r.latch.iter().flat_map(|l| &l.symbols) {
+            add_latch(fleet.latch.entry(symbol.clone()).or_insert([c[0], 0]), *c);
+        }
         for (symbol, book) in &r.books {
             add(fleet.books.entry(symbol.clone()).or_insert(EMPTY), book);
         }
@@ -85,6 +96,15 @@ const EMPTY: Book = Book {
     orders_today: 0,
 };
 
+/// The latch's counts add up in the latest window; a log's count of an earlier window is over.
+fn add_latch(total: &mut [i64; 2], c: [i64; 2]) {
+    match c[0].cmp(&total[0]) {
+        std::cmp::Ordering::Greater => *total = c,
+        std::cmp::Ordering::Equal => total[1] = total[1].saturating_add(c[1]),
+        std::cmp::Ordering::Less => {}
+    }
+}
+
 /// Positions add up; the day's order count is the sum over the books on the latest day.
 fn add(total: &mut Book, b: &Book) {
     total.position += b.position;
@@ -119,6 +139,11 @@ pub fn rebuilt(fleet: &FleetBooks) -> Rebuilt {
             .iter()
             .map(|(desk, d)| (desk.clone(), (d.day, d.notional_cents)))
             .collect(),
+        latch: fleet
+            .latch
+            .iter()
+            .map(|(symbol, [w, n])| (symbol.clone(), (*w, u64::try_from(*n).unwrap_or(0))))
+            .collect(),
     }
 }
 
@@ -150,5 +175,14 @@ mod tests {
             add(&mut total, &b);
         }
         assert_eq!(total, book(82, Some(15), 3));
+    }
+
+    #[test]
+    fn latch_counts_add_in_the_latest_window_only() {
+        let mut total = [0, 0];
+        for c in [[7, 4], [7, 3], [6, 9], [8, 1], [8, 2], [7, 5]] {
+            add_latch(&mut total, c);
+        }
+        assert_eq!(total, [8, 3]);
     }
 }

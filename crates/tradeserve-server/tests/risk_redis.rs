@@ -118,6 +118,22 @@ async fn book(url: &str, key: &str) -> (i64, i64) {
     (p.unwrap_or(0), o.unwrap_or(0))
 }
 
+/// A latch window longer than any test (`100000days`).
+const LATCH_WINDOW: std::time::Duration = std::time::Duration::from_secs(100_000 * 86_400);
+
+/// The latch's count in the book's current window (`win_n`).
+async fn latch_count(url: &str, key: &str) -> u64 {
+    let client = tradeserve_testkit::redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let n: Option<u64> = tradeserve_testkit::redis::cmd("HGET")
+        .arg(key)
+        .arg("win_n")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    n.unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs redis-server (scripts/test.sh installs it)"]
 async fn two_replicas_and_64_clients_never_pass_the_position_limit_together() {
@@ -281,6 +297,8 @@ async fn a_redis_restarted_empty_under_load_approves_nothing_past_the_limit_unti
             c.risk.max_concentration = 1.0;
             c.risk.portfolio_capital = 1e15;
             c.risk.max_order_notional = 1e12;
+            // Orders are timed by the wall clock: one latch window for the whole test.
+            c.risk.repeated_execution_window = LATCH_WINDOW;
         }))
     };
     // A ledger never initialised refuses, and says how to fix it.
@@ -340,15 +358,23 @@ async fn a_redis_restarted_empty_under_load_approves_nothing_past_the_limit_unti
         .iter()
         .map(|h| h.audit_path.display().to_string())
         .collect();
-    let rebuilt = rebuild_shared(
+    let rebuilt = tradeserve_testkit::service::rebuild_shared_ledger_with(
+        env!("CARGO_BIN_EXE_tradeserve"),
         &url,
         "reset",
         &["--audit-log", &logs[0], "--audit-log", &logs[1]],
+        &[("TRADESERVE_RISK__REPEATED_EXECUTION_WINDOW", "100000days")],
     );
     let symbol = body.split('"').nth(3).unwrap();
     assert_eq!(
         rebuilt["books"][symbol]["position"].as_i64().unwrap(),
         signed * before as i64,
+        "{rebuilt}"
+    );
+    // The latch's count in its window is the fleet's too, so the rebuild does not restart it.
+    assert_eq!(
+        rebuilt["latch"][symbol]["orders"].as_u64().unwrap(),
+        before as u64,
         "{rebuilt}"
     );
     eventually_async("the limit reached on both replicas", || async {
@@ -369,6 +395,11 @@ async fn a_redis_restarted_empty_under_load_approves_nothing_past_the_limit_unti
     assert!(answered.2 > 0, "the outage was seen: {answered:?}");
     let (position, _) = book(&url, &format!("reset:risk:{symbol}")).await;
     assert_eq!(position, signed * 100);
+    // The latch counted on from the rebuilt count: every approved order is in its window.
+    assert_eq!(
+        latch_count(&url, &format!("reset:risk:{symbol}")).await,
+        100
+    );
     for h in &replicas {
         let (s, _, stats) = readiness(h).await;
         assert_eq!(s, StatusCode::OK);

@@ -163,7 +163,19 @@ pub fn rebuild_shared_ledger(
     prefix: &str,
     args: &[&str],
 ) -> serde_json::Value {
+    rebuild_shared_ledger_with(bin, redis_url, prefix, args, &[])
+}
+
+/// [`rebuild_shared_ledger`] with more settings in the environment (`TRADESERVE_…` pairs).
+pub fn rebuild_shared_ledger_with(
+    bin: &str,
+    redis_url: &str,
+    prefix: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> serde_json::Value {
     let out = Command::new(bin)
+        .envs(env.iter().copied())
         .args(["risk", "rebuild-shared"])
         .args(args)
         .args(["--by", "ci", "--reason", "test", "--write"])
