@@ -66,6 +66,18 @@ python3 scripts/module_cycles.py
 python3 scripts/fn_sizes.py
 python3 scripts/error_style.py
 
+# --- The manual: every link resolves, and the book builds (mdBook, from crates.io once) -------
+step "every link in the README and the book resolves"
+python3 scripts/doc_links.py
+mdbook_version=0.5.4
+mdbook_root="$cache/mdbook-$mdbook_version"
+if [ ! -x "$mdbook_root/bin/mdbook" ]; then
+  step "building mdBook $mdbook_version into $mdbook_root (once; a few minutes)"
+  cargo install "mdbook@$mdbook_version" --locked --root "$mdbook_root"
+fi
+step "the book builds (mdbook build: every chapter in docs/SUMMARY.md exists; into $target_dir/book)"
+"$mdbook_root/bin/mdbook" build --dest-dir "$target_dir/book"
+
 # A venv at $1 holding the pinned requirements $2 ($3 says what), rebuilt when they change.
 pinned_venv() {
   local venv=$1 requirements=$2 what=$3

@@ -1,7 +1,7 @@
 //! Reading requests: bodies (the size and time limits, and strict JSON parsing with the
-//! statuses the README lists: 400 not JSON / not an object, 408 too slow, 413 too large, 422 a
-//! bad field), path ids in the error shape, and who is asking and why, for the audit trail of
-//! control changes.
+//! statuses the API guide (docs/api.md) lists: 400 not JSON / not an object, 408 too slow,
+//! 413 too large, 422 a bad field), path ids in the error shape, and who is asking and why,
+//! for the audit trail of control changes.
 
 use std::sync::Arc;
 
