@@ -37,6 +37,7 @@
 
 pub mod arm_stats;
 pub mod blend;
+pub mod bounded;
 pub mod control;
 pub mod decision;
 pub mod error;

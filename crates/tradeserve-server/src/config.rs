@@ -132,9 +132,6 @@ impl Config {
         if self.events.sink != SinkKind::AuditLog {
             self.events.kafka.validate().map_err(ConfigError::Invalid)?;
         }
-        if self.events.fsync_interval.is_zero() {
-            return invalid("events.fsync_interval must be > 0".into());
-        }
         if self.events.audit_chain {
             self.events.chain_key().map_err(ConfigError::Invalid)?;
         }
@@ -223,7 +220,6 @@ fn misspelled_env(names: impl Iterator<Item = String>) -> Result<(), ConfigError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
     use tradeserve_core::types::Role;
 
     /// An environment provider that sees nothing, so tests do not depend on the shell.
@@ -240,7 +236,10 @@ mod tests {
     fn defaults_are_valid() {
         let c = load(None, None).unwrap();
         assert_eq!(c, Config::default());
-        assert_eq!(c.server.request_deadline, Duration::from_millis(40));
+        assert_eq!(
+            c.server.request_deadline,
+            tradeserve_core::bounded::PositiveDuration::millis(40)
+        );
     }
 
     #[test]
@@ -260,7 +259,10 @@ mod tests {
         )
         .unwrap();
         let c = load(Some(&path), Some("127.0.0.1:0")).unwrap();
-        assert_eq!(c.server.request_deadline, Duration::from_millis(25));
+        assert_eq!(
+            c.server.request_deadline,
+            tradeserve_core::bounded::PositiveDuration::millis(25)
+        );
         assert_eq!(c.server.listen, "127.0.0.1:0");
         assert_eq!(c.risk.max_daily_orders, 7);
         assert_eq!(c.risk.restricted_symbols, vec!["GME".to_owned()]);
@@ -299,7 +301,10 @@ mod tests {
             assert_eq!(c.server.listen, "127.0.0.1:9999");
             assert_eq!(c.risk.restricted_symbols, vec!["GME".to_owned()]);
             assert_eq!(c.models.versions.bull_specialist, "2");
-            assert_eq!(c.server.request_deadline, Duration::from_millis(25));
+            assert_eq!(
+                c.server.request_deadline,
+                tradeserve_core::bounded::PositiveDuration::millis(25)
+            );
             Ok(())
         });
     }
@@ -413,5 +418,36 @@ mod tests {
         }
         let missing = load(Some(Path::new("/nonexistent.toml")), None);
         assert!(missing.unwrap_err().to_string().contains("does not exist"));
+    }
+
+    #[test]
+    fn a_zero_duration_is_refused_while_reading_and_the_error_names_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = [
+            ("server", "request_deadline"),
+            ("server", "header_read_timeout"),
+            ("server", "body_read_timeout"),
+            ("server", "idle_timeout"),
+            ("server.tls", "reload_interval"),
+            ("events", "fsync_interval"),
+            ("ledger", "timeout"),
+            ("control", "store_timeout"),
+            ("models.mlflow", "request_timeout"),
+            ("models.remote", "status_interval"),
+            ("models.remote", "circuit_open_for"),
+            ("features.live", "max_bar_age"),
+        ];
+        for (section, key) in keys {
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, format!("[{section}]\n{key} = \"0s\"\n")).unwrap();
+            let err = load(Some(&path), None).unwrap_err().to_string();
+            assert!(
+                err.contains("expected a duration greater than zero")
+                    && err.contains(&format!("{section}.{key}")),
+                "{section}.{key} → {err}"
+            );
+            std::fs::write(&path, format!("[{section}]\n{key} = \"250ms\"\n")).unwrap();
+            load(Some(&path), None).unwrap();
+        }
     }
 }

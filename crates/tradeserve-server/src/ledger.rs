@@ -2,7 +2,7 @@
 //! (rebuilt from its audit log, [`tradeserve_events::books`]) or the fleet's shared ledger in Redis
 //! ([`tradeserve_redis::risk_ledger`]) — and what happens while Redis cannot answer.
 
-use std::time::Duration;
+use tradeserve_core::bounded::PositiveDuration;
 use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
@@ -20,8 +20,7 @@ pub struct LedgerConfig {
     /// `<prefix>:risk:<symbol>` (see `tradeserve_redis::risk_ledger`).
     pub redis_prefix: String,
     /// Deadline of each call to Redis.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
+    pub timeout: PositiveDuration,
     /// Redis unreachable: `reject` (503 `risk_unavailable`) or `local` (this replica's books).
     pub on_unavailable: Unavailable,
 }
@@ -46,7 +45,7 @@ impl Default for LedgerConfig {
             store: LedgerStore::Memory,
             redis_url: "redis://127.0.0.1:6379/0".into(),
             redis_prefix: "tradeserve".into(),
-            timeout: Duration::from_millis(20),
+            timeout: PositiveDuration::millis(20),
             on_unavailable: Unavailable::Reject,
         }
     }
@@ -57,9 +56,6 @@ impl LedgerConfig {
         if self.store == LedgerStore::Redis {
             tradeserve_redis::check_url(&self.redis_url)
                 .map_err(|e| format!("ledger.redis_url: {e}"))?;
-        }
-        if self.timeout.is_zero() {
-            return Err("ledger.timeout must be > 0".into());
         }
         Ok(())
     }

@@ -312,7 +312,7 @@ pub fn manager(
     let client = tradeserve_models::mlflow::MlflowClient::new(
         &m.tracking_uri,
         m.token(),
-        m.request_timeout,
+        m.request_timeout.get(),
     )?;
     Ok(RegistryManager::new(
         MlflowRegistry::new(client, ModelCache::new(&m.cache_dir), m.role_specs()),

@@ -206,7 +206,7 @@ fn rebuild_shared(a: &RebuildArgs) -> anyhow::Result<()> {
             let at = tradeserve_redis::rebuild::Target {
                 url: &config.ledger.redis_url,
                 prefix: &config.ledger.redis_prefix,
-                timeout: config.ledger.timeout,
+                timeout: config.ledger.timeout.get(),
             };
             let before = tradeserve_redis::rebuild::ledger_state(&at).await?;
             let written = match a.write {

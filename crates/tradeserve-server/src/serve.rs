@@ -151,7 +151,7 @@ fn start_sinks(config: &Config, metrics: &Metrics) -> Result<Sinks, StartError> 
         SinkKind::AuditLog | SinkKind::Both => Some(Arc::new(AuditLog::start(
             AuditLogConfig {
                 path: e.audit_log.clone(),
-                fsync_interval: e.fsync_interval,
+                fsync_interval: e.fsync_interval.get(),
                 rotate_bytes: e.audit_rotate_bytes,
                 retain_files: e.audit_retain_files,
                 probe_interval: Duration::from_secs(1),
@@ -184,7 +184,7 @@ fn start_sinks(config: &Config, metrics: &Metrics) -> Result<Sinks, StartError> 
                     create_topic: k.create_topic,
                     wal: k.wal.then(|| WalConfig {
                         path: k.spool_dir.join("wal.jsonl"),
-                        fsync_interval: e.fsync_interval,
+                        fsync_interval: e.fsync_interval.get(),
                         segment_bytes: k.wal_segment_bytes,
                     }),
                 },
@@ -355,7 +355,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         bars_bytes: config.features.live.post_limit_bytes,
         body: crate::state::BodyLimits {
             bytes: config.server.body_limit_bytes,
-            timeout: config.server.body_read_timeout,
+            timeout: config.server.body_read_timeout.get(),
         },
         arms,
         kafka_sink: sinks.kafka.is_some(),
@@ -458,7 +458,7 @@ fn arm_book(
                 OutcomeStore::new(
                     &c.redis_url,
                     &c.redis_prefix,
-                    c.store_timeout,
+                    c.store_timeout.get(),
                     c.fleet_outcome_ttl,
                 )
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?,
@@ -479,7 +479,7 @@ fn shadow_pool(
         ShadowConfig {
             capacity: config.control.shadow_queue,
             sizing: config.sizing.clone(),
-            remote_deadline: config.server.request_deadline,
+            remote_deadline: config.server.request_deadline.get(),
             fallback: config.models.remote.fallback,
         },
         Arc::clone(events),
@@ -533,8 +533,8 @@ fn risk_ledger(config: &Config) -> Result<Arc<dyn RiskLedger>, StartError> {
         },
         Unavailable::Reject => None,
     };
-    let shared =
-        RedisRiskLedger::new(&l.redis_url, &l.redis_prefix, l.timeout, local).map_err(|m| {
+    let shared = RedisRiskLedger::new(&l.redis_url, &l.redis_prefix, l.timeout.get(), local)
+        .map_err(|m| {
             StartError::Config(crate::config::ConfigError::Invalid(
                 format!("ledger.redis_url: {m}").into(),
             ))
@@ -555,11 +555,11 @@ fn idempotency_store(
     let shared = match (config.ledger.store, config.control.store) {
         (LedgerStore::Redis, _) => {
             let l = &config.ledger;
-            Some((&l.redis_url, &l.redis_prefix, l.timeout))
+            Some((&l.redis_url, &l.redis_prefix, l.timeout.get()))
         }
         (_, StoreKind::Redis) => {
             let c = &config.control;
-            Some((&c.redis_url, &c.redis_prefix, c.store_timeout))
+            Some((&c.redis_url, &c.redis_prefix, c.store_timeout.get()))
         }
         _ => None,
     };
@@ -620,7 +620,7 @@ fn control_plane(
         StoreKind::Redis => Arc::new(RedisStore::new(
             &c.redis_url,
             &c.redis_prefix,
-            c.store_timeout,
+            c.store_timeout.get(),
         )?),
     };
     let catalog = ModelCatalog::new(
@@ -638,7 +638,7 @@ fn control_plane(
             FleetStats::new(
                 &c.redis_url,
                 &c.redis_prefix,
-                c.store_timeout,
+                c.store_timeout.get(),
                 c.fleet_ttl,
                 FleetStats::process_id(),
             )
@@ -656,7 +656,7 @@ fn pipeline_config(config: &Config) -> PipelineConfig {
             max_clock_skew: time::Duration::try_from(config.server.max_clock_skew)
                 .unwrap_or(time::Duration::seconds(5)),
         },
-        deadline: config.server.request_deadline,
+        deadline: config.server.request_deadline.get(),
         explain: config.explain,
         on_event_failure: config.events.on_failure,
         backend_fallback: config.models.remote.fallback,
@@ -780,7 +780,7 @@ pub fn start_steward(
         move || routed.routed(),
         remote,
         Arc::clone(&state.steward),
-        config.models.remote.status_interval,
+        config.models.remote.status_interval.get(),
     )))
 }
 
@@ -796,7 +796,7 @@ pub async fn run(
         .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))??;
     service.tls = Tls::load(&config.server.tls).map_err(StartError::Tls)?;
     provide_champion(&service.state).await?;
-    let startup_timeout = config.models.mlflow.request_timeout * 3;
+    let startup_timeout = config.models.mlflow.request_timeout.get() * 3;
     // Models first (the registry may set the champion), then the control state over them.
     let mut tasks: Vec<tokio::task::JoinHandle<()>> =
         start_registry(&service.state, startup_timeout)
@@ -868,8 +868,8 @@ async fn serve_until(
     let s = &config.server;
     let mut connections = Connections::new(ConnLimits {
         max_connections,
-        header_read_timeout: s.header_read_timeout,
-        idle_timeout: s.idle_timeout,
+        header_read_timeout: s.header_read_timeout.get(),
+        idle_timeout: s.idle_timeout.get(),
     })
     .with_tls(service.tls.clone());
     let app = router(Arc::clone(&service.state));

@@ -375,7 +375,10 @@ async fn overload_not_ready_and_deadline() {
     assert_error(&v, "not_ready");
 
     // A deadline no request can meet → 504, and no decision is recorded.
-    let h = harness_with(|c| c.server.request_deadline = Duration::from_nanos(1));
+    let h = harness_with(|c| {
+        c.server.request_deadline =
+            tradeserve_core::bounded::PositiveDuration::new(Duration::from_nanos(1)).unwrap()
+    });
     let (s, v) = predict(&h, r#"{"symbol":"AAPL"}"#).await;
     assert_eq!(s, StatusCode::GATEWAY_TIMEOUT);
     assert_error(&v, "deadline_exceeded");
@@ -628,7 +631,9 @@ async fn models_symbols_and_openapi() {
 #[tokio::test]
 async fn an_explained_decision_is_the_same_decision_with_attributions() {
     // An explanation takes ~4 ms in a release build, ~100 in this debug one.
-    let h = harness_with(|c| c.server.request_deadline = HANG);
+    let h = harness_with(|c| {
+        c.server.request_deadline = tradeserve_core::bounded::PositiveDuration::new(HANG).unwrap()
+    });
     let body = |explain: bool| {
         format!(
             r#"{{"symbol":"NVDA","timestamp":"2025-10-14T15:00:00Z","risk_check":false,"explain":{explain}}}"#

@@ -693,7 +693,7 @@ async fn a_redis_outage_keeps_the_champion_serving_and_the_kill_switch_working()
     let h = harness_with(move |c| {
         c.control.store = tradeserve_server::config::StoreKind::Redis;
         c.control.redis_url = url;
-        c.control.store_timeout = std::time::Duration::from_millis(300);
+        c.control.store_timeout = tradeserve_core::bounded::PositiveDuration::millis(300);
     });
     let (s, _) = post(&h, "/api/v1/experiments", &EXP.replace("0.5", "1.0")).await;
     assert_eq!(s, StatusCode::CREATED);

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use proptest::prop_assert;
 use tradeserve_fuzz::{body, runner};
@@ -17,7 +17,7 @@ use tradeserve_fuzz::{body, runner};
 async fn every_endpoint_answers_random_bodies_with_a_4xx_in_the_error_shape_never_a_5xx() {
     let h = common::harness_with(|c| {
         c.features.source = tradeserve_server::config::FeatureSourceKind::Replay;
-        c.server.request_deadline = Duration::from_secs(30);
+        c.server.request_deadline = tradeserve_core::bounded::PositiveDuration::secs(30);
     });
     let live = common::harness_with(|c| {
         c.features.source = tradeserve_server::config::FeatureSourceKind::Live;

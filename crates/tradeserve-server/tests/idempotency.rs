@@ -183,7 +183,7 @@ async fn a_keyed_request_is_refused_while_the_shared_key_store_is_unreachable() 
     let h = harness_with(|c| {
         c.ledger.store = tradeserve_server::ledger::LedgerStore::Redis;
         c.ledger.redis_url = "redis://127.0.0.1:1/0".into();
-        c.ledger.timeout = std::time::Duration::from_millis(200);
+        c.ledger.timeout = tradeserve_core::bounded::PositiveDuration::millis(200);
     });
     let unkeyed = r#"{"symbol":"AAPL","risk_check":false}"#;
     assert_eq!(send(&h, &[], unkeyed).await.0, StatusCode::OK);

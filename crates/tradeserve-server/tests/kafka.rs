@@ -33,7 +33,7 @@ async fn the_topic_holds_exactly_the_decisions_clients_received() {
     config.events.kafka.brokers = cluster.bootstrap_servers();
     config.events.kafka.create_topic = false; // the mock broker has no admin API
     config.events.kafka.spool_dir = dir.path().join("spool");
-    config.server.request_deadline = HANG;
+    config.server.request_deadline = tradeserve_core::bounded::PositiveDuration::new(HANG).unwrap();
     let c = config.clone();
     let service =
         tokio::task::spawn_blocking(move || build_with_clock(&c, ReplayClock::Fixed(500)))

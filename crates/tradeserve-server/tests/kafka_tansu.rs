@@ -36,7 +36,7 @@ fn config(brokers: &str, dir: &std::path::Path) -> Config {
     c.events.kafka.spool_dir = dir.join("spool");
     c.events.kafka.probe_interval = Duration::from_millis(500);
     c.control.file = dir.join("control.json");
-    c.server.request_deadline = HANG;
+    c.server.request_deadline = tradeserve_core::bounded::PositiveDuration::new(HANG).unwrap();
     c
 }
 

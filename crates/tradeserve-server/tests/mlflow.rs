@@ -41,10 +41,11 @@ fn config(url: &str, cache: &std::path::Path, audit: &std::path::Path) -> Config
     c.models.mlflow.tracking_uri = url.to_owned();
     c.models.mlflow.cache_dir = cache.to_path_buf();
     c.models.mlflow.poll_interval = POLL;
-    c.models.mlflow.request_timeout = HANG;
+    c.models.mlflow.request_timeout =
+        tradeserve_core::bounded::PositiveDuration::new(HANG).unwrap();
     // No request may fail during swaps and outages: a debug build on a busy machine can take
     // longer than the default 40 ms deadline, which is not what these tests are about.
-    c.server.request_deadline = HANG;
+    c.server.request_deadline = tradeserve_core::bounded::PositiveDuration::new(HANG).unwrap();
     c.events.audit_log = audit.join("audit.jsonl");
     c.control.file = audit.join("control.json");
     c

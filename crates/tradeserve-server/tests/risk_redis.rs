@@ -68,7 +68,7 @@ fn replica(
         c.ledger.store = LedgerStore::Redis;
         c.ledger.redis_url = url;
         c.ledger.redis_prefix = prefix;
-        c.ledger.timeout = std::time::Duration::from_millis(500);
+        c.ledger.timeout = tradeserve_core::bounded::PositiveDuration::millis(500);
         edit(c);
     })
 }

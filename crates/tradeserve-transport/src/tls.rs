@@ -6,7 +6,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
+use tradeserve_core::bounded::PositiveDuration;
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -29,8 +30,7 @@ pub struct TlsConfig {
     /// PEM CA certificates: when set, every client must present a certificate it signed.
     pub client_ca_file: Option<PathBuf>,
     /// How often the files are checked for a change.
-    #[serde(with = "humantime_serde")]
-    pub reload_interval: Duration,
+    pub reload_interval: PositiveDuration,
 }
 
 impl Default for TlsConfig {
@@ -39,7 +39,7 @@ impl Default for TlsConfig {
             cert_file: None,
             key_file: None,
             client_ca_file: None,
-            reload_interval: Duration::from_secs(10),
+            reload_interval: PositiveDuration::secs(10),
         }
     }
 }
@@ -53,12 +53,7 @@ impl TlsConfig {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         match (&self.cert_file, &self.key_file) {
             (None, None) if self.client_ca_file.is_none() => Ok(()),
-            (Some(_), Some(_)) => {
-                if self.reload_interval.is_zero() {
-                    return Err("server.tls.reload_interval must be > 0".into());
-                }
-                build(self).map(|_| ())
-            }
+            (Some(_), Some(_)) => build(self).map(|_| ()),
             _ => Err(
                 "server.tls needs both cert_file and key_file (client_ca_file only with them)"
                     .into(),
@@ -176,7 +171,7 @@ impl Tls {
     pub fn spawn_reloader(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let tls = Arc::clone(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(tls.config.reload_interval);
+            let mut tick = tokio::time::interval(tls.config.reload_interval.get());
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             loop {

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tradeserve_core::bounded::PositiveDuration;
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
@@ -24,7 +25,7 @@ use crate::replay::fmt_ts;
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveConfig {
     /// A decision whose newest bar is older than this is refused (`stale_features`).
-    pub max_bar_age: Duration,
+    pub max_bar_age: PositiveDuration,
     /// Bars of features kept per symbol for point-in-time requests (5 trading days of
     /// one-minute bars by default).
     pub retain_bars: usize,
@@ -38,7 +39,7 @@ pub struct LiveConfig {
 impl Default for LiveConfig {
     fn default() -> Self {
         LiveConfig {
-            max_bar_age: Duration::from_secs(120),
+            max_bar_age: PositiveDuration::secs(120),
             retain_bars: 5 * 390,
             reorder_window: Duration::from_secs(300),
             universe: None,
@@ -255,7 +256,7 @@ impl LiveFeatures {
         let end = OffsetDateTime::from_unix_timestamp(point.ts)
             .map_err(|e| FeatureError::Unavailable(format!("bad bar time: {e}")))?;
         let age = (self.clock)() - end;
-        let max = self.config.max_bar_age;
+        let max = self.config.max_bar_age.get();
         if age > max {
             return Err(FeatureError::Stale {
                 symbol: symbol.to_owned(),

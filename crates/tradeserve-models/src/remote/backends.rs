@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tradeserve_core::bounded::PositiveDuration;
 use tradeserve_core::error::InvalidSetting;
 
 use parking_lot::Mutex;
@@ -40,8 +41,7 @@ pub struct RemoteConfig {
     /// Consecutive failures that open a remote role's circuit (calls then fail at once).
     pub circuit_failures: u32,
     /// How long the circuit stays open before one probe call (doubling on failed probes).
-    #[serde(with = "humantime_serde")]
-    pub circuit_open_for: Duration,
+    pub circuit_open_for: PositiveDuration,
     /// Micro-batching: concurrent decisions needing the same remote model share one call of
     /// up to this many rows (1: every request calls alone). Batches form from what queued
     /// while `batch_in_flight` calls were busy, with no timer: no added latency at low load
@@ -53,8 +53,7 @@ pub struct RemoteConfig {
     /// How often the steward reads each routed remote version's status from its server (and,
     /// on TorchServe, sets the default version, re-registers what a restart lost and
     /// unregisters what nothing routes to).
-    #[serde(with = "humantime_serde")]
-    pub status_interval: Duration,
+    pub status_interval: PositiveDuration,
 }
 
 impl Default for RemoteConfig {
@@ -62,10 +61,10 @@ impl Default for RemoteConfig {
         RemoteConfig {
             fallback: Default::default(),
             circuit_failures: 5,
-            circuit_open_for: Duration::from_secs(1),
+            circuit_open_for: PositiveDuration::secs(1),
             batch_max_rows: 16,
             batch_in_flight: 4,
-            status_interval: Duration::from_secs(5),
+            status_interval: PositiveDuration::secs(5),
         }
     }
 }
@@ -73,18 +72,13 @@ impl Default for RemoteConfig {
 impl RemoteConfig {
     /// Check the values; the message names the key.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
-        if self.status_interval.is_zero() {
-            return Err("models.remote.status_interval must be positive".into());
-        }
         if self.batch_max_rows == 0 || self.batch_in_flight == 0 {
             return Err(
                 "models.remote.batch_max_rows and batch_in_flight must be at least 1".into(),
             );
         }
-        if self.circuit_failures == 0 || self.circuit_open_for.is_zero() {
-            return Err(
-                "models.remote.circuit_failures and circuit_open_for must be greater than 0".into(),
-            );
+        if self.circuit_failures == 0 {
+            return Err("models.remote.circuit_failures must be greater than 0".into());
         }
         Ok(())
     }
@@ -193,7 +187,7 @@ impl RemoteBackends {
             torchserve: TorchServe::new(config.torchserve).map_err(client("torchserve"))?,
             breaker: BreakerConfig {
                 failures: config.remote.circuit_failures,
-                open_for: config.remote.circuit_open_for,
+                open_for: config.remote.circuit_open_for.get(),
             },
             batching: (config.remote.batch_max_rows > 1).then_some(BatchConfig {
                 max_rows: config.remote.batch_max_rows,

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
+use tradeserve_core::bounded::PositiveDuration;
 use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
@@ -22,8 +23,7 @@ pub struct ControlConfig {
     /// Keys are `<prefix>:…`.
     pub redis_prefix: String,
     /// Deadline of each call to the store.
-    #[serde(with = "humantime_serde")]
-    pub store_timeout: Duration,
+    pub store_timeout: PositiveDuration,
     /// How often the store is re-read (how fast other replicas' changes arrive).
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
@@ -64,7 +64,7 @@ impl Default for ControlConfig {
             file: PathBuf::from("var/control/state.json"),
             redis_url: "redis://127.0.0.1:6379/0".into(),
             redis_prefix: "tradeserve".into(),
-            store_timeout: Duration::from_millis(500),
+            store_timeout: PositiveDuration::millis(500),
             poll_interval: Duration::from_millis(500),
             gate_interval: Duration::from_secs(1),
             shadow_queue: 1024,
@@ -92,9 +92,6 @@ impl ControlConfig {
             && !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://"))
         {
             return Err("control.redis_url must be a redis:// or rediss:// URL".into());
-        }
-        if self.store_timeout.is_zero() {
-            return Err("control.store_timeout must be > 0".into());
         }
         if self.poll_interval < Duration::from_millis(50)
             || self.gate_interval < Duration::from_millis(50)

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
+use tradeserve_core::bounded::PositiveDuration;
 use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
@@ -32,8 +33,7 @@ pub struct EventsConfig {
     /// Events that may wait in memory for the Kafka producer.
     pub queue_capacity: usize,
     /// Longest time between an audit log write and its fsync (the machine-crash window).
-    #[serde(with = "humantime_serde")]
-    pub fsync_interval: Duration,
+    pub fsync_interval: PositiveDuration,
     pub kafka: KafkaConfig,
 }
 
@@ -48,7 +48,7 @@ impl Default for EventsConfig {
             audit_chain: true,
             audit_chain_key_file: None,
             queue_capacity: 65_536,
-            fsync_interval: Duration::from_secs(1),
+            fsync_interval: PositiveDuration::secs(1),
             kafka: KafkaConfig::default(),
         }
     }

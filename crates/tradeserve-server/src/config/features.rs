@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
+use tradeserve_core::bounded::PositiveDuration;
 use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
@@ -47,8 +48,7 @@ pub enum FeatureSourceKind {
 pub struct LiveFeaturesConfig {
     /// A decision whose symbol's newest bar ended longer ago than this is refused
     /// (503 `stale_features`).
-    #[serde(with = "humantime_serde")]
-    pub max_bar_age: Duration,
+    pub max_bar_age: PositiveDuration,
     /// Bars of features kept per symbol for `timestamp` requests (1,950: five trading days).
     pub retain_bars: usize,
     /// A bar earlier than its symbol's newest by at most this is put in its place; an earlier
@@ -90,10 +90,9 @@ impl LiveFeaturesConfig {
     }
 
     pub(super) fn validate(&self) -> Result<(), InvalidSetting> {
-        if self.max_bar_age.is_zero() || self.retain_bars == 0 || self.post_limit_bytes < 1024 {
+        if self.retain_bars == 0 || self.post_limit_bytes < 1024 {
             return Err(
-                "features.live.max_bar_age and retain_bars must be positive, post_limit_bytes at least 1024"
-                    .into(),
+                "features.live.retain_bars must be positive, post_limit_bytes at least 1024".into(),
             );
         }
         match self

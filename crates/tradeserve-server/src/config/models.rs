@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
+use tradeserve_core::bounded::PositiveDuration;
 use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
@@ -79,8 +80,7 @@ pub struct MlflowConfig {
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
     /// Deadline of each call to MLflow.
-    #[serde(with = "humantime_serde")]
-    pub request_timeout: Duration,
+    pub request_timeout: PositiveDuration,
     /// Per-role registered model name and alias; default `tradeserve.<role>` @ `alias`.
     pub roles: BTreeMap<String, RoleOverride>,
 }
@@ -93,7 +93,7 @@ impl Default for MlflowConfig {
             token_env: "MLFLOW_TRACKING_TOKEN".into(),
             cache_dir: PathBuf::from("var/model-cache"),
             poll_interval: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(5),
+            request_timeout: PositiveDuration::secs(5),
             roles: BTreeMap::new(),
         }
     }
@@ -141,9 +141,6 @@ impl MlflowConfig {
         }
         if self.poll_interval < Duration::from_millis(100) {
             return Err("models.mlflow.poll_interval must be at least 100ms".into());
-        }
-        if self.request_timeout.is_zero() {
-            return Err("models.mlflow.request_timeout must be > 0".into());
         }
         if self.alias.trim().is_empty() {
             return Err("models.mlflow.alias must not be empty".into());

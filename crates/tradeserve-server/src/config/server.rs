@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
+use tradeserve_core::bounded::PositiveDuration;
 use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
@@ -22,8 +23,7 @@ pub struct ServerConfig {
     /// `tradeserve_capacity_decisions_per_second`; the load alert fires at 80 % of it.
     pub capacity_per_second: f64,
     /// A decision not ready this long after arrival is answered 504.
-    #[serde(with = "humantime_serde")]
-    pub request_deadline: Duration,
+    pub request_deadline: PositiveDuration,
     /// How far in the future a request `timestamp` may be.
     #[serde(with = "humantime_serde")]
     pub max_clock_skew: Duration,
@@ -39,15 +39,12 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Longest time a client may take to send a request's headers (slowloris); the
     /// connection is closed.
-    #[serde(with = "humantime_serde")]
-    pub header_read_timeout: Duration,
+    pub header_read_timeout: PositiveDuration,
     /// Longest time a client may take to send a request's body once its headers arrived;
     /// answered 408 and the connection closed.
-    #[serde(with = "humantime_serde")]
-    pub body_read_timeout: Duration,
+    pub body_read_timeout: PositiveDuration,
     /// A keep-alive connection with no request for this long is closed.
-    #[serde(with = "humantime_serde")]
-    pub idle_timeout: Duration,
+    pub idle_timeout: PositiveDuration,
     /// Async worker threads; 0 = one per CPU core.
     pub worker_threads: usize,
     /// `text` or `json` logs (on stderr).
@@ -63,14 +60,14 @@ impl Default for ServerConfig {
             body_limit_bytes: 16 * 1024,
             max_in_flight: 4096,
             capacity_per_second: 25_000.0,
-            request_deadline: Duration::from_millis(40),
+            request_deadline: PositiveDuration::millis(40),
             max_clock_skew: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             drain_delay: Duration::from_secs(5),
             max_connections: 10_000,
-            header_read_timeout: Duration::from_secs(5),
-            body_read_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(60),
+            header_read_timeout: PositiveDuration::secs(5),
+            body_read_timeout: PositiveDuration::secs(5),
+            idle_timeout: PositiveDuration::secs(60),
             worker_threads: 0,
             log_format: LogFormat::Text,
             tls: tradeserve_transport::tls::TlsConfig::default(),
@@ -104,17 +101,6 @@ impl ServerConfig {
         }
         if self.max_connections == 0 {
             return Err("server.max_connections must be at least 1".into());
-        }
-        let timeouts = [
-            ("request_deadline", self.request_deadline),
-            ("header_read_timeout", self.header_read_timeout),
-            ("body_read_timeout", self.body_read_timeout),
-            ("idle_timeout", self.idle_timeout),
-        ];
-        for (key, t) in timeouts {
-            if t.is_zero() {
-                return Err(format!("server.{key} must be > 0").into());
-            }
         }
         Ok(())
     }

@@ -29,7 +29,8 @@ pub fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
     config.control.file = dir.path().join("control.json");
     // A deadline that only catches a hang: the 40 ms default is about a release build on a
     // quiet machine; a test about the deadline sets its own.
-    config.server.request_deadline = tradeserve_testkit::HANG;
+    config.server.request_deadline =
+        tradeserve_core::bounded::PositiveDuration::new(tradeserve_testkit::HANG).unwrap();
     edit(&mut config);
     let audit_path = config.events.audit_log.clone();
     let service = build_with_clock(&config, ReplayClock::Fixed(500)).unwrap();
