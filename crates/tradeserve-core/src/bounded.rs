@@ -4,6 +4,7 @@
 //! to remember in a `validate`. Counts that must be at least one are `std::num::NonZero…`.
 
 use std::fmt;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
 use serde::de::{self, Deserializer, Unexpected};
@@ -78,6 +79,34 @@ impl<'de> Deserialize<'de> for PositiveDuration {
         PositiveDuration::new(parsed).ok_or_else(|| {
             de::Error::invalid_value(Unexpected::Str(&text), &"a duration greater than zero")
         })
+    }
+}
+
+/// `n` as a count that is at least one; for defaults and constants (zero fails to compile in a
+/// `const`).
+pub const fn at_least_one(n: u64) -> NonZeroU64 {
+    assert!(n > 0, "a count that is at least one");
+    match NonZeroU64::new(n) {
+        Some(v) => v,
+        None => NonZeroU64::MIN,
+    }
+}
+
+/// [`at_least_one`] for small counts.
+pub const fn at_least_one_u32(n: u32) -> NonZeroU32 {
+    assert!(n > 0, "a count that is at least one");
+    match NonZeroU32::new(n) {
+        Some(v) => v,
+        None => NonZeroU32::MIN,
+    }
+}
+
+/// [`at_least_one`] for sizes.
+pub const fn at_least_one_usize(n: usize) -> NonZeroUsize {
+    assert!(n > 0, "a count that is at least one");
+    match NonZeroUsize::new(n) {
+        Some(v) => v,
+        None => NonZeroUsize::MIN,
     }
 }
 

@@ -77,7 +77,7 @@ pub struct Limits {
     /// request that never finished).
     pub in_flight_ttl: Duration,
     /// Keys kept at most; beyond, the oldest go first (counted in [`InMemoryIdempotency::evicted`]).
-    pub max_entries: usize,
+    pub max_entries: std::num::NonZeroUsize,
 }
 
 impl Default for Limits {
@@ -85,7 +85,7 @@ impl Default for Limits {
         Limits {
             ttl: Duration::from_secs(24 * 3600),
             in_flight_ttl: Duration::from_secs(30),
-            max_entries: 100_000,
+            max_entries: crate::bounded::at_least_one_usize(100_000),
         }
     }
 }
@@ -168,7 +168,7 @@ impl InMemoryIdempotency {
     fn prune(&self, k: &mut Keys, now: Instant) {
         while let Some((seq, key)) = k.order.front().cloned() {
             let current = k.map.get(&key).filter(|e| e.seq == seq);
-            let over = k.map.len() > self.limits.max_entries;
+            let over = k.map.len() > self.limits.max_entries.get();
             match current {
                 // Replaced by a later claim of the same key: only the queue entry goes.
                 None => {}
@@ -244,7 +244,7 @@ pub struct IdempotencyConfig {
     #[serde(with = "humantime_serde")]
     pub in_flight_ttl: Duration,
     /// Keys kept in memory at most (the per-replica store); the oldest go first.
-    pub max_entries: usize,
+    pub max_entries: std::num::NonZeroUsize,
 }
 
 impl Default for IdempotencyConfig {
@@ -262,9 +262,6 @@ impl IdempotencyConfig {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         if self.ttl < Duration::from_secs(1) || self.in_flight_ttl < Duration::from_secs(1) {
             return Err("idempotency.ttl and idempotency.in_flight_ttl must be at least 1s".into());
-        }
-        if self.max_entries == 0 {
-            return Err("idempotency.max_entries must be > 0".into());
         }
         Ok(())
     }
@@ -293,7 +290,7 @@ mod tests {
         InMemoryIdempotency::new(Limits {
             ttl: Duration::from_secs(100),
             in_flight_ttl: Duration::from_secs(10),
-            max_entries,
+            max_entries: std::num::NonZeroUsize::new(max_entries).unwrap(),
         })
     }
 

@@ -310,11 +310,11 @@ mod tests {
             max_position_notional: 1e12,
             max_concentration: 1.0,
             portfolio_capital: 1e15,
-            max_order_quantity: 500,
+            max_order_quantity: std::num::NonZeroU64::new(500).unwrap(),
             desk_daily_notional: 20_000.0,
-            max_orders_per_second_symbol: 5,
-            max_orders_per_second_desk: 8,
-            repeated_execution_max: 20,
+            max_orders_per_second_symbol: std::num::NonZeroU64::new(5).unwrap(),
+            max_orders_per_second_desk: std::num::NonZeroU64::new(8).unwrap(),
+            repeated_execution_max: std::num::NonZeroU64::new(20).unwrap(),
             ..limits()
         }
     }

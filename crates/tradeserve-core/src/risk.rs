@@ -6,6 +6,7 @@
 
 use crate::error::InvalidSetting;
 use serde::{Deserialize, Serialize};
+use std::num::NonZeroU64;
 use time::Date;
 
 use crate::types::Action;
@@ -29,20 +30,20 @@ pub struct RiskLimits {
     /// Orders per symbol per UTC day.
     pub max_daily_orders: u64,
     /// Largest single order, in shares (`order_quantity`).
-    pub max_order_quantity: u64,
+    pub max_order_quantity: NonZeroU64,
     /// Gross notional (USD, every order's quantity × price) a desk — an API key; every
     /// unauthenticated caller together — may trade per UTC day (`desk_daily_notional`); an API
     /// key's `daily_notional` overrides it.
     pub desk_daily_notional: f64,
     /// Approved orders per second (a UTC wall-clock second) per symbol (`order_rate`).
-    pub max_orders_per_second_symbol: u64,
+    pub max_orders_per_second_symbol: NonZeroU64,
     /// Approved orders per second per desk (`order_rate`); an API key's `orders_per_second`
     /// overrides it.
-    pub max_orders_per_second_desk: u64,
+    pub max_orders_per_second_desk: NonZeroU64,
     /// The repeated-execution latch: more approved orders than this in one symbol within one
     /// `repeated_execution_window` (windows aligned to the UTC clock: each minute by default)
     /// fails `repeated_execution` and halts the symbol until an operator releases it.
-    pub repeated_execution_max: u64,
+    pub repeated_execution_max: NonZeroU64,
     #[serde(with = "humantime_serde")]
     pub repeated_execution_window: std::time::Duration,
     /// A check warns when its measure exceeds this fraction of the limit.
@@ -66,11 +67,11 @@ impl Default for RiskLimits {
             max_order_notional: 250_000.0,
             restricted_symbols: Vec::new(),
             max_daily_orders: 100_000,
-            max_order_quantity: 100_000,
+            max_order_quantity: crate::bounded::at_least_one(100_000),
             desk_daily_notional: 500_000_000.0,
-            max_orders_per_second_symbol: 1_000,
-            max_orders_per_second_desk: 10_000,
-            repeated_execution_max: 50_000,
+            max_orders_per_second_symbol: crate::bounded::at_least_one(1_000),
+            max_orders_per_second_desk: crate::bounded::at_least_one(10_000),
+            repeated_execution_max: crate::bounded::at_least_one(50_000),
             repeated_execution_window: std::time::Duration::from_secs(60),
             warn_fraction: 0.8,
         }
@@ -93,23 +94,6 @@ impl RiskLimits {
         }
         if !(self.max_concentration > 0.0 && self.max_concentration <= 1.0) {
             return Err("risk.max_concentration must be in (0, 1]".into());
-        }
-        let counts = [
-            ("max_order_quantity", self.max_order_quantity),
-            (
-                "max_orders_per_second_symbol",
-                self.max_orders_per_second_symbol,
-            ),
-            (
-                "max_orders_per_second_desk",
-                self.max_orders_per_second_desk,
-            ),
-            ("repeated_execution_max", self.repeated_execution_max),
-        ];
-        for (name, v) in counts {
-            if v == 0 {
-                return Err(format!("risk.{name} must be at least 1").into());
-            }
         }
         if self.repeated_execution_window < std::time::Duration::from_secs(1) {
             return Err("risk.repeated_execution_window must be at least 1s".into());
@@ -247,7 +231,7 @@ impl Order<'_> {
         let rate = self
             .desk_limits
             .orders_per_second
-            .unwrap_or(limits.max_orders_per_second_desk);
+            .unwrap_or(limits.max_orders_per_second_desk.get());
         (to_cents(notional), rate)
     }
 }
@@ -421,7 +405,11 @@ fn flow_checks(
     warnings: &mut Vec<String>,
 ) {
     let w = limits.warn_fraction;
-    let graded = grade(order.quantity as f64, limits.max_order_quantity as f64, w);
+    let graded = grade(
+        order.quantity as f64,
+        limits.max_order_quantity.get() as f64,
+        w,
+    );
     checks.order_quantity = noted(graded, warnings, || {
         format!(
             "order_quantity: {} shares, limit {}",
@@ -443,7 +431,7 @@ fn flow_checks(
     });
     let symbol = grade(
         (flow.symbol_this_second + 1) as f64,
-        limits.max_orders_per_second_symbol as f64,
+        limits.max_orders_per_second_symbol.get() as f64,
         w,
     );
     let desk = grade((flow.desk_this_second + 1) as f64, desk_rate as f64, w);
@@ -458,7 +446,7 @@ fn flow_checks(
         )
     });
     let n = flow.symbol_in_window + 1;
-    let graded = grade(n as f64, limits.repeated_execution_max as f64, w);
+    let graded = grade(n as f64, limits.repeated_execution_max.get() as f64, w);
     checks.repeated_execution = noted(graded, warnings, || {
         format!(
             "repeated_execution: order {n} on {} in this {} s window, limit {}{}",
@@ -591,11 +579,11 @@ pub(crate) mod fixtures {
             max_order_notional: 50_000.0,
             restricted_symbols: vec!["GME".into()],
             max_daily_orders: 10,
-            max_order_quantity: 100_000,
+            max_order_quantity: std::num::NonZeroU64::new(100_000).unwrap(),
             desk_daily_notional: 1e12,
-            max_orders_per_second_symbol: 1_000_000,
-            max_orders_per_second_desk: 1_000_000,
-            repeated_execution_max: 1_000_000,
+            max_orders_per_second_symbol: std::num::NonZeroU64::new(1_000_000).unwrap(),
+            max_orders_per_second_desk: std::num::NonZeroU64::new(1_000_000).unwrap(),
+            repeated_execution_max: std::num::NonZeroU64::new(1_000_000).unwrap(),
             repeated_execution_window: std::time::Duration::from_secs(60),
             warn_fraction: 0.8,
         }

@@ -12,6 +12,7 @@
 
 use crate::error::InvalidSetting;
 use serde::{Deserialize, Serialize};
+use std::num::NonZeroU64;
 
 use crate::types::Action;
 
@@ -26,7 +27,7 @@ pub struct SizingPolicy {
     /// Per-bar volatility (std of one-minute log returns) at which size is not reduced.
     pub target_volatility: f64,
     /// Quantities are whole multiples of this many shares.
-    pub lot_size: u64,
+    pub lot_size: NonZeroU64,
 }
 
 impl Default for SizingPolicy {
@@ -35,7 +36,7 @@ impl Default for SizingPolicy {
             min_confidence: 0.40,
             max_order_notional: 100_000.0,
             target_volatility: 0.0010,
-            lot_size: 10,
+            lot_size: crate::bounded::at_least_one(10),
         }
     }
 }
@@ -51,9 +52,6 @@ impl SizingPolicy {
         }
         if !(self.target_volatility.is_finite() && self.target_volatility > 0.0) {
             return Err("sizing.target_volatility must be > 0".into());
-        }
-        if self.lot_size == 0 {
-            return Err("sizing.lot_size must be >= 1".into());
         }
         Ok(())
     }
@@ -75,9 +73,9 @@ impl SizingPolicy {
             1.0
         };
         let notional = self.max_order_notional * edge * vol_scale;
-        let lots = (notional / price / self.lot_size as f64).floor();
+        let lots = (notional / price / self.lot_size.get() as f64).floor();
         if lots.is_finite() && lots > 0.0 {
-            lots as u64 * self.lot_size
+            lots as u64 * self.lot_size.get()
         } else {
             0
         }
@@ -114,7 +112,7 @@ mod tests {
         for c in [0.41, 0.55, 0.63, 0.77, 0.93] {
             for price in [23.0, 131.5, 720.25] {
                 let q = p.quantity(Action::Buy, c, price, 0.0013);
-                assert_eq!(q % p.lot_size, 0);
+                assert_eq!(q % p.lot_size.get(), 0);
                 assert!(q as f64 * price <= p.max_order_notional + 1e-9);
             }
         }
@@ -123,10 +121,10 @@ mod tests {
     #[test]
     fn validation_names_the_bad_parameter() {
         let bad = SizingPolicy {
-            lot_size: 0,
+            target_volatility: 0.0,
             ..SizingPolicy::default()
         };
-        assert!(bad.validate().unwrap_err().0.contains("lot_size"));
+        assert!(bad.validate().unwrap_err().0.contains("target_volatility"));
         let bad = SizingPolicy {
             min_confidence: 1.0,
             ..SizingPolicy::default()

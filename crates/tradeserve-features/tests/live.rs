@@ -54,7 +54,7 @@ async fn streamed_bars_give_the_replays_features_for_every_bar() {
     let replay = MarketReplay::from_bars(&all, ReplayClock::Fixed(0));
     let bars = feed(&all);
     let config = LiveConfig {
-        retain_bars: 100_000,
+        retain_bars: std::num::NonZeroUsize::new(100_000).unwrap(),
         ..LiveConfig::default()
     };
     let (_, clock) = clock(bars.last().unwrap().end.unix_timestamp());

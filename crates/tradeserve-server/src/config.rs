@@ -296,8 +296,11 @@ mod tests {
                 c.models.backends.of(Role::BullSpecialist, "2"),
                 BackendKind::Torchserve
             );
-            assert_eq!(c.server.max_in_flight, 20);
-            assert_eq!(c.sizing.lot_size, 100);
+            assert_eq!(
+                c.server.max_in_flight,
+                std::num::NonZeroUsize::new(20).unwrap()
+            );
+            assert_eq!(c.sizing.lot_size, std::num::NonZeroU64::new(100).unwrap());
             assert_eq!(c.server.listen, "127.0.0.1:9999");
             assert_eq!(c.risk.restricted_symbols, vec!["GME".to_owned()]);
             assert_eq!(c.models.versions.bull_specialist, "2");
@@ -447,6 +450,36 @@ mod tests {
                 "{section}.{key} → {err}"
             );
             std::fs::write(&path, format!("[{section}]\n{key} = \"250ms\"\n")).unwrap();
+            load(Some(&path), None).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_count_of_zero_is_refused_while_reading_and_the_error_names_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = [
+            ("server", "max_in_flight"),
+            ("server", "max_connections"),
+            ("risk", "max_order_quantity"),
+            ("risk", "max_orders_per_second_symbol"),
+            ("risk", "max_orders_per_second_desk"),
+            ("risk", "repeated_execution_max"),
+            ("sizing", "lot_size"),
+            ("idempotency", "max_entries"),
+            ("features.live", "retain_bars"),
+            ("models.remote", "batch_max_rows"),
+            ("models.remote", "batch_in_flight"),
+            ("models.remote", "circuit_failures"),
+        ];
+        for (section, key) in keys {
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, format!("[{section}]\n{key} = 0\n")).unwrap();
+            let err = load(Some(&path), None).unwrap_err().to_string();
+            assert!(
+                err.contains("expected a nonzero") && err.contains(&format!("{section}.{key}")),
+                "{section}.{key} → {err}"
+            );
+            std::fs::write(&path, format!("[{section}]\n{key} = 3\n")).unwrap();
             load(Some(&path), None).unwrap();
         }
     }

@@ -351,7 +351,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         feed: market_feed.as_ref().map(|f| Arc::clone(&f.state)),
         live,
         metrics,
-        max_in_flight: config.server.max_in_flight,
+        max_in_flight: config.server.max_in_flight.get(),
         bars_bytes: config.features.live.post_limit_bytes,
         body: crate::state::BodyLimits {
             bytes: config.server.body_limit_bytes,
@@ -821,7 +821,7 @@ pub async fn run(
     let symbols = service.state.symbols.len();
     let tls = service.tls.is_some();
     tracing::info!(%addr, symbols, tls, startup_ms = started.elapsed().as_secs_f64() * 1e3, "listening");
-    let max_connections = connection_cap(config.server.max_connections, fd_limit);
+    let max_connections = connection_cap(config.server.max_connections.get(), fd_limit);
     let abandoned = serve_until(&service, listener, &config, max_connections, shutdown).await;
     for t in tasks {
         t.abort();

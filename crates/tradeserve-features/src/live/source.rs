@@ -28,7 +28,7 @@ pub struct LiveConfig {
     pub max_bar_age: PositiveDuration,
     /// Bars of features kept per symbol for point-in-time requests (5 trading days of
     /// one-minute bars by default).
-    pub retain_bars: usize,
+    pub retain_bars: std::num::NonZeroUsize,
     /// A bar earlier than its symbol's newest by at most this is put in its place; an
     /// earlier one is rejected as late.
     pub reorder_window: Duration,
@@ -40,7 +40,7 @@ impl Default for LiveConfig {
     fn default() -> Self {
         LiveConfig {
             max_bar_age: PositiveDuration::secs(120),
-            retain_bars: 5 * 390,
+            retain_bars: tradeserve_core::bounded::at_least_one_usize(5 * 390),
             reorder_window: Duration::from_secs(300),
             universe: None,
         }
@@ -159,7 +159,7 @@ impl LiveFeatures {
             self.symbols
                 .write()
                 .entry(symbol.to_owned())
-                .or_insert_with(|| Arc::new(Mutex::new(Series::new(slack, retain)))),
+                .or_insert_with(|| Arc::new(Mutex::new(Series::new(slack, retain.get())))),
         )
     }
 

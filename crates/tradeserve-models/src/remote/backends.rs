@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tradeserve_core::bounded::PositiveDuration;
-use tradeserve_core::error::InvalidSetting;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -39,7 +38,7 @@ pub struct RemoteConfig {
     /// in-process copy of the same version answers, counted).
     pub fallback: tradeserve_core::remote::Fallback,
     /// Consecutive failures that open a remote role's circuit (calls then fail at once).
-    pub circuit_failures: u32,
+    pub circuit_failures: std::num::NonZeroU32,
     /// How long the circuit stays open before one probe call (doubling on failed probes).
     pub circuit_open_for: PositiveDuration,
     /// Micro-batching: concurrent decisions needing the same remote model share one call of
@@ -47,9 +46,9 @@ pub struct RemoteConfig {
     /// while `batch_in_flight` calls were busy, with no timer: no added latency at low load
     /// (measured: none at 100/s and 500/s), and the model server's work per decision falls
     /// as load rises instead of collapsing it.
-    pub batch_max_rows: usize,
+    pub batch_max_rows: std::num::NonZeroUsize,
     /// Calls per remote model on the wire at once when batching.
-    pub batch_in_flight: usize,
+    pub batch_in_flight: std::num::NonZeroUsize,
     /// How often the steward reads each routed remote version's status from its server (and,
     /// on TorchServe, sets the default version, re-registers what a restart lost and
     /// unregisters what nothing routes to).
@@ -60,27 +59,12 @@ impl Default for RemoteConfig {
     fn default() -> Self {
         RemoteConfig {
             fallback: Default::default(),
-            circuit_failures: 5,
+            circuit_failures: tradeserve_core::bounded::at_least_one_u32(5),
             circuit_open_for: PositiveDuration::secs(1),
-            batch_max_rows: 16,
-            batch_in_flight: 4,
+            batch_max_rows: tradeserve_core::bounded::at_least_one_usize(16),
+            batch_in_flight: tradeserve_core::bounded::at_least_one_usize(4),
             status_interval: PositiveDuration::secs(5),
         }
-    }
-}
-
-impl RemoteConfig {
-    /// Check the values; the message names the key.
-    pub fn validate(&self) -> Result<(), InvalidSetting> {
-        if self.batch_max_rows == 0 || self.batch_in_flight == 0 {
-            return Err(
-                "models.remote.batch_max_rows and batch_in_flight must be at least 1".into(),
-            );
-        }
-        if self.circuit_failures == 0 {
-            return Err("models.remote.circuit_failures must be greater than 0".into());
-        }
-        Ok(())
     }
 }
 
@@ -186,12 +170,12 @@ impl RemoteBackends {
             tfserving: TfServing::new(config.tfserving).map_err(client("tfserving"))?,
             torchserve: TorchServe::new(config.torchserve).map_err(client("torchserve"))?,
             breaker: BreakerConfig {
-                failures: config.remote.circuit_failures,
+                failures: config.remote.circuit_failures.get(),
                 open_for: config.remote.circuit_open_for.get(),
             },
-            batching: (config.remote.batch_max_rows > 1).then_some(BatchConfig {
-                max_rows: config.remote.batch_max_rows,
-                in_flight: config.remote.batch_in_flight,
+            batching: (config.remote.batch_max_rows.get() > 1).then_some(BatchConfig {
+                max_rows: config.remote.batch_max_rows.get(),
+                in_flight: config.remote.batch_in_flight.get(),
             }),
             folders: config.folders,
             verify_timeout: Duration::from_secs(5),

@@ -50,7 +50,7 @@ pub struct LiveFeaturesConfig {
     /// (503 `stale_features`).
     pub max_bar_age: PositiveDuration,
     /// Bars of features kept per symbol for `timestamp` requests (1,950: five trading days).
-    pub retain_bars: usize,
+    pub retain_bars: std::num::NonZeroUsize,
     /// A bar earlier than its symbol's newest by at most this is put in its place; an earlier
     /// one is rejected as late.
     #[serde(with = "humantime_serde")]
@@ -90,10 +90,8 @@ impl LiveFeaturesConfig {
     }
 
     pub(super) fn validate(&self) -> Result<(), InvalidSetting> {
-        if self.retain_bars == 0 || self.post_limit_bytes < 1024 {
-            return Err(
-                "features.live.retain_bars must be positive, post_limit_bytes at least 1024".into(),
-            );
+        if self.post_limit_bytes < 1024 {
+            return Err("features.live.post_limit_bytes must be at least 1024".into());
         }
         match self
             .universe

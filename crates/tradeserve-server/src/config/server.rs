@@ -2,6 +2,7 @@
 //! deadlines, connection timeouts, drain, worker threads, log format and TLS.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 use tradeserve_core::bounded::PositiveDuration;
 use tradeserve_core::error::InvalidSetting;
@@ -17,7 +18,7 @@ pub struct ServerConfig {
     /// Largest accepted request body.
     pub body_limit_bytes: usize,
     /// Requests processed at once; more are answered 429 at once (admission control).
-    pub max_in_flight: usize,
+    pub max_in_flight: NonZeroUsize,
     /// Decisions per second this replica sustains at client p99 < 10 ms, as measured on its
     /// hardware (docs/BENCHMARKS.md: 25,000 on two shared vCPUs, issue 16). Exported as
     /// `tradeserve_capacity_decisions_per_second`; the load alert fires at 80 % of it.
@@ -36,7 +37,7 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub drain_delay: Duration,
     /// Open connections allowed; one more is answered 503 and closed.
-    pub max_connections: usize,
+    pub max_connections: NonZeroUsize,
     /// Longest time a client may take to send a request's headers (slowloris); the
     /// connection is closed.
     pub header_read_timeout: PositiveDuration,
@@ -58,13 +59,13 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:8080".into(),
             body_limit_bytes: 16 * 1024,
-            max_in_flight: 4096,
+            max_in_flight: tradeserve_core::bounded::at_least_one_usize(4096),
             capacity_per_second: 25_000.0,
             request_deadline: PositiveDuration::millis(40),
             max_clock_skew: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             drain_delay: Duration::from_secs(5),
-            max_connections: 10_000,
+            max_connections: tradeserve_core::bounded::at_least_one_usize(10_000),
             header_read_timeout: PositiveDuration::secs(5),
             body_read_timeout: PositiveDuration::secs(5),
             idle_timeout: PositiveDuration::secs(60),
@@ -95,12 +96,6 @@ impl ServerConfig {
         }
         if !(self.capacity_per_second.is_finite() && self.capacity_per_second > 0.0) {
             return Err("server.capacity_per_second must be a positive number".into());
-        }
-        if self.max_in_flight == 0 {
-            return Err("server.max_in_flight must be at least 1".into());
-        }
-        if self.max_connections == 0 {
-            return Err("server.max_connections must be at least 1".into());
         }
         Ok(())
     }
