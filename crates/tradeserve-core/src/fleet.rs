@@ -11,6 +11,69 @@ use uuid::Uuid;
 
 use crate::arm_stats::ArmState;
 use crate::control::Credit;
+use crate::rollout::Stage;
+
+/// Which measurements a share, an awaiting decision or a report is of: an experiment's, or
+/// one stage of a rollout's (a rollout's stats restart at each stage). Written as
+/// `experiment:<id>` or `rollout:<id>:<stage>` where a store needs a string (Redis keys, the
+/// awaiting decisions' JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum UnitKey {
+    Experiment(String),
+    Rollout { id: String, stage: Stage },
+}
+
+impl std::fmt::Display for UnitKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UnitKey::Experiment(id) => write!(f, "experiment:{id}"),
+            UnitKey::Rollout { id, stage } => write!(f, "rollout:{id}:{}", stage.as_str()),
+        }
+    }
+}
+
+/// A unit key that is neither `experiment:<id>` nor `rollout:<id>:<stage>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a unit key: {0:?}")]
+pub struct NotAUnitKey(pub String);
+
+impl std::str::FromStr for UnitKey {
+    type Err = NotAUnitKey;
+
+    fn from_str(s: &str) -> Result<UnitKey, NotAUnitKey> {
+        let bad = || NotAUnitKey(s.to_owned());
+        if let Some(id) = s.strip_prefix("experiment:") {
+            return Ok(UnitKey::Experiment(id.to_owned()));
+        }
+        let (id, stage) = s
+            .strip_prefix("rollout:")
+            .and_then(|rest| rest.rsplit_once(':'))
+            .ok_or_else(bad)?;
+        let stage = Stage::ACTIVE
+            .into_iter()
+            .chain([Stage::Completed, Stage::RolledBack])
+            .find(|st| st.as_str() == stage)
+            .ok_or_else(bad)?;
+        Ok(UnitKey::Rollout {
+            id: id.to_owned(),
+            stage,
+        })
+    }
+}
+
+impl Serialize for UnitKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for UnitKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<UnitKey, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
 
 /// One replica's records of one unit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,7 +147,7 @@ pub fn merge(local: Option<Share>, others: Vec<Share>) -> Measured {
 
 /// What one publish sends for one unit.
 pub struct Outgoing {
-    pub unit: String,
+    pub unit: UnitKey,
     pub share: Share,
     /// Whether to send the outcome samples too.
     pub with_sample: bool,
@@ -93,8 +156,8 @@ pub struct Outgoing {
 /// One arm a decision was measured in, as the fleet stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AwaitingArm {
-    /// The unit's key (`experiment:<id>`, `rollout:<id>:<stage>`).
-    pub unit: String,
+    /// The unit the decision was measured in.
+    pub unit: UnitKey,
     pub credit: Credit,
 }
 
@@ -143,5 +206,36 @@ mod tests {
         assert!(m.replicas[0].published_at.is_none());
         assert_eq!(m.replicas[1].decisions, 7);
         assert_eq!(merge(None, vec![]).replicas.len(), 0);
+    }
+
+    #[test]
+    fn unit_keys_are_written_as_the_stores_keep_them_and_read_back() {
+        let keys = [
+            (UnitKey::Experiment("bull-v2".into()), "experiment:bull-v2"),
+            (
+                UnitKey::Rollout {
+                    id: "v2-all".into(),
+                    stage: Stage::Canary,
+                },
+                "rollout:v2-all:canary",
+            ),
+            (
+                UnitKey::Rollout {
+                    id: "r".into(),
+                    stage: Stage::RolledBack,
+                },
+                "rollout:r:rolled_back",
+            ),
+        ];
+        for (key, text) in keys {
+            assert_eq!(key.to_string(), text);
+            assert_eq!(text.parse::<UnitKey>().unwrap(), key);
+            let json = serde_json::to_string(&key).unwrap();
+            assert_eq!(json, format!("\"{text}\""));
+            assert_eq!(serde_json::from_str::<UnitKey>(&json).unwrap(), key);
+        }
+        for bad in ["experiments:x", "rollout:x", "rollout:x:later", "x"] {
+            assert_eq!(bad.parse::<UnitKey>(), Err(NotAUnitKey(bad.to_owned())));
+        }
     }
 }

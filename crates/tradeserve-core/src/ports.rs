@@ -20,7 +20,7 @@ pub use crate::error::{
 };
 use crate::event::Event;
 use crate::explain::Explanation;
-use crate::fleet::{Awaiting, AwaitingArm, Outgoing, Share};
+use crate::fleet::{Awaiting, AwaitingArm, Outgoing, Share, UnitKey};
 pub use crate::model_set::InferenceModel;
 use crate::model_set::ModelSet;
 use crate::risk::{Order, RiskLimits, RiskValidation};
@@ -155,7 +155,7 @@ pub trait FleetShares: Send + Sync {
     /// `with_samples`.
     fn read<'a>(
         &'a self,
-        unit: &'a str,
+        unit: &'a UnitKey,
         with_samples: bool,
     ) -> BoxFuture<'a, Result<Vec<Share>, FleetError>>;
 }

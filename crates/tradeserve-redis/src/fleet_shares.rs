@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use tradeserve_core::experiment::Arm;
-use tradeserve_core::fleet::{Outgoing, Share};
+use tradeserve_core::fleet::{Outgoing, Share, UnitKey};
 use tradeserve_core::ports::{BoxFuture, FleetError, FleetShares};
 
 use crate::RedisError;
@@ -58,11 +58,11 @@ impl FleetStats {
         format!("{host}-{}", &id[id.len() - 8..])
     }
 
-    fn key(&self, unit: &str) -> String {
+    fn key(&self, unit: &UnitKey) -> String {
         format!("{}:arms:{unit}", self.prefix)
     }
 
-    fn sample_key(&self, unit: &str) -> String {
+    fn sample_key(&self, unit: &UnitKey) -> String {
         format!("{}:arms:{unit}:sample", self.prefix)
     }
 
@@ -99,7 +99,7 @@ impl FleetStats {
 
     /// Every replica's last published share of `unit` (with their outcome samples when
     /// `with_samples`). An entry that does not parse is skipped and logged.
-    async fn read_all(&self, unit: &str, with_samples: bool) -> Result<Vec<Share>, RedisError> {
+    async fn read_all(&self, unit: &UnitKey, with_samples: bool) -> Result<Vec<Share>, RedisError> {
         let mut conn = self.redis.connection().await?;
         let raw: HashMap<String, String> = self
             .redis
@@ -151,7 +151,7 @@ impl FleetShares for FleetStats {
 
     fn read<'a>(
         &'a self,
-        unit: &'a str,
+        unit: &'a UnitKey,
         with_samples: bool,
     ) -> BoxFuture<'a, Result<Vec<Share>, FleetError>> {
         Box::pin(async move {

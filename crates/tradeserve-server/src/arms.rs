@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::control::units::{Units, experiment_key, rollout_key};
 use crate::metrics::ControlMetrics;
 use crate::outcomes::{OutcomeBook, Posted, TrackedArm};
-use tradeserve_core::fleet::{Awaiting, AwaitingArm};
+use tradeserve_core::fleet::{Awaiting, AwaitingArm, UnitKey};
 use tradeserve_core::ports::{FleetError, FleetOutcomes as FleetOutcomeStore};
 
 /// See the module docs.
@@ -44,7 +44,7 @@ struct FleetOutcomes {
 }
 
 /// The unit key a tracked arm was measured in.
-fn unit_of(a: &TrackedArm) -> Option<String> {
+fn unit_of(a: &TrackedArm) -> Option<UnitKey> {
     match a.credit.kind {
         UnitKind::Experiment => Some(experiment_key(&a.credit.id)),
         UnitKind::Rollout => a.stage.map(|s| rollout_key(&a.credit.id, s)),

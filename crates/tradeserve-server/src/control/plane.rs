@@ -93,7 +93,7 @@ struct Measurements {
     /// Where every replica's measurements meet (`None`: this replica's alone).
     fleet: Option<Arc<dyn FleetShares>>,
     /// What was last published of each unit.
-    published: Mutex<HashMap<String, measure::Published>>,
+    published: Mutex<HashMap<tradeserve_core::fleet::UnitKey, measure::Published>>,
     /// When this replica began measuring.
     started: OffsetDateTime,
 }

@@ -11,7 +11,7 @@ use tradeserve_core::rollout::Stage;
 
 use super::ControlPlane;
 use crate::control::units::{experiment_key, rollout_key};
-use tradeserve_core::fleet::{self, Measured, Outgoing, Share};
+use tradeserve_core::fleet::{self, Measured, Outgoing, Share, UnitKey};
 use tradeserve_core::ports::FleetError;
 
 /// The outcome sample of a unit is published at most this often (it is large, and only the
@@ -49,7 +49,7 @@ impl ControlPlane {
             .map_or("local", |f| f.replica())
     }
 
-    fn local_share(&self, unit: &str) -> Option<Share> {
+    fn local_share(&self, unit: &UnitKey) -> Option<Share> {
         let stats = self.measured.units.get(unit)?;
         Some(Share {
             replica: self.replica_id().to_owned(),
@@ -62,7 +62,7 @@ impl ControlPlane {
     /// A unit's records over the fleet: this replica's live share and every other replica's
     /// last published one. Without a fleet store, or when it cannot be read (`error` says why),
     /// this replica's alone. `with_samples`: also the outcome samples (the report's bootstrap).
-    pub async fn measured(&self, unit: &str, with_samples: bool) -> Measured {
+    pub async fn measured(&self, unit: &UnitKey, with_samples: bool) -> Measured {
         let local = self.local_share(unit);
         let Some(fleet) = &self.measured.fleet else {
             return fleet::merge(local, Vec::new());
@@ -94,7 +94,7 @@ impl ControlPlane {
         let Some(fleet) = &self.measured.fleet else {
             return Ok(0);
         };
-        let units: Vec<(String, Arc<UnitStats>)> = self.measured.units.all();
+        let units: Vec<(UnitKey, Arc<UnitStats>)> = self.measured.units.all();
         let now = Instant::now();
         let mut outgoing = Vec::new();
         let mut marks = Vec::new();
