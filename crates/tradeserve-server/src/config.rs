@@ -424,62 +424,57 @@ mod tests {
     }
 
     #[test]
-    fn a_zero_duration_is_refused_while_reading_and_the_error_names_the_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let keys = [
-            ("server", "request_deadline"),
-            ("server", "header_read_timeout"),
-            ("server", "body_read_timeout"),
-            ("server", "idle_timeout"),
-            ("server.tls", "reload_interval"),
-            ("events", "fsync_interval"),
-            ("ledger", "timeout"),
-            ("control", "store_timeout"),
-            ("models.mlflow", "request_timeout"),
-            ("models.remote", "status_interval"),
-            ("models.remote", "circuit_open_for"),
-            ("features.live", "max_bar_age"),
+    fn a_zero_duration_or_count_is_refused_while_reading_and_the_error_names_the_key() {
+        let durations = [
+            "server.request_deadline",
+            "server.header_read_timeout",
+            "server.body_read_timeout",
+            "server.idle_timeout",
+            "server.tls.reload_interval",
+            "events.fsync_interval",
+            "ledger.timeout",
+            "control.store_timeout",
+            "models.mlflow.request_timeout",
+            "models.remote.status_interval",
+            "models.remote.circuit_open_for",
+            "features.live.max_bar_age",
         ];
-        for (section, key) in keys {
-            let path = dir.path().join("c.toml");
-            std::fs::write(&path, format!("[{section}]\n{key} = \"0s\"\n")).unwrap();
+        let counts = [
+            "server.max_in_flight",
+            "server.max_connections",
+            "risk.max_order_quantity",
+            "risk.max_orders_per_second_symbol",
+            "risk.max_orders_per_second_desk",
+            "risk.repeated_execution_max",
+            "sizing.lot_size",
+            "idempotency.max_entries",
+            "features.live.retain_bars",
+            "models.remote.batch_max_rows",
+            "models.remote.batch_in_flight",
+            "models.remote.circuit_failures",
+        ];
+        let cases = durations
+            .map(|k| {
+                (
+                    k,
+                    "\"0s\"",
+                    "\"250ms\"",
+                    "expected a duration greater than zero",
+                )
+            })
+            .into_iter()
+            .chain(counts.map(|k| (k, "0", "3", "expected a nonzero")));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        for (dotted, zero, fine, expected) in cases {
+            let (section, key) = dotted.rsplit_once('.').unwrap();
+            std::fs::write(&path, format!("[{section}]\n{key} = {zero}\n")).unwrap();
             let err = load(Some(&path), None).unwrap_err().to_string();
             assert!(
-                err.contains("expected a duration greater than zero")
-                    && err.contains(&format!("{section}.{key}")),
-                "{section}.{key} → {err}"
+                err.contains(expected) && err.contains(dotted),
+                "{dotted} → {err}"
             );
-            std::fs::write(&path, format!("[{section}]\n{key} = \"250ms\"\n")).unwrap();
-            load(Some(&path), None).unwrap();
-        }
-    }
-
-    #[test]
-    fn a_count_of_zero_is_refused_while_reading_and_the_error_names_the_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let keys = [
-            ("server", "max_in_flight"),
-            ("server", "max_connections"),
-            ("risk", "max_order_quantity"),
-            ("risk", "max_orders_per_second_symbol"),
-            ("risk", "max_orders_per_second_desk"),
-            ("risk", "repeated_execution_max"),
-            ("sizing", "lot_size"),
-            ("idempotency", "max_entries"),
-            ("features.live", "retain_bars"),
-            ("models.remote", "batch_max_rows"),
-            ("models.remote", "batch_in_flight"),
-            ("models.remote", "circuit_failures"),
-        ];
-        for (section, key) in keys {
-            let path = dir.path().join("c.toml");
-            std::fs::write(&path, format!("[{section}]\n{key} = 0\n")).unwrap();
-            let err = load(Some(&path), None).unwrap_err().to_string();
-            assert!(
-                err.contains("expected a nonzero") && err.contains(&format!("{section}.{key}")),
-                "{section}.{key} → {err}"
-            );
-            std::fs::write(&path, format!("[{section}]\n{key} = 3\n")).unwrap();
+            std::fs::write(&path, format!("[{section}]\n{key} = {fine}\n")).unwrap();
             load(Some(&path), None).unwrap();
         }
     }
