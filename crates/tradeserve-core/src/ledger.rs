@@ -61,6 +61,14 @@ fn in_window(counter: Option<&(i64, u64)>, window: i64) -> u64 {
     counter.filter(|(w, _)| *w >= window).map_or(0, |(_, n)| *n)
 }
 
+/// Count one more order of `window` in `counter` (`(window, orders in it)`) as the ledger
+/// counts: a count never goes back, so an order of an earlier window than the counter's counts
+/// in the later one. For replaying orders into the same counts (the books' replay).
+pub fn count_in_window(counter: &mut (i64, u64), window: i64) {
+    let before = in_window(Some(counter), window);
+    *counter = (counter.0.max(window), before.saturating_add(1));
+}
+
 impl State {
     /// What the flow checks need to know of `order`; `window` is its latch window.
     fn flow(&self, order: &Order<'_>, window: i64) -> Flow {
@@ -148,12 +156,9 @@ impl InMemoryRiskLedger {
 
     /// Start the repeated-execution latch from `counts` (`symbol → (window, approved orders
     /// in it)`, windows as [`Order::latch_window`] numbers them), replacing what was held.
-    pub fn load_latch(&self, counts: impl IntoIterator<Item = (String, (i64, i64))>) {
+    pub fn load_latch(&self, counts: impl IntoIterator<Item = (String, (i64, u64))>) {
         let mut state = self.state.lock();
-        state.recent = counts
-            .into_iter()
-            .map(|(symbol, (window, n))| (symbol, (window, u64::try_from(n).unwrap_or(0))))
-            .collect();
+        state.recent = counts.into_iter().collect();
     }
 
     /// A copy of every symbol's book.

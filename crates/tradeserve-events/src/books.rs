@@ -30,7 +30,7 @@ use crate::audit_log::files;
 use crate::chain::{ChainKey, link_of};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tradeserve_core::ledger::{DeskDay, InMemoryRiskLedger};
+use tradeserve_core::ledger::{DeskDay, InMemoryRiskLedger, count_in_window};
 use tradeserve_core::risk::{Order, SymbolBook};
 use tradeserve_core::types::Action;
 
@@ -126,8 +126,8 @@ pub struct Checkpoint {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Latch {
     pub window_ms: i64,
-    /// `symbol → [window index, approved orders in it]`.
-    pub symbols: BTreeMap<String, [i64; 2]>,
+    /// `symbol → [window index, approved orders in it]` (written as a two-element array).
+    pub symbols: BTreeMap<String, (i64, u64)>,
 }
 
 impl Latch {
@@ -142,9 +142,8 @@ impl Latch {
     /// earlier window counts in the later one, as in the ledger).
     fn count(&mut self, symbol: &str, at_ms: i64) {
         let window = at_ms.div_euclid(self.window_ms);
-        let c = self.symbols.entry(symbol.to_owned()).or_insert([window, 0]);
-        let before = if c[0] >= window { c[1] } else { 0 };
-        *c = [c[0].max(window), before.saturating_add(1)];
+        let c = self.symbols.entry(symbol.to_owned()).or_insert((window, 0));
+        count_in_window(c, window);
     }
 }
 
@@ -325,7 +324,7 @@ fn apply_line(state: &mut State, line: &[u8]) -> Result<bool, ()> {
         halt: None,
         desk: e.actor.as_deref().unwrap_or("-"),
         desk_limits: Default::default(),
-        at_ms: 0,
+        at_ms: i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX),
     };
     state
         .books
@@ -345,8 +344,7 @@ fn apply_line(state: &mut State, line: &[u8]) -> Result<bool, ()> {
         }
         desk.notional_cents = desk.notional_cents.saturating_add(order.notional_cents());
         if let Some(latch) = &mut state.latch {
-            let at_ms = at.unix_timestamp_nanos() / 1_000_000;
-            latch.count(&e.symbol, i64::try_from(at_ms).unwrap_or(i64::MAX));
+            latch.count(&e.symbol, order.at_ms);
         }
     }
     Ok(true)
@@ -546,12 +544,7 @@ pub fn restore(
         r.desks.iter().map(|(k, d)| (k.clone(), (*d).into())),
     );
     if let Some(latch) = &r.latch {
-        ledger.load_latch(
-            latch
-                .symbols
-                .iter()
-                .map(|(k, [w, n])| (k.clone(), (*w, *n))),
-        );
+        ledger.load_latch(latch.symbols.clone());
     }
     tracing::info!(
         checkpoint = r.checkpoint.as_ref().map(|c| c.file.as_str()),
@@ -669,12 +662,12 @@ mod tests {
         for i in 0..3 {
             latch.count("AAPL", t + i * 1_000);
         }
-        assert_eq!(latch.symbols["AAPL"], [t / 60_000, 3]);
+        assert_eq!(latch.symbols["AAPL"], (t / 60_000, 3));
         // An order of an earlier window, read after, counts in the later one.
         latch.count("AAPL", t - 1);
-        assert_eq!(latch.symbols["AAPL"], [t / 60_000, 4]);
+        assert_eq!(latch.symbols["AAPL"], (t / 60_000, 4));
         // The next window starts over.
         latch.count("AAPL", t + 60_000);
-        assert_eq!(latch.symbols["AAPL"], [t / 60_000 + 1, 1]);
+        assert_eq!(latch.symbols["AAPL"], (t / 60_000 + 1, 1));
     }
 }

@@ -226,7 +226,7 @@ fn rebuild_shared(a: &RebuildArgs) -> anyhow::Result<()> {
         "ledger_after": written,
         "books": fleet.books,
         "desks": fleet.desks,
-        "latch": fleet.latch.iter().map(|(s, [w, n])| (s.clone(), json!({"window": w, "orders": n}))).collect::<serde_json::Map<_, _>>(),
+        "latch": fleet.latch.iter().map(|(s, (w, n))| (s.clone(), json!({"window": w, "orders": n}))).collect::<serde_json::Map<_, _>>(),
         "sources": fleet.sources,
     }))
 }

@@ -37,9 +37,9 @@ pub struct Source {
 pub struct FleetBooks {
     pub books: BTreeMap<String, Book>,
     pub desks: BTreeMap<String, Desk>,
-    /// Each symbol's latch count: `[window, approved orders]`, summed over the logs whose
+    /// Each symbol's latch count: `(window, approved orders)`, summed over the logs whose
     /// count is of the latest window.
-    pub latch: BTreeMap<String, [i64; 2]>,
+    pub latch: BTreeMap<String, (i64, u64)>,
     pub sources: Vec<Source>,
 }
 
@@ -56,7 +56,7 @@ pub fn fleet_books(
         let r = books::replay_latched(log, key, true, window)
             .map_err(|m| Missing(format!("{}: {}", log.display(), m.0)))?;
         for (symbol, c) in r.latch.iter().flat_map(|l| &l.symbols) {
-            add_latch(fleet.latch.entry(symbol.clone()).or_insert([c[0], 0]), *c);
+            add_latch(fleet.latch.entry(symbol.clone()).or_insert((c.0, 0)), *c);
         }
         for (symbol, book) in &r.books {
             add(fleet.books.entry(symbol.clone()).or_insert(EMPTY), book);
@@ -97,10 +97,10 @@ const EMPTY: Book = Book {
 };
 
 /// The latch's counts add up in the latest window; a log's count of an earlier window is over.
-fn add_latch(total: &mut [i64; 2], c: [i64; 2]) {
-    match c[0].cmp(&total[0]) {
+fn add_latch(total: &mut (i64, u64), c: (i64, u64)) {
+    match c.0.cmp(&total.0) {
         std::cmp::Ordering::Greater => *total = c,
-        std::cmp::Ordering::Equal => total[1] = total[1].saturating_add(c[1]),
+        std::cmp::Ordering::Equal => total.1 = total.1.saturating_add(c.1),
         std::cmp::Ordering::Less => {}
     }
 }
@@ -139,11 +139,7 @@ pub fn rebuilt(fleet: &FleetBooks) -> Rebuilt {
             .iter()
             .map(|(desk, d)| (desk.clone(), (d.day, d.notional_cents)))
             .collect(),
-        latch: fleet
-            .latch
-            .iter()
-            .map(|(symbol, [w, n])| (symbol.clone(), (*w, u64::try_from(*n).unwrap_or(0))))
-            .collect(),
+        latch: fleet.latch.clone(),
     }
 }
 
@@ -179,10 +175,10 @@ mod tests {
 
     #[test]
     fn latch_counts_add_in_the_latest_window_only() {
-        let mut total = [0, 0];
-        for c in [[7, 4], [7, 3], [6, 9], [8, 1], [8, 2], [7, 5]] {
+        let mut total = (0, 0);
+        for c in [(7, 4), (7, 3), (6, 9), (8, 1), (8, 2), (7, 5)] {
             add_latch(&mut total, c);
         }
-        assert_eq!(total, [8, 3]);
+        assert_eq!(total, (8, 3));
     }
 }
