@@ -1,6 +1,6 @@
 //! Settings whose range is part of their type: a [`PositiveDuration`] cannot be zero, so a
 //! configuration that sets one to `0s` is refused while it is read, and the reader names the
-//! key (`… expected a duration greater than zero for key "ledger.timeout"`), with no check
+//! key (`… expected a duration greater than zero for key "LEDGER.TIMEOUT"`), with no check
 //! to remember in a `validate`. Counts that must be at least one are `std::num::NonZero…`.
 
 use std::fmt;
