@@ -1,10 +1,10 @@
 # Sourced by the A/B benchmark scripts: `run NAME PORT [loadtest args...]` runs one
 # 20,000-decision load test at 2,000/s (2,000 warm-up) against 127.0.0.1:PORT with the release
-# binary ($bin), keeps its report in $out/NAME.json and prints its client and server percentiles.
+# binary ($bin; the load generator $LOADGEN if set, so A and B share one), keeps its report in $out/NAME.json and prints its client and server percentiles.
 run() {
   local name=$1 port=$2
   shift 2
-  "$bin" loadtest --url "http://127.0.0.1:$port" --rate 2000 --requests 20000 --warmup 2000 \
+  "${LOADGEN:-$bin}" loadtest --url "http://127.0.0.1:$port" --rate 2000 --requests 20000 --warmup 2000 \
     --json-out "$out/$name.json" "$@" >/dev/null
   python3 - "$out/$name.json" "$name" <<'PY'
 import json, sys

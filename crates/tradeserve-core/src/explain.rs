@@ -38,7 +38,7 @@ pub struct ExplainConfig {
     /// Seed of the permutation sampler.
     pub seed: u64,
     /// Explanations computed at once (server); more are answered 429 at once.
-    pub max_in_flight: usize,
+    pub max_in_flight: std::num::NonZeroUsize,
 }
 
 impl Default for ExplainConfig {
@@ -46,7 +46,7 @@ impl Default for ExplainConfig {
         ExplainConfig {
             permutations: 64,
             seed: 0x5eed_5a4b,
-            max_in_flight: 4,
+            max_in_flight: crate::bounded::at_least_one_usize(4),
         }
     }
 }

@@ -3,6 +3,11 @@
 //! model set, the feature snapshot, the override and the outputs already fetched from remote
 //! backends. The request path, the shadow runner and replay all run it, so all three decide
 //! alike.
+//!
+//! The ensemble's stages are written once, here ([`Stages`]): which roles take the features
+//! alone, and whether the meta-controller runs on the regime. The in-process evaluation walks
+//! them in order, and the remote path ([`crate::remote::fetch`]) calls the same stages'
+//! remote roles before it — the first stage's all at once, since their input is ready.
 
 use crate::blend::{self, Probs};
 use crate::error::{ModelError, PredictError};
@@ -49,6 +54,61 @@ impl Fetched {
 
     pub fn get(&self, role: Role) -> Option<[f32; 3]> {
         self.outputs[role.index()]
+    }
+}
+
+/// The ensemble's stages for one decision: the roles whose input is the features alone (the
+/// regime detector, and the specialists the decision may need: the override's alone, or all
+/// three), then the weights: the meta-controller on the regime, or the override's. In process,
+/// a specialist runs only once the weights give it a share; a remote one is called up front,
+/// alongside the regime detector.
+#[derive(Debug, Clone, Copy)]
+pub struct Stages<'a> {
+    models: &'a ModelSet,
+    strategy_override: Option<Specialist>,
+}
+
+/// Where a decision's specialist weights come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Weighting<'a> {
+    /// The meta-controller, on the regime ([`meta_input`]).
+    Meta(&'a LoadedModel),
+    /// An override: all on one specialist.
+    Fixed(Probs),
+}
+
+impl<'a> Stages<'a> {
+    pub fn new(models: &'a ModelSet, strategy_override: Option<Specialist>) -> Stages<'a> {
+        Stages {
+            models,
+            strategy_override,
+        }
+    }
+
+    /// The specialists the decision may need, in [`Specialist::ALL`] order.
+    pub fn specialists(&self) -> impl Iterator<Item = (Specialist, &'a LoadedModel)> + use<'a> {
+        let (models, only) = (self.models, self.strategy_override);
+        Specialist::ALL
+            .into_iter()
+            .filter(move |s| only.is_none_or(|o| o == *s))
+            .map(move |s| (s, models.specialist(s)))
+    }
+
+    /// The first stage: every role whose input is the features, regime detector first.
+    pub fn on_features(&self) -> impl Iterator<Item = &'a LoadedModel> + use<'a> {
+        std::iter::once(&self.models.regime_detector).chain(self.specialists().map(|(_, m)| m))
+    }
+
+    /// The second stage: the weights.
+    pub fn weighting(&self) -> Weighting<'a> {
+        match self.strategy_override {
+            Some(s) => {
+                let mut w = [0.0; 3];
+                w[s.index()] = 1.0;
+                Weighting::Fixed(w)
+            }
+            None => Weighting::Meta(&self.models.meta_controller),
+        }
     }
 }
 
@@ -107,25 +167,18 @@ pub fn evaluate_with(
     strategy_override: Option<Specialist>,
     fetched: &Fetched,
 ) -> Result<Evaluation, PredictError> {
+    let stages = Stages::new(models, strategy_override);
     let x: [f32; FEATURE_WIDTH] = snapshot.features.map(|v| v as f32);
     let regime = run(&models.regime_detector, &x, fetched)?;
     let entropy = blend::normalized_entropy(&regime);
-    let weights = match strategy_override {
-        Some(s) => {
-            let mut w = [0.0; 3];
-            w[s.index()] = 1.0;
-            w
-        }
-        None => run(
-            &models.meta_controller,
-            &meta_input(&regime, entropy, snapshot),
-            fetched,
-        )?,
+    let weights = match stages.weighting() {
+        Weighting::Meta(meta) => run(meta, &meta_input(&regime, entropy, snapshot), fetched)?,
+        Weighting::Fixed(w) => w,
     };
     let mut specialists = [[0.0, 0.0, 1.0]; 3];
-    for s in Specialist::ALL {
+    for (s, model) in stages.specialists() {
         if weights[s.index()] > 0.0 {
-            specialists[s.index()] = run(models.specialist(s), &x, fetched)?;
+            specialists[s.index()] = run(model, &x, fetched)?;
         }
     }
     let blended = blend::blend(&weights, &specialists);

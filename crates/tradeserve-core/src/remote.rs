@@ -1,8 +1,9 @@
 //! Remote roles on the request path. Before the kernel runs, every role of the model set that
-//! a remote backend serves is called, within the request's deadline: the regime detector and
-//! the specialists the decision needs all at once (their input is the features alone), then
-//! the meta-controller (its input needs the regime). The kernel then uses these outputs in
-//! place of the in-process engines ([`Fetched`]). A set with no remote role costs nothing here.
+//! a remote backend serves is called, within the request's deadline, stage by stage as the
+//! kernel defines them ([`Stages`]): the roles whose input is the features alone all at once
+//! (the regime detector and the specialists the decision may need), then the meta-controller
+//! (its input needs the regime). The kernel then uses these outputs in place of the in-process
+//! engines ([`Fetched`]). A set with no remote role costs nothing here.
 
 use std::time::Instant;
 
@@ -10,7 +11,7 @@ use futures_util::future::join_all;
 
 use crate::blend;
 use crate::error::{ModelError, PredictError};
-use crate::kernel::{Fetched, meta_input, normalized, run};
+use crate::kernel::{Fetched, Stages, Weighting, meta_input, normalized, run};
 use crate::model_set::{LoadedModel, ModelSet};
 use crate::schema::FEATURE_WIDTH;
 use crate::snapshot::FeatureSnapshot;
@@ -39,14 +40,10 @@ pub async fn fetch(
     if !models.has_remote() {
         return Ok(fetched);
     }
+    let stages = Stages::new(models, strategy_override);
     let x: [f32; FEATURE_WIDTH] = snapshot.features.map(|v| v as f32);
-    // The regime detector and the specialists take the features: call them together.
-    let needed = Specialist::ALL
-        .into_iter()
-        .filter(|s| strategy_override.is_none_or(|o| o == *s))
-        .map(|s| models.specialist(s));
-    let first: Vec<&LoadedModel> = std::iter::once(&models.regime_detector)
-        .chain(needed)
+    let first: Vec<&LoadedModel> = stages
+        .on_features()
         .filter(|m| m.remote.is_some())
         .collect();
     let calls = first.iter().map(|m| call(m, x.to_vec(), deadline));
@@ -54,11 +51,12 @@ pub async fn fetch(
         take(&mut fetched, m, output, fallback)?;
     }
     // The meta-controller's input needs the regime (fetched above, or run here in process).
-    if strategy_override.is_none() && models.meta_controller.remote.is_some() {
+    if let Weighting::Meta(meta) = stages.weighting()
+        && meta.remote.is_some()
+    {
         let regime = run(&models.regime_detector, &x, &fetched)?;
         let entropy = blend::normalized_entropy(&regime);
         let input = meta_input(&regime, entropy, snapshot).to_vec();
-        let meta = &models.meta_controller;
         let output = call(meta, input, deadline).await;
         take(&mut fetched, meta, output, fallback)?;
     }

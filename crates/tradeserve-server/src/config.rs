@@ -147,9 +147,6 @@ impl Config {
         if !(1..=256).contains(&self.explain.permutations) {
             return invalid("explain.permutations must be between 1 and 256".into());
         }
-        if self.explain.max_in_flight == 0 {
-            return invalid("explain.max_in_flight must be at least 1".into());
-        }
         self.sizing.validate().map_err(ConfigError::Invalid)?;
         if self.models.source == ModelSourceKind::Mlflow {
             self.models
@@ -404,14 +401,6 @@ mod tests {
                 "[models.backends.versions.bull_specialist]\n\"2\" = \"triton\"\n",
                 "triton",
             ),
-            (
-                "[models.backends]\nbear_specialist = \"torchserve\"\n[models.torchserve]\nbatch_size = 0\n",
-                "batch_size",
-            ),
-            (
-                "[models.backends]\nbull_specialist = \"kserve_v2\"\n[models.kserve_v2]\nmax_in_flight = 0\n",
-                "max_in_flight",
-            ),
         ];
         for (text, key) in cases {
             let path = dir.path().join("c.toml");
@@ -438,6 +427,10 @@ mod tests {
             "models.remote.status_interval",
             "models.remote.circuit_open_for",
             "features.live.max_bar_age",
+            "models.torchserve.connect_timeout",
+            "models.torchserve.register_timeout",
+            "models.tfserving.connect_timeout",
+            "models.kserve_v2.connect_timeout",
         ];
         let counts = [
             "server.max_in_flight",
@@ -452,6 +445,12 @@ mod tests {
             "models.remote.batch_max_rows",
             "models.remote.batch_in_flight",
             "models.remote.circuit_failures",
+            "models.torchserve.max_in_flight",
+            "models.torchserve.initial_workers",
+            "models.torchserve.batch_size",
+            "models.tfserving.max_in_flight",
+            "models.kserve_v2.max_in_flight",
+            "explain.max_in_flight",
         ];
         let cases = durations
             .map(|k| {

@@ -47,7 +47,7 @@ impl BlockingExplainer {
         let runtime = Handle::try_current().ok();
         let (tx, rx) = channel::<Task>();
         let rx = Arc::new(Mutex::new(rx));
-        let threads = config.max_in_flight.max(1);
+        let threads = config.max_in_flight.get();
         for i in 0..threads {
             let rx = Arc::clone(&rx);
             let runtime = runtime.clone();

@@ -6,7 +6,8 @@
 //! - [`error`]: the one mapping from errors to HTTP status and stable codes.
 //! - [`state`]: what handlers share (pipeline, active model set, admission control).
 //! - [`replay`]: re-running recorded decisions from their events (forensics).
-//! - [`registry`]: keeping the active model set in step with the MLflow registry.
+//! - [`registry`]: keeping the active model set in step with the MLflow registry;
+//!   [`mlflow_provider`]: the registry as the control plane's model provider.
 //! - [`control`]: the control plane's orchestration (the rules are `tradeserve_core::control`):
 //!   store compare-and-swap, model catalog, routing snapshot, events, poller and gates.
 //! - [`shadow`]: running a rollout's candidate off the request path.
@@ -45,6 +46,7 @@ pub mod idle;
 pub mod ledger;
 pub mod market_publish;
 pub mod metrics;
+pub mod mlflow_provider;
 pub mod outcomes;
 pub mod registry;
 pub mod replay;

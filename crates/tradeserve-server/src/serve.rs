@@ -45,7 +45,7 @@ use tradeserve_transport::tls::Tls;
 
 use crate::config::StoreKind;
 use crate::control::ControlPlane;
-use crate::control::catalog::{CatalogSource, ModelCatalog};
+use crate::control::catalog::{ModelCatalog, ModelProvider};
 use crate::control::store::{ControlStore, FileStore, StoreError};
 use crate::shadow::{ShadowConfig, ShadowPool};
 use crate::state::Parts;
@@ -507,8 +507,6 @@ fn registry_manager(
     }
 }
 
-/// The risk books as they were when the process last stopped, rebuilt from the audit log
-/// before it opens and appends.
 /// The risk ledger: this replica's books (rebuilt from the audit log), or Redis's.
 fn risk_ledger(config: &Config) -> Result<Arc<dyn RiskLedger>, StartError> {
     use crate::ledger::{LedgerStore, Unavailable, describe};
@@ -625,8 +623,8 @@ fn control_plane(
     };
     let catalog = ModelCatalog::new(
         match registry {
-            Some(r) => CatalogSource::Mlflow(Arc::clone(r)),
-            None => CatalogSource::Bundled(BundledModels::new(resolve_path(&config.models.dir))),
+            Some(r) => Arc::clone(r) as Arc<dyn ModelProvider>,
+            None => Arc::new(BundledModels::new(resolve_path(&config.models.dir))),
         },
         remote.clone(),
     );

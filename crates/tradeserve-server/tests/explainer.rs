@@ -31,7 +31,7 @@ async fn beyond_its_bound_an_explanation_is_refused_at_once() {
     let snapshot = snapshot();
     let action = evaluate(&set, &snapshot, None).unwrap().action;
     let explainer = BlockingExplainer::new(ExplainConfig {
-        max_in_flight: 1,
+        max_in_flight: std::num::NonZeroUsize::MIN,
         ..Default::default()
     })
     .unwrap();

@@ -3,6 +3,7 @@
 //! bounded by the request's deadline. Refusals, error statuses and unreadable answers are
 //! [`ModelError::Unavailable`] naming the endpoint; the deadline is [`ModelError::Deadline`].
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ pub struct HttpBackend {
 
 impl HttpBackend {
     pub fn new(
-        max_in_flight: usize,
+        max_in_flight: NonZeroUsize,
         connect_timeout: Duration,
     ) -> Result<HttpBackend, reqwest::Error> {
         let client = reqwest::Client::builder()
@@ -31,7 +32,7 @@ impl HttpBackend {
             .build()?;
         Ok(HttpBackend {
             client,
-            slots: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            slots: Arc::new(Semaphore::new(max_in_flight.get())),
         })
     }
 

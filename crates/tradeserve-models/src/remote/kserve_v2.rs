@@ -5,8 +5,10 @@
 //!
 //! The client, its in-flight bound and the deadline are [`crate::remote::http`]'s.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use tradeserve_core::bounded::{PositiveDuration, at_least_one_usize};
 use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
@@ -32,10 +34,9 @@ pub struct KserveV2Config {
     /// Name of the input tensor.
     pub input: String,
     /// Calls in flight at once to this server; more wait for a slot within their deadline.
-    pub max_in_flight: usize,
+    pub max_in_flight: NonZeroUsize,
     /// Connect timeout (a call is bounded by the request deadline as well).
-    #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
+    pub connect_timeout: PositiveDuration,
 }
 
 impl Default for KserveV2Config {
@@ -45,8 +46,8 @@ impl Default for KserveV2Config {
             model: "{name}".into(),
             versioned: true,
             input: "features".into(),
-            max_in_flight: 64,
-            connect_timeout: Duration::from_millis(250),
+            max_in_flight: at_least_one_usize(64),
+            connect_timeout: PositiveDuration::millis(250),
         }
     }
 }
@@ -56,12 +57,7 @@ impl KserveV2Config {
         if self.input.is_empty() {
             return Err("models.kserve_v2.input must not be empty".into());
         }
-        super::validate_common(
-            "models.kserve_v2",
-            &self.url,
-            &self.model,
-            self.max_in_flight,
-        )
+        super::validate_common("models.kserve_v2", &self.url, &self.model)
     }
 
     /// The model's name on the server for one role's version.
@@ -80,7 +76,7 @@ pub struct KserveV2 {
 impl KserveV2 {
     pub fn new(config: KserveV2Config) -> Result<KserveV2, reqwest::Error> {
         Ok(KserveV2 {
-            http: HttpBackend::new(config.max_in_flight, config.connect_timeout)?,
+            http: HttpBackend::new(config.max_in_flight, config.connect_timeout.get())?,
             config: Arc::new(config),
         })
     }

@@ -116,20 +116,12 @@ pub fn model_name(template: &str, role: Role, version: &str) -> String {
 }
 
 /// The checks every HTTP backend's settings share; `section` names them in the message.
-fn validate_common(
-    section: &str,
-    url: &str,
-    model: &str,
-    max_in_flight: usize,
-) -> Result<(), InvalidSetting> {
+fn validate_common(section: &str, url: &str, model: &str) -> Result<(), InvalidSetting> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(format!("{section}.url {url:?} must start with http:// or https://").into());
     }
     if model.is_empty() {
         return Err(format!("{section}.model must not be empty").into());
-    }
-    if max_in_flight == 0 {
-        return Err(format!("{section}.max_in_flight must be at least 1").into());
     }
     Ok(())
 }

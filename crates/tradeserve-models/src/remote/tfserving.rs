@@ -7,8 +7,10 @@
 //!
 //! The client, its in-flight bound and the deadline are [`crate::remote::http`]'s.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use tradeserve_core::bounded::{PositiveDuration, at_least_one_usize};
 use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
@@ -41,9 +43,8 @@ pub struct TfServingConfig {
     pub versioned: bool,
     pub form: TfServingForm,
     /// Calls in flight at once to this server; more wait for a slot within their deadline.
-    pub max_in_flight: usize,
-    #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
+    pub max_in_flight: NonZeroUsize,
+    pub connect_timeout: PositiveDuration,
 }
 
 impl Default for TfServingConfig {
@@ -53,20 +54,15 @@ impl Default for TfServingConfig {
             model: "{role}".into(),
             versioned: true,
             form: TfServingForm::Instances,
-            max_in_flight: 64,
-            connect_timeout: Duration::from_millis(250),
+            max_in_flight: at_least_one_usize(64),
+            connect_timeout: PositiveDuration::millis(250),
         }
     }
 }
 
 impl TfServingConfig {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
-        super::validate_common(
-            "models.tfserving",
-            &self.url,
-            &self.model,
-            self.max_in_flight,
-        )
+        super::validate_common("models.tfserving", &self.url, &self.model)
     }
 }
 
@@ -80,7 +76,7 @@ pub struct TfServing {
 impl TfServing {
     pub fn new(config: TfServingConfig) -> Result<TfServing, reqwest::Error> {
         Ok(TfServing {
-            http: HttpBackend::new(config.max_in_flight, config.connect_timeout)?,
+            http: HttpBackend::new(config.max_in_flight, config.connect_timeout.get())?,
             config: Arc::new(config),
         })
     }

@@ -8,9 +8,11 @@
 //! version servable: registered already, or packaged into TorchServe's model store (when
 //! TradeServe can write it) and registered through the management API.
 
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tradeserve_core::bounded::{PositiveDuration, at_least_one_u32, at_least_one_usize};
 use tradeserve_core::error::InvalidSetting;
 
 use serde::{Deserialize, Serialize};
@@ -33,9 +35,8 @@ pub struct TorchServeConfig {
     /// The model's name on the server: `{role}`, `{name}` and `{version}` are replaced.
     pub model: String,
     /// Calls in flight at once; more wait for a slot within their deadline.
-    pub max_in_flight: usize,
-    #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
+    pub max_in_flight: NonZeroUsize,
+    pub connect_timeout: PositiveDuration,
     /// TorchServe's model store, when TradeServe can write to it (same host or a shared
     /// volume): a version a role needs that TorchServe does not have is then packaged there
     /// and registered through the management API. Unset, such a version is refused.
@@ -43,16 +44,15 @@ pub struct TorchServeConfig {
     /// `torch-model-archiver`, for packaging into `model_store`.
     pub archiver: PathBuf,
     /// Workers per version TradeServe registers.
-    pub initial_workers: u32,
+    pub initial_workers: NonZeroU32,
     /// TorchServe's server-side batching for the versions TradeServe registers: up to
     /// `batch_size` concurrent calls are answered by one handler call, waiting at most
     /// `max_batch_delay` for the batch to fill.
-    pub batch_size: u32,
+    pub batch_size: NonZeroU32,
     #[serde(with = "humantime_serde")]
     pub max_batch_delay: Duration,
     /// How long a registration (workers starting) may take.
-    #[serde(with = "humantime_serde")]
-    pub register_timeout: Duration,
+    pub register_timeout: PositiveDuration,
     /// A version TradeServe registered is unregistered once nothing has routed to it for
     /// this long.
     #[serde(with = "humantime_serde")]
@@ -65,14 +65,14 @@ impl Default for TorchServeConfig {
             inference_url: "http://127.0.0.1:8080".into(),
             management_url: "http://127.0.0.1:8081".into(),
             model: "{role}".into(),
-            max_in_flight: 64,
-            connect_timeout: Duration::from_millis(250),
+            max_in_flight: at_least_one_usize(64),
+            connect_timeout: PositiveDuration::millis(250),
             model_store: None,
             archiver: "torch-model-archiver".into(),
-            initial_workers: 1,
-            batch_size: 8,
+            initial_workers: at_least_one_u32(1),
+            batch_size: at_least_one_u32(8),
             max_batch_delay: Duration::from_millis(2),
-            register_timeout: Duration::from_secs(120),
+            register_timeout: PositiveDuration::secs(120),
             unregister_after: Duration::from_secs(300),
         }
     }
@@ -80,19 +80,8 @@ impl Default for TorchServeConfig {
 
 impl TorchServeConfig {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
-        super::validate_common(
-            "models.torchserve",
-            &self.inference_url,
-            &self.model,
-            self.max_in_flight,
-        )?;
-        super::validate_common("models.torchserve", &self.management_url, &self.model, 1)?;
-        if self.initial_workers == 0 || self.batch_size == 0 {
-            return Err(
-                "models.torchserve.initial_workers and batch_size must be at least 1".into(),
-            );
-        }
-        Ok(())
+        super::validate_common("models.torchserve", &self.inference_url, &self.model)?;
+        super::validate_common("models.torchserve", &self.management_url, &self.model)
     }
 }
 
@@ -155,11 +144,11 @@ impl EnsureError {
 impl TorchServe {
     pub fn new(config: TorchServeConfig) -> Result<TorchServe, reqwest::Error> {
         Ok(TorchServe {
-            http: HttpBackend::new(config.max_in_flight, config.connect_timeout)?,
+            http: HttpBackend::new(config.max_in_flight, config.connect_timeout.get())?,
             management: Management::new(
                 &config.management_url,
                 Duration::from_secs(10),
-                config.register_timeout,
+                config.register_timeout.get(),
             )?,
             config: Arc::new(config),
         })

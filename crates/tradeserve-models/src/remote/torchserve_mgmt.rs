@@ -5,6 +5,7 @@
 //! These calls are control-plane calls (start-up, a registry swap, a new experiment or rollout,
 //! the steward's sweep), never on a request's path; each is bounded by its own timeout.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -43,8 +44,8 @@ impl VersionStatus {
 /// How TradeServe registers a version: workers, and TorchServe's server-side batching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Registration {
-    pub initial_workers: u32,
-    pub batch_size: u32,
+    pub initial_workers: NonZeroU32,
+    pub batch_size: NonZeroU32,
     pub max_batch_delay: Duration,
 }
 

@@ -4,22 +4,90 @@
 //! verifies each version (bundled folder, or MLflow download into the disk cache) on a
 //! blocking thread, so a missing or broken version is refused at the API, never discovered
 //! by a request. Building a routing snapshot then only composes already-loaded models.
+//!
+//! Where versions come from is a [`ModelProvider`]: the bundled folder (here) or the MLflow
+//! registry (beside the registry manager); the catalog and the control plane know only the
+//! trait.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tradeserve_core::model_set::{LoadedModel, ModelSet};
+use tradeserve_core::ports::BoxFuture;
 use tradeserve_core::types::{Role, Specialist};
 use tradeserve_models::BundledModels;
-
-use crate::registry::RegistryManager;
 use tradeserve_models::remote::backends::RemoteBackends;
 
-/// Where versions come from.
-pub enum CatalogSource {
-    Bundled(BundledModels),
-    Mlflow(Arc<RegistryManager>),
+/// Where model versions come from, and where the champion lives.
+pub trait ModelProvider: Send + Sync {
+    /// Load and verify each version of `missing` (off the async threads).
+    fn load(
+        &self,
+        missing: BTreeMap<Role, String>,
+    ) -> BoxFuture<'_, Result<Vec<LoadedModel>, CatalogError>>;
+
+    /// Whether the champion a completed rollout leaves is the control state's (bundled
+    /// models), rather than the provider's own (MLflow: the aliases, moved by
+    /// [`ModelProvider::promote`]).
+    fn champion_in_control(&self) -> bool;
+
+    /// Make `candidate` the champion at the source, where `current` serves now (MLflow: move
+    /// each changed role's alias). Nothing to do where [`ModelProvider::champion_in_control`].
+    fn promote<'a>(
+        &'a self,
+        candidate: &'a BTreeMap<Role, String>,
+        current: &'a BTreeMap<Role, String>,
+    ) -> BoxFuture<'a, Result<(), PromoteError>>;
+}
+
+/// The bundled folder: versions on disk, the champion in the control state.
+impl ModelProvider for BundledModels {
+    fn load(
+        &self,
+        missing: BTreeMap<Role, String>,
+    ) -> BoxFuture<'_, Result<Vec<LoadedModel>, CatalogError>> {
+        let bundled = self.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                missing
+                    .iter()
+                    .map(|(role, version)| {
+                        bundled
+                            .load(*role, version)
+                            .map_err(|e| CatalogError::Unknown {
+                                role: *role,
+                                version: version.clone(),
+                                why: e.to_string(),
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+            .map_err(|e| CatalogError::Unavailable(e.to_string()))?
+        })
+    }
+
+    fn champion_in_control(&self) -> bool {
+        true
+    }
+
+    fn promote<'a>(
+        &'a self,
+        _: &'a BTreeMap<Role, String>,
+        _: &'a BTreeMap<Role, String>,
+    ) -> BoxFuture<'a, Result<(), PromoteError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Why a provider could not make a candidate the champion: what it was moving (an alias, as
+/// `name@alias`) and the source's answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{what}: {cause}")]
+pub struct PromoteError {
+    pub what: String,
+    pub cause: String,
 }
 
 /// Why a version could not be made available.
@@ -44,22 +112,25 @@ pub enum CatalogError {
 
 /// Loaded models by role and version.
 pub struct ModelCatalog {
-    source: CatalogSource,
+    provider: Arc<dyn ModelProvider>,
     remote: Option<Arc<RemoteBackends>>,
     loaded: Mutex<HashMap<(Role, String), LoadedModel>>,
 }
 
 impl ModelCatalog {
-    pub fn new(source: CatalogSource, remote: Option<Arc<RemoteBackends>>) -> ModelCatalog {
+    pub fn new(
+        provider: Arc<dyn ModelProvider>,
+        remote: Option<Arc<RemoteBackends>>,
+    ) -> ModelCatalog {
         ModelCatalog {
-            source,
+            provider,
             remote,
             loaded: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn source(&self) -> &CatalogSource {
-        &self.source
+    pub fn provider(&self) -> &dyn ModelProvider {
+        self.provider.as_ref()
     }
 
     /// Keep every model of `set` (the champion) for reuse; the champion's copy of a version
@@ -85,26 +156,7 @@ impl ModelCatalog {
         if missing.is_empty() {
             return Ok(());
         }
-        let models = match &self.source {
-            CatalogSource::Bundled(b) => {
-                let b = b.clone();
-                tokio::task::spawn_blocking(move || {
-                    missing
-                        .iter()
-                        .map(|(role, version)| {
-                            b.load(*role, version).map_err(|e| CatalogError::Unknown {
-                                role: *role,
-                                version: version.clone(),
-                                why: e.to_string(),
-                            })
-                        })
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .await
-                .map_err(|e| CatalogError::Unavailable(e.to_string()))??
-            }
-            CatalogSource::Mlflow(manager) => load_from_mlflow(manager, &missing).await?,
-        };
+        let models = self.provider.load(missing).await?;
         let models = self.provide(models).await?;
         let mut loaded = self.loaded.lock();
         for m in models {
@@ -150,46 +202,4 @@ impl ModelCatalog {
             ],
         ))
     }
-}
-
-async fn load_from_mlflow(
-    manager: &Arc<RegistryManager>,
-    missing: &BTreeMap<Role, String>,
-) -> Result<Vec<LoadedModel>, CatalogError> {
-    let registry = manager.registry();
-    let mut resolutions = Vec::new();
-    for (role, version) in missing {
-        let classify = |e: tradeserve_models::mlflow::registry::RegistryError| {
-            if e.is_transient() {
-                CatalogError::Unavailable(e.to_string())
-            } else {
-                CatalogError::Unknown {
-                    role: *role,
-                    version: version.clone(),
-                    why: e.to_string(),
-                }
-            }
-        };
-        let one: BTreeMap<Role, String> = [(*role, version.clone())].into();
-        let resolution = registry.resolve_versions(&one).await.map_err(classify)?;
-        registry.fetch(&resolution).await.map_err(classify)?;
-        resolutions.push((*role, version.clone(), resolution));
-    }
-    let registry = registry.clone();
-    tokio::task::spawn_blocking(move || {
-        resolutions
-            .iter()
-            .map(|(role, version, resolution)| {
-                registry
-                    .load_one(*role, resolution)
-                    .map_err(|e| CatalogError::Unknown {
-                        role: *role,
-                        version: version.clone(),
-                        why: e.to_string(),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|e| CatalogError::Unavailable(e.to_string()))?
 }

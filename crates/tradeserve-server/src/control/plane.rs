@@ -32,7 +32,7 @@ use tradeserve_core::rollout::{GateReport, Stage};
 use tradeserve_core::routing::{ExperimentRoute, RolloutRoute, Routing};
 use tradeserve_core::types::Role;
 
-use crate::control::catalog::{CatalogError, CatalogSource, ModelCatalog};
+use crate::control::catalog::{CatalogError, ModelCatalog};
 use crate::control::units::{Units, experiment_key, rollout_key};
 use crate::control::{Actor, Command, CommandError, ControlState};
 use crate::metrics::ControlMetrics;
@@ -301,9 +301,10 @@ impl ControlPlane {
     /// With bundled models, a completed rollout's versions are the champion; with MLflow the
     /// alias is the truth and this is ignored.
     fn champion_override<'a>(&self, state: &'a ControlState) -> Option<&'a BTreeMap<Role, String>> {
-        match self.catalog.source() {
-            CatalogSource::Bundled(_) => state.champion.as_ref(),
-            CatalogSource::Mlflow(_) => None,
+        if self.catalog.provider().champion_in_control() {
+            state.champion.as_ref()
+        } else {
+            None
         }
     }
 
@@ -459,25 +460,14 @@ impl ControlPlane {
         &self,
         candidate: &BTreeMap<Role, String>,
     ) -> Result<(), PlaneError> {
-        let CatalogSource::Mlflow(manager) = self.catalog.source() else {
+        let provider = self.catalog.provider();
+        if provider.champion_in_control() {
             return Ok(());
-        };
-        let current = self.champion_versions();
-        let registry = manager.registry();
-        for (role, version) in candidate {
-            if current.get(role) == Some(version) {
-                continue;
-            }
-            let Some(spec) = registry.spec(*role) else {
-                continue;
-            };
-            registry
-                .client()
-                .set_alias(&spec.name, &spec.alias, version)
-                .await
-                .map_err(|e| PlaneError::AliasMove(format!("{}@{}: {e}", spec.name, spec.alias)))?;
-            tracing::info!(name = %spec.name, alias = %spec.alias, %version, "alias moved by a completed rollout");
         }
+        provider
+            .promote(candidate, &self.champion_versions())
+            .await
+            .map_err(|e| PlaneError::AliasMove(e.to_string()))?;
         if let Some(champion) = self.served.champion.load_full()
             && let Some(set) = self.catalog.compose(&champion, candidate)
         {
