@@ -23,16 +23,19 @@ pub const EVENT_SCHEMA_VERSION: u32 = 1;
 
 /// `regime_probabilities` of a response.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegimeProbabilities {
     pub bull: f64,
     pub bear: f64,
     pub sideways: f64,
     /// Shannon entropy / ln 3.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1))]
     pub entropy: f64,
 }
 
 /// `strategy_weights` of a response.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StrategyWeights {
     pub bull_specialist: f64,
     pub bear_specialist: f64,
@@ -41,6 +44,7 @@ pub struct StrategyWeights {
 
 /// `metadata.experiment` of a response: the experiment and arm a decision was assigned to.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExperimentArm {
     pub id: String,
     pub arm: Arm,
@@ -62,35 +66,54 @@ pub struct ShadowResult {
 
 /// `metadata` of a response.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Metadata {
     /// Dominant specialist and its registry version, e.g. `bull_specialist_v2`.
+    #[cfg_attr(feature = "openapi", schema(example = "bull_specialist_v1"))]
     pub model_version: String,
     /// Server-side latency from request arrival to response serialization.
     pub latency_ms: f64,
     #[serde(with = "time::serde::rfc3339")]
     pub timestamp: OffsetDateTime,
+    /// Every role's version (role → registry version).
     pub model_versions: Arc<BTreeMap<Role, String>>,
+    /// The experiment and arm the decision was assigned to (null without one).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub experiment: Option<ExperimentArm>,
-    /// `+`: the rollout arm, when a rollout is active.
+    /// The active rollout, its stage and this decision's arm (treatment: the candidate
+    /// decided); null without one.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub rollout: Option<RolloutRef>,
+    /// Close time of the bar the features describe.
     #[serde(with = "time::serde::rfc3339")]
     pub features_as_of: OffsetDateTime,
 }
 
 /// A trading decision, exactly as `POST /api/v1/predict` returns it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Decision {
+    /// UUID v7 (time-ordered).
     pub decision_id: Uuid,
     pub symbol: Symbol,
     pub action: Action,
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1))]
     pub confidence: f64,
+    /// Shares, a multiple of the lot size; 0 for HOLD.
     pub recommended_quantity: u64,
     pub regime_probabilities: RegimeProbabilities,
     pub strategy_weights: StrategyWeights,
+    /// Null when the request's `risk_check` is false.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub risk_validation: Option<RiskValidation>,
     pub metadata: Metadata,
+    /// Only when the request's `explain` is true.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explanation: Option<Explanation>,
+    /// Present (true) only when this is the decision first answered for the request's
+    /// idempotency key, answered again: nothing was booked or recorded this time.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub repeat: bool,
 }
 
 /// The model inputs a decision used, serialized as a map from feature name to value.

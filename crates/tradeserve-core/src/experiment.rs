@@ -22,6 +22,7 @@ pub const BUCKETS: u32 = 10_000;
 /// What a unit of assignment is: the same unit always lands in the same arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Bucketing {
     /// One symbol on one UTC day (`SYMBOL:YYYY-MM-DD`).
     #[default]
@@ -37,6 +38,7 @@ pub enum Bucketing {
 /// Which side of an experiment or rollout a decision is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Arm {
     Control,
     Treatment,
@@ -127,14 +129,31 @@ pub const METRICS: [&str; 8] = [
 /// An experiment as created through the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExperimentSpec {
     /// Generated (`exp-<uuid>`) when absent.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    )]
     pub experiment_id: Option<String>,
     pub role: Role,
+    /// A registry version such as `"2"`: 1-64 characters, no path separator, no `..`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 64, pattern = r"^(?!.*\.\.)[^/\\]+$")
+    )]
     pub control_model_version: String,
+    /// As `control_model_version`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 64, pattern = r"^(?!.*\.\.)[^/\\]+$")
+    )]
     pub treatment_model_version: String,
-    /// Treatment share in [0, 1].
+    /// Treatment share in [0, 1]: treatment when `bucket < split × 10000`, bucket =
+    /// `murmur3_x86_32(salt + ':' + key, 0) % 10000`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1))]
     pub traffic_split: f64,
     #[serde(default)]
     pub metrics_to_track: Option<Vec<String>>,
@@ -152,8 +171,10 @@ pub struct ExperimentSpec {
 /// (role, versions, bucketing, salt) cannot change: start a new experiment instead.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExperimentUpdate {
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1))]
     pub traffic_split: Option<f64>,
     #[serde(default)]
     pub metrics_to_track: Option<Vec<String>>,
@@ -164,6 +185,7 @@ pub struct ExperimentUpdate {
 /// Where an experiment is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ExperimentStatus {
     Running,
     /// Ended (by `DELETE` or the kill switch): all traffic on the champion; the report stays.
@@ -172,6 +194,7 @@ pub enum ExperimentStatus {
 
 /// An experiment as stored and returned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Experiment {
     pub experiment_id: String,
     pub role: Role,

@@ -90,13 +90,18 @@ pub struct Share {
 
 /// Who contributed to a measurement, as a report shows it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = FleetContributor))]
 pub struct Contributor {
+    /// The replica's id: `$HOSTNAME` and a random suffix, new at each start.
     pub replica: String,
+    /// When that replica began measuring.
     #[serde(with = "time::serde::rfc3339")]
     pub since: OffsetDateTime,
-    /// `null` for this replica: its share is live.
+    /// When its share was published; null for the replica answering (its share is live).
     #[serde(with = "time::serde::rfc3339::option")]
     pub published_at: Option<OffsetDateTime>,
+    /// Decisions of both arms in its share.
     pub decisions: u64,
 }
 

@@ -19,17 +19,29 @@ pub const MAX_REASON: usize = 500;
 /// What a halt withholds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum HaltScope {
-    /// Every order. (A struct variant with no fields: serde refuses unknown fields only in
-    /// struct variants of an internally tagged enum, and `{"type": "all", "x": 1}` must be 422.)
+    /// Every order.
+    // A struct variant with no fields: serde refuses unknown fields only in struct variants
+    // of an internally tagged enum, and `{"type": "all", "x": 1}` must be 422.
     All {},
     /// Orders in one symbol.
-    Symbol { symbol: String },
+    Symbol {
+        #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Z][A-Z0-9.\-]{0,11}$"))]
+        symbol: String,
+    },
     /// Orders of one desk: the id of its API key (with authentication off, no request has a
     /// desk and such a halt covers nothing).
-    Desk { key_id: String },
+    Desk {
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+        key_id: String,
+    },
     /// Orders decided by a model set that holds this version of this role.
-    ModelVersion { role: Role, version: String },
+    ModelVersion {
+        role: Role,
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+        version: String,
+    },
 }
 
 impl HaltScope {
@@ -76,8 +88,10 @@ impl HaltScope {
 /// `POST /api/v1/halts`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HaltSpec {
     pub scope: HaltScope,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 500))]
     pub reason: String,
 }
 
@@ -102,6 +116,7 @@ pub fn validate_reason(reason: &str) -> Result<(), InvalidField> {
 /// Where a halt is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum HaltStatus {
     Active,
     /// Still active: one operator asked to release it, a second, different one must confirm.
@@ -121,6 +136,8 @@ impl HaltStatus {
 
 /// Who did something to a halt, when and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = HaltSigned))]
 pub struct Signed {
     pub by: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -130,7 +147,9 @@ pub struct Signed {
 
 /// One halt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Halt {
+    /// `halt-<UUIDv7>`: named in the `kill_switch` warning of every decision it withholds.
     pub halt_id: String,
     pub scope: HaltScope,
     pub status: HaltStatus,

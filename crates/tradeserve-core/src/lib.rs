@@ -50,6 +50,8 @@ pub mod idempotency;
 pub mod kernel;
 pub mod ledger;
 pub mod model_set;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod pipeline;
 pub mod ports;
 pub mod prediction;

@@ -73,8 +73,10 @@ pub trait RemoteModel: Send + Sync {
     }
 }
 
-/// A remote backend's circuit.
+/// A remote backend's circuit: closed (calls go through) or open (they fail at once, or fall
+/// back, until a probe succeeds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "circuit", rename_all = "snake_case")]
 pub enum BackendState {
     /// Calls go through.
@@ -85,8 +87,10 @@ pub enum BackendState {
 
 /// Which backend serves a role.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackendInfo {
-    /// `kserve_v2`, ...
+    /// `kserve_v2`, `tfserving` or `torchserve`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub kind: &'static str,
     /// The call's URL.
     pub endpoint: String,
@@ -96,13 +100,14 @@ pub struct BackendInfo {
 
 /// Where a model came from and what exactly was loaded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelInfo {
     pub role: Role,
     /// Registry name, e.g. `tradeserve.bull_specialist`.
     pub name: String,
     /// Registry version, e.g. `"2"`.
     pub version: String,
-    /// Registry alias it was resolved through (`None` for bundled models).
+    /// Registry alias it was resolved through (null for bundled models).
     pub alias: Option<String>,
     /// Where it was loaded from (`file://…` or `models:/…`).
     pub source: String,

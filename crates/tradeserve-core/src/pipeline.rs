@@ -590,6 +590,7 @@ fn build_decision(
             sideways_specialist: eval.weights[2],
         },
         risk_validation,
+        repeat: false,
         metadata: Metadata {
             model_version: format!("{}_v{}", dominant.info.role, dominant.info.version),
             latency_ms: 0.0,

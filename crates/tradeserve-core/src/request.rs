@@ -42,19 +42,46 @@ pub fn valid_key(key: &str) -> bool {
 pub const KEY_RULE: &str =
     "must be 1-64 characters of A-Z a-z 0-9 . _ : -, starting with a letter or digit";
 
+/// The body of `POST /api/v1/predict`.
+// As sent: `parse_predict_request` validates it into a `PredictRequest`.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = PredictRequest))]
 #[serde(deny_unknown_fields)]
-struct RawRequest {
+pub struct RawRequest {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Z][A-Z0-9.\-]*$", min_length = 1, max_length = 12)
+    )]
     symbol: String,
+    /// Point-in-time features as of this instant (RFC 3339); absent = latest. More than 5 s in
+    /// the future is 422.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     timestamp: Option<String>,
+    /// Use this specialist alone instead of the meta-controller's weights.
     #[serde(default)]
     strategy_override: Option<Specialist>,
+    /// Check (and book) the order against the risk limits.
     #[serde(default = "default_true")]
+    #[cfg_attr(feature = "openapi", schema(default = true))]
     risk_check: bool,
+    /// Return Shapley-value attributions under `explanation` (adds milliseconds; the decision
+    /// itself is unchanged).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = false))]
     explain: bool,
+    /// The client's id of this order (the rule of the `Idempotency-Key` header, which it must
+    /// equal when both are sent). The same id with the same request within `idempotency.ttl`
+    /// (24 h) is answered with the first decision (same `decision_id`, `"repeat": true`) with
+    /// no second booking and no second event; with a different request, 409
+    /// `idempotency_conflict`. Scoped to the API key; kept fleet-wide when the risk ledger or
+    /// the control store is Redis, per replica otherwise.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+    )]
     client_order_id: Option<String>,
 }
 

@@ -113,6 +113,7 @@ impl RiskLimits {
 /// Result of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum CheckStatus {
     Pass,
     Warn,
@@ -121,16 +122,30 @@ pub enum CheckStatus {
 
 /// The ten checks, each with its status, in a fixed order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Checks {
     pub position_limit: CheckStatus,
     pub concentration: CheckStatus,
     pub order_notional: CheckStatus,
     pub restricted_list: CheckStatus,
     pub daily_order_count: CheckStatus,
+    /// Fails while a trading halt covers the order (the warning names the halt:
+    /// `kill_switch: halted by halt-…`).
     pub kill_switch: CheckStatus,
+    /// The order's shares against `risk.max_order_quantity` (RTS 6 Art. 15(1)(b): maximum
+    /// order volume).
     pub order_quantity: CheckStatus,
+    /// The desk's (API key's) gross notional today, this order included, against its
+    /// `daily_notional` or `risk.desk_daily_notional` (15c3-5 (c)(1)(i): credit thresholds per
+    /// customer).
     pub desk_daily_notional: CheckStatus,
+    /// Approved orders this UTC second for the symbol (`risk.max_orders_per_second_symbol`)
+    /// and for the desk (its `orders_per_second` or `risk.max_orders_per_second_desk`) (RTS 6
+    /// Art. 15(1)(c)-(d): message and order limits).
     pub order_rate: CheckStatus,
+    /// Approved orders in the symbol within `risk.repeated_execution_window` against
+    /// `risk.repeated_execution_max`; fail halts the symbol until an operator releases it
+    /// (RTS 6 Art. 15(3)).
     pub repeated_execution: CheckStatus,
 }
 
@@ -169,6 +184,7 @@ impl Checks {
 
 /// The `risk_validation` object of a decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RiskValidation {
     pub approved: bool,
     pub warnings: Vec<String>,

@@ -20,6 +20,7 @@ use crate::types::Role;
 /// Where a rollout is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Stage {
     /// The candidate runs after each response; its decision is compared, never returned.
     Shadow,
@@ -78,14 +79,19 @@ impl Stage {
 /// How long each active stage must run before its gate can pass.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StageDurations {
     #[serde(with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, default = "1h", example = "1h"))]
     pub shadow: Duration,
     #[serde(with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, default = "1h", example = "1h"))]
     pub canary: Duration,
     #[serde(with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, default = "1h", example = "1h"))]
     pub partial: Duration,
     #[serde(with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, default = "1h", example = "1h"))]
     pub full: Duration,
 }
 
@@ -117,9 +123,11 @@ impl StageDurations {
 /// What a stage must show before it is promoted; failing any check rolls back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Gates {
     /// Candidate decisions (or shadow comparisons) needed before a stage is judged.
     pub min_decisions: u64,
+    /// Minimum time per stage (humantime, default 1h each).
     pub durations: StageDurations,
     /// Candidate p99 decision latency (server side) may exceed control's by at most this
     /// fraction (from canary on: in shadow the candidate serves no request).
@@ -174,14 +182,21 @@ impl Gates {
 /// A rollout as created through the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RolloutSpec {
     /// Generated (`ro-<uuid>`) when absent.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    )]
     pub rollout_id: Option<String>,
-    /// Candidate version per role; roles left out keep the champion's version.
+    /// Candidate version per role (role → registry version); roles left out keep the
+    /// champion's version.
     pub candidate: BTreeMap<Role, String>,
     /// Promote as soon as a stage's gate passes; otherwise wait for `promote`.
     #[serde(default = "yes")]
+    #[cfg_attr(feature = "openapi", schema(default = true))]
     pub auto_promote: bool,
     #[serde(default)]
     pub gates: Option<Gates>,
@@ -199,6 +214,7 @@ fn yes() -> bool {
 
 /// One stage change, with who made it and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Transition {
     pub from: Option<Stage>,
     pub to: Stage,
@@ -208,8 +224,10 @@ pub struct Transition {
     pub reason: String,
 }
 
-/// A rollout as stored and returned.
+/// A rollout as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = RolloutRecord))]
 pub struct Rollout {
     pub rollout_id: String,
     /// Every role's version: the candidate set, frozen at creation.
@@ -390,12 +408,13 @@ impl Rollout {
 
 /// What the gates read, measured over the current stage.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GateInputs {
     /// Candidate decisions (live or shadow) and failures.
     pub candidate_decisions: u64,
     pub candidate_errors: u64,
     /// p99 of server-side decision latency (arrival → decision), per arm, in µs (`None`
-    /// without data). At `full`, control's is the last one measured in an earlier stage.
+    /// without data: null). At `full`, control's is the last one measured in an earlier stage.
     pub control_latency_p99_us: Option<f64>,
     pub candidate_latency_p99_us: Option<f64>,
     /// Shadow: comparisons made and how many chose the same action.
@@ -412,6 +431,7 @@ pub struct GateInputs {
 /// The result of one gate check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Verdict {
     /// Not enough time or data yet.
     Wait,
@@ -421,6 +441,7 @@ pub enum Verdict {
 
 /// One gate check and why it came out so.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GateCheck {
     pub name: GateName,
     pub verdict: Verdict,
@@ -430,6 +451,7 @@ pub struct GateCheck {
 /// What a gate check judges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum GateName {
     /// The stage has run its minimum time.
     Duration,
@@ -470,6 +492,7 @@ impl std::fmt::Display for GateName {
 
 /// Every check of a stage, and the overall verdict: fail if any fails, pass if all pass.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GateReport {
     pub stage: Stage,
     pub verdict: Verdict,

@@ -18,6 +18,7 @@ use crate::rollout::Stage;
 
 /// What a decision is measured in: the running experiment or the active rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum UnitKind {
     Experiment,
@@ -135,6 +136,7 @@ pub struct ExperimentRef {
 
 /// `rollout` of an event and a response: id, stage, arm and bucket.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RolloutRef {
     pub id: String,
     pub stage: Stage,

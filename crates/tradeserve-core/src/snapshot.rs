@@ -20,6 +20,7 @@ pub struct FeatureSnapshot {
 
 /// Data a feature source can serve for a symbol.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SymbolCoverage {
     pub symbol: String,
     /// First instant with features.

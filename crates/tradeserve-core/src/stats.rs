@@ -113,7 +113,9 @@ pub(crate) fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
+/// Share of each action among an arm's decisions.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionMix {
     #[serde(rename = "BUY")]
     pub buy: f64,
@@ -123,29 +125,48 @@ pub struct ActionMix {
     pub hold: f64,
 }
 
+/// Latency percentiles in milliseconds (null without data).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Percentiles {
     pub p50: Option<f64>,
     pub p95: Option<f64>,
     pub p99: Option<f64>,
 }
 
-/// A copy of one arm's measurements.
+/// A copy of one arm's measurements. In an experiment's report, only the fields its
+/// `metrics_to_track` select (`decisions` and `errors` always).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ArmStats))]
 pub struct ArmSnapshot {
     pub decisions: u64,
     pub errors: u64,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub error_rate: f64,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub action_mix: ActionMix,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub mean_confidence: Option<f64>,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub risk_reject_rate: Option<f64>,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub latency_ms: Percentiles,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub inference_p99_us: Option<f64>,
+    /// Approved BUY/SELL decisions with a realized return.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub outcomes: u64,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub win_rate: Option<f64>,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub mean_return: Option<f64>,
+    /// Per decision: mean / sd of returns, not annualized.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub sharpe: Option<f64>,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub shadow_compared: u64,
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub shadow_agreed: u64,
     #[serde(skip)]
     pub summary: Summary,
@@ -155,12 +176,14 @@ pub struct ArmSnapshot {
 
 /// Significance of treatment against control.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Comparison {
     /// Welch t-test, two-sided, on mean return.
     pub welch_p_value: Option<f64>,
     pub mean_return_diff: Option<f64>,
     pub sharpe_diff: Option<f64>,
-    /// 95% bootstrap CI of `sharpe(treatment) − sharpe(control)`.
+    /// 95% percentile bootstrap CI of `sharpe(treatment) − sharpe(control)`, 1000
+    /// resamples, seeded.
     pub sharpe_diff_ci95: Option<(f64, f64)>,
 }
 

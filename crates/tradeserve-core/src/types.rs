@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// What the desk should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Action {
     Buy,
     Sell,
@@ -44,6 +45,7 @@ impl fmt::Display for Action {
 /// The three strategy specialists the meta-controller weighs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Specialist {
     #[serde(rename = "bull_specialist")]
     Bull,
@@ -77,6 +79,7 @@ impl Specialist {
 /// The five model roles of a model set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Role {
     RegimeDetector,
     MetaController,

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::metrics::Route;
 use crate::routes::admit::{self, Arrival};
 use crate::routes::predict::DecisionId;
-use crate::routes::{bars, experiments, halts, ops, outcomes, predict, rollouts, stats};
+use crate::routes::{bars, experiments, halts, models, ops, outcomes, predict, rollouts, stats};
 use crate::state::AppState;
 use crate::telemetry::AccessLog;
 use tradeserve_auth::Access;
@@ -31,12 +31,15 @@ pub fn router(state: Arc<AppState>) -> Router {
     ));
     Router::new()
         .route("/api/v1/predict", gate.at(admitted, Access::Trade))
-        .route("/api/v1/models", gate.at(get(ops::models), Access::Read))
+        .route("/api/v1/models", gate.at(get(models::models), Access::Read))
         .route(
             "/api/v1/models/reload",
-            gate.at(post(ops::reload), Access::Operate),
+            gate.at(post(models::reload), Access::Operate),
         )
-        .route("/api/v1/symbols", gate.at(get(ops::symbols), Access::Read))
+        .route(
+            "/api/v1/symbols",
+            gate.at(get(models::symbols), Access::Read),
+        )
         .route("/api/v1/bars", gate.at(post(bars::post), Access::Operate))
         .route(
             "/api/v1/outcomes",

@@ -43,6 +43,9 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print the OpenAPI 3.1 document of the HTTP API (what `GET /openapi.json` serves),
+    /// generated from the request and response types.
+    Openapi,
     /// Open-loop load generator with HdrHistogram percentiles.
     Loadtest(LoadtestArgs),
     /// Re-run recorded decisions from their events and report every mismatch.
@@ -345,6 +348,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, listen } => serve(config, listen),
         Command::CheckConfig { config } => check_config(config),
+        Command::Openapi => {
+            std::io::stdout()
+                .lock()
+                .write_all(crate::openapi::document().as_bytes())?;
+            Ok(())
+        }
         Command::Models(ModelsCommand::Publish {
             dir,
             name,

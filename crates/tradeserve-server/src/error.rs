@@ -12,10 +12,13 @@ use tradeserve_core::ports::FeatureError;
 use tradeserve_core::request::RequestErrorKind;
 
 /// The `error` object of every error response.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    /// Stable snake_case code.
+    #[schema(value_type = String)]
     pub code: &'static str,
     pub message: String,
+    /// The request field it concerns (`Invalid field` errors).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
@@ -27,9 +30,12 @@ pub struct ApiError {
     pub body: ErrorBody,
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
-    error: &'a ErrorBody,
+/// Every error response's body.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope<'a> {
+    pub error: &'a ErrorBody,
 }
 
 impl ApiError {

@@ -47,6 +47,7 @@ pub mod ledger;
 pub mod market_publish;
 pub mod metrics;
 pub mod mlflow_provider;
+pub mod openapi;
 pub mod outcomes;
 pub mod registry;
 pub mod replay;

@@ -34,7 +34,7 @@ pub trait Serving: Send + Sync {
 }
 
 /// What a reload did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum ReloadOutcome {
     /// The aliases point where they did; nothing changed.
@@ -56,7 +56,7 @@ pub enum ReloadError {
 }
 
 /// Registry health, for `/health/ready` and `/api/v1/models`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RegistryStatus {
     pub reachable: bool,
     #[serde(with = "time::serde::rfc3339::option")]

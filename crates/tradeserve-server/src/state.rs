@@ -201,27 +201,6 @@ impl AppState {
         }
     }
 
-    /// Each remote role of the champion: its backend, version and circuit (empty when every
-    /// role runs in process).
-    pub fn backends(&self) -> serde_json::Map<String, serde_json::Value> {
-        let Some(set) = self.control.champion() else {
-            return serde_json::Map::new();
-        };
-        set.models()
-            .iter()
-            .filter_map(|m| {
-                let mut view = serde_json::json!({
-                    "backend": m.remote.as_ref()?.backend(),
-                    "version": m.info.version,
-                });
-                for (k, v) in self.backend_health(m)? {
-                    view[k] = v;
-                }
-                Some((m.info.role.as_str().to_owned(), view))
-            })
-            .collect()
-    }
-
     /// The sets requests may be routed to now, for the TorchServe steward.
     pub fn routed(&self) -> Routed {
         let mut routed = Routed::default();
@@ -238,20 +217,6 @@ impl AppState {
             routed.others.push(previous);
         }
         routed
-    }
-
-    /// A remote model's health: its circuit and, on TorchServe, the management API's last
-    /// word on the version (`None` in process).
-    pub fn backend_health(
-        &self,
-        m: &tradeserve_core::LoadedModel,
-    ) -> Option<Vec<(&'static str, serde_json::Value)>> {
-        let r = m.remote.as_ref()?;
-        let mut health = vec![("state", serde_json::json!(r.state()))];
-        if let Some(status) = self.steward.status(&r.backend().endpoint) {
-            health.push(("model_status", serde_json::json!(status)));
-        }
-        Some(health)
     }
 }
 

@@ -25,8 +25,9 @@ pub struct Sample {
     pub decisions: [[u64; 2]; 3],
 }
 
-/// Percentiles in milliseconds (`None` without requests).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+/// Percentiles in milliseconds, interpolated within the latency histogram's buckets as
+/// Prometheus's `histogram_quantile` does (null without requests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LatencyMs {
     pub p50: Option<f64>,
     pub p95: Option<f64>,
@@ -35,7 +36,7 @@ pub struct LatencyMs {
 
 /// One point of the charts: the interval between two consecutive samples (at least half a
 /// second long: the partial interval before a view is left out).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Point {
     /// How long before now the interval ended.
     pub seconds_ago: f64,
@@ -44,7 +45,7 @@ pub struct Point {
 }
 
 /// Decisions by action.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Actions {
     #[serde(rename = "BUY")]
     pub buy: u64,
@@ -55,8 +56,9 @@ pub struct Actions {
 }
 
 /// What happened on `POST /api/v1/predict` between the window's oldest sample and now.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct WindowView {
+    /// Span of the window (up to 60).
     pub seconds: f64,
     /// Responses of any status.
     pub requests: u64,
@@ -66,12 +68,13 @@ pub struct WindowView {
     pub decisions_per_second: f64,
     pub latency_ms: LatencyMs,
     /// Responses by status (only those that occurred).
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub statuses: BTreeMap<&'static str, u64>,
     /// 5xx responses over all responses.
     pub error_rate: f64,
     pub actions: Actions,
     pub risk_rejected: u64,
-    /// Oldest first.
+    /// One point per sampling interval, oldest first.
     pub series: Vec<Point>,
 }
 

@@ -15,6 +15,7 @@ use crate::routing::{Route, UnitKind};
 
 /// Where an outcome was credited.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Credit {
     pub kind: UnitKind,
     pub id: String,

@@ -18,6 +18,7 @@ const KEEP_FINISHED: usize = 50;
 
 /// The last use of the kill switch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KillRecord {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,

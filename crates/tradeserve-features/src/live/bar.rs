@@ -7,17 +7,28 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-/// A one-minute bar: `end` is the bar's close time.
+/// A live one-minute bar as the feed sends it: the Kafka topic's value (key = symbol) and each
+/// element of `POST /api/v1/bars`; `end` is the bar's close time. Bars of a symbol are applied
+/// in `end` order; one earlier than the symbol's newest by at most
+/// `features.live.reorder_window` is put in its place, an earlier one is rejected as late; a
+/// second bar with the same symbol and end is a duplicate and changes nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Bar {
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Z][A-Z0-9.\-]{0,11}$"))]
     pub symbol: String,
     #[serde(with = "time::serde::rfc3339")]
     pub end: OffsetDateTime,
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0))]
     pub open: f64,
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0))]
     pub high: f64,
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0))]
     pub low: f64,
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0))]
     pub close: f64,
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub volume: f64,
 }
 

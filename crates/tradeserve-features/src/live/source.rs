@@ -61,16 +61,29 @@ pub enum Ingested {
 
 /// One symbol as `GET /api/v1/symbols` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SymbolStatus {
     pub symbol: String,
+    /// The newest bar's end (null before the first bar).
     #[serde(with = "time::serde::rfc3339::option")]
     pub newest_bar: Option<OffsetDateTime>,
     /// Seconds since the newest bar's end.
     pub age_s: Option<f64>,
-    /// Bars with features held (point-in-time history).
+    /// Bars of features held for timestamp requests (point-in-time history).
     pub bars: usize,
-    /// `live`, `warming_up` (fewer bars than the longest window) or `stale`.
+    /// `live`, `warming_up` (fewer bars than the longest window) or `stale` (the newest bar
+    /// older than `features.live.max_bar_age`).
+    #[cfg_attr(feature = "openapi", schema(schema_with = live_status))]
     pub status: &'static str,
+}
+
+/// The schema of [`SymbolStatus::status`].
+#[cfg(feature = "openapi")]
+fn live_status() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["live", "warming_up", "stale"]))
+        .build()
 }
 
 /// See the module docs.

@@ -133,6 +133,7 @@ pub const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 /// management API, the Open Inference Protocol's model-ready endpoint, TF Serving's model
 /// status) — for `/health/ready` and `GET /api/v1/models`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum ModelStatus {
     /// TorchServe: registered; `ready_workers` of `workers` answer.

@@ -54,12 +54,14 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
     }
 }
 
-/// The optional body of an action (`promote`, `pause`, `rollback`, stop, kill switch).
-#[derive(Debug, Default, Deserialize)]
+/// The optional body of an action (`promote`, `pause`, `rollback`, stop, kill switch, a
+/// release): why (recorded on the audit trail). An empty body is accepted.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = Reason)]
 #[serde(deny_unknown_fields)]
-struct Why {
+pub struct Why {
     #[serde(default)]
-    reason: Option<String>,
+    pub reason: Option<String>,
 }
 
 /// Who asked (see [`who`]) and, from an optional JSON body

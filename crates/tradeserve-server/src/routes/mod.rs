@@ -6,6 +6,7 @@ pub mod body;
 pub mod change;
 pub mod experiments;
 pub mod halts;
+pub mod models;
 pub mod ops;
 pub mod outcomes;
 pub mod predict;

@@ -1,4 +1,4 @@
-//! Operations endpoints: health, metrics, OpenAPI, the active models and the symbols served.
+//! Operations endpoints: liveness, readiness, metrics and the OpenAPI document.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,44 +8,131 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::{Value, json};
-use tradeserve_core::ports::FeatureSource;
-use tradeserve_core::{LoadedModel, ModelInfo};
+use tradeserve_core::model_set::{BackendInfo, BackendState};
+use tradeserve_core::types::Role;
+use tradeserve_models::remote::ModelStatus;
+use utoipa::ToSchema;
 
-use crate::error::{ApiError, json_response};
-use crate::registry::ReloadError;
+use crate::error::{ApiError, Envelope, json_response};
+use crate::openapi::responses::Guarded;
+use crate::registry::RegistryStatus;
 use crate::state::AppState;
 
-/// The OpenAPI 3 description of every endpoint.
-pub const OPENAPI: &str = include_str!("../../openapi.json");
-
-pub async fn live() -> Json<Value> {
-    Json(json!({"status": "live"}))
+/// `GET /health/live`.
+#[derive(Serialize, ToSchema)]
+pub struct Live {
+    #[schema(value_type = String, pattern = "^live$")]
+    status: &'static str,
 }
 
-pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+/// The process is up
+#[utoipa::path(get, path = "/health/live", tag = "operations", security(),
+    responses((status = 200, description = "live", body = Live)))]
+pub async fn live() -> Json<Live> {
+    Json(Live { status: "live" })
+}
+
+/// `GET /health/ready`: ready, and how what it depends on is doing.
+#[derive(Serialize, ToSchema)]
+pub struct Ready {
+    #[schema(value_type = String, pattern = "^ready$")]
+    status: &'static str,
+    /// With models from MLflow: whether the registry answers (models may be stale when not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registry: Option<RegistryStatus>,
+    /// Only when a role is served remotely: per role, its backend, version, circuit and the
+    /// version's status from its server at the steward's last sweep. Readiness itself does
+    /// not depend on them: a model server shared by every replica being down would otherwise
+    /// remove every replica from the load balancer, turning a clear 503 `backend_unavailable`
+    /// into refused connections.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    backends: BTreeMap<Role, RemoteRole>,
+    /// With the live feed: symbols by status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    feed: Option<Feed>,
+}
+
+/// A role served by a remote model server.
+#[derive(Serialize, ToSchema)]
+pub struct RemoteRole {
+    pub backend: BackendInfo,
+    pub version: String,
+    pub state: BackendState,
+    /// What the role's server said about the version at the steward's last sweep
+    /// (`models.remote.status_interval`): TorchServe's management API (registered, with READY
+    /// workers: its `/ping` says Healthy even while a worker crash-loops), the Open Inference
+    /// Protocol's model-ready endpoint or TF Serving's model status, missing, or unreachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_status: Option<ModelStatus>,
+}
+
+/// The live feed's symbols by status.
+#[derive(Serialize, ToSchema)]
+pub struct Feed {
+    symbols: usize,
+    live: usize,
+    warming_up: usize,
+    stale: usize,
+}
+
+/// Models loaded and not draining
+#[utoipa::path(get, path = "/health/ready", tag = "operations", security((), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "ready", body = Ready),
+        Guarded,
+        (status = 503, description = "not_ready, with the reason", body = Envelope),
+    ))]
+pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Ready>, ApiError> {
     state
         .is_ready()
         .map_err(|reason| ApiError::not_ready(&reason.to_string()))?;
-    let mut body = json!({"status": "ready"});
-    // Serving, but say when the registry is unreachable (models may be stale) and how the
-    // remote backends are doing.
-    if let Some(r) = &state.registry {
-        body["registry"] = json!(r.status());
-    }
-    let backends = state.backends();
-    if !backends.is_empty() {
-        body["backends"] = Value::Object(backends);
-    }
-    if let Some(live) = &state.live {
+    let feed = state.live.as_ref().map(|live| {
         let status = live.status();
         let count = |s: &str| status.iter().filter(|x| x.status == s).count();
-        body["feed"] = json!({"symbols": status.len(), "live": count("live"),
-            "warming_up": count("warming_up"), "stale": count("stale")});
-    }
-    Ok(Json(body))
+        Feed {
+            symbols: status.len(),
+            live: count("live"),
+            warming_up: count("warming_up"),
+            stale: count("stale"),
+        }
+    });
+    Ok(Json(Ready {
+        status: "ready",
+        // Serving, but say when the registry is unreachable (models may be stale).
+        registry: state.registry.as_ref().map(|r| r.status()),
+        backends: remote_roles(&state),
+        feed,
+    }))
 }
 
+/// Every role of the champion served by a remote backend.
+fn remote_roles(state: &AppState) -> BTreeMap<Role, RemoteRole> {
+    let Some(set) = state.control.champion() else {
+        return BTreeMap::new();
+    };
+    set.models()
+        .iter()
+        .filter_map(|m| {
+            let remote = m.remote.as_ref()?;
+            Some((
+                m.info.role,
+                RemoteRole {
+                    backend: remote.backend().clone(),
+                    version: m.info.version.clone(),
+                    state: remote.state(),
+                    model_status: state.steward.status(&remote.backend().endpoint),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Prometheus metrics
+#[utoipa::path(get, path = "/metrics", tag = "operations", security((), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain"),
+        Guarded,
+    ))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     state.refresh_ready();
     let text = state
@@ -60,98 +147,15 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, Api
     Ok(res)
 }
 
+/// This document
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document", body = Object),
+        Guarded,
+    ))]
 pub async fn openapi() -> Response {
-    json_response(StatusCode::OK, OPENAPI.as_bytes().to_vec())
-}
-
-pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let set = state
-        .control
-        .champion()
-        .ok_or_else(|| ApiError::not_ready("models are not loaded"))?;
-    let models: BTreeMap<&str, Served<'_>> = set
-        .models()
-        .iter()
-        .map(|m| (m.info.role.as_str(), Served::of(m, &state)))
-        .collect();
-    Ok(Json(match &state.registry {
-        None => json!({ "source": "bundled", "models": models }),
-        Some(r) => json!({
-            "source": "mlflow",
-            "tracking_uri": r.tracking_uri(),
-            "registry": r.status(),
-            "previous": r.previous.load().as_ref().map(|p| p.versions().as_ref().clone()),
-            "models": models,
-        }),
-    }))
-}
-
-/// A role as `GET /api/v1/models` shows it: what was loaded and what serves it.
-#[derive(Serialize)]
-struct Served<'a> {
-    #[serde(flatten)]
-    info: &'a ModelInfo,
-    backend: Value,
-}
-
-impl<'a> Served<'a> {
-    fn of(m: &'a LoadedModel, state: &AppState) -> Served<'a> {
-        let backend = match &m.remote {
-            Some(r) => {
-                let mut backend = serde_json::to_value(r.backend()).unwrap_or(Value::Null);
-                for (k, v) in state.backend_health(m).unwrap_or_default() {
-                    backend[k] = v;
-                }
-                backend
-            }
-            None => json!({"kind": "in_process"}),
-        };
-        Served {
-            info: &m.info,
-            backend,
-        }
-    }
-}
-
-/// `POST /api/v1/models/reload`: re-resolve the registry aliases now.
-pub async fn reload(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let Some(manager) = state.registry.clone() else {
-        return Ok(Json(json!({"status": "unchanged", "source": "bundled"})));
-    };
-    let outcome = manager.reload(state.as_ref()).await.map_err(|e| match e {
-        ReloadError::Unavailable(m) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable", m)
-        }
-        ReloadError::Refused(m) => ApiError::new(StatusCode::BAD_GATEWAY, "model_refused", m),
-    })?;
-    Ok(Json(serde_json::to_value(outcome).map_err(|e| {
-        ApiError::internal(format!("cannot serialize the reload outcome: {e}"))
-    })?))
-}
-
-/// The symbols served: the replay's coverage, or the live feed's state per symbol (newest
-/// bar, its age, bars held, status) with the coverage of its retained history.
-pub async fn symbols(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let Some(live) = &state.live else {
-        return Json(json!({ "source": "replay", "symbols": state.symbols }));
-    };
-    let coverage: BTreeMap<String, _> = live
-        .coverage()
-        .into_iter()
-        .map(|c| (c.symbol.clone(), c))
-        .collect();
-    let symbols: Vec<Value> = live
-        .status()
-        .into_iter()
-        .map(|s| {
-            let mut v = json!(s);
-            if let Some(c) = coverage.get(&s.symbol) {
-                let c = json!(c);
-                v["from"] = c["from"].clone();
-                v["to"] = c["to"].clone();
-            }
-            v
-        })
-        .collect();
-    Json(json!({ "source": "live", "symbols": symbols }))
+    json_response(
+        StatusCode::OK,
+        crate::openapi::document().as_bytes().to_vec(),
+    )
 }

@@ -17,7 +17,7 @@ use tradeserve_core::request::{KEY_RULE, valid_key};
 use tradeserve_core::risk::CheckStatus;
 use tradeserve_core::{Decision, Outcome};
 
-use crate::error::{ApiError, ErrorBody, json_response};
+use crate::error::{ApiError, Envelope, ErrorBody, json_response};
 use crate::routes::admit::Arrival;
 use crate::state::AppState;
 use tradeserve_auth::Caller;
@@ -27,14 +27,58 @@ use tradeserve_auth::Caller;
 pub struct DecisionId(pub uuid::Uuid);
 
 /// A 403 body: the full decision plus the error.
-#[derive(Serialize)]
-struct Rejected<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = RejectedDecision)]
+pub struct Rejected<'a> {
     #[serde(flatten)]
     decision: &'a Decision,
     error: ErrorBody,
 }
 
-/// Decide for a request the admission layer let in (its body read, its arrival stamped).
+/// A 403 of `POST /api/v1/predict`: a decision the risk checks refused (this handler), or a
+/// key without the trader role (the auth layer, in the error shape).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // the union of two bodies built elsewhere, for the document
+pub enum Refused<'a> {
+    Rejected(Rejected<'a>),
+    Forbidden(Envelope<'a>),
+}
+
+/// Decide for one symbol
+///
+/// Runs the regime detector, the meta-controller and the specialists, blends, sizes and
+/// risk-checks. The request body is read regardless of Content-Type.
+#[utoipa::path(
+    post,
+    path = "/api/v1/predict",
+    tag = "decisions",
+    params(
+        ("X-Client-Id" = Option<String>, Header, max_length = 128,
+         description = "Caller id: the unit of 'client' bucketing and the event's client_id; longer than 128 bytes or not text: 422."),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$",
+         description = "The same as the body's client_order_id (which it must equal when both are sent); not following the pattern: 422."),
+    ),
+    request_body = tradeserve_core::request::RawRequest,
+    responses(
+        (status = 200, description = "A decision (approved, or risk_check false)", body = Decision,
+         headers(("Idempotent-Replayed" = String, description = "true when the body is the decision first answered for this idempotency key (\"repeat\": true)"))),
+        (status = 400, description = "Body is not JSON or not an object (malformed_json, not_an_object, unreadable_body)", body = Envelope),
+        (status = 401, description = "unauthorized: no API key, or not one of the configured keys (only when authentication is on; with `WWW-Authenticate: Bearer`)", body = Envelope),
+        (status = 403, description = "risk_rejected: the full decision plus an error; or forbidden: the API key lacks the trader role",
+         body = Refused,
+         headers(("Idempotent-Replayed" = String, description = "true when the body is the decision first answered for this idempotency key (\"repeat\": true)"))),
+        (status = 404, description = "unknown_symbol, or no_features as of the timestamp", body = Envelope),
+        (status = 408, description = "body_timeout: the body was not received within server.body_read_timeout (the connection is closed)", body = Envelope),
+        (status = 409, description = "idempotency_conflict: the idempotency key was used for a different request; idempotency_in_flight: the first request with this key is still being decided (retry)", body = Envelope),
+        (status = 413, description = "body_too_large (default limit 16 KiB)", body = Envelope),
+        (status = 422, description = "Invalid field: unknown_field, missing_field, duplicate_field, invalid_type, invalid_value, invalid_symbol, invalid_timestamp, timestamp_in_future; a wrong JSON type for any field (e.g. \"strategy_override\": 1) is invalid_type with field set", body = Envelope),
+        (status = 429, description = "overloaded (admission control); or rate_limited: the API key is over its quota (Retry-After)", body = Envelope,
+         headers(("Retry-After" = u32, description = "rate_limited: whole seconds until the key's quota lets a request through"))),
+        (status = 503, description = "not_ready (models not loaded), audit_unavailable (the decision could not be recorded, so it is not answered), too_many_connections (at server.max_connections), features_unavailable, stale_features (live features: the symbol's newest bar is older than features.live.max_bar_age; the message gives the age), model_failure, backend_unavailable (a remote model server, named in the message, refused or failed the call), risk_unavailable, idempotency_unavailable (a request with an idempotency key while its store, Redis, cannot be reached: never decided without the check)", body = Envelope),
+        (status = 504, description = "deadline_exceeded (default 40 ms, counted from the moment the body was read; also when a remote model server is still working at the deadline)", body = Envelope),
+    )
+)]
 pub async fn predict(
     State(state): State<Arc<AppState>>,
     Extension(arrival): Extension<Arrival>,
