@@ -12,7 +12,8 @@ use tradeserve_models::mlflow::MlflowClient;
 use tradeserve_models::mlflow::publish::publish;
 
 use crate::config::{Config, LogFormat, resolve_path};
-use crate::replay::{self, ModelStore, Replayer};
+use tradeserve_replay as replay;
+use tradeserve_replay::{ModelStore, Replayer};
 
 #[derive(Debug, Parser)]
 #[command(

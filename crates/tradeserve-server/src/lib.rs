@@ -5,7 +5,6 @@
 //!   feed's); [`stats_window`]: their last minute, for the dashboard.
 //! - [`error`]: the one mapping from errors to HTTP status and stable codes.
 //! - [`state`]: what handlers share (pipeline, active model set, admission control).
-//! - [`replay`]: re-running recorded decisions from their events (forensics).
 //! - [`registry`]: keeping the active model set in step with the MLflow registry;
 //!   [`mlflow_provider`]: the registry as the control plane's model provider.
 //! - [`control`]: the control plane's orchestration (the rules are `tradeserve_core::control`):
@@ -18,7 +17,8 @@
 //!   [`risk_rebuild`]: the fleet's books summed for the shared ledger; [`ledger`]: `[ledger]`,
 //!   which of the two keeps the books.
 //!
-//! The adapters live in their own crates and this one wires them: Redis (shared ledger,
+//! Forensic replay (re-running recorded decisions) is the `tradeserve_replay` crate; `tradeserve
+//! replay` runs it. The adapters live in their own crates and this one wires them: Redis (shared ledger,
 //! idempotency keys, control store, fleet measurements and outcomes) in `tradeserve_redis`;
 //! the Kafka bar feed in `tradeserve_features::live::kafka`; the remote model backends and
 //! their steward in `tradeserve_models::remote`.
@@ -50,7 +50,6 @@ pub mod mlflow_provider;
 pub mod openapi;
 pub mod outcomes;
 pub mod registry;
-pub mod replay;
 pub mod risk_cli;
 pub mod risk_rebuild;
 pub mod routes;

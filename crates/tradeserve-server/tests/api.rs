@@ -9,8 +9,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
+use tradeserve_replay::{ModelStore, Replayer, replay_audit_log};
 use tradeserve_server::config::Config;
-use tradeserve_server::replay::{ModelStore, Replayer, replay_audit_log};
 
 mod common;
 use common::*;

@@ -15,9 +15,9 @@ use rdkafka::mocking::MockCluster;
 use serde_json::Value;
 use tower::ServiceExt;
 use tradeserve_features::ReplayClock;
+use tradeserve_replay::{ModelStore, Replayer, replay_kafka};
 use tradeserve_server::app::router;
 use tradeserve_server::config::{Config, SinkKind};
-use tradeserve_server::replay::{ModelStore, Replayer, replay_kafka};
 use tradeserve_server::serve::build_with_clock;
 use tradeserve_testkit::{HANG, event_schema, read_topic};
 
