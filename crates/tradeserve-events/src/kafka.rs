@@ -270,7 +270,8 @@ fn build_producer(config: &KafkaSinkConfig) -> Result<SinkProducer, KafkaError> 
         .set("compression.type", &config.compression)
         .set("linger.ms", config.linger.as_millis().to_string())
         // Long on purpose: librdkafka retries within it, and short timeouts with an idempotent
-        // producer trip a broker bug (MACHINE-NOTES); outages are handled by the spool instead.
+        // producer trip a bug of tansu 0.6, the broker the tests run; outages are handled by
+        // the spool instead.
         .set("message.timeout.ms", "300000");
     for (k, v) in &config.client {
         c.set(k, v);
@@ -701,7 +702,7 @@ impl Worker {
     /// Move everything librdkafka still holds (queued and in flight) to the spool, in order,
     /// and start a fresh producer. A fresh producer id matters: purging an idempotent
     /// producer's messages forces an epoch bump on the same id, which at least one broker
-    /// (tansu 0.6) cannot handle (MACHINE-NOTES). Purged in-flight messages may have been
+    /// (tansu 0.6, the broker the tests run) cannot handle. Purged in-flight messages may have been
     /// written already; the spool delivers them again and consumers dedupe on decision_id.
     fn spool_outstanding_and_rebuild(&mut self) {
         self.spooling = true;

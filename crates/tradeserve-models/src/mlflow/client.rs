@@ -1,8 +1,8 @@
 //! A small async client for the MLflow REST API (2.0 endpoints, MLflow 3.x server).
 //!
 //! Every call has a timeout. The bearer token, when configured, is sent on every request and
-//! never appears in `Debug` output, errors or logs. MLflow facts this relies on (measured, see
-//! MACHINE-NOTES): versions are strings; a missing alias is `400 INVALID_PARAMETER_VALUE`;
+//! never appears in `Debug` output, errors or logs. MLflow facts this relies on (measured
+//! against MLflow 3.x by the tests' real server): versions are strings; a missing alias is `400 INVALID_PARAMETER_VALUE`;
 //! artifacts are listed one level at a time through `/api/2.0/mlflow-artifacts/artifacts`.
 
 use std::time::Duration;
