@@ -112,6 +112,10 @@ impl Recorder {
             },
             latency_ms: Percentiles::of(&self.client_us),
             server_latency_ms: Percentiles::of(&self.server_us),
+            histograms: Histograms {
+                client_us: buckets(&self.client_us),
+                server_us: buckets(&self.server_us),
+            },
         }
     }
 }
@@ -153,6 +157,25 @@ impl Percentiles {
     }
 }
 
+/// The recorded values of a histogram, as `[value, count]` pairs (each value the highest of
+/// its bucket, at the histogram's 3 significant digits), lowest first.
+fn buckets(h: &Histogram<u64>) -> Vec<(u64, u64)> {
+    h.iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect()
+}
+
+/// Both latency histograms, whole: runs of the same binary can be pooled (their counts added)
+/// and percentiles taken over all of them (`scripts/bench_pool.py`), which is steadier than a
+/// median of each run's percentiles.
+#[derive(Debug, Clone, Serialize)]
+pub struct Histograms {
+    /// Client-observed latency, µs.
+    pub client_us: Vec<(u64, u64)>,
+    /// The server's own latency, µs.
+    pub server_us: Vec<(u64, u64)>,
+}
+
 /// The result of one load test.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -173,4 +196,5 @@ pub struct Report {
     pub latency_ms: Percentiles,
     /// The server's own `metadata.latency_ms`.
     pub server_latency_ms: Percentiles,
+    pub histograms: Histograms,
 }
