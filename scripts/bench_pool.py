@@ -44,6 +44,8 @@ def main():
     (na, a), (nb, b) = pooled(sys.argv[1]), pooled(sys.argv[2])
     print(f"A: {na} runs ({sys.argv[1]}), B: {nb} runs ({sys.argv[2]})")
     for kind, unit in (("client_us", "client"), ("server_us", "server")):
+        if not a[kind] or not b[kind]:
+            continue  # a bare endpoint reports no server latency
         for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)):
             x, y = quantile(a[kind], q), quantile(b[kind], q)
             print(f"{unit:6} {name:5}  A {x:8.0f} µs  B {y:8.0f} µs  B/A {y / x:5.2f}")
