@@ -214,6 +214,57 @@ fn slow_headers_idle_connections_and_surplus_connections_are_closed() {
     );
 }
 
+/// The header timeout is a total from a request's first byte, also for a connection that was
+/// idle when its bytes began (the watchdog was then asleep on the idle deadline): a client that
+/// fills the connection cap with trickling headers locks others out for the header timeout,
+/// not for the idle timeout.
+#[test]
+fn trickling_headers_at_the_cap_are_cut_at_the_header_timeout_not_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        &dir,
+        &[
+            ("TRADESERVE_SERVER__HEADER_READ_TIMEOUT", "1s"),
+            ("TRADESERVE_SERVER__IDLE_TIMEOUT", "10m"),
+            ("TRADESERVE_SERVER__MAX_CONNECTIONS", "20"),
+        ],
+    );
+    let mut trickling: Vec<TcpStream> = (0..20).map(|_| connect(&server.addr)).collect();
+    // Idle first, so each watchdog is asleep on the ten-minute idle deadline…
+    std::thread::sleep(Duration::from_millis(300));
+    // …when the headers begin, a byte every 100 ms from then on.
+    for s in &mut trickling {
+        s.write_all(b"POST /api/v1/predict HTTP/1.1\r\nhost")
+            .unwrap();
+    }
+    let mut locked_out = connect(&server.addr);
+    let (status, _, body) = read_response(&mut locked_out);
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (503, "too_many_connections")
+    );
+    // Every trickling connection is cut. The bound only tells the header timeout (1 s) from
+    // the idle timeout (10 min) with a wide margin; it is not a timing assertion.
+    let started = std::time::Instant::now();
+    while !trickling.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{} connections still open while their headers trickle: cut at the idle \
+             timeout, not at the header timeout",
+            trickling.len()
+        );
+        trickling.retain_mut(|s| {
+            s.write_all(b"x").is_ok() && !closed_within(s, Duration::from_millis(100))
+        });
+    }
+    // And a client is served again.
+    let mut fresh = connect(&server.addr);
+    assert_eq!(
+        exchange(&mut fresh, &post_bytes("/api/v1/predict", PREDICT)).0,
+        200
+    );
+}
+
 #[test]
 fn every_error_the_http_layer_makes_has_the_error_shape() {
     let dir = tempfile::tempdir().unwrap();

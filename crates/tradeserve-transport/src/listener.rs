@@ -8,8 +8,12 @@
 //! - **A header timeout and an idle timeout**, told apart: a per-connection watchdog closes a
 //!   connection that has sent part of a request's headers for longer than
 //!   `header_read_timeout` (slowloris), or has sent nothing for `idle_timeout` since its last
-//!   answer. It sleeps until the next deadline, so an idle replica does no work for it. (Hyper's
-//!   own header timeout also runs while a keep-alive connection is idle, so it cannot be both.)
+//!   answer. The header timeout is a total, counted from the first byte of the request however
+//!   slowly the rest trickles in: the watchdog sleeps until the next deadline, but never longer
+//!   than `header_read_timeout` while a connection is idle, so first bytes it was not woken
+//!   for are seen in time (an idle keep-alive connection costs one timer every few seconds; a
+//!   replica without connections does no work for it). (Hyper's own header timeout also runs
+//!   while a keep-alive connection is idle, so it cannot be both.)
 //! - **Hyper's own error responses** (a request it cannot parse: 400, 431, …) rewritten into
 //!   the error shape, so every response a client sees has the same body.
 //! - **Accept errors** (`EMFILE` at the fd limit) logged, rate-limited, with a pause, instead of
@@ -332,11 +336,16 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         conn.inner().graceful_shutdown();
     }
     loop {
+        // Nothing wakes this loop when a request's first bytes arrive, so an idle connection
+        // is looked at again every `header_read_timeout` at least: bytes that start a request
+        // then move its deadline to the header timeout's, counted from their arrival, and the
+        // connection is cut on time however slowly they trickle (not at the idle timeout).
         let deadline = activity.deadline_ms(&limits);
         let wait = match deadline {
             Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
             None => limits.idle_timeout,
-        };
+        }
+        .min(limits.header_read_timeout);
         tokio::select! {
             result = &mut conn => {
                 if let Err(e) = result {
