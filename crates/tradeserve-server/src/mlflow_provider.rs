@@ -10,7 +10,7 @@ use tradeserve_core::ports::BoxFuture;
 use tradeserve_core::types::Role;
 use tradeserve_models::mlflow::registry::RegistryError;
 
-use crate::control::catalog::{CatalogError, ModelProvider, PromoteError};
+use crate::control::catalog::{CatalogError, ModelProvider, PromoteError, load_blocking};
 use crate::registry::RegistryManager;
 
 impl ModelProvider for RegistryManager {
@@ -79,20 +79,8 @@ async fn load(
         resolutions.push((*role, version.clone(), resolution));
     }
     let registry = registry.clone();
-    tokio::task::spawn_blocking(move || {
-        resolutions
-            .iter()
-            .map(|(role, version, resolution)| {
-                registry
-                    .load_one(*role, resolution)
-                    .map_err(|e| CatalogError::Unknown {
-                        role: *role,
-                        version: version.clone(),
-                        why: e.to_string(),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()
+    load_blocking(resolutions, move |role, resolution| {
+        registry.load_one(role, resolution)
     })
     .await
-    .map_err(|e| CatalogError::Unavailable(e.to_string()))?
 }

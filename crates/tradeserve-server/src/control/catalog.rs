@@ -48,24 +48,13 @@ impl ModelProvider for BundledModels {
         missing: BTreeMap<Role, String>,
     ) -> BoxFuture<'_, Result<Vec<LoadedModel>, CatalogError>> {
         let bundled = self.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                missing
-                    .iter()
-                    .map(|(role, version)| {
-                        bundled
-                            .load(*role, version)
-                            .map_err(|e| CatalogError::Unknown {
-                                role: *role,
-                                version: version.clone(),
-                                why: e.to_string(),
-                            })
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await
-            .map_err(|e| CatalogError::Unavailable(e.to_string()))?
-        })
+        let wanted = missing
+            .into_iter()
+            .map(|(r, v)| (r, v.clone(), v))
+            .collect();
+        Box::pin(load_blocking(wanted, move |role, version: &String| {
+            bundled.load(role, version)
+        }))
     }
 
     fn champion_in_control(&self) -> bool {
@@ -79,6 +68,32 @@ impl ModelProvider for BundledModels {
     ) -> BoxFuture<'a, Result<(), PromoteError>> {
         Box::pin(async { Ok(()) })
     }
+}
+
+/// Load each `(role, version, source)` with `load` on a blocking thread (models are read and
+/// verified from disk); a version that fails is that version's [`CatalogError::Unknown`].
+pub async fn load_blocking<T, E>(
+    wanted: Vec<(Role, String, T)>,
+    load: impl Fn(Role, &T) -> Result<LoadedModel, E> + Send + 'static,
+) -> Result<Vec<LoadedModel>, CatalogError>
+where
+    T: Send + 'static,
+    E: std::fmt::Display,
+{
+    tokio::task::spawn_blocking(move || {
+        wanted
+            .iter()
+            .map(|(role, version, source)| {
+                load(*role, source).map_err(|e| CatalogError::Unknown {
+                    role: *role,
+                    version: version.clone(),
+                    why: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| CatalogError::Unavailable(e.to_string()))?
 }
 
 /// Why a provider could not make a candidate the champion: what it was moving (an alias, as

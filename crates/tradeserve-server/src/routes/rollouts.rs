@@ -122,6 +122,20 @@ const UNAVAILABLE: &str = "not_ready (models not loaded), control_store_unavaila
 /// The 502 of a rollout change.
 const ALIAS_MOVE: &str = "alias_move_failed (completing with MLflow)";
 
+/// What a rollout action (promote, pause, rollback) answers when it is not applied.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // described, never built: the control plane's errors map to these
+pub enum ActionRefused<'a> {
+    #[response(status = 404, description = "No such rollout")]
+    NotFound(Envelope<'a>),
+    #[response(status = 409, description = CONFLICT)]
+    Conflict(Envelope<'a>),
+    #[response(status = 502, description = ALIAS_MOVE)]
+    AliasMove(Envelope<'a>),
+    #[response(status = 503, description = UNAVAILABLE)]
+    Unavailable(Envelope<'a>),
+}
+
 /// Apply a change and answer with the rollout (`id`, or the newest one when created).
 async fn run(
     state: &AppState,
@@ -193,11 +207,7 @@ async fn act(
     request_body(content = Option<Why>, description = "Optional: why"),
     responses(
         (status = 200, description = "The rollout after the change", body = RolloutView),
-        OptionalReason, Guarded, OperatorOnly,
-        (status = 404, description = "No such rollout", body = Envelope),
-        (status = 409, description = CONFLICT, body = Envelope),
-        (status = 502, description = ALIAS_MOVE, body = Envelope),
-        (status = 503, description = UNAVAILABLE, body = Envelope),
+        OptionalReason, Guarded, OperatorOnly, ActionRefused,
     ))]
 pub async fn promote(
     State(state): State<Arc<AppState>>,
@@ -214,11 +224,7 @@ pub async fn promote(
     request_body(content = Option<Why>, description = "Optional: why"),
     responses(
         (status = 200, description = "The rollout after the change", body = RolloutView),
-        OptionalReason, Guarded, OperatorOnly,
-        (status = 404, description = "No such rollout", body = Envelope),
-        (status = 409, description = CONFLICT, body = Envelope),
-        (status = 502, description = ALIAS_MOVE, body = Envelope),
-        (status = 503, description = UNAVAILABLE, body = Envelope),
+        OptionalReason, Guarded, OperatorOnly, ActionRefused,
     ))]
 pub async fn pause(
     State(state): State<Arc<AppState>>,
@@ -235,11 +241,7 @@ pub async fn pause(
     request_body(content = Option<Why>, description = "Optional: why"),
     responses(
         (status = 200, description = "The rollout after the change", body = RolloutView),
-        OptionalReason, Guarded, OperatorOnly,
-        (status = 404, description = "No such rollout", body = Envelope),
-        (status = 409, description = CONFLICT, body = Envelope),
-        (status = 502, description = ALIAS_MOVE, body = Envelope),
-        (status = 503, description = UNAVAILABLE, body = Envelope),
+        OptionalReason, Guarded, OperatorOnly, ActionRefused,
     ))]
 pub async fn rollback(
     State(state): State<Arc<AppState>>,
