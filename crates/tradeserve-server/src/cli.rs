@@ -326,7 +326,8 @@ pub struct LoadtestArgs {
     /// `--header "Authorization: Bearer $KEY"`.
     #[arg(long = "header")]
     pub headers: Vec<String>,
-    /// Write the JSON report here as well as to stdout.
+    /// Write the JSON report here, with both latency histograms whole (for `scripts/bench_pool.py`);
+    /// stdout gets the report without them.
     #[arg(long)]
     pub json_out: Option<PathBuf>,
 }
@@ -730,11 +731,16 @@ fn loadtest(args: &LoadtestArgs) -> anyhow::Result<()> {
     };
     let rt = runtime(args.threads)?;
     let report: Report = rt.block_on(tradeserve_loadgen::run(load))?;
-    let json = serde_json::to_string_pretty(&report)?;
     if let Some(path) = &args.json_out {
-        std::fs::write(path, &json)?;
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    // The histograms are for pooling runs (the file); a reader of the terminal wants the
+    // percentiles.
+    let mut summary = serde_json::to_value(&report)?;
+    if let Some(fields) = summary.as_object_mut() {
+        fields.remove("histograms");
     }
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{json}")?;
+    writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;
     Ok(())
 }

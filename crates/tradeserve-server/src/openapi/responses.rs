@@ -74,6 +74,18 @@ pub const ACTOR: &str = "Who is making the change, recorded on the audit trail (
 /// The 503 of a control change.
 pub const CONTROL_UNAVAILABLE: &str = "not_ready (models not loaded), control_store_unavailable";
 
+/// The 503 of a change that loads model versions (creating an experiment or a rollout, moving
+/// a rollout on).
+pub const LOADING_UNAVAILABLE: &str = "not_ready (models not loaded), \
+                                       control_store_unavailable, registry_unavailable, \
+                                       backend_unavailable (the model server a named version \
+                                       is served from does not answer)";
+
+/// The 422 of an experiment's or a rollout's definition.
+pub const INVALID_DEFINITION: &str = "Invalid field (error.field names it): unknown_field, \
+                                      missing_field, invalid_type, invalid_value, \
+                                      unknown_model_version";
+
 /// The 409 of a control change that does not apply.
 pub const CONFLICT: &str = "conflict: the change does not apply in the current state (e.g. one \
                             running experiment or one active rollout at a time, a stopped \

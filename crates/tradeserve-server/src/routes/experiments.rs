@@ -21,7 +21,8 @@ use utoipa::ToSchema;
 use crate::control::{Actor, Command};
 use crate::error::{ApiError, Envelope};
 use crate::openapi::responses::{
-    ACTOR, CONFLICT, CONTROL_UNAVAILABLE, Guarded, JsonBodyErrors, OperatorOnly, OptionalReason,
+    ACTOR, CONFLICT, CONTROL_UNAVAILABLE, Guarded, INVALID_DEFINITION, JsonBodyErrors,
+    LOADING_UNAVAILABLE, OperatorOnly, OptionalReason,
 };
 use crate::routes::body::{Id, JsonBody, Requested, Who, Why};
 use crate::routes::change;
@@ -50,15 +51,6 @@ fn found(state: &AppState, id: &str) -> Result<Experiment, ApiError> {
 pub struct Experiments<'a> {
     experiments: &'a [Experiment],
 }
-
-/// The 422 of an experiment's definition.
-const INVALID: &str = "Invalid field (error.field names it): unknown_field, missing_field, \
-                       invalid_type, invalid_value, unknown_model_version";
-
-/// The 503 of a change that loads model versions.
-const LOADING_UNAVAILABLE: &str = "not_ready (models not loaded), control_store_unavailable, \
-                                   registry_unavailable, backend_unavailable (the model server a \
-                                   named version is served from does not answer)";
 
 /// All experiments (running and recently stopped)
 #[utoipa::path(get, path = "/api/v1/experiments", tag = "experiments",
@@ -115,7 +107,7 @@ async fn run(
         (status = 201, description = "Created, running", body = Experiment),
         JsonBodyErrors, Guarded, OperatorOnly,
         (status = 409, description = CONFLICT, body = Envelope),
-        (status = 422, description = INVALID, body = Envelope),
+        (status = 422, description = INVALID_DEFINITION, body = Envelope),
         (status = 503, description = LOADING_UNAVAILABLE, body = Envelope),
     ))]
 pub async fn create(
@@ -141,7 +133,7 @@ pub async fn create(
         JsonBodyErrors, Guarded, OperatorOnly,
         (status = 404, description = "No such experiment", body = Envelope),
         (status = 409, description = CONFLICT, body = Envelope),
-        (status = 422, description = INVALID, body = Envelope),
+        (status = 422, description = INVALID_DEFINITION, body = Envelope),
         (status = 503, description = CONTROL_UNAVAILABLE, body = Envelope),
     ))]
 pub async fn update(

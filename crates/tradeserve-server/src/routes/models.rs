@@ -11,18 +11,18 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use time::OffsetDateTime;
-use tradeserve_core::model_set::BackendState;
+use tradeserve_core::model_set::BackendInfo;
 use tradeserve_core::ports::FeatureSource;
 use tradeserve_core::snapshot::SymbolCoverage;
 use tradeserve_core::types::Role;
 use tradeserve_core::{LoadedModel, ModelInfo};
 use tradeserve_features::live::SymbolStatus;
-use tradeserve_models::remote::ModelStatus;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, Envelope};
 use crate::openapi::responses::{Guarded, OperatorOnly};
 use crate::registry::{RegistryStatus, ReloadError, ReloadOutcome};
+use crate::routes::ops::RemoteHealth;
 use crate::state::AppState;
 
 /// `GET /api/v1/models`.
@@ -57,41 +57,31 @@ pub struct Served<'a> {
 /// What serves the role on the request path: this process, or a remote model server (the
 /// in-process copy of the same version stays loaded for explanations, shadow runs and replay).
 #[derive(Serialize, ToSchema)]
-pub struct BackendView {
-    /// `in_process`, `kserve_v2`, `tfserving` or `torchserve`.
-    #[schema(value_type = String)]
-    kind: &'static str,
-    /// The infer URL (remote backends).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    endpoint: Option<String>,
-    /// The model's name on the server (remote backends).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    model: Option<String>,
-    /// Remote backends: the circuit.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    state: Option<BackendState>,
-    /// Remote backends: what the server said about the version at the steward's last sweep.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    model_status: Option<ModelStatus>,
+#[serde(untagged)]
+pub enum BackendView {
+    /// This process.
+    InProcess {
+        #[schema(value_type = String, pattern = "^in_process$")]
+        kind: &'static str,
+    },
+    /// A remote model server (`kind`: `kserve_v2`, `tfserving` or `torchserve`), its circuit
+    /// and what it said of the version.
+    Remote {
+        #[serde(flatten)]
+        backend: BackendInfo,
+        #[serde(flatten)]
+        health: RemoteHealth,
+    },
 }
 
 impl<'a> Served<'a> {
     fn of(m: &'a LoadedModel, state: &AppState) -> Served<'a> {
         let backend = match &m.remote {
-            Some(r) => BackendView {
-                kind: r.backend().kind,
-                endpoint: Some(r.backend().endpoint.clone()),
-                model: Some(r.backend().model.clone()),
-                state: Some(r.state()),
-                model_status: state.steward.status(&r.backend().endpoint),
+            Some(r) => BackendView::Remote {
+                backend: r.backend().clone(),
+                health: RemoteHealth::of(r.as_ref(), state),
             },
-            None => BackendView {
-                kind: "in_process",
-                endpoint: None,
-                model: None,
-                state: None,
-                model_status: None,
-            },
+            None => BackendView::InProcess { kind: "in_process" },
         };
         Served {
             info: &m.info,

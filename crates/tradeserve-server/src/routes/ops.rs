@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tradeserve_core::model_set::{BackendInfo, BackendState};
+use tradeserve_core::model_set::{BackendInfo, BackendState, RemoteModel};
 use tradeserve_core::types::Role;
 use tradeserve_models::remote::ModelStatus;
 use utoipa::ToSchema;
@@ -57,6 +57,13 @@ pub struct Ready {
 pub struct RemoteRole {
     pub backend: BackendInfo,
     pub version: String,
+    #[serde(flatten)]
+    pub health: RemoteHealth,
+}
+
+/// How a remote role's backend is doing (`/health/ready` and `GET /api/v1/models` alike).
+#[derive(Serialize, ToSchema)]
+pub struct RemoteHealth {
     pub state: BackendState,
     /// What the role's server said about the version at the steward's last sweep
     /// (`models.remote.status_interval`): TorchServe's management API (registered, with READY
@@ -64,6 +71,16 @@ pub struct RemoteRole {
     /// Protocol's model-ready endpoint or TF Serving's model status, missing, or unreachable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_status: Option<ModelStatus>,
+}
+
+impl RemoteHealth {
+    /// `remote`'s circuit now, and its server's last word on the version (the steward's).
+    pub fn of(remote: &dyn RemoteModel, state: &AppState) -> RemoteHealth {
+        RemoteHealth {
+            state: remote.state(),
+            model_status: state.steward.status(&remote.backend().endpoint),
+        }
+    }
 }
 
 /// The live feed's symbols by status.
@@ -119,8 +136,7 @@ fn remote_roles(state: &AppState) -> BTreeMap<Role, RemoteRole> {
                 RemoteRole {
                     backend: remote.backend().clone(),
                     version: m.info.version.clone(),
-                    state: remote.state(),
-                    model_status: state.steward.status(&remote.backend().endpoint),
+                    health: RemoteHealth::of(remote.as_ref(), state),
                 },
             ))
         })

@@ -16,7 +16,8 @@ use utoipa::ToSchema;
 use crate::control::{Actor, Command};
 use crate::error::{ApiError, Envelope};
 use crate::openapi::responses::{
-    ACTOR, CONFLICT, Guarded, JsonBodyErrors, OperatorOnly, OptionalReason,
+    ACTOR, CONFLICT, Guarded, INVALID_DEFINITION, JsonBodyErrors, LOADING_UNAVAILABLE,
+    OperatorOnly, OptionalReason,
 };
 use crate::routes::body::{Id, JsonBody, Requested, Who, Why};
 use crate::routes::{change, experiments};
@@ -114,11 +115,6 @@ pub async fn get(
     }
 }
 
-/// The 503 of a rollout change (loading, or a completion moving the aliases).
-const UNAVAILABLE: &str = "not_ready (models not loaded), control_store_unavailable, \
-                           registry_unavailable, backend_unavailable (the model server a named \
-                           version is served from does not answer)";
-
 /// The 502 of a rollout change.
 const ALIAS_MOVE: &str = "alias_move_failed (completing with MLflow)";
 
@@ -132,7 +128,7 @@ pub enum ActionRefused<'a> {
     Conflict(Envelope<'a>),
     #[response(status = 502, description = ALIAS_MOVE)]
     AliasMove(Envelope<'a>),
-    #[response(status = 503, description = UNAVAILABLE)]
+    #[response(status = 503, description = LOADING_UNAVAILABLE)]
     Unavailable(Envelope<'a>),
 }
 
@@ -166,8 +162,8 @@ async fn run(
         (status = 201, description = "Created, in shadow", body = RolloutView),
         JsonBodyErrors, Guarded, OperatorOnly,
         (status = 409, description = CONFLICT, body = Envelope),
-        (status = 422, description = "Invalid field (error.field names it): unknown_field, missing_field, invalid_type, invalid_value, unknown_model_version", body = Envelope),
-        (status = 503, description = UNAVAILABLE, body = Envelope),
+        (status = 422, description = INVALID_DEFINITION, body = Envelope),
+        (status = 503, description = LOADING_UNAVAILABLE, body = Envelope),
     ))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
