@@ -123,8 +123,13 @@ impl Recorder {
 /// Transport-level failures (no HTTP status).
 #[derive(Debug, Clone, Serialize)]
 pub struct Errors {
+    /// Nothing was sent: no connection could be made, or the one made closed before the
+    /// request went out (the server never saw the request).
     pub connect: u64,
+    /// The request was sent and the connection failed before its response (the server may
+    /// have executed it).
     pub io: u64,
+    /// No response within the per-request timeout.
     pub timeout: u64,
 }
 

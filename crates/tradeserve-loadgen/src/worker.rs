@@ -1,4 +1,5 @@
-//! One keep-alive HTTP/1.1 connection: take a slot, send, read, record; reconnect on error.
+//! One keep-alive HTTP/1.1 connection: take a slot, send, read, record; reconnect on error,
+//! and after a response that says `Connection: close` (a draining server's), before sending.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,6 +85,9 @@ enum Failed {
     Connect(std::io::Error),
     #[error("{0}")]
     Http(hyper::Error),
+    /// The connection was closed before the request went out (nothing was sent).
+    #[error("closed before sending: {0}")]
+    NotSent(hyper::Error),
     #[error("{0}")]
     Request(hyper::http::Error),
 }
@@ -102,12 +106,15 @@ async fn connect(target: &Target) -> Result<Sender, Failed> {
     Ok(sender)
 }
 
-async fn send(
-    sender: &mut Sender,
-    shared: &Shared,
-    body: Bytes,
-) -> Result<(u16, Option<f64>), Failed> {
-    sender.ready().await.map_err(Failed::Http)?;
+/// A response: its status, the server's own latency, and whether the connection stays open.
+struct Answer {
+    status: u16,
+    server_ms: Option<f64>,
+    keep_alive: bool,
+}
+
+async fn send(sender: &mut Sender, shared: &Shared, body: Bytes) -> Result<Answer, Failed> {
+    sender.ready().await.map_err(Failed::NotSent)?;
     let predict = shared.path == PREDICT;
     let mut request = Request::builder()
         .method(if predict { Method::POST } else { Method::GET })
@@ -122,17 +129,58 @@ async fn send(
         .map_err(Failed::Request)?;
     let response = sender.send_request(request).await.map_err(Failed::Http)?;
     let status = response.status().as_u16();
+    let keep_alive = !response
+        .headers()
+        .get(hyper::header::CONNECTION)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
     let bytes = response
         .into_body()
         .collect()
         .await
         .map_err(Failed::Http)?
         .to_bytes();
-    let server = serde_json::from_slice::<ServerTiming>(&bytes)
+    let server_ms = serde_json::from_slice::<ServerTiming>(&bytes)
         .ok()
         .and_then(|t| t.metadata)
         .and_then(|m| m.latency_ms);
-    Ok((status, server))
+    Ok(Answer {
+        status,
+        server_ms,
+        keep_alive,
+    })
+}
+
+/// Send on the open connection, or on a new one when there is none or it closed before the
+/// request went out (a keep-alive connection the server closed between requests): such a
+/// request is sent again once, since nothing of it reached the server.
+async fn send_connected(
+    sender: &mut Option<Sender>,
+    shared: &Shared,
+    body: Bytes,
+) -> Result<Answer, Failed> {
+    let mut retried = false;
+    loop {
+        let s = match sender {
+            Some(s) => s,
+            None => sender.insert(connect(&shared.target).await?),
+        };
+        match send(s, shared, body.clone()).await {
+            Err(Failed::NotSent(_)) if !retried => {
+                retried = true;
+                *sender = None;
+            }
+            Ok(answer) => {
+                if !answer.keep_alive {
+                    *sender = None;
+                }
+                return Ok(answer);
+            }
+            Err(e) => {
+                *sender = None;
+                return Err(e);
+            }
+        }
+    }
 }
 
 /// Serve slots until the pacer is done.
@@ -143,33 +191,20 @@ pub async fn run(
 ) -> Recorder {
     let mut sender: Option<Sender> = None;
     while let Ok(slot) = slots.recv().await {
-        let measured = slot.index >= shared.warmup;
         let body = shared.bodies[(slot.index % shared.bodies.len() as u64) as usize].clone();
-        if sender.is_none() {
-            match tokio::time::timeout(shared.timeout, connect(&shared.target)).await {
-                Ok(Ok(s)) => sender = Some(s),
-                Ok(Err(_)) | Err(_) => {
-                    if measured {
-                        rec.record(Outcome::ConnectError, slot.scheduled, None);
-                    }
-                    continue;
-                }
-            }
-        }
-        let Some(s) = sender.as_mut() else { continue };
-        let outcome = match tokio::time::timeout(shared.timeout, send(s, &shared, body)).await {
-            Ok(Ok((status, server))) => (Outcome::Status(status), server),
-            Ok(Err(_)) => {
-                sender = None;
-                (Outcome::IoError, None)
-            }
+        let sent = tokio::time::timeout(shared.timeout, send_connected(&mut sender, &shared, body));
+        let (outcome, server_ms) = match sent.await {
+            Ok(Ok(answer)) => (Outcome::Status(answer.status), answer.server_ms),
+            // Nothing reached the server: no connection, or none that stayed open to send on.
+            Ok(Err(Failed::Connect(_) | Failed::NotSent(_))) => (Outcome::ConnectError, None),
+            Ok(Err(Failed::Http(_) | Failed::Request(_))) => (Outcome::IoError, None),
             Err(_) => {
                 sender = None;
                 (Outcome::Timeout, None)
             }
         };
-        if measured {
-            rec.record(outcome.0, slot.scheduled, outcome.1);
+        if slot.index >= shared.warmup {
+            rec.record(outcome, slot.scheduled, server_ms);
         }
     }
     rec

@@ -2,9 +2,10 @@
 //!
 //! Start: validate the config, load and verify the model set, load the market replay, open
 //! the audit log, then bind (so a bad config or model never holds a port). Stop: on SIGTERM or
-//! SIGINT readiness answers 503 while requests are still served for `server.drain_delay` (load
-//! balancers take the replica out), then the listener closes, keep-alive connections close
-//! after their in-flight request, in-flight requests finish (bounded by
+//! SIGINT readiness answers 503 and every response says `Connection: close` while requests are
+//! still served for `server.drain_delay` (load balancers take the replica out, keep-alive
+//! clients reconnect), then the listener closes, connections close between requests,
+//! in-flight requests finish (bounded by
 //! `server.shutdown_grace`), and the event sinks are flushed. Work abandoned when the grace
 //! period expires makes the exit code non-zero.
 
@@ -842,8 +843,9 @@ pub async fn run(
     Ok(())
 }
 
-/// Serve until `shutdown`, then drain: readiness 503 for the drain delay while still
-/// serving, close the listener, finish in-flight requests within the grace period. Returns
+/// Serve until `shutdown`, then drain: readiness 503 and `Connection: close` on every
+/// response for the drain delay while still serving, close the listener, finish in-flight
+/// requests within the grace period (connections close only between requests). Returns
 /// how many connections were still busy when it expired.
 async fn serve_until(
     service: &Service,
@@ -852,17 +854,6 @@ async fn serve_until(
     max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> usize {
-    let state = Arc::clone(&service.state);
-    let drain_delay = config.server.drain_delay;
-    let stop = async move {
-        shutdown.await;
-        state.start_draining();
-        tracing::info!(
-            ?drain_delay,
-            "shutdown requested: readiness answers 503; still serving for the drain delay"
-        );
-        tokio::time::sleep(drain_delay).await;
-    };
     let s = &config.server;
     let mut connections = Connections::new(ConnLimits {
         max_connections,
@@ -870,6 +861,19 @@ async fn serve_until(
         idle_timeout: s.idle_timeout.get(),
     })
     .with_tls(service.tls.clone());
+    let state = Arc::clone(&service.state);
+    let drain_delay = config.server.drain_delay;
+    let keep_alive = connections.keep_alive_switch();
+    let stop = async move {
+        shutdown.await;
+        state.start_draining();
+        keep_alive.turn_off();
+        tracing::info!(
+            ?drain_delay,
+            "shutdown requested: readiness answers 503 and every response says Connection: close; still serving for the drain delay"
+        );
+        tokio::time::sleep(drain_delay).await;
+    };
     let app = router(Arc::clone(&service.state));
     connections
         .accept_until(listener, app, &service.state.metrics.connections(), stop)

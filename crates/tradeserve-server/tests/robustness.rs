@@ -5,13 +5,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
+use tradeserve_testkit::raw_http::{closed_within, connect, exchange, post_bytes, read_response};
 use tradeserve_testkit::{HANG, ServiceProcess, eventually, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
@@ -30,64 +31,6 @@ fn start(dir: &tempfile::TempDir, extra: &[(&str, &str)]) -> ServiceProcess {
     ];
     envs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     ServiceProcess::start(BIN, &envs)
-}
-
-fn connect(addr: &str) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(HANG)).unwrap();
-    s
-}
-
-fn post_bytes(path: &str, body: &str) -> Vec<u8> {
-    format!(
-        "POST {path} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-/// One response read from `s`: status, lower-cased head, body.
-fn read_response(s: &mut TcpStream) -> (u16, String, String) {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        let n = s.read(&mut byte).unwrap();
-        assert!(
-            n > 0,
-            "connection closed before a response: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8(buf).unwrap().to_ascii_lowercase();
-    let status = head[9..12].parse().unwrap();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length: "))
-        .map_or(0, |v| v.trim().parse().unwrap());
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).unwrap();
-    (status, head, String::from_utf8(body).unwrap())
-}
-
-fn exchange(s: &mut TcpStream, bytes: &[u8]) -> (u16, String, String) {
-    s.write_all(bytes).unwrap();
-    read_response(s)
-}
-
-/// Whether the server closed `s` (EOF) within `within`: with [`HANG`], whether it closes it at
-/// all; with less, a check that it is still open.
-fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
-    s.set_read_timeout(Some(within)).unwrap();
-    let mut b = [0u8; 512];
-    loop {
-        match s.read(&mut b) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-            Err(_) => return false,
-        }
-    }
 }
 
 fn error_code(body: &str) -> String {

@@ -8,7 +8,7 @@
 //! One module per service or job: [`mlflow`], [`kserve`], [`torchserve`], [`tansu`],
 //! [`redis_server`], [`prometheus`], [`service`] (the `tradeserve` binary itself), [`mirror`]
 //! (a remote-model stand-in that injects faults), [`schemas`], [`openapi`] (every response
-//! checked against the document), [`disk`] (a disk that fills up) and [`wait`]; this file keeps
+//! checked against the document), [`raw_http`] (HTTP/1.1 over a bare socket), [`disk`] (a disk that fills up) and [`wait`]; this file keeps
 //! what they share (free ports, the cache, the process-group handle).
 
 #![allow(clippy::expect_used, clippy::panic)]
@@ -19,6 +19,7 @@ pub mod mirror;
 pub mod mlflow;
 pub mod openapi;
 pub mod prometheus;
+pub mod raw_http;
 pub mod redis_server;
 pub mod schemas;
 pub mod service;

@@ -18,19 +18,29 @@
 //!   the error shape, so every response a client sees has the same body.
 //! - **Accept errors** (`EMFILE` at the fd limit) logged, rate-limited, with a pause, instead of
 //!   a silent retry loop; the fd soft limit is raised to the hard limit at start.
-//! - **Drain**: [`Connections::drain`] stops keep-alive on every connection (an in-flight request
-//!   is answered with `Connection: close`; idle connections close at once) and waits for them.
+//! - **Drain without a dropped request**, in two steps. From [`KeepAliveSwitch::turn_off`] (at
+//!   SIGTERM, while the listener still accepts) every response says `Connection: close`, so
+//!   keep-alive clients learn to reconnect before anything is closed under them. When the
+//!   listener closes, the connections already in its backlog are still accepted and served,
+//!   and [`Connections::drain`] closes each connection only between requests: one that was
+//!   answered and is idle at once, one that was just accepted once its first request is
+//!   answered (or after `header_read_timeout` without one), one mid-request after its
+//!   response. A request that was read is answered.
+//! - **A body the handler left unread** is read and discarded, or the response says
+//!   `Connection: close` ([`crate::leftover`]): never a silent close.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use futures_util::FutureExt;
 use hyper::body::Incoming;
+use hyper::header::{CONNECTION, HeaderValue};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -39,6 +49,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::ConnectionMetrics;
+use crate::leftover;
 use crate::self_wake::AbsorbSelfWakes;
 use crate::tls::Tls;
 
@@ -57,6 +68,8 @@ pub struct Connections {
     /// Refusals in progress (see [`MAX_REFUSING`]).
     refusing: Arc<Semaphore>,
     drain: watch::Sender<bool>,
+    /// Set: every response says `Connection: close` (see [`KeepAliveSwitch`]).
+    closing: Arc<AtomicBool>,
     limits: ConnLimits,
     /// TLS on every connection (`server.tls`), handshaken within `header_read_timeout`.
     tls: Option<Arc<Tls>>,
@@ -73,10 +86,23 @@ fn now_ms() -> u64 {
     u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Turns keep-alive off on every connection of a [`Connections`]: from then on each response
+/// says `Connection: close` and its connection closes after it.
+#[derive(Clone)]
+pub struct KeepAliveSwitch(Arc<AtomicBool>);
+
+impl KeepAliveSwitch {
+    pub fn turn_off(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Where a connection is in its request cycle, and since when.
 struct Activity {
     state: AtomicU8,
     since_ms: AtomicU64,
+    /// A response has been produced on this connection (it is not one just accepted).
+    served: AtomicBool,
 }
 
 impl Activity {
@@ -84,7 +110,12 @@ impl Activity {
         Activity {
             state: AtomicU8::new(IDLE),
             since_ms: AtomicU64::new(now_ms()),
+            served: AtomicBool::new(false),
         }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.state.load(Ordering::Acquire) == IDLE
     }
 
     fn set(&self, state: u8) {
@@ -116,6 +147,7 @@ struct BusyGuard(Arc<Activity>);
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
+        self.0.served.store(true, Ordering::Relaxed);
         self.0.set(IDLE);
     }
 }
@@ -182,6 +214,7 @@ impl Connections {
             permits: Arc::new(Semaphore::new(limits.max_connections)),
             refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
             drain: watch::Sender::new(false),
+            closing: Arc::default(),
             limits,
             tls: None,
         }
@@ -193,8 +226,15 @@ impl Connections {
         self
     }
 
-    /// Accept connections and serve `router` on them until `stop` resolves. Returns with
-    /// the listener closed; the connections keep running until [`Self::drain`].
+    /// The switch that makes every response of these connections close its connection.
+    pub fn keep_alive_switch(&self) -> KeepAliveSwitch {
+        KeepAliveSwitch(Arc::clone(&self.closing))
+    }
+
+    /// Accept connections and serve `router` on them until `stop` resolves; then accept
+    /// what is already in the listener's backlog (closing the listener would reset those
+    /// connections, whose clients may have sent their request). Returns with the listener
+    /// closed; the connections keep running until [`Self::drain`].
     pub async fn accept_until(
         &mut self,
         listener: TcpListener,
@@ -207,7 +247,12 @@ impl Connections {
         loop {
             while self.tasks.try_join_next().is_some() {}
             let accepted = tokio::select! {
-                () = &mut stop => return,
+                () = &mut stop => {
+                    while let Some(Ok((stream, _))) = listener.accept().now_or_never() {
+                        self.admit(stream, &router, metrics);
+                    }
+                    return;
+                }
                 a = listener.accept() => a,
             };
             let stream = match accepted {
@@ -221,23 +266,28 @@ impl Connections {
                     continue;
                 }
             };
-            let _ = stream.set_nodelay(true);
-            let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
-                metrics.refused.inc();
-                // Answered while few refusals are in flight; otherwise just closed (always,
-                // under TLS: a plaintext answer would mean nothing to the client).
-                if self.tls.is_none()
-                    && let Ok(refusing) = Arc::clone(&self.refusing).try_acquire_owned()
-                {
-                    self.tasks.spawn(async move {
-                        refuse(stream).await;
-                        drop(refusing);
-                    });
-                }
-                continue;
-            };
-            self.spawn(stream, router.clone(), metrics, permit);
+            self.admit(stream, &router, metrics);
         }
+    }
+
+    /// Serve an accepted connection, or refuse it at the cap.
+    fn admit(&mut self, stream: TcpStream, router: &Router, metrics: &ConnectionMetrics) {
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+            metrics.refused.inc();
+            // Answered while few refusals are in flight; otherwise just closed (always,
+            // under TLS: a plaintext answer would mean nothing to the client).
+            if self.tls.is_none()
+                && let Ok(refusing) = Arc::clone(&self.refusing).try_acquire_owned()
+            {
+                self.tasks.spawn(async move {
+                    refuse(stream).await;
+                    drop(refusing);
+                });
+            }
+            return;
+        };
+        self.spawn(stream, router.clone(), metrics, permit);
     }
 
     /// Serve an accepted connection (after its TLS handshake, under TLS) on its own task.
@@ -250,10 +300,15 @@ impl Connections {
     ) {
         metrics.open.inc();
         let open = metrics.open.clone();
-        let (limits, drain) = (self.limits, self.drain.subscribe());
+        let conn = Conn {
+            router,
+            limits: self.limits,
+            drain: self.drain.subscribe(),
+            closing: Arc::clone(&self.closing),
+        };
         let Some(tls) = &self.tls else {
             self.tasks.spawn(async move {
-                serve_one(stream, router, limits, drain).await;
+                serve_one(stream, conn).await;
                 open.dec();
                 drop(permit);
             });
@@ -262,8 +317,8 @@ impl Connections {
         let (acceptor, failed) = (tls.acceptor(), metrics.tls_handshake_failures.clone());
         self.tasks.spawn(async move {
             let handshake = acceptor.accept(stream);
-            match tokio::time::timeout(limits.header_read_timeout, handshake).await {
-                Ok(Ok(tls_stream)) => serve_one(tls_stream, router, limits, drain).await,
+            match tokio::time::timeout(conn.limits.header_read_timeout, handshake).await {
+                Ok(Ok(tls_stream)) => serve_one(tls_stream, conn).await,
                 Ok(Err(e)) => {
                     failed.inc();
                     tracing::debug!(error = %e, "TLS handshake failed");
@@ -275,9 +330,10 @@ impl Connections {
         });
     }
 
-    /// Close every connection after its in-flight request (`Connection: close`) and wait up
-    /// to `grace` for them; returns how many were still open when it expired.
+    /// Close every connection between requests (see the module's header) and wait up to
+    /// `grace` for them; returns how many were still open when it expired.
     pub async fn drain(&mut self, grace: Duration) -> usize {
+        self.closing.store(true, Ordering::Relaxed);
         self.drain.send_replace(true);
         let all_closed = async { while self.tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(grace, all_closed).await.is_ok() {
@@ -304,26 +360,28 @@ async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }
 
-/// Serve one connection until it closes, times out, or is drained.
-async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
-    stream: S,
+/// What a connection's task is handed.
+struct Conn {
     router: Router,
     limits: ConnLimits,
-    mut drain: watch::Receiver<bool>,
-) {
+    drain: watch::Receiver<bool>,
+    closing: Arc<AtomicBool>,
+}
+
+/// How often a draining connection that is mid-request is looked at again.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// Serve one connection until it closes, times out, or is drained.
+async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, conn: Conn) {
+    let Conn {
+        router,
+        limits,
+        mut drain,
+        closing,
+    } = conn;
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched::new(stream, Arc::clone(&activity)));
-    let busy = Arc::clone(&activity);
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        busy.set(BUSY);
-        let guard = BusyGuard(Arc::clone(&busy));
-        let call = router.clone().oneshot(request.map(axum::body::Body::new));
-        async move {
-            let response = call.await;
-            drop(guard);
-            response
-        }
-    });
+    let service = requests(router, Arc::clone(&activity), closing, limits);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -331,21 +389,29 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         .keep_alive(true);
     // hyper wakes the connection's own task while it runs (see `self_wake`): absorbed.
     let mut conn = AbsorbSelfWakes::new(builder.serve_connection(io, service));
-    let mut draining = *drain.borrow();
-    if draining {
-        conn.inner().graceful_shutdown();
-    }
+    // Since when this connection is draining, until it has been told to close.
+    let mut drained = *drain.borrow();
+    let mut drain_since = drained.then(now_ms);
     loop {
+        if let Some(since) = drain_since
+            && closable(&activity, since, &limits)
+        {
+            conn.inner().graceful_shutdown();
+            drain_since = None;
+        }
         // Nothing wakes this loop when a request's first bytes arrive, so an idle connection
         // is looked at again every `header_read_timeout` at least: bytes that start a request
         // then move its deadline to the header timeout's, counted from their arrival, and the
         // connection is cut on time however slowly they trickle (not at the idle timeout).
         let deadline = activity.deadline_ms(&limits);
-        let wait = match deadline {
+        let mut wait = match deadline {
             Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
             None => limits.idle_timeout,
         }
         .min(limits.header_read_timeout);
+        if drain_since.is_some() {
+            wait = wait.min(DRAIN_POLL);
+        }
         tokio::select! {
             result = &mut conn => {
                 if let Err(e) = result {
@@ -353,11 +419,9 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 }
                 return;
             }
-            changed = drain.changed(), if !draining => {
-                draining = true;
-                if changed.is_ok() {
-                    conn.inner().graceful_shutdown();
-                }
+            _ = drain.changed(), if !drained => {
+                drained = true;
+                drain_since = Some(now_ms());
             }
             () = tokio::time::sleep(wait) => {
                 if activity.deadline_ms(&limits).is_some_and(|at| at <= now_ms()) {
@@ -368,6 +432,58 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             }
         }
     }
+}
+
+/// Whether a draining connection may be closed now: only between requests, and one that was
+/// just accepted only after its first request (its client connected to send one) or after
+/// `header_read_timeout` without it. Mid-request, its response says `Connection: close`.
+fn closable(activity: &Activity, drain_since: u64, limits: &ConnLimits) -> bool {
+    if !activity.is_idle() {
+        return false;
+    }
+    let header_ms = u64::try_from(limits.header_read_timeout.as_millis()).unwrap_or(u64::MAX);
+    activity.served.load(Ordering::Relaxed) || now_ms() >= drain_since.saturating_add(header_ms)
+}
+
+/// The connection's service: each request to the router, marked busy while it runs; a body
+/// the handler left is settled ([`leftover`]), and once keep-alive is off the response says
+/// `Connection: close`.
+fn requests(
+    router: Router,
+    activity: Arc<Activity>,
+    closing: Arc<AtomicBool>,
+    limits: ConnLimits,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl std::future::Future<
+        Output = Result<axum::response::Response, std::convert::Infallible>,
+    > + Send,
+> + Clone {
+    hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        activity.set(BUSY);
+        let guard = BusyGuard(Arc::clone(&activity));
+        let (request, leftover) = leftover::track(request);
+        let call = router.clone().oneshot(request);
+        let closing = Arc::clone(&closing);
+        async move {
+            let mut response = match call.await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            leftover
+                .settle(&mut response, limits.header_read_timeout)
+                .await;
+            if closing.load(Ordering::Relaxed) {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            drop(guard);
+            Ok(response)
+        }
+    })
 }
 
 /// The socket as hyper sees it: reads mark activity; hyper's own error responses (an empty
