@@ -29,9 +29,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         Arc::clone(&state),
         admit::admit,
     ));
-    Router::new()
+    let trading = Router::new()
         .route("/api/v1/predict", gate.at(admitted, Access::Trade))
-        .route("/api/v1/models", gate.at(get(models::models), Access::Read))
+        .route(
+            "/api/v1/outcomes",
+            gate.at(post(outcomes::post), Access::Trade),
+        );
+    common(state, &gate, trading)
+}
+
+/// The operator lane's router (`server.admin_listen`): every route but the trading ones
+/// (decisions and outcomes answer 404 there), under the same keys and roles.
+pub fn operator_router(state: Arc<AppState>) -> Router {
+    let gate = Gate(state.auth.clone());
+    common(state, &gate, Router::new())
+}
+
+/// The routes both lanes serve, after `lane`'s own, with the fallbacks and the tracking layer.
+fn common(state: Arc<AppState>, gate: &Gate, lane: Router<Arc<AppState>>) -> Router {
+    lane.route("/api/v1/models", gate.at(get(models::models), Access::Read))
         .route(
             "/api/v1/models/reload",
             gate.at(post(models::reload), Access::Operate),
@@ -41,11 +57,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             gate.at(get(models::symbols), Access::Read),
         )
         .route("/api/v1/bars", gate.at(post(bars::post), Access::Operate))
-        .route(
-            "/api/v1/outcomes",
-            gate.at(post(outcomes::post), Access::Trade),
-        )
-        .merge(control_routes(&gate))
+        .merge(control_routes(gate))
         .route("/health/live", get(ops::live))
         .route("/health/ready", gate.at(get(ops::ready), Access::Ops))
         .route("/metrics", gate.at(get(ops::metrics), Access::Ops))

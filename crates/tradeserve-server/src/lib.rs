@@ -27,7 +27,8 @@
 //! - [`app`]: the router and request-timing middleware; [`routes`]: the handlers.
 //! - Connections (the cap, header and idle timeouts, hyper's own errors in the error shape,
 //!   draining), TLS and the absorbing of the wakes hyper gives a connection's own task are the
-//!   `tradeserve_transport` crate; [`serve`] hands it the router.
+//!   `tradeserve_transport` crate; [`lanes`] hands it the routers of the trading and operator
+//!   lanes and drains both.
 //! - [`telemetry`]: the log subscriber, the access log and the optional OTLP trace export.
 //! - [`serve`]: start-up (build the embedded adapters, bind) and graceful shutdown.
 //! - [`cli`]: the `tradeserve` subcommands ([`market_publish`]: a bars CSV into the market
@@ -43,6 +44,7 @@ pub mod error;
 pub mod explainer;
 pub mod feed_metrics;
 pub mod idle;
+pub mod lanes;
 pub mod ledger;
 pub mod market_publish;
 pub mod metrics;

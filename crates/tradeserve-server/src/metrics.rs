@@ -86,6 +86,8 @@ pub struct Metrics {
     pub connections_refused: IntCounter,
     /// TLS handshakes that failed or timed out (`server.tls`).
     pub tls_handshake_failures: IntCounter,
+    /// The operator lane's open connections and refusals at its cap (`server.admin_listen`).
+    pub admin_connections: (IntGauge, IntCounter),
     /// The audit log's counters (label `sink="audit_log"`).
     pub events: SinkMetrics,
     /// The Kafka sink's counters (label `sink="kafka"`, plus `tradeserve_kafka_*`).
@@ -317,6 +319,15 @@ impl Metrics {
         }
     }
 
+    /// The operator lane's counters (its own open and refused series; TLS failures shared).
+    pub fn admin_connections(&self) -> tradeserve_transport::ConnectionMetrics {
+        tradeserve_transport::ConnectionMetrics {
+            open: self.admin_connections.0.clone(),
+            refused: self.admin_connections.1.clone(),
+            tls_handshake_failures: self.tls_handshake_failures.clone(),
+        }
+    }
+
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let latency = HistogramVec::new(
@@ -503,6 +514,7 @@ impl Metrics {
             connections_open,
             connections_refused,
             tls_handshake_failures,
+            admin_connections: admin_connections(&registry)?,
             events,
             kafka,
             control,
@@ -581,6 +593,21 @@ impl Metrics {
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
         String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
     }
+}
+
+/// The operator lane's open connections and refusals at its cap.
+fn admin_connections(registry: &Registry) -> Result<(IntGauge, IntCounter), prometheus::Error> {
+    let open = IntGauge::new(
+        "tradeserve_admin_connections_open",
+        "Open connections on the operator lane (server.admin_listen)",
+    )?;
+    registry.register(Box::new(open.clone()))?;
+    let refused = counter(
+        registry,
+        "tradeserve_admin_connections_refused_total",
+        "Operator-lane connections refused at server.admin_max_connections",
+    )?;
+    Ok((open, refused))
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {

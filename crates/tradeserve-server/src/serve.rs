@@ -25,11 +25,11 @@ use tradeserve_features::live::LiveFeatures;
 use tradeserve_features::{MarketReplay, ReplayClock};
 use tradeserve_models::BundledModels;
 
-use crate::app::router;
 use crate::arms::ArmBook;
 use crate::config::{
     Config, FeatureSourceKind, ModelSourceKind, SinkKind, require_path, resolve_path,
 };
+use crate::lanes;
 use crate::metrics::Metrics;
 use crate::registry::{self, ReloadError};
 use crate::state::AppState;
@@ -41,7 +41,7 @@ use tradeserve_events::spool::SpoolConfig;
 use tradeserve_events::wal::WalConfig;
 use tradeserve_features::live::kafka::KafkaFeed;
 use tradeserve_models::remote::backends::{BackendError, RemoteBackends};
-use tradeserve_transport::listener::{ConnLimits, Connections, connection_cap};
+use tradeserve_transport::listener::connection_cap;
 use tradeserve_transport::tls::Tls;
 
 use crate::config::StoreKind;
@@ -809,19 +809,12 @@ pub async fn run(
     )));
     tasks.extend(start_steward(&service.state, &config));
     tasks.extend(service.tls.as_ref().map(Tls::spawn_reloader));
-    let fd_limit = tradeserve_transport::listener::raise_fd_limit();
-    let listener = TcpListener::bind(&config.server.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.server.listen.clone(),
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(StartError::Serve)?;
+    let listeners = bind_lanes(&config, &service).await?;
+    let addr = listeners.trading.local_addr().map_err(StartError::Serve)?;
     let symbols = service.state.symbols.len();
     let tls = service.tls.is_some();
     tracing::info!(%addr, symbols, tls, startup_ms = started.elapsed().as_secs_f64() * 1e3, "listening");
-    let max_connections = connection_cap(config.server.max_connections.get(), fd_limit);
-    let abandoned = serve_until(&service, listener, &config, max_connections, shutdown).await;
+    let abandoned = lanes::serve_until(&service.state, listeners, &config, shutdown).await;
     for t in tasks {
         t.abort();
     }
@@ -843,52 +836,33 @@ pub async fn run(
     Ok(())
 }
 
-/// Serve until `shutdown`, then drain: readiness 503 and `Connection: close` on every
-/// response for the drain delay while still serving, close the listener, finish in-flight
-/// requests within the grace period (connections close only between requests). Returns
-/// how many connections were still busy when it expired.
-async fn serve_until(
-    service: &Service,
-    listener: TcpListener,
-    config: &Config,
-    max_connections: usize,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> usize {
-    let s = &config.server;
-    let mut connections = Connections::new(ConnLimits {
-        max_connections,
-        header_read_timeout: s.header_read_timeout.get(),
-        idle_timeout: s.idle_timeout.get(),
-    })
-    .with_tls(service.tls.clone());
-    let state = Arc::clone(&service.state);
-    let drain_delay = config.server.drain_delay;
-    let keep_alive = connections.keep_alive_switch();
-    let stop = async move {
-        shutdown.await;
-        state.start_draining();
-        keep_alive.turn_off();
-        tracing::info!(
-            ?drain_delay,
-            "shutdown requested: readiness answers 503 and every response says Connection: close; still serving for the drain delay"
-        );
-        tokio::time::sleep(drain_delay).await;
+/// Bind the trading listener and, when configured, the operator lane (logged), with the
+/// connection cap fitted under the open-files limit.
+async fn bind_lanes(config: &Config, service: &Service) -> Result<lanes::Listeners, StartError> {
+    let fd_limit = tradeserve_transport::listener::raise_fd_limit();
+    let trading = bind(&config.server.listen).await?;
+    let operator = match &config.server.admin_listen {
+        Some(admin) => Some(bind(admin).await?),
+        None => None,
     };
-    let app = router(Arc::clone(&service.state));
-    connections
-        .accept_until(listener, app, &service.state.metrics.connections(), stop)
-        .await;
-    let grace = s.shutdown_grace;
-    tracing::info!(?grace, "listener closed; finishing in-flight requests");
-    let abandoned = connections.drain(grace).await;
-    if abandoned > 0 {
-        tracing::error!(
-            ?grace,
-            connections = abandoned,
-            "grace period expired with requests still in flight; abandoned them"
-        );
+    if let Some(admin) = operator.as_ref().and_then(|l| l.local_addr().ok()) {
+        tracing::info!(%admin, "operator lane listening (control, halts, models, health, metrics)");
     }
-    abandoned
+    Ok(lanes::Listeners {
+        trading,
+        operator,
+        max_connections: connection_cap(config.server.max_connections.get(), fd_limit),
+        tls: service.tls.clone(),
+    })
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })
 }
 
 /// Run the shadow jobs still queued (their events go out first), then flush and stop the

@@ -15,6 +15,13 @@ use serde::{Deserialize, Serialize};
 pub struct ServerConfig {
     /// Address to listen on; port 0 picks a free port (logged at start).
     pub listen: String,
+    /// The operator lane (off when unset): a second listener, on a loopback or private
+    /// address, serving the control, halt, model, health and metrics endpoints (not
+    /// decisions) with its own connection budget and no admission limit, so an operator can
+    /// halt, roll back and look whatever trading clients do. Same keys and roles.
+    pub admin_listen: Option<String>,
+    /// Open connections allowed on the operator lane; one more is answered 503 and closed.
+    pub admin_max_connections: NonZeroUsize,
     /// Largest accepted request body.
     pub body_limit_bytes: usize,
     /// Requests processed at once; more are answered 429 at once (admission control).
@@ -58,6 +65,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: "127.0.0.1:8080".into(),
+            admin_listen: None,
+            admin_max_connections: tradeserve_core::bounded::at_least_one_usize(32),
             body_limit_bytes: 16 * 1024,
             max_in_flight: tradeserve_core::bounded::at_least_one_usize(4096),
             capacity_per_second: 25_000.0,
@@ -91,6 +100,9 @@ impl ServerConfig {
                 format!("server.listen {:?} is not an IP:PORT address", self.listen).into(),
             );
         }
+        if let Some(admin) = &self.admin_listen {
+            check_admin_listen(admin, &self.listen)?;
+        }
         if self.body_limit_bytes < 64 {
             return Err("server.body_limit_bytes must be at least 64".into());
         }
@@ -99,4 +111,31 @@ impl ServerConfig {
         }
         Ok(())
     }
+}
+
+/// The operator lane listens on a loopback or private address (RFC 1918, IPv6 unique local),
+/// never on every interface or a public one, and not on the trading listener's address.
+fn check_admin_listen(admin: &str, listen: &str) -> Result<(), InvalidSetting> {
+    let Ok(addr) = admin.parse::<SocketAddr>() else {
+        return Err(format!("server.admin_listen {admin:?} is not an IP:PORT address").into());
+    };
+    let private = match addr.ip() {
+        std::net::IpAddr::V4(ip) => ip.is_loopback() || ip.is_private(),
+        std::net::IpAddr::V6(ip) => ip.is_loopback() || ip.is_unique_local(),
+    };
+    if !private {
+        return Err(format!(
+            "server.admin_listen {addr} is not a loopback or private address: the operator lane \
+             has no admission limit and must not face clients (in Kubernetes, bind it to the \
+             pod's IP, e.g. TRADESERVE_SERVER__ADMIN_LISTEN=$(POD_IP):9091)"
+        )
+        .into());
+    }
+    if listen
+        .parse::<SocketAddr>()
+        .is_ok_and(|l| l == addr && addr.port() != 0)
+    {
+        return Err(format!("server.admin_listen {addr} is server.listen's address").into());
+    }
+    Ok(())
 }

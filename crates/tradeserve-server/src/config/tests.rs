@@ -149,6 +149,35 @@ fn kafka_alone_needs_the_shared_ledger() {
 }
 
 #[test]
+fn the_operator_lane_listens_only_on_a_loopback_or_private_address() {
+    let mut c = Config::default();
+    for ok in [
+        "127.0.0.1:9091",
+        "10.1.2.3:9091",
+        "192.168.0.9:0",
+        "[::1]:9091",
+        "[fd00::7]:9091",
+    ] {
+        c.server.admin_listen = Some(ok.into());
+        c.validate().unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for (bad, why) in [
+        ("0.0.0.0:9091", "not a loopback or private address"),
+        ("8.8.8.8:9091", "not a loopback or private address"),
+        ("[::]:9091", "not a loopback or private address"),
+        ("localhost:9091", "not an IP:PORT address"),
+        ("127.0.0.1:8080", "server.listen's address"),
+    ] {
+        c.server.admin_listen = Some(bad.into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("server.admin_listen") && err.contains(why),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
 fn bad_config_names_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [

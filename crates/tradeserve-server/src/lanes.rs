@@ -1,0 +1,105 @@
+//! The listeners a replica serves and their drain: the trading lane (`server.listen`, every
+//! route, capped at `server.max_connections`) and, when configured, the operator lane
+//! (`server.admin_listen`: control, halts, models, health and metrics, no decisions, its own
+//! small connection cap and no admission limit), so that an operator can halt, roll back and
+//! look however many connections trading clients hold. Both share the keys and roles, TLS and
+//! the drain: at SIGTERM readiness answers 503 and every response says `Connection: close` for
+//! `server.drain_delay`; then both listeners close and their connections finish between
+//! requests within `server.shutdown_grace`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tradeserve_transport::listener::{ConnLimits, Connections};
+
+use crate::app::{operator_router, router};
+use crate::config::Config;
+use crate::state::AppState;
+use tradeserve_transport::tls::Tls;
+
+/// The bound listeners.
+pub struct Listeners {
+    pub trading: TcpListener,
+    pub operator: Option<TcpListener>,
+    /// The trading lane's connection cap (`server.max_connections`, fitted under the
+    /// open-files limit).
+    pub max_connections: usize,
+    /// TLS on both (`server.tls`).
+    pub tls: Option<Arc<Tls>>,
+}
+
+/// Serve until `shutdown`, then drain: readiness 503 and `Connection: close` on every
+/// response for the drain delay while still serving, close the listeners, finish in-flight
+/// requests within the grace period (connections close only between requests). Returns how
+/// many connections were still busy when it expired.
+pub async fn serve_until(
+    state: &Arc<AppState>,
+    listeners: Listeners,
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> usize {
+    let s = &config.server;
+    let lane = |max_connections| {
+        Connections::new(ConnLimits {
+            max_connections,
+            header_read_timeout: s.header_read_timeout.get(),
+            idle_timeout: s.idle_timeout.get(),
+        })
+        .with_tls(listeners.tls.clone())
+    };
+    let mut trading = lane(listeners.max_connections);
+    let mut operator = lane(s.admin_max_connections.get());
+    let switches = [trading.keep_alive_switch(), operator.keep_alive_switch()];
+    let (closed, closing) = watch::channel(false);
+    let draining = Arc::clone(state);
+    let drain_delay = s.drain_delay;
+    let stop = async move {
+        shutdown.await;
+        draining.start_draining();
+        switches.iter().for_each(|s| s.turn_off());
+        tracing::info!(
+            ?drain_delay,
+            "shutdown requested: readiness answers 503 and every response says Connection: close; still serving for the drain delay"
+        );
+        tokio::time::sleep(drain_delay).await;
+        closed.send_replace(true);
+    };
+    let metrics = &state.metrics;
+    let trading_metrics = metrics.connections();
+    let serve_trading = trading.accept_until(
+        listeners.trading,
+        router(Arc::clone(state)),
+        &trading_metrics,
+        closed_signal(closing.clone()),
+    );
+    let serve_operator = async {
+        if let Some(listener) = listeners.operator {
+            let app = operator_router(Arc::clone(state));
+            let metrics = metrics.admin_connections();
+            operator
+                .accept_until(listener, app, &metrics, closed_signal(closing))
+                .await;
+        }
+    };
+    tokio::join!(stop, serve_trading, serve_operator);
+    let grace = s.shutdown_grace;
+    tracing::info!(?grace, "listeners closed; finishing in-flight requests");
+    let (a, b) = tokio::join!(trading.drain(grace), operator.drain(grace));
+    let abandoned = a + b;
+    if abandoned > 0 {
+        tracing::error!(
+            ?grace,
+            connections = abandoned,
+            "grace period expired with requests still in flight; abandoned them"
+        );
+    }
+    abandoned
+}
+
+/// Resolves once the drain delay is over (the listeners close).
+async fn closed_signal(mut closing: watch::Receiver<bool>) {
+    // An error means the sender is gone, which happens only after it sent `true`.
+    let _ = closing.wait_for(|closed| *closed).await;
+}
