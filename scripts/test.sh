@@ -131,6 +131,13 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 export TRADESERVE_REDIS="$(command -v redis-server)"
 
+# --- HAProxy (a real load balancer in front of a fleet of replicas) ------------------------
+if [ ! -x /usr/sbin/haproxy ] && ! command -v haproxy >/dev/null 2>&1; then
+  step "installing haproxy (Debian package)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy
+fi
+export TRADESERVE_HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
+
 # --- Prometheus and promtool (alert rules, the Grafana dashboard's queries); Chromium -------
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
   step "installing Prometheus and promtool (Debian package)"

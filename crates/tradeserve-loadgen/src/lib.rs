@@ -43,6 +43,11 @@ pub struct LoadConfig {
     pub path: String,
     /// Headers added to every request (e.g. `Authorization`).
     pub headers: Vec<(String, String)>,
+    /// Give each decision request its own idempotency key, `client_order_id` = `PREFIX-N` (N
+    /// the request's index), and list in the report which decision answered each (so a test
+    /// can check every acknowledged decision against the audit logs, and that a retried
+    /// order was booked once).
+    pub order_ids: Option<String>,
 }
 
 /// Why a load test could not run.
@@ -110,6 +115,7 @@ pub async fn run_until(config: LoadConfig, stop: Arc<AtomicBool>) -> Result<Repo
         warmup: config.warmup,
         path: config.path.clone(),
         headers,
+        order_ids: config.order_ids.clone(),
     });
     let mut tasks = Vec::with_capacity(config.connections);
     for _ in 0..config.connections {

@@ -31,6 +31,16 @@ pub struct Recorder {
     io_errors: u64,
     timeouts: u64,
     last_completion: Option<Instant>,
+    acknowledged: Vec<Acknowledged>,
+}
+
+/// A decision a request was answered with (with `LoadConfig::order_ids`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Acknowledged {
+    /// The request's index (its `client_order_id` is `PREFIX-index`).
+    pub index: u64,
+    pub status: u16,
+    pub decision_id: String,
 }
 
 impl Recorder {
@@ -43,6 +53,7 @@ impl Recorder {
             io_errors: 0,
             timeouts: 0,
             last_completion: None,
+            acknowledged: Vec::new(),
         })
     }
 
@@ -65,7 +76,17 @@ impl Recorder {
         }
     }
 
+    /// Request `index` was answered `status` with decision `decision_id`.
+    pub fn acknowledge(&mut self, index: u64, status: u16, decision_id: String) {
+        self.acknowledged.push(Acknowledged {
+            index,
+            status,
+            decision_id,
+        });
+    }
+
     pub fn merge(&mut self, other: Recorder) {
+        self.acknowledged.extend(other.acknowledged);
         let _ = self.client_us.add(&other.client_us);
         let _ = self.server_us.add(&other.server_us);
         for (s, n) in other.statuses {
@@ -116,6 +137,7 @@ impl Recorder {
                 client_us: buckets(&self.client_us),
                 server_us: buckets(&self.server_us),
             },
+            acknowledged: self.acknowledged,
         }
     }
 }
@@ -202,4 +224,7 @@ pub struct Report {
     /// The server's own `metadata.latency_ms`.
     pub server_latency_ms: Percentiles,
     pub histograms: Histograms,
+    /// With `LoadConfig::order_ids`: the decision that answered each request that got one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub acknowledged: Vec<Acknowledged>,
 }

@@ -46,6 +46,23 @@ pub struct Shared {
     pub warmup: u64,
     pub path: String,
     pub headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
+    /// `client_order_id` prefix (see `LoadConfig::order_ids`).
+    pub order_ids: Option<String>,
+}
+
+impl Shared {
+    /// Request `index`'s body: its symbol's, with its own `client_order_id` when asked.
+    fn body(&self, index: u64) -> Bytes {
+        let body = &self.bodies[(index % self.bodies.len() as u64) as usize];
+        let Some(prefix) = &self.order_ids else {
+            return body.clone();
+        };
+        // The bodies are JSON objects: the key goes in before the closing brace.
+        let mut with_id = body[..body.len().saturating_sub(1)].to_vec();
+        let id = serde_json::Value::String(format!("{prefix}-{index}"));
+        with_id.extend_from_slice(format!(r#","client_order_id":{id}}}"#).as_bytes());
+        Bytes::from(with_id)
+    }
 }
 
 /// One request body per symbol.
@@ -66,6 +83,7 @@ pub fn bodies(
 #[derive(Deserialize)]
 struct ServerTiming {
     metadata: Option<Meta>,
+    decision_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -110,6 +128,7 @@ async fn connect(target: &Target) -> Result<Sender, Failed> {
 struct Answer {
     status: u16,
     server_ms: Option<f64>,
+    decision_id: Option<String>,
     keep_alive: bool,
 }
 
@@ -139,13 +158,13 @@ async fn send(sender: &mut Sender, shared: &Shared, body: Bytes) -> Result<Answe
         .await
         .map_err(Failed::Http)?
         .to_bytes();
-    let server_ms = serde_json::from_slice::<ServerTiming>(&bytes)
-        .ok()
-        .and_then(|t| t.metadata)
-        .and_then(|m| m.latency_ms);
+    let timing = serde_json::from_slice::<ServerTiming>(&bytes).ok();
+    let decision_id = timing.as_ref().and_then(|t| t.decision_id.clone());
+    let server_ms = timing.and_then(|t| t.metadata).and_then(|m| m.latency_ms);
     Ok(Answer {
         status,
         server_ms,
+        decision_id,
         keep_alive,
     })
 }
@@ -191,10 +210,15 @@ pub async fn run(
 ) -> Recorder {
     let mut sender: Option<Sender> = None;
     while let Ok(slot) = slots.recv().await {
-        let body = shared.bodies[(slot.index % shared.bodies.len() as u64) as usize].clone();
+        let body = shared.body(slot.index);
         let sent = tokio::time::timeout(shared.timeout, send_connected(&mut sender, &shared, body));
         let (outcome, server_ms) = match sent.await {
-            Ok(Ok(answer)) => (Outcome::Status(answer.status), answer.server_ms),
+            Ok(Ok(answer)) => {
+                if let (Some(_), Some(id)) = (&shared.order_ids, answer.decision_id) {
+                    rec.acknowledge(slot.index, answer.status, id);
+                }
+                (Outcome::Status(answer.status), answer.server_ms)
+            }
             // Nothing reached the server: no connection, or none that stayed open to send on.
             Ok(Err(Failed::Connect(_) | Failed::NotSent(_))) => (Outcome::ConnectError, None),
             Ok(Err(Failed::Http(_) | Failed::Request(_))) => (Outcome::IoError, None),

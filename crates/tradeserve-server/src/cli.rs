@@ -326,6 +326,10 @@ pub struct LoadtestArgs {
     /// `--header "Authorization: Bearer $KEY"`.
     #[arg(long = "header")]
     pub headers: Vec<String>,
+    /// Give each decision its own idempotency key, `client_order_id` = `PREFIX-N`; the report
+    /// (in --json-out) lists the decision that answered each request.
+    #[arg(long)]
+    pub order_ids: Option<String>,
     /// Write the JSON report here, with both latency histograms whole (for `scripts/bench_pool.py`);
     /// stdout gets the report without them.
     #[arg(long)]
@@ -728,6 +732,7 @@ fn loadtest(args: &LoadtestArgs) -> anyhow::Result<()> {
                     .ok_or_else(|| anyhow::anyhow!("--header {h:?}: expected \"Name: value\""))
             })
             .collect::<anyhow::Result<_>>()?,
+        order_ids: args.order_ids.clone(),
     };
     let rt = runtime(args.threads)?;
     let report: Report = rt.block_on(tradeserve_loadgen::run(load))?;
@@ -739,6 +744,7 @@ fn loadtest(args: &LoadtestArgs) -> anyhow::Result<()> {
     let mut summary = serde_json::to_value(&report)?;
     if let Some(fields) = summary.as_object_mut() {
         fields.remove("histograms");
+        fields.remove("acknowledged");
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;

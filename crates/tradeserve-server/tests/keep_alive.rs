@@ -201,6 +201,7 @@ fn sigterm_under_keep_alive_load_drops_no_request() {
                 timeout: HANG,
                 path: "/api/v1/predict".into(),
                 headers: Vec::new(),
+                order_ids: None,
             },
             stop,
         ))

@@ -84,6 +84,7 @@ fn sigterm_drains_in_flight_requests_and_flushes_every_decision() {
             timeout: HANG,
             path: "/api/v1/predict".into(),
             headers: Vec::new(),
+            order_ids: None,
         }))
         .unwrap();
     stopper.join().unwrap();

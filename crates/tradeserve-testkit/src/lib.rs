@@ -6,7 +6,7 @@
 //! test failure that says how to install it, never a silent skip.
 //!
 //! One module per service or job: [`mlflow`], [`kserve`], [`torchserve`], [`tansu`],
-//! [`redis_server`], [`prometheus`], [`service`] (the `tradeserve` binary itself), [`mirror`]
+//! [`redis_server`], [`prometheus`], [`haproxy`], [`service`] (the `tradeserve` binary itself), [`mirror`]
 //! (a remote-model stand-in that injects faults), [`schemas`], [`openapi`] (every response
 //! checked against the document), [`raw_http`] (HTTP/1.1 over a bare socket), [`disk`] (a disk that fills up) and [`wait`]; this file keeps
 //! what they share (free ports, the cache, the process-group handle).
@@ -14,6 +14,7 @@
 #![allow(clippy::expect_used, clippy::panic)]
 
 pub mod disk;
+pub mod haproxy;
 pub mod kserve;
 pub mod mirror;
 pub mod mlflow;
@@ -28,6 +29,7 @@ pub mod torchserve;
 pub mod wait;
 
 pub use disk::SmallDisk;
+pub use haproxy::Haproxy;
 pub use kserve::{KserveServer, corrupt_model_copy};
 pub use mlflow::MlflowServer;
 pub use prometheus::PrometheusServer;

@@ -28,10 +28,21 @@ impl ServiceProcess {
     /// [`Self::start`] with more arguments after `serve --listen 127.0.0.1:0` (e.g.
     /// `--config FILE`).
     pub fn start_with(bin: &str, args: &[&str], envs: &[(&str, String)]) -> ServiceProcess {
+        ServiceProcess::start_at(bin, "127.0.0.1:0", args, envs)
+    }
+
+    /// [`Self::start_with`] on a given address (a replica that restarts where a load balancer
+    /// expects it).
+    pub fn start_at(
+        bin: &str,
+        listen: &str,
+        args: &[&str],
+        envs: &[(&str, String)],
+    ) -> ServiceProcess {
         use std::io::{BufRead, BufReader};
         let mut command = Command::new(bin);
         command
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", listen])
             .args(args)
             .env("TRADESERVE_SERVER__LOG_FORMAT", "json")
             .env("RUST_LOG", "info")

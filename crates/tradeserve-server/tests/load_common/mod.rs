@@ -40,6 +40,7 @@ pub fn load(url: &str, rate: f64, requests: u64) -> LoadConfig {
         timeout: HANG,
         path: "/api/v1/predict".into(),
         headers: Vec::new(),
+        order_ids: None,
     }
 }
 
