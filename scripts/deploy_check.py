@@ -3,8 +3,9 @@
 
 The schema validator checks each manifest's shape; this checks what only the pair knows: the
 StatefulSet's grace period outlasts the drain, the readiness probe sees a drain in time, the
-ports and config path agree, the Secret's keys exist in the example, and the Dockerfile runs as
-the user the pod expects. Exits 1 with every problem listed.
+ports and config path agree (the operator lane's too, with the liveness and startup probes on
+it), the Secret's keys exist in the example, and the Dockerfile runs as the user the pod
+expects. Exits 1 with every problem listed.
 """
 import sys
 import tomllib
@@ -54,11 +55,29 @@ def main() -> int:
     ]:
         if path != f"{mounts['secrets']}/{key}":
             problems.append(f"{path} is not the secret mount's {key}")
-    wanted = {e["valueFrom"]["secretKeyRef"]["key"] for e in c["env"] if "valueFrom" in e}
+    wanted = {
+        e["valueFrom"]["secretKeyRef"]["key"]
+        for e in c["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
     wanted |= {i["key"] for v in pod["volumes"] if "secret" in v for i in v["secret"]["items"]}
     missing = wanted - set(secret["stringData"])
     if missing:
         problems.append(f"examples/secret.yaml lacks {sorted(missing)}")
+    # The operator lane: its address's port is the `admin` port, the liveness and startup
+    # probes use it, and the headless Service exposes it.
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    admin = env.get("TRADESERVE_SERVER__ADMIN_LISTEN") or ""
+    if not admin.endswith(f":{ports.get('admin')}"):
+        problems.append(f"TRADESERVE_SERVER__ADMIN_LISTEN {admin!r} is not on the admin port")
+    for probe in ("livenessProbe", "startupProbe"):
+        if c[probe]["httpGet"]["port"] != "admin":
+            problems.append(f"the {probe} must use the operator lane (port admin)")
+    services = list(yaml.safe_load_all(open("deploy/k8s/service.yaml")))
+    headless = next(s for s in services if s["spec"].get("clusterIP") == "None")
+    if "admin" not in {p.get("targetPort") for p in headless["spec"]["ports"]}:
+        problems.append("the headless Service does not expose the admin port")
     if mounts["var"] != "/opt/tradeserve/var":
         problems.append("the var volume must be mounted where the image's VOLUME is")
     dockerfile = open("Dockerfile").read()

@@ -138,6 +138,13 @@ if [ ! -x /usr/sbin/haproxy ] && ! command -v haproxy >/dev/null 2>&1; then
 fi
 export TRADESERVE_HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
 
+# --- podman, buildah, debootstrap (the container image, built and run without a daemon) -----
+if ! command -v podman >/dev/null 2>&1 || ! command -v buildah >/dev/null 2>&1 \
+  || [ ! -x /usr/sbin/debootstrap ]; then
+  step "installing podman, buildah and debootstrap (Debian packages)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman buildah debootstrap
+fi
+
 # --- Prometheus and promtool (alert rules, the Grafana dashboard's queries); Chromium -------
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
   step "installing Prometheus and promtool (Debian package)"
@@ -186,4 +193,7 @@ SCHEMATHESIS="$cache/schemathesis-venv/bin/schemathesis" scripts/schemathesis.sh
 
 step "deploy files: Dockerfile linted, Kubernetes manifests validated and consistent, Locust run headless"
 DEPLOY_VENV="$cache/deploy-venv" scripts/deploy_check.sh
+
+step "the image: the Dockerfile's runtime stage built with podman, its entrypoint run as uid 10001 (decides, audit log on the volume, drains)"
+TRADESERVE_CACHE="$cache" scripts/image_check.sh
 step "all tests passed"
