@@ -1,17 +1,54 @@
-//! Per-key rate limits (GCRA, from `governor`): `rate_per_minute` with a burst; a request over
-//! it is answered 429 `rate_limited` with `Retry-After`, before it takes an admission permit.
+//! Per-key rate limits (GCRA): `rate_per_minute` with a burst; a request over it is answered
+//! 429 `rate_limited` with `Retry-After`, before it takes an admission permit.
+//!
+//! A fleet shares them through a [`SharedQuotas`] store (the server's is Redis: one atomic
+//! GCRA step per request on the server's clock), so N replicas let a key through at its rate,
+//! not N times it. [`Quota`] is this process's limiter (`governor`): the whole quota without a
+//! shared store, and the fallback while the store cannot be reached — per replica then.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota as GovernorQuota, RateLimiter};
+use tradeserve_core::ports::BoxFuture;
+
+/// A key's quota: `per_minute` requests a minute, `burst` of them at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+impl Rate {
+    /// The time between two requests at the rate, in microseconds.
+    pub fn interval_us(&self) -> u64 {
+        60_000_000 / u64::from(self.per_minute.max(1))
+    }
+}
+
+/// The shared store could not answer (the caller falls back to its own limiter).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("quota store unavailable: {0}")]
+pub struct QuotaUnavailable(pub String);
+
+/// Quotas every replica shares: one step of the key's GCRA per request, atomic on the store.
+pub trait SharedQuotas: Send + Sync {
+    /// Take one request of key `id` at `rate`: `Ok(Ok(()))` through, `Ok(Err(wait))` over
+    /// the quota until `wait` from now.
+    fn take<'a>(
+        &'a self,
+        id: &'a str,
+        rate: Rate,
+    ) -> BoxFuture<'a, Result<Result<(), Duration>, QuotaUnavailable>>;
+}
 
 /// One key's limiter.
 pub struct Quota {
     limiter: DefaultDirectRateLimiter,
     clock: DefaultClock,
     pub per_minute: u32,
+    pub rate: Rate,
 }
 
 impl Quota {
@@ -27,6 +64,10 @@ impl Quota {
             limiter: RateLimiter::direct_with_clock(quota, clock.clone()),
             clock,
             per_minute: per_minute.get(),
+            rate: Rate {
+                per_minute: per_minute.get(),
+                burst: burst.get(),
+            },
         })
     }
 

@@ -7,7 +7,8 @@
 //! - [`blend`]: entropy, blending specialists by weight, picking the action.
 //! - [`sizing`]: the quantity policy.
 //! - [`snapshot`]: the features a decision is made on.
-//! - [`error`]: every error of the domain and its ports.
+//! - [`error`]: every error of the domain and its ports; [`log_every`]: a per-request log
+//!   line written at most once per period.
 //! - [`risk`]: risk limits and the named checks (rules only); [`ledger`]: the in-process
 //!   risk ledger (the embedded adapter).
 //! - [`ports`]: traits for the feature source, risk ledger, event sink, shadow runner,
@@ -49,6 +50,7 @@ pub mod halt;
 pub mod idempotency;
 pub mod kernel;
 pub mod ledger;
+pub mod log_every;
 pub mod model_set;
 #[cfg(feature = "openapi")]
 mod openapi;

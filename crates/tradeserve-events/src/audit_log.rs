@@ -18,7 +18,9 @@
 //! recovery needs nobody.
 //!
 //! **Start.** A torn last line (a crash in the middle of a write) is cut and reported with its
-//! byte offset; the next event starts on a line of its own.
+//! byte offset; the next event starts on a line of its own. A filesystem without room for well
+//! over one event makes the sink unhealthy from the start (until the probe finds room), so a
+//! replica started on a full disk is never ready.
 //!
 //! **Rotation.** When the active file passes `rotate_bytes` it is renamed to
 //! `<stem>.<UTC time>.<ext>` and a new one is opened; the syncer fsyncs the retired file, then
@@ -156,6 +158,27 @@ struct Health {
     failures: AtomicU64,
 }
 
+impl Health {
+    /// Healthy, unless the disk is already full: then unhealthy from the first moment
+    /// (readiness 503), not from the first decision that fails; the syncer's probe lifts it
+    /// once there is room.
+    fn at_start(path: &Path, metrics: &SinkMetrics) -> Health {
+        let room = has_room(path, START_ROOM);
+        let reason = if room {
+            String::new()
+        } else {
+            tracing::error!(path = %path.display(), "audit log: no room on its filesystem at start; refusing decisions until there is");
+            "no room on the audit log's filesystem".to_owned()
+        };
+        metrics.unavailable.set(i64::from(!room));
+        Health {
+            failing: AtomicBool::new(!room),
+            reason: Mutex::new(reason),
+            failures: AtomicU64::new(0),
+        }
+    }
+}
+
 /// Handle to the audit log; cheap to share behind an `Arc`.
 pub struct AuditLog {
     config: AuditLogConfig,
@@ -201,12 +224,7 @@ impl AuditLog {
             wake: Condvar::new(),
             dirty: AtomicBool::new(false),
         });
-        let health = Arc::new(Health {
-            failing: AtomicBool::new(false),
-            reason: Mutex::new(String::new()),
-            failures: AtomicU64::new(0),
-        });
-        metrics.unavailable.set(0);
+        let health = Arc::new(Health::at_start(&config.path, &metrics));
         let thread = {
             let (syncer, health, metrics) = (syncer.clone(), health.clone(), metrics.clone());
             let config = config.clone();
@@ -507,10 +525,17 @@ fn sync_loop(syncer: &Syncer, health: &Health, metrics: &SinkMetrics, config: &A
     }
 }
 
+/// Room a filesystem needs at start (some dozens of events).
+const START_ROOM: u64 = 64 * 1024;
+
 /// Whether writing may resume: the file opens for appending and its filesystem has room
-/// for well over one event.
+/// for well over one event (more than at start, so a nearly full disk does not flap).
 fn probe(path: &Path) -> bool {
-    const ROOM: u64 = 1024 * 1024;
+    has_room(path, 1024 * 1024)
+}
+
+/// Whether the file opens for appending and its filesystem has `room` bytes free.
+fn has_room(path: &Path, room: u64) -> bool {
     if open_append(path).is_err() {
         return false;
     }
@@ -519,7 +544,7 @@ fn probe(path: &Path) -> bool {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     match nix::sys::statvfs::statvfs(dir) {
-        Ok(s) => s.blocks_available().saturating_mul(s.fragment_size()) >= ROOM,
+        Ok(s) => s.blocks_available().saturating_mul(s.fragment_size()) >= room,
         Err(_) => false,
     }
 }

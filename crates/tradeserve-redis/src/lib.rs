@@ -14,6 +14,8 @@
 //!   ([`tradeserve_core::ports::FleetShares`]).
 //! - [`outcomes`]: outcomes credited once fleet-wide
 //!   ([`tradeserve_core::ports::FleetOutcomes`]).
+//! - [`quotas`]: API-key quotas for the fleet ([`tradeserve_auth::quota::SharedQuotas`]): one
+//!   GCRA step per request.
 //!
 //! Nothing here depends on the server: it names no configuration section, only what each
 //! adapter needs (a URL, a key prefix, a deadline).
@@ -24,6 +26,7 @@ pub mod error;
 pub mod fleet_shares;
 pub mod idempotency;
 pub mod outcomes;
+pub mod quotas;
 pub mod rebuild;
 pub mod risk_ledger;
 

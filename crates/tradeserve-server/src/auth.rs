@@ -54,7 +54,7 @@ pub async fn guard(
     mut request: Request,
     next: Next,
 ) -> Response {
-    match auth.check(access, bearer(&request)) {
+    match auth.check(access, bearer(&request)).await {
         Ok(caller) => {
             if let Some(caller) = caller {
                 request.extensions_mut().insert(caller);

@@ -2,7 +2,8 @@
 //!
 //! Precedence (later wins): built-in defaults → `--config FILE` → `TRADESERVE_<SECTION>__<KEY>`
 //! variables (e.g. `TRADESERVE_SERVER__REQUEST_DEADLINE=25ms`, `TRADESERVE_RISK__MAX_DAILY_ORDERS=500`)
-//! → `TRADESERVE_LISTEN` → `--listen`. Unknown keys are errors, and [`Config::validate`] checks
+//! → `TRADESERVE_LISTEN` → `--listen` (numbers in the environment may use exponent notation,
+//! `1e12`: [`numeric_env`]). Unknown keys are errors, and [`Config::validate`] checks
 //! every value before a port is bound, so a bad config fails at start with a message that
 //! names the key.
 //!
@@ -16,6 +17,7 @@ mod control;
 mod events;
 mod features;
 mod models;
+mod numeric_env;
 mod paths;
 mod server;
 
@@ -96,7 +98,7 @@ impl Config {
             }
             fig = fig.merge(Toml::file_exact(path));
         }
-        fig = fig.merge(env);
+        fig = fig.merge(numeric_env::NumericEnv(env));
         if let Some(v) = listen_env {
             fig = fig.merge(("server.listen", v));
         }

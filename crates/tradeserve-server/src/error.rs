@@ -213,17 +213,37 @@ fn model_error(role: tradeserve_core::Role, source: ModelError, message: String)
 
 impl ApiError {
     /// Server errors at warn, refusals at debug. The event sink and the remote backends'
-    /// circuit breakers log their own failures once per change; a line per refused request
-    /// would flood the log during an outage.
+    /// circuit breakers log their own failures once per change; the others at most once per
+    /// code every [`WARN_EVERY`], with how many were held back: a store that is down fails
+    /// every request alike, and a line per request would flood the log during an outage.
     fn log(&self) {
         let (status, code, error) = (self.status.as_u16(), self.body.code, &self.body.message);
         let logged_elsewhere = matches!(code, "audit_unavailable" | "backend_unavailable");
         if self.status.is_server_error() && !logged_elsewhere {
-            tracing::warn!(status, code, %error, "request failed");
+            if let Some(held_back) = warn_due(code) {
+                tracing::warn!(status, code, %error, held_back, "request failed");
+            }
         } else {
             tracing::debug!(status, code, %error, "request refused");
         }
     }
+}
+
+/// How often a failure with one code is logged at most.
+const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether a failure with `code` is due a log line (see [`ApiError::log`]).
+fn warn_due(code: &'static str) -> Option<u64> {
+    use std::collections::HashMap;
+    use tradeserve_core::log_every::LogEvery;
+    static BY_CODE: std::sync::OnceLock<parking_lot::Mutex<HashMap<&'static str, LogEvery>>> =
+        std::sync::OnceLock::new();
+    BY_CODE
+        .get_or_init(Default::default)
+        .lock()
+        .entry(code)
+        .or_insert_with(|| LogEvery::new(WARN_EVERY))
+        .due()
 }
 
 /// A JSON response from already-serialized bytes.

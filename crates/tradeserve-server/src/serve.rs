@@ -399,13 +399,44 @@ fn load_in_parallel(
     Ok((models, replay))
 }
 
-/// The API keys (`None`: authentication off).
+/// The API keys (`None`: authentication off), their quotas shared in the fleet's Redis when
+/// there is one (see [`shared_redis`]).
 fn api_keys(config: &Config, metrics: &Metrics) -> Result<Option<Arc<Auth>>, StartError> {
-    let auth = Auth::new(&config.auth, metrics.auth.clone()).map_err(StartError::Auth)?;
+    use tradeserve_redis::quotas::RedisQuotas;
+    let shared: Option<Arc<dyn tradeserve_auth::quota::SharedQuotas>> = match shared_redis(config) {
+        Some((url, prefix, timeout)) => Some(Arc::new(
+            RedisQuotas::new(url, prefix, timeout).map_err(|m| {
+                StartError::Config(crate::config::ConfigError::Invalid(
+                    format!("quota store: {m}").into(),
+                ))
+            })?,
+        )),
+        None => None,
+    };
+    let fleet_quotas = shared.is_some();
+    let auth = Auth::new(&config.auth, metrics.auth.clone(), shared).map_err(StartError::Auth)?;
     if let Some(a) = &auth {
-        tracing::info!(keys = ?a.ids(), protect_ops = config.auth.protect_ops, "API keys required");
+        tracing::info!(keys = ?a.ids(), protect_ops = config.auth.protect_ops, fleet_quotas, "API keys required");
     }
     Ok(auth)
+}
+
+/// The Redis the fleet shares per-request state in (idempotency keys, API-key quotas): the
+/// risk ledger's, else the control store's, else none (this process keeps it).
+fn shared_redis(config: &Config) -> Option<(&str, &str, Duration)> {
+    use crate::config::StoreKind;
+    use crate::ledger::LedgerStore;
+    match (config.ledger.store, config.control.store) {
+        (LedgerStore::Redis, _) => {
+            let l = &config.ledger;
+            Some((&l.redis_url, &l.redis_prefix, l.timeout.get()))
+        }
+        (_, StoreKind::Redis) => {
+            let c = &config.control;
+            Some((&c.redis_url, &c.redis_prefix, c.store_timeout.get()))
+        }
+        _ => None,
+    }
 }
 
 /// The feature source requests read: the loaded replay, or the live source (kept apart too,
@@ -542,27 +573,13 @@ fn risk_ledger(config: &Config) -> Result<Arc<dyn RiskLedger>, StartError> {
     Ok(shared)
 }
 
-/// Where idempotency keys are kept: the risk ledger's Redis, else the control store's, else
-/// this process.
+/// Where idempotency keys are kept: the fleet's Redis ([`shared_redis`]), else this process.
 fn idempotency_store(
     config: &Config,
 ) -> Result<Arc<dyn tradeserve_core::idempotency::IdempotencyStore>, StartError> {
-    use crate::config::StoreKind;
-    use crate::ledger::LedgerStore;
     use tradeserve_redis::idempotency::RedisIdempotency;
     let limits = config.idempotency.limits();
-    let shared = match (config.ledger.store, config.control.store) {
-        (LedgerStore::Redis, _) => {
-            let l = &config.ledger;
-            Some((&l.redis_url, &l.redis_prefix, l.timeout.get()))
-        }
-        (_, StoreKind::Redis) => {
-            let c = &config.control;
-            Some((&c.redis_url, &c.redis_prefix, c.store_timeout.get()))
-        }
-        _ => None,
-    };
-    let Some((url, prefix, timeout)) = shared else {
+    let Some((url, prefix, timeout)) = shared_redis(config) else {
         return Ok(Arc::new(
             tradeserve_core::idempotency::InMemoryIdempotency::new(limits),
         ));

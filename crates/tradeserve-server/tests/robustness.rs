@@ -443,6 +443,42 @@ fn a_full_disk_fails_closed_and_recovers_with_nothing_lost_or_glued() {
     );
 }
 
+/// A replica started on a disk that is already full is not ready from its first moment (not
+/// from its first failed decision), refuses decisions, and becomes ready once there is room.
+#[test]
+#[ignore = "mounts a tmpfs: needs root; run by scripts/test.sh"]
+fn a_start_on_a_full_disk_is_not_ready_until_there_is_room() {
+    let disk = tradeserve_testkit::SmallDisk::mount("256k");
+    let filler = disk.path().join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    while f.write_all(&[0u8; 4096]).is_ok() {}
+    drop(f);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = disk.path().join("audit.jsonl");
+    let server = start(
+        &dir,
+        &[("TRADESERVE_EVENTS__AUDIT_LOG", audit.to_str().unwrap())],
+    );
+    let mut s = connect(&server.addr);
+    let (status, _, body) = exchange(&mut s, b"GET /health/ready HTTP/1.1\r\nhost: t\r\n\r\n");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no room"), "{body}");
+    let (status, _, body) = exchange(&mut s, &post_bytes("/api/v1/predict", PREDICT));
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (503, "audit_unavailable")
+    );
+    disk.grow("8m");
+    wait_for("readiness once there is room", || {
+        exchange(&mut s, b"GET /health/ready HTTP/1.1\r\nhost: t\r\n\r\n").0 == 200
+    });
+    let (status, _, body) = exchange(&mut s, &post_bytes("/api/v1/predict", PREDICT));
+    assert_eq!(status, 200, "{body}");
+    let logged = std::fs::read_to_string(&audit).unwrap();
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(logged.contains(v["decision_id"].as_str().unwrap()));
+}
+
 /// A point-in-time AAPL request whose decision trades (quantity > 0), and the decision ids
 /// of the unchecked probes that found it.
 fn trading_request(addr: &str) -> (String, Vec<String>) {

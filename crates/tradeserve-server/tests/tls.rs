@@ -244,3 +244,54 @@ fn a_missing_key_or_a_mismatched_pair_is_refused_at_start() {
     assert!(err.contains("do not go together"), "{err}");
     assert!(!err.contains("PRIVATE KEY"), "{err}");
 }
+
+/// Over TLS too, the header timeout is a total from a request's first byte: a connection that
+/// finished its handshake and then trickles its headers is cut after `header_read_timeout`
+/// (1 s here), not after the idle timeout (10 min). The bound only tells the two apart.
+#[tokio::test]
+async fn trickling_headers_over_tls_are_cut_at_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = new_ca("trickle CA");
+    let (cert, key, _) = leaf(&ca, "server", &["127.0.0.1"]);
+    std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &key).unwrap();
+    let server = start(
+        dir.path(),
+        &[
+            ("TRADESERVE_SERVER__HEADER_READ_TIMEOUT", "1s".to_owned()),
+            ("TRADESERVE_SERVER__IDLE_TIMEOUT", "10m".to_owned()),
+        ],
+    );
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let ip = ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector.connect(ip, tcp).await.unwrap();
+    // Idle first (the watchdog asleep on the idle deadline), then the headers trickle.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tls.write_all(b"POST /api/v1/predict HTTP/1.1\r\nhost")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "trickling headers over TLS held the connection past the header timeout"
+        );
+        if tls.write_all(b"x").await.is_err() {
+            break;
+        }
+        let read = tokio::time::timeout(Duration::from_millis(100), tls.read(&mut buf)).await;
+        if let Ok(Ok(0) | Err(_)) = read {
+            break;
+        }
+    }
+}

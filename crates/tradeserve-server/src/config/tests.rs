@@ -63,6 +63,9 @@ fn environment_overrides_the_file() {
         jail.set_env("TRADESERVE_RISK__RESTRICTED_SYMBOLS", r#"["GME"]"#);
         jail.set_env("TRADESERVE_MODELS__VERSIONS__BULL_SPECIALIST", "2");
         jail.set_env("TRADESERVE_SERVER__REQUEST_DEADLINE", "25ms");
+        // Exponent notation without a decimal point is a number too.
+        jail.set_env("TRADESERVE_RISK__MAX_POSITION_NOTIONAL", "1e12");
+        jail.set_env("TRADESERVE_RISK__MAX_ORDER_NOTIONAL", "2.5e6");
         jail.set_env("TRADESERVE_MODELS__BACKENDS__BULL_SPECIALIST", "torchserve");
         jail.set_env(
             "TRADESERVE_MODELS__BACKENDS__VERSIONS__BULL_SPECIALIST__1",
@@ -84,6 +87,8 @@ fn environment_overrides_the_file() {
         );
         assert_eq!(c.sizing.lot_size, std::num::NonZeroU64::new(100).unwrap());
         assert_eq!(c.server.listen, "127.0.0.1:9999");
+        assert_eq!(c.risk.max_position_notional, 1e12);
+        assert_eq!(c.risk.max_order_notional, 2.5e6);
         assert_eq!(c.risk.restricted_symbols, vec!["GME".to_owned()]);
         assert_eq!(c.models.versions.bull_specialist, "2");
         assert_eq!(
