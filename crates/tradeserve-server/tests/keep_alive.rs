@@ -4,39 +4,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod load_common;
+
 use std::io::Write;
 use std::net::TcpStream;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::Value;
-use tradeserve_loadgen::{LoadConfig, run_until};
+use tradeserve_loadgen::run_until;
 use tradeserve_testkit::raw_http::{
     closed_within, connect, exchange, says_close, try_read_response,
 };
+use tradeserve_testkit::service::new_api_key;
 use tradeserve_testkit::{HANG, ServiceProcess, eventually, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
 const PREDICT: &str = r#"{"symbol":"AAPL","risk_check":false}"#;
-
-/// A new API key for `id` with `roles`: (the key, its `[[keys]]` entry).
-fn new_key(id: &str, roles: &str, per_minute: u32) -> (String, String) {
-    let out = tradeserve_testkit::run_ok(
-        Command::new(BIN).args(["auth", "new-key", "--id", id, "--role", roles, "--json"]),
-    );
-    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let roles: Vec<String> = roles.split(',').map(|r| format!("{r:?}")).collect();
-    let entry = format!(
-        "[[keys]]\nid = {id:?}\nhash = {:?}\nroles = [{}]\nrate_per_minute = {per_minute}\n",
-        made["hash"].as_str().unwrap(),
-        roles.join(", ")
-    );
-    (made["key"].as_str().unwrap().to_owned(), entry)
-}
 
 fn start(dir: &tempfile::TempDir, extra: &[(&str, String)]) -> ServiceProcess {
     let mut envs = vec![
@@ -75,9 +61,9 @@ fn refused_apart(s: &mut TcpStream, auth: &str, extra: &str) -> (u16, bool) {
 #[test]
 fn refusals_before_the_body_keep_the_connection_or_say_close() {
     let dir = tempfile::tempdir().unwrap();
-    let (viewer, viewer_entry) = new_key("viewer-1", "viewer", 600);
-    let (limited, limited_entry) = new_key("slow-1", "trader", 1);
-    let (trader, trader_entry) = new_key("desk-1", "trader", 600);
+    let (viewer, viewer_entry) = new_api_key(BIN, "viewer-1", "viewer", "rate_per_minute = 600\n");
+    let (limited, limited_entry) = new_api_key(BIN, "slow-1", "trader", "rate_per_minute = 1\n");
+    let (trader, trader_entry) = new_api_key(BIN, "desk-1", "trader", "rate_per_minute = 600\n");
     let keys = dir.path().join("keys.toml");
     std::fs::write(
         &keys,
@@ -183,28 +169,11 @@ fn sigterm_under_keep_alive_load_drops_no_request() {
             stop.store(true, Ordering::Relaxed);
         })
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let report = rt
-        .block_on(run_until(
-            LoadConfig {
-                url: format!("http://{}", server.addr),
-                rate: 1000.0,
-                requests: 1_000_000,
-                warmup: 0,
-                connections: 64,
-                symbols: vec!["AAPL".into(), "MSFT".into(), "BRK.B".into()],
-                extra: Some(serde_json::from_str(r#"{"risk_check":false}"#).unwrap()),
-                timeout: HANG,
-                path: "/api/v1/predict".into(),
-                headers: Vec::new(),
-                order_ids: None,
-            },
-            stop,
-        ))
+    let mut load = load_common::load(&format!("http://{}", server.addr), 1000.0, 1_000_000);
+    load.connections = 64;
+    load.extra = Some(serde_json::from_str(r#"{"risk_check":false}"#).unwrap());
+    let report = load_common::runtime()
+        .block_on(run_until(load, stop))
         .unwrap();
     stopper.join().unwrap();
     let status = eventually("an exit after SIGTERM", || server.child.try_wait().unwrap());

@@ -7,26 +7,13 @@
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::process::Command;
 
 use serde_json::Value;
 use tradeserve_testkit::ServiceProcess;
 use tradeserve_testkit::raw_http::{closed_within, connect, exchange, read_response};
+use tradeserve_testkit::service::new_api_key;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
-
-/// A new API key for `id` with `roles`: (the key, its `[[keys]]` entry).
-fn new_key(id: &str, role: &str) -> (String, String) {
-    let out = tradeserve_testkit::run_ok(
-        Command::new(BIN).args(["auth", "new-key", "--id", id, "--role", role, "--json"]),
-    );
-    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let entry = format!(
-        "[[keys]]\nid = {id:?}\nhash = {:?}\nroles = [{role:?}]\n",
-        made["hash"].as_str().unwrap()
-    );
-    (made["key"].as_str().unwrap().to_owned(), entry)
-}
 
 fn request(method: &str, path: &str, key: Option<&str>, body: &str) -> Vec<u8> {
     let auth = key.map_or(String::new(), |k| format!("authorization: Bearer {k}\r\n"));
@@ -47,8 +34,8 @@ fn call(addr: &str, method: &str, path: &str, key: Option<&str>, body: &str) -> 
 #[test]
 fn an_operator_halts_rolls_back_and_looks_while_clients_fill_the_trading_listener() {
     let dir = tempfile::tempdir().unwrap();
-    let (trader, trader_entry) = new_key("desk-1", "trader");
-    let (operator, operator_entry) = new_key("ops-1", "operator");
+    let (trader, trader_entry) = new_api_key(BIN, "desk-1", "trader", "");
+    let (operator, operator_entry) = new_api_key(BIN, "ops-1", "operator", "");
     let keys = dir.path().join("keys.toml");
     std::fs::write(&keys, format!("{trader_entry}{operator_entry}")).unwrap();
     let server = ServiceProcess::start(

@@ -7,10 +7,8 @@
 
 mod load_common;
 
-use std::process::Command;
-
-use serde_json::Value;
 use tradeserve_testkit::raw_http::{connect, exchange};
+use tradeserve_testkit::service::new_api_key;
 use tradeserve_testkit::{RedisServer, ServiceProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
@@ -32,19 +30,6 @@ fn start_replica(redis: &str, dir: &std::path::Path, keys: &str, n: usize) -> Se
     )
 }
 
-/// A new trader key `id` with `quota` lines: (the key, its `[[keys]]` entry).
-fn new_key(id: &str, quota: &str) -> (String, String) {
-    let out = tradeserve_testkit::run_ok(
-        Command::new(BIN).args(["auth", "new-key", "--id", id, "--role", "trader", "--json"]),
-    );
-    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let entry = format!(
-        "[[keys]]\nid = {id:?}\nhash = {:?}\nroles = [\"trader\"]\n{quota}",
-        made["hash"].as_str().unwrap()
-    );
-    (made["key"].as_str().unwrap().to_owned(), entry)
-}
-
 /// A predict with `key` on a fresh connection: its status.
 fn predict(addr: &str, key: &str, body: &str) -> u16 {
     let request = format!(
@@ -52,6 +37,17 @@ fn predict(addr: &str, key: &str, body: &str) -> u16 {
         body.len()
     );
     exchange(&mut connect(addr), request.as_bytes()).0
+}
+
+/// Ten predicts with `key`, to each replica in turn: their statuses.
+fn alternating(replicas: &[ServiceProcess; 2], key: &str, body: &str) -> Vec<u16> {
+    (0..10)
+        .map(|i| predict(&replicas[i % 2].addr, key, body))
+        .collect()
+}
+
+fn passed(statuses: &[u16]) -> usize {
+    statuses.iter().filter(|s| **s == 200).count()
 }
 
 /// The warnings a replica has logged since the last call whose message starts with `prefix`.
@@ -78,8 +74,8 @@ fn a_key_gets_its_quota_from_the_fleet_and_from_each_replica_while_redis_is_down
     load_common::new_shared_ledger(&url, "quotas");
     // desk-1: one request a minute, three at once (nothing refills while the test runs);
     // desk-2: no quota.
-    let (key, limited) = new_key("desk-1", "rate_per_minute = 1\nburst = 3\n");
-    let (open_key, open) = new_key("desk-2", "");
+    let (key, limited) = new_api_key(BIN, "desk-1", "trader", "rate_per_minute = 1\nburst = 3\n");
+    let (open_key, open) = new_api_key(BIN, "desk-2", "trader", "");
     let keys = dir.path().join("keys.toml");
     std::fs::write(&keys, format!("{limited}{open}")).unwrap();
     let keys = keys.display().to_string();
@@ -87,26 +83,14 @@ fn a_key_gets_its_quota_from_the_fleet_and_from_each_replica_while_redis_is_down
     let unchecked = r#"{"symbol":"AAPL","risk_check":false}"#;
 
     // Alternating replicas: the fleet lets three through, not three each.
-    let statuses: Vec<u16> = (0..10)
-        .map(|i| predict(&replicas[i % 2].addr, &key, unchecked))
-        .collect();
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        3,
-        "{statuses:?}"
-    );
+    let statuses = alternating(&replicas, &key, unchecked);
+    assert_eq!(passed(&statuses), 3, "{statuses:?}");
     assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
 
     // Redis gone: each replica applies the whole quota on its own (its burst of three).
     redis.take();
-    let statuses: Vec<u16> = (0..10)
-        .map(|i| predict(&replicas[i % 2].addr, &key, unchecked))
-        .collect();
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        6,
-        "{statuses:?}"
-    );
+    let statuses = alternating(&replicas, &key, unchecked);
+    assert_eq!(passed(&statuses), 6, "{statuses:?}");
     for r in &replicas {
         assert_eq!(
             tradeserve_testkit::metric_sum(&r.addr, "tradeserve_quota_store_unavailable_total"),

@@ -203,3 +203,20 @@ pub fn rebuild_shared_ledger_with(
     );
     serde_json::from_str(&stdout).expect("rebuild-shared prints JSON")
 }
+
+/// A new API key from `bin auth new-key`: (the key, its `[[keys]]` entry for a keys file, with
+/// `roles` (comma separated) and the `extra` lines, e.g. `"rate_per_minute = 1\n"`).
+pub fn new_api_key(bin: &str, id: &str, roles: &str, extra: &str) -> (String, String) {
+    let out = crate::run_ok(
+        Command::new(bin).args(["auth", "new-key", "--id", id, "--role", roles, "--json"]),
+    );
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).expect("new-key JSON");
+    let field = |name: &str| made[name].as_str().expect("new-key field").to_owned();
+    let roles: Vec<String> = roles.split(',').map(|r| format!("{r:?}")).collect();
+    let entry = format!(
+        "[[keys]]\nid = {id:?}\nhash = {:?}\nroles = [{}]\n{extra}",
+        field("hash"),
+        roles.join(", ")
+    );
+    (field("key"), entry)
+}

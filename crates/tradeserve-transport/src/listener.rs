@@ -38,7 +38,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::header::{CONNECTION, HeaderValue};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -248,9 +247,7 @@ impl Connections {
             while self.tasks.try_join_next().is_some() {}
             let accepted = tokio::select! {
                 () = &mut stop => {
-                    while let Some(Ok((stream, _))) = listener.accept().now_or_never() {
-                        self.admit(stream, &router, metrics);
-                    }
+                    self.sweep(listener, &router, metrics);
                     return;
                 }
                 a = listener.accept() => a,
@@ -267,6 +264,25 @@ impl Connections {
                 }
             };
             self.admit(stream, &router, metrics);
+        }
+    }
+
+    /// Accept every connection the kernel has already queued, then close the listener (by
+    /// dropping it). Plain non-blocking `accept(2)` calls until `EAGAIN`: tokio's accept
+    /// answers from readiness its reactor has cached, and would miss connections the reactor
+    /// has not been told of yet — each of which the close would reset after its client sent
+    /// a request.
+    fn sweep(&mut self, listener: TcpListener, router: &Router, metrics: &ConnectionMetrics) {
+        let Ok(listener) = listener.into_std() else {
+            return;
+        };
+        while let Ok((stream, _)) = listener.accept() {
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            if let Ok(stream) = TcpStream::from_std(stream) {
+                self.admit(stream, router, metrics);
+            }
         }
     }
 
