@@ -1,0 +1,86 @@
+//! The backtest on the bundled models over part of the bundled history: deterministic, every
+//! bar decided once, the book marked once per bar time, and its equity the sum of what its
+//! orders made.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tradeserve_backtest::engine::run;
+use tradeserve_core::PipelineConfig;
+use tradeserve_features::{SymbolBars, load_bars_csv};
+use tradeserve_models::{BundledModels, VersionSelection};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The first `n` bars of three symbols (a debug build decides a few thousand a second).
+fn history(n: usize) -> BTreeMap<String, SymbolBars> {
+    let all = load_bars_csv(&repo().join("data/bars.csv")).unwrap();
+    ["AAPL", "MSFT", "NVDA"]
+        .iter()
+        .map(|s| {
+            let b = &all[*s];
+            let cut = SymbolBars {
+                ts: b.ts[..n].to_vec(),
+                high: b.high[..n].to_vec(),
+                low: b.low[..n].to_vec(),
+                close: b.close[..n].to_vec(),
+                volume: b.volume[..n].to_vec(),
+            };
+            ((*s).to_owned(), cut)
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_is_deterministic_and_its_book_adds_up() {
+    let models = Arc::new(
+        BundledModels::new(repo().join("models"))
+            .load_set(&VersionSelection::all("1"))
+            .unwrap(),
+    );
+    let bars = history(400);
+    let capital = 1_000_000.0;
+    let a = run(
+        &bars,
+        Arc::clone(&models),
+        PipelineConfig::default(),
+        capital,
+    )
+    .unwrap();
+    let b = run(&bars, models, PipelineConfig::default(), capital).unwrap();
+    assert_eq!(a.orders, b.orders);
+    assert_eq!(a.book.curve(), b.book.curve());
+
+    // Every bar with features (400 − 60 warm-up, three symbols) decided or refused once.
+    let failed: u64 = a.failed.values().sum();
+    assert_eq!(a.decisions + failed, 3 * 340, "{:?}", a.failed);
+    assert!(
+        a.decisions > 0 && !a.orders.is_empty(),
+        "{} orders",
+        a.orders.len()
+    );
+    // One mark per bar time.
+    assert_eq!(a.book.curve().times.len(), 340);
+
+    // The final equity is the capital plus every position marked at the last close.
+    let last: BTreeMap<&str, f64> = bars
+        .iter()
+        .map(|(s, b)| (s.as_str(), *b.close.last().unwrap()))
+        .collect();
+    let pnl: f64 = a
+        .orders
+        .iter()
+        .map(|o| o.shares as f64 * (last[o.symbol.as_str()] - o.price))
+        .sum();
+    let equity = *a.book.curve().equity.last().unwrap();
+    assert!(
+        (equity - (capital + pnl)).abs() < 1e-6,
+        "{equity} vs {}",
+        capital + pnl
+    );
+}
