@@ -9,7 +9,9 @@
 //! - [`portfolio`]: the book a backtest keeps — cash and positions from its fills, marked at
 //!   each step into the equity curve and the returns the statistics are taken over, with
 //!   turnover and exposure.
+//! - [`report`]: what a run comes to, per symbol and overall (the backtest's JSON).
 
 pub mod engine;
 pub mod portfolio;
+pub mod report;
 pub mod stats;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tradeserve_backtest::engine::run;
+use tradeserve_backtest::report::Report;
 use tradeserve_core::PipelineConfig;
 use tradeserve_features::{SymbolBars, load_bars_csv};
 use tradeserve_models::{BundledModels, VersionSelection};
@@ -55,6 +56,12 @@ fn a_run_is_deterministic_and_its_book_adds_up() {
     let b = run(&bars, models, PipelineConfig::default(), capital).unwrap();
     assert_eq!(a.orders, b.orders);
     assert_eq!(a.book.curve(), b.book.curve());
+    // Its report serializes to the same bytes twice.
+    let minute = 252.0 * 390.0;
+    let json = |r| serde_json::to_string(&Report::of(r, minute)).unwrap();
+    assert_eq!(json(&a), json(&b));
+    let report = Report::of(&a, minute);
+    assert_eq!(report.overall.orders, a.orders.len() as u64);
 
     // Every bar with features (400 − 60 warm-up, three symbols) decided or refused once.
     let failed: u64 = a.failed.values().sum();
