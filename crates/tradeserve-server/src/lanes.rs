@@ -45,6 +45,7 @@ pub async fn serve_until(
         Connections::new(ConnLimits {
             max_connections,
             header_read_timeout: s.header_read_timeout.get(),
+            body_read_timeout: s.body_read_timeout.get(),
             idle_timeout: s.idle_timeout.get(),
         })
         .with_tls(listeners.tls.clone())

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HeaderValue};
+use hyper::header::{CONNECTION, EXPECT, HeaderValue};
 use parking_lot::Mutex;
 
 /// The most of an unread body that is read and discarded to keep the connection open.
@@ -74,8 +74,6 @@ impl Drop for Tracked {
 /// What a request's unread body needs after the response: nothing for a request without one.
 pub struct Leftover {
     slot: Option<Slot>,
-    /// Declared length (`None`: chunked).
-    length: Option<u64>,
     /// `Expect: 100-continue`: the client waits to be asked for the body; it is not asked.
     expects_continue: bool,
 }
@@ -86,7 +84,6 @@ pub fn track(request: hyper::Request<Incoming>) -> (hyper::Request<Body>, Leftov
     if http_body::Body::is_end_stream(&incoming) {
         let nothing = Leftover {
             slot: None,
-            length: Some(0),
             expects_continue: false,
         };
         return (
@@ -94,10 +91,6 @@ pub fn track(request: hyper::Request<Incoming>) -> (hyper::Request<Body>, Leftov
             nothing,
         );
     }
-    let length = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse().ok());
     let expects_continue = parts
         .headers
         .get(EXPECT)
@@ -109,7 +102,6 @@ pub fn track(request: hyper::Request<Incoming>) -> (hyper::Request<Body>, Leftov
     };
     let leftover = Leftover {
         slot: Some(slot),
-        length,
         expects_continue,
     };
     (hyper::Request::from_parts(parts, Body::new(body)), leftover)
@@ -124,7 +116,10 @@ impl Leftover {
         let Some(rest) = slot.lock().take() else {
             return;
         };
-        let small = self.length.is_none_or(|n| n <= DISCARD_LIMIT);
+        // What is left of a declared length (none for a chunked body: read up to the limit).
+        let small = http_body::Body::size_hint(&rest)
+            .upper()
+            .is_none_or(|n| n <= DISCARD_LIMIT);
         if small && !self.expects_continue && discard(rest, wait).await {
             return;
         }

@@ -57,6 +57,9 @@ use crate::tls::Tls;
 pub struct ConnLimits {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    /// How long the rest of a body a handler left unread may take to arrive before the
+    /// connection is closed instead of kept (`server.body_read_timeout`).
+    pub body_read_timeout: Duration,
     pub idle_timeout: Duration,
 }
 
@@ -102,14 +105,17 @@ struct Activity {
     since_ms: AtomicU64,
     /// A response has been produced on this connection (it is not one just accepted).
     served: AtomicBool,
+    /// The connections' keep-alive switch (see [`KeepAliveSwitch`]), read per response.
+    closing: Arc<AtomicBool>,
 }
 
 impl Activity {
-    fn new() -> Activity {
+    fn new(closing: Arc<AtomicBool>) -> Activity {
         Activity {
             state: AtomicU8::new(IDLE),
             since_ms: AtomicU64::new(now_ms()),
             served: AtomicBool::new(false),
+            closing,
         }
     }
 
@@ -395,9 +401,9 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S
         mut drain,
         closing,
     } = conn;
-    let activity = Arc::new(Activity::new());
+    let activity = Arc::new(Activity::new(closing));
     let io = TokioIo::new(Watched::new(stream, Arc::clone(&activity)));
-    let service = requests(router, Arc::clone(&activity), closing, limits);
+    let service = requests(router, Arc::clone(&activity), limits.body_read_timeout);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -467,8 +473,7 @@ fn closable(activity: &Activity, drain_since: u64, limits: &ConnLimits) -> bool 
 fn requests(
     router: Router,
     activity: Arc<Activity>,
-    closing: Arc<AtomicBool>,
-    limits: ConnLimits,
+    body_wait: Duration,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
     Response = axum::response::Response,
@@ -482,16 +487,13 @@ fn requests(
         let guard = BusyGuard(Arc::clone(&activity));
         let (request, leftover) = leftover::track(request);
         let call = router.clone().oneshot(request);
-        let closing = Arc::clone(&closing);
         async move {
             let mut response = match call.await {
                 Ok(response) => response,
                 Err(never) => match never {},
             };
-            leftover
-                .settle(&mut response, limits.header_read_timeout)
-                .await;
-            if closing.load(Ordering::Relaxed) {
+            leftover.settle(&mut response, body_wait).await;
+            if guard.0.closing.load(Ordering::Relaxed) {
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
