@@ -39,6 +39,32 @@ pub struct Order {
     pub outcome: Option<f64>,
 }
 
+/// One decision the backtest made (approved or refused by risk), as the service would have
+/// answered it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decided {
+    pub symbol: String,
+    /// The bar's close, Unix seconds.
+    pub time: i64,
+    pub action: Action,
+    pub confidence: f64,
+    pub quantity: u64,
+    /// Passed the risk checks.
+    pub approved: bool,
+    /// The regime detector's probabilities: bull, bear, sideways.
+    pub regime: [f64; 3],
+}
+
+/// What a run is over and from what.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// The book's starting cash.
+    pub capital: f64,
+    /// Decide only bars closing at or after this (Unix seconds); earlier bars are history the
+    /// features look back on.
+    pub from: Option<i64>,
+}
+
 /// What one model set did over the history.
 #[derive(Debug, Clone)]
 pub struct Run {
@@ -49,6 +75,8 @@ pub struct Run {
     /// Requests that got no decision (a bar without features), by reason.
     pub failed: BTreeMap<String, u64>,
     pub orders: Vec<Order>,
+    /// Every decision, in the order made.
+    pub decided: Vec<Decided>,
     pub book: Book,
 }
 
@@ -77,31 +105,39 @@ struct Step<'a> {
     bar: usize,
 }
 
-/// Every bar with features, in time order (symbols in name order within a time).
-fn steps(bars: &BTreeMap<String, SymbolBars>) -> Vec<Step<'_>> {
+/// Every bar with features from `from` on, in time order (symbols in name order within a
+/// time).
+fn steps(bars: &BTreeMap<String, SymbolBars>, from: Option<i64>) -> Vec<Step<'_>> {
+    let from = from.unwrap_or(i64::MIN);
     let mut steps: Vec<Step<'_>> = bars
         .iter()
         .flat_map(|(symbol, b)| {
-            (WARMUP..b.ts.len()).map(move |bar| Step {
-                time: b.ts[bar],
-                symbol: symbol.as_str(),
-                bar,
-            })
+            (WARMUP..b.ts.len())
+                .filter(move |bar| b.ts[*bar] >= from)
+                .map(move |bar| Step {
+                    time: b.ts[bar],
+                    symbol: symbol.as_str(),
+                    bar,
+                })
         })
         .collect();
     steps.sort_by(|a, b| (a.time, a.symbol).cmp(&(b.time, b.symbol)));
     steps
 }
 
-/// Run `models` over `bars` with the service's `config` (its risk limits and sizing), from
-/// `capital`.
+/// How often a run reports its progress, in steps.
+const PROGRESS_EVERY: usize = 4096;
+
+/// Run `models` over `bars` with the service's `config` (its risk limits and sizing), as
+/// `settings` say. `progress(done, total)` is called every few thousand steps and at the end.
 pub fn run(
     bars: &BTreeMap<String, SymbolBars>,
     models: Arc<ModelSet>,
     mut config: PipelineConfig,
-    capital: f64,
+    settings: &Settings,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Run, BacktestError> {
-    let steps = steps(bars);
+    let steps = steps(bars, settings.from);
     if steps.is_empty() {
         return Err(BacktestError::NoHistory);
     }
@@ -125,7 +161,8 @@ pub fn run(
         rejected: 0,
         failed: BTreeMap::new(),
         orders: Vec::new(),
-        book: Book::new(capital),
+        decided: Vec::with_capacity(steps.len()),
+        book: Book::new(settings.capital),
     };
     runtime.block_on(async {
         for (i, step) in steps.iter().enumerate() {
@@ -133,8 +170,12 @@ pub fn run(
             if steps.get(i + 1).is_none_or(|next| next.time != step.time) {
                 run.book.mark(step.time);
             }
+            if (i + 1) % PROGRESS_EVERY == 0 {
+                progress(i + 1, steps.len());
+            }
         }
     });
+    progress(steps.len(), steps.len());
     Ok(run)
 }
 
@@ -177,14 +218,10 @@ async fn decide(
             Requester::default(),
         )
         .await;
-    let decision = match answered {
+    let (decision, approved) = match answered {
         Ok(Answered::Fresh(p)) => match p.outcome {
-            Outcome::Approved(d) => d,
-            Outcome::Rejected(_) => {
-                run.decisions += 1;
-                run.rejected += 1;
-                return;
-            }
+            Outcome::Approved(d) => (d, true),
+            Outcome::Rejected(d) => (d, false),
         },
         Ok(Answered::Repeat(_)) => return,
         Err(failed) => {
@@ -193,6 +230,20 @@ async fn decide(
         }
     };
     run.decisions += 1;
+    let p = &decision.regime_probabilities;
+    run.decided.push(Decided {
+        symbol: step.symbol.to_owned(),
+        time: step.time,
+        action: decision.action,
+        confidence: decision.confidence,
+        quantity: decision.recommended_quantity,
+        approved,
+        regime: [p.bull, p.bear, p.sideways],
+    });
+    if !approved {
+        run.rejected += 1;
+        return;
+    }
     let Some(shares) = signed_shares(&decision) else {
         return;
     };

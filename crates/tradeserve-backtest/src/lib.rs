@@ -9,9 +9,16 @@
 //! - [`portfolio`]: the book a backtest keeps — cash and positions from its fills, marked at
 //!   each step into the equity curve and the returns the statistics are taken over, with
 //!   turnover and exposure.
-//! - [`report`]: what a run comes to, per symbol and overall (the backtest's JSON).
+//! - [`history`]: the bars a run is over and the part of them it decides.
+//! - [`report`]: what a run comes to, per symbol and overall.
+//! - [`comparison`]: several model sets over one history side by side, with their curves (the
+//!   backtest's JSON), drawn as a terminal [`table`] and a self-contained [`html`] page.
 
+pub mod comparison;
 pub mod engine;
+pub mod history;
+pub mod html;
 pub mod portfolio;
 pub mod report;
 pub mod stats;
+pub mod table;

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::engine::{Order, Run};
+use tradeserve_core::Action;
+
+use crate::engine::{Decided, Order, Run};
 use crate::stats::Stats;
 
 /// Orders and their outcomes, for one symbol or all.
@@ -43,12 +45,51 @@ impl Orders {
     }
 }
 
+/// How the decisions split between actions, and the regime detector's mean probabilities: the
+/// mix live trading is compared with (drift).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Mix {
+    pub buy: u64,
+    pub sell: u64,
+    pub hold: u64,
+    /// Mean regime probabilities over the decisions (`None` without any).
+    pub regime_bull: Option<f64>,
+    pub regime_bear: Option<f64>,
+    pub regime_sideways: Option<f64>,
+}
+
+impl Mix {
+    fn of(decided: &[Decided]) -> Mix {
+        let mut mix = Mix::default();
+        let mut sum = [0.0; 3];
+        for d in decided {
+            match d.action {
+                Action::Buy => mix.buy += 1,
+                Action::Sell => mix.sell += 1,
+                Action::Hold => mix.hold += 1,
+            }
+            for (s, p) in sum.iter_mut().zip(d.regime) {
+                *s += p;
+            }
+        }
+        let n = decided.len();
+        let mean = |s: f64| (n > 0).then(|| s / n as f64);
+        mix.regime_bull = mean(sum[0]);
+        mix.regime_bear = mean(sum[1]);
+        mix.regime_sideways = mean(sum[2]);
+        mix
+    }
+}
+
 /// The report of one model set's run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub decisions: u64,
     /// Decisions the risk checks refused.
     pub rejected: u64,
+    /// Bars that got no decision, by reason (none expected: a bar the features cannot use).
+    pub failed: BTreeMap<String, u64>,
+    pub mix: Mix,
     pub overall: Orders,
     pub by_symbol: BTreeMap<String, Orders>,
     /// Of the book's per-step returns.
@@ -69,6 +110,8 @@ impl Report {
         Report {
             decisions: run.decisions,
             rejected: run.rejected,
+            failed: run.failed.clone(),
+            mix: Mix::of(&run.decided),
             overall: Orders::of(run.orders.iter()),
             by_symbol: symbols
                 .into_iter()
@@ -112,6 +155,7 @@ mod tests {
                 order("MSFT", Some(0.03)),
                 order("MSFT", None),
             ],
+            decided: Vec::new(),
             book,
         };
         let r = Report::of(&run, 252.0);

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tradeserve_backtest::engine::run;
+use tradeserve_backtest::engine::{Settings, run};
 use tradeserve_backtest::report::Report;
 use tradeserve_core::PipelineConfig;
 use tradeserve_features::{SymbolBars, load_bars_csv};
@@ -46,15 +46,31 @@ fn a_run_is_deterministic_and_its_book_adds_up() {
     );
     let bars = history(400);
     let capital = 1_000_000.0;
+    let settings = Settings {
+        capital,
+        from: None,
+    };
+    let mut calls = Vec::new();
     let a = run(
         &bars,
         Arc::clone(&models),
         PipelineConfig::default(),
-        capital,
+        &settings,
+        &mut |done, total| calls.push((done, total)),
     )
     .unwrap();
-    let b = run(&bars, models, PipelineConfig::default(), capital).unwrap();
+    // Progress every 4,096 steps and at the end (1,020 steps: the end only).
+    assert_eq!(calls, vec![(1020, 1020)]);
+    let b = run(
+        &bars,
+        models,
+        PipelineConfig::default(),
+        &settings,
+        &mut |_, _| {},
+    )
+    .unwrap();
     assert_eq!(a.orders, b.orders);
+    assert_eq!(a.decided, b.decided);
     assert_eq!(a.book.curve(), b.book.curve());
     // Its report serializes to the same bytes twice.
     let minute = 252.0 * 390.0;

@@ -1,4 +1,4 @@
-//! The `tradeserve` command line: `serve`, `check-config`, `loadtest`, `replay`, `models
+//! The `tradeserve` command line: `serve`, `check-config`, `loadtest`, `replay`, `backtest`, `models
 //! publish`, `torchserve package`, `tfserving export`, `market publish`, `auth new-key`, `audit
 //! verify`.
 
@@ -51,6 +51,10 @@ pub enum Command {
     Loadtest(LoadtestArgs),
     /// Re-run recorded decisions from their events and report every mismatch.
     Replay(ReplayArgs),
+    /// Judge model sets over a bar history with the service's own pipeline (kernel, sizing,
+    /// risk checks) on a virtual clock: decisions, orders, hit rate, Sharpe, Sortino, drawdown,
+    /// Calmar, turnover and exposure per set, side by side; a table, JSON and an HTML report.
+    Backtest(crate::backtest::BacktestArgs),
     /// Work with the MLflow Model Registry.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -396,6 +400,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             print_json(&published)
         }
         Command::Replay(args) => replay_events(&args),
+        Command::Backtest(args) => crate::backtest::command(&args),
         Command::Loadtest(args) => loadtest(&args),
         Command::Auth(AuthCommand::NewKey(a)) => new_key(&a),
         Command::Audit(AuditCommand::Verify(a)) => verify_audit(&a),

@@ -32,11 +32,12 @@
 //! - [`telemetry`]: the log subscriber, the access log and the optional OTLP trace export.
 //! - [`serve`]: start-up (build the embedded adapters, bind) and graceful shutdown.
 //! - [`cli`]: the `tradeserve` subcommands ([`market_publish`]: a bars CSV into the market
-//!   data topic).
+//!   data topic; [`backtest`]: model sets judged over a bar history).
 
 pub mod app;
 pub mod arms;
 pub mod auth;
+pub mod backtest;
 pub mod cli;
 pub mod config;
 pub mod control;

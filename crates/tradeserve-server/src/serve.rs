@@ -664,7 +664,7 @@ fn control_plane(
 }
 
 /// The pipeline's settings from the config.
-fn pipeline_config(config: &Config) -> PipelineConfig {
+pub fn pipeline_config(config: &Config) -> PipelineConfig {
     PipelineConfig {
         sizing: config.sizing.clone(),
         risk: config.risk.clone(),
