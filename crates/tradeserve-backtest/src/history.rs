@@ -17,7 +17,7 @@ pub struct History {
     /// Unix seconds of the first and last bar held.
     pub first_bar: Option<i64>,
     pub last_bar: Option<i64>,
-    /// Bars decided from (Unix seconds): the earlier ones are the features' look-back.
+    /// The first bar decided (Unix seconds): the earlier ones are the features' look-back.
     pub decided_from: Option<i64>,
 }
 
@@ -25,20 +25,18 @@ impl History {
     /// The history of `bars`, decided from `from` (or as soon as features exist).
     pub fn of(bars: &BTreeMap<String, SymbolBars>, from: Option<i64>) -> History {
         let ts = || bars.values().flat_map(|b| b.ts.iter().copied());
-        let warm = bars
-            .values()
-            .filter_map(|b| b.ts.get(WARMUP).copied())
-            .min();
         History {
             symbols: bars.keys().cloned().collect(),
             bars: bars.values().map(|b| b.ts.len()).sum(),
             first_bar: ts().min(),
             last_bar: ts().max(),
-            decided_from: match (from, warm) {
-                (Some(f), Some(w)) => Some(f.max(w)),
-                (None, w) => w,
-                (Some(f), None) => Some(f),
-            },
+            decided_from: bars
+                .values()
+                .filter_map(|b| {
+                    let first = b.ts.get(WARMUP..)?;
+                    first.iter().copied().find(|t| from.is_none_or(|f| *t >= f))
+                })
+                .min(),
         }
     }
 }

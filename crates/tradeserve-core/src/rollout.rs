@@ -3,9 +3,12 @@
 //! `now` and the measured [`GateInputs`], so every transition is a pure, testable step.
 //!
 //! ```text
-//! shadow ─▶ canary (10%) ─▶ partial (50%) ─▶ full (100%) ─▶ completed
-//!    └──────────┴───────────────┴───────────────┴──▶ rolled_back
+//! [backtest] ─▶ shadow ─▶ canary (10%) ─▶ partial (50%) ─▶ full (100%) ─▶ completed
+//!     └────────────┴──────────┴───────────────┴───────────────┴──▶ rolled_back
 //! ```
+//!
+//! The `backtest` stage is there only when the rollout asks for it: the candidate is judged
+//! offline against the champion ([`crate::backtest_gate`]) before it sees any request.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::backtest_gate::{BacktestGate, BacktestSummary};
 use crate::experiment::{Bucketing, InvalidField, invalid, validate_id, validate_version};
 use crate::types::Role;
 
@@ -22,6 +26,9 @@ use crate::types::Role;
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Stage {
+    /// The candidate is backtested against the champion over recent history; no request
+    /// sees it.
+    Backtest,
     /// The candidate runs after each response; its decision is compared, never returned.
     Shadow,
     /// 10% of units get the candidate.
@@ -37,10 +44,17 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ACTIVE: [Stage; 4] = [Stage::Shadow, Stage::Canary, Stage::Partial, Stage::Full];
+    pub const ACTIVE: [Stage; 5] = [
+        Stage::Backtest,
+        Stage::Shadow,
+        Stage::Canary,
+        Stage::Partial,
+        Stage::Full,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Stage::Backtest => "backtest",
             Stage::Shadow => "shadow",
             Stage::Canary => "canary",
             Stage::Partial => "partial",
@@ -56,7 +70,7 @@ impl Stage {
             Stage::Canary => 0.10,
             Stage::Partial => 0.50,
             Stage::Full => 1.0,
-            Stage::Shadow | Stage::Completed | Stage::RolledBack => 0.0,
+            Stage::Backtest | Stage::Shadow | Stage::Completed | Stage::RolledBack => 0.0,
         }
     }
 
@@ -67,6 +81,7 @@ impl Stage {
     /// The stage a promotion leads to.
     pub fn next(self) -> Option<Stage> {
         match self {
+            Stage::Backtest => Some(Stage::Shadow),
             Stage::Shadow => Some(Stage::Canary),
             Stage::Canary => Some(Stage::Partial),
             Stage::Partial => Some(Stage::Full),
@@ -115,7 +130,7 @@ impl StageDurations {
             Stage::Canary => self.canary,
             Stage::Partial => self.partial,
             Stage::Full => self.full,
-            Stage::Completed | Stage::RolledBack => Duration::ZERO,
+            Stage::Backtest | Stage::Completed | Stage::RolledBack => Duration::ZERO,
         }
     }
 }
@@ -200,6 +215,10 @@ pub struct RolloutSpec {
     pub auto_promote: bool,
     #[serde(default)]
     pub gates: Option<Gates>,
+    /// Start with a `backtest` stage: the candidate judged offline against the champion
+    /// before shadow (absent: start in shadow).
+    #[serde(default)]
+    pub backtest: Option<BacktestGate>,
     #[serde(default)]
     pub bucketing: Bucketing,
     #[serde(default)]
@@ -249,6 +268,12 @@ pub struct Rollout {
     /// The last gate evaluation of the current stage.
     #[serde(default)]
     pub last_gate: Option<GateReport>,
+    /// The criteria of the `backtest` stage, when the rollout has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backtest: Option<BacktestGate>,
+    /// The `backtest` stage's report, kept for the rollout's life once it is judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backtest_report: Option<Box<GateReport>>,
 }
 
 /// Why a command cannot apply to a rollout in its current state (HTTP 409).
@@ -286,6 +311,14 @@ impl RolloutSpec {
         }
         let gates = self.gates.unwrap_or_default();
         gates.validate()?;
+        if let Some(b) = &self.backtest {
+            b.validate()?;
+        }
+        let first = if self.backtest.is_some() {
+            Stage::Backtest
+        } else {
+            Stage::Shadow
+        };
         let salt = self.salt.unwrap_or_else(|| id.clone());
         if salt.is_empty() || salt.len() > 128 {
             return Err(invalid("salt", "must be 1-128 characters"));
@@ -293,7 +326,7 @@ impl RolloutSpec {
         Ok(Rollout {
             history: vec![Transition {
                 from: None,
-                to: Stage::Shadow,
+                to: first,
                 at: now,
                 actor: actor.to_owned(),
                 reason: "rollout created".into(),
@@ -301,7 +334,7 @@ impl RolloutSpec {
             rollout_id: id,
             candidate,
             baseline: champion.clone(),
-            stage: Stage::Shadow,
+            stage: first,
             paused: false,
             auto_promote: self.auto_promote,
             gates,
@@ -311,6 +344,8 @@ impl RolloutSpec {
             created_at: now,
             stage_entered_at: now,
             last_gate: None,
+            backtest: self.backtest,
+            backtest_report: None,
         })
     }
 }
@@ -391,9 +426,10 @@ impl Rollout {
         Ok(())
     }
 
-    /// Judge the current stage. `None` when the rollout is not active.
+    /// Judge the current stage on live measurements. `None` when the rollout is not active,
+    /// or backtesting (judged by [`crate::backtest_gate::judge`]).
     pub fn evaluate(&self, inputs: &GateInputs, now: OffsetDateTime) -> Option<GateReport> {
-        if !self.stage.is_active() {
+        if !self.stage.is_active() || self.stage == Stage::Backtest {
             return None;
         }
         Some(evaluate_gates(
@@ -467,6 +503,16 @@ pub enum GateName {
     Traffic,
     /// Every replica's share is in the measurement (the server's check).
     Fleet,
+    /// The backtest stage could run (the server's check).
+    Backtest,
+    /// Backtest: the candidate placed enough orders.
+    BacktestOrders,
+    /// Backtest: the candidate's hit rate against the champion's.
+    BacktestHitRate,
+    /// Backtest: the candidate's Sharpe ratio against the champion's.
+    BacktestSharpe,
+    /// Backtest: the candidate's maximum drawdown against the champion's.
+    BacktestDrawdown,
 }
 
 impl GateName {
@@ -480,6 +526,11 @@ impl GateName {
             GateName::Outcomes => "outcomes",
             GateName::Traffic => "traffic",
             GateName::Fleet => "fleet",
+            GateName::Backtest => "backtest",
+            GateName::BacktestOrders => "backtest_orders",
+            GateName::BacktestHitRate => "backtest_hit_rate",
+            GateName::BacktestSharpe => "backtest_sharpe",
+            GateName::BacktestDrawdown => "backtest_drawdown",
         }
     }
 }
@@ -500,6 +551,9 @@ pub struct GateReport {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     pub inputs: GateInputs,
+    /// The backtest stage's figures (that stage only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backtest: Option<Box<BacktestSummary>>,
 }
 
 impl GateReport {
@@ -570,6 +624,7 @@ pub fn evaluate_gates(
         checks,
         at: now,
         inputs: *m,
+        backtest: None,
     }
 }
 
@@ -679,6 +734,7 @@ mod tests {
             candidate: [(Role::BullSpecialist, "2".to_owned())].into(),
             auto_promote: true,
             gates: None,
+            backtest: None,
             bucketing: Bucketing::default(),
             salt: None,
             description: None,

@@ -646,8 +646,14 @@ fn control_plane(
         },
         remote.clone(),
     );
+    let offline = crate::control::backtest::OfflineGate {
+        bars: resolve_path(&config.features.bars),
+        config: pipeline_config(config),
+        max_position_notional: config.risk.max_position_notional,
+    };
     let plane = ControlPlane::new(store, catalog, events, metrics.control.clone())
-        .with_stage_idle_after(c.stage_idle_after);
+        .with_stage_idle_after(c.stage_idle_after)
+        .with_offline_gate(Arc::new(offline));
     Ok(match c.store {
         StoreKind::File => plane,
         StoreKind::Redis => plane.with_fleet(Arc::new(

@@ -229,3 +229,82 @@ fn a_passing_gate_waits_for_a_manual_promote_when_paused() {
     );
     assert_eq!(s.rollout("r").unwrap().stage, Stage::Shadow);
 }
+
+/// A rollout with a backtest stage, judged with `candidate_sharpe` against a champion's 2.0.
+fn backtested(
+    id: &str,
+    candidate_sharpe: f64,
+) -> (
+    ControlState,
+    Result<Vec<crate::control::ControlEvent>, CommandError>,
+) {
+    use crate::backtest_gate::{BacktestFigures, BacktestGate, BacktestSummary, judge};
+    let mut s = ControlState::default();
+    let spec = serde_json::from_value(json!({
+        "rollout_id": id, "candidate": {"bull_specialist": "2"},
+        "backtest": {"days": 3, "max_sharpe_drop": 0.5}
+    }))
+    .unwrap();
+    apply(&mut s, CreateRollout(spec)).unwrap();
+    let r = s.rollout(id).unwrap();
+    assert_eq!(r.stage, Stage::Backtest);
+    assert_eq!(r.history[0].to, Stage::Backtest);
+    let gate: &BacktestGate = r.backtest.as_ref().unwrap();
+    assert_eq!((gate.days, gate.min_orders), (3, 100));
+    let figures = |sharpe| BacktestFigures {
+        orders: 500,
+        hit_rate: Some(0.52),
+        sharpe: Some(sharpe),
+        max_drawdown: Some(-0.01),
+        ..BacktestFigures::default()
+    };
+    let summary = BacktestSummary {
+        from: None,
+        to: None,
+        symbols: 24,
+        periods_per_year: 98_280.0,
+        champion: figures(2.0),
+        candidate: figures(candidate_sharpe),
+    };
+    let report = judge(gate, summary, NOW);
+    let applied = apply(
+        &mut s,
+        Gate {
+            id: id.into(),
+            report,
+        },
+    );
+    (s, applied)
+}
+
+#[test]
+fn a_backtest_stage_moves_to_shadow_on_a_pass_and_rolls_back_on_a_failure() {
+    let (s, applied) = backtested("good", 1.8);
+    let events = applied.unwrap();
+    let r = s.rollout("good").unwrap();
+    assert_eq!(r.stage, Stage::Shadow);
+    assert_eq!(r.history.last().unwrap().reason, "gate passed");
+    let kept = r.backtest_report.as_ref().unwrap();
+    assert_eq!(kept.verdict, Verdict::Pass);
+    assert_eq!(kept.backtest.as_ref().unwrap().candidate.sharpe, Some(1.8));
+    // The control event carries the report.
+    let event = serde_json::to_value(&events[0]).unwrap();
+    assert_eq!(event["detail"]["gate"]["stage"], "backtest");
+    assert_eq!(
+        event["detail"]["gate"]["backtest"]["champion"]["sharpe"],
+        2.0
+    );
+
+    let (s, applied) = backtested("bad", 1.4);
+    applied.unwrap();
+    let r = s.rollout("bad").unwrap();
+    assert_eq!(r.stage, Stage::RolledBack);
+    assert!(
+        r.history.last().unwrap().reason.contains("backtest_sharpe"),
+        "{:?}",
+        r.history
+    );
+    assert_eq!(r.backtest_report.as_ref().unwrap().verdict, Verdict::Fail);
+    // Rolled back: no rollout is active any more.
+    assert!(s.active_rollout().is_none());
+}

@@ -8,7 +8,9 @@
 //! - [`plane`]: the writer, the routing snapshot, the measurements and the gates.
 //! - [`units`]: this replica's measurements of each experiment and rollout stage.
 //! - [`tasks`]: the background poller (other replicas' changes) and gate evaluator.
+//! - [`backtest`]: the backtest a rollout's `backtest` stage is judged on.
 
+pub mod backtest;
 pub mod catalog;
 pub mod plane;
 pub mod store;

@@ -106,6 +106,10 @@ struct Gating {
     traffic: Mutex<Option<StageTraffic>>,
     /// How long a stage's candidate may see no traffic before it is reported as starved.
     stage_idle_after: std::time::Duration,
+    /// What a `backtest` stage runs on (`None`: such a stage waits, saying so).
+    offline: Option<Arc<super::backtest::OfflineGate>>,
+    /// The judged backtest of each rollout (run once per replica; deterministic).
+    backtests: Mutex<HashMap<String, GateReport>>,
 }
 
 impl ControlPlane {
@@ -139,6 +143,8 @@ impl ControlPlane {
                 reports: Mutex::new(HashMap::new()),
                 traffic: Mutex::new(None),
                 stage_idle_after: std::time::Duration::from_secs(60),
+                offline: None,
+                backtests: Mutex::new(HashMap::new()),
             },
         }
     }
@@ -152,6 +158,12 @@ impl ControlPlane {
     /// Report a rollout stage as starved once its candidate has seen no traffic this long.
     pub fn with_stage_idle_after(mut self, after: std::time::Duration) -> ControlPlane {
         self.gating.stage_idle_after = after;
+        self
+    }
+
+    /// Judge rollouts' `backtest` stages with `gate`.
+    pub fn with_offline_gate(mut self, gate: Arc<super::backtest::OfflineGate>) -> ControlPlane {
+        self.gating.offline = Some(gate);
         self
     }
 
@@ -252,7 +264,9 @@ impl ControlPlane {
             }
             route
         });
-        let rollout = view.active_rollout().and_then(|r| {
+        // A backtesting rollout routes nothing: no request sees its candidate yet.
+        let routed = view.active_rollout().filter(|r| r.stage != Stage::Backtest);
+        let rollout = routed.and_then(|r| {
             let route = self
                 .catalog
                 .compose(&champion, &r.candidate)

@@ -1,13 +1,13 @@
 //! Apply a gate verdict: a failing gate rolls the rollout back, a passing one promotes it when
 //! auto-promotion is on and it is not paused. Only while the rollout is still in the stage the
-//! report judged; the event carries the report.
+//! report judged; the event carries the report (a backtest stage's also stays on the rollout).
 
 use crate::control::commands::promote::Promote;
 use crate::control::commands::roll_back::RollBack;
 use crate::control::context::{CommandError, Context};
 use crate::control::event::{Applied, ControlEvent, Record};
 use crate::control::state::ControlState;
-use crate::rollout::{GateReport, Verdict};
+use crate::rollout::{GateReport, Stage, Verdict};
 
 #[derive(Debug, Clone)]
 pub struct Gate {
@@ -24,6 +24,10 @@ impl Gate {
                 "rollout {id} left stage {} before its gate applied",
                 report.stage.as_str()
             )));
+        }
+        // The backtest's report stays with the rollout for its life, whatever comes next.
+        if report.stage == Stage::Backtest && report.verdict != Verdict::Wait {
+            r.backtest_report = Some(Box::new(report.clone()));
         }
         let waiting_for_manual = r.paused || !r.auto_promote;
         let (reason, promote) = match report.verdict {

@@ -3,8 +3,10 @@
 //! on a pass with auto-promotion), and the watch for a stage whose candidate gets no traffic.
 //! A pass is never acted on while the fleet's measurements cannot be read: this replica's share
 //! alone may pass a gate the fleet's would fail, so the gate waits; a failure still rolls back.
+//! A `backtest` stage is judged on a backtest instead ([`crate::control::backtest`]), run once.
 
 use time::OffsetDateTime;
+use tradeserve_core::backtest_gate;
 use tradeserve_core::control::commands::Gate;
 use tradeserve_core::rollout::{
     GateCheck, GateInputs, GateName, GateReport, Rollout, Stage, Verdict,
@@ -109,6 +111,9 @@ impl ControlPlane {
     pub async fn tick_gates(&self) -> Option<GateReport> {
         let view = self.served.view.load_full();
         let r = view.active_rollout()?;
+        if r.stage == Stage::Backtest {
+            return Some(self.tick_backtest(r).await);
+        }
         let (inputs, fleet_error) = self.gate_inputs(r).await;
         let mut report = r.evaluate(&inputs, OffsetDateTime::now_utc())?;
         self.watch_traffic(r, &inputs, &mut report);
@@ -137,6 +142,67 @@ impl ControlPlane {
             self.act_on(r, &report).await;
         }
         Some(report)
+    }
+
+    /// The `backtest` stage: backtest the candidate against the champion once (on a blocking
+    /// thread), judge it, and act as on any gate.
+    async fn tick_backtest(&self, r: &Rollout) -> GateReport {
+        let known = self.gating.backtests.lock().get(&r.rollout_id).cloned();
+        let report = match known {
+            Some(report) => report,
+            None => {
+                let report = self.run_backtest(r).await;
+                if report.verdict != Verdict::Wait {
+                    tracing::info!(rollout = %r.rollout_id, verdict = ?report.verdict, checks = %serde_json::to_string(&report.checks).unwrap_or_default(), "rollout backtest judged");
+                    self.gating
+                        .backtests
+                        .lock()
+                        .insert(r.rollout_id.clone(), report.clone());
+                }
+                report
+            }
+        };
+        self.gating
+            .reports
+            .lock()
+            .insert(r.rollout_id.clone(), report.clone());
+        let act = match report.verdict {
+            Verdict::Fail => true,
+            Verdict::Pass => r.auto_promote && !r.paused,
+            Verdict::Wait => false,
+        };
+        if act {
+            self.act_on(r, &report).await;
+        }
+        report
+    }
+
+    async fn run_backtest(&self, r: &Rollout) -> GateReport {
+        let now = OffsetDateTime::now_utc;
+        let Some(offline) = self.gating.offline.clone() else {
+            return backtest_gate::waiting("this service has no backtest history".into(), now());
+        };
+        let Some(champion) = self.served.champion.load_full() else {
+            return backtest_gate::waiting("the champion is not loaded yet".into(), now());
+        };
+        let Some(candidate) = self.catalog.compose(&champion, &r.candidate) else {
+            return backtest_gate::waiting(
+                "the candidate's models are not loaded on this replica yet".into(),
+                now(),
+            );
+        };
+        let gate = r.backtest.clone().unwrap_or_default();
+        let criteria = gate.clone();
+        let ran =
+            tokio::task::spawn_blocking(move || offline.run(&champion, &candidate, &criteria))
+                .await;
+        let why = match ran {
+            Ok(Ok(summary)) => return backtest_gate::judge(&gate, summary, now()),
+            Ok(Err(why)) => why,
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(rollout = %r.rollout_id, %why, "rollout backtest could not run");
+        backtest_gate::waiting(format!("the backtest could not run: {why}"), now())
     }
 
     async fn act_on(&self, r: &Rollout, report: &GateReport) {
