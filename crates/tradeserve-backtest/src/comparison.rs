@@ -110,17 +110,28 @@ pub struct Comparison {
     pub sets: Vec<SetResult>,
 }
 
-/// Run each named set over `bars` with the same `config` and `settings`, and put the results
-/// side by side (with each set's run, in the same order). `progress(set, done, total)` reports
-/// each run's progress.
+/// How every set of a comparison is run: the service's pipeline settings, the book and the
+/// part of the history decided, and the annualisation of the statistics.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub config: PipelineConfig,
+    pub settings: Settings,
+    pub annualization: Annualization,
+}
+
+/// Run each named set over `bars` as `plan` says, and put the results side by side (with each
+/// set's run, in the same order). `progress(set, done, total)` reports each run's progress.
 pub fn compare(
     bars: &BTreeMap<String, SymbolBars>,
     sets: &[(String, Arc<ModelSet>)],
-    config: &PipelineConfig,
-    settings: &Settings,
-    annualization: Annualization,
+    plan: Plan,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<(Comparison, Vec<Run>), BacktestError> {
+    let Plan {
+        config,
+        settings,
+        annualization,
+    } = plan;
     let mut results = Vec::with_capacity(sets.len());
     let mut runs = Vec::with_capacity(sets.len());
     for (name, models) in sets {
@@ -128,7 +139,7 @@ pub fn compare(
             bars,
             Arc::clone(models),
             config.clone(),
-            settings,
+            &settings,
             &mut |done, total| progress(name, done, total),
         )?;
         results.push(SetResult::of(

@@ -229,35 +229,47 @@ async fn decide(
             return;
         }
     };
-    run.decisions += 1;
-    let p = &decision.regime_probabilities;
-    run.decided.push(Decided {
-        symbol: step.symbol.to_owned(),
-        time: step.time,
-        action: decision.action,
-        confidence: decision.confidence,
-        quantity: decision.recommended_quantity,
-        approved,
-        regime: [p.bull, p.bear, p.sideways],
-    });
-    if !approved {
-        run.rejected += 1;
-        return;
+    run.record(step, &decision, approved);
+    if approved {
+        run.fill(step, b, &decision);
     }
-    let Some(shares) = signed_shares(&decision) else {
-        return;
-    };
-    let direction = shares.signum();
-    run.book.fill(step.symbol, shares as f64, price);
-    let outcome = b
-        .close
-        .get(step.bar + 1)
-        .map(|next| (next / price - 1.0) * direction as f64);
-    run.orders.push(Order {
-        symbol: step.symbol.to_owned(),
-        time: step.time,
-        shares,
-        price,
-        outcome,
-    });
+}
+
+impl Run {
+    /// Count and keep one decision.
+    fn record(&mut self, step: &Step<'_>, decision: &tradeserve_core::Decision, approved: bool) {
+        self.decisions += 1;
+        self.rejected += u64::from(!approved);
+        let p = &decision.regime_probabilities;
+        self.decided.push(Decided {
+            symbol: step.symbol.to_owned(),
+            time: step.time,
+            action: decision.action,
+            confidence: decision.confidence,
+            quantity: decision.recommended_quantity,
+            approved,
+            regime: [p.bull, p.bear, p.sideways],
+        });
+    }
+
+    /// Fill an approved decision at the bar's close, its outcome the next bar's return.
+    fn fill(&mut self, step: &Step<'_>, b: &SymbolBars, decision: &tradeserve_core::Decision) {
+        let Some(shares) = signed_shares(decision) else {
+            return;
+        };
+        let price = b.close[step.bar];
+        let direction = shares.signum();
+        self.book.fill(step.symbol, shares as f64, price);
+        let outcome = b
+            .close
+            .get(step.bar + 1)
+            .map(|next| (next / price - 1.0) * direction as f64);
+        self.orders.push(Order {
+            symbol: step.symbol.to_owned(),
+            time: step.time,
+            shares,
+            price,
+            outcome,
+        });
+    }
 }

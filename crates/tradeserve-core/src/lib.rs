@@ -37,6 +37,7 @@
 //! this one, never the reverse.
 
 pub mod arm_stats;
+pub mod backtest_criteria;
 pub mod backtest_gate;
 pub mod blend;
 pub mod bounded;

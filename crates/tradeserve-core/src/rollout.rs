@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::backtest_gate::{BacktestGate, BacktestSummary};
+use crate::backtest_criteria::{BacktestGate, BacktestSummary};
 use crate::experiment::{Bucketing, InvalidField, invalid, validate_id, validate_version};
 use crate::types::Role;
 

@@ -195,3 +195,73 @@ fn a_backtest_reports_json_table_and_html_and_decides_as_the_service_does() {
         assert_eq!(compared, 2 * DECIDED_PER_SYMBOL);
     }
 }
+
+/// The number in a model-card cell: `52.39%` → 0.5239, `0.30 bp` → 0.000030, `6394` → 6394.
+fn cell(text: &str) -> f64 {
+    let t = text.trim();
+    if let Some(p) = t.strip_suffix('%') {
+        return p.parse::<f64>().unwrap() / 100.0;
+    }
+    if let Some(b) = t.strip_suffix(" bp") {
+        return b.parse::<f64>().unwrap() / 1e4;
+    }
+    t.parse().unwrap()
+}
+
+#[test]
+fn the_model_card_quotes_the_backtest_of_the_bundled_versions() {
+    let card = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/README.md"
+    ))
+    .unwrap();
+    let section = card
+        .split("## Backtest of the bundled versions")
+        .nth(1)
+        .expect("the model card has its backtest section");
+    let command = "tradeserve backtest --set v1=1 --set v2=2 --days 3";
+    assert!(section.contains(command));
+    let out = Command::new(BIN)
+        .args(command.split(' ').skip(1))
+        .args(["--json", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = section
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| figure"))
+        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), 8, "{rows:?}");
+    for row in &rows {
+        for (i, set) in report["sets"].as_array().unwrap().iter().enumerate() {
+            let r = &set["report"];
+            // Each figure as the card rounds it, with room for a decision or two that another
+            // CPU's rounding could flip at a threshold.
+            let (actual, room) = match row[0] {
+                "decisions" => (r["decisions"].as_f64().unwrap(), 0.0),
+                "orders" => (r["overall"]["orders"].as_f64().unwrap(), 10.0),
+                "hit rate" => (r["overall"]["hit_rate"].as_f64().unwrap(), 0.001),
+                "mean return / order" => (r["overall"]["mean_return"].as_f64().unwrap(), 2e-6),
+                "total return" => (r["stats"]["total_return"].as_f64().unwrap(), 2e-4),
+                "sharpe" => (r["stats"]["sharpe"].as_f64().unwrap(), 0.2),
+                "max drawdown" => (r["stats"]["max_drawdown"].as_f64().unwrap(), 2e-4),
+                "turnover (× capital)" => (r["turnover"].as_f64().unwrap(), 0.02),
+                other => panic!("unexpected row {other}"),
+            };
+            let quoted = cell(row[i + 1]);
+            assert!(
+                (actual - quoted).abs() <= room + 1e-12 + quoted.abs() * 1e-9,
+                "{}: card {} vs backtest {actual} ({})",
+                row[0],
+                row[i + 1],
+                set["name"]
+            );
+        }
+    }
+}

@@ -14,7 +14,7 @@ use std::time::Instant;
 use clap::Args;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tradeserve_backtest::comparison::{Annualization, Comparison, compare};
+use tradeserve_backtest::comparison::{Annualization, Comparison, Plan, compare};
 use tradeserve_backtest::engine::{Run, Settings};
 use tradeserve_backtest::history::{last_days_from, until};
 use tradeserve_features::{SymbolBars, load_bars_csv};
@@ -76,9 +76,13 @@ pub struct BacktestArgs {
     pub quiet: bool,
 }
 
-fn rfc3339(s: &str) -> Result<OffsetDateTime, String> {
-    OffsetDateTime::parse(s, &Rfc3339)
-        .map_err(|e| format!("{s:?}: expected RFC 3339, e.g. 2025-10-14T13:30:00Z ({e})"))
+/// A time on the command line that is not RFC 3339.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?}: expected RFC 3339, e.g. 2025-10-14T13:30:00Z")]
+pub struct NotRfc3339(String);
+
+fn rfc3339(s: &str) -> Result<OffsetDateTime, NotRfc3339> {
+    OffsetDateTime::parse(s, &Rfc3339).map_err(|_| NotRfc3339(s.to_owned()))
 }
 
 /// The history `args` ask for.
@@ -166,14 +170,12 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<(Comparison, Vec<Run>)> {
     }
     let settings = Settings { capital, from };
     let shown = !args.quiet && std::io::stderr().is_terminal();
-    Ok(compare(
-        &bars,
-        &loaded,
-        &crate::serve::pipeline_config(&config),
-        &settings,
+    let plan = Plan {
+        config: crate::serve::pipeline_config(&config),
+        settings,
         annualization,
-        &mut progress(shown),
-    )?)
+    };
+    Ok(compare(&bars, &loaded, plan, &mut progress(shown))?)
 }
 
 /// Every decision of `runs` as JSON lines.

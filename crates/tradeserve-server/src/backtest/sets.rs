@@ -220,16 +220,18 @@ impl<'a> Loader<'a> {
         })
     }
 
-    fn load_one(&mut self, role: Role, source: &RoleSource) -> Result<LoadedModel, String> {
+    fn load_one(
+        &mut self,
+        role: Role,
+        source: &RoleSource,
+    ) -> Result<LoadedModel, Box<dyn std::error::Error>> {
         match source {
-            RoleSource::Bundled(v) => self.bundled.load(role, v).map_err(|e| e.to_string()),
+            RoleSource::Bundled(v) => Ok(self.bundled.load(role, v)?),
             RoleSource::Registry(uri) => {
-                let (client, cache, runtime) = self.registry().map_err(|e| e.to_string())?;
-                let fetched = runtime
-                    .block_on(fetch(client, cache, uri))
-                    .map_err(|e| e.to_string())?;
+                let (client, cache, runtime) = self.registry()?;
+                let fetched = runtime.block_on(fetch(client, cache, uri))?;
                 let source = format!("models:/{}/{}", fetched.name, fetched.version);
-                load_model_dir(&fetched.folder, role, source).map_err(|e| e.to_string())
+                Ok(load_model_dir(&fetched.folder, role, source)?)
             }
         }
     }
@@ -243,7 +245,7 @@ impl<'a> Loader<'a> {
                 .map_err(|cause| LoadError::Model {
                     set: spec.name.clone(),
                     role: *role,
-                    cause,
+                    cause: cause.to_string(),
                 })?;
             loaded.insert(*role, model);
         }

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
-use tradeserve_backtest::comparison::{Annualization, SetResult, compare};
+use tradeserve_backtest::comparison::{Annualization, Plan, SetResult, compare};
+use tradeserve_backtest::engine::BacktestError;
 use tradeserve_backtest::engine::Settings;
 use tradeserve_backtest::history::last_days_from;
 use tradeserve_core::PipelineConfig;
@@ -20,6 +21,19 @@ use tradeserve_features::load_bars_csv;
 
 /// One-minute bars: 252 trading days of 390 minutes.
 const MINUTE_BARS_A_YEAR: f64 = 252.0 * 390.0;
+
+/// Why the backtest stage could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    #[error(transparent)]
+    Bars(#[from] tradeserve_features::BarError),
+    #[error("{} holds fewer than {days} trading days", path.display())]
+    TooShort { path: PathBuf, days: u32 },
+    #[error(transparent)]
+    Run(#[from] BacktestError),
+    #[error("the backtest did not run both sets")]
+    Incomplete,
+}
 
 /// What the backtest stage runs over: the bar history and the service's pipeline settings.
 pub struct OfflineGate {
@@ -73,15 +87,12 @@ impl OfflineGate {
         champion: &ModelSet,
         candidate: &ModelSet,
         gate: &BacktestGate,
-    ) -> Result<BacktestSummary, String> {
-        let bars = load_bars_csv(&self.bars).map_err(|e| e.to_string())?;
+    ) -> Result<BacktestSummary, OfflineError> {
+        let bars = load_bars_csv(&self.bars)?;
         let days = usize::try_from(gate.days).unwrap_or(usize::MAX);
-        let from = last_days_from(&bars, days).ok_or_else(|| {
-            format!(
-                "{} holds fewer than {} trading days",
-                self.bars.display(),
-                gate.days
-            )
+        let from = last_days_from(&bars, days).ok_or_else(|| OfflineError::TooShort {
+            path: self.bars.clone(),
+            days: gate.days,
         })?;
         let sets = [
             ("champion".to_owned(), Arc::new(in_process(champion))),
@@ -95,17 +106,14 @@ impl OfflineGate {
             periods_per_year: MINUTE_BARS_A_YEAR,
             period: "one-minute bar: 252 trading days × 390".into(),
         };
-        let (c, _) = compare(
-            &bars,
-            &sets,
-            &self.config,
-            &settings,
+        let plan = Plan {
+            config: self.config.clone(),
+            settings,
             annualization,
-            &mut |_, _, _| {},
-        )
-        .map_err(|e| e.to_string())?;
+        };
+        let (c, _) = compare(&bars, &sets, plan, &mut |_, _, _| {})?;
         let [champ, cand] = c.sets.as_slice() else {
-            return Err("the backtest did not run both sets".into());
+            return Err(OfflineError::Incomplete);
         };
         Ok(BacktestSummary {
             from: at(c.history.decided_from),

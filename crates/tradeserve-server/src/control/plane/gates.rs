@@ -198,7 +198,7 @@ impl ControlPlane {
                 .await;
         let why = match ran {
             Ok(Ok(summary)) => return backtest_gate::judge(&gate, summary, now()),
-            Ok(Err(why)) => why,
+            Ok(Err(why)) => why.to_string(),
             Err(e) => e.to_string(),
         };
         tracing::warn!(rollout = %r.rollout_id, %why, "rollout backtest could not run");
