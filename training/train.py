@@ -6,6 +6,7 @@
 Writes (all deterministic; re-running gives the same bytes):
   data/bars.csv                      the market data (also what the embedded feature source replays)
   models/<role>/<version>/           MLflow-layout model folders, versions 1 and 2 of each role
+                                     (with reference.json, the training distributions: reference.py)
   data/golden/features.json          feature rows for the Rust parity test
   data/golden/ensemble_v<N>.json     end-to-end ensemble rows for the Rust pipeline test
   models/README.md                   the model card, with out-of-sample quality
@@ -28,6 +29,7 @@ from sklearn.neural_network import MLPClassifier
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import export  # noqa: E402
 import features as F  # noqa: E402
+import reference  # noqa: E402
 import simulate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -362,6 +364,7 @@ def main() -> None:
         train_version(version, cfg, t, card, golden_idx)
         print(f"version {version}: {json.dumps(card[version], indent=1)}")
     write_card(card, t)
+    reference.write_references(t, TRAIN_DAYS, ROOT / "models")
 
 
 if __name__ == "__main__":

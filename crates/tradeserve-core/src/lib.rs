@@ -43,6 +43,7 @@ pub mod blend;
 pub mod bounded;
 pub mod control;
 pub mod decision;
+pub mod drift;
 pub mod error;
 pub mod event;
 pub mod experiment;

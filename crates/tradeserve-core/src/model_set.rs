@@ -127,6 +127,8 @@ pub struct LoadedModel {
     pub remote: Option<Arc<dyn RemoteModel>>,
     /// Training means of the inputs, in input order (the explanation baseline).
     pub input_means: Arc<[f64]>,
+    /// The inputs' training distributions (drift monitoring), when the version ships them.
+    pub drift_reference: Option<Arc<crate::drift::Reference>>,
 }
 
 impl std::fmt::Debug for LoadedModel {

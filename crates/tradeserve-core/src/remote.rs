@@ -170,6 +170,7 @@ mod tests {
             model: Arc::new(Fixed([0.2, 0.3, 0.5])),
             remote: remote.map(|r| r as Arc<dyn RemoteModel>),
             input_means: Arc::from(vec![0.0; 12]),
+            drift_reference: None,
         }
     }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+use tradeserve_core::drift::Reference;
 use tradeserve_core::model_set::{LoadedModel, ModelInfo};
 use tradeserve_core::ports::InferenceModel;
 use tradeserve_core::schema::{FEATURES, META_INPUTS};
@@ -50,6 +51,8 @@ pub enum ModelLoadError {
     Engine { path: PathBuf, cause: EngineError },
     #[error("{path}: golden vectors: {message}")]
     Golden { path: PathBuf, message: String },
+    #[error("{path}: the training reference does not fit the model: {cause}")]
+    Reference { path: PathBuf, cause: String },
     #[error("no version {version} of {role} under {path}")]
     MissingVersion {
         role: Role,
@@ -196,6 +199,7 @@ pub fn load_model_dir(
             }
         })?;
     verify_golden(&model, &golden_path, golden.as_deref(), columns.len())?;
+    let drift_reference = load_reference(dir, &sha256, columns)?;
     tracing::info!(%role, version = %meta.version, engine = model.engine(), "model verified");
     Ok(LoadedModel {
         info: ModelInfo {
@@ -210,5 +214,29 @@ pub fn load_model_dir(
         model: Arc::new(model),
         remote: None,
         input_means: meta.input_means.clone().into(),
+        drift_reference,
     })
+}
+
+/// The training reference in `dir` (`reference.json`), checked against the model; `None`
+/// when the version ships none (its inputs are then not watched for drift).
+fn load_reference(
+    dir: &Path,
+    sha256: &str,
+    columns: &[&str],
+) -> Result<Option<Arc<Reference>>, ModelLoadError> {
+    let path = dir.join("reference.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = read(path.clone())?;
+    let bad = |cause: String| ModelLoadError::Reference {
+        path: path.clone(),
+        cause,
+    };
+    let reference: Reference = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    reference
+        .validate(sha256, columns)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(Some(Arc::new(reference)))
 }

@@ -180,3 +180,38 @@ fn broken_folders_are_refused_with_the_reason() {
         Err(ModelLoadError::MissingVersion { .. })
     ));
 }
+
+#[test]
+fn a_training_reference_must_belong_to_its_model() {
+    // The bundled one loads with the model.
+    let m = bundled().load(Role::RegimeDetector, "1").unwrap();
+    let reference = m
+        .drift_reference
+        .expect("bundled models ship reference.json");
+    assert_eq!(reference.features.len(), 12);
+    assert_eq!(reference.model_sha256, m.info.sha256);
+
+    // Another version's reference beside this model: refused, and why.
+    let dir = copy_model(Role::BullSpecialist, "1");
+    let other = repo().join("models/bull_specialist/2/reference.json");
+    std::fs::copy(other, dir.path().join("reference.json")).unwrap();
+    match load(dir.path(), Role::BullSpecialist) {
+        Err(ModelLoadError::Reference { cause, .. }) => {
+            assert!(cause.contains("sha256"), "{cause}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Malformed: fractions that do not sum to 1.
+    let dir = copy_model(Role::BullSpecialist, "1");
+    let own = repo().join("models/bull_specialist/1/reference.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(own).unwrap()).unwrap();
+    v["features"]["ret_1"]["fractions"][0] = Value::from(0.5);
+    std::fs::write(dir.path().join("reference.json"), v.to_string()).unwrap();
+    match load(dir.path(), Role::BullSpecialist) {
+        Err(ModelLoadError::Reference { cause, .. }) => assert!(cause.contains("ret_1"), "{cause}"),
+        other => panic!("{other:?}"),
+    }
+    // None at all: the model loads, its inputs unwatched.
+    let dir = copy_model(Role::BullSpecialist, "1");
+    assert!(load(dir.path(), Role::BullSpecialist).is_ok());
+}

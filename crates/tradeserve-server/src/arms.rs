@@ -35,6 +35,8 @@ pub struct ArmBook {
     derive_from: Option<Arc<dyn FeatureSource>>,
     /// Where posted outcomes meet across replicas (`None`: one replica).
     fleet: Option<FleetOutcomes>,
+    /// Every decision's inputs and answer, for the drift monitor.
+    drift: Option<Arc<crate::drift::DriftMonitor>>,
 }
 
 /// The fleet's store of awaiting decisions, and this replica's units to credit remote ones to.
@@ -63,7 +65,14 @@ impl ArmBook {
             outcomes: OutcomeBook::new(window),
             derive_from,
             fleet: None,
+            drift: None,
         }
+    }
+
+    /// Count every decision in `monitor`'s window too.
+    pub fn with_drift(mut self, monitor: Arc<crate::drift::DriftMonitor>) -> ArmBook {
+        self.drift = Some(monitor);
+        self
     }
 
     /// Publish awaiting decisions to `store`, and credit outcomes posted here for other
@@ -155,6 +164,9 @@ impl ArmBook {
 
 impl ArmRecorder for ArmBook {
     fn decided(&self, p: &Prediction) {
+        if let Some(drift) = &self.drift {
+            drift.observe(p);
+        }
         let route = &p.route;
         if route.experiment.is_none() && route.rollout.is_none() {
             return;

@@ -14,6 +14,7 @@
 //! spans sections.
 
 mod control;
+mod drift;
 mod events;
 mod features;
 mod models;
@@ -22,6 +23,7 @@ mod paths;
 mod server;
 
 pub use control::{ControlConfig, StoreKind};
+pub use drift::DriftConfig;
 pub use events::{EventsConfig, KafkaConfig, SinkKind};
 pub use features::{FeatureSourceKind, FeaturesConfig, LiveFeaturesConfig};
 pub use models::{MlflowConfig, ModelSourceKind, ModelsConfig, RoleOverride};
@@ -61,6 +63,8 @@ pub struct Config {
     /// How long a decision is kept under its idempotency key, and how many keys a replica
     /// holds in memory.
     pub idempotency: tradeserve_core::idempotency::IdempotencyConfig,
+    /// The drift monitor: its window and the backtest its expected mix comes from.
+    pub drift: DriftConfig,
 }
 
 /// Why the configuration was refused.
@@ -144,6 +148,7 @@ impl Config {
         self.ledger.validate().map_err(ConfigError::Invalid)?;
         self.check_books_survive()?;
         self.idempotency.validate().map_err(ConfigError::Invalid)?;
+        self.drift.validate().map_err(ConfigError::Invalid)?;
         self.telemetry.validate().map_err(ConfigError::Invalid)?;
         self.control.validate().map_err(ConfigError::Invalid)?;
         if !(1..=256).contains(&self.explain.permutations) {

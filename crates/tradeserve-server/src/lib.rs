@@ -22,6 +22,8 @@
 //! idempotency keys, control store, fleet measurements and outcomes) in `tradeserve_redis`;
 //! the Kafka bar feed in `tradeserve_features::live::kafka`; the remote model backends and
 //! their steward in `tradeserve_models::remote`.
+//! - [`drift`]: the drift monitor — live inputs against the champion's training distributions,
+//!   live decisions against its backtest.
 //! - [`arms`]: the arm recorder: decisions, failures, shadow runs and outcomes credited to
 //!   experiment and rollout arms; [`outcomes`]: the window of decisions awaiting an outcome.
 //! - [`app`]: the router and request-timing middleware; [`routes`]: the handlers.
@@ -41,6 +43,7 @@ pub mod backtest;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod drift;
 pub mod error;
 pub mod explainer;
 pub mod feed_metrics;

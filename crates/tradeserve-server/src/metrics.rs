@@ -98,6 +98,8 @@ pub struct Metrics {
     pub backends: BackendMetrics,
     /// The live feed (`features.source = "live"`).
     pub feed: FeedMetrics,
+    /// The drift monitor.
+    pub drift: crate::drift::metrics::DriftMetrics,
     /// Requests refused by authentication and quotas.
     pub auth: AuthMetrics,
 }
@@ -441,6 +443,7 @@ impl Metrics {
         let control = ControlMetrics::new(&registry)?;
         let backends = BackendMetrics::new(&registry)?;
         let feed = FeedMetrics::new(&registry)?;
+        let drift = crate::drift::metrics::DriftMetrics::new(&registry)?;
         let auth = AuthMetrics::new(&registry)?;
         let decisions_unrecorded = counter(
             &registry,
@@ -520,6 +523,7 @@ impl Metrics {
             control,
             backends,
             feed,
+            drift,
             auth,
             registry,
         })

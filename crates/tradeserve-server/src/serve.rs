@@ -333,7 +333,8 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
     let control = control_plane(config, &registry, &remote, Arc::clone(&emitter), &metrics)?;
     let (features, live) = feature_source(config, replay);
     let market_feed = market_feed(config, &live)?;
-    let arms = arm_book(config, &metrics, &features, &control)?;
+    let drift = Arc::new(crate::drift::DriftMonitor::new(config.drift.clone()));
+    let arms = arm_book(config, &metrics, &features, &control, &drift)?;
     let shadow = shadow_pool(config, &emitter, &(Arc::clone(&arms) as _), &metrics)?;
     let pipeline = Pipeline::new(features, ledger, emitter, pipeline_config(config))
         .with_idempotency(idempotency_store(config)?)
@@ -363,6 +364,7 @@ pub fn build_with_clock(config: &Config, clock: ReplayClock) -> Result<Service, 
         access_log: config.telemetry.access_log,
         stats_window: config.telemetry.stats_window,
         halt_release_approvals: config.control.halt_release_approvals,
+        drift,
     }));
     Ok(Service {
         state,
@@ -476,13 +478,15 @@ fn arm_book(
     metrics: &Metrics,
     features: &Arc<dyn FeatureSource>,
     control: &ControlPlane,
+    drift: &Arc<crate::drift::DriftMonitor>,
 ) -> Result<Arc<ArmBook>, StartError> {
     let c = &config.control;
     let book = ArmBook::new(
         metrics.control.clone(),
         c.outcome_window,
         c.derive_outcomes.then(|| Arc::clone(features)),
-    );
+    )
+    .with_drift(Arc::clone(drift));
     Ok(Arc::new(match c.store {
         StoreKind::File => book,
         StoreKind::Redis => book.with_fleet(
@@ -829,6 +833,17 @@ pub async fn run(
     tasks.push(tokio::spawn(crate::routes::stats::sample_every(
         Arc::clone(&service.state),
         Duration::from_secs(1),
+    )));
+    tasks.push(tokio::spawn(crate::drift::watch::run(
+        crate::drift::watch::Watch {
+            monitor: Arc::clone(&service.state.drift),
+            control: Arc::clone(&service.state.control),
+            metrics: service.state.metrics.drift.clone(),
+            bars: resolve_path(&config.features.bars),
+            days: config.drift.backtest_days,
+            pipeline: pipeline_config(&config),
+            capital_per_symbol: config.risk.max_position_notional,
+        },
     )));
     tasks.extend(start_steward(&service.state, &config));
     tasks.extend(service.tls.as_ref().map(Tls::spawn_reloader));

@@ -86,6 +86,8 @@ pub struct AppState {
     pub halt_release_approvals: u8,
     /// Symbols whose repeated-execution halt is being stored by this replica.
     pub latching: parking_lot::Mutex<std::collections::HashSet<String>>,
+    /// Live inputs and decisions against the champion's training and backtest.
+    pub drift: Arc<crate::drift::DriftMonitor>,
     draining: AtomicBool,
 }
 
@@ -110,6 +112,7 @@ pub struct Parts {
     /// How far back the stats window looks.
     pub stats_window: Duration,
     pub halt_release_approvals: u8,
+    pub drift: Arc<crate::drift::DriftMonitor>,
 }
 
 impl AppState {
@@ -138,6 +141,7 @@ impl AppState {
             access_log: p.access_log,
             halt_release_approvals: p.halt_release_approvals,
             latching: parking_lot::Mutex::default(),
+            drift: p.drift,
             draining: AtomicBool::new(false),
         };
         if let Some(m) = p.models {

@@ -44,7 +44,7 @@ pub struct OfflineGate {
 }
 
 /// `set` with every model evaluated in process.
-fn in_process(set: &ModelSet) -> ModelSet {
+pub(crate) fn in_process(set: &ModelSet) -> ModelSet {
     let local = |m: &LoadedModel| LoadedModel {
         remote: None,
         ..m.clone()

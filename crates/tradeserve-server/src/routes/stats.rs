@@ -77,6 +77,9 @@ pub struct Stats {
     risk: RiskSummary,
     /// The trading halts in force on this replica.
     halts: Vec<Halt>,
+    /// Inputs and decisions against the champion's training and backtest (null until the
+    /// monitor's first pass, a few seconds after start).
+    drift: Option<crate::drift::DriftSummary>,
 }
 
 /// Where the champion comes from and its versions.
@@ -197,6 +200,7 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Json<Stats> {
             .filter(|h| h.is_active())
             .cloned()
             .collect(),
+        drift: state.drift.summary().map(|s| (*s).clone()),
     })
 }
 

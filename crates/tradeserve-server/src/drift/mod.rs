@@ -1,0 +1,336 @@
+//! The drift monitor: how far the live service's inputs and decisions have moved from what
+//! the champion was trained and backtested on.
+//!
+//! - Inputs: the features of each decision are binned by the champion's regime-detector
+//!   reference (`reference.json`, the training deciles) into a window of 12 slots
+//!   (`drift.window`); the population stability index of each feature over the window against
+//!   the training shares.
+//! - Decisions: the BUY/SELL/HOLD mix and the mean regime probabilities over the window
+//!   against the champion's backtest over recent history ([`expected`]), each as a PSI.
+//!
+//! The window is a sample of the inputs the models saw: one per symbol and bar. A symbol asked
+//! about a thousand times at one bar is one input (its features and its decision are the same
+//! each time), so busy symbols and retries do not swamp it; a table of recent (symbol, bar)
+//! fingerprints drops the repeats (one that was pushed out may count again).
+//!
+//! Recording is a few relaxed atomic adds per decision on the request path (no lock, no
+//! allocation); slots rotate and the figures are computed by a background task
+//! ([`DriftMonitor::tick`], driven by [`watch`]), exported as `tradeserve_drift_*` and in
+//! `GET /api/v1/stats`.
+//! A recorder that read the slot index just before a rotation adds to the slot just left,
+//! which is still in the window: nothing is lost but a decision may land one slot early.
+
+pub mod expected;
+pub mod metrics;
+pub mod watch;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use parking_lot::Mutex;
+use serde::Serialize;
+use tradeserve_core::drift::{Distribution, Reference, psi};
+use tradeserve_core::prediction::Prediction;
+use tradeserve_core::schema::{FEATURE_WIDTH, FEATURES};
+use tradeserve_core::types::Action;
+
+use crate::config::DriftConfig;
+pub use expected::Expected;
+
+/// Slots of the window.
+const SLOTS: usize = 12;
+/// Bins a feature may have (a reference with more is not watched).
+const MAX_BINS: usize = 32;
+/// Regime probabilities are summed in millionths.
+const MICRO: f64 = 1e6;
+/// Recent (symbol, bar) fingerprints kept to drop repeats.
+const SEEN: usize = 8192;
+
+/// One slot's counts.
+struct Slot {
+    bins: [[AtomicU64; MAX_BINS]; FEATURE_WIDTH],
+    actions: [AtomicU64; 3],
+    regime_micros: [AtomicU64; 3],
+    decisions: AtomicU64,
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            bins: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            actions: std::array::from_fn(|_| AtomicU64::new(0)),
+            regime_micros: std::array::from_fn(|_| AtomicU64::new(0)),
+            decisions: AtomicU64::new(0),
+        }
+    }
+
+    fn clear(&self) {
+        let all = self.bins.iter().flatten();
+        for c in all
+            .chain(&self.actions)
+            .chain(&self.regime_micros)
+            .chain(std::iter::once(&self.decisions))
+        {
+            c.store(0, Relaxed);
+        }
+    }
+}
+
+/// The reference the window is binned by, in [`FEATURES`] order.
+struct Binning {
+    source: Arc<Reference>,
+    features: Vec<Distribution>,
+}
+
+impl Binning {
+    fn of(reference: &Arc<Reference>) -> Option<Binning> {
+        let features = FEATURES
+            .iter()
+            .map(|f| reference.features.get(*f).cloned())
+            .collect::<Option<Vec<_>>>()?;
+        features
+            .iter()
+            .all(|d| d.fractions.len() <= MAX_BINS)
+            .then(|| Binning {
+                source: Arc::clone(reference),
+                features,
+            })
+    }
+}
+
+/// A share of each action (BUY, SELL, HOLD) and of each regime (bull, bear, sideways).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = DriftMix)]
+pub struct Mix {
+    pub buy: f64,
+    pub sell: f64,
+    pub hold: f64,
+    pub bull: f64,
+    pub bear: f64,
+    pub sideways: f64,
+}
+
+impl Mix {
+    pub fn actions(&self) -> [f64; 3] {
+        [self.buy, self.sell, self.hold]
+    }
+
+    pub fn regimes(&self) -> [f64; 3] {
+        [self.bull, self.bear, self.sideways]
+    }
+}
+
+/// What the monitor last computed (`GET /api/v1/stats` → `drift`).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DriftSummary {
+    /// The window, in seconds, and the inputs in it (one per symbol and bar decided).
+    pub window_seconds: f64,
+    pub samples: u64,
+    /// Inputs needed before figures are computed.
+    pub min_samples: u64,
+    /// The reference's model (the champion's regime detector), when it ships one.
+    pub reference_sha256: Option<String>,
+    /// PSI of each feature against its training distribution (null: not computed).
+    pub feature_psi: std::collections::BTreeMap<String, Option<f64>>,
+    /// The largest of them.
+    pub max_feature_psi: Option<f64>,
+    /// The window's action shares and mean regime probabilities.
+    pub live: Option<Mix>,
+    /// The champion's backtest over recent history (null until it has run).
+    pub backtest: Option<Mix>,
+    /// PSI of the live action mix and regime mix against the backtest's.
+    pub action_psi: Option<f64>,
+    pub regime_psi: Option<f64>,
+}
+
+/// See the module docs.
+pub struct DriftMonitor {
+    config: DriftConfig,
+    slots: Vec<Slot>,
+    current: AtomicUsize,
+    binning: ArcSwapOption<Binning>,
+    expected: ArcSwapOption<Expected>,
+    rotated: Mutex<Instant>,
+    summary: ArcSwapOption<DriftSummary>,
+    seen: Box<[AtomicU64]>,
+    hasher: std::hash::RandomState,
+}
+
+fn action_index(a: Action) -> usize {
+    match a {
+        Action::Buy => 0,
+        Action::Sell => 1,
+        Action::Hold => 2,
+    }
+}
+
+impl DriftMonitor {
+    pub fn new(config: DriftConfig) -> DriftMonitor {
+        DriftMonitor {
+            config,
+            slots: (0..SLOTS).map(|_| Slot::new()).collect(),
+            current: AtomicUsize::new(0),
+            binning: ArcSwapOption::empty(),
+            expected: ArcSwapOption::empty(),
+            rotated: Mutex::new(Instant::now()),
+            summary: ArcSwapOption::empty(),
+            seen: (0..SEEN).map(|_| AtomicU64::new(0)).collect(),
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+
+    /// Whether this (symbol, bar) was counted already (and now it is).
+    fn repeat(&self, symbol: &str, bar: i64) -> bool {
+        use std::hash::BuildHasher;
+        let fingerprint = self.hasher.hash_one((symbol, bar)) | 1;
+        let i = (fingerprint >> 1) as usize % SEEN;
+        self.seen[i].swap(fingerprint, Relaxed) == fingerprint
+    }
+
+    /// Count one decision (the request path: relaxed atomic operations only), unless its
+    /// symbol and bar were counted already.
+    pub fn observe(&self, p: &Prediction) {
+        let d = p.outcome.decision();
+        if self.repeat(d.symbol.as_str(), p.snapshot.as_of.unix_timestamp()) {
+            return;
+        }
+        let slot = &self.slots[self.current.load(Relaxed) % SLOTS];
+        if let Some(b) = self.binning.load().as_ref() {
+            for (j, (d, x)) in b.features.iter().zip(p.snapshot.features).enumerate() {
+                slot.bins[j][d.bin(x).min(MAX_BINS - 1)].fetch_add(1, Relaxed);
+            }
+        }
+        slot.actions[action_index(d.action)].fetch_add(1, Relaxed);
+        let r = &d.regime_probabilities;
+        for (c, v) in slot.regime_micros.iter().zip([r.bull, r.bear, r.sideways]) {
+            c.fetch_add((v.clamp(0.0, 1.0) * MICRO) as u64, Relaxed);
+        }
+        slot.decisions.fetch_add(1, Relaxed);
+    }
+
+    /// Bin by `reference` from now on (the champion's); a different one empties the window.
+    pub fn use_reference(&self, reference: Option<&Arc<Reference>>) {
+        let same = match (self.binning.load().as_ref(), reference) {
+            (Some(b), Some(r)) => Arc::ptr_eq(&b.source, r),
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        if reference.is_some_and(|r| Binning::of(r).is_none()) {
+            tracing::warn!(
+                "the champion's training reference does not cover every feature in at most 32 bins: inputs are not watched for drift"
+            );
+        }
+        self.binning
+            .store(reference.and_then(Binning::of).map(Arc::new));
+        for s in &self.slots {
+            s.clear();
+        }
+        for f in self.seen.iter() {
+            f.store(0, Relaxed);
+        }
+    }
+
+    /// The champion's expected mix (from its backtest).
+    pub fn set_expected(&self, expected: Option<Expected>) {
+        self.expected.store(expected.map(Arc::new));
+    }
+
+    pub fn expected(&self) -> Option<Arc<Expected>> {
+        self.expected.load_full()
+    }
+
+    /// The last summary computed.
+    pub fn summary(&self) -> Option<Arc<DriftSummary>> {
+        self.summary.load_full()
+    }
+
+    /// Rotate the slots when one is due, then compute the summary.
+    pub fn tick(&self) -> Arc<DriftSummary> {
+        let slot_len = self.config.window / SLOTS as u32;
+        {
+            let mut rotated = self.rotated.lock();
+            if rotated.elapsed() >= slot_len {
+                let next = (self.current.load(Relaxed) + 1) % SLOTS;
+                self.slots[next].clear();
+                self.current.store(next, Relaxed);
+                *rotated = Instant::now();
+            }
+        }
+        let summary = Arc::new(self.compute());
+        self.summary.store(Some(Arc::clone(&summary)));
+        summary
+    }
+
+    /// How often [`Self::tick`] should run: often enough to rotate on time and keep the
+    /// figures fresh.
+    pub fn tick_every(&self) -> Duration {
+        (self.config.window / SLOTS as u32).min(Duration::from_secs(5))
+    }
+
+    fn compute(&self) -> DriftSummary {
+        let sum = |c: &dyn Fn(&Slot) -> u64| self.slots.iter().map(c).sum::<u64>();
+        let decisions = sum(&|s| s.decisions.load(Relaxed));
+        let enough = decisions >= self.config.min_samples.max(1);
+        let binning = self.binning.load_full();
+        let feature_psi: std::collections::BTreeMap<String, Option<f64>> = FEATURES
+            .iter()
+            .enumerate()
+            .map(|(j, name)| {
+                let value = binning.as_ref().filter(|_| enough).and_then(|b| {
+                    let d = &b.features[j];
+                    let counts: Vec<u64> = (0..d.fractions.len())
+                        .map(|k| sum(&|s| s.bins[j][k].load(Relaxed)))
+                        .collect();
+                    psi(&d.fractions, &counts)
+                });
+                ((*name).to_owned(), value)
+            })
+            .collect();
+        let max_feature_psi = feature_psi.values().flatten().copied().reduce(f64::max);
+        let live = enough.then(|| {
+            let n = decisions as f64;
+            let a = |i: usize| sum(&|s| s.actions[i].load(Relaxed)) as f64 / n;
+            let r = |i: usize| sum(&|s| s.regime_micros[i].load(Relaxed)) as f64 / MICRO / n;
+            Mix {
+                buy: a(0),
+                sell: a(1),
+                hold: a(2),
+                bull: r(0),
+                bear: r(1),
+                sideways: r(2),
+            }
+        });
+        let backtest = self.expected.load().as_ref().map(|e| e.mix);
+        let (action_psi, regime_psi) = match (live, backtest) {
+            (Some(l), Some(b)) => (
+                share_psi(&b.actions(), &l.actions()),
+                share_psi(&b.regimes(), &l.regimes()),
+            ),
+            _ => (None, None),
+        };
+        DriftSummary {
+            window_seconds: self.config.window.as_secs_f64(),
+            samples: decisions,
+            min_samples: self.config.min_samples,
+            reference_sha256: binning.map(|b| b.source.model_sha256.clone()),
+            feature_psi,
+            max_feature_psi,
+            live,
+            backtest,
+            action_psi,
+            regime_psi,
+        }
+    }
+}
+
+/// PSI of `actual` shares against `expected` ones (both summing to about 1).
+fn share_psi(expected: &[f64; 3], actual: &[f64; 3]) -> Option<f64> {
+    // Shares as counts in millionths: the same floor and formula as the features'.
+    let counts: Vec<u64> = actual.iter().map(|a| (a * MICRO).round() as u64).collect();
+    psi(expected, &counts)
+}
