@@ -117,6 +117,18 @@ pub fn psi(expected: &[f64], counts: &[u64]) -> Option<f64> {
     Some(psi)
 }
 
+/// The probability of `hits` or fewer in `judged` orders if each hit with probability
+/// `expected` (a one-sided binomial test: small when the live hit rate is below the expected
+/// one by more than chance explains). `None` without orders or with `expected` outside (0, 1).
+pub fn lower_hit_rate_p_value(hits: u64, judged: u64, expected: f64) -> Option<f64> {
+    use statrs::distribution::{Binomial, DiscreteCDF};
+    if judged == 0 || !(expected > 0.0 && expected < 1.0) {
+        return None;
+    }
+    let b = Binomial::new(expected, judged).ok()?;
+    Some(b.cdf(hits.min(judged)))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -153,6 +165,19 @@ mod tests {
         // Everything in one bin: the empty bins count at the floor, not as infinity.
         let one = psi(&d.fractions, &[0, 0, 0, 0, 0, 0, 0, 0, 0, 100]).unwrap();
         assert!(one.is_finite() && one > 2.0, "{one}");
+    }
+
+    #[test]
+    fn the_binomial_test_is_small_only_for_a_hit_rate_well_below_the_expected_one() {
+        // 10 orders, expected 0.5: P(X <= 2) = (1 + 10 + 45) / 1024.
+        let p = lower_hit_rate_p_value(2, 10, 0.5).unwrap();
+        assert!((p - 56.0 / 1024.0).abs() < 1e-12, "{p}");
+        // 2,000 orders at 47% against an expected 53%: far below.
+        assert!(lower_hit_rate_p_value(940, 2000, 0.53).unwrap() < 1e-6);
+        // At or above the expected rate: nothing to see.
+        assert!(lower_hit_rate_p_value(1060, 2000, 0.53).unwrap() > 0.5);
+        assert_eq!(lower_hit_rate_p_value(0, 0, 0.5), None);
+        assert_eq!(lower_hit_rate_p_value(1, 2, 1.0), None);
     }
 
     #[test]

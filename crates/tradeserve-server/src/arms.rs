@@ -164,14 +164,24 @@ impl ArmBook {
 
 impl ArmRecorder for ArmBook {
     fn decided(&self, p: &Prediction) {
-        if let Some(drift) = &self.drift {
-            drift.observe(p);
-        }
         let route = &p.route;
-        if route.experiment.is_none() && route.rollout.is_none() {
+        let d = p.outcome.decision();
+        let measured = route.experiment.is_some() || route.rollout.is_some();
+        if !measured && self.drift.is_none() {
             return;
         }
-        let d = p.outcome.decision();
+        let derived = match &self.derive_from {
+            Some(source) if d.action != Action::Hold => {
+                source.next_bar_return(d.symbol.as_str(), p.snapshot.as_of)
+            }
+            _ => None,
+        };
+        if let Some(drift) = &self.drift {
+            drift.observe(p, derived);
+        }
+        if !measured {
+            return;
+        }
         let approved = d.risk_validation.as_ref().map(|v| v.approved);
         let obs = Observation {
             action: d.action,
@@ -184,12 +194,6 @@ impl ArmRecorder for ArmBook {
             a.stats.arm(a.arm).record(&obs);
             self.metrics.arm_decided(a.kind, a.arm);
         }
-        let derived = match &self.derive_from {
-            Some(source) if d.action != Action::Hold => {
-                source.next_bar_return(d.symbol.as_str(), p.snapshot.as_of)
-            }
-            _ => None,
-        };
         self.outcomes.track(
             d.decision_id,
             route,

@@ -15,6 +15,8 @@ pub struct DriftMetrics {
     action_psi: Gauge,
     regime_psi: Gauge,
     decisions: IntGauge,
+    hit_rate: GaugeVec,
+    hit_rate_p_value: Gauge,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> Result<Gauge, prometheus::Error> {
@@ -50,7 +52,24 @@ impl DriftMetrics {
             "Inputs in the drift window: one per symbol and bar decided",
         )?;
         registry.register(Box::new(decisions.clone()))?;
+        let hit_rate = GaugeVec::new(
+            Opts::new(
+                "tradeserve_drift_hit_rate",
+                "Hit rate of orders (next-bar outcome) over the drift window (source=live) and in the champion's backtest (source=backtest)",
+            ),
+            &["source"],
+        )?;
+        registry.register(Box::new(hit_rate.clone()))?;
+        for source in ["live", "backtest"] {
+            hit_rate.with_label_values(&[source]).set(f64::NAN);
+        }
         Ok(DriftMetrics {
+            hit_rate,
+            hit_rate_p_value: gauge(
+                registry,
+                "tradeserve_drift_hit_rate_p_value",
+                "One-sided binomial test of the drift window's order hit rate against the champion's backtest: small when live orders hit less often than chance explains",
+            )?,
             feature_psi,
             share,
             action_psi: gauge(
@@ -96,5 +115,13 @@ impl DriftMetrics {
         self.regime_psi.set(s.regime_psi.unwrap_or(f64::NAN));
         self.set_mix(s.live, "live");
         self.set_mix(s.backtest, "backtest");
+        let rates = [("live", s.hit_rate), ("backtest", s.backtest_hit_rate)];
+        for (source, v) in rates {
+            self.hit_rate
+                .with_label_values(&[source])
+                .set(v.unwrap_or(f64::NAN));
+        }
+        self.hit_rate_p_value
+            .set(s.hit_rate_p_value.unwrap_or(f64::NAN));
     }
 }

@@ -6,7 +6,9 @@
 //!   (`drift.window`); the population stability index of each feature over the window against
 //!   the training shares.
 //! - Decisions: the BUY/SELL/HOLD mix and the mean regime probabilities over the window
-//!   against the champion's backtest over recent history ([`expected`]), each as a PSI.
+//!   against the champion's backtest over recent history ([`expected`]), each as a PSI; the
+//!   hit rate of the window's orders whose outcome the replay derives (next bar × direction)
+//!   against the backtest's, as a one-sided binomial test.
 //!
 //! The window is a sample of the inputs the models saw: one per symbol and bar. A symbol asked
 //! about a thousand times at one bar is one input (its features and its decision are the same
@@ -31,7 +33,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
 use serde::Serialize;
-use tradeserve_core::drift::{Distribution, Reference, psi};
+use tradeserve_core::drift::{Distribution, Reference, lower_hit_rate_p_value, psi};
 use tradeserve_core::prediction::Prediction;
 use tradeserve_core::schema::{FEATURE_WIDTH, FEATURES};
 use tradeserve_core::types::Action;
@@ -46,7 +48,7 @@ const MAX_BINS: usize = 32;
 /// Regime probabilities are summed in millionths.
 const MICRO: f64 = 1e6;
 /// Recent (symbol, bar) fingerprints kept to drop repeats.
-const SEEN: usize = 8192;
+const SEEN: usize = 65_536;
 
 /// One slot's counts.
 struct Slot {
@@ -54,6 +56,9 @@ struct Slot {
     actions: [AtomicU64; 3],
     regime_micros: [AtomicU64; 3],
     decisions: AtomicU64,
+    /// Orders with a derived outcome, and those whose outcome was positive.
+    judged: AtomicU64,
+    hits: AtomicU64,
 }
 
 impl Slot {
@@ -63,16 +68,18 @@ impl Slot {
             actions: std::array::from_fn(|_| AtomicU64::new(0)),
             regime_micros: std::array::from_fn(|_| AtomicU64::new(0)),
             decisions: AtomicU64::new(0),
+            judged: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
         }
     }
 
     fn clear(&self) {
         let all = self.bins.iter().flatten();
-        for c in all
-            .chain(&self.actions)
-            .chain(&self.regime_micros)
-            .chain(std::iter::once(&self.decisions))
-        {
+        for c in all.chain(&self.actions).chain(&self.regime_micros).chain([
+            &self.decisions,
+            &self.judged,
+            &self.hits,
+        ]) {
             c.store(0, Relaxed);
         }
     }
@@ -143,6 +150,27 @@ pub struct DriftSummary {
     /// PSI of the live action mix and regime mix against the backtest's.
     pub action_psi: Option<f64>,
     pub regime_psi: Option<f64>,
+    /// Orders in the window with an outcome (derived from the next bar), and their hit rate.
+    pub judged: u64,
+    pub hit_rate: Option<f64>,
+    /// The backtest orders' hit rate.
+    pub backtest_hit_rate: Option<f64>,
+    /// One-sided binomial test: the chance of a hit rate this low or lower if the orders hit
+    /// as often as in the backtest (small: they do worse).
+    pub hit_rate_p_value: Option<f64>,
+}
+
+/// One decision as the window counts it.
+struct Input<'a> {
+    symbol: &'a str,
+    /// Unix seconds of the bar its features describe.
+    bar: i64,
+    features: &'a [f64; FEATURE_WIDTH],
+    action: Action,
+    /// Bull, bear, sideways.
+    regime: [f64; 3],
+    /// An order's derived outcome (next-bar return × direction), when it has one.
+    outcome: Option<f64>,
 }
 
 /// See the module docs.
@@ -155,7 +183,6 @@ pub struct DriftMonitor {
     rotated: Mutex<Instant>,
     summary: ArcSwapOption<DriftSummary>,
     seen: Box<[AtomicU64]>,
-    hasher: std::hash::RandomState,
 }
 
 fn action_index(a: Action) -> usize {
@@ -177,37 +204,64 @@ impl DriftMonitor {
             rotated: Mutex::new(Instant::now()),
             summary: ArcSwapOption::empty(),
             seen: (0..SEEN).map(|_| AtomicU64::new(0)).collect(),
-            hasher: std::hash::RandomState::new(),
         }
     }
 
     /// Whether this (symbol, bar) was counted already (and now it is).
     fn repeat(&self, symbol: &str, bar: i64) -> bool {
         use std::hash::BuildHasher;
-        let fingerprint = self.hasher.hash_one((symbol, bar)) | 1;
+        // A fixed hasher: the same inputs give the same window on every run.
+        let hasher = std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default();
+        let fingerprint = hasher.hash_one((symbol, bar)) | 1;
         let i = (fingerprint >> 1) as usize % SEEN;
         self.seen[i].swap(fingerprint, Relaxed) == fingerprint
     }
 
     /// Count one decision (the request path: relaxed atomic operations only), unless its
-    /// symbol and bar were counted already.
-    pub fn observe(&self, p: &Prediction) {
+    /// symbol and bar were counted already. `next_bar_return`: the outcome the replay derives
+    /// (none from a live feed or for HOLD).
+    pub fn observe(&self, p: &Prediction, next_bar_return: Option<f64>) {
         let d = p.outcome.decision();
-        if self.repeat(d.symbol.as_str(), p.snapshot.as_of.unix_timestamp()) {
+        let approved = d.risk_validation.as_ref().is_none_or(|v| v.approved);
+        let direction = match d.action {
+            Action::Buy => 1.0,
+            Action::Sell => -1.0,
+            Action::Hold => 0.0,
+        };
+        let order = (approved && d.recommended_quantity > 0 && direction != 0.0)
+            .then_some(next_bar_return)
+            .flatten();
+        let r = &d.regime_probabilities;
+        self.count(&Input {
+            symbol: d.symbol.as_str(),
+            bar: p.snapshot.as_of.unix_timestamp(),
+            features: &p.snapshot.features,
+            action: d.action,
+            regime: [r.bull, r.bear, r.sideways],
+            outcome: order.map(|r| r * direction),
+        });
+    }
+
+    /// Count one input (see [`Self::observe`]).
+    fn count(&self, input: &Input<'_>) {
+        if self.repeat(input.symbol, input.bar) {
             return;
         }
         let slot = &self.slots[self.current.load(Relaxed) % SLOTS];
         if let Some(b) = self.binning.load().as_ref() {
-            for (j, (d, x)) in b.features.iter().zip(p.snapshot.features).enumerate() {
-                slot.bins[j][d.bin(x).min(MAX_BINS - 1)].fetch_add(1, Relaxed);
+            for (j, (d, x)) in b.features.iter().zip(input.features).enumerate() {
+                slot.bins[j][d.bin(*x).min(MAX_BINS - 1)].fetch_add(1, Relaxed);
             }
         }
-        slot.actions[action_index(d.action)].fetch_add(1, Relaxed);
-        let r = &d.regime_probabilities;
-        for (c, v) in slot.regime_micros.iter().zip([r.bull, r.bear, r.sideways]) {
+        slot.actions[action_index(input.action)].fetch_add(1, Relaxed);
+        for (c, v) in slot.regime_micros.iter().zip(input.regime) {
             c.fetch_add((v.clamp(0.0, 1.0) * MICRO) as u64, Relaxed);
         }
         slot.decisions.fetch_add(1, Relaxed);
+        if let Some(outcome) = input.outcome {
+            slot.judged.fetch_add(1, Relaxed);
+            slot.hits.fetch_add(u64::from(outcome > 0.0), Relaxed);
+        }
     }
 
     /// Bin by `reference` from now on (the champion's); a different one empties the window.
@@ -272,16 +326,17 @@ impl DriftMonitor {
         (self.config.window / SLOTS as u32).min(Duration::from_secs(5))
     }
 
-    fn compute(&self) -> DriftSummary {
+    /// Each feature's PSI over the window (`None` without a reference to bin by).
+    fn feature_psi(
+        &self,
+        binning: Option<&Binning>,
+    ) -> std::collections::BTreeMap<String, Option<f64>> {
         let sum = |c: &dyn Fn(&Slot) -> u64| self.slots.iter().map(c).sum::<u64>();
-        let decisions = sum(&|s| s.decisions.load(Relaxed));
-        let enough = decisions >= self.config.min_samples.max(1);
-        let binning = self.binning.load_full();
-        let feature_psi: std::collections::BTreeMap<String, Option<f64>> = FEATURES
+        FEATURES
             .iter()
             .enumerate()
             .map(|(j, name)| {
-                let value = binning.as_ref().filter(|_| enough).and_then(|b| {
+                let value = binning.and_then(|b| {
                     let d = &b.features[j];
                     let counts: Vec<u64> = (0..d.fractions.len())
                         .map(|k| sum(&|s| s.bins[j][k].load(Relaxed)))
@@ -290,7 +345,15 @@ impl DriftMonitor {
                 });
                 ((*name).to_owned(), value)
             })
-            .collect();
+            .collect()
+    }
+
+    fn compute(&self) -> DriftSummary {
+        let sum = |c: &dyn Fn(&Slot) -> u64| self.slots.iter().map(c).sum::<u64>();
+        let decisions = sum(&|s| s.decisions.load(Relaxed));
+        let enough = decisions >= self.config.min_samples.max(1);
+        let binning = self.binning.load_full();
+        let feature_psi = self.feature_psi(binning.as_deref().filter(|_| enough));
         let max_feature_psi = feature_psi.values().flatten().copied().reduce(f64::max);
         let live = enough.then(|| {
             let n = decisions as f64;
@@ -305,7 +368,15 @@ impl DriftMonitor {
                 sideways: r(2),
             }
         });
-        let backtest = self.expected.load().as_ref().map(|e| e.mix);
+        let expected = self.expected.load_full();
+        let backtest = expected.as_ref().map(|e| e.mix);
+        let backtest_hit_rate = expected.as_ref().and_then(|e| e.hit_rate);
+        let judged = sum(&|s| s.judged.load(Relaxed));
+        let hits = sum(&|s| s.hits.load(Relaxed));
+        let hit_rate = (enough && judged > 0).then(|| hits as f64 / judged as f64);
+        let hit_rate_p_value = backtest_hit_rate
+            .filter(|_| enough)
+            .and_then(|p0| lower_hit_rate_p_value(hits, judged, p0));
         let (action_psi, regime_psi) = match (live, backtest) {
             (Some(l), Some(b)) => (
                 share_psi(&b.actions(), &l.actions()),
@@ -324,6 +395,10 @@ impl DriftMonitor {
             backtest,
             action_psi,
             regime_psi,
+            judged,
+            hit_rate,
+            backtest_hit_rate,
+            hit_rate_p_value,
         }
     }
 }
@@ -333,4 +408,132 @@ fn share_psi(expected: &[f64; 3], actual: &[f64; 3]) -> Option<f64> {
     // Shares as counts in millionths: the same floor and formula as the features'.
     let counts: Vec<u64> = actual.iter().map(|a| (a * MICRO).round() as u64).collect();
     psi(expected, &counts)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use tradeserve_core::drift::Distribution;
+
+    fn monitor() -> DriftMonitor {
+        let m = DriftMonitor::new(DriftConfig {
+            window: Duration::from_secs(3600),
+            min_samples: 100,
+            backtest_days: 1,
+        });
+        let deciles = Distribution {
+            edges: (1..10).map(|i| f64::from(i) / 10.0).collect(),
+            fractions: vec![0.1; 10],
+        };
+        let reference = Arc::new(Reference {
+            model_sha256: "x".into(),
+            data: String::new(),
+            rows: 0,
+            features: FEATURES
+                .iter()
+                .map(|f| ((*f).to_owned(), deciles.clone()))
+                .collect(),
+        });
+        m.use_reference(Some(&reference));
+        m
+    }
+
+    /// `n` inputs of symbol `s`, feature values spread evenly over [lo, lo + 0.1 × width),
+    /// every other one a BUY whose outcome is a hit in `hit_fifths` of five.
+    fn feed(m: &DriftMonitor, s: &str, n: usize, lo: f64, width: f64, hit_fifths: usize) {
+        for i in 0..n {
+            let x = lo + width * (i % 10) as f64 / 100.0 + 0.005;
+            let buy = i % 2 == 0;
+            m.count(&Input {
+                symbol: s,
+                bar: i as i64,
+                features: &[x; FEATURE_WIDTH],
+                action: if buy { Action::Buy } else { Action::Hold },
+                regime: [0.2, 0.3, 0.5],
+                outcome: buy.then_some(if (i / 2) % 5 < hit_fifths {
+                    0.01
+                } else {
+                    -0.01
+                }),
+            });
+        }
+    }
+
+    #[test]
+    fn a_window_like_the_reference_is_stable_and_a_shifted_one_is_not() {
+        let m = monitor();
+        feed(&m, "A", 40, 0.0, 10.0, 3);
+        // Too few inputs yet: nothing computed.
+        let s = m.tick();
+        assert_eq!((s.samples, s.max_feature_psi), (40, None));
+        feed(&m, "B", 160, 0.0, 10.0, 3);
+        // The same (symbol, bar) again is one input.
+        feed(&m, "B", 160, 0.0, 10.0, 3);
+        let s = m.tick();
+        assert_eq!(s.samples, 200);
+        assert!(s.max_feature_psi.unwrap() < 1e-9, "{s:?}");
+        let live = s.live.unwrap();
+        assert!((live.buy - 0.5).abs() < 1e-12 && (live.sideways - 0.5).abs() < 1e-9);
+        assert_eq!(s.judged, 100);
+        // No backtest yet: no comparison.
+        assert_eq!((s.action_psi, s.hit_rate_p_value), (None, None));
+
+        // Everything in the top three deciles: a major shift.
+        feed(&m, "C", 600, 0.7, 3.0, 3);
+        let s = m.tick();
+        assert!(s.max_feature_psi.unwrap() > 0.25, "{s:?}");
+    }
+
+    #[test]
+    fn live_orders_are_tested_against_the_backtest_hit_rate() {
+        let m = monitor();
+        m.set_expected(Some(Expected {
+            versions: Default::default(),
+            mix: Mix {
+                buy: 0.5,
+                sell: 0.0,
+                hold: 0.5,
+                bull: 0.2,
+                bear: 0.3,
+                sideways: 0.5,
+            },
+            hit_rate: Some(0.55),
+            decisions: 1000,
+        }));
+        // 1,000 orders hitting 40% of the time against an expected 55%.
+        feed(&m, "A", 2000, 0.0, 10.0, 2);
+        let s = m.tick();
+        assert_eq!(s.judged, 1000);
+        assert!((s.hit_rate.unwrap() - 0.4).abs() < 1e-12);
+        assert!(s.hit_rate_p_value.unwrap() < 1e-10, "{s:?}");
+        // The mix is the backtest's: PSI about 0.
+        assert!(
+            s.action_psi.unwrap() < 1e-6 && s.regime_psi.unwrap() < 1e-6,
+            "{s:?}"
+        );
+
+        // As often as expected: the test says nothing.
+        let m = monitor();
+        m.set_expected(m_expected(0.6));
+        feed(&m, "A", 2000, 0.0, 10.0, 3);
+        assert!(m.tick().hit_rate_p_value.unwrap() > 0.3);
+    }
+
+    fn m_expected(hit_rate: f64) -> Option<Expected> {
+        Some(Expected {
+            versions: Default::default(),
+            mix: Mix {
+                buy: 0.5,
+                sell: 0.0,
+                hold: 0.5,
+                bull: 0.2,
+                bear: 0.3,
+                sideways: 0.5,
+            },
+            hit_rate: Some(hit_rate),
+            decisions: 1000,
+        })
+    }
 }
