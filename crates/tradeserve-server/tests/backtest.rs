@@ -265,3 +265,42 @@ fn the_model_card_quotes_the_backtest_of_the_bundled_versions() {
         }
     }
 }
+
+#[test]
+#[ignore = "needs the tansu broker (scripts/test.sh installs it)"]
+fn a_backtest_of_the_bars_topic_equals_the_backtest_of_the_csv_it_was_published_from() {
+    let broker = tradeserve_testkit::TansuBroker::start();
+    let brokers = broker.bootstrap();
+    let csv = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/bars.csv");
+    tradeserve_testkit::run_ok(Command::new(BIN).args([
+        "market",
+        "publish",
+        "--csv",
+        csv,
+        "--brokers",
+        &brokers,
+        "--topic",
+        "bars.backtest",
+        "--symbols",
+        "AAPL,NVDA",
+    ]));
+    let run = |source: &[&str]| {
+        let out = tradeserve_testkit::run_ok(
+            Command::new(BIN)
+                .args(["backtest", "--set", "champion", "--set", "candidate=2"])
+                .args(["--to", "2025-10-08T21:00:00Z", "--days", "1", "--json", "-"])
+                .args(source),
+        );
+        out.stdout
+    };
+    let from_topic = run(&["--kafka-brokers", &brokers, "--topic", "bars.backtest"]);
+    let from_csv = run(&["--bars", csv, "--symbols", "AAPL,NVDA"]);
+    let report: Value = serde_json::from_slice(&from_topic).unwrap();
+    assert_eq!(report["history"]["symbols"], json!(["AAPL", "NVDA"]));
+    assert_eq!(report["history"]["bars"], 2 * 3 * 390);
+    assert_eq!(report["sets"][0]["report"]["decisions"], 2 * 390);
+    assert!(
+        from_topic == from_csv,
+        "the topic's backtest differs from the CSV's"
+    );
+}

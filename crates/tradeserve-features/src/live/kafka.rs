@@ -153,7 +153,9 @@ fn consume(config: &KafkaFeedConfig, live: &LiveFeatures, state: &FeedState, sto
 }
 
 /// A consumer of `config`'s settings (no group: partitions are assigned).
-fn consumer(config: &KafkaFeedConfig) -> Result<BaseConsumer, rdkafka::error::KafkaError> {
+pub(super) fn consumer(
+    config: &KafkaFeedConfig,
+) -> Result<BaseConsumer, rdkafka::error::KafkaError> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.brokers)
         .set(

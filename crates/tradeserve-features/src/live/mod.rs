@@ -2,9 +2,10 @@
 //! update each symbol's state as they arrive ([`series`]), after the checks every bar must pass
 //! ([`bar`]); requests read the newest features — refused as stale when the newest bar is
 //! older than `max_bar_age` — or those of an earlier bar from the retained history.
-//! [`kafka`] is the topic's consumer.
+//! [`kafka`] is the topic's consumer; [`history`] reads the topic back as a bar history.
 
 pub mod bar;
+pub mod history;
 pub mod kafka;
 pub mod series;
 pub mod source;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use time::OffsetDateTime;
@@ -37,8 +37,15 @@ pub struct BacktestArgs {
     #[arg(long = "set")]
     pub sets: Vec<String>,
     /// A bars CSV (symbol,ts,open,high,low,close,volume); default the config's features.bars.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kafka_brokers")]
     pub bars: Option<PathBuf>,
+    /// Read the bars from the market data topic instead (bootstrap servers), from its
+    /// beginning to its current end; with `--to`, bars after it are left out.
+    #[arg(long)]
+    pub kafka_brokers: Option<String>,
+    /// The market data topic (with `--kafka-brokers`).
+    #[arg(long, default_value = "market.bars.1m")]
+    pub topic: String,
     /// Only these symbols (comma-separated; default all).
     #[arg(long, value_delimiter = ',')]
     pub symbols: Vec<String>,
@@ -90,15 +97,18 @@ fn history(
     config: &Config,
     args: &BacktestArgs,
 ) -> anyhow::Result<(BTreeMap<String, SymbolBars>, Option<i64>)> {
-    let path = match &args.bars {
-        Some(p) if p.exists() => p.clone(),
-        Some(p) => anyhow::bail!("--bars {}: no such file", p.display()),
-        None => require_path("features.bars", &config.features.bars, "the bars CSV")?,
+    let (mut bars, path) = match (&args.kafka_brokers, &args.bars) {
+        (Some(brokers), _) => (topic_bars(config, args, brokers)?, args.topic.clone()),
+        (None, Some(p)) if p.exists() => (load_bars_csv(p)?, p.display().to_string()),
+        (None, Some(p)) => anyhow::bail!("--bars {}: no such file", p.display()),
+        (None, None) => {
+            let p = require_path("features.bars", &config.features.bars, "the bars CSV")?;
+            (load_bars_csv(&p)?, p.display().to_string())
+        }
     };
-    let mut bars = load_bars_csv(&path)?;
     if !args.symbols.is_empty() {
         if let Some(missing) = args.symbols.iter().find(|s| !bars.contains_key(*s)) {
-            anyhow::bail!("--symbols: {missing} has no bars in {}", path.display());
+            anyhow::bail!("--symbols: {missing} has no bars in {path}");
         }
         bars.retain(|s, _| args.symbols.contains(s));
     }
@@ -113,6 +123,29 @@ fn history(
             (None, from) => from.map(OffsetDateTime::unix_timestamp),
         };
     Ok((bars, from))
+}
+
+/// The bars of the market data topic at `brokers` (the config's `[features.live.kafka]`
+/// client settings apply), up to `--to`.
+fn topic_bars(
+    config: &Config,
+    args: &BacktestArgs,
+    brokers: &str,
+) -> anyhow::Result<BTreeMap<String, SymbolBars>> {
+    let feed = tradeserve_features::live::kafka::KafkaFeedConfig {
+        brokers: brokers.to_owned(),
+        topic: args.topic.clone(),
+        ..config.features.live.kafka.clone()
+    };
+    let to = args.to.map(OffsetDateTime::unix_timestamp);
+    let read = tradeserve_features::live::history::read(&feed, to, Duration::from_secs(300))?;
+    if !args.quiet && std::io::stderr().is_terminal() {
+        eprintln!(
+            "{}: {} records, {} bars kept, {} refused, {} replaced by a later record",
+            args.topic, read.records, read.kept, read.rejected, read.replaced
+        );
+    }
+    Ok(read.bars)
 }
 
 /// Progress of each set's run on stderr, a line rewritten in place.
