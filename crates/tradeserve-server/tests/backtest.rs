@@ -304,3 +304,79 @@ fn a_backtest_of_the_bars_topic_equals_the_backtest_of_the_csv_it_was_published_
         "the topic's backtest differs from the CSV's"
     );
 }
+
+#[test]
+#[ignore = "needs a real MLflow server (scripts/test.sh installs it)"]
+fn sets_from_the_mlflow_registry_backtest_as_the_same_bundled_versions() {
+    let mlflow = tradeserve_testkit::MlflowServer::start();
+    let models = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models");
+    let roles = [
+        "regime_detector",
+        "meta_controller",
+        "bull_specialist",
+        "bear_specialist",
+        "sideways_specialist",
+    ];
+    let publish = |role: &str, version: &str, alias: &str| {
+        tradeserve_testkit::run_ok(Command::new(BIN).args([
+            "models",
+            "publish",
+            "--dir",
+            &format!("{models}/{role}/{version}"),
+            "--name",
+            &format!("tradeserve.{role}"),
+            "--alias",
+            alias,
+            "--tracking-uri",
+            &mlflow.url(),
+        ]));
+    };
+    for role in roles {
+        publish(role, "1", "champion");
+    }
+    publish("bull_specialist", "2", "challenger");
+    let cache = tempfile::tempdir().unwrap();
+    let run = |envs: &[(&str, &str)], sets: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args([
+            "backtest",
+            "--symbols",
+            "AAPL",
+            "--to",
+            "2025-10-07T21:00:00Z",
+        ])
+        .args(["--json", "-"]);
+        for s in sets {
+            c.args(["--set", s]);
+        }
+        c.envs(envs.iter().copied());
+        tradeserve_testkit::run_ok(&mut c).stdout
+    };
+    let cache_dir = cache.path().display().to_string();
+    let url = mlflow.url();
+    let registry = [
+        ("TRADESERVE_MODELS__SOURCE", "mlflow"),
+        ("TRADESERVE_MODELS__MLFLOW__TRACKING_URI", url.as_str()),
+        ("TRADESERVE_MODELS__MLFLOW__CACHE_DIR", cache_dir.as_str()),
+    ];
+    let from_registry = run(
+        &registry,
+        &["champion", "challenger=bull_specialist:@challenger"],
+    );
+    let bundled = run(&[], &["champion", "challenger=bull_specialist:2"]);
+    let report: Value = serde_json::from_slice(&from_registry).unwrap();
+    let bull = |set: usize| {
+        report["sets"][set]["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["role"] == "bull_specialist")
+            .unwrap()["version"]
+            .clone()
+    };
+    assert_eq!((bull(0), bull(1)), (json!("1"), json!("2")));
+    assert!(
+        from_registry == bundled,
+        "the registry's sets backtest differently"
+    );
+}

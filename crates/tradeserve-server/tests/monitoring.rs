@@ -203,7 +203,7 @@ fn grafana_queries_and_alert_rules_hold_against_a_real_prometheus() {
         .iter()
         .map(|g| g["rules"].as_array().unwrap().len())
         .sum();
-    assert_eq!(count, 17, "{loaded}");
+    assert_eq!(count, 21, "{loaded}");
     let firing = |api: &Api| -> Vec<Value> {
         get(api, &format!("{}/api/v1/alerts", prom.url()))["data"]["alerts"]
             .as_array()

@@ -231,7 +231,11 @@ impl<'a> Loader<'a> {
                 let (client, cache, runtime) = self.registry()?;
                 let fetched = runtime.block_on(fetch(client, cache, uri))?;
                 let source = format!("models:/{}/{}", fetched.name, fetched.version);
-                Ok(load_model_dir(&fetched.folder, role, source)?)
+                let mut model = load_model_dir(&fetched.folder, role, source)?;
+                // The registry's name and version number are the truth, as when serving.
+                model.info.name = fetched.name;
+                model.info.version = fetched.version;
+                Ok(model)
             }
         }
     }
