@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tradeserve_backtest::engine::{Settings, run};
+use tradeserve_backtest::history::until;
 use tradeserve_backtest::report::Report;
 use tradeserve_core::PipelineConfig;
 use tradeserve_features::{SymbolBars, load_bars_csv};
@@ -20,21 +21,11 @@ fn repo() -> PathBuf {
 
 /// The first `n` bars of three symbols (a debug build decides a few thousand a second).
 fn history(n: usize) -> BTreeMap<String, SymbolBars> {
-    let all = load_bars_csv(&repo().join("data/bars.csv")).unwrap();
-    ["AAPL", "MSFT", "NVDA"]
-        .iter()
-        .map(|s| {
-            let b = &all[*s];
-            let cut = SymbolBars {
-                ts: b.ts[..n].to_vec(),
-                high: b.high[..n].to_vec(),
-                low: b.low[..n].to_vec(),
-                close: b.close[..n].to_vec(),
-                volume: b.volume[..n].to_vec(),
-            };
-            ((*s).to_owned(), cut)
-        })
-        .collect()
+    let mut all = load_bars_csv(&repo().join("data/bars.csv")).unwrap();
+    all.retain(|s, _| ["AAPL", "MSFT", "NVDA"].contains(&s.as_str()));
+    // Every symbol has a bar each minute: the first n end at the same time.
+    let last = all["AAPL"].ts[n - 1];
+    until(all, last)
 }
 
 #[test]

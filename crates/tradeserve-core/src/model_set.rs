@@ -171,6 +171,20 @@ impl ModelSet {
         }
     }
 
+    /// The set of one model per role; `Err(role)` names a role `models` lacks.
+    pub fn from_roles(mut models: BTreeMap<Role, LoadedModel>) -> Result<ModelSet, Role> {
+        let mut take = |role: Role| models.remove(&role).ok_or(role);
+        Ok(ModelSet::new(
+            take(Role::RegimeDetector)?,
+            take(Role::MetaController)?,
+            [
+                take(Specialist::Bull.role())?,
+                take(Specialist::Bear.role())?,
+                take(Specialist::Sideways.role())?,
+            ],
+        ))
+    }
+
     pub fn specialist(&self, s: Specialist) -> &LoadedModel {
         &self.specialists[s.index()]
     }

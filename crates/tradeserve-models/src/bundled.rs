@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tradeserve_core::model_set::{LoadedModel, ModelSet};
-use tradeserve_core::types::{Role, Specialist};
+use tradeserve_core::types::Role;
 
 use crate::model_dir::{ModelLoadError, load_model_dir};
 
@@ -134,23 +134,10 @@ impl BundledModels {
         for role in Role::ALL {
             loaded.insert(role, self.load(role, selection.get(role))?);
         }
-        let mut take = |role: Role| {
-            loaded
-                .remove(&role)
-                .ok_or_else(|| ModelLoadError::MissingVersion {
-                    role,
-                    version: selection.get(role).to_owned(),
-                    path: self.root.clone(),
-                })
-        };
-        Ok(ModelSet::new(
-            take(Role::RegimeDetector)?,
-            take(Role::MetaController)?,
-            [
-                take(Specialist::Bull.role())?,
-                take(Specialist::Bear.role())?,
-                take(Specialist::Sideways.role())?,
-            ],
-        ))
+        ModelSet::from_roles(loaded).map_err(|role| ModelLoadError::MissingVersion {
+            role,
+            version: selection.get(role).to_owned(),
+            path: self.root.clone(),
+        })
     }
 }

@@ -31,14 +31,7 @@ fn repo_file(path: &str) -> String {
 
 /// The rules with every `for:` shortened to 1 s (the test cannot wait minutes).
 fn quick_rules() -> String {
-    repo_file("deploy/prometheus/alerts.yml")
-        .lines()
-        .map(|l| match l.trim_start().strip_prefix("for: ") {
-            Some(_) => format!("{}for: 1s", &l[..l.len() - l.trim_start().len()]),
-            None => l.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    tradeserve_testkit::quick_rules(&repo_file("deploy/prometheus/alerts.yml"))
 }
 
 fn prometheus_config(target: &str) -> String {

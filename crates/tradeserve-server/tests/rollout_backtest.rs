@@ -19,28 +19,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
 
 /// The bundled models plus the degraded candidates: 8 contrarian, 9 always HOLD.
 fn models(dir: &Path) -> String {
-    let models = dir.join("models");
-    let src = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"));
-    let copied = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(src)
-        .arg(&models)
-        .status()
-        .unwrap();
-    assert!(copied.success());
-    for (version, kind) in [("8", "contrarian"), ("9", "hold")] {
-        tradeserve_testkit::run_ok(
-            std::process::Command::new(tradeserve_testkit::python())
-                .arg(Path::new(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../training/degenerate_model.py"
-                )))
-                .arg("--models")
-                .arg(&models)
-                .args(["--version", version, "--kind", kind]),
-        );
-    }
-    models.display().to_string()
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    tradeserve_testkit::models_with_degraded(&repo, dir, &[("8", "contrarian"), ("9", "hold")])
+        .display()
+        .to_string()
 }
 
 /// Create a rollout of `specialists` at `version` with a two-day backtest stage and wait for

@@ -367,25 +367,8 @@ fn the_fleet_report_counts_every_replica_including_a_stopped_ones_last_share() {
 fn an_always_hold_candidate_is_rolled_back_by_its_gate_under_load() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let models = dir.path().join("models");
-    let src = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"));
-    let status = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(src)
-        .arg(&models)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    tradeserve_testkit::run_ok(
-        std::process::Command::new(tradeserve_testkit::python())
-            .arg(Path::new(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../training/degenerate_model.py"
-            )))
-            .arg("--models")
-            .arg(&models)
-            .args(["--version", "9"]),
-    );
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let models = tradeserve_testkit::models_with_degraded(&repo, dir.path(), &[("9", "hold")]);
     let models_env = models.display().to_string();
     let server = ServiceProcess::start(
         BIN,

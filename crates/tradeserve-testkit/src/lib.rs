@@ -32,7 +32,7 @@ pub use disk::SmallDisk;
 pub use haproxy::Haproxy;
 pub use kserve::{KserveServer, corrupt_model_copy};
 pub use mlflow::MlflowServer;
-pub use prometheus::PrometheusServer;
+pub use prometheus::{PrometheusServer, quick_rules};
 /// The Redis client, for tests that read what the service wrote (the server itself reaches
 /// Redis only through `tradeserve-redis`).
 pub use redis;
@@ -180,6 +180,34 @@ pub fn run_ok(command: &mut Command) -> std::process::Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// A copy of the bundled models in `dir`/models with `training/degenerate_model.py`'s bad
+/// specialists added, one version per (version, kind) of `degraded` (kind `hold` or
+/// `contrarian`); returns the folder.
+pub fn models_with_degraded(
+    repo: &std::path::Path,
+    dir: &std::path::Path,
+    degraded: &[(&str, &str)],
+) -> PathBuf {
+    let models = dir.join("models");
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(repo.join("models"))
+        .arg(&models)
+        .status()
+        .expect("cp");
+    assert!(copied.success(), "copying the bundled models");
+    for (version, kind) in degraded {
+        run_ok(
+            Command::new(python())
+                .arg(repo.join("training/degenerate_model.py"))
+                .arg("--models")
+                .arg(&models)
+                .args(["--version", version, "--kind", kind]),
+        );
+    }
+    models
 }
 
 /// The Python of the test harness's venv (with `mmh3`, `onnx`, `onnxruntime`):

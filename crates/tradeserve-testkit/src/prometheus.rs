@@ -52,3 +52,16 @@ impl PrometheusServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 }
+
+/// Alert rules `rules` (a rule file's text) with every `for:` shortened to 1 s: a test cannot
+/// wait minutes for an alert to fire.
+pub fn quick_rules(rules: &str) -> String {
+    rules
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("for: ") {
+            Some(_) => format!("{}for: 1s", &l[..l.len() - l.trim_start().len()]),
+            None => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tradeserve_core::model_set::{LoadedModel, ModelSet};
-use tradeserve_core::types::{Role, Specialist};
+use tradeserve_core::types::Role;
 use tradeserve_models::BundledModels;
 use tradeserve_models::mlflow::uri::{ModelUri, Selector, fetch};
 use tradeserve_models::mlflow::{MlflowClient, ModelCache};
@@ -253,22 +253,11 @@ impl<'a> Loader<'a> {
                 })?;
             loaded.insert(*role, model);
         }
-        let mut take = |role: Role| {
-            loaded.remove(&role).ok_or_else(|| LoadError::Model {
-                set: spec.name.clone(),
-                role,
-                cause: "not named".into(),
-            })
-        };
-        Ok(ModelSet::new(
-            take(Role::RegimeDetector)?,
-            take(Role::MetaController)?,
-            [
-                take(Specialist::Bull.role())?,
-                take(Specialist::Bear.role())?,
-                take(Specialist::Sideways.role())?,
-            ],
-        ))
+        ModelSet::from_roles(loaded).map_err(|role| LoadError::Model {
+            set: spec.name.clone(),
+            role,
+            cause: "not named".into(),
+        })
     }
 }
 

@@ -489,19 +489,7 @@ mod tests {
     #[test]
     fn live_orders_are_tested_against_the_backtest_hit_rate() {
         let m = monitor();
-        m.set_expected(Some(Expected {
-            versions: Default::default(),
-            mix: Mix {
-                buy: 0.5,
-                sell: 0.0,
-                hold: 0.5,
-                bull: 0.2,
-                bear: 0.3,
-                sideways: 0.5,
-            },
-            hit_rate: Some(0.55),
-            decisions: 1000,
-        }));
+        m.set_expected(m_expected(0.55));
         // 1,000 orders hitting 40% of the time against an expected 55%.
         feed(&m, "A", 2000, 0.0, 10.0, 2);
         let s = m.tick();

@@ -129,6 +129,13 @@ impl ControlPlane {
                 ),
             });
         }
+        self.settle(r, &report).await;
+        Some(report)
+    }
+
+    /// Keep `report` as the rollout's last gate, and act on its verdict: roll back on a
+    /// failure, promote on a pass with auto-promotion.
+    async fn settle(&self, r: &Rollout, report: &GateReport) {
         self.gating
             .reports
             .lock()
@@ -139,9 +146,8 @@ impl ControlPlane {
             Verdict::Wait => false,
         };
         if act {
-            self.act_on(r, &report).await;
+            self.act_on(r, report).await;
         }
-        Some(report)
     }
 
     /// The `backtest` stage: backtest the candidate against the champion once (on a blocking
@@ -162,18 +168,7 @@ impl ControlPlane {
                 report
             }
         };
-        self.gating
-            .reports
-            .lock()
-            .insert(r.rollout_id.clone(), report.clone());
-        let act = match report.verdict {
-            Verdict::Fail => true,
-            Verdict::Pass => r.auto_promote && !r.paused,
-            Verdict::Wait => false,
-        };
-        if act {
-            self.act_on(r, &report).await;
-        }
+        self.settle(r, &report).await;
         report
     }
 
