@@ -1,5 +1,5 @@
 //! The statistics against `empyrical-reloaded` (pinned in the test harness's Python venv) on
-//! the same return series: every figure within 1e-9 (relative, for figures above 1 in
+//! the same return series (synthetic ones, and the book's returns of a bundled backtest): every figure within 1e-9 (relative, for figures above 1 in
 //! magnitude, such as a Sharpe ratio annualised over minutes), undefined ones undefined in both (NaN or
 //! infinity there, absent here).
 
@@ -23,6 +23,39 @@ fn series(seed: u64, n: usize, scale: f64, drift: f64) -> Vec<f64> {
             drift + scale * (2.0 * u - 1.0)
         })
         .collect()
+}
+
+/// The book's per-bar returns of a backtest: the bundled v1 models over the first 400 bars of
+/// three bundled symbols.
+fn backtest_returns() -> Vec<f64> {
+    use std::sync::Arc;
+    use tradeserve_backtest::engine::{Settings, run};
+    use tradeserve_backtest::history::until;
+    use tradeserve_models::{BundledModels, VersionSelection};
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut bars = tradeserve_features::load_bars_csv(&repo.join("data/bars.csv")).unwrap();
+    bars.retain(|s, _| ["AAPL", "MSFT", "NVDA"].contains(&s.as_str()));
+    let last = bars["AAPL"].ts[399];
+    let bars = until(bars, last);
+    let models = BundledModels::new(repo.join("models"))
+        .load_set(&VersionSelection::all("1"))
+        .unwrap();
+    let settings = Settings {
+        capital: 6_000_000.0,
+        from: None,
+    };
+    let ran = run(
+        &bars,
+        Arc::new(models),
+        tradeserve_core::PipelineConfig::default(),
+        &settings,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let returns = ran.book.returns();
+    let moving = returns.iter().filter(|r| **r != 0.0).count();
+    assert!(moving > 100, "{moving} of {} returns move", returns.len());
+    returns
 }
 
 const SCRIPT: &str = r#"
@@ -59,6 +92,8 @@ fn the_statistics_agree_with_empyrical_reloaded() {
         (vec![0.01, 0.01, 0.01], 252.0),
         (vec![-0.01], 252.0),
         (vec![0.1, -0.2, 0.1, 0.0, 0.0], 252.0),
+        // The returns an actual backtest's book produced.
+        (backtest_returns(), minute),
     ];
     let input: Vec<Value> = cases
         .iter()
