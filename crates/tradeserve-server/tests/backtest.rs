@@ -40,7 +40,10 @@ fn backtest(dir: &Path, tag: &str) -> String {
             "--json",
             &file("report.json"),
             "--html",
-            &file("report.html"),
+            &dir.join("new-folder")
+                .join(format!("report.html{tag}"))
+                .display()
+                .to_string(),
             "--decisions",
             &file("decisions.jsonl"),
         ])
@@ -69,7 +72,11 @@ fn a_backtest_reports_json_table_and_html_and_decides_as_the_service_does() {
     backtest(dir.path(), ".again");
     let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
     assert_eq!(read("report.json"), read("report.json.again"));
-    assert_eq!(read("report.html"), read("report.html.again"));
+    // The HTML went into a folder that did not exist yet.
+    assert_eq!(
+        read("new-folder/report.html"),
+        read("new-folder/report.html.again")
+    );
     assert_eq!(read("decisions.jsonl"), read("decisions.jsonl.again"));
 
     let report: Value = serde_json::from_slice(&read("report.json")).unwrap();
@@ -137,7 +144,7 @@ fn a_backtest_reports_json_table_and_html_and_decides_as_the_service_does() {
     }
 
     // The page stands alone: two curves on each of its two charts, nothing fetched.
-    let html = String::from_utf8(read("report.html")).unwrap();
+    let html = String::from_utf8(read("new-folder/report.html")).unwrap();
     assert!(html.starts_with("<!doctype html>"));
     assert_eq!(html.matches("<polyline").count(), 4);
     for outside in ["<script", "http://", "https://", "src="] {

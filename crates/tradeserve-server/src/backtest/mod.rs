@@ -211,6 +211,16 @@ pub fn run(args: &BacktestArgs) -> anyhow::Result<(Comparison, Vec<Run>)> {
     Ok(compare(&bars, &loaded, plan, &mut progress(shown))?)
 }
 
+/// Create `path`'s folder if missing (`var/backtest.html` in a fresh checkout), saying which
+/// path could not be written.
+fn writable(path: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
 /// Every decision of `runs` as JSON lines.
 fn write_decisions(path: &std::path::Path, c: &Comparison, runs: &[Run]) -> anyhow::Result<()> {
     #[derive(serde::Serialize)]
@@ -219,6 +229,7 @@ fn write_decisions(path: &std::path::Path, c: &Comparison, runs: &[Run]) -> anyh
         #[serde(flatten)]
         decided: &'a tradeserve_backtest::engine::Decided,
     }
+    writable(path)?;
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     for (set, run) in c.sets.iter().zip(runs) {
         for decided in &run.decided {
@@ -247,12 +258,14 @@ pub fn command(args: &BacktestArgs) -> anyhow::Result<()> {
     match &args.json {
         Some(p) if p.as_os_str() == "-" => writeln!(out, "{json}")?,
         Some(p) => {
+            writable(p)?;
             std::fs::write(p, format!("{json}\n"))?;
             write!(out, "{}", tradeserve_backtest::table::render(&comparison))?;
         }
         None => write!(out, "{}", tradeserve_backtest::table::render(&comparison))?,
     }
     if let Some(p) = &args.html {
+        writable(p)?;
         std::fs::write(p, tradeserve_backtest::html::render(&comparison))?;
     }
     Ok(())
