@@ -24,8 +24,8 @@ const DECIDED_PER_SYMBOL: u64 = 2 * 390 - 60;
 /// Run the backtest writing into `dir` with file names ending `tag`; returns stdout.
 fn backtest(dir: &Path, tag: &str) -> String {
     let file = |name: &str| dir.join(format!("{name}{tag}")).display().to_string();
-    let out = Command::new(BIN)
-        .args([
+    let out = tradeserve_testkit::run_ok(
+        Command::new(BIN).args([
             "backtest",
             "--symbols",
             "AAPL,NVDA",
@@ -46,13 +46,7 @@ fn backtest(dir: &Path, tag: &str) -> String {
                 .to_string(),
             "--decisions",
             &file("decisions.jsonl"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ]),
     );
     String::from_utf8(out.stdout).unwrap()
 }

@@ -11,16 +11,14 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use serde::Serialize;
 
 use super::Bar;
 use super::kafka::{KafkaFeedConfig, consumer};
 use crate::SymbolBars;
 
 /// What the read found.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TopicHistory {
-    #[serde(skip)]
     pub bars: BTreeMap<String, SymbolBars>,
     /// Records read, bars kept, records refused (malformed or invalid), repeats replaced.
     pub records: u64,
