@@ -12,7 +12,7 @@ fn observation(i: u64) -> Observation {
     Observation {
         action: [Action::Buy, Action::Sell, Action::Hold][(i % 3) as usize],
         confidence: 0.6,
-        approved: Some(i % 10 != 0),
+        approved: Some(!i.is_multiple_of(10)),
         latency_us: Some(1 + (i * 7919) % 2000),
         inference_us: 10 + i % 40,
     }

@@ -22,7 +22,7 @@ pub trait InferenceModel: Send + Sync {
     /// Many rows at once (`rows` is `n × width`, row-major), for explanations. Engines that can
     /// run a batch in one call override this; the default calls [`Self::predict`] per row.
     fn predict_batch(&self, rows: &[f32], width: usize) -> Result<Vec<[f32; 3]>, ModelError> {
-        if width == 0 || rows.len() % width != 0 {
+        if width == 0 || !rows.len().is_multiple_of(width) {
             return Err(ModelError::InputWidth {
                 expected: width,
                 got: rows.len(),

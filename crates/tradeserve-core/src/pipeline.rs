@@ -103,6 +103,9 @@ pub struct Requester<'a> {
     pub idempotency_key: Option<&'a str>,
     /// The API key's own risk limits (its desk's).
     pub desk_limits: DeskLimits,
+    /// The caller's own deadline (gRPC's `grpc-timeout`), counted from arrival: it shortens
+    /// the configured one, never lengthens it.
+    pub deadline: Option<Duration>,
 }
 
 /// A request's answer: decided now, or the decision kept under its idempotency key.
@@ -222,13 +225,17 @@ impl Pipeline {
         self.ledger.health()
     }
 
-    fn check_deadline(&self, arrival: Instant) -> Result<(), PredictError> {
-        let elapsed = arrival.elapsed();
-        if elapsed > self.config.deadline {
-            return Err(PredictError::DeadlineExceeded {
-                deadline: self.config.deadline,
-                elapsed,
-            });
+    /// The request's deadline: the configured one, or the caller's when shorter.
+    fn deadline(&self, who: &Requester<'_>) -> Duration {
+        who.deadline
+            .map_or(self.config.deadline, |d| d.min(self.config.deadline))
+    }
+
+    fn check_deadline(&self, call: &Call<'_>) -> Result<(), PredictError> {
+        let elapsed = call.arrival.elapsed();
+        let deadline = self.deadline(&call.who);
+        if elapsed > deadline {
+            return Err(PredictError::DeadlineExceeded { deadline, elapsed });
         }
         Ok(())
     }
@@ -373,13 +380,8 @@ impl Pipeline {
         snapshot: FeatureSnapshot,
         mut timings: StageTimings,
     ) -> Result<Decided, PredictError> {
-        let Call {
-            request,
-            arrival,
-            now,
-            ..
-        } = *call;
-        self.check_deadline(arrival)?;
+        let Call { request, now, .. } = *call;
+        self.check_deadline(call)?;
         let t2 = Instant::now();
         let (Sized { eval, quantity }, fell_back) = self
             .infer(call, &snapshot)
@@ -387,7 +389,7 @@ impl Pipeline {
             .await?;
         let t3 = Instant::now();
         timings.inference = t3 - t2;
-        self.check_deadline(arrival)?;
+        self.check_deadline(call)?;
 
         // Before the risk check, so that an explanation that cannot run (overload) fails the
         // request before a position is recorded. It never changes what was decided.
@@ -418,7 +420,7 @@ impl Pipeline {
 
         let mut decision = build_decision(call, &snapshot, &eval, quantity, risk_validation);
         decision.explanation = explanation;
-        decision.metadata.latency_ms = arrival.elapsed().as_secs_f64() * 1e3;
+        decision.metadata.latency_ms = call.arrival.elapsed().as_secs_f64() * 1e3;
         let (outcome, unrecorded) = self
             .record(call, &snapshot, decision, &order)
             .instrument(tracing::debug_span!("event"))
@@ -458,7 +460,7 @@ impl Pipeline {
     ) -> Result<(Sized, RoleSet), PredictError> {
         let models = &call.route.models;
         let wanted = call.request.strategy_override;
-        let deadline = call.arrival + self.config.deadline;
+        let deadline = call.arrival + self.deadline(&call.who);
         let fallback = self.config.backend_fallback;
         let fetched = remote::fetch(models, snapshot, wanted, deadline, fallback).await?;
         let sized = kernel_with(models, snapshot, wanted, &self.config.sizing, &fetched)?;
@@ -477,11 +479,11 @@ impl Pipeline {
             snapshot: snapshot.clone(),
             strategy_override: call.request.strategy_override,
             action,
-            deadline: call.arrival + self.config.deadline,
+            deadline: call.arrival + self.deadline(&call.who),
             fallback: self.config.backend_fallback,
         };
         let e = self.explainer.explain(job).await?;
-        self.check_deadline(call.arrival)?;
+        self.check_deadline(call)?;
         Ok(e)
     }
 

@@ -44,12 +44,12 @@ fn event(i: u64) -> tradeserve_core::DecisionEvent {
     } else {
         datetime!(2025-10-15 15:00 UTC)
     };
-    (e.action, e.quantity) = if i % 2 == 0 {
+    (e.action, e.quantity) = if i.is_multiple_of(2) {
         (Action::Buy, 10)
     } else {
         (Action::Sell, 5)
     };
-    e.risk_checks = (i % 5 != 0).then_some(CHECKS);
+    e.risk_checks = (!i.is_multiple_of(5)).then_some(CHECKS);
     e
 }
 

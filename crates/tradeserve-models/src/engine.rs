@@ -137,7 +137,7 @@ fn first_output(out: &TVec<TValue>) -> Result<Vec<f32>, ModelError> {
 
 impl InferenceModel for TractModel {
     fn predict_batch(&self, rows: &[f32], width: usize) -> Result<Vec<[f32; 3]>, ModelError> {
-        if width != self.width || rows.len() % width != 0 {
+        if width != self.width || !rows.len().is_multiple_of(width) {
             return Err(ModelError::InputWidth {
                 expected: self.width,
                 got: if width == 0 { rows.len() } else { width },

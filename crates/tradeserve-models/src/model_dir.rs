@@ -176,14 +176,14 @@ pub fn load_model_dir(
     let onnx_path = dir.join(file);
     let bytes = read(onnx_path.clone())?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
-    if let Some(expected) = &meta.model_sha256 {
-        if *expected != sha256 {
-            return Err(ModelLoadError::Digest {
-                path: onnx_path,
-                expected: expected.clone(),
-                actual: sha256,
-            });
-        }
+    if let Some(expected) = &meta.model_sha256
+        && *expected != sha256
+    {
+        return Err(ModelLoadError::Digest {
+            path: onnx_path,
+            expected: expected.clone(),
+            actual: sha256,
+        });
     }
     let golden_path = dir.join("golden.json");
     let golden = match golden_path.exists() {

@@ -13,7 +13,7 @@ use axum::routing::{MethodRouter, delete, get, post, put};
 
 use crate::auth;
 use crate::error::ApiError;
-use crate::metrics::Route;
+use crate::metrics::{Protocol, Route};
 use crate::routes::admit::{self, Arrival};
 use crate::routes::predict::DecisionId;
 use crate::routes::{bars, experiments, halts, models, ops, outcomes, predict, rollouts, stats};
@@ -158,7 +158,9 @@ async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next)
         .map_or(headers_in, |a| a.instant);
     let status = response.status().as_u16();
     let seconds = from.elapsed().as_secs_f64();
-    state.metrics.observe_response(route, status, seconds);
+    state
+        .metrics
+        .observe_response(Protocol::Http, route, status, seconds);
     let decision = response.extensions().get::<DecisionId>();
     if let Some((method, uri)) = logged
         && state.access_log.wants(status, decision.is_some())

@@ -9,9 +9,11 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tradeserve_transport::h2::H2Lane;
 use tradeserve_transport::listener::{ConnLimits, Connections};
 
 use crate::app::{operator_router, router};
@@ -23,11 +25,20 @@ use tradeserve_transport::tls::Tls;
 pub struct Listeners {
     pub trading: TcpListener,
     pub operator: Option<TcpListener>,
+    /// The gRPC listener (`server.grpc_listen`) and its services.
+    pub grpc: Option<GrpcListener>,
     /// The trading lane's connection cap (`server.max_connections`, fitted under the
     /// open-files limit).
     pub max_connections: usize,
     /// TLS on both (`server.tls`).
     pub tls: Option<Arc<Tls>>,
+}
+
+/// The gRPC listener, its services, and the task that keeps their health status.
+pub struct GrpcListener {
+    pub listener: TcpListener,
+    pub app: axum::Router,
+    pub health: tokio::task::JoinHandle<()>,
 }
 
 /// Serve until `shutdown`, then drain: readiness 503 and `Connection: close` on every
@@ -41,30 +52,20 @@ pub async fn serve_until(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> usize {
     let s = &config.server;
-    let lane = |max_connections| {
-        Connections::new(ConnLimits {
-            max_connections,
-            header_read_timeout: s.header_read_timeout.get(),
-            body_read_timeout: s.body_read_timeout.get(),
-            idle_timeout: s.idle_timeout.get(),
-        })
-        .with_tls(listeners.tls.clone())
-    };
-    let mut trading = lane(listeners.max_connections);
-    let mut operator = lane(s.admin_max_connections.get());
+    let (mut trading, mut operator, mut grpc) = lanes(&listeners, config);
     let switches = [trading.keep_alive_switch(), operator.keep_alive_switch()];
+    let go_away = grpc.go_away();
     let (closed, closing) = watch::channel(false);
-    let draining = Arc::clone(state);
-    let drain_delay = s.drain_delay;
     let stop = async move {
         shutdown.await;
-        draining.start_draining();
+        state.start_draining();
         switches.iter().for_each(|s| s.turn_off());
+        go_away.send_replace(true);
         tracing::info!(
-            ?drain_delay,
-            "shutdown requested: readiness answers 503 and every response says Connection: close; still serving for the drain delay"
+            drain_delay = ?s.drain_delay,
+            "shutdown requested: readiness answers 503 and every response says Connection: close (gRPC: GOAWAY); still serving for the drain delay"
         );
-        tokio::time::sleep(drain_delay).await;
+        tokio::time::sleep(s.drain_delay).await;
         closed.send_replace(true);
     };
     let metrics = &state.metrics;
@@ -80,15 +81,33 @@ pub async fn serve_until(
             let app = operator_router(Arc::clone(state));
             let metrics = metrics.admin_connections();
             operator
-                .accept_until(listener, app, &metrics, closed_signal(closing))
+                .accept_until(listener, app, &metrics, closed_signal(closing.clone()))
                 .await;
         }
     };
-    tokio::join!(stop, serve_trading, serve_operator);
-    let grace = s.shutdown_grace;
+    let serve_grpc = async {
+        if let Some(g) = listeners.grpc {
+            let closed = closed_signal(closing.clone());
+            grpc.accept_until(g.listener, g.app, &trading_metrics, closed)
+                .await;
+            g.health.abort();
+        }
+    };
+    tokio::join!(stop, serve_trading, serve_operator, serve_grpc);
+    drain(s.shutdown_grace, [&mut trading, &mut operator], &mut grpc).await
+}
+
+/// Finish in-flight requests on every lane within `grace`: how many connections were
+/// abandoned.
+async fn drain(grace: Duration, http: [&mut Connections; 2], grpc: &mut H2Lane) -> usize {
     tracing::info!(?grace, "listeners closed; finishing in-flight requests");
-    let (a, b) = tokio::join!(trading.drain(grace), operator.drain(grace));
-    let abandoned = a + b;
+    let [trading, operator] = http;
+    let (a, b, c) = tokio::join!(
+        trading.drain(grace),
+        operator.drain(grace),
+        grpc.drain(grace)
+    );
+    let abandoned = a + b + c;
     if abandoned > 0 {
         tracing::error!(
             ?grace,
@@ -97,6 +116,30 @@ pub async fn serve_until(
         );
     }
     abandoned
+}
+
+/// The lanes' connection sets: trading, operator, gRPC.
+fn lanes(listeners: &Listeners, config: &Config) -> (Connections, Connections, H2Lane) {
+    let s = &config.server;
+    let lane = |max_connections| {
+        Connections::new(ConnLimits {
+            max_connections,
+            header_read_timeout: s.header_read_timeout.get(),
+            body_read_timeout: s.body_read_timeout.get(),
+            idle_timeout: s.idle_timeout.get(),
+        })
+        .with_tls(listeners.tls.clone())
+    };
+    let grpc = H2Lane::new(
+        s.grpc_max_connections.get(),
+        s.header_read_timeout.get(),
+        listeners.tls.clone(),
+    );
+    (
+        lane(listeners.max_connections),
+        lane(s.admin_max_connections.get()),
+        grpc,
+    )
 }
 
 /// Resolves once the drain delay is over (the listeners close).

@@ -47,6 +47,7 @@ pub mod drift;
 pub mod error;
 pub mod explainer;
 pub mod feed_metrics;
+pub mod grpc;
 pub mod idle;
 pub mod lanes;
 pub mod ledger;

@@ -44,6 +44,24 @@ pub enum Route {
     Other,
 }
 
+/// The protocol a request came in by: the response metrics' `protocol` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http,
+    Grpc,
+}
+
+impl Protocol {
+    const ALL: [Protocol; 2] = [Protocol::Http, Protocol::Grpc];
+
+    fn label(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Grpc => "grpc",
+        }
+    }
+}
+
 impl Route {
     fn label(self) -> &'static str {
         match self {
@@ -56,10 +74,11 @@ impl Route {
 /// The service's metrics.
 pub struct Metrics {
     registry: Registry,
-    predict_latency: Histogram,
-    other_latency: Histogram,
-    /// Per route, one counter per entry of [`STATUSES`] plus "other" last.
-    responses: [Vec<IntCounter>; 2],
+    /// Per protocol ([`Protocol::ALL`] order).
+    predict_latency: [Histogram; 2],
+    other_latency: [Histogram; 2],
+    /// Per protocol and route, one counter per entry of [`STATUSES`] plus "other" last.
+    responses: [[Vec<IntCounter>; 2]; 2],
     decisions: [[IntCounter; 2]; 3],
     stage_parse: Histogram,
     stage_features: Histogram,
@@ -335,17 +354,17 @@ impl Metrics {
         let latency = HistogramVec::new(
             HistogramOpts::new(
                 "tradeserve_request_duration_seconds",
-                "Server-side request latency, from arrival to response, by route",
+                "Server-side request latency, from arrival to response, by route and protocol (http, grpc)",
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
-            &["route"],
+            &["route", "protocol"],
         )?;
         let responses = IntCounterVec::new(
             Opts::new(
                 "tradeserve_http_responses_total",
-                "HTTP responses by route and status",
+                "Responses by route, status and protocol (gRPC calls counted under the HTTP status the REST API would have answered)",
             ),
-            &["route", "status"],
+            &["route", "status", "protocol"],
         )?;
         let decisions = IntCounterVec::new(
             Opts::new(
@@ -482,20 +501,23 @@ impl Metrics {
         registry.register(Box::new(model_load_failures.clone()))?;
 
         // Every series exists from the start, so dashboards see zeros rather than gaps.
-        let per_route = |route: Route| -> Vec<IntCounter> {
+        let per_route = |route: Route, p: Protocol| -> Vec<IntCounter> {
+            let (route, p) = (route.label(), p.label());
             let mut v: Vec<IntCounter> = STATUSES
                 .iter()
-                .map(|s| responses.with_label_values(&[route.label(), &s.to_string()]))
+                .map(|s| responses.with_label_values(&[route, &s.to_string(), p]))
                 .collect();
-            v.push(responses.with_label_values(&[route.label(), "other"]));
+            v.push(responses.with_label_values(&[route, "other", p]));
             v
         };
-        let responses = [per_route(Route::Predict), per_route(Route::Other)];
+        let responses =
+            Protocol::ALL.map(|p| [per_route(Route::Predict, p), per_route(Route::Other, p)]);
         let decision = |a: Action, o: &str| decisions.with_label_values(&[a.as_str(), o]);
         let decisions = Action::ALL.map(|a| [decision(a, "approved"), decision(a, "rejected")]);
         Ok(Metrics {
-            predict_latency: latency.with_label_values(&["predict"]),
-            other_latency: latency.with_label_values(&["other"]),
+            predict_latency: Protocol::ALL
+                .map(|p| latency.with_label_values(&["predict", p.label()])),
+            other_latency: Protocol::ALL.map(|p| latency.with_label_values(&["other", p.label()])),
             responses,
             decisions,
             stage_parse: stages.with_label_values(&["parse"]),
@@ -530,12 +552,13 @@ impl Metrics {
     }
 
     /// Record one response.
-    pub fn observe_response(&self, route: Route, status: u16, seconds: f64) {
+    pub fn observe_response(&self, protocol: Protocol, route: Route, status: u16, seconds: f64) {
+        let p = usize::from(protocol == Protocol::Grpc);
         match route {
-            Route::Predict => self.predict_latency.observe(seconds),
-            Route::Other => self.other_latency.observe(seconds),
+            Route::Predict => self.predict_latency[p].observe(seconds),
+            Route::Other => self.other_latency[p].observe(seconds),
         }
-        let counters = &self.responses[usize::from(route == Route::Other)];
+        let counters = &self.responses[p][usize::from(route == Route::Other)];
         let i = STATUSES
             .iter()
             .position(|s| *s == status)
@@ -569,20 +592,32 @@ impl Metrics {
         }
     }
 
-    /// The decision route's cumulative counters now (for the dashboard's last minute).
+    /// The decision route's cumulative counters now, both protocols together (for the
+    /// dashboard's last minute).
     pub fn sample(&self) -> crate::stats_window::Sample {
         use prometheus::core::Metric as _;
-        let h = self.predict_latency.metric();
-        let buckets = h.get_histogram().get_bucket();
-        let mut latency: Vec<u64> = buckets.iter().map(|b| b.cumulative_count()).collect();
-        latency.push(self.predict_latency.get_sample_count());
+        let mut latency: Vec<u64> = Vec::new();
+        for h in &self.predict_latency {
+            let m = h.metric();
+            let buckets = m.get_histogram().get_bucket();
+            let counts = buckets
+                .iter()
+                .map(|b| b.cumulative_count())
+                .chain([h.get_sample_count()]);
+            if latency.is_empty() {
+                latency = counts.collect();
+            } else {
+                latency.iter_mut().zip(counts).for_each(|(a, b)| *a += b);
+            }
+        }
+        let [http, grpc] = &self.responses;
         crate::stats_window::Sample {
             at: std::time::Instant::now(),
             latency,
             statuses: STATUS_LABELS
                 .iter()
-                .zip(&self.responses[0])
-                .map(|(l, c)| (*l, c.get()))
+                .zip(http[0].iter().zip(&grpc[0]))
+                .map(|(l, (a, b))| (*l, a.get() + b.get()))
                 .collect(),
             decisions: self
                 .decisions

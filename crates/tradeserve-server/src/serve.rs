@@ -71,6 +71,8 @@ pub enum StartError {
     Auth(tradeserve_core::error::InvalidSetting),
     #[error("{0}")]
     Tls(tradeserve_core::error::InvalidSetting),
+    #[error("the gRPC services cannot be built: {0}")]
+    Grpc(String),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: String,
@@ -886,11 +888,31 @@ async fn bind_lanes(config: &Config, service: &Service) -> Result<lanes::Listene
     if let Some(admin) = operator.as_ref().and_then(|l| l.local_addr().ok()) {
         tracing::info!(%admin, "operator lane listening (control, halts, models, health, metrics)");
     }
+    let grpc = match &config.server.grpc_listen {
+        Some(addr) => Some(bind_grpc(addr, service).await?),
+        None => None,
+    };
     Ok(lanes::Listeners {
         trading,
         operator,
+        grpc,
         max_connections: connection_cap(config.server.max_connections.get(), fd_limit),
         tls: service.tls.clone(),
+    })
+}
+
+/// The gRPC listener and its services (logged).
+async fn bind_grpc(addr: &str, service: &Service) -> Result<lanes::GrpcListener, StartError> {
+    let listener = bind(addr).await?;
+    let (app, health) =
+        crate::grpc::router(&service.state).map_err(|e| StartError::Grpc(e.to_string()))?;
+    if let Ok(grpc) = listener.local_addr() {
+        tracing::info!(%grpc, "gRPC listening (tradeserve.v1, inference.GRPCInferenceService, health, reflection)");
+    }
+    Ok(lanes::GrpcListener {
+        listener,
+        app,
+        health,
     })
 }
 

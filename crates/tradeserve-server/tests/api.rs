@@ -516,20 +516,20 @@ async fn metrics_count_what_happened() {
             .unwrap()
     };
     assert_eq!(
-        value(r#"tradeserve_http_responses_total{route="predict",status="200"}"#),
+        value(r#"tradeserve_http_responses_total{protocol="http",route="predict",status="200"}"#),
         3.0
     );
     assert_eq!(
-        value(r#"tradeserve_http_responses_total{route="predict",status="422"}"#),
+        value(r#"tradeserve_http_responses_total{protocol="http",route="predict",status="422"}"#),
         1.0
     );
     assert_eq!(
-        value(r#"tradeserve_request_duration_seconds_count{route="predict"}"#),
+        value(r#"tradeserve_request_duration_seconds_count{protocol="http",route="predict"}"#),
         4.0
     );
-    assert!(
-        text.contains(r#"tradeserve_request_duration_seconds_bucket{route="predict",le="0.0001"}"#)
-    );
+    assert!(text.contains(
+        r#"tradeserve_request_duration_seconds_bucket{protocol="http",route="predict",le="0.0001"}"#
+    ));
     assert_eq!(
         value(r#"tradeserve_stage_duration_seconds_count{stage="inference"}"#),
         3.0

@@ -89,7 +89,8 @@ fn metric(text: &str, series: &str) -> f64 {
 
 /// Prometheus's `histogram_quantile` over the decision route's buckets in `/metrics`.
 fn quantile_from_metrics(text: &str, q: f64) -> f64 {
-    let prefix = "tradeserve_request_duration_seconds_bucket{route=\"predict\",le=\"";
+    let prefix =
+        "tradeserve_request_duration_seconds_bucket{protocol=\"http\",route=\"predict\",le=\"";
     let buckets: Vec<(f64, f64)> = text
         .lines()
         .filter_map(|l| l.strip_prefix(prefix))
@@ -194,8 +195,9 @@ fn the_dashboard_shows_what_metrics_hold_in_a_real_browser() {
     assert_eq!(window["decisions"].parse::<f64>().unwrap(), decided);
     let statuses = rows(&dom, "status");
     for (status, shown) in &statuses {
-        let series =
-            format!("tradeserve_http_responses_total{{route=\"predict\",status=\"{status}\"}}");
+        let series = format!(
+            "tradeserve_http_responses_total{{protocol=\"http\",route=\"predict\",status=\"{status}\"}}"
+        );
         assert_eq!(
             shown.parse::<f64>().unwrap(),
             metric(&text, &series),

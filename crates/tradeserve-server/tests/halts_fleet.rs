@@ -79,7 +79,7 @@ async fn trade(
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
             break;
         }
-        let (replica, in_scope) = (i % urls.len(), (i / urls.len()) % 2 == 0);
+        let (replica, in_scope) = (i % urls.len(), (i / urls.len()).is_multiple_of(2));
         let body = bodies[usize::from(!in_scope)].1.clone();
         let req = client
             .post(format!("{}/api/v1/predict", urls[replica]))

@@ -53,7 +53,7 @@ async fn decide(state: &Arc<AppState>, i: usize) -> String {
     let body = format!(
         r#"{{"symbol":"{}","risk_check":{}}}"#,
         symbols[i % 5],
-        i % 2 == 0
+        i.is_multiple_of(2)
     );
     let req = Request::builder()
         .method("POST")

@@ -3,6 +3,7 @@
 //! ([`self_wake`]). Nothing here knows a route or a decision: the server hands in its router
 //! and the counters to keep ([`ConnectionMetrics`]).
 
+pub mod h2;
 pub mod leftover;
 pub mod listener;
 pub mod self_wake;

@@ -153,6 +153,13 @@ impl Tls {
         TlsAcceptor::from(self.current.load_full())
     }
 
+    /// The same certificates for the gRPC listener: ALPN `h2` (gRPC is HTTP/2 only).
+    pub fn h2_acceptor(&self) -> TlsAcceptor {
+        let mut config = ServerConfig::clone(&self.current.load());
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        TlsAcceptor::from(Arc::new(config))
+    }
+
     /// Re-read the files if any changed: `Ok(true)` when a new configuration is in use.
     pub fn reload_if_changed(&self) -> Result<bool, InvalidSetting> {
         let now = stamps(&self.config);

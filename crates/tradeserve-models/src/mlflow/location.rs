@@ -47,12 +47,12 @@ pub async fn resolve_source(
         let root = client.run_artifact_uri(run).await?;
         return Ok(join(&proxy_path(&root)?, sub));
     }
-    if let Some(rest) = source.strip_prefix("models:/") {
-        if rest.starts_with("m-") {
-            let id = rest.trim_matches('/');
-            let root = client.logged_model_artifact_uri(id).await?;
-            return proxy_path(&root);
-        }
+    if let Some(rest) = source.strip_prefix("models:/")
+        && rest.starts_with("m-")
+    {
+        let id = rest.trim_matches('/');
+        let root = client.logged_model_artifact_uri(id).await?;
+        return proxy_path(&root);
     }
     Err(MlflowError::UnsupportedLocation(source.to_owned()))
 }

@@ -55,10 +55,10 @@ pub async fn publish(
             path: shown.clone(),
             cause,
         })?;
-        if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
-            if let Some(file) = entry.file_name().to_str() {
-                files.push(file.to_owned());
-            }
+        if entry.file_type().map(|t| t.is_file()).unwrap_or(false)
+            && let Some(file) = entry.file_name().to_str()
+        {
+            files.push(file.to_owned());
         }
     }
     if !files.iter().any(|f| f.ends_with(".onnx")) {

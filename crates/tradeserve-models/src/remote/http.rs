@@ -125,7 +125,7 @@ pub fn rows_of_three(rows: &[Vec<f32>], n: usize) -> Result<Vec<[f32; 3]>, Model
 
 /// `rows` (`n × width`, row-major) as `n` rows; `None` when it is not a whole number of rows.
 pub fn split_rows(rows: &[f32], width: usize) -> Option<Vec<Vec<f32>>> {
-    if width == 0 || rows.is_empty() || rows.len() % width != 0 {
+    if width == 0 || rows.is_empty() || !rows.len().is_multiple_of(width) {
         return None;
     }
     Some(rows.chunks(width).map(<[f32]>::to_vec).collect())

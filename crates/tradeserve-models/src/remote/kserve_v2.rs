@@ -151,7 +151,7 @@ struct Output {
 
 impl RemoteModel for KserveV2Model {
     fn infer_rows(&self, rows: Vec<f32>, width: usize, deadline: Instant) -> RemoteRows {
-        if width == 0 || rows.is_empty() || rows.len() % width != 0 {
+        if width == 0 || rows.is_empty() || !rows.len().is_multiple_of(width) {
             let e = bad_rows(&rows, width);
             return Box::pin(async move { Err(e) });
         }

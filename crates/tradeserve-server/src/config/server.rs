@@ -22,6 +22,11 @@ pub struct ServerConfig {
     pub admin_listen: Option<String>,
     /// Open connections allowed on the operator lane; one more is answered 503 and closed.
     pub admin_max_connections: NonZeroUsize,
+    /// The gRPC listener (off when unset): the native `tradeserve.v1` API, the Open Inference
+    /// Protocol, health and reflection, over HTTP/2 with the same keys, roles, limits and TLS.
+    pub grpc_listen: Option<String>,
+    /// Open connections allowed on the gRPC listener (HTTP/2 multiplexes: a client needs one).
+    pub grpc_max_connections: NonZeroUsize,
     /// Largest accepted request body.
     pub body_limit_bytes: usize,
     /// Requests processed at once; more are answered 429 at once (admission control).
@@ -67,6 +72,8 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             admin_listen: None,
             admin_max_connections: tradeserve_core::bounded::at_least_one_usize(32),
+            grpc_listen: None,
+            grpc_max_connections: tradeserve_core::bounded::at_least_one_usize(1024),
             body_limit_bytes: 16 * 1024,
             max_in_flight: tradeserve_core::bounded::at_least_one_usize(4096),
             capacity_per_second: 25_000.0,
@@ -103,6 +110,9 @@ impl ServerConfig {
         if let Some(admin) = &self.admin_listen {
             check_admin_listen(admin, &self.listen)?;
         }
+        if let Some(grpc) = &self.grpc_listen {
+            check_grpc_listen(grpc, [Some(&self.listen), self.admin_listen.as_ref()])?;
+        }
         if self.body_limit_bytes < 64 {
             return Err("server.body_limit_bytes must be at least 64".into());
         }
@@ -115,6 +125,24 @@ impl ServerConfig {
 
 /// The operator lane listens on a loopback or private address (RFC 1918, IPv6 unique local),
 /// never on every interface or a public one, and not on the trading listener's address.
+/// `server.grpc_listen`: an address, not one the HTTP listeners use.
+fn check_grpc_listen(grpc: &str, http: [Option<&String>; 2]) -> Result<(), InvalidSetting> {
+    let Ok(addr) = grpc.parse::<SocketAddr>() else {
+        return Err(format!(
+            "server.grpc_listen {grpc:?} is not an IP:PORT address (e.g. \"127.0.0.1:50051\")"
+        )
+        .into());
+    };
+    let clash = http
+        .into_iter()
+        .flatten()
+        .any(|l| l.parse::<SocketAddr>().is_ok_and(|l| l == addr));
+    if clash && addr.port() != 0 {
+        return Err(format!("server.grpc_listen {addr} is an HTTP listener's address").into());
+    }
+    Ok(())
+}
+
 fn check_admin_listen(admin: &str, listen: &str) -> Result<(), InvalidSetting> {
     let Ok(addr) = admin.parse::<SocketAddr>() else {
         return Err(format!("server.admin_listen {admin:?} is not an IP:PORT address").into());

@@ -114,13 +114,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Who {
 /// is then ignored: a key cannot act as someone else); without keys the `X-Actor` header,
 /// cleaned for logs (printable ASCII, at most 64 characters), `api` when absent.
 pub fn who(headers: &HeaderMap, extensions: &Extensions) -> String {
-    if let Some(caller) = extensions.get::<Caller>() {
+    let actor = headers.get("x-actor").and_then(|v| v.to_str().ok());
+    who_of(extensions.get::<Caller>(), actor)
+}
+
+/// [`who`] of a caller (authenticated) or an `X-Actor` (any protocol's).
+pub fn who_of(caller: Option<&Caller>, actor: Option<&str>) -> String {
+    if let Some(caller) = caller {
         return caller.id.to_string();
     }
-    let raw = headers
-        .get("x-actor")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("api");
+    let raw = actor.unwrap_or("api");
     let clean: String = raw
         .chars()
         .filter(|c| c.is_ascii_graphic() || *c == ' ')

@@ -86,8 +86,8 @@ pub async fn predict(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let client = client_id(&headers)?;
-    let idempotency_key = idempotency_key(&headers)?;
+    let client = client_id(headers.get("x-client-id").map(|v| v.as_bytes()))?;
+    let idempotency_key = idempotency_key(headers.get("idempotency-key").map(|v| v.as_bytes()))?;
     let routing = state
         .control
         .routing()
@@ -107,6 +107,7 @@ pub async fn predict(
                 actor: caller.as_ref().map(|c| &*c.0.id),
                 idempotency_key,
                 desk_limits: caller.as_ref().map(|c| c.0.limits).unwrap_or_default(),
+                deadline: None,
             },
         )
         .instrument(span)
@@ -114,11 +115,40 @@ pub async fn predict(
     match result {
         Ok(Answered::Repeat(stored)) => repeat(&state, &stored),
         Ok(Answered::Fresh(prediction)) => {
-            latch_if_tripped(&state, prediction.outcome.decision());
-            answer(&state, Ok(*prediction))
+            settle(&state, &prediction);
+            answer(&state, &prediction)
         }
-        Err(failed) => answer(&state, Err(failed)),
+        Err(failed) => Err(failure(&state, failed)),
     }
+}
+
+/// What a fresh decision leaves behind, whichever protocol answers it: the decision metrics,
+/// the fallbacks counted, and the repeated-execution latch.
+pub fn settle(state: &Arc<AppState>, prediction: &Prediction) {
+    let decision = prediction.outcome.decision();
+    latch_if_tripped(state, decision);
+    let approved = matches!(prediction.outcome, Outcome::Approved(_));
+    state
+        .metrics
+        .observe_decision(decision.action, approved, &prediction.timings);
+    if prediction.unrecorded.is_some() {
+        state.metrics.decisions_unrecorded.inc();
+    }
+    for role in prediction.fell_back.iter() {
+        state.metrics.backends.fell_back(role);
+    }
+}
+
+/// A decision that failed: its remote backend counted, and the error to answer.
+pub fn failure(state: &AppState, failed: Failed) -> ApiError {
+    if let PredictError::Model { role, cause } = &failed.error {
+        match cause {
+            ModelError::Unavailable(_) => state.metrics.backends.failed(*role, "unavailable"),
+            ModelError::Deadline => state.metrics.backends.failed(*role, "deadline"),
+            _ => {}
+        }
+    }
+    ApiError::from(failed.error)
 }
 
 /// A decision that failed `repeated_execution` halts its symbol ([`crate::routes::halts::latch`]).
@@ -136,13 +166,21 @@ fn latch_if_tripped(state: &Arc<AppState>, decision: &Decision) {
     }
 }
 
+/// A header's (or gRPC metadata's) value as text: visible ASCII, as HTTP headers have it.
+fn visible(raw: &[u8]) -> Option<&str> {
+    raw.iter()
+        .all(|b| *b == b'\t' || (0x20..0x7f).contains(b))
+        .then(|| std::str::from_utf8(raw).ok())
+        .flatten()
+}
+
 /// `Idempotency-Key`: absent is none; present, it must follow the key rule (422 otherwise).
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let Some(raw) = headers.get("idempotency-key") else {
+pub fn idempotency_key(raw: Option<&[u8]>) -> Result<Option<&str>, ApiError> {
+    let Some(raw) = raw else {
         return Ok(None);
     };
-    match raw.to_str() {
-        Ok(key) if valid_key(key) => Ok(Some(key)),
+    match visible(raw) {
+        Some(key) if valid_key(key) => Ok(Some(key)),
         _ => Err(ApiError::invalid_value(
             "Idempotency-Key",
             format!("Idempotency-Key {KEY_RULE}"),
@@ -183,74 +221,43 @@ fn repeat(state: &AppState, stored: &Stored) -> Result<Response, ApiError> {
 
 /// `X-Client-Id`: absent or empty is no client; longer than 128 bytes or not text is refused
 /// (bucketing silently without it would put the caller in the wrong arm).
-fn client_id(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let Some(raw) = headers.get("x-client-id") else {
+pub fn client_id(raw: Option<&[u8]>) -> Result<Option<&str>, ApiError> {
+    let Some(raw) = raw else {
         return Ok(None);
     };
-    let id = raw
-        .to_str()
-        .ok()
-        .filter(|v| v.len() <= 128)
-        .ok_or_else(|| {
-            ApiError::invalid_value(
-                "X-Client-Id",
-                "X-Client-Id must be text of at most 128 bytes",
-            )
-        })?;
+    let id = visible(raw).filter(|v| v.len() <= 128).ok_or_else(|| {
+        ApiError::invalid_value(
+            "X-Client-Id",
+            "X-Client-Id must be text of at most 128 bytes",
+        )
+    })?;
     Ok(Some(id).filter(|v| !v.is_empty()))
 }
 
-/// The response for a pipeline result (the pipeline has credited it to its arms).
-fn answer(state: &AppState, result: Result<Prediction, Failed>) -> Result<Response, ApiError> {
-    match result {
-        Ok(prediction) => {
-            let decision = prediction.outcome.decision();
-            let approved = matches!(prediction.outcome, Outcome::Approved(_));
-            state
-                .metrics
-                .observe_decision(decision.action, approved, &prediction.timings);
-            if prediction.unrecorded.is_some() {
-                state.metrics.decisions_unrecorded.inc();
-            }
-            for role in prediction.fell_back.iter() {
-                state.metrics.backends.fell_back(role);
-            }
-            let serialized = match &prediction.outcome {
-                Outcome::Approved(d) => serde_json::to_vec(d).map(|b| (StatusCode::OK, b)),
-                Outcome::Rejected(d) => {
-                    let error = ErrorBody {
-                        code: "risk_rejected",
-                        message: "the decision failed one or more risk checks".into(),
-                        field: None,
-                    };
-                    serde_json::to_vec(&Rejected { decision: d, error })
-                        .map(|b| (StatusCode::FORBIDDEN, b))
-                }
+/// The response for a fresh decision (the pipeline has credited it to its arms).
+fn answer(state: &AppState, prediction: &Prediction) -> Result<Response, ApiError> {
+    let decision = prediction.outcome.decision();
+    let serialized = match &prediction.outcome {
+        Outcome::Approved(d) => serde_json::to_vec(d).map(|b| (StatusCode::OK, b)),
+        Outcome::Rejected(d) => {
+            let error = ErrorBody {
+                code: "risk_rejected",
+                message: "the decision failed one or more risk checks".into(),
+                field: None,
             };
-            let (status, body) = serialized
-                .map_err(|e| ApiError::internal(format!("cannot serialize decision: {e}")))?;
-            let mut response = json_response(status, body);
-            // Marked only where the access log may look (by default a 403 here, so that it
-            // reads as a decision, not a failure): the mark allocates the response's
-            // extension map, which an ordinary 200 need not pay for.
-            if state.access_log.wants(status.as_u16(), false) {
-                response
-                    .extensions_mut()
-                    .insert(DecisionId(decision.decision_id));
-            }
-            Ok(response)
+            serde_json::to_vec(&Rejected { decision: d, error }).map(|b| (StatusCode::FORBIDDEN, b))
         }
-        Err(failed) => {
-            if let PredictError::Model { role, cause } = &failed.error {
-                match cause {
-                    ModelError::Unavailable(_) => {
-                        state.metrics.backends.failed(*role, "unavailable")
-                    }
-                    ModelError::Deadline => state.metrics.backends.failed(*role, "deadline"),
-                    _ => {}
-                }
-            }
-            Err(ApiError::from(failed.error))
-        }
+    };
+    let (status, body) =
+        serialized.map_err(|e| ApiError::internal(format!("cannot serialize decision: {e}")))?;
+    let mut response = json_response(status, body);
+    // Marked only where the access log may look (by default a 403 here, so that it reads as
+    // a decision, not a failure): the mark allocates the response's extension map, which an
+    // ordinary 200 need not pay for.
+    if state.access_log.wants(status.as_u16(), false) {
+        response
+            .extensions_mut()
+            .insert(DecisionId(decision.decision_id));
     }
+    Ok(response)
 }

@@ -1,0 +1,84 @@
+//! The gRPC listener (`server.grpc_listen`, off by default): the native `tradeserve.v1`
+//! services ([`decisions`], [`control`]), the Open Inference Protocol ([`oip`],
+//! [`ensemble`]), the standard health service (SERVING while `/health/ready` is 200) and
+//! server reflection — with the REST API's keys and roles, admission limit, deadline, audit
+//! and Kafka records, TLS certificates and response metrics (`protocol="grpc"`). The
+//! connections themselves are [`tradeserve_transport::h2`]'s.
+
+pub mod call;
+pub mod control;
+pub mod convert;
+pub mod decisions;
+pub mod ensemble;
+pub mod oip;
+pub mod status;
+pub mod tensors;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic_health::ServingStatus;
+use tradeserve_grpc::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
+use tradeserve_grpc::tradeserve::v1::control_server::ControlServer;
+use tradeserve_grpc::tradeserve::v1::decisions_server::DecisionsServer;
+
+use crate::state::AppState;
+
+/// The largest request message accepted (REST's body limit is 16 KiB; a role's batch of
+/// rows is larger).
+const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// How often the health service looks at readiness.
+const HEALTH_POLL: Duration = Duration::from_millis(500);
+
+/// Every gRPC service, as one router; and the task that keeps the health service's status
+/// in step with readiness (abort it with the listener).
+pub fn router(
+    state: &Arc<AppState>,
+) -> Result<(axum::Router, tokio::task::JoinHandle<()>), tonic_reflection::server::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tradeserve_grpc::DESCRIPTORS)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let decisions = DecisionsServer::new(decisions::DecisionService {
+        state: Arc::clone(state),
+    })
+    .max_decoding_message_size(MAX_MESSAGE);
+    let control = ControlServer::new(control::ControlService {
+        state: Arc::clone(state),
+    });
+    let inference = GrpcInferenceServiceServer::new(oip::InferenceService {
+        state: Arc::clone(state),
+    })
+    .max_decoding_message_size(MAX_MESSAGE);
+    let routes = tonic::service::Routes::new(decisions)
+        .add_service(control)
+        .add_service(inference)
+        .add_service(health_service)
+        .add_service(reflection)
+        .prepare();
+    let watched = Arc::clone(state);
+    let task = tokio::spawn(async move {
+        let mut last = None;
+        loop {
+            let serving = if watched.is_ready().is_ok() {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            if last != Some(serving) {
+                for service in [
+                    "",
+                    "tradeserve.v1.Decisions",
+                    "inference.GRPCInferenceService",
+                ] {
+                    health.set_service_status(service, serving).await;
+                }
+                last = Some(serving);
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
+        }
+    });
+    Ok((routes.into_axum_router(), task))
+}
