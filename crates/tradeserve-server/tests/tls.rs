@@ -13,6 +13,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tradeserve_testkit::grpc::python_client;
 use tradeserve_testkit::{HANG, ServiceProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tradeserve");
@@ -208,6 +209,64 @@ async fn with_a_client_ca_only_its_clients_get_in() {
             .await
             .is_err()
     );
+}
+
+/// The gRPC listener serves the same certificates (ALPN h2) and the same client CA: the
+/// Python client (grpcio) decides over TLS and, with the client CA, only with a certificate it
+/// signed; plaintext HTTP/2 to the TLS port gets nothing.
+#[test]
+#[ignore = "needs grpcio (scripts/test.sh installs it in the KServe venv)"]
+fn grpc_over_tls_and_mtls_with_the_same_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = new_ca("TradeServe test CA");
+    let (cert, key, _) = leaf(&ca, "server", &["127.0.0.1"]);
+    let clients = new_ca("desk clients CA");
+    let (desk_cert, desk_key, _) = leaf(&clients, "desk-1", &["desk-1.example"]);
+    for (name, text) in [
+        ("cert.pem", &cert),
+        ("key.pem", &key),
+        ("ca.pem", &ca.pem),
+        ("clients.pem", &clients.pem),
+        ("desk.pem", &desk_cert),
+        ("desk.key", &desk_key),
+    ] {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let grpc = ("TRADESERVE_SERVER__GRPC_LISTEN", "127.0.0.1:0".to_owned());
+    let ask = ["--symbol", "AAPL", "--no-risk-check"];
+    let ca_pem = path("ca.pem");
+    let server = start(dir.path(), std::slice::from_ref(&grpc));
+    let target = tradeserve_testkit::grpc::address(&server);
+    let (ok, d) = python_client(&target, &[&ask[..], &["--ca", &ca_pem]].concat());
+    assert!(ok, "{d}");
+    assert_eq!(d["symbol"], "AAPL");
+    let (ok, plain) = python_client(&target, &[&ask[..], &["--timeout", "2"]].concat());
+    assert!(!ok);
+    assert_eq!(plain["code"], "UNAVAILABLE", "{plain}");
+    drop(server);
+
+    let client_ca = (
+        "TRADESERVE_SERVER__TLS__CLIENT_CA_FILE",
+        path("clients.pem"),
+    );
+    let server = start(dir.path(), &[grpc, client_ca]);
+    let target = tradeserve_testkit::grpc::address(&server);
+    let (desk, desk_key) = (path("desk.pem"), path("desk.key"));
+    let mtls = [
+        "--ca",
+        &ca_pem,
+        "--client-cert",
+        &desk,
+        "--client-key",
+        &desk_key,
+    ];
+    let (ok, d) = python_client(&target, &[&ask[..], &mtls].concat());
+    assert!(ok, "{d}");
+    let no_cert = [&ask[..], &["--ca", &ca_pem, "--timeout", "2"]].concat();
+    let (ok, refused) = python_client(&target, &no_cert);
+    assert!(!ok);
+    assert_eq!(refused["code"], "UNAVAILABLE", "{refused}");
 }
 
 #[test]

@@ -14,6 +14,7 @@
 #![allow(clippy::expect_used, clippy::panic)]
 
 pub mod disk;
+pub mod grpc;
 pub mod haproxy;
 pub mod kserve;
 pub mod mirror;
