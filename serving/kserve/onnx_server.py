@@ -16,6 +16,9 @@ the version is part of the model name; point TradeServe at it with
 
     python serving/kserve/onnx_server.py --models models --http_port 8085 --enable_grpc false
 
+With `--grpc_port 8081` (and gRPC left on) it also serves the protocol's gRPC binding
+(`inference.GRPCInferenceService/ModelInfer`), for `models.kserve_v2.protocol = "grpc"`.
+
 `--host` (default 127.0.0.1) is the address it listens on.
 
 Requires `pip install kserve onnxruntime` (no torch).
@@ -32,7 +35,8 @@ from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
 
 
 def bind_to(host: str) -> None:
-    """KServe 0.21 hard-codes host 0.0.0.0 for its REST server; listen on `host` instead."""
+    """KServe 0.21 hard-codes host 0.0.0.0 for its REST server and [::] for its gRPC server;
+    listen on `host` instead."""
     original = uvicorn.Config.__init__
 
     def init(self, app, *args, **kwargs):
@@ -40,6 +44,15 @@ def bind_to(host: str) -> None:
         original(self, app, *args, **kwargs)
 
     uvicorn.Config.__init__ = init
+
+    from grpc.aio import _server
+
+    add_port = _server.Server.add_insecure_port
+
+    def add_insecure_port(self, address):
+        return add_port(self, address.replace("[::]:", f"{host}:", 1))
+
+    _server.Server.add_insecure_port = add_insecure_port
 
 
 class OnnxModel(Model):

@@ -47,7 +47,7 @@ fn envs_for(dir: &Path, kserve: Option<&str>, kind: &str) -> Vec<(&'static str, 
     ];
     if let Some(url) = kserve {
         let [url_key, model_key, versioned_key] = match kind {
-            "kserve_v2" => [
+            "kserve_v2" | "kserve_v2_grpc" => [
                 "TRADESERVE_MODELS__KSERVE_V2__URL",
                 "TRADESERVE_MODELS__KSERVE_V2__MODEL",
                 "TRADESERVE_MODELS__KSERVE_V2__VERSIONED",
@@ -68,7 +68,7 @@ fn envs_for(dir: &Path, kserve: Option<&str>, kind: &str) -> Vec<(&'static str, 
                 "BEAR_SPECIALIST" => "TRADESERVE_MODELS__BACKENDS__BEAR_SPECIALIST",
                 _ => "TRADESERVE_MODELS__BACKENDS__SIDEWAYS_SPECIALIST",
             };
-            envs.push((key, kind.to_owned()));
+            envs.push((key, kind.trim_end_matches("_grpc").to_owned()));
         }
     }
     envs
@@ -229,11 +229,27 @@ async fn specialists_on_kserve_v1_through_the_tf_serving_client_decide_as_in_pro
     same_decisions_and_outage("tfserving").await;
 }
 
+/// The Open Inference Protocol's gRPC binding (`models.kserve_v2.protocol = "grpc"`), to
+/// KServe's gRPC server: one HTTP/2 connection, the rows as a raw FP32 tensor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KServe (scripts/test.sh installs it)"]
+async fn specialists_over_the_open_inference_protocols_grpc_decide_as_in_process() {
+    same_decisions_and_outage("kserve_v2_grpc").await;
+}
+
 async fn same_decisions_and_outage(kind: &str) {
-    let mut kserve = KserveServer::start(&models());
+    let grpc = kind.ends_with("_grpc");
+    let mut kserve = match grpc {
+        true => KserveServer::start_grpc(&models()),
+        false => KserveServer::start(&models()),
+    };
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let local = ServiceProcess::start(BIN, &envs(a.path(), None));
-    let remote_envs = envs_for(b.path(), Some(&kserve.url()), kind);
+    let mut remote_envs = envs_for(b.path(), Some(&kserve.url()), kind);
+    if grpc {
+        remote_envs.push(("TRADESERVE_MODELS__KSERVE_V2__PROTOCOL", "grpc".into()));
+        remote_envs.push(("TRADESERVE_MODELS__KSERVE_V2__GRPC_URL", kserve.grpc_url()));
+    }
     let remote = ServiceProcess::start(BIN, &remote_envs);
     let client = reqwest::Client::new();
 
@@ -248,13 +264,20 @@ async fn same_decisions_and_outage(kind: &str) {
         m["regime_detector"]["backend"],
         json!({"kind": "in_process"})
     );
-    assert_eq!(m["bull_specialist"]["backend"]["kind"], kind);
+    assert_eq!(
+        m["bull_specialist"]["backend"]["kind"],
+        kind.trim_end_matches("_grpc")
+    );
     assert_eq!(
         m["bull_specialist"]["backend"]["model"],
         "bull_specialist-1"
     );
     let endpoint = match kind {
         "kserve_v2" => format!("{}/v2/models/bear_specialist-1/infer", kserve.url()),
+        "kserve_v2_grpc" => format!(
+            "{}/inference.GRPCInferenceService/ModelInfer",
+            kserve.grpc_url()
+        ),
         _ => format!("{}/v1/models/bear_specialist-1:predict", kserve.url()),
     };
     assert_eq!(m["bear_specialist"]["backend"]["endpoint"], endpoint);
@@ -264,14 +287,14 @@ async fn same_decisions_and_outage(kind: &str) {
 
     // The model server dies: every decision is a 503 naming a remote role, not a 504 at the
     // deadline; the service itself stays up, and its health says what it sees.
-    let port = kserve.port();
+    let (port, grpc_port) = (kserve.port(), kserve.grpc_port());
     kserve.kill();
     unavailable(&client, &remote).await;
     wait_for_status(&client, &remote, "unreachable").await;
 
     // Back on the same port: decisions resume without restarting TradeServe, at the latest
     // once the circuits' open period has passed and a probe went through.
-    let _kserve = KserveServer::start_on(&models(), port);
+    let _kserve = KserveServer::start_with(&models(), port, grpc_port);
     let until = Instant::now() + HANG;
     loop {
         let (s, v) = post(&client, &remote.url(), &requests()[0]).await;
@@ -413,34 +436,82 @@ async fn unavailable(client: &reqwest::Client, remote: &ServiceProcess) {
     assert_eq!(live.status().as_u16(), 200);
 }
 
+/// The three specialists' v1 packaged by `tradeserve torchserve package` into `ts`'s model
+/// store and registered through its management API.
+fn register_specialists(ts: &TorchServeServer) {
+    for role in ["bull_specialist", "bear_specialist", "sideways_specialist"] {
+        let out = std::process::Command::new(BIN)
+            .args(["torchserve", "package", "--model"])
+            .arg(models().join(role).join("1"))
+            .arg("--export-path")
+            .arg(ts.store())
+            .arg("--archiver")
+            .arg(TorchServeServer::archiver())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(printed["name"], role);
+        assert_eq!(printed["version"], "1");
+        ts.register(&format!("{role}.mar"), 1).unwrap();
+    }
+}
+
+/// The specialists on TorchServe's gRPC inference API (`models.torchserve.protocol =
+/// "grpc"`): the same decisions as in process, a replay without a mismatch, the endpoint
+/// shown; killed, 503s naming the role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs TorchServe (scripts/test.sh installs it)"]
+async fn specialists_on_torchserves_grpc_api_decide_as_in_process() {
+    let mut ts = TorchServeServer::start();
+    register_specialists(&ts);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let local = ServiceProcess::start(BIN, &envs(a.path(), None));
+    let mut envs = envs(b.path(), None);
+    let grpc_url = format!("http://127.0.0.1:{}", ts.grpc_port);
+    envs.extend([
+        (
+            "TRADESERVE_MODELS__TORCHSERVE__INFERENCE_URL",
+            ts.inference_url(),
+        ),
+        (
+            "TRADESERVE_MODELS__TORCHSERVE__MANAGEMENT_URL",
+            ts.management_url(),
+        ),
+        ("TRADESERVE_MODELS__TORCHSERVE__PROTOCOL", "grpc".into()),
+        ("TRADESERVE_MODELS__TORCHSERVE__GRPC_URL", grpc_url.clone()),
+    ]);
+    for key in [
+        "TRADESERVE_MODELS__BACKENDS__BULL_SPECIALIST",
+        "TRADESERVE_MODELS__BACKENDS__BEAR_SPECIALIST",
+        "TRADESERVE_MODELS__BACKENDS__SIDEWAYS_SPECIALIST",
+    ] {
+        envs.push((key, "torchserve".into()));
+    }
+    let remote = ServiceProcess::start(BIN, &envs);
+    let client = reqwest::Client::new();
+    same_decisions(&client, &local, &remote).await;
+    replay_through(&a.path().join("audit.jsonl"), &envs, 41);
+    let view = get(&client, &remote, "/api/v1/models").await;
+    assert_eq!(
+        view["models"]["bear_specialist"]["backend"]["endpoint"],
+        format!("{grpc_url}/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions")
+    );
+    ts.kill();
+    unavailable(&client, &remote).await;
+}
+
 /// TorchServe for real: the three specialists packaged by `tradeserve torchserve package`,
 /// registered through its management API, called through its inference API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs TorchServe (scripts/test.sh installs it)"]
 async fn specialists_on_torchserve_decide_as_in_process_and_recover_after_its_restart() {
     let mut ts = TorchServeServer::start();
-    let register = |ts: &TorchServeServer| {
-        for role in ["bull_specialist", "bear_specialist", "sideways_specialist"] {
-            let out = std::process::Command::new(BIN)
-                .args(["torchserve", "package", "--model"])
-                .arg(models().join(role).join("1"))
-                .arg("--export-path")
-                .arg(ts.store())
-                .arg("--archiver")
-                .arg(TorchServeServer::archiver())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
-            assert_eq!(printed["name"], role);
-            assert_eq!(printed["version"], "1");
-            ts.register(&format!("{role}.mar"), 1).unwrap();
-        }
-    };
+    let register = register_specialists;
     register(&ts);
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let local = ServiceProcess::start(BIN, &envs(a.path(), None));

@@ -12,6 +12,8 @@ use crate::{Managed, cache_dir, free_port, http_ok};
 pub struct KserveServer {
     process: Managed,
     port: u16,
+    /// Its gRPC port, when started with gRPC.
+    grpc_port: Option<u16>,
     models: PathBuf,
     /// Its working folder and log (`kserve.log`).
     _dir: tempfile::TempDir,
@@ -33,6 +35,16 @@ impl KserveServer {
 
     /// Start (or restart) on `port`.
     pub fn start_on(models: &Path, port: u16) -> KserveServer {
+        KserveServer::start_with(models, port, None)
+    }
+
+    /// Serve `models` over REST and the protocol's gRPC binding, on free ports.
+    pub fn start_grpc(models: &Path) -> KserveServer {
+        KserveServer::start_with(models, free_port(), Some(free_port()))
+    }
+
+    /// Start (or restart) on `port`, with gRPC on `grpc_port` when given.
+    pub fn start_with(models: &Path, port: u16, grpc_port: Option<u16>) -> KserveServer {
         let python = KserveServer::python();
         assert!(
             python.is_file(),
@@ -50,12 +62,22 @@ impl KserveServer {
                 .arg("--models")
                 .arg(models)
                 .args(["--host", "127.0.0.1", "--http_port", &port.to_string()])
-                .args(["--enable_grpc", "false", "--workers", "1"]),
+                .args(match grpc_port {
+                    Some(g) => ["--enable_grpc", "true", "--grpc_port", &g.to_string()]
+                        .map(String::from)
+                        .to_vec(),
+                    None => vec!["--enable_grpc".into(), "false".into()],
+                })
+                .args(["--workers", "1"]),
         );
         process.wait_until(|| http_ok(port, "/v2/health/ready"));
+        if let Some(g) = grpc_port {
+            process.wait_until(|| std::net::TcpStream::connect(("127.0.0.1", g)).is_ok());
+        }
         KserveServer {
             process,
             port,
+            grpc_port,
             models: models.to_path_buf(),
             _dir: dir,
         }
@@ -67,6 +89,16 @@ impl KserveServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `http://127.0.0.1:PORT` of its gRPC server (started with [`Self::start_grpc`]).
+    pub fn grpc_url(&self) -> String {
+        let port = self.grpc_port.expect("a KServe started with gRPC");
+        format!("http://127.0.0.1:{port}")
+    }
+
+    pub fn grpc_port(&self) -> Option<u16> {
+        self.grpc_port
     }
 
     pub fn models(&self) -> &Path {

@@ -21,6 +21,8 @@ pub struct TorchServeServer {
     process: Managed,
     pub inference_port: u16,
     pub management_port: u16,
+    /// Its gRPC inference API's port (bound to 127.0.0.1).
+    pub grpc_port: u16,
     /// Config, logs and (unless the test owns it) the model store; removed when dropped.
     _dir: tempfile::TempDir,
     store: PathBuf,
@@ -82,19 +84,8 @@ impl TorchServeServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store.map_or_else(|| dir.path().join("store"), Path::to_path_buf);
         std::fs::create_dir_all(&store).expect("model store");
-        let config = format!(
-            "inference_address=http://127.0.0.1:{inference}\n\
-             management_address=http://127.0.0.1:{management}\n\
-             metrics_address=http://127.0.0.1:{metrics}\n\
-             grpc_inference_port={}\ngrpc_management_port={}\n\
-             model_store={}\ndefault_workers_per_model=1\n\
-             disable_token_authorization=true\nenable_model_api=true\n\
-             install_py_dep_per_model=false\nmetrics_mode=prometheus\n\
-             vmargs=-Xmx256m -XX:+UseSerialGC -XX:-UseContainerSupport\n",
-            free_port(),
-            free_port(),
-            store.display()
-        );
+        let grpc_port = free_port();
+        let config = properties([inference, management, metrics, grpc_port], &store);
         std::fs::write(dir.path().join("config.properties"), config).expect("config");
         let path = format!(
             "{}:{}",
@@ -122,6 +113,7 @@ impl TorchServeServer {
             process,
             inference_port: inference,
             management_port: management,
+            grpc_port,
             _dir: dir,
             store,
             _lock: lock,
@@ -194,4 +186,23 @@ fn request(port: u16, method: &str, path: &str) -> (u16, String) {
     let mut body = vec![0u8; length];
     let _ = reader.read_exact(&mut body);
     (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// TorchServe's `config.properties`: every listener on 127.0.0.1 (`ports`: inference,
+/// management, metrics, gRPC inference), `store` as the model store.
+fn properties(ports: [u16; 4], store: &Path) -> String {
+    let [inference, management, metrics, grpc_port] = ports;
+    format!(
+        "inference_address=http://127.0.0.1:{inference}\n\
+         management_address=http://127.0.0.1:{management}\n\
+         metrics_address=http://127.0.0.1:{metrics}\n\
+         grpc_inference_address=127.0.0.1\ngrpc_management_address=127.0.0.1\n\
+         grpc_inference_port={grpc_port}\ngrpc_management_port={}\n\
+         model_store={}\ndefault_workers_per_model=1\n\
+         disable_token_authorization=true\nenable_model_api=true\n\
+         install_py_dep_per_model=false\nmetrics_mode=prometheus\n\
+         vmargs=-Xmx256m -XX:+UseSerialGC -XX:-UseContainerSupport\n",
+        free_port(),
+        store.display()
+    )
 }

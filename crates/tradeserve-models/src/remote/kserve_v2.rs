@@ -1,9 +1,11 @@
-//! The Open Inference Protocol (KServe v2) REST client: `POST
+//! The Open Inference Protocol (KServe v2) client. REST: `POST
 //! {url}/v2/models/{model}[/versions/{version}]/infer` with one FP32 tensor of shape
 //! `[1, width]`, answered with an FP32 tensor of three probabilities. Served by KServe's model
-//! server, MLServer, Triton and TorchServe.
+//! server, MLServer, Triton and TorchServe. With `protocol = "grpc"`, the same call over the
+//! protocol's gRPC binding to `grpc_url` ([`super::kserve_v2_grpc`]).
 //!
-//! The client, its in-flight bound and the deadline are [`crate::remote::http`]'s.
+//! The clients, their in-flight bound and the deadline are [`crate::remote::http`]'s and
+//! [`crate::remote::grpc`]'s.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -16,15 +18,22 @@ use tradeserve_core::error::ModelError;
 use tradeserve_core::model_set::{BackendInfo, RemoteModel, RemoteRows};
 use tradeserve_core::types::Role;
 
+use crate::remote::grpc::{GrpcBackend, WireProtocol};
 use crate::remote::http::{HttpBackend, bad_rows, three};
+use crate::remote::kserve_v2_grpc::{self, KserveV2GrpcModel};
 use crate::remote::{ModelStatus, STATUS_TIMEOUT};
 
 /// `[models.kserve_v2]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KserveV2Config {
-    /// Base URL of the server, e.g. `http://127.0.0.1:8085`.
+    /// Base URL of the server's REST API, e.g. `http://127.0.0.1:8085`.
     pub url: String,
+    /// `rest` (JSON to `url`) or `grpc` (protobuf over HTTP/2 to `grpc_url`: one connection,
+    /// calls multiplexed).
+    pub protocol: WireProtocol,
+    /// The server's gRPC endpoint, e.g. `http://127.0.0.1:8081` (KServe's default port).
+    pub grpc_url: String,
     /// The model's name on the server: `{role}`, `{name}` (the registry name,
     /// `tradeserve.<role>`) and `{version}` are replaced.
     pub model: String,
@@ -43,6 +52,8 @@ impl Default for KserveV2Config {
     fn default() -> Self {
         KserveV2Config {
             url: "http://127.0.0.1:8085".into(),
+            protocol: WireProtocol::Rest,
+            grpc_url: "http://127.0.0.1:8081".into(),
             model: "{name}".into(),
             versioned: true,
             input: "features".into(),
@@ -57,6 +68,9 @@ impl KserveV2Config {
         if self.input.is_empty() {
             return Err("models.kserve_v2.input must not be empty".into());
         }
+        if self.protocol == WireProtocol::Grpc {
+            super::validate_common("models.kserve_v2 (grpc_url)", &self.grpc_url, &self.model)?;
+        }
         super::validate_common("models.kserve_v2", &self.url, &self.model)
     }
 
@@ -70,21 +84,41 @@ impl KserveV2Config {
 #[derive(Clone)]
 pub struct KserveV2 {
     http: HttpBackend,
+    /// The gRPC channel, when `protocol = "grpc"`.
+    grpc: Option<GrpcBackend>,
     config: Arc<KserveV2Config>,
 }
 
 impl KserveV2 {
-    pub fn new(config: KserveV2Config) -> Result<KserveV2, reqwest::Error> {
+    pub fn new(config: KserveV2Config) -> Result<KserveV2, String> {
+        let timeout = config.connect_timeout.get();
+        let grpc = match config.protocol {
+            WireProtocol::Grpc => Some(GrpcBackend::new(
+                &config.grpc_url,
+                config.max_in_flight,
+                timeout,
+            )?),
+            WireProtocol::Rest => None,
+        };
         Ok(KserveV2 {
-            http: HttpBackend::new(config.max_in_flight, config.connect_timeout.get())?,
+            http: HttpBackend::new(config.max_in_flight, timeout).map_err(|e| e.to_string())?,
+            grpc,
             config: Arc::new(config),
         })
+    }
+
+    /// The version sent to a gRPC server (empty when it has no versions).
+    fn grpc_version<'a>(&self, version: &'a str) -> &'a str {
+        if self.config.versioned { version } else { "" }
     }
 
     /// The version's readiness: `GET /v2/models/{model}[/versions/{v}]/ready` (200 and not
     /// `"ready": false` is ready; 404 is missing).
     pub async fn status(&self, role: Role, version: &str) -> ModelStatus {
         let name = self.config.model_name(role, version);
+        if let Some(grpc) = &self.grpc {
+            return kserve_v2_grpc::status(grpc, &name, self.grpc_version(version)).await;
+        }
         let base = self.config.url.trim_end_matches('/');
         let url = match self.config.versioned {
             true => format!("{base}/v2/models/{name}/versions/{version}/ready"),
@@ -105,6 +139,19 @@ impl KserveV2 {
     /// The handle of one role's version on this server.
     pub fn model(&self, role: Role, version: &str) -> Arc<dyn RemoteModel> {
         let name = self.config.model_name(role, version);
+        if let Some(grpc) = &self.grpc {
+            return Arc::new(KserveV2GrpcModel {
+                backend: grpc.clone(),
+                version: self.grpc_version(version).to_owned(),
+                input: self.config.input.clone(),
+                info: BackendInfo {
+                    kind: "kserve_v2",
+                    endpoint: format!("{}/inference.GRPCInferenceService/ModelInfer", grpc.url()),
+                    model: name.clone(),
+                },
+                name,
+            });
+        }
         let base = self.config.url.trim_end_matches('/');
         let endpoint = match self.config.versioned {
             true => format!("{base}/v2/models/{name}/versions/{version}/infer"),

@@ -2,7 +2,8 @@
 //! and version ([`Backends`], `[models.backends]`), the Open Inference Protocol client
 //! ([`kserve_v2`]), TF Serving's REST predict client ([`tfserving`]) and SavedModel export
 //! ([`savedmodel`]), TorchServe's client ([`torchserve`]), model archives ([`package`]) and
-//! management API ([`torchserve_mgmt`]), what HTTP backends share ([`http`]), the circuit
+//! management API ([`torchserve_mgmt`]), what HTTP and gRPC backends share ([`http`],
+//! [`grpc`]), the circuit
 //! breaker every remote role goes through ([`breaker`]), micro-batching of concurrent requests
 //! ([`batcher`]), and the check that a remote role answers the golden vectors as the
 //! in-process engine does ([`verify_golden`]). [`backends`] makes the versions a service
@@ -12,13 +13,16 @@
 pub mod backends;
 pub mod batcher;
 pub mod breaker;
+pub mod grpc;
 pub mod http;
 pub mod kserve_v2;
+pub mod kserve_v2_grpc;
 pub mod package;
 pub mod savedmodel;
 pub mod steward;
 pub mod tfserving;
 pub mod torchserve;
+pub mod torchserve_grpc;
 pub mod torchserve_mgmt;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,7 @@
 //! TorchServe: its inference API (`POST {inference_url}/predictions/{model}/{version}` with
 //! `{"data": [[x0, ...]]}`, answered `[[p0, p1, p2]]` by the handler the project ships,
-//! `serving/torchserve/handler.py`) and its management API's model status, which says whether
+//! `serving/torchserve/handler.py`; or, with `protocol = "grpc"`, the same body through its
+//! gRPC inference API at `grpc_url`: [`super::torchserve_grpc`]) and its management API's model status, which says whether
 //! a version has a READY worker (TorchServe's `/ping` stays Healthy while a worker crash-loops).
 //!
 //! The client, its in-flight bound and the deadline are [`crate::remote::http`]'s; the
@@ -19,8 +20,10 @@ use serde::{Deserialize, Serialize};
 use tradeserve_core::model_set::{BackendInfo, RemoteModel, RemoteRows};
 use tradeserve_core::types::Role;
 
+use crate::remote::grpc::{GrpcBackend, WireProtocol};
 use crate::remote::http::{HttpBackend, bad_rows, rows_of_three, split_rows};
 use crate::remote::package::{PackageError, PackageSpec, package};
+use crate::remote::torchserve_grpc::TorchServeGrpcModel;
 use crate::remote::torchserve_mgmt::{Management, ManagementError, Registration};
 
 /// `[models.torchserve]`.
@@ -32,6 +35,11 @@ pub struct TorchServeConfig {
     pub inference_url: String,
     /// The management API, e.g. `http://127.0.0.1:8081`.
     pub management_url: String,
+    /// `rest` (the inference API at `inference_url`) or `grpc` (its gRPC inference API at
+    /// `grpc_url`: one HTTP/2 connection, calls multiplexed).
+    pub protocol: WireProtocol,
+    /// The gRPC inference API, e.g. `http://127.0.0.1:7070` (TorchServe's default port).
+    pub grpc_url: String,
     /// The model's name on the server: `{role}`, `{name}` and `{version}` are replaced.
     pub model: String,
     /// Calls in flight at once; more wait for a slot within their deadline.
@@ -64,6 +72,8 @@ impl Default for TorchServeConfig {
         TorchServeConfig {
             inference_url: "http://127.0.0.1:8080".into(),
             management_url: "http://127.0.0.1:8081".into(),
+            protocol: WireProtocol::Rest,
+            grpc_url: "http://127.0.0.1:7070".into(),
             model: "{role}".into(),
             max_in_flight: at_least_one_usize(64),
             connect_timeout: PositiveDuration::millis(250),
@@ -81,6 +91,9 @@ impl Default for TorchServeConfig {
 impl TorchServeConfig {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         super::validate_common("models.torchserve", &self.inference_url, &self.model)?;
+        if self.protocol == WireProtocol::Grpc {
+            super::validate_common("models.torchserve (grpc_url)", &self.grpc_url, &self.model)?;
+        }
         super::validate_common("models.torchserve", &self.management_url, &self.model)
     }
 }
@@ -89,6 +102,8 @@ impl TorchServeConfig {
 #[derive(Clone)]
 pub struct TorchServe {
     http: HttpBackend,
+    /// The gRPC channel, when `protocol = "grpc"`.
+    grpc: Option<GrpcBackend>,
     management: Management,
     config: Arc<TorchServeConfig>,
 }
@@ -142,14 +157,25 @@ impl EnsureError {
 }
 
 impl TorchServe {
-    pub fn new(config: TorchServeConfig) -> Result<TorchServe, reqwest::Error> {
+    pub fn new(config: TorchServeConfig) -> Result<TorchServe, String> {
+        let timeout = config.connect_timeout.get();
+        let grpc = match config.protocol {
+            WireProtocol::Grpc => Some(GrpcBackend::new(
+                &config.grpc_url,
+                config.max_in_flight,
+                timeout,
+            )?),
+            WireProtocol::Rest => None,
+        };
         Ok(TorchServe {
-            http: HttpBackend::new(config.max_in_flight, config.connect_timeout.get())?,
+            http: HttpBackend::new(config.max_in_flight, timeout).map_err(|e| e.to_string())?,
+            grpc,
             management: Management::new(
                 &config.management_url,
                 Duration::from_secs(10),
                 config.register_timeout.get(),
-            )?,
+            )
+            .map_err(|e| e.to_string())?,
             config: Arc::new(config),
         })
     }
@@ -251,6 +277,21 @@ impl TorchServe {
     /// The handle of one role's version on this server.
     pub fn model(&self, role: Role, version: &str) -> Arc<dyn RemoteModel> {
         let name = super::model_name(&self.config.model, role, version);
+        if let Some(grpc) = &self.grpc {
+            return Arc::new(TorchServeGrpcModel {
+                backend: grpc.clone(),
+                version: version.to_owned(),
+                info: BackendInfo {
+                    kind: "torchserve",
+                    endpoint: format!(
+                        "{}/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions",
+                        grpc.url()
+                    ),
+                    model: name.clone(),
+                },
+                name,
+            });
+        }
         let base = self.config.inference_url.trim_end_matches('/');
         Arc::new(TorchServeModel {
             http: self.http.clone(),
