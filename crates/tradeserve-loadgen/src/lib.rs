@@ -8,8 +8,11 @@
 //! - [`worker`]: one task per keep-alive HTTP/1.1 connection takes released slots, sends,
 //!   reads the response and records client latency, status, and the server's own
 //!   `metadata.latency_ms`.
+//! - [`grpc_worker`]: the same over gRPC (`tradeserve.v1.Decisions/Predict`): as many workers
+//!   (calls in flight) as connections, multiplexed over a few HTTP/2 channels.
 //! - [`report`]: HdrHistogram percentiles, throughput and errors as JSON.
 
+mod grpc_worker;
 mod pacer;
 pub mod report;
 mod worker;
@@ -48,6 +51,15 @@ pub struct LoadConfig {
     /// can check every acknowledged decision against the audit logs, and that a retried
     /// order was booked once).
     pub order_ids: Option<String>,
+    /// Decide over gRPC instead (`url` is then the gRPC listener's, `http://HOST:PORT`).
+    pub grpc: Option<GrpcLoad>,
+}
+
+/// A gRPC load: `LoadConfig::connections` workers (calls in flight at once) share `channels`
+/// HTTP/2 connections.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcLoad {
+    pub channels: usize,
 }
 
 /// Why a load test could not run.
@@ -83,6 +95,9 @@ pub async fn run_until(config: LoadConfig, stop: Arc<AtomicBool>) -> Result<Repo
         ));
     }
     let target = worker::Target::parse(&config.url)?;
+    if let Some(grpc) = config.grpc {
+        return run_grpc(config, grpc, target, stop).await;
+    }
     let bodies = worker::bodies(&config.symbols, config.extra.as_ref()).map_err(LoadError::Body)?;
     let headers = config
         .headers
@@ -103,11 +118,6 @@ pub async fn run_until(config: LoadConfig, stop: Arc<AtomicBool>) -> Result<Repo
             cause,
         })?;
 
-    let total = config.warmup + config.requests;
-    let (tx, rx) = async_channel::unbounded::<pacer::Slot>();
-    let start = Instant::now() + Duration::from_millis(50);
-    let interval = Duration::from_secs_f64(1.0 / config.rate);
-    let pacer = pacer::spawn(tx, start, interval, total, stop);
     let shared = std::sync::Arc::new(worker::Shared {
         target,
         bodies,
@@ -117,14 +127,32 @@ pub async fn run_until(config: LoadConfig, stop: Arc<AtomicBool>) -> Result<Repo
         headers,
         order_ids: config.order_ids.clone(),
     });
+    drive(&config, stop, |_, slots, recorder| {
+        tokio::spawn(worker::run(Arc::clone(&shared), slots, recorder))
+    })
+    .await
+}
+
+/// Release the slots on time and have `connections` workers (spawned by `spawn(i, slots,
+/// recorder)`) serve them; their recordings merged into the report.
+async fn drive(
+    config: &LoadConfig,
+    stop: Arc<AtomicBool>,
+    mut spawn: impl FnMut(
+        usize,
+        async_channel::Receiver<pacer::Slot>,
+        report::Recorder,
+    ) -> tokio::task::JoinHandle<report::Recorder>,
+) -> Result<Report, LoadError> {
+    let total = config.warmup + config.requests;
+    let (tx, rx) = async_channel::unbounded::<pacer::Slot>();
+    let start = Instant::now() + Duration::from_millis(50);
+    let interval = Duration::from_secs_f64(1.0 / config.rate);
+    let pacer = pacer::spawn(tx, start, interval, total, stop);
     let mut tasks = Vec::with_capacity(config.connections);
-    for _ in 0..config.connections {
+    for i in 0..config.connections {
         let recorder = report::Recorder::new().map_err(LoadError::Histogram)?;
-        tasks.push(tokio::spawn(worker::run(
-            std::sync::Arc::clone(&shared),
-            rx.clone(),
-            recorder,
-        )));
+        tasks.push(spawn(i, rx.clone(), recorder));
     }
     drop(rx);
     let mut results = report::Recorder::new().map_err(LoadError::Histogram)?;
@@ -136,5 +164,47 @@ pub async fn run_until(config: LoadConfig, stop: Arc<AtomicBool>) -> Result<Repo
     let released = pacer.join().unwrap_or(total);
     let measured_start = start + interval.mul_f64(config.warmup as f64);
     let scheduled = released.saturating_sub(config.warmup);
-    Ok(results.finish(&config, scheduled, measured_start))
+    Ok(results.finish(config, scheduled, measured_start))
+}
+
+/// [`run_until`] over gRPC.
+async fn run_grpc(
+    config: LoadConfig,
+    grpc: GrpcLoad,
+    target: worker::Target,
+    stop: Arc<AtomicBool>,
+) -> Result<Report, LoadError> {
+    if grpc.channels == 0 {
+        return Err(LoadError::Invalid(
+            "gRPC channels must be at least 1".into(),
+        ));
+    }
+    let shared = Arc::new(grpc_worker::GrpcShared {
+        requests: grpc_worker::requests(&config.symbols, config.extra.as_ref())?,
+        metadata: grpc_worker::metadata(&config.headers)?,
+        timeout: config.timeout,
+        warmup: config.warmup,
+        order_ids: config.order_ids.clone(),
+    });
+    let mut channels = Vec::with_capacity(grpc.channels);
+    for _ in 0..grpc.channels {
+        let endpoint = tonic::transport::Endpoint::from_shared(config.url.clone())
+            .map_err(|_| LoadError::Url(config.url.clone()))?
+            .tcp_nodelay(true);
+        let channel = endpoint.connect().await.map_err(|e| LoadError::Connect {
+            addr: target.addr.clone(),
+            cause: std::io::Error::other(e.to_string()),
+        })?;
+        channels.push(channel);
+    }
+    drive(&config, stop, |i, slots, recorder| {
+        let channel = channels[i % channels.len()].clone();
+        tokio::spawn(grpc_worker::run(
+            Arc::clone(&shared),
+            channel,
+            slots,
+            recorder,
+        ))
+    })
+    .await
 }

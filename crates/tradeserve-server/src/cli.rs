@@ -304,9 +304,16 @@ pub struct LoadtestArgs {
     /// Requests sent first at the same rate and left out of the results.
     #[arg(long, default_value_t = 0)]
     pub warmup: u64,
-    /// Concurrent HTTP/1.1 connections.
+    /// Concurrent HTTP/1.1 connections (with --grpc: calls in flight at once).
     #[arg(long, default_value_t = 64)]
     pub connections: usize,
+    /// Decide over gRPC (`tradeserve.v1.Decisions/Predict`); --url is then the gRPC
+    /// listener's, e.g. http://127.0.0.1:50051.
+    #[arg(long)]
+    pub grpc: bool,
+    /// With --grpc: HTTP/2 connections the calls are multiplexed over.
+    #[arg(long, default_value_t = 1)]
+    pub grpc_channels: usize,
     /// Client runtime threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -738,6 +745,9 @@ fn loadtest(args: &LoadtestArgs) -> anyhow::Result<()> {
             })
             .collect::<anyhow::Result<_>>()?,
         order_ids: args.order_ids.clone(),
+        grpc: args.grpc.then_some(tradeserve_loadgen::GrpcLoad {
+            channels: args.grpc_channels,
+        }),
     };
     let rt = runtime(args.threads)?;
     let report: Report = rt.block_on(tradeserve_loadgen::run(load))?;

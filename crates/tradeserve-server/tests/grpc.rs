@@ -718,3 +718,66 @@ async fn an_operator_halts_over_grpc_and_health_and_reflection_answer() {
         ]
     );
 }
+
+/// The load generator over gRPC: every scheduled decision answered over the shared HTTP/2
+/// channel, each acknowledged decision in the audit log once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_decides_over_grpc() {
+    let s = start().await;
+    let load = tradeserve_loadgen::LoadConfig {
+        url: s.channel_uri.clone(),
+        rate: 400.0,
+        requests: 300,
+        warmup: 20,
+        connections: 8,
+        symbols: vec!["AAPL".into(), "MSFT".into(), "SPY".into()],
+        extra: Some(json!({"risk_check": false}).as_object().unwrap().clone()),
+        timeout: HANG,
+        path: "/api/v1/predict".into(),
+        headers: vec![("Authorization".into(), format!("Bearer {}", s.trader))],
+        order_ids: Some("load".into()),
+        grpc: Some(tradeserve_loadgen::GrpcLoad { channels: 1 }),
+    };
+    let report = tradeserve_loadgen::run(load).await.unwrap();
+    assert_eq!(report.requests, 300);
+    assert_eq!(
+        report.statuses.get("200"),
+        Some(&300),
+        "{:?}",
+        report.statuses
+    );
+    assert_eq!(report.decisions, 300);
+    assert_eq!(
+        (
+            report.errors.connect,
+            report.errors.io,
+            report.errors.timeout
+        ),
+        (0, 0, 0)
+    );
+    assert!(report.server_latency_ms.p50 > 0.0);
+    let audit = std::fs::read_to_string(s.dir.path().join("audit.jsonl")).unwrap();
+    assert_eq!(report.acknowledged.len(), 320, "warm-up included");
+    for a in &report.acknowledged {
+        assert_eq!(audit.matches(a.decision_id.as_str()).count(), 1);
+    }
+    let bad = tradeserve_loadgen::LoadConfig {
+        extra: Some(json!({"foo": 1}).as_object().unwrap().clone()),
+        ..tradeserve_loadgen::LoadConfig {
+            url: s.channel_uri.clone(),
+            rate: 1.0,
+            requests: 1,
+            warmup: 0,
+            connections: 1,
+            symbols: vec!["AAPL".into()],
+            extra: None,
+            timeout: HANG,
+            path: "/api/v1/predict".into(),
+            headers: Vec::new(),
+            order_ids: None,
+            grpc: Some(tradeserve_loadgen::GrpcLoad { channels: 1 }),
+        }
+    };
+    let err = tradeserve_loadgen::run(bad).await.unwrap_err();
+    assert!(err.to_string().contains("foo"), "{err}");
+}

@@ -85,6 +85,7 @@ fn sigterm_drains_in_flight_requests_and_flushes_every_decision() {
             path: "/api/v1/predict".into(),
             headers: Vec::new(),
             order_ids: None,
+            grpc: None,
         }))
         .unwrap();
     stopper.join().unwrap();

@@ -41,6 +41,7 @@ pub fn load(url: &str, rate: f64, requests: u64) -> LoadConfig {
         path: "/api/v1/predict".into(),
         headers: Vec::new(),
         order_ids: None,
+        grpc: None,
     }
 }
 
