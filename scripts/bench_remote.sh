@@ -4,7 +4,8 @@
 # model server (serving/kserve/onnx_server.py) through the Open Inference Protocol
 # (kserve_v2) and through TF Serving's REST API (tfserving, KServe's v1 protocol), then on
 # TorchServe 0.12 (torchserve: packaged by `tradeserve torchserve package`, one worker per
-# model, TS_BATCH_SIZE server-side batching, default 1). KINDS picks among them. Each run
+# model, TS_BATCH_SIZE server-side batching, default 1); kserve_v2_grpc and torchserve_grpc are
+# the same servers through their gRPC APIs (issue 29). KINDS picks among them. Each run
 # is a fresh TradeServe at RATES (default 100 500) for SECONDS each after 2 s of warm-up,
 # risk_check off, request_deadline 1 s (so slowness shows as latency, not as 504s); it
 # prints client p50/p95/p99, the statuses, and the model server's CPU per decision (from
@@ -27,12 +28,13 @@ batch_in_flight="${BATCH_IN_FLIGHT:-4}"
 out="${OUT:-/tmp/tradeserve-bench-remote}"
 port="${PORT:-18087}"
 ks_port="${KSERVE_PORT:-18088}"
+ks_grpc_port="${KSERVE_GRPC_PORT:-18089}"
 ts_port="${TS_PORT:-18090}"  # inference; management, metrics and gRPC on the next four
 url="http://127.0.0.1:$port"
 mkdir -p "$out"
 
 "$python" serving/kserve/onnx_server.py --models "$PWD/models" --host 127.0.0.1 \
-  --http_port "$ks_port" --enable_grpc false >"$out/kserve.log" 2>&1 &
+  --http_port "$ks_port" --grpc_port "$ks_grpc_port" >"$out/kserve.log" 2>&1 &
 ks_pid=$!
 trap 'kill $ks_pid 2>/dev/null || true; kill ${server_pid:-} 2>/dev/null || true; [ -n "${ts_pid:-}" ] && kill -KILL -- -"$ts_pid" 2>/dev/null || true' EXIT
 for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$ks_port/v2/health/ready" >/dev/null && break; sleep 0.1; done
@@ -43,6 +45,8 @@ start_torchserve() { # own process group, so that Java and its workers stop toge
 inference_address=http://127.0.0.1:$ts_port
 management_address=http://127.0.0.1:$((ts_port + 1))
 metrics_address=http://127.0.0.1:$((ts_port + 2))
+grpc_inference_address=127.0.0.1
+grpc_management_address=127.0.0.1
 grpc_inference_port=$((ts_port + 3))
 grpc_management_port=$((ts_port + 4))
 model_store=$out/ts/store
@@ -67,21 +71,28 @@ CFG
   ts_server=$(pgrep -P "$ts_pid" -f ModelServer)
 }
 
-serve() { # kind: in_process | kserve_v2 | tfserving
+serve() { # kind: in_process | kserve_v2 | tfserving | torchserve | kserve_v2_grpc | torchserve_grpc
   rm -rf "$out/run" && mkdir -p "$out/run"
   local envs=(TRADESERVE_EVENTS__AUDIT_LOG="$out/run/audit.jsonl" TRADESERVE_CONTROL__FILE="$out/run/control.json"
               TRADESERVE_SERVER__REQUEST_DEADLINE=1s
               TRADESERVE_MODELS__REMOTE__BATCH_MAX_ROWS="$batch_rows"
               TRADESERVE_MODELS__REMOTE__BATCH_IN_FLIGHT="$batch_in_flight")
-  if [ "$1" = torchserve ]; then
+  case "$1" in
+    kserve_v2_grpc) envs+=(TRADESERVE_MODELS__KSERVE_V2__PROTOCOL=grpc
+                           TRADESERVE_MODELS__KSERVE_V2__GRPC_URL="http://127.0.0.1:$ks_grpc_port") ;;
+    torchserve_grpc) envs+=(TRADESERVE_MODELS__TORCHSERVE__PROTOCOL=grpc
+                            TRADESERVE_MODELS__TORCHSERVE__GRPC_URL="http://127.0.0.1:$((ts_port + 3))") ;;
+  esac
+  local kind=${1%_grpc}
+  if [ "$kind" = torchserve ]; then
     envs+=(TRADESERVE_MODELS__TORCHSERVE__INFERENCE_URL="http://127.0.0.1:$ts_port"
            TRADESERVE_MODELS__TORCHSERVE__MANAGEMENT_URL="http://127.0.0.1:$((ts_port + 1))")
     for role in BULL BEAR SIDEWAYS; do envs+=(TRADESERVE_MODELS__BACKENDS__"$role"_SPECIALIST=torchserve); done
-  elif [ "$1" != in_process ]; then
-    local section; section=$(echo "$1" | tr a-z A-Z)
+  elif [ "$kind" != in_process ]; then
+    local section; section=$(echo "$kind" | tr a-z A-Z)
     envs+=(TRADESERVE_MODELS__"$section"__URL="http://127.0.0.1:$ks_port"
            TRADESERVE_MODELS__"$section"__MODEL='{role}-{version}' TRADESERVE_MODELS__"$section"__VERSIONED=false)
-    for role in BULL BEAR SIDEWAYS; do envs+=(TRADESERVE_MODELS__BACKENDS__"$role"_SPECIALIST="$1"); done
+    for role in BULL BEAR SIDEWAYS; do envs+=(TRADESERVE_MODELS__BACKENDS__"$role"_SPECIALIST="$kind"); done
   fi
   env "${envs[@]}" "$bin" serve --listen "127.0.0.1:$port" 2>"$out/run/server.log" &
   server_pid=$!
@@ -100,11 +111,11 @@ tree_ticks() {
 }
 
 for kind in $kinds; do
-  [ "$kind" = torchserve ] && start_torchserve
+  case "$kind" in torchserve*) [ -z "${ts_pid:-}" ] && start_torchserve ;; esac
   serve "$kind"
   for rate in $rates; do
     n=$((rate * secs)); warm=$((rate * 2))
-    if [ "$kind" = torchserve ]; then model_pid=$ts_server; else model_pid=$ks_pid; fi
+    case "$kind" in torchserve*) model_pid=$ts_server ;; *) model_pid=$ks_pid ;; esac
     before=$(tree_ticks "$model_pid")
     "$bin" loadtest --url "$url" --rate "$rate" --requests "$n" --warmup "$warm" \
       --extra '{"risk_check": false}' --timeout 5s --json-out "$out/$kind-$rate.json" >/dev/null
