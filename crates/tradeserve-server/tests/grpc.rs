@@ -32,28 +32,35 @@ struct Setup {
     trader: String,
     viewer: String,
     operator: String,
+    limited: String,
     dir: tempfile::TempDir,
     /// `http://127.0.0.1:PORT` of the gRPC listener.
     channel_uri: String,
 }
 
 async fn start() -> Setup {
+    start_with(&[]).await
+}
+
+/// A service with keys (trader, viewer, operator, and `limited`: a trader allowed one
+/// request a minute) and a gRPC listener, with `extra` settings.
+async fn start_with(extra: &[(&'static str, String)]) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let (trader, t) = new_api_key(BIN, "desk-1", "trader", "");
     let (viewer, v) = new_api_key(BIN, "view-1", "viewer", "");
     let (operator, o) = new_api_key(BIN, "ops-1", "operator", "");
+    let (limited, l) = new_api_key(BIN, "desk-2", "trader", "rate_per_minute = 1\n");
     let keys = dir.path().join("keys.toml");
-    std::fs::write(&keys, format!("{t}{v}{o}")).unwrap();
+    std::fs::write(&keys, format!("{t}{v}{o}{l}")).unwrap();
     let path = |name: &str| dir.path().join(name).display().to_string();
-    let server = ServiceProcess::start(
-        BIN,
-        &[
-            ("TRADESERVE_AUTH__KEYS_FILE", keys.display().to_string()),
-            ("TRADESERVE_EVENTS__AUDIT_LOG", path("audit.jsonl")),
-            ("TRADESERVE_CONTROL__FILE", path("control.json")),
-            ("TRADESERVE_SERVER__GRPC_LISTEN", "127.0.0.1:0".into()),
-        ],
-    );
+    let mut envs = vec![
+        ("TRADESERVE_AUTH__KEYS_FILE", keys.display().to_string()),
+        ("TRADESERVE_EVENTS__AUDIT_LOG", path("audit.jsonl")),
+        ("TRADESERVE_CONTROL__FILE", path("control.json")),
+        ("TRADESERVE_SERVER__GRPC_LISTEN", "127.0.0.1:0".into()),
+    ];
+    envs.extend(extra.iter().cloned());
+    let server = ServiceProcess::start(BIN, &envs);
     let grpc = server
         .startup_logs
         .iter()
@@ -78,6 +85,7 @@ async fn start() -> Setup {
         trader,
         viewer,
         operator,
+        limited,
         dir,
         channel_uri,
     }
@@ -251,6 +259,25 @@ async fn native_predict_answers_what_rest_answers_with_the_same_errors_keys_and_
         (Code::PermissionDenied, "forbidden")
     );
 
+    // A key over its quota: RESOURCE_EXHAUSTED, with when to retry.
+    let first = decisions
+        .predict(with_key(predict_request("AAPL"), &s.limited))
+        .await;
+    assert!(first.is_ok(), "{first:?}");
+    let err = decisions
+        .predict(with_key(predict_request("AAPL"), &s.limited))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), reason(&err).0.as_str()),
+        (Code::ResourceExhausted, "rate_limited")
+    );
+    let retry = err.get_details_retry_info().expect("RetryInfo");
+    assert!(
+        retry.retry_delay.is_some_and(|d| d > Duration::ZERO),
+        "{retry:?}"
+    );
+
     // The caller's grpc-timeout shortens the deadline (1 µs: past before inference ends).
     // (A client of its own: tonic's channel enforces the timeout itself and may end the call
     // first, without the server's answer.)
@@ -327,13 +354,18 @@ async fn native_predict_answers_what_rest_answers_with_the_same_errors_keys_and_
             .and_then(|l| l.rsplit(' ').next())
             .map_or(0.0, |v| v.parse().unwrap())
     };
-    assert_eq!(count("200"), 6.0, "3 compared, 1 explained, 2 keyed");
+    assert_eq!(
+        count("200"),
+        7.0,
+        "3 compared, 1 explained, 1 within quota, 2 keyed"
+    );
     assert_eq!(count("404"), 1.0);
     assert_eq!(count("422"), 2.0);
     assert_eq!(count("401"), 2.0);
     assert_eq!(count("403"), 1.0);
     assert_eq!(count("504"), 1.0);
     assert_eq!(count("409"), 1.0);
+    assert_eq!(count("429"), 1.0);
 }
 
 fn bytes_input(name: &str, value: &str) -> InferInputTensor {
@@ -780,4 +812,75 @@ async fn the_load_generator_decides_over_grpc() {
     };
     let err = tradeserve_loadgen::run(bad).await.unwrap_err();
     assert!(err.to_string().contains("foo"), "{err}");
+}
+
+/// SIGTERM drains the gRPC listener as it does the HTTP ones: the health service turns
+/// NOT_SERVING, calls go on being answered through the drain delay (a client sent GOAWAY
+/// reconnects and is served), then the listener closes and calls fail as not served
+/// (UNAVAILABLE; CANCELLED or tonic's UNKNOWN "GoAway" for one sent as its connection went
+/// away) — never another error —
+/// every decision answered is in the audit log and none is there unanswered, and the process
+/// exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_drains_the_grpc_listener() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let mut s = start_with(&[("TRADESERVE_SERVER__DRAIN_DELAY", "1s".into())]).await;
+    let mut decisions = DecisionsClient::new(s.channel.clone());
+    let mut health = HealthClient::new(s.channel.clone());
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(s.server.child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let (mut answered, mut not_serving, mut refused) = (0, false, 0);
+    let mut answered_after_refusal = 0;
+    // Until the process has exited; bounded by rounds, not by time (a hang fails, slowly).
+    for _ in 0..200_000 {
+        if s.server.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if !not_serving {
+            let check = health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await;
+            not_serving = check.is_ok_and(|r| r.into_inner().status() == ServingStatus::NotServing);
+        }
+        match decisions
+            .predict(with_key(predict_request("AAPL"), &s.trader))
+            .await
+        {
+            Ok(_) => {
+                answered += 1;
+                answered_after_refusal += usize::from(refused > 0);
+            }
+            // Not served: the connection went away (a call sent past the GOAWAY — tonic says
+            // UNKNOWN, "GoAway(NO_ERROR)" — or as it closed, or after the listener closed).
+            // That none of these was decided is the audit log's count below.
+            Err(e)
+                if matches!(e.code(), Code::Cancelled | Code::Unavailable)
+                    || (e.code() == Code::Unknown && format!("{e:?}").contains("GoAway")) =>
+            {
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(
+        not_serving,
+        "health never said NOT_SERVING during the drain"
+    );
+    assert!(answered > 0, "nothing answered during the drain delay");
+    assert!(
+        answered_after_refusal > 0 || refused == 0,
+        "a client sent GOAWAY was not served again during the drain delay"
+    );
+    let audit = s.dir.path().join("audit.jsonl");
+    let status = s.server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let recorded = std::fs::read_to_string(audit)
+        .unwrap()
+        .matches("\"event_type\":\"trading_decision\"")
+        .count();
+    assert_eq!(recorded, answered, "answered decisions and recorded ones");
 }
