@@ -25,6 +25,15 @@ pub enum WireProtocol {
     Grpc,
 }
 
+/// Why a backend's client cannot be built (at start, from its configuration).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("the HTTP client: {0}")]
+    Http(String),
+    #[error("the gRPC endpoint {url:?}: {why}")]
+    Grpc { url: String, why: String },
+}
+
 /// One server's channel and its in-flight bound.
 #[derive(Clone)]
 pub struct GrpcBackend {
@@ -42,9 +51,12 @@ impl GrpcBackend {
         url: &str,
         max_in_flight: NonZeroUsize,
         connect_timeout: Duration,
-    ) -> Result<GrpcBackend, String> {
+    ) -> Result<GrpcBackend, ClientError> {
         let endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| format!("{url}: {e}"))?
+            .map_err(|e| ClientError::Grpc {
+                url: url.to_owned(),
+                why: e.to_string(),
+            })?
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(20))
@@ -111,4 +123,10 @@ pub fn timed<T>(message: T, left: Duration) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(left);
     request
+}
+
+impl From<reqwest::Error> for ClientError {
+    fn from(e: reqwest::Error) -> ClientError {
+        ClientError::Http(e.to_string())
+    }
 }

@@ -18,7 +18,7 @@ use tradeserve_core::error::ModelError;
 use tradeserve_core::model_set::{BackendInfo, RemoteModel, RemoteRows};
 use tradeserve_core::types::Role;
 
-use crate::remote::grpc::{GrpcBackend, WireProtocol};
+use crate::remote::grpc::{ClientError, GrpcBackend, WireProtocol};
 use crate::remote::http::{HttpBackend, bad_rows, three};
 use crate::remote::kserve_v2_grpc::{self, KserveV2GrpcModel};
 use crate::remote::{ModelStatus, STATUS_TIMEOUT};
@@ -69,7 +69,7 @@ impl KserveV2Config {
             return Err("models.kserve_v2.input must not be empty".into());
         }
         if self.protocol == WireProtocol::Grpc {
-            super::validate_common("models.kserve_v2 (grpc_url)", &self.grpc_url, &self.model)?;
+            super::validate_grpc_url("models.kserve_v2", &self.grpc_url)?;
         }
         super::validate_common("models.kserve_v2", &self.url, &self.model)
     }
@@ -90,7 +90,7 @@ pub struct KserveV2 {
 }
 
 impl KserveV2 {
-    pub fn new(config: KserveV2Config) -> Result<KserveV2, String> {
+    pub fn new(config: KserveV2Config) -> Result<KserveV2, ClientError> {
         let timeout = config.connect_timeout.get();
         let grpc = match config.protocol {
             WireProtocol::Grpc => Some(GrpcBackend::new(
@@ -101,7 +101,7 @@ impl KserveV2 {
             WireProtocol::Rest => None,
         };
         Ok(KserveV2 {
-            http: HttpBackend::new(config.max_in_flight, timeout).map_err(|e| e.to_string())?,
+            http: HttpBackend::new(config.max_in_flight, timeout)?,
             grpc,
             config: Arc::new(config),
         })

@@ -130,6 +130,25 @@ fn validate_common(section: &str, url: &str, model: &str) -> Result<(), InvalidS
     Ok(())
 }
 
+/// A backend's `grpc_url`: plaintext HTTP/2 (`http://HOST:PORT`). TLS to a model server's gRPC
+/// is not built in; REST takes `https://`.
+fn validate_grpc_url(section: &str, url: &str) -> Result<(), InvalidSetting> {
+    if url.starts_with("https://") {
+        return Err(format!(
+            "{section}.grpc_url {url:?}: TLS to a model server's gRPC is not supported; use \
+             http:// on a private network, or protocol = \"rest\" with an https:// URL"
+        )
+        .into());
+    }
+    if !url.starts_with("http://") || url.len() <= "http://".len() {
+        return Err(format!(
+            "{section}.grpc_url {url:?} must be http://HOST:PORT, e.g. \"http://127.0.0.1:8081\""
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// How long a status endpoint may take to answer.
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 

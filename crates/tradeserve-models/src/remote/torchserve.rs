@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tradeserve_core::model_set::{BackendInfo, RemoteModel, RemoteRows};
 use tradeserve_core::types::Role;
 
-use crate::remote::grpc::{GrpcBackend, WireProtocol};
+use crate::remote::grpc::{ClientError, GrpcBackend, WireProtocol};
 use crate::remote::http::{HttpBackend, bad_rows, rows_of_three, split_rows};
 use crate::remote::package::{PackageError, PackageSpec, package};
 use crate::remote::torchserve_grpc::TorchServeGrpcModel;
@@ -92,7 +92,7 @@ impl TorchServeConfig {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         super::validate_common("models.torchserve", &self.inference_url, &self.model)?;
         if self.protocol == WireProtocol::Grpc {
-            super::validate_common("models.torchserve (grpc_url)", &self.grpc_url, &self.model)?;
+            super::validate_grpc_url("models.torchserve", &self.grpc_url)?;
         }
         super::validate_common("models.torchserve", &self.management_url, &self.model)
     }
@@ -157,7 +157,7 @@ impl EnsureError {
 }
 
 impl TorchServe {
-    pub fn new(config: TorchServeConfig) -> Result<TorchServe, String> {
+    pub fn new(config: TorchServeConfig) -> Result<TorchServe, ClientError> {
         let timeout = config.connect_timeout.get();
         let grpc = match config.protocol {
             WireProtocol::Grpc => Some(GrpcBackend::new(
@@ -168,14 +168,13 @@ impl TorchServe {
             WireProtocol::Rest => None,
         };
         Ok(TorchServe {
-            http: HttpBackend::new(config.max_in_flight, timeout).map_err(|e| e.to_string())?,
+            http: HttpBackend::new(config.max_in_flight, timeout)?,
             grpc,
             management: Management::new(
                 &config.management_url,
                 Duration::from_secs(10),
                 config.register_timeout.get(),
-            )
-            .map_err(|e| e.to_string())?,
+            )?,
             config: Arc::new(config),
         })
     }

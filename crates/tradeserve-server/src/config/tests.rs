@@ -295,3 +295,39 @@ fn a_zero_duration_or_count_is_refused_while_reading_and_the_error_names_the_key
         load(Some(&path), None).unwrap();
     }
 }
+
+#[test]
+fn grpc_addresses_are_checked() {
+    let mut c = Config::default();
+    c.server.grpc_listen = Some("127.0.0.1:50051".into());
+    c.validate().unwrap_or_else(|e| panic!("{e}"));
+    for (bad, why) in [
+        ("localhost:50051", "not an IP:PORT address"),
+        ("127.0.0.1:8080", "an HTTP listener's address"),
+    ] {
+        c.server.grpc_listen = Some(bad.into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("server.grpc_listen") && err.contains(why),
+            "{bad}: {err}"
+        );
+    }
+    // Checked when a role uses the backend.
+    let mut c = Config::default();
+    c.models.backends.bull_specialist = tradeserve_models::remote::BackendKind::KserveV2;
+    c.models.kserve_v2.protocol = tradeserve_models::remote::grpc::WireProtocol::Grpc;
+    c.models.kserve_v2.grpc_url = "https://ks:8081".into();
+    let err = c.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("models.kserve_v2.grpc_url") && err.contains("TLS"),
+        "{err}"
+    );
+    c.models.kserve_v2.grpc_url = "ks:8081".into();
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("must be http://HOST:PORT"), "{err}");
+    let mut c = Config::default();
+    c.models.backends.bear_specialist = tradeserve_models::remote::BackendKind::Torchserve;
+    c.models.torchserve.protocol = tradeserve_models::remote::grpc::WireProtocol::Grpc;
+    c.models.torchserve.grpc_url = "http://127.0.0.1:7070".into();
+    c.validate().unwrap_or_else(|e| panic!("{e}"));
+}
