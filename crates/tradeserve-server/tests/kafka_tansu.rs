@@ -1,6 +1,6 @@
 //! Decision events against a real Kafka-protocol broker (tansu, sqlite storage), started by
-//! the test harness on a free loopback port: end to end, the broker killed and restarted under
-//! load, and a service restarted during an outage.
+//! the test harness on a free loopback port: end to end (REST and gRPC decisions alike), the
+//! broker killed and restarted under load, and a service restarted during an outage.
 //!
 //! Ignored by plain `cargo test`; `scripts/test.sh` builds tansu once (cached) and runs them.
 
@@ -73,6 +73,22 @@ async fn decide(state: &Arc<AppState>, i: usize) -> String {
     v["decision_id"].as_str().unwrap().to_owned()
 }
 
+/// [`decide`] over gRPC (`tradeserve.v1.Decisions/Predict`, the service itself).
+async fn decide_grpc(state: &Arc<AppState>, i: usize) -> String {
+    let symbols = ["AAPL", "MSFT", "NVDA", "BRK.B", "SPY"];
+    let request = tradeserve_grpc::tradeserve::v1::PredictRequest {
+        symbol: symbols[i % 5].into(),
+        risk_check: Some(i.is_multiple_of(2)),
+        ..Default::default()
+    };
+    let arrival = tradeserve_server::routes::admit::Arrival::now();
+    let d =
+        tradeserve_server::grpc::decisions::decide(state, tonic::Request::new(request), arrival)
+            .await
+            .unwrap();
+    d.decision_id
+}
+
 async fn stop(service: &Service) -> (u64, u64) {
     let kafka = service.kafka.clone().unwrap();
     let r = tokio::task::spawn_blocking(move || kafka.shutdown(HANG))
@@ -108,8 +124,13 @@ async fn decisions_reach_a_real_broker_and_replay_with_zero_mismatches() {
     let dir = tempfile::tempdir().unwrap();
     let svc = service(&config(&broker.bootstrap(), dir.path())).await;
     let mut returned = BTreeSet::new();
+    // A third of them over gRPC: the same events, replayed alike.
     for i in 0..300 {
-        returned.insert(decide(&svc.state, i).await);
+        let id = match i % 3 {
+            0 => decide_grpc(&svc.state, i).await,
+            _ => decide(&svc.state, i).await,
+        };
+        returned.insert(id);
     }
     let (delivered, spooled) = stop(&svc).await;
     assert_eq!((delivered, spooled), (300, 0));
