@@ -14,10 +14,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tradeserve_transport::h2::H2Lane;
-use tradeserve_transport::listener::{ConnLimits, Connections};
+use tradeserve_transport::listener::{ConnLimits, Connections, KeepAliveSwitch};
 
 use crate::app::{operator_router, router};
 use crate::config::Config;
+use crate::grpc::health::Health;
 use crate::state::AppState;
 use tradeserve_transport::tls::Tls;
 
@@ -34,11 +35,11 @@ pub struct Listeners {
     pub tls: Option<Arc<Tls>>,
 }
 
-/// The gRPC listener, its services, and the task that keeps their health status.
+/// The gRPC listener, its services, and their health status.
 pub struct GrpcListener {
     pub listener: TcpListener,
     pub app: axum::Router,
-    pub health: tokio::task::JoinHandle<()>,
+    pub health: Health,
 }
 
 /// Serve until `shutdown`, then drain: readiness 503 and `Connection: close` on every
@@ -53,21 +54,19 @@ pub async fn serve_until(
 ) -> usize {
     let s = &config.server;
     let (mut trading, mut operator, mut grpc) = lanes(&listeners, config);
-    let switches = [trading.keep_alive_switch(), operator.keep_alive_switch()];
-    let go_away = grpc.go_away();
     let (closed, closing) = watch::channel(false);
-    let stop = async move {
-        shutdown.await;
-        state.start_draining();
-        switches.iter().for_each(|s| s.turn_off());
-        go_away.send_replace(true);
-        tracing::info!(
-            drain_delay = ?s.drain_delay,
-            "shutdown requested: readiness answers 503 and every response says Connection: close (gRPC: GOAWAY); still serving for the drain delay"
-        );
-        tokio::time::sleep(s.drain_delay).await;
-        closed.send_replace(true);
+    let (grpc_io, health) = match listeners.grpc {
+        Some(g) => (Some((g.listener, g.app)), Some(g.health)),
+        None => (None, None),
     };
+    let drain_begins = Drain {
+        switches: [trading.keep_alive_switch(), operator.keep_alive_switch()],
+        go_away: grpc.go_away(),
+        health: health.as_ref(),
+        delay: s.drain_delay,
+        closed,
+    };
+    let stop = drain_at(shutdown, state, drain_begins);
     let metrics = &state.metrics;
     let trading_metrics = metrics.connections();
     let serve_trading = trading.accept_until(
@@ -86,15 +85,43 @@ pub async fn serve_until(
         }
     };
     let serve_grpc = async {
-        if let Some(g) = listeners.grpc {
+        if let Some((listener, app)) = grpc_io {
             let closed = closed_signal(closing.clone());
-            grpc.accept_until(g.listener, g.app, &trading_metrics, closed)
+            grpc.accept_until(listener, app, &trading_metrics, closed)
                 .await;
-            g.health.abort();
         }
     };
     tokio::join!(stop, serve_trading, serve_operator, serve_grpc);
+    health.as_ref().map(Health::stop);
     drain(s.shutdown_grace, [&mut trading, &mut operator], &mut grpc).await
+}
+
+/// What the drain turns off when it begins, and the signal that closes the listeners.
+struct Drain<'a> {
+    switches: [KeepAliveSwitch; 2],
+    go_away: watch::Sender<bool>,
+    health: Option<&'a Health>,
+    delay: Duration,
+    closed: watch::Sender<bool>,
+}
+
+/// At `shutdown`: readiness 503 (and gRPC health NOT_SERVING), every HTTP response
+/// `Connection: close`, every gRPC connection GOAWAY; still serving for the drain delay, then
+/// the listeners close.
+async fn drain_at(shutdown: impl Future<Output = ()>, state: &AppState, d: Drain<'_>) {
+    shutdown.await;
+    state.start_draining();
+    if let Some(health) = d.health {
+        health.draining().await;
+    }
+    d.switches.iter().for_each(KeepAliveSwitch::turn_off);
+    d.go_away.send_replace(true);
+    tracing::info!(
+        drain_delay = ?d.delay,
+        "shutdown requested: readiness answers 503 and every response says Connection: close (gRPC: GOAWAY); still serving for the drain delay"
+    );
+    tokio::time::sleep(d.delay).await;
+    d.closed.send_replace(true);
 }
 
 /// Finish in-flight requests on every lane within `grace`: how many connections were

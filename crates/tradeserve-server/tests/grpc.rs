@@ -814,55 +814,47 @@ async fn the_load_generator_decides_over_grpc() {
     assert!(err.to_string().contains("foo"), "{err}");
 }
 
-/// SIGTERM drains the gRPC listener as it does the HTTP ones: the health service turns
-/// NOT_SERVING, calls go on being answered through the drain delay (a client sent GOAWAY
-/// reconnects and is served), then the listener closes and calls fail as not served
-/// (UNAVAILABLE; CANCELLED or tonic's UNKNOWN "GoAway" for one sent as its connection went
-/// away) — never another error —
-/// every decision answered is in the audit log and none is there unanswered, and the process
-/// exits cleanly.
+/// SIGTERM drains the gRPC listener as it does the HTTP ones: the health service says
+/// NOT_SERVING from the moment the drain begins, and a client that connects during the drain
+/// delay is still answered (its connection is sent GOAWAY at once, as an HTTP response says
+/// `Connection: close`); a call that fails meanwhile fails as not answered (UNAVAILABLE;
+/// CANCELLED or tonic's UNKNOWN "transport error" for one sent as its connection went away) —
+/// never another error — every decision answered is in the audit log and none is there
+/// unanswered, and the process exits cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigterm_drains_the_grpc_listener() {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-    let mut s = start_with(&[("TRADESERVE_SERVER__DRAIN_DELAY", "1s".into())]).await;
-    let mut decisions = DecisionsClient::new(s.channel.clone());
-    let mut health = HealthClient::new(s.channel.clone());
+    let mut s = start_with(&[("TRADESERVE_SERVER__DRAIN_DELAY", "3s".into())]).await;
     let pid = nix::unistd::Pid::from_raw(i32::try_from(s.server.child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let (mut answered, mut not_serving, mut refused) = (0, false, 0);
-    let mut answered_after_refusal = 0;
-    // Until the process has exited; bounded by rounds, not by time (a hang fails, slowly).
-    for _ in 0..200_000 {
-        if s.server.child.try_wait().unwrap().is_some() {
+    let (mut answered, mut not_serving) = (0, false);
+    // Fresh connections until both were seen; bounded by rounds, and each call by a bound that
+    // only catches a hang.
+    for _ in 0..2_000 {
+        if (not_serving && answered > 0) || s.server.child.try_wait().unwrap().is_some() {
             break;
         }
-        if !not_serving {
-            let check = health
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await;
-            not_serving = check.is_ok_and(|r| r.into_inner().status() == ServingStatus::NotServing);
+        let endpoint = Channel::from_shared(s.channel_uri.clone()).unwrap();
+        let connect = endpoint.connect();
+        let Ok(Ok(channel)) = tokio::time::timeout(HANG, connect).await else {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        };
+        let mut health = HealthClient::new(channel.clone());
+        let check = health.check(HealthCheckRequest {
+            service: String::new(),
+        });
+        if let Ok(Ok(r)) = tokio::time::timeout(HANG, check).await {
+            not_serving |= r.into_inner().status() == ServingStatus::NotServing;
         }
-        match decisions
-            .predict(with_key(predict_request("AAPL"), &s.trader))
-            .await
-        {
-            Ok(_) => {
-                answered += 1;
-                answered_after_refusal += usize::from(refused > 0);
-            }
-            // Not served: the connection went away (a call sent past the GOAWAY — tonic says
-            // UNKNOWN, "GoAway(NO_ERROR)" — or as it closed, or after the listener closed).
-            // That none of these was decided is the audit log's count below.
+        let mut decisions = DecisionsClient::new(channel);
+        let call = decisions.predict(with_key(predict_request("AAPL"), &s.trader));
+        match tokio::time::timeout(HANG, call).await.expect("a call hung") {
+            Ok(_) => answered += 1,
             Err(e)
                 if matches!(e.code(), Code::Cancelled | Code::Unavailable)
-                    || (e.code() == Code::Unknown && format!("{e:?}").contains("GoAway")) =>
-            {
-                refused += 1;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+                    || (e.code() == Code::Unknown && e.message() == "transport error") => {}
             Err(e) => panic!("{e:?}"),
         }
     }
@@ -870,11 +862,7 @@ async fn a_sigterm_drains_the_grpc_listener() {
         not_serving,
         "health never said NOT_SERVING during the drain"
     );
-    assert!(answered > 0, "nothing answered during the drain delay");
-    assert!(
-        answered_after_refusal > 0 || refused == 0,
-        "a client sent GOAWAY was not served again during the drain delay"
-    );
+    assert!(answered > 0, "no client answered during the drain delay");
     let audit = s.dir.path().join("audit.jsonl");
     let status = s.server.child.wait().unwrap();
     assert!(status.success(), "{status:?}");

@@ -4,9 +4,9 @@
 //!
 //! The drain follows the HTTP listeners': from [`H2Lane::go_away`] (SIGTERM) every open
 //! connection is sent GOAWAY, so clients open their next calls elsewhere while the calls in
-//! flight finish; connections accepted during the drain delay are served. When the listener
-//! closes, every connection is sent GOAWAY and [`H2Lane::drain`] waits for their calls within
-//! the grace period. A connection over the cap is closed at once and counted (an HTTP/2
+//! flight finish; a connection accepted during the drain delay is served the calls it sent
+//! and sent GOAWAY at once (as an HTTP response then says `Connection: close`). When the
+//! listener closes, [`H2Lane::drain`] waits for the calls in flight within the grace period. A connection over the cap is closed at once and counted (an HTTP/2
 //! client sees the connection refused and retries, as behind a load balancer).
 
 use std::future::Future;

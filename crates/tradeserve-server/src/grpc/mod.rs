@@ -10,14 +10,13 @@ pub mod control;
 pub mod convert;
 pub mod decisions;
 pub mod ensemble;
+pub mod health;
 pub mod oip;
 pub mod status;
 pub mod tensors;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use tonic_health::ServingStatus;
 use tradeserve_grpc::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use tradeserve_grpc::tradeserve::v1::control_server::ControlServer;
 use tradeserve_grpc::tradeserve::v1::decisions_server::DecisionsServer;
@@ -28,14 +27,11 @@ use crate::state::AppState;
 /// rows is larger).
 const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 
-/// How often the health service looks at readiness.
-const HEALTH_POLL: Duration = Duration::from_millis(500);
-
-/// Every gRPC service, as one router; and the task that keeps the health service's status
-/// in step with readiness (abort it with the listener).
+/// Every gRPC service, as one router; and the health service's status keeper (stop it with
+/// the listener).
 pub fn router(
     state: &Arc<AppState>,
-) -> Result<(axum::Router, tokio::task::JoinHandle<()>), tonic_reflection::server::Error> {
+) -> Result<(axum::Router, health::Health), tonic_reflection::server::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tradeserve_grpc::DESCRIPTORS)
@@ -58,27 +54,6 @@ pub fn router(
         .add_service(health_service)
         .add_service(reflection)
         .prepare();
-    let watched = Arc::clone(state);
-    let task = tokio::spawn(async move {
-        let mut last = None;
-        loop {
-            let serving = if watched.is_ready().is_ok() {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
-            if last != Some(serving) {
-                for service in [
-                    "",
-                    "tradeserve.v1.Decisions",
-                    "inference.GRPCInferenceService",
-                ] {
-                    health.set_service_status(service, serving).await;
-                }
-                last = Some(serving);
-            }
-            tokio::time::sleep(HEALTH_POLL).await;
-        }
-    });
-    Ok((routes.into_axum_router(), task))
+    let health = health::Health::start(state, health);
+    Ok((routes.into_axum_router(), health))
 }
