@@ -68,23 +68,6 @@ pub fn metadata(
         .collect()
 }
 
-/// The REST status a gRPC code stands for (the report counts both protocols alike).
-fn status_of(code: tonic::Code) -> u16 {
-    use tonic::Code;
-    match code {
-        Code::Ok => 200,
-        Code::InvalidArgument => 422,
-        Code::Unauthenticated => 401,
-        Code::PermissionDenied => 403,
-        Code::NotFound => 404,
-        Code::AlreadyExists | Code::Aborted => 409,
-        Code::ResourceExhausted => 429,
-        Code::Unavailable => 503,
-        Code::DeadlineExceeded => 504,
-        _ => 500,
-    }
-}
-
 /// Serve slots until the pacer is done.
 pub async fn run(
     shared: Arc<GrpcShared>,
@@ -120,7 +103,10 @@ pub async fn run(
             {
                 (Outcome::ConnectError, None)
             }
-            Ok(Err(s)) => (Outcome::Status(status_of(s.code())), None),
+            Ok(Err(s)) => (
+                Outcome::Status(tradeserve_grpc::rest_status(s.code())),
+                None,
+            ),
             Err(_) => (Outcome::Timeout, None),
         };
         if slot.index >= shared.warmup {

@@ -461,6 +461,27 @@ fn register_specialists(ts: &TorchServeServer) {
     }
 }
 
+/// The service's files in `dir`, the specialists on `ts` (its inference and management APIs).
+fn torchserve_envs(dir: &Path, ts: &TorchServeServer) -> Vec<(&'static str, String)> {
+    let mut envs = envs(dir, None);
+    envs.push((
+        "TRADESERVE_MODELS__TORCHSERVE__INFERENCE_URL",
+        ts.inference_url(),
+    ));
+    envs.push((
+        "TRADESERVE_MODELS__TORCHSERVE__MANAGEMENT_URL",
+        ts.management_url(),
+    ));
+    for key in [
+        "TRADESERVE_MODELS__BACKENDS__BULL_SPECIALIST",
+        "TRADESERVE_MODELS__BACKENDS__BEAR_SPECIALIST",
+        "TRADESERVE_MODELS__BACKENDS__SIDEWAYS_SPECIALIST",
+    ] {
+        envs.push((key, "torchserve".into()));
+    }
+    envs
+}
+
 /// The specialists on TorchServe's gRPC inference API (`models.torchserve.protocol =
 /// "grpc"`): the same decisions as in process, a replay without a mismatch, the endpoint
 /// shown; killed, 503s naming the role.
@@ -471,27 +492,12 @@ async fn specialists_on_torchserves_grpc_api_decide_as_in_process() {
     register_specialists(&ts);
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let local = ServiceProcess::start(BIN, &envs(a.path(), None));
-    let mut envs = envs(b.path(), None);
+    let mut envs = torchserve_envs(b.path(), &ts);
     let grpc_url = format!("http://127.0.0.1:{}", ts.grpc_port);
     envs.extend([
-        (
-            "TRADESERVE_MODELS__TORCHSERVE__INFERENCE_URL",
-            ts.inference_url(),
-        ),
-        (
-            "TRADESERVE_MODELS__TORCHSERVE__MANAGEMENT_URL",
-            ts.management_url(),
-        ),
         ("TRADESERVE_MODELS__TORCHSERVE__PROTOCOL", "grpc".into()),
         ("TRADESERVE_MODELS__TORCHSERVE__GRPC_URL", grpc_url.clone()),
     ]);
-    for key in [
-        "TRADESERVE_MODELS__BACKENDS__BULL_SPECIALIST",
-        "TRADESERVE_MODELS__BACKENDS__BEAR_SPECIALIST",
-        "TRADESERVE_MODELS__BACKENDS__SIDEWAYS_SPECIALIST",
-    ] {
-        envs.push((key, "torchserve".into()));
-    }
     let remote = ServiceProcess::start(BIN, &envs);
     let client = reqwest::Client::new();
     same_decisions(&client, &local, &remote).await;
@@ -515,22 +521,7 @@ async fn specialists_on_torchserve_decide_as_in_process_and_recover_after_its_re
     register(&ts);
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let local = ServiceProcess::start(BIN, &envs(a.path(), None));
-    let mut envs = envs(b.path(), None);
-    envs.push((
-        "TRADESERVE_MODELS__TORCHSERVE__INFERENCE_URL",
-        ts.inference_url(),
-    ));
-    envs.push((
-        "TRADESERVE_MODELS__TORCHSERVE__MANAGEMENT_URL",
-        ts.management_url(),
-    ));
-    for key in [
-        "TRADESERVE_MODELS__BACKENDS__BULL_SPECIALIST",
-        "TRADESERVE_MODELS__BACKENDS__BEAR_SPECIALIST",
-        "TRADESERVE_MODELS__BACKENDS__SIDEWAYS_SPECIALIST",
-    ] {
-        envs.push((key, "torchserve".into()));
-    }
+    let envs = torchserve_envs(b.path(), &ts);
     let remote = ServiceProcess::start(BIN, &envs);
     let client = reqwest::Client::new();
     same_decisions(&client, &local, &remote).await;

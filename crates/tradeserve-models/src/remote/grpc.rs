@@ -69,6 +69,19 @@ impl GrpcBackend {
         })
     }
 
+    /// The backend's channel when its `protocol` is gRPC (`None`: it speaks REST).
+    pub fn for_protocol(
+        protocol: WireProtocol,
+        url: &str,
+        max_in_flight: NonZeroUsize,
+        connect_timeout: Duration,
+    ) -> Result<Option<GrpcBackend>, ClientError> {
+        match protocol {
+            WireProtocol::Grpc => GrpcBackend::new(url, max_in_flight, connect_timeout).map(Some),
+            WireProtocol::Rest => Ok(None),
+        }
+    }
+
     /// The channel, for a generated client (call within the Tokio runtime).
     pub fn channel(&self) -> Channel {
         self.channel

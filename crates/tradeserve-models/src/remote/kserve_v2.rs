@@ -92,14 +92,12 @@ pub struct KserveV2 {
 impl KserveV2 {
     pub fn new(config: KserveV2Config) -> Result<KserveV2, ClientError> {
         let timeout = config.connect_timeout.get();
-        let grpc = match config.protocol {
-            WireProtocol::Grpc => Some(GrpcBackend::new(
-                &config.grpc_url,
-                config.max_in_flight,
-                timeout,
-            )?),
-            WireProtocol::Rest => None,
-        };
+        let grpc = GrpcBackend::for_protocol(
+            config.protocol,
+            &config.grpc_url,
+            config.max_in_flight,
+            timeout,
+        )?;
         Ok(KserveV2 {
             http: HttpBackend::new(config.max_in_flight, timeout)?,
             grpc,

@@ -159,14 +159,12 @@ impl EnsureError {
 impl TorchServe {
     pub fn new(config: TorchServeConfig) -> Result<TorchServe, ClientError> {
         let timeout = config.connect_timeout.get();
-        let grpc = match config.protocol {
-            WireProtocol::Grpc => Some(GrpcBackend::new(
-                &config.grpc_url,
-                config.max_in_flight,
-                timeout,
-            )?),
-            WireProtocol::Rest => None,
-        };
+        let grpc = GrpcBackend::for_protocol(
+            config.protocol,
+            &config.grpc_url,
+            config.max_in_flight,
+            timeout,
+        )?;
         Ok(TorchServe {
             http: HttpBackend::new(config.max_in_flight, timeout)?,
             grpc,

@@ -34,23 +34,8 @@ pub fn code_for(status: StatusCode, code: &str) -> Code {
     }
 }
 
-/// The HTTP status a gRPC code stands for in the shared response metrics (the inverse of
-/// [`code_for`], for the codes TradeServe answers with).
-pub fn http_status_of(code: Code) -> u16 {
-    match code {
-        Code::Ok => 200,
-        Code::InvalidArgument | Code::OutOfRange => 422,
-        Code::Unauthenticated => 401,
-        Code::PermissionDenied => 403,
-        Code::NotFound => 404,
-        Code::AlreadyExists | Code::Aborted => 409,
-        Code::ResourceExhausted => 429,
-        Code::Unavailable => 503,
-        Code::DeadlineExceeded | Code::Cancelled => 504,
-        Code::Unimplemented => 404,
-        _ => 500,
-    }
-}
+/// The HTTP status a gRPC code stands for in the shared response metrics.
+pub use tradeserve_grpc::rest_status as http_status_of;
 
 /// A REST error as a gRPC status.
 pub fn from_api(error: &ApiError) -> Status {
