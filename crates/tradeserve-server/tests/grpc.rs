@@ -816,8 +816,8 @@ async fn the_load_generator_decides_over_grpc() {
 
 /// SIGTERM drains the gRPC listener as it does the HTTP ones: the health service says
 /// NOT_SERVING from the moment the drain begins, and a client that connects during the drain
-/// delay is still answered (its connection is sent GOAWAY at once, as an HTTP response says
-/// `Connection: close`); a call that fails meanwhile fails as not answered (UNAVAILABLE;
+/// delay is still answered (until the listener closes); a call that fails meanwhile fails as
+/// not answered (UNAVAILABLE;
 /// CANCELLED or tonic's UNKNOWN "transport error" for one sent as its connection went away) —
 /// never another error — every decision answered is in the audit log and none is there
 /// unanswered, and the process exits cleanly.

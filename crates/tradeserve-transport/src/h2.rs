@@ -2,11 +2,11 @@
 //! plaintext, ALPN `h2` under TLS, with the trading listener's certificates (reloaded the same
 //! way) — capped at their own connection count, and drained with GOAWAY.
 //!
-//! The drain follows the HTTP listeners': from [`H2Lane::go_away`] (SIGTERM) every open
-//! connection is sent GOAWAY, so clients open their next calls elsewhere while the calls in
-//! flight finish; a connection accepted during the drain delay is served the calls it sent
-//! and sent GOAWAY at once (as an HTTP response then says `Connection: close`). When the
-//! listener closes, [`H2Lane::drain`] waits for the calls in flight within the grace period. A connection over the cap is closed at once and counted (an HTTP/2
+//! The drain follows the HTTP listeners': from [`H2Lane::go_away`] (SIGTERM) every connection
+//! open then is sent GOAWAY, so clients open their next calls elsewhere while the calls in
+//! flight finish; a connection accepted during the drain delay is served (a GOAWAY sent as it
+//! opens would race its first call) until the listener closes, when every connection is sent
+//! GOAWAY and [`H2Lane::drain`] waits for the calls in flight within the grace period. A connection over the cap is closed at once and counted (an HTTP/2
 //! client sees the connection refused and retries, as behind a load balancer).
 
 use std::future::Future;
@@ -32,7 +32,10 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct H2Lane {
     tasks: JoinSet<()>,
     permits: Arc<Semaphore>,
+    /// The drain began: connections open then go away.
     go_away: watch::Sender<bool>,
+    /// The listener closed: every connection goes away.
+    closing: watch::Sender<bool>,
     handshake_timeout: Duration,
     tls: Option<Arc<Tls>>,
 }
@@ -44,12 +47,13 @@ impl H2Lane {
             tasks: JoinSet::new(),
             permits: Arc::new(Semaphore::new(max_connections)),
             go_away: watch::channel(false).0,
+            closing: watch::channel(false).0,
             handshake_timeout,
             tls,
         }
     }
 
-    /// Tell every open connection to go away (GOAWAY: calls in flight finish, new calls go
+    /// Tell every connection open now to go away (GOAWAY: calls in flight finish, new calls go
     /// to a new connection).
     pub fn go_away(&self) -> watch::Sender<bool> {
         self.go_away.clone()
@@ -84,7 +88,11 @@ impl H2Lane {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let go_away = self.go_away.subscribe();
+            // Accepted during the drain delay: served until the listener closes.
+            let go_away = match *self.go_away.borrow() {
+                false => self.go_away.subscribe(),
+                true => self.closing.subscribe(),
+            };
             let (app, open) = (app.clone(), metrics.open.clone());
             let Some(tls) = &self.tls else {
                 self.tasks.spawn(async move {
@@ -111,12 +119,14 @@ impl H2Lane {
             });
         }
         self.go_away.send_replace(true);
+        self.closing.send_replace(true);
     }
 
     /// Wait for the connections' calls in flight, at most `grace`: how many connections were
     /// still open when it expired (their calls abandoned).
     pub async fn drain(&mut self, grace: Duration) -> usize {
         self.go_away.send_replace(true);
+        self.closing.send_replace(true);
         let all_closed = async { while self.tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(grace, all_closed).await.is_ok() {
             return 0;
