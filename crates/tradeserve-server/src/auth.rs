@@ -18,11 +18,12 @@ use crate::error::ApiError;
 
 /// The bearer token of a request, if it sent one.
 fn bearer(request: &Request) -> Option<&str> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let value = request.headers().get(header::AUTHORIZATION)?;
+    bearer_token(value.to_str().ok()?)
+}
+
+/// The token of an `Authorization: Bearer <token>` value (the gRPC metadata's as well).
+pub fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

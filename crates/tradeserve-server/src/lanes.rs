@@ -92,7 +92,9 @@ pub async fn serve_until(
         }
     };
     tokio::join!(stop, serve_trading, serve_operator, serve_grpc);
-    health.as_ref().map(Health::stop);
+    if let Some(health) = &health {
+        health.stop();
+    }
     drain(s.shutdown_grace, [&mut trading, &mut operator], &mut grpc).await
 }
 

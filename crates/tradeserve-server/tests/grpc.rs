@@ -872,3 +872,72 @@ async fn a_sigterm_drains_the_grpc_listener() {
         .count();
     assert_eq!(recorded, answered, "answered decisions and recorded ones");
 }
+
+/// The gRPC listener's connection cap and slow clients: a connection over
+/// `server.grpc_max_connections` is closed at once and counted; one that never sends the
+/// HTTP/2 preface is closed after `server.header_read_timeout` (it would hold a slot forever),
+/// after which a client gets in again; a message over `server.body_limit_bytes` is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cap_and_silent_connections_do_not_lock_clients_out() {
+    use std::io::Read;
+    let s = start_with(&[
+        ("TRADESERVE_SERVER__GRPC_MAX_CONNECTIONS", "2".into()),
+        ("TRADESERVE_SERVER__HEADER_READ_TIMEOUT", "1s".into()),
+    ])
+    .await;
+    let addr = s.channel_uri.trim_start_matches("http://").to_owned();
+    let refused =
+        || tradeserve_testkit::metric_sum(&s.server.addr, "tradeserve_connections_refused_total");
+    let before = refused();
+    // `s.channel` holds one slot; a silent connection takes the other.
+    let mut silent = std::net::TcpStream::connect(&addr).unwrap();
+    silent.set_read_timeout(Some(HANG)).unwrap();
+    // Give the server the time to accept it, bounded by rounds: a third connection is closed
+    // at once (EOF, nothing answered) once the cap is full.
+    let mut over = false;
+    for _ in 0..100 {
+        let mut third = std::net::TcpStream::connect(&addr).unwrap();
+        third.set_read_timeout(Some(HANG)).unwrap();
+        let mut buf = [0u8; 64];
+        if matches!(third.read(&mut buf), Ok(0)) {
+            over = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(over, "a connection over the cap was not closed");
+    assert!(refused() > before, "the refusal was not counted");
+    // The silent one is closed by the server: read its SETTINGS, then EOF.
+    let mut seen = Vec::new();
+    let read = silent.read_to_end(&mut seen);
+    assert!(
+        read.is_ok(),
+        "{read:?}: the silent connection was not closed"
+    );
+    // Its slot is free again: a new client decides (the slots of the probes above free as
+    // the server sees them close: a few rounds at most).
+    let mut decided = None;
+    for _ in 0..100 {
+        let endpoint = Channel::from_shared(s.channel_uri.clone()).unwrap();
+        if let Ok(channel) = endpoint.connect().await {
+            let mut decisions = DecisionsClient::new(channel);
+            if let Ok(d) = decisions
+                .predict(with_key(predict_request("AAPL"), &s.trader))
+                .await
+            {
+                decided = Some((decisions, d.into_inner()));
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (mut decisions, d) = decided.expect("no client got in after the silent one was closed");
+    assert_eq!(d.symbol, "AAPL");
+    // Over the body limit (16 KiB by default), as REST's 413.
+    let big = predict_request(&"A".repeat(20_000));
+    let err = decisions
+        .predict(with_key(big, &s.trader))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+}

@@ -10,13 +10,16 @@
 //! client sees the connection refused and retries, as behind a load balancer).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -94,19 +97,19 @@ impl H2Lane {
                 true => self.closing.subscribe(),
             };
             let (app, open) = (app.clone(), metrics.open.clone());
+            let timeout = self.handshake_timeout;
             let Some(tls) = &self.tls else {
                 self.tasks.spawn(async move {
                     let _permit = permit;
-                    serve_one(stream, app, go_away, open).await;
+                    serve_one(stream, app, go_away, open, timeout).await;
                 });
                 continue;
             };
             let (acceptor, failed) = (tls.h2_acceptor(), metrics.tls_handshake_failures.clone());
-            let timeout = self.handshake_timeout;
             self.tasks.spawn(async move {
                 let _permit = permit;
                 match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => serve_one(tls, app, go_away, open).await,
+                    Ok(Ok(tls)) => serve_one(tls, app, go_away, open, timeout).await,
                     Ok(Err(e)) => {
                         failed.inc();
                         tracing::debug!(error = %e, "gRPC listener: TLS handshake failed");
@@ -127,24 +130,24 @@ impl H2Lane {
     pub async fn drain(&mut self, grace: Duration) -> usize {
         self.go_away.send_replace(true);
         self.closing.send_replace(true);
-        let all_closed = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(grace, all_closed).await.is_ok() {
-            return 0;
-        }
-        let left = self.tasks.len();
-        self.tasks.abort_all();
-        left
+        crate::listener::join_within(&mut self.tasks, grace).await
     }
 }
 
-/// Serve one connection until it closes, or until told to go away and its calls are done.
+/// The client connection preface of HTTP/2 (RFC 9113 §3.4), in bytes.
+const PREFACE: u64 = 24;
+
+/// Serve one connection until it closes, or until told to go away and its calls are done,
+/// or until `first_bytes` has passed without the client's preface.
 async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     app: Router,
     mut go_away: watch::Receiver<bool>,
     open: prometheus::IntGauge,
+    first_bytes: Duration,
 ) {
     open.inc();
+    let (stream, read) = Counted::new(stream);
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
@@ -156,14 +159,70 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         // An error means the lane is gone: go away as well.
         let _ = go_away.wait_for(|g| *g).await;
     };
+    let silent = async {
+        tokio::time::sleep(first_bytes).await;
+        if read.load(Ordering::Relaxed) >= PREFACE {
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::select! {
         result = conn.as_mut() => log_end(result),
         () = told => {
             conn.as_mut().graceful_shutdown();
             log_end(conn.await);
         }
+        () = silent => tracing::debug!(?first_bytes, "gRPC connection closed: no HTTP/2 preface in time"),
     }
     open.dec();
+}
+
+/// A stream that counts the bytes read from it.
+struct Counted<S> {
+    inner: S,
+    read: Arc<AtomicU64>,
+}
+
+impl<S> Counted<S> {
+    fn new(inner: S) -> (Counted<S>, Arc<AtomicU64>) {
+        let read = Arc::new(AtomicU64::new(0));
+        let counted = Counted {
+            inner,
+            read: Arc::clone(&read),
+        };
+        (counted, read)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        self.read.fetch_add(n, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 fn log_end(result: Result<(), hyper::Error>) {

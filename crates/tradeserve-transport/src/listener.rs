@@ -357,14 +357,19 @@ impl Connections {
     pub async fn drain(&mut self, grace: Duration) -> usize {
         self.closing.store(true, Ordering::Relaxed);
         self.drain.send_replace(true);
-        let all_closed = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(grace, all_closed).await.is_ok() {
-            return 0;
-        }
-        let left = self.tasks.len();
-        self.tasks.abort_all();
-        left
+        join_within(&mut self.tasks, grace).await
     }
+}
+
+/// Wait for every connection's task, at most `grace`; abort the rest and return how many.
+pub(crate) async fn join_within(tasks: &mut JoinSet<()>, grace: Duration) -> usize {
+    let all_closed = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all_closed).await.is_ok() {
+        return 0;
+    }
+    let left = tasks.len();
+    tasks.abort_all();
+    left
 }
 
 /// Answer a connection over the cap with a 503 and close it (bounded: a client that does

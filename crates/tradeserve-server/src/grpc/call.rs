@@ -17,10 +17,7 @@ use super::status;
 
 /// The bearer token in the call's metadata, if it sent one.
 fn bearer(metadata: &MetadataMap) -> Option<&str> {
-    let value = metadata.get("authorization")?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    crate::auth::bearer_token(metadata.get("authorization")?.to_str().ok()?)
 }
 
 /// The caller, when keys are configured (`None` without authentication), or the refusal.
@@ -66,9 +63,10 @@ pub fn timeout(metadata: &MetadataMap) -> Result<Option<Duration>, Status> {
     Ok(Some(timeout))
 }
 
-/// A metadata value as bytes (what the REST header parsers take).
-pub fn raw<'a>(metadata: &'a MetadataMap, key: &str) -> Option<&'a [u8]> {
-    metadata.get(key).map(|v| v.as_bytes())
+/// A metadata value as the REST header parsers take it: absent, or present and text (visible
+/// ASCII) or not.
+pub fn text<'a>(metadata: &'a MetadataMap, key: &str) -> Option<Option<&'a str>> {
+    metadata.get(key).map(|v| v.to_str().ok())
 }
 
 /// Count the call's answer in the response metrics, from its arrival.

@@ -17,7 +17,7 @@ use tradeserve_grpc::tradeserve::v1::decisions_server::Decisions;
 
 use crate::error::ApiError;
 use crate::metrics::Route;
-use crate::routes::admit::Arrival;
+use crate::routes::admit::{Admitted, Arrival};
 use crate::routes::predict::{client_id, failure, idempotency_key, settle};
 use crate::state::AppState;
 
@@ -82,15 +82,13 @@ pub async fn decide(
     let caller = call::authorize(state, metadata, Access::Trade).await?;
     let deadline = call::timeout(metadata)?;
     let api = |e: ApiError| status::from_api(&e);
-    let client = client_id(call::raw(metadata, "x-client-id")).map_err(api)?;
-    let key = idempotency_key(call::raw(metadata, "idempotency-key")).map_err(api)?;
+    let client = client_id(call::text(metadata, "x-client-id")).map_err(api)?;
+    let key = idempotency_key(call::text(metadata, "idempotency-key")).map_err(api)?;
     let body = serde_json::to_vec(&Body::of(request.get_ref()))
         .map_err(|e| Status::internal(format!("cannot encode the request: {e}")))?;
-    let Ok(_permit) = state.admission.try_acquire() else {
+    let Some(_admitted) = Admitted::try_new(state) else {
         return Err(api(ApiError::overloaded()));
     };
-    state.metrics.in_flight.inc();
-    let _in_flight = InFlight(state);
     let routing = state
         .control
         .routing()
@@ -146,13 +144,4 @@ fn answer(json: Value, approved: bool, repeat: bool) -> Result<pb::Decision, Sta
         map.insert("error".into(), Value::Object(error));
     }
     convert::decision(&map)
-}
-
-/// Counts the call in flight however it ends.
-struct InFlight<'a>(&'a AppState);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.metrics.in_flight.dec();
-    }
 }

@@ -23,9 +23,9 @@ use tradeserve_grpc::tradeserve::v1::decisions_server::DecisionsServer;
 
 use crate::state::AppState;
 
-/// The largest request message accepted (REST's body limit is 16 KiB; a role's batch of
-/// rows is larger).
-const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+/// The largest Open Inference Protocol message accepted: a role's batch of up to 1,024 rows
+/// (the native services take REST's `server.body_limit_bytes`).
+const MAX_OIP_MESSAGE: usize = 1024 * 1024;
 
 /// Every gRPC service, as one router; and the health service's status keeper (stop it with
 /// the listener).
@@ -37,17 +37,19 @@ pub fn router(
         .register_encoded_file_descriptor_set(tradeserve_grpc::DESCRIPTORS)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
+    let body_limit = state.body.bytes;
     let decisions = DecisionsServer::new(decisions::DecisionService {
         state: Arc::clone(state),
     })
-    .max_decoding_message_size(MAX_MESSAGE);
+    .max_decoding_message_size(body_limit);
     let control = ControlServer::new(control::ControlService {
         state: Arc::clone(state),
-    });
+    })
+    .max_decoding_message_size(body_limit);
     let inference = GrpcInferenceServiceServer::new(oip::InferenceService {
         state: Arc::clone(state),
     })
-    .max_decoding_message_size(MAX_MESSAGE);
+    .max_decoding_message_size(MAX_OIP_MESSAGE);
     let routes = tonic::service::Routes::new(decisions)
         .add_service(control)
         .add_service(inference)

@@ -51,6 +51,25 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// A decision admitted (REST or gRPC): its admission permit, and its count in the in-flight
+/// gauge, both released however it ends.
+pub struct Admitted<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
+    _in_flight: InFlight<'a>,
+}
+
+impl Admitted<'_> {
+    /// A permit now, or `None` (answer 429 `overloaded`).
+    pub fn try_new(state: &AppState) -> Option<Admitted<'_>> {
+        let permit = state.admission.try_acquire().ok()?;
+        state.metrics.in_flight.inc();
+        Some(Admitted {
+            _permit: permit,
+            _in_flight: InFlight(state),
+        })
+    }
+}
+
 pub async fn admit(
     State(state): State<Arc<AppState>>,
     request: Request,
@@ -67,11 +86,9 @@ pub async fn admit(
     }
     let bytes = read_body(body, state.body).await?;
     let arrival = Arrival::now();
-    let Ok(_permit) = state.admission.try_acquire() else {
+    let Some(_admitted) = Admitted::try_new(&state) else {
         return Ok(arrival.stamp(ApiError::overloaded().into_response()));
     };
-    state.metrics.in_flight.inc();
-    let _in_flight = InFlight(&state);
     parts.extensions.insert(arrival);
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))

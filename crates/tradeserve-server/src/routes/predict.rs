@@ -86,8 +86,8 @@ pub async fn predict(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let client = client_id(headers.get("x-client-id").map(|v| v.as_bytes()))?;
-    let idempotency_key = idempotency_key(headers.get("idempotency-key").map(|v| v.as_bytes()))?;
+    let client = client_id(headers.get("x-client-id").map(|v| v.to_str().ok()))?;
+    let idempotency_key = idempotency_key(headers.get("idempotency-key").map(|v| v.to_str().ok()))?;
     let routing = state
         .control
         .routing()
@@ -166,20 +166,13 @@ fn latch_if_tripped(state: &Arc<AppState>, decision: &Decision) {
     }
 }
 
-/// A header's (or gRPC metadata's) value as text: visible ASCII, as HTTP headers have it.
-fn visible(raw: &[u8]) -> Option<&str> {
-    raw.iter()
-        .all(|b| *b == b'\t' || (0x20..0x7f).contains(b))
-        .then(|| std::str::from_utf8(raw).ok())
-        .flatten()
-}
-
-/// `Idempotency-Key`: absent is none; present, it must follow the key rule (422 otherwise).
-pub fn idempotency_key(raw: Option<&[u8]>) -> Result<Option<&str>, ApiError> {
+/// `Idempotency-Key` (absent; present, as text or `None` when it is not): absent is none;
+/// present, it must follow the key rule (422 otherwise).
+pub fn idempotency_key(raw: Option<Option<&str>>) -> Result<Option<&str>, ApiError> {
     let Some(raw) = raw else {
         return Ok(None);
     };
-    match visible(raw) {
+    match raw {
         Some(key) if valid_key(key) => Ok(Some(key)),
         _ => Err(ApiError::invalid_value(
             "Idempotency-Key",
@@ -221,11 +214,11 @@ fn repeat(state: &AppState, stored: &Stored) -> Result<Response, ApiError> {
 
 /// `X-Client-Id`: absent or empty is no client; longer than 128 bytes or not text is refused
 /// (bucketing silently without it would put the caller in the wrong arm).
-pub fn client_id(raw: Option<&[u8]>) -> Result<Option<&str>, ApiError> {
+pub fn client_id(raw: Option<Option<&str>>) -> Result<Option<&str>, ApiError> {
     let Some(raw) = raw else {
         return Ok(None);
     };
-    let id = visible(raw).filter(|v| v.len() <= 128).ok_or_else(|| {
+    let id = raw.filter(|v| v.len() <= 128).ok_or_else(|| {
         ApiError::invalid_value(
             "X-Client-Id",
             "X-Client-Id must be text of at most 128 bytes",
